@@ -1,0 +1,111 @@
+/* kernels.h - the compute interface the forward pass uses.
+ *
+ * A weight matrix is described by ms_mat: a logical [rows=out, cols=in] matrix,
+ * either dense (f32 / f16 / bf16) or MLX affine-quantized (b-bit codes packed
+ * LSB-first into uint32 words along `cols`, one scale and one bias per group of
+ * `group_size` columns; w = scale * q + bias, see ../shared/spec/mlx-quant.md).
+ * The descriptor only points at memory; whoever owns the bytes (resident weights,
+ * the expert cache) keeps them alive while a kernel runs.
+ *
+ * Kernels come in a per-type function table (ms_kern), chosen once at start-up
+ * by CPU feature detection (AVX2+FMA on x86-64, NEON on aarch64, scalar `_ref`
+ * otherwise). MOESTREAM_FORCE_REF=1 in the environment, or force_ref=true, picks
+ * the scalar references everywhere.
+ *
+ * Determinism contract: every kernel's result for a given output element depends
+ * only on its inputs, never on the thread count or on how rows are split, so the
+ * whole forward pass is bit-identical for any --threads.
+ */
+#ifndef MS_KERNELS_H
+#define MS_KERNELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dtype.h"
+#include "err.h"
+
+typedef enum ms_wtype {
+    MS_WT_F32 = 0,
+    MS_WT_F16,
+    MS_WT_BF16,
+    MS_WT_AFFINE, /* MLX affine b-bit, see bits / group_size / sb_dtype */
+    MS_WT_COUNT
+} ms_wtype;
+
+typedef struct ms_mat {
+    ms_wtype type;
+    int bits;            /* affine: 2,3,4,5,6,8 */
+    int group_size;      /* affine: 32, 64, 128 */
+    ms_dtype sb_dtype;   /* affine: dtype of scales and biases (BF16, F16 or F32) */
+    int64_t rows, cols;  /* logical shape [out, in] */
+    const void *w;       /* dense: [rows, cols] elements; affine: [rows, cols*bits/32] uint32 */
+    const void *scales;  /* affine: [rows, cols/group_size] of sb_dtype */
+    const void *biases;  /* affine: [rows, cols/group_size] of sb_dtype */
+} ms_mat;
+
+/* Bytes of one packed/dense row of w, and of one row of scales (or biases). */
+size_t ms_mat_row_bytes(const ms_mat *m);
+size_t ms_mat_sb_row_bytes(const ms_mat *m);
+/* Total bytes of w + scales + biases. */
+size_t ms_mat_bytes(const ms_mat *m);
+/* A view of rows [r0, r0+n) of m (pointers advanced, rows = n). */
+ms_mat ms_mat_rows(const ms_mat *m, int64_t r0, int64_t n);
+/* Check that a descriptor is self-consistent (bits/group/cols); -EINVAL + message if not. */
+int ms_mat_validate(const ms_mat *m, ms_err *err);
+
+/* Thread pool: one per process, `nthreads` workers including the caller.
+ * ms_pool_run runs fn(arg, tid, nth) on every thread (the caller is tid 0) and
+ * returns when all have finished. Not reentrant: fn must not call ms_pool_run. */
+typedef struct ms_pool ms_pool;
+typedef void (*ms_task_fn)(void *arg, int tid, int nth);
+ms_pool *ms_pool_create(int nthreads, ms_err *err);
+void ms_pool_destroy(ms_pool *p);
+int ms_pool_size(const ms_pool *p);
+void ms_pool_run(ms_pool *p, ms_task_fn fn, void *arg);
+
+/* The selected kernel table (opaque; see kernels_impl.h for its layout). */
+typedef struct ms_kern ms_kern;
+/* Select kernels for this CPU; force_ref (or MOESTREAM_FORCE_REF=1) picks `_ref`. */
+const ms_kern *ms_kern_select(bool force_ref);
+/* Name of the selected implementation ("avx2", "ref", ...). */
+const char *ms_kern_name(const ms_kern *k);
+
+/* What a compute call needs: the kernel table and the pool (pool may be NULL = run
+ * on the calling thread only). */
+typedef struct ms_compute {
+    const ms_kern *kern;
+    ms_pool *pool;
+} ms_compute;
+
+/* y[rows] = W x[cols]. */
+void ms_matvec(const ms_compute *c, const ms_mat *m, const float *x, float *y);
+
+/* Y[n, rows] = X[n, cols] W^T (n tokens at once; prefill). Results for each token
+ * agree with ms_matvec within float rounding (not necessarily bit-identical). */
+void ms_matmul(const ms_compute *c, const ms_mat *m, const float *X, int n, float *Y);
+
+/* Dequantize/convert row r of m into out[cols] (embedding lookup). */
+void ms_mat_get_row(const ms_kern *k, const ms_mat *m, int64_t r, float *out);
+
+/* SwiGLU feed-forward on n tokens: Y[n, down.rows] = down( silu(gate X) * up X ).
+ * gate/up: [inter, D], down: [D, inter]. scratch must hold ms_ffn_scratch_floats(...)
+ * floats. Used for dense MLPs, shared experts and routed experts alike. */
+size_t ms_ffn_scratch_floats(const ms_mat *gate, int n);
+void ms_ffn(const ms_compute *c, const ms_mat *gate, const ms_mat *up, const ms_mat *down, const float *X,
+            int n, float *Y, float *scratch);
+
+/* Small ops (f32). */
+void ms_rmsnorm(float *out, const float *x, const float *w, int n, float eps); /* w may be NULL (= 1) */
+void ms_softmax(float *x, int n);
+void ms_silu_mul(float *gate, const float *up, int n);       /* gate[i] = silu(gate[i]) * up[i] */
+/* Rotate pairs in place: interleaved (x[2i], x[2i+1]) or half-split (x[i], x[i+d/2]).
+ * cos_/sin_ hold d/2 values (angle per pair, already scaled by any mscale). */
+void ms_rope_interleaved(float *x, int d, const float *cos_, const float *sin_);
+void ms_rope_halfsplit(float *x, int d, const float *cos_, const float *sin_);
+/* Indices of the k largest values of x[n], largest first; ties -> lower index first. */
+void ms_topk(const float *x, int n, int k, int *idx);
+float ms_dot_f32(const float *a, const float *b, int n);
+
+#endif
