@@ -1,0 +1,14 @@
+/* synth_tokenizer.h - writes a small but real byte-level BPE tokenizer (DeepSeek-V3
+ * format: tokenizer.json + tokenizer_config.json) for generated models. */
+#ifndef MS_SYNTH_TOKENIZER_H
+#define MS_SYNTH_TOKENIZER_H
+
+#include <stdint.h>
+
+#include "err.h"
+
+/* Write dir/tokenizer.json and dir/tokenizer_config.json with exactly vocab_size ids
+ * (vocab_size >= 512). Deterministic for a seed. */
+int ms_synth_tokenizer_write(const char *dir, int vocab_size, uint64_t seed, ms_err *err);
+
+#endif
