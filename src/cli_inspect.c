@@ -1,12 +1,171 @@
-/* cli_inspect.c - `moestream inspect` (not implemented yet: placeholder that fails clearly). */
+/* cli_inspect.c - `moestream inspect DIR [--json] [--ctx N]`: what a model directory
+ * holds and what it needs: architecture, tensor count, resident vs routed-expert
+ * bytes, bytes per expert (per layer when they differ), a quantization map like
+ * the hub cards' tables, and the smallest --ram that runs it. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <json-c/json.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
+#include "model.h"
+#include "plan.h"
+#include "util.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: moestream inspect DIR [--json] [--ctx N]\n"
+            "\n"
+            "Summarize a model directory (config.json + safetensors shards) without loading weights.\n"
+            "\n"
+            "  --json     print one JSON object (model_type, resident_bytes, expert_bytes, n_moe_layers,\n"
+            "             n_experts, top_k, min_ram_bytes, quantization rows, ...)\n"
+            "  --ctx N    context length used for the minimum-budget figure (default 4096)\n");
+}
+
+static const char *layout_name(ms_expert_layout l)
+{
+    return l == MS_EXPERTS_MLX_STACKED ? "mlx-stacked" : l == MS_EXPERTS_HF ? "hf-per-expert" : "hf-fused";
+}
+
+static const char *fmt_of(const ms_linear *l, char *buf, size_t n)
+{
+    if (l->type == MS_WT_AFFINE) snprintf(buf, n, "%d-bit g%d", l->bits, l->group_size);
+    else snprintf(buf, n, "%s", l->type == MS_WT_F32 ? "f32" : l->type == MS_WT_F16 ? "f16" : "bf16");
+    return buf;
+}
 
 int cmd_inspect(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "moestream inspect: not implemented yet\n");
-    return 1;
+    static const struct option opts[] = {
+        {"json", no_argument, 0, 'j'}, {"ctx", required_argument, 0, 'c'}, {"help", no_argument, 0, 'h'}, {0}};
+    bool json = false;
+    long long ctx = 4096;
+    ms_err err = {0};
+    int o;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "jc:h", opts, NULL)) != -1) {
+        switch (o) {
+        case 'j': json = true; break;
+        case 'c':
+            if (ms_parse_int(optarg, 1, 1 << 24, &ctx, "--ctx", &err) < 0) return ms_cli_usage_error("inspect", "%s", err.msg);
+            break;
+        case 'h': usage(stdout); return 0;
+        default: return ms_cli_usage_error("inspect", "invalid option");
+        }
+    }
+    if (optind != argc - 1) return ms_cli_usage_error("inspect", "expected exactly one model directory");
+    const char *dir = argv[optind];
+    ms_model m;
+    if (ms_model_open(dir, &m, &err) < 0) return ms_cli_fail("inspect", &err);
+    ms_plan plan;
+    ms_plan_compute(&m, 0, (int)ctx, 1, &plan, &err);
+    ms_qrow *rows = NULL;
+    int nrows = 0;
+    if (ms_model_quant_table(&m, &rows, &nrows, &err) < 0) {
+        ms_model_close(&m);
+        return ms_cli_fail("inspect", &err);
+    }
+    const ms_config *c = &m.cfg;
+    int rc = 0;
+    char b1[32], b2[32], b3[32], f0[24], f1[24], f2[24];
+    if (json) {
+        json_object *r = json_object_new_object();
+        json_object_object_add(r, "model_type", json_object_new_string(c->model_type));
+        json_object_object_add(r, "n_layers", json_object_new_int(c->n_layers));
+        json_object_object_add(r, "hidden_size", json_object_new_int(c->hidden_size));
+        json_object_object_add(r, "vocab_size", json_object_new_int(c->vocab_size));
+        json_object_object_add(r, "n_heads", json_object_new_int(c->n_heads));
+        json_object_object_add(r, "q_lora_rank", c->q_lora_rank ? json_object_new_int(c->q_lora_rank) : NULL);
+        json_object_object_add(r, "kv_lora_rank", json_object_new_int(c->kv_lora_rank));
+        json_object_object_add(r, "n_moe_layers", json_object_new_int(m.n_moe_layers));
+        json_object_object_add(r, "n_experts", json_object_new_int(c->n_routed_experts));
+        json_object_object_add(r, "n_shared_experts", json_object_new_int(c->n_shared_experts));
+        json_object_object_add(r, "top_k", json_object_new_int(c->n_experts_per_tok));
+        json_object_object_add(r, "n_group", json_object_new_int(c->n_group));
+        json_object_object_add(r, "topk_group", json_object_new_int(c->topk_group));
+        json_object_object_add(r, "moe_intermediate_size", json_object_new_int(c->moe_intermediate_size));
+        json_object_object_add(r, "num_nextn_predict_layers", json_object_new_int(c->num_nextn_predict_layers));
+        json_object_object_add(r, "n_tensors", json_object_new_int(m.tt.n_tensors));
+        json_object_object_add(r, "n_files", json_object_new_int(m.tt.n_files));
+        json_object_object_add(r, "expert_layout", json_object_new_string(m.n_moe_layers ? layout_name(m.layout) : "none"));
+        json_object_object_add(r, "resident_bytes", json_object_new_int64((int64_t)m.resident_bytes));
+        json_object_object_add(r, "expert_bytes", json_object_new_int64((int64_t)m.expert_bytes_total));
+        json_object_object_add(r, "ignored_bytes", json_object_new_int64((int64_t)m.ignored_bytes));
+        json_object_object_add(r, "max_expert_bytes", json_object_new_int64((int64_t)m.max_expert_bytes));
+        json_object *pl = json_object_new_array();
+        for (int i = 0; i < m.n_moe_layers; i++) {
+            json_object *e = json_object_new_object();
+            json_object_object_add(e, "layer", json_object_new_int(m.moe[i].layer));
+            json_object_object_add(e, "bytes_per_expert", json_object_new_int64((int64_t)m.moe[i].expert_bytes));
+            json_object_object_add(e, "gate", json_object_new_string(fmt_of(&m.moe[i].fmt[0], f0, sizeof f0)));
+            json_object_object_add(e, "up", json_object_new_string(fmt_of(&m.moe[i].fmt[1], f1, sizeof f1)));
+            json_object_object_add(e, "down", json_object_new_string(fmt_of(&m.moe[i].fmt[2], f2, sizeof f2)));
+            json_object_array_add(pl, e);
+        }
+        json_object_object_add(r, "experts_per_layer", pl);
+        json_object *q = json_object_new_array();
+        for (int i = 0; i < nrows; i++) {
+            json_object *e = json_object_new_object();
+            json_object_object_add(e, "pattern", json_object_new_string(rows[i].pattern));
+            json_object_object_add(e, "format", json_object_new_string(rows[i].format));
+            json_object_object_add(e, "count", json_object_new_int(rows[i].count));
+            json_object_object_add(e, "bytes", json_object_new_int64((int64_t)rows[i].bytes));
+            json_object_array_add(q, e);
+        }
+        json_object_object_add(r, "quantization", q);
+        json_object_object_add(r, "ctx", json_object_new_int((int)ctx));
+        json_object_object_add(r, "kv_bytes", json_object_new_int64((int64_t)plan.kv_bytes));
+        json_object_object_add(r, "min_ram_bytes", json_object_new_int64((int64_t)plan.min_budget));
+        printf("%s\n", json_object_to_json_string_ext(r, JSON_C_TO_STRING_PLAIN));
+        json_object_put(r);
+    } else {
+        printf("model        %s\n", dir);
+        printf("model_type   %s (%d layers: %d dense + %d MoE%s)\n", c->model_type, c->n_layers,
+               c->n_layers - m.n_moe_layers, m.n_moe_layers,
+               c->num_nextn_predict_layers ? ", MTP layers ignored" : "");
+        printf("widths       hidden %d, vocab %d, heads %d, q_lora %s%d, kv_lora %d, nope/rope/v %d/%d/%d\n",
+               c->hidden_size, c->vocab_size, c->n_heads, c->q_lora_rank ? "" : "null ", c->q_lora_rank,
+               c->kv_lora_rank, c->qk_nope_head_dim, c->qk_rope_head_dim, c->v_head_dim);
+        if (m.n_moe_layers)
+            printf("experts      %d routed (top-%d, groups %d keep %d) + %d shared, width %d, layout %s\n",
+                   c->n_routed_experts, c->n_experts_per_tok, c->n_group, c->topk_group, c->n_shared_experts,
+                   c->moe_intermediate_size, layout_name(m.layout));
+        printf("rope         theta %g%s", c->rope.theta, c->rope.type == MS_ROPE_YARN ? ", YaRN" : "");
+        if (c->rope.type == MS_ROPE_YARN)
+            printf(" factor %g over %" PRId64, c->rope.factor, c->rope.orig_max_pos);
+        printf(", max positions %" PRId64 "\n", c->max_position_embeddings);
+        printf("files        %d shard(s), %d tensors\n", m.tt.n_files, m.tt.n_tensors);
+        printf("resident     %s\n", ms_fmt_bytes(m.resident_bytes, b1, sizeof b1));
+        printf("experts      %s (%d x %d experts)\n", ms_fmt_bytes(m.expert_bytes_total, b1, sizeof b1),
+               m.n_moe_layers, c->n_routed_experts);
+        if (m.ignored_bytes) printf("ignored      %s (MTP layers and unused tensors)\n", ms_fmt_bytes(m.ignored_bytes, b1, sizeof b1));
+        if (m.n_moe_layers) {
+            if (m.min_expert_bytes == m.max_expert_bytes) {
+                printf("per expert   %s (gate %s, up %s, down %s)\n", ms_fmt_bytes(m.max_expert_bytes, b1, sizeof b1),
+                       fmt_of(&m.moe[0].fmt[0], f0, sizeof f0), fmt_of(&m.moe[0].fmt[1], f1, sizeof f1),
+                       fmt_of(&m.moe[0].fmt[2], f2, sizeof f2));
+            } else {
+                printf("per expert   varies by layer:\n");
+                for (int i = 0; i < m.n_moe_layers; i++)
+                    printf("  layer %-4d %s (gate %s, up %s, down %s)\n", m.moe[i].layer,
+                           ms_fmt_bytes(m.moe[i].expert_bytes, b1, sizeof b1), fmt_of(&m.moe[i].fmt[0], f0, sizeof f0),
+                           fmt_of(&m.moe[i].fmt[1], f1, sizeof f1), fmt_of(&m.moe[i].fmt[2], f2, sizeof f2));
+            }
+        }
+        printf("\nquantization (module pattern, format, count, bytes):\n");
+        for (int i = 0; i < nrows; i++)
+            printf("  %-60s %-10s %6d  %s\n", rows[i].pattern, rows[i].format, rows[i].count,
+                   ms_fmt_bytes(rows[i].bytes, b1, sizeof b1));
+        printf("\nminimum --ram for --ctx %lld: %s (resident %s + KV %s + scratch/overhead %s + %d experts)\n", ctx,
+               ms_fmt_bytes(plan.min_budget, b1, sizeof b1), ms_fmt_bytes(plan.resident_bytes, b2, sizeof b2),
+               ms_fmt_bytes(plan.kv_bytes, b3, sizeof b3),
+               ms_fmt_bytes(plan.scratch_bytes + plan.overhead_bytes, f0, sizeof f0), 2 * c->n_experts_per_tok);
+    }
+    free(rows);
+    ms_model_close(&m);
+    return rc;
 }
