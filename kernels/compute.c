@@ -1,0 +1,301 @@
+/* compute.c - kernel selection and the drivers the forward pass calls:
+ * ms_matvec, ms_matmul, ms_ffn, ms_mat_get_row.
+ *
+ * Work is split over the pool in blocks of whole rows handed out through an
+ * atomic counter (dynamic scheduling: the machine may be shared). Every output
+ * element is computed by exactly one call of a row kernel whose result does not
+ * depend on which rows it was called with, so the output is bit-identical for
+ * any thread count and any split.
+ *
+ * ms_matmul (n tokens) picks one of two paths by n only (never by threads):
+ *   n <  kern->blas_min_n: per row block, every token's matvec (the block's
+ *       weights are read from memory once and stay in cache for the n tokens);
+ *   n >= kern->blas_min_n: per tile of MS_TILE rows, dequantize to f32 into the
+ *       thread's scratch and call single-threaded OpenBLAS sgemm. Tile
+ *       boundaries depend only on the shape, so sgemm sees identical calls for
+ *       any thread count. */
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "kernels_impl.h"
+#include "util.h"
+
+/* ---- selection ---------------------------------------------------------- */
+
+static bool env_force_ref(void)
+{
+    const char *e = getenv("MOESTREAM_FORCE_REF");
+    return e && *e && strcmp(e, "0") != 0;
+}
+
+const ms_kern *ms_kern_select(bool force_ref)
+{
+    if (force_ref || env_force_ref()) return &ms_kern_ref;
+#if defined(__x86_64__) && defined(MS_KERN_HAVE_AVX2)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+        return &ms_kern_avx2;
+#endif
+    return &ms_kern_ref;
+}
+
+const char *ms_kern_name(const ms_kern *k)
+{
+    return k ? k->name : "none";
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+/* Below this many weight bytes a matvec runs on the calling thread only. */
+#define MS_PAR_MIN_BYTES (48 * 1024)
+
+static int nthreads_of(const ms_compute *c)
+{
+    return ms_pool_size(c->pool);
+}
+
+/* Rows per scheduling block: ~8 blocks per thread, at least ~16 KiB of weights,
+ * a multiple of 4 rows. */
+static int64_t block_rows(const ms_mat *m, int nth)
+{
+    size_t rb = ms_mat_row_bytes(m) + 2 * ms_mat_sb_row_bytes(m);
+    int64_t min_rows = (int64_t)((16 * 1024 + rb - 1) / rb);
+    int64_t b = (m->rows + nth * 8 - 1) / (nth * 8);
+    if (b < min_rows) b = min_rows;
+    b = MS_ALIGN_UP(b, 4);
+    return b > 0 ? b : 4;
+}
+
+/* Group sums of n vectors x[t*cols ..] into xs[t*ng ..]: xs is a caller buffer
+ * (stack) of cap floats, or malloc'd (*heap set) if too small; NULL if affine
+ * is not involved or allocation failed (kernels then compute sums themselves). */
+static float *prep_xsum(const ms_kern *k, const ms_mat *m, const float *x, int n, float *stack, size_t cap,
+                        float **heap)
+{
+    *heap = NULL;
+    if (m->type != MS_WT_AFFINE) return NULL;
+    int64_t ng = m->cols / m->group_size;
+    size_t need = (size_t)ng * (size_t)n;
+    float *xs = stack;
+    if (need > cap) {
+        xs = *heap = malloc(need * sizeof(float));
+        if (!xs) return NULL;
+    }
+    for (int t = 0; t < n; t++) k->group_sums(x + (size_t)t * (size_t)m->cols, m->cols, m->group_size, xs + (size_t)t * ng);
+    return xs;
+}
+
+/* ---- matvec / small-n matmul -------------------------------------------- */
+
+typedef struct mv_task {
+    const ms_mat *m;
+    const ms_wkern *wk;
+    const float *X;  /* [n, cols] */
+    const float *xs; /* [n, ng] or NULL */
+    float *Y;        /* [n, rows] */
+    int n;
+    int64_t ng;
+    int64_t block, nblocks;
+    _Atomic int64_t next;
+} mv_task;
+
+static void mv_block(mv_task *t, int64_t b)
+{
+    const ms_mat *m = t->m;
+    int64_t r0 = b * t->block, r1 = MS_MIN(m->rows, r0 + t->block);
+    for (int i = 0; i < t->n; i++)
+        t->wk->rows(m, r0, r1, t->X + (size_t)i * (size_t)m->cols, t->xs ? t->xs + (size_t)i * t->ng : NULL,
+                    t->Y + (size_t)i * (size_t)m->rows + r0);
+}
+
+static void mv_worker(void *arg, int tid, int nth)
+{
+    mv_task *t = arg;
+    for (;;) {
+        int64_t b = atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed);
+        if (b >= t->nblocks) break;
+        mv_block(t, b);
+    }
+}
+
+static void run_rows(const ms_compute *c, const ms_mat *m, const float *X, const float *xs, int n, float *Y)
+{
+    int nth = nthreads_of(c);
+    mv_task t = {.m = m, .wk = ms_kern_for(c->kern, m), .X = X, .xs = xs, .Y = Y, .n = n};
+    t.ng = m->type == MS_WT_AFFINE ? m->cols / m->group_size : 0;
+    if (nth == 1 || ms_mat_bytes(m) < MS_PAR_MIN_BYTES) {
+        t.block = m->rows;
+        t.nblocks = 1;
+        mv_block(&t, 0);
+        return;
+    }
+    t.block = block_rows(m, nth);
+    t.nblocks = (m->rows + t.block - 1) / t.block;
+    atomic_init(&t.next, 0);
+    ms_pool_run(c->pool, mv_worker, &t);
+}
+
+void ms_matvec(const ms_compute *c, const ms_mat *m, const float *x, float *y)
+{
+    float stack[2048], *heap;
+    const float *xs = prep_xsum(c->kern, m, x, 1, stack, MS_ARRAY_LEN(stack), &heap);
+    run_rows(c, m, x, xs, 1, y);
+    free(heap);
+}
+
+/* ---- large-n matmul: dequantized tiles + sgemm --------------------------- */
+
+/* Rows per GEMM tile (a function of the shape only): ~512 KiB of f32 weights,
+ * a multiple of 8 rows, between 8 and 128. */
+static int64_t tile_rows(const ms_mat *m)
+{
+    int64_t r = (512 * 1024 / 4) / m->cols;
+    r = r / 8 * 8;
+    if (r < 8) r = 8;
+    if (r > 128) r = 128;
+    return r;
+}
+
+typedef struct mm_task {
+    const ms_mat *m;
+    const ms_wkern *wk;
+    ms_pool *pool;
+    float *heap_buf; /* tile buffer when there is no pool */
+    const float *X;
+    float *Y;
+    int n;
+    int64_t tile, ntiles;
+    _Atomic int64_t next;
+} mm_task;
+
+static void mm_worker(void *arg, int tid, int nth)
+{
+    mm_task *t = arg;
+    const ms_mat *m = t->m;
+    float *buf = t->pool ? ms_pool_scratch(t->pool, tid) : t->heap_buf;
+    for (;;) {
+        int64_t b = atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed);
+        if (b >= t->ntiles) break;
+        int64_t r0 = b * t->tile, r1 = MS_MIN(m->rows, r0 + t->tile);
+        for (int64_t r = r0; r < r1; r++) t->wk->dequant(m, r, buf + (size_t)(r - r0) * (size_t)m->cols);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t->n, (int)(r1 - r0), (int)m->cols, 1.0f, t->X,
+                    (int)m->cols, buf, (int)m->cols, 0.0f, t->Y + r0, (int)m->rows);
+    }
+}
+
+/* 0 on success, -ENOMEM if no tile buffer could be had (caller falls back). */
+static int matmul_gemm(const ms_compute *c, const ms_mat *m, const float *X, int n, float *Y)
+{
+    mm_task t = {.m = m, .wk = ms_kern_for(c->kern, m), .pool = c->pool, .X = X, .Y = Y, .n = n};
+    t.tile = tile_rows(m);
+    t.ntiles = (m->rows + t.tile - 1) / t.tile;
+    size_t bytes = (size_t)t.tile * (size_t)m->cols * sizeof(float);
+    if (c->pool && ms_pool_size(c->pool) > 1) {
+        if (ms_pool_reserve(c->pool, bytes) < 0) return -ENOMEM;
+        atomic_init(&t.next, 0);
+        ms_pool_run(c->pool, mm_worker, &t);
+        return 0;
+    }
+    t.pool = NULL;
+    t.heap_buf = ms_aligned_alloc(64, MS_ALIGN_UP(bytes, 64));
+    if (!t.heap_buf) return -ENOMEM;
+    atomic_init(&t.next, 0);
+    mm_worker(&t, 0, 1);
+    free(t.heap_buf);
+    return 0;
+}
+
+void ms_matmul(const ms_compute *c, const ms_mat *m, const float *X, int n, float *Y)
+{
+    if (n <= 0) return;
+    if (n == 1) {
+        ms_matvec(c, m, X, Y);
+        return;
+    }
+    if (c->kern->blas_min_n > 0 && n >= c->kern->blas_min_n && matmul_gemm(c, m, X, n, Y) == 0) return;
+    float stack[4096], *heap;
+    const float *xs = prep_xsum(c->kern, m, X, n, stack, MS_ARRAY_LEN(stack), &heap);
+    run_rows(c, m, X, xs, n, Y);
+    free(heap);
+}
+
+void ms_mat_get_row(const ms_kern *k, const ms_mat *m, int64_t r, float *out)
+{
+    ms_kern_for(k, m)->dequant(m, r, out);
+}
+
+/* ---- SwiGLU FFN ------------------------------------------------------------ */
+
+size_t ms_ffn_scratch_floats(const ms_mat *gate, int n)
+{
+    return 2 * (size_t)(n > 0 ? n : 0) * (size_t)gate->rows;
+}
+
+typedef struct ffn1_task {
+    const ms_mat *gate, *up;
+    const ms_wkern *wg, *wu;
+    const float *x, *xs_g, *xs_u;
+    float *g, *u;
+    int64_t block, nblocks;
+    _Atomic int64_t next;
+} ffn1_task;
+
+static void ffn1_block(ffn1_task *t, int64_t b)
+{
+    int64_t r0 = b * t->block, r1 = MS_MIN(t->gate->rows, r0 + t->block);
+    t->wg->rows(t->gate, r0, r1, t->x, t->xs_g, t->g + r0);
+    t->wu->rows(t->up, r0, r1, t->x, t->xs_u, t->u + r0);
+    ms_silu_mul(t->g + r0, t->u + r0, (int)(r1 - r0));
+}
+
+static void ffn1_worker(void *arg, int tid, int nth)
+{
+    ffn1_task *t = arg;
+    for (;;) {
+        int64_t b = atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed);
+        if (b >= t->nblocks) break;
+        ffn1_block(t, b);
+    }
+}
+
+void ms_ffn(const ms_compute *c, const ms_mat *gate, const ms_mat *up, const ms_mat *down, const float *X,
+            int n, float *Y, float *scratch)
+{
+    if (n <= 0) return;
+    const int64_t inter = gate->rows;
+    float *G = scratch, *U = scratch + (size_t)n * (size_t)inter;
+    if (n > 1) {
+        ms_matmul(c, gate, X, n, G);
+        ms_matmul(c, up, X, n, U);
+        ms_silu_mul(G, U, (int)((size_t)n * (size_t)inter));
+        ms_matmul(c, down, G, n, Y);
+        return;
+    }
+    /* One token: gate and up rows of the same range in one pass, then silu*mul. */
+    float sg[2048], su[2048], *hg, *hu = NULL;
+    ffn1_task t = {.gate = gate, .up = up, .x = X, .g = G, .u = U};
+    t.wg = ms_kern_for(c->kern, gate);
+    t.wu = ms_kern_for(c->kern, up);
+    t.xs_g = prep_xsum(c->kern, gate, X, 1, sg, MS_ARRAY_LEN(sg), &hg);
+    if (up->type == MS_WT_AFFINE && gate->type == MS_WT_AFFINE && up->group_size == gate->group_size)
+        t.xs_u = t.xs_g;
+    else
+        t.xs_u = prep_xsum(c->kern, up, X, 1, su, MS_ARRAY_LEN(su), &hu);
+    int nth = nthreads_of(c);
+    if (nth == 1 || ms_mat_bytes(gate) + ms_mat_bytes(up) < MS_PAR_MIN_BYTES) {
+        t.block = inter;
+        t.nblocks = 1;
+        ffn1_block(&t, 0);
+    } else {
+        t.block = block_rows(gate, nth);
+        t.nblocks = (inter + t.block - 1) / t.block;
+        atomic_init(&t.next, 0);
+        ms_pool_run(c->pool, ffn1_worker, &t);
+    }
+    free(hg);
+    free(hu);
+    ms_matvec(c, down, G, Y);
+}

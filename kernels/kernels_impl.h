@@ -1,0 +1,73 @@
+/* kernels_impl.h - layout of the kernel table (ms_kern) and the internal helpers
+ * shared by the kernel files (kern_ref.c, kern_avx2.c, compute.c, pool.c) and the
+ * kernel benchmark / tests. Not part of the forward-pass interface (kernels.h).
+ *
+ * Design: one table per implementation ("ref", "avx2"), each a const static
+ * object selected once by ms_kern_select. For every weight type the table holds
+ * a row-range matvec and a row dequantizer (the "per-type function table"):
+ *   - dense f32 / f16 / bf16 at index MS_WT_F32 / MS_WT_F16 / MS_WT_BF16;
+ *   - affine b-bit at affine[b] (b = 2,3,4,5,6,8; other slots NULL).
+ * A row-range kernel computes y[r - r0] for r in [r0, r1). Its result for a row
+ * must not depend on r0 / r1 (the determinism contract): SIMD kernels that do
+ * several rows at once perform, per row, exactly the operations of the 1-row
+ * path, so any split of the rows across threads gives bit-identical output.
+ *
+ * Affine kernels use y = sum_g s_g * (q_g . x_g) + b_g * xsum_g, where xsum[g]
+ * is the sum of x over group g, computed once per input vector (group_sums).
+ */
+#ifndef MS_KERNELS_IMPL_H
+#define MS_KERNELS_IMPL_H
+
+#include "kernels.h"
+
+/* y[r - r0] = W[r, :] . x for r in [r0, r1). xsum: per-group sums of x
+ * ([cols / group_size], affine only; may be NULL = the kernel computes them). */
+typedef void (*ms_rows_fn)(const ms_mat *m, int64_t r0, int64_t r1, const float *x, const float *xsum, float *y);
+/* out[cols] = W[r, :] as f32. */
+typedef void (*ms_dequant_fn)(const ms_mat *m, int64_t r, float *out);
+
+/* The kernels of one weight type. */
+typedef struct ms_wkern {
+    ms_rows_fn rows;
+    ms_dequant_fn dequant;
+} ms_wkern;
+
+struct ms_kern {
+    const char *name;
+    ms_wkern dense[3];  /* by ms_wtype: MS_WT_F32, MS_WT_F16, MS_WT_BF16 */
+    ms_wkern affine[9]; /* by bits: 2,3,4,5,6,8 */
+    /* xsum[g] = sum of x[g*gs .. g*gs+gs) for g < cols/gs. */
+    void (*group_sums)(const float *x, int64_t cols, int gs, float *xsum);
+    /* Sum of n floats read sequentially (the bench's memory-bandwidth probe). */
+    double (*read_sum)(const float *p, size_t n);
+    /* Prefill path: dequantize row tiles and multiply with OpenBLAS sgemm when
+     * n >= blas_min_n (0 = never; the reference does a per-token matvec). */
+    int blas_min_n;
+};
+
+/* The scalar reference table (always available). */
+extern const ms_kern ms_kern_ref;
+#if defined(__x86_64__) || defined(_M_X64)
+/* AVX2+FMA+F16C table (kern_avx2.c); only used when the CPU has them. */
+extern const ms_kern ms_kern_avx2;
+#endif
+
+/* Kernels of m's type in table k (never NULL for a validated m). */
+static inline const ms_wkern *ms_kern_for(const ms_kern *k, const ms_mat *m)
+{
+    return m->type == MS_WT_AFFINE ? &k->affine[m->bits] : &k->dense[m->type];
+}
+
+/* Reference scalar kernels, exported for the tests and the SIMD tails. */
+float ms_ref_dot_affine_row(const ms_mat *m, int64_t r, const float *x, const float *xsum);
+float ms_ref_dot_dense_row(const ms_mat *m, int64_t r, const float *x);
+void ms_ref_group_sums(const float *x, int64_t cols, int gs, float *xsum);
+
+/* Per-thread scratch owned by the pool, for kernels that need a tile buffer.
+ * ms_pool_reserve grows every thread's buffer to at least `bytes` (call it on
+ * the calling thread while no task runs; returns 0 or -ENOMEM). ms_pool_scratch
+ * returns thread tid's buffer (64-byte aligned). */
+int ms_pool_reserve(ms_pool *p, size_t bytes);
+void *ms_pool_scratch(ms_pool *p, int tid);
+
+#endif

@@ -1,0 +1,633 @@
+/* test_kernels.c - the compute kernels against their references.
+ *
+ * Layers of checking:
+ *   1. `_ref` row dot products against a naive dequantize-then-dot in double
+ *      precision (dequantization by quant.c, independent of the kernels);
+ *   2. the selected kernel table (AVX2 on this machine) against `_ref`, for
+ *      every weight type, bit width, group size and scale dtype, odd shapes;
+ *   3. ms_matvec / ms_matmul / ms_ffn drivers: agreement between paths, and
+ *      bit-identical results for 1..4 threads and arbitrary row splits;
+ *   4. the small ops (rmsnorm, softmax, silu*mul, RoPE, top-k, dot).
+ *
+ * Error measure for a dot product y = sum_j w_j x_j: |y - y_ref| / sum_j |w_j x_j|
+ * (relative to the magnitude of the terms; a plain relative error is
+ * meaningless when the terms cancel). Tolerance 1e-5 for all f32-accumulation
+ * paths (float32 rounding over <= 4096 terms is ~sqrt(n)*6e-8 ~ 4e-6 at worst
+ * in practice). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels_impl.h"
+#include "ms_test.h"
+#include "quant.h"
+#include "util.h"
+
+#define DOT_TOL 1e-5
+
+/* ---- fixtures ------------------------------------------------------------ */
+
+typedef struct rng {
+    uint64_t s;
+} rng;
+
+static uint64_t rng_u64(rng *r)
+{
+    r->s ^= r->s >> 12;
+    r->s ^= r->s << 25;
+    r->s ^= r->s >> 27;
+    return r->s * 0x2545F4914F6CDD1Dull;
+}
+
+/* Uniform in [-1, 1). */
+static float rng_f(rng *r)
+{
+    return (float)((double)(rng_u64(r) >> 11) * (1.0 / 9007199254740992.0) * 2.0 - 1.0);
+}
+
+/* An owned matrix: descriptor + buffers. */
+typedef struct tmat {
+    ms_mat m;
+    void *w, *s, *b;
+} tmat;
+
+static void tmat_free(tmat *t)
+{
+    free(t->w);
+    free(t->s);
+    free(t->b);
+}
+
+/* Random weights (with a few outliers per row so groups differ in range). */
+static void fill_row(rng *r, float *row, int64_t cols)
+{
+    for (int64_t j = 0; j < cols; j++) row[j] = rng_f(r) * 0.1f;
+    row[rng_u64(r) % cols] = 0.9f;
+    row[rng_u64(r) % cols] = -0.7f;
+}
+
+static tmat make_affine(rng *r, int64_t rows, int64_t cols, int bits, int gs, ms_dtype sbdt)
+{
+    tmat t = {0};
+    size_t sbsz = ms_dtype_size(sbdt);
+    int64_t ng = cols / gs;
+    /* +64 bytes of slack is NOT added: kernels must never read past the rows. */
+    t.w = malloc((size_t)rows * (size_t)cols * bits / 8);
+    t.s = malloc((size_t)(rows * ng) * sbsz);
+    t.b = malloc((size_t)(rows * ng) * sbsz);
+    float *row = malloc((size_t)cols * sizeof(float));
+    assert_non_null(t.w);
+    assert_non_null(row);
+    for (int64_t i = 0; i < rows; i++) {
+        fill_row(r, row, cols);
+        ms_affine_quantize_row_dt(row, cols, bits, gs, sbdt, (uint32_t *)t.w + i * (cols * bits / 32),
+                                  (char *)t.s + (size_t)(i * ng) * sbsz, (char *)t.b + (size_t)(i * ng) * sbsz);
+    }
+    free(row);
+    t.m = (ms_mat){.type = MS_WT_AFFINE, .bits = bits, .group_size = gs, .sb_dtype = sbdt, .rows = rows,
+                   .cols = cols, .w = t.w, .scales = t.s, .biases = t.b};
+    return t;
+}
+
+static tmat make_dense(rng *r, int64_t rows, int64_t cols, ms_wtype type)
+{
+    tmat t = {0};
+    size_t es = type == MS_WT_F32 ? 4 : 2;
+    t.w = malloc((size_t)(rows * cols) * es);
+    assert_non_null(t.w);
+    for (int64_t i = 0; i < rows * cols; i++) {
+        float v = rng_f(r) * 0.5f;
+        if (type == MS_WT_F32) ((float *)t.w)[i] = v;
+        else if (type == MS_WT_F16) ((uint16_t *)t.w)[i] = ms_f32_to_f16(v);
+        else ((uint16_t *)t.w)[i] = ms_f32_to_bf16(v);
+    }
+    t.m = (ms_mat){.type = type, .rows = rows, .cols = cols, .w = t.w};
+    return t;
+}
+
+/* Independent dequantization of row r (quant.c / dtype.h only). */
+static void naive_row(const ms_mat *m, int64_t r, float *out)
+{
+    if (m->type == MS_WT_AFFINE) {
+        int64_t ng = m->cols / m->group_size;
+        size_t sbsz = ms_dtype_size(m->sb_dtype);
+        ms_affine_dequantize_row((const uint32_t *)m->w + r * (m->cols * m->bits / 32),
+                                 (const char *)m->scales + (size_t)(r * ng) * sbsz,
+                                 (const char *)m->biases + (size_t)(r * ng) * sbsz, m->sb_dtype, m->cols, m->bits,
+                                 m->group_size, out);
+        return;
+    }
+    for (int64_t j = 0; j < m->cols; j++) {
+        size_t i = (size_t)(r * m->cols + j);
+        if (m->type == MS_WT_F32) out[j] = ((const float *)m->w)[i];
+        else if (m->type == MS_WT_F16) out[j] = ms_f16_to_f32(((const uint16_t *)m->w)[i]);
+        else out[j] = ms_bf16_to_f32(((const uint16_t *)m->w)[i]);
+    }
+}
+
+/* y_d[r] = dot in double, mag[r] = sum |w x| (double). */
+static void naive_matvec(const ms_mat *m, const float *x, double *yd, double *mag)
+{
+    float *row = malloc((size_t)m->cols * sizeof(float));
+    for (int64_t r = 0; r < m->rows; r++) {
+        naive_row(m, r, row);
+        double s = 0, a = 0;
+        for (int64_t j = 0; j < m->cols; j++) {
+            s += (double)row[j] * (double)x[j];
+            a += fabs((double)row[j] * (double)x[j]);
+        }
+        yd[r] = s;
+        mag[r] = a;
+    }
+    free(row);
+}
+
+static float *rand_vec(rng *r, int64_t n)
+{
+    float *v = malloc((size_t)n * sizeof(float));
+    assert_non_null(v);
+    for (int64_t i = 0; i < n; i++) v[i] = rng_f(r);
+    return v;
+}
+
+static const int kBits[] = {2, 3, 4, 5, 6, 8};
+static const int kGroups[] = {32, 64, 128};
+static const ms_dtype kSb[] = {MS_DT_BF16, MS_DT_F16, MS_DT_F32};
+
+/* Max over rows of |y - yref| / mag. */
+static double max_err_vs(const float *y, const double *yref, const double *mag, int64_t n)
+{
+    double e = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)y[i] - yref[i]) / (mag[i] > 1e-30 ? mag[i] : 1e-30);
+        if (d > e || isnan(d)) e = isnan(d) ? INFINITY : d;
+    }
+    return e;
+}
+
+/* Run kernel table k's row kernel for all rows of m. */
+static void rows_all(const ms_kern *k, const ms_mat *m, const float *x, float *y)
+{
+    float *xs = NULL;
+    if (m->type == MS_WT_AFFINE) {
+        xs = malloc((size_t)(m->cols / m->group_size) * sizeof(float));
+        k->group_sums(x, m->cols, m->group_size, xs);
+    }
+    ms_kern_for(k, m)->rows(m, 0, m->rows, x, xs, y);
+    free(xs);
+}
+
+/* ---- 1. ref vs double ---------------------------------------------------- */
+
+static void check_ref_vs_double(const ms_mat *m, rng *r)
+{
+    float *x = rand_vec(r, m->cols), *y = malloc((size_t)m->rows * 4), *y2 = malloc((size_t)m->rows * 4);
+    double *yd = malloc((size_t)m->rows * 8), *mag = malloc((size_t)m->rows * 8);
+    naive_matvec(m, x, yd, mag);
+    rows_all(&ms_kern_ref, m, x, y);
+    double e = max_err_vs(y, yd, mag, m->rows);
+    if (e > DOT_TOL)
+        fail_msg("ref vs double: type %d bits %d gs %d sb %d [%lld x %lld]: err %.3g", m->type, m->bits,
+                 m->group_size, m->sb_dtype, (long long)m->rows, (long long)m->cols, e);
+    /* NULL xsum (kernel computes the group sums itself) gives the same bits. */
+    ms_kern_for(&ms_kern_ref, m)->rows(m, 0, m->rows, x, NULL, y2);
+    assert_memory_equal(y, y2, (size_t)m->rows * 4);
+    free(x);
+    free(y);
+    free(y2);
+    free(yd);
+    free(mag);
+}
+
+static void test_ref_vs_double(void **state)
+{
+    (void)state;
+    rng r = {0x1234567};
+    for (size_t b = 0; b < MS_ARRAY_LEN(kBits); b++)
+        for (size_t g = 0; g < MS_ARRAY_LEN(kGroups); g++)
+            for (size_t s = 0; s < MS_ARRAY_LEN(kSb); s++) {
+                int64_t rows = 3 + (int64_t)(rng_u64(&r) % 17), cols = kGroups[g] * (1 + (int64_t)(rng_u64(&r) % 9));
+                tmat t = make_affine(&r, rows, cols, kBits[b], kGroups[g], kSb[s]);
+                check_ref_vs_double(&t.m, &r);
+                tmat_free(&t);
+            }
+    for (int type = MS_WT_F32; type <= MS_WT_BF16; type++) {
+        int64_t shapes[][2] = {{1, 1}, {5, 7}, {13, 77}, {9, 1031}, {3, 4096}};
+        for (size_t i = 0; i < MS_ARRAY_LEN(shapes); i++) {
+            tmat t = make_dense(&r, shapes[i][0], shapes[i][1], (ms_wtype)type);
+            check_ref_vs_double(&t.m, &r);
+            tmat_free(&t);
+        }
+    }
+}
+
+/* Spec test vector (mlx-quant.md 5.3 group B): negative scale, bias 2.25. */
+static void test_spec_vector(void **state)
+{
+    (void)state;
+    uint32_t w[4] = {0xFA975310u, 0x99999999u, 0x99999999u, 0x99999999u};
+    uint16_t s = ms_f32_to_bf16(-0.25f), b = ms_f32_to_bf16(2.25f);
+    ms_mat m = {.type = MS_WT_AFFINE, .bits = 4, .group_size = 32, .sb_dtype = MS_DT_BF16, .rows = 1, .cols = 32,
+                .w = w, .scales = &s, .biases = &b};
+    const float want[8] = {2.25f, 2.0f, 1.5f, 1.0f, 0.5f, 0.0f, -0.25f, -1.5f};
+    const ms_kern *ks[2] = {&ms_kern_ref, ms_kern_select(false)};
+    for (int k = 0; k < 2; k++) {
+        float out[32], x[32], y;
+        ms_mat_get_row(ks[k], &m, 0, out);
+        for (int j = 0; j < 32; j++) assert_true(out[j] == (j < 8 ? want[j] : 0.0f));
+        for (int j = 0; j < 32; j++) x[j] = (float)(j + 1);
+        ms_compute c = {ks[k], NULL};
+        ms_matvec(&c, &m, x, &y);
+        double e = 0;
+        for (int j = 0; j < 8; j++) e += want[j] * (j + 1);
+        assert_true(fabs(y - e) < 1e-5);
+    }
+}
+
+/* ---- 2. selected kernels vs ref ---------------------------------------- */
+
+static void check_opt_vs_ref(const ms_kern *k, const ms_mat *m, rng *r)
+{
+    float *x = rand_vec(r, m->cols), *y = malloc((size_t)m->rows * 4), *yr = malloc((size_t)m->rows * 4);
+    double *yd = malloc((size_t)m->rows * 8), *mag = malloc((size_t)m->rows * 8);
+    float *row = malloc((size_t)m->cols * 4), *rowr = malloc((size_t)m->cols * 4);
+    naive_matvec(m, x, yd, mag);
+    rows_all(&ms_kern_ref, m, x, yr);
+    rows_all(k, m, x, y);
+    for (int64_t i = 0; i < m->rows; i++) yd[i] = yr[i]; /* compare against _ref */
+    double e = max_err_vs(y, yd, mag, m->rows);
+    if (e > DOT_TOL)
+        fail_msg("%s vs ref: type %d bits %d gs %d sb %d [%lld x %lld]: err %.3g", k->name, m->type, m->bits,
+                 m->group_size, m->sb_dtype, (long long)m->rows, (long long)m->cols, e);
+    /* Dequantization is exact: bit-identical to the reference. */
+    for (int64_t i = 0; i < m->rows; i++) {
+        ms_kern_for(k, m)->dequant(m, i, row);
+        ms_kern_for(&ms_kern_ref, m)->dequant(m, i, rowr);
+        assert_memory_equal(row, rowr, (size_t)m->cols * 4);
+    }
+    free(x);
+    free(y);
+    free(yr);
+    free(yd);
+    free(mag);
+    free(row);
+    free(rowr);
+}
+
+static void test_opt_vs_ref(void **state)
+{
+    (void)state;
+    const ms_kern *k = ms_kern_select(false);
+    rng r = {0xabcdef};
+    for (size_t b = 0; b < MS_ARRAY_LEN(kBits); b++)
+        for (size_t g = 0; g < MS_ARRAY_LEN(kGroups); g++)
+            for (size_t s = 0; s < MS_ARRAY_LEN(kSb); s++)
+                for (int rep = 0; rep < 2; rep++) {
+                    int64_t rows = 1 + (int64_t)(rng_u64(&r) % 19);
+                    int64_t cols = kGroups[g] * (1 + (int64_t)(rng_u64(&r) % (rep ? 40 : 5)));
+                    tmat t = make_affine(&r, rows, cols, kBits[b], kGroups[g], kSb[s]);
+                    check_opt_vs_ref(k, &t.m, &r);
+                    tmat_free(&t);
+                }
+    for (int type = MS_WT_F32; type <= MS_WT_BF16; type++)
+        for (int rep = 0; rep < 12; rep++) {
+            int64_t rows = 1 + (int64_t)(rng_u64(&r) % 23), cols = 1 + (int64_t)(rng_u64(&r) % (rep < 6 ? 70 : 3000));
+            tmat t = make_dense(&r, rows, cols, (ms_wtype)type);
+            check_opt_vs_ref(k, &t.m, &r);
+            tmat_free(&t);
+        }
+}
+
+/* ---- 3. drivers ---------------------------------------------------------- */
+
+/* All weight configurations exercised by the driver tests. */
+static int n_configs(void)
+{
+    return (int)(MS_ARRAY_LEN(kBits) * MS_ARRAY_LEN(kGroups)) + 3;
+}
+
+static tmat make_config(rng *r, int i, int64_t rows, int64_t cols_mult)
+{
+    int na = (int)(MS_ARRAY_LEN(kBits) * MS_ARRAY_LEN(kGroups));
+    if (i < na) {
+        int bits = kBits[i / MS_ARRAY_LEN(kGroups)], gs = kGroups[i % MS_ARRAY_LEN(kGroups)];
+        return make_affine(r, rows, gs * cols_mult, bits, gs, kSb[i % 3]);
+    }
+    return make_dense(r, rows, 32 * cols_mult + 3, (ms_wtype)(i - na));
+}
+
+/* ms_matvec / ms_matmul for 1..4 threads: bit-identical; matmul rows agree with
+ * per-token matvec within DOT_TOL. */
+static void test_threads_bit_identical(void **state)
+{
+    (void)state;
+    const ms_kern *k = ms_kern_select(false);
+    ms_err err = {0};
+    ms_pool *pools[4];
+    for (int i = 0; i < 4; i++) {
+        pools[i] = ms_pool_create(i + 1, &err);
+        assert_non_null(pools[i]);
+    }
+    rng r = {99};
+    const int ns[] = {1, 3, 8, 33};
+    for (int ci = 0; ci < n_configs(); ci++) {
+        tmat t = make_config(&r, ci, 300 + ci, 3);
+        const ms_mat *m = &t.m;
+        for (size_t ni = 0; ni < MS_ARRAY_LEN(ns); ni++) {
+            int n = ns[ni];
+            float *X = rand_vec(&r, (int64_t)n * m->cols);
+            float *Y0 = malloc((size_t)n * m->rows * 4), *Y = malloc((size_t)n * m->rows * 4);
+            for (int p = 0; p < 4; p++) {
+                ms_compute c = {k, pools[p]};
+                float *dst = p == 0 ? Y0 : Y;
+                memset(dst, 0xff, (size_t)n * m->rows * 4);
+                ms_matmul(&c, m, X, n, dst);
+                if (p > 0 && memcmp(Y0, Y, (size_t)n * m->rows * 4) != 0)
+                    fail_msg("config %d n %d: %d threads differ from 1 thread", ci, n, p + 1);
+            }
+            /* Each token agrees with ms_matvec. */
+            ms_compute c1 = {k, pools[1]};
+            float *y = malloc((size_t)m->rows * 4);
+            double *yd = malloc((size_t)m->rows * 8), *mag = malloc((size_t)m->rows * 8);
+            for (int tok = 0; tok < n; tok++) {
+                ms_matvec(&c1, m, X + (size_t)tok * m->cols, y);
+                naive_matvec(m, X + (size_t)tok * m->cols, yd, mag);
+                for (int64_t i = 0; i < m->rows; i++) yd[i] = y[i];
+                double e = max_err_vs(Y0 + (size_t)tok * m->rows, yd, mag, m->rows);
+                if (e > DOT_TOL) fail_msg("config %d n %d token %d: matmul vs matvec err %.3g", ci, n, tok, e);
+            }
+            free(y);
+            free(yd);
+            free(mag);
+            free(X);
+            free(Y0);
+            free(Y);
+        }
+        tmat_free(&t);
+    }
+    for (int i = 0; i < 4; i++) ms_pool_destroy(pools[i]);
+}
+
+/* Any split of the rows into ranges gives the same bits (what makes the
+ * dynamic schedule deterministic). */
+static void test_row_split_invariance(void **state)
+{
+    (void)state;
+    const ms_kern *k = ms_kern_select(false);
+    rng r = {7};
+    for (int ci = 0; ci < n_configs(); ci++) {
+        tmat t = make_config(&r, ci, 37, 2);
+        const ms_mat *m = &t.m;
+        float *x = rand_vec(&r, m->cols), *y0 = malloc((size_t)m->rows * 4), *y = malloc((size_t)m->rows * 4);
+        rows_all(k, m, x, y0);
+        float *xs = NULL;
+        if (m->type == MS_WT_AFFINE) {
+            xs = malloc((size_t)(m->cols / m->group_size) * 4);
+            k->group_sums(x, m->cols, m->group_size, xs);
+        }
+        for (int rep = 0; rep < 5; rep++) {
+            memset(y, 0, (size_t)m->rows * 4);
+            for (int64_t r0 = 0; r0 < m->rows;) {
+                int64_t len = 1 + (int64_t)(rng_u64(&r) % 9), r1 = MS_MIN(m->rows, r0 + len);
+                ms_kern_for(k, m)->rows(m, r0, r1, x, xs, y + r0);
+                r0 = r1;
+            }
+            assert_memory_equal(y0, y, (size_t)m->rows * 4);
+        }
+        free(xs);
+        free(x);
+        free(y0);
+        free(y);
+        tmat_free(&t);
+    }
+}
+
+/* ms_ffn equals its composition; 1 vs 3 threads bit-identical. */
+static void test_ffn(void **state)
+{
+    (void)state;
+    const ms_kern *k = ms_kern_select(false);
+    ms_err err = {0};
+    ms_pool *p1 = ms_pool_create(1, &err), *p3 = ms_pool_create(3, &err);
+    assert_non_null(p1);
+    assert_non_null(p3);
+    rng r = {2024};
+    const int D = 256, I = 192;
+    for (int ci = 0; ci < 4; ci++) {
+        tmat g = ci < 3 ? make_affine(&r, I, D, kBits[ci * 2], 64, MS_DT_BF16) : make_dense(&r, I, D, MS_WT_BF16);
+        tmat u = make_affine(&r, I, D, 4, 32, MS_DT_F16);
+        tmat d = make_affine(&r, D, I, 8, 64, MS_DT_BF16);
+        for (int n = 1; n <= 40; n += 13) {
+            float *X = rand_vec(&r, (int64_t)n * D);
+            size_t sf = ms_ffn_scratch_floats(&g.m, n);
+            assert_true(sf >= (size_t)(2 * n * I));
+            float *scr = malloc(sf * 4), *Y1 = malloc((size_t)n * D * 4), *Y3 = malloc((size_t)n * D * 4);
+            float *G = malloc((size_t)n * I * 4), *U = malloc((size_t)n * I * 4), *Ym = malloc((size_t)n * D * 4);
+            ms_compute c1 = {k, p1}, c3 = {k, p3};
+            ms_ffn(&c1, &g.m, &u.m, &d.m, X, n, Y1, scr);
+            ms_ffn(&c3, &g.m, &u.m, &d.m, X, n, Y3, scr);
+            assert_memory_equal(Y1, Y3, (size_t)n * D * 4);
+            ms_matmul(&c1, &g.m, X, n, G);
+            ms_matmul(&c1, &u.m, X, n, U);
+            ms_silu_mul(G, U, n * I);
+            ms_matmul(&c1, &d.m, G, n, Ym);
+            assert_memory_equal(Y1, Ym, (size_t)n * D * 4);
+            free(X);
+            free(scr);
+            free(Y1);
+            free(Y3);
+            free(G);
+            free(U);
+            free(Ym);
+        }
+        tmat_free(&g);
+        tmat_free(&u);
+        tmat_free(&d);
+    }
+    ms_pool_destroy(p1);
+    ms_pool_destroy(p3);
+}
+
+/* ms_matmul of the reference table and the selected one agree; FORCE_REF. */
+static void test_force_ref(void **state)
+{
+    (void)state;
+    setenv("MOESTREAM_FORCE_REF", "1", 1);
+    const ms_kern *k = ms_kern_select(false);
+    assert_string_equal(ms_kern_name(k), "ref");
+    setenv("MOESTREAM_FORCE_REF", "0", 1);
+    k = ms_kern_select(false);
+    unsetenv("MOESTREAM_FORCE_REF");
+    assert_ptr_equal(k, ms_kern_select(false));
+    assert_string_equal(ms_kern_name(ms_kern_select(true)), "ref");
+#if defined(__x86_64__) && defined(MS_KERN_HAVE_AVX2)
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+        assert_string_equal(ms_kern_name(k), "avx2");
+#endif
+}
+
+static void test_validate(void **state)
+{
+    (void)state;
+    uint32_t w[64] = {0};
+    uint16_t sb[8] = {0};
+    ms_mat m = {.type = MS_WT_AFFINE, .bits = 4, .group_size = 64, .sb_dtype = MS_DT_BF16, .rows = 2, .cols = 128,
+                .w = w, .scales = sb, .biases = sb};
+    ms_err err = {0};
+    assert_int_equal(ms_mat_validate(&m, &err), 0);
+    assert_int_equal(ms_mat_row_bytes(&m), 64);
+    assert_int_equal(ms_mat_sb_row_bytes(&m), 4);
+    assert_int_equal(ms_mat_bytes(&m), 2 * (64 + 8));
+    ms_mat v = ms_mat_rows(&m, 1, 1);
+    assert_ptr_equal(v.w, (const char *)w + 64);
+    assert_ptr_equal(v.scales, (const char *)sb + 4);
+    assert_int_equal(v.rows, 1);
+    ms_mat bad = m;
+    bad.bits = 7;
+    assert_int_equal(ms_mat_validate(&bad, &err), -EINVAL);
+    assert_non_null(strstr(err.msg, "bits 7"));
+    bad = m;
+    bad.cols = 96;
+    ms_err_clear(&err);
+    assert_int_equal(ms_mat_validate(&bad, &err), -EINVAL);
+    assert_non_null(strstr(err.msg, "group size"));
+    bad = m;
+    bad.sb_dtype = MS_DT_U8;
+    ms_err_clear(&err);
+    assert_int_equal(ms_mat_validate(&bad, &err), -EINVAL);
+    bad = m;
+    bad.group_size = 48;
+    ms_err_clear(&err);
+    assert_int_equal(ms_mat_validate(&bad, &err), -EINVAL);
+    bad = m;
+    bad.rows = 0;
+    ms_err_clear(&err);
+    assert_int_equal(ms_mat_validate(&bad, &err), -EINVAL);
+    ms_mat d = {.type = MS_WT_BF16, .rows = 3, .cols = 5, .w = w};
+    assert_int_equal(ms_mat_validate(&d, &err), 0);
+    assert_int_equal(ms_mat_row_bytes(&d), 10);
+    assert_int_equal(ms_mat_bytes(&d), 30);
+}
+
+/* ---- 4. small ops --------------------------------------------------------- */
+
+static void test_small_ops(void **state)
+{
+    (void)state;
+    rng r = {31337};
+    /* rmsnorm (and in place) */
+    int n = 1000;
+    float *x = rand_vec(&r, n), *w = rand_vec(&r, n), *o = malloc((size_t)n * 4);
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    double inv = 1.0 / sqrt(ss / n + 1e-6);
+    ms_rmsnorm(o, x, w, n, 1e-6f);
+    for (int i = 0; i < n; i++) assert_true(fabs(o[i] - x[i] * inv * w[i]) <= 1e-6 * (1 + fabs(x[i] * inv * w[i])));
+    memcpy(o, x, (size_t)n * 4);
+    ms_rmsnorm(o, o, NULL, n, 1e-6f);
+    for (int i = 0; i < n; i++) assert_true(fabs(o[i] - x[i] * inv) <= 1e-6 * (1 + fabs(x[i] * inv)));
+    /* softmax: matches double, sums to 1, huge inputs do not overflow */
+    float sm[5] = {1000.0f, 999.0f, -5.0f, 1000.0f, 0.0f};
+    double e[5], es = 0;
+    for (int i = 0; i < 5; i++) es += e[i] = exp((double)sm[i] - 1000.0);
+    ms_softmax(sm, 5);
+    double tot = 0;
+    for (int i = 0; i < 5; i++) {
+        assert_true(fabs(sm[i] - e[i] / es) < 1e-6);
+        tot += sm[i];
+    }
+    assert_true(fabs(tot - 1.0) < 1e-6);
+    /* silu * mul */
+    float g[4] = {-20.0f, -1.0f, 0.0f, 3.0f}, u[4] = {2.0f, 3.0f, 4.0f, 0.5f};
+    ms_silu_mul(g, u, 4);
+    const double gin[4] = {-20, -1, 0, 3};
+    for (int i = 0; i < 4; i++) assert_true(fabs(g[i] - gin[i] / (1 + exp(-gin[i])) * u[i]) < 1e-6);
+    /* RoPE: against the formula; rotation preserves the norm of every pair */
+    int d = 64;
+    float *q = rand_vec(&r, d), *q2 = malloc((size_t)d * 4), cs[32], sn[32];
+    for (int i = 0; i < d / 2; i++) {
+        double th = 7.0 * pow(10000.0, -2.0 * i / d);
+        cs[i] = (float)cos(th);
+        sn[i] = (float)sin(th);
+    }
+    memcpy(q2, q, (size_t)d * 4);
+    ms_rope_interleaved(q2, d, cs, sn);
+    for (int i = 0; i < d / 2; i++) {
+        double a = q[2 * i], b = q[2 * i + 1];
+        assert_true(fabs(q2[2 * i] - (a * cs[i] - b * sn[i])) < 1e-6);
+        assert_true(fabs(q2[2 * i + 1] - (a * sn[i] + b * cs[i])) < 1e-6);
+    }
+    memcpy(q2, q, (size_t)d * 4);
+    ms_rope_halfsplit(q2, d, cs, sn);
+    for (int i = 0; i < d / 2; i++) {
+        double a = q[i], b = q[i + d / 2];
+        assert_true(fabs(q2[i] - (a * cs[i] - b * sn[i])) < 1e-6);
+        assert_true(fabs(q2[i + d / 2] - (a * sn[i] + b * cs[i])) < 1e-6);
+        assert_true(fabs(hypot(q2[i], q2[i + d / 2]) - hypot(a, b)) < 1e-5);
+    }
+    /* dot */
+    double dd = 0;
+    for (int i = 0; i < n; i++) dd += (double)x[i] * w[i];
+    assert_true(fabs(ms_dot_f32(x, w, n) - dd) < 1e-4);
+    assert_true(ms_dot_f32(x, w, 0) == 0.0f);
+    assert_true(ms_dot_f32(x, w, 3) == (float)(((double)x[0] * w[0] + (double)x[1] * w[1]) + (double)x[2] * w[2]) ||
+                fabs(ms_dot_f32(x, w, 3) - ((double)x[0] * w[0] + (double)x[1] * w[1] + (double)x[2] * w[2])) < 1e-6);
+    free(x);
+    free(w);
+    free(o);
+    free(q);
+    free(q2);
+}
+
+static void test_topk(void **state)
+{
+    (void)state;
+    float x[10] = {0.5f, 3.0f, -1.0f, 3.0f, NAN, 2.0f, 3.0f, -INFINITY, 0.5f, 2.5f};
+    int idx[12];
+    ms_topk(x, 10, 5, idx);
+    const int want[5] = {1, 3, 6, 9, 5}; /* ties: lower index first */
+    assert_memory_equal(idx, want, sizeof want);
+    ms_topk(x, 10, 1, idx);
+    assert_int_equal(idx[0], 1);
+    ms_topk(x, 10, 10, idx);
+    assert_int_equal(idx[7], 2); /* -1.0 */
+    assert_int_equal(idx[8], 7); /* -inf */
+    assert_int_equal(idx[9], 4); /* NaN last */
+    ms_topk(x, 3, 5, idx);       /* k > n: padded with -1 */
+    assert_int_equal(idx[0], 1);
+    assert_int_equal(idx[2], 2);
+    assert_int_equal(idx[3], -1);
+    assert_int_equal(idx[4], -1);
+    /* random: against a full sort */
+    rng r = {5};
+    float v[256];
+    for (int rep = 0; rep < 50; rep++) {
+        for (int i = 0; i < 256; i++) v[i] = (float)(rng_u64(&r) % 40); /* many ties */
+        int k = 1 + rep % 9, got[9];
+        ms_topk(v, 256, k, got);
+        for (int i = 0; i < k; i++) {
+            /* the number of elements ranking before got[i] is exactly i */
+            int before = 0;
+            for (int j = 0; j < 256; j++)
+                before += v[j] > v[got[i]] || (v[j] == v[got[i]] && j < got[i]);
+            assert_int_equal(before, i);
+        }
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ref_vs_double),
+        cmocka_unit_test(test_spec_vector),
+        cmocka_unit_test(test_opt_vs_ref),
+        cmocka_unit_test(test_threads_bit_identical),
+        cmocka_unit_test(test_row_split_invariance),
+        cmocka_unit_test(test_ffn),
+        cmocka_unit_test(test_force_ref),
+        cmocka_unit_test(test_validate),
+        cmocka_unit_test(test_small_ops),
+        cmocka_unit_test(test_topk),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
