@@ -1,12 +1,101 @@
-/* cli_logits.c - `moestream logits` (not implemented yet: placeholder that fails clearly). */
+/* cli_logits.c - `moestream logits`: print the logits of a token sequence as JSON,
+ * for verification against an independent implementation. By default tokens go
+ * one at a time through the decode path (KV cache); --prefill sends them as one
+ * chunk through the prefill path. Both must agree. */
+#include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
+#include "engine.h"
+#include "util.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: moestream logits --model DIR --tokens IDS [options]\n"
+            "\n"
+            "Print {\"n_vocab\":V,\"positions\":[{\"pos\":P,\"logits\":[...]}, ...]} for a token sequence.\n"
+            "\n"
+            "  --model DIR        model directory (config.json + safetensors)\n"
+            "  --tokens IDS       comma-separated token ids, e.g. 1,2,3\n"
+            "  --all-positions    logits after every position (default: the last position only)\n"
+            "  --prefill          run all tokens as one chunk through the prefill path\n"
+            "                     (default: one at a time through the decode path)\n"
+            "  --batch N          prefill chunk size with --prefill (default: all tokens)\n"
+            "  --threads N        compute threads (default: physical cores)\n"
+            "  --ctx N            KV cache positions (default: number of tokens)\n");
+}
 
 int cmd_logits(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "moestream logits: not implemented yet\n");
-    return 1;
+    static const struct option opts[] = {{"model", required_argument, 0, 'm'},   {"tokens", required_argument, 0, 't'},
+                                         {"all-positions", no_argument, 0, 'a'}, {"prefill", no_argument, 0, 'p'},
+                                         {"threads", required_argument, 0, 'T'}, {"ctx", required_argument, 0, 'c'},
+                                         {"batch", required_argument, 0, 'b'},   {"help", no_argument, 0, 'h'},
+                                         {0}};
+    const char *model = NULL, *toks = NULL;
+    bool all = false, prefill = false;
+    long long threads = 0, ctx = 0, batch = 0;
+    ms_err err = {0};
+    int o;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "m:t:apT:c:b:h", opts, NULL)) != -1) {
+        switch (o) {
+        case 'm': model = optarg; break;
+        case 't': toks = optarg; break;
+        case 'a': all = true; break;
+        case 'p': prefill = true; break;
+        case 'T':
+            if (ms_parse_int(optarg, 1, 1024, &threads, "--threads", &err) < 0) return ms_cli_usage_error("logits", "%s", err.msg);
+            break;
+        case 'c':
+            if (ms_parse_int(optarg, 1, 1 << 24, &ctx, "--ctx", &err) < 0) return ms_cli_usage_error("logits", "%s", err.msg);
+            break;
+        case 'b':
+            if (ms_parse_int(optarg, 1, 1 << 16, &batch, "--batch", &err) < 0) return ms_cli_usage_error("logits", "%s", err.msg);
+            break;
+        case 'h': usage(stdout); return 0;
+        default: return ms_cli_usage_error("logits", "invalid option");
+        }
+    }
+    if (optind != argc) return ms_cli_usage_error("logits", "unexpected argument '%s'", argv[optind]);
+    if (!model || !toks) return ms_cli_usage_error("logits", "--model and --tokens are required");
+    long long *ids64;
+    int n;
+    if (ms_parse_int_list(toks, 0, 1 << 30, &ids64, &n, "--tokens", &err) < 0) return ms_cli_usage_error("logits", "%s", err.msg);
+    int *ids = malloc((size_t)n * sizeof *ids);
+    for (int i = 0; i < n; i++) ids[i] = (int)ids64[i];
+    free(ids64);
+    ms_engine_opts eo = {.threads = (int)threads, .ctx = ctx ? (int)ctx : n, .batch = prefill ? (batch ? (int)batch : n) : 1};
+    ms_engine *e;
+    if (ms_engine_open(model, &eo, &e, &err) < 0) {
+        free(ids);
+        return ms_cli_fail("logits", &err);
+    }
+    int V = ms_engine_vocab(e);
+    float *lg = malloc((size_t)n * V * sizeof *lg);
+    int rc = 0;
+    if (!lg) {
+        rc = ms_errf(&err, ENOMEM, "out of memory");
+    } else if (prefill) {
+        rc = ms_engine_eval(e, ids, n, lg, true, &err);
+    } else {
+        for (int i = 0; i < n && rc == 0; i++) rc = ms_engine_eval(e, ids + i, 1, lg + (size_t)i * V, false, &err);
+    }
+    if (rc == 0) {
+        printf("{\"n_vocab\":%d,\"positions\":[", V);
+        for (int p = all ? 0 : n - 1, first = 1; p < n; p++, first = 0) {
+            printf("%s{\"pos\":%d,\"logits\":[", first ? "" : ",", p);
+            const float *r = lg + (size_t)p * V;
+            for (int v = 0; v < V; v++) printf("%s%.9g", v ? "," : "", r[v]);
+            printf("]}");
+        }
+        printf("]}\n");
+    }
+    free(lg);
+    free(ids);
+    ms_engine_close(e);
+    return rc < 0 ? ms_cli_fail("logits", &err) : 0;
 }

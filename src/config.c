@@ -252,7 +252,7 @@ int ms_config_parse(const char *json, const char *what, ms_config *cfg, ms_err *
         goto out;
     if ((rc = get_i(&c, "num_experts_per_tok", any_moe, 0, 1, 1 << 16, &cfg->n_experts_per_tok)) < 0) goto out;
     if ((rc = get_i(&c, "n_shared_experts", false, 0, 0, 1024, &cfg->n_shared_experts)) < 0) goto out;
-    if ((rc = get_i(&c, "n_group", false, 1, 1, 1 << 16, &cfg->n_group)) < 0) goto out;
+    if ((rc = get_i(&c, "n_group", false, 1, 1, 1024, &cfg->n_group)) < 0) goto out;
     if ((rc = get_i(&c, "topk_group", false, 1, 1, 1 << 16, &cfg->topk_group)) < 0) goto out;
     if (any_moe) {
         int E = cfg->n_routed_experts;

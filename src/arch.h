@@ -1,0 +1,58 @@
+/* arch.h - the architecture ops table. Each model family lives in one file
+ * (src/arch_<family>.c) behind this table: bind the resident weights, create the
+ * per-session state (KV cache + scratch), run the forward pass over a chunk of
+ * tokens. deepseek_v3 is the first family; glm4_moe_lite shares its code. */
+#ifndef MS_ARCH_H
+#define MS_ARCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "experts.h"
+#include "kernels.h"
+#include "model.h"
+#include "resident.h"
+
+/* Called for every token and MoE layer with the experts the router chose (best
+ * first) - the source of routing traces. */
+typedef void (*ms_route_cb)(void *arg, int layer, int token_index, const int *ids, const float *w, int k);
+/* Called after layer L's attention with the normalized hidden state that layer
+ * L+1's router would see approximately (next-layer prefetch), n tokens. */
+typedef void (*ms_lookahead_cb)(void *arg, int layer, const float *h, int n);
+
+typedef struct ms_fwd_env {
+    ms_compute compute;        /* kernels + pool */
+    ms_expert_src experts;     /* routed experts */
+    ms_route_cb on_route;      /* optional */
+    void *on_route_arg;
+    ms_lookahead_cb on_attn_done; /* optional */
+    void *on_attn_done_arg;
+} ms_fwd_env;
+
+typedef struct ms_arch_ops {
+    const char *name;
+    /* Validate every resident tensor against the config and bind them. */
+    int (*bind)(const ms_model *m, const ms_resident *r, void **weights, uint64_t *extra_bytes, ms_err *err);
+    void (*unbind)(void *weights);
+    /* KV cache for ctx positions and scratch for chunks of up to batch tokens. */
+    int (*state_create)(const void *weights, int ctx, int batch, int nthreads, void **state, uint64_t *bytes,
+                        ms_err *err);
+    void (*state_destroy)(void *state);
+    /* Run tokens[0..n) at positions pos0.. (n <= batch, pos0 + n <= ctx). Writes
+     * logits for the last token (logits[vocab]) or, with all_logits, for every
+     * token (logits[n][vocab]). logits may be NULL (prompt prefix). */
+    int (*forward)(const void *weights, void *state, const ms_fwd_env *env, const int *tokens, int n, int pos0,
+                   float *logits, bool all_logits, ms_err *err);
+    /* Router of MoE layer `layer` applied to normalized hidden states x[n][D]:
+     * top-k ids per token (prediction for prefetch). Returns k or -errno. */
+    int (*route)(const void *weights, void *state, const ms_fwd_env *env, int layer, const float *x, int n, int *ids,
+                 ms_err *err);
+} ms_arch_ops;
+
+/* The ops for a config (NULL + error if the family is not supported). */
+const ms_arch_ops *ms_arch_for(const ms_config *c, ms_err *err);
+
+extern const ms_arch_ops ms_arch_deepseek_v3;
+
+#endif

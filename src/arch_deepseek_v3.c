@@ -1,0 +1,737 @@
+/* arch_deepseek_v3.c - the DeepSeek-V3 family (DeepSeek-V3/R1, GigaChat3/3.1,
+ * Kimi-K2; glm4_moe_lite differs only in config values): weight binding and the
+ * forward pass, all activations in f32. See ../shared/spec/deepseek-v3.md.
+ *
+ *   h = embed[token]
+ *   for each layer:
+ *       x = rmsnorm(h)                                   input_layernorm
+ *       h += MLA(x)                                      absorbed form, latent KV cache
+ *       x = rmsnorm(h)                                   post_attention_layernorm
+ *       h += dense ? mlp(x) : shared(x) + sum_j w_j expert_j(x)
+ *   logits = lm_head(rmsnorm(h))
+ *
+ * MLA, absorbed (one form for decode and prefill; a chunk of n tokens first
+ * writes its latents to the cache, then each (token, head) attends causally):
+ *   q        = q_b(rmsnorm(q_a x))  or q_proj x          [H, nope+rope]
+ *   kv       = kv_a x                                    [kv_lora + rope]
+ *   c_kv     = rmsnorm(kv[:kv_lora])  -> cache            [kv_lora]
+ *   k_pe     = rope(kv[kv_lora:])     -> cache            [rope]
+ *   q_lat[h] = W_UK[h]^T q_nope[h]                        [kv_lora]
+ *   s[h, j]  = scale * (q_lat[h] . c_kv[j] + rope(q_pe[h]) . k_pe[j]),  j <= pos
+ *   o[h]     = W_UV[h] (sum_j softmax(s)[j] c_kv[j])      [v]
+ *   out      = o_proj(concat o)
+ * W_UK / W_UV come from embed_q / unembed_out (MLX >= 0.30.6) or from the rows
+ * of kv_b_proj (HF and older MLX); q_lat from kv_b_proj is a transposed product.
+ *
+ * MoE: sigmoid router, e_score_correction_bias for selection only, group-limited
+ * top-k, norm_topk_prob, routed_scaling_factor. Tokens of a chunk are grouped by
+ * expert; experts are acquired from the expert source in waves that fit it and
+ * each expert's output goes to its own buffer, summed afterwards in the router's
+ * order: the result never depends on when experts arrive (bit-identical for any
+ * budget, policy, backend or thread count).
+ */
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arch.h"
+#include "util.h"
+
+/* ---- weights ------------------------------------------------------------ */
+
+typedef struct ds3_layer {
+    bool moe;
+    const float *attn_norm;   /* [D] */
+    const float *ffn_norm;    /* [D] */
+    /* attention */
+    ms_mat q_a;               /* [q_lora, D]            (q_lora_rank > 0) */
+    const float *q_a_norm;    /* [q_lora] */
+    ms_mat q_b;               /* [H*(nope+rope), q_lora] */
+    ms_mat q;                 /* [H*(nope+rope), D]     (q_lora_rank == 0) */
+    ms_mat kv_a;              /* [kv_lora + rope, D] */
+    const float *kv_a_norm;   /* [kv_lora] */
+    bool split_mla;           /* embed_q/unembed_out (else kv_b_proj rows) */
+    ms_mat *wk;               /* [H]: split: embed_q[h] [kv_lora, nope]; legacy: W_UK[h] [nope, kv_lora] */
+    ms_mat *wv;               /* [H]: [v, kv_lora] */
+    ms_mat o;                 /* [D, H*v] */
+    /* dense MLP */
+    ms_mat gate, up, down;    /* [I, D], [I, D], [D, I] */
+    /* MoE */
+    ms_mat router;            /* [E, D] */
+    const float *router_bias; /* [E] (NULL = zeros) */
+    bool has_shared;
+    ms_mat sh_gate, sh_up, sh_down; /* [S, D], [S, D], [D, S] */
+    const ms_moe_layer *ml;
+} ds3_layer;
+
+typedef struct ds3_weights {
+    const ms_model *m;
+    ms_config c;
+    int D, H, nope, rope, vd, kvl, qdim, E, K;
+    float scale;              /* softmax scale incl. YaRN mscale */
+    float rope_mscale;        /* YaRN magnitude factor on cos/sin */
+    double *inv_freq;         /* [rope/2] */
+    ms_mat embed;             /* [vocab, D] */
+    ms_mat lm_head;           /* [vocab, D] */
+    const float *final_norm;  /* [D] */
+    ds3_layer *layers;        /* [n_layers] */
+    float *vecs;              /* f32 copies of norm / bias vectors */
+    ms_mat *head_mats;        /* storage for wk / wv */
+} ds3_weights;
+
+/* f32 copy of a resident vector (norm weights, router bias). */
+static int bind_vec(const ms_model *m, const ms_resident *r, const char *name, int64_t n, float **cursor,
+                    const float **out, ms_err *err)
+{
+    const ms_tensor *t;
+    int rc = ms_model_vector(m, name, n, &t, err);
+    if (rc < 0) return rc;
+    float *dst = *cursor;
+    ms_convert_to_f32(t->dtype, ms_resident_data(r, m, t), dst, (size_t)n);
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(dst[i]))
+            return ms_errf(err, EINVAL, "%s: tensor %s holds a non-finite value at %lld",
+                           m->tt.files[t->file].path, t->name, (long long)i);
+    *cursor += n;
+    *out = dst;
+    return 0;
+}
+
+static int bind_mat(const ms_model *m, const ms_resident *r, const char *module, int64_t rows, int64_t cols,
+                    ms_mat *out, ms_err *err)
+{
+    ms_linear l;
+    int rc = ms_model_linear(m, module, 0, rows, cols, &l, err);
+    if (rc < 0) return rc;
+    *out = ms_linear_mat(&l, 0, ms_resident_data(r, m, l.w), ms_resident_data(r, m, l.scales),
+                         ms_resident_data(r, m, l.biases));
+    return 0;
+}
+
+static void yarn_inv_freq(const ms_config *c, double *inv, float *mscale_out)
+{
+    int d = c->qk_rope_head_dim;
+    double base = c->rope.theta;
+    *mscale_out = 1.0f;
+    for (int i = 0; i < d / 2; i++) inv[i] = pow(base, -2.0 * i / d);
+    if (c->rope.type == MS_ROPE_LINEAR) {
+        for (int i = 0; i < d / 2; i++) inv[i] /= c->rope.factor;
+        return;
+    }
+    if (c->rope.type != MS_ROPE_YARN) return;
+    double f = c->rope.factor, L0 = (double)c->rope.orig_max_pos;
+#define CORR(r) ((double)d * log(L0 / (2.0 * M_PI * (r))) / (2.0 * log(base)))
+    double low = floor(CORR(c->rope.beta_fast)), high = ceil(CORR(c->rope.beta_slow));
+#undef CORR
+    if (low < 0) low = 0;
+    if (high > d - 1) high = d - 1;
+    if (low == high) high += 0.001;
+    for (int i = 0; i < d / 2; i++) {
+        double ramp = ((double)i - low) / (high - low);
+        if (ramp < 0) ramp = 0;
+        if (ramp > 1) ramp = 1;
+        double keep = 1.0 - ramp;
+        inv[i] = inv[i] * keep + inv[i] / f * (1.0 - keep);
+    }
+    double gm = f <= 1 ? 1.0 : 0.1 * c->rope.mscale * log(f) + 1.0;
+    double ga = f <= 1 ? 1.0 : 0.1 * c->rope.mscale_all_dim * log(f) + 1.0;
+    *mscale_out = (float)(gm / ga);
+}
+
+static void ds3_unbind(void *wp)
+{
+    ds3_weights *w = wp;
+    if (!w) return;
+    free(w->inv_freq);
+    free(w->layers);
+    free(w->vecs);
+    free(w->head_mats);
+    free(w);
+}
+
+static int ds3_bind(const ms_model *m, const ms_resident *r, void **out, uint64_t *extra_bytes, ms_err *err)
+{
+    const ms_config *c = &m->cfg;
+    ds3_weights *w = calloc(1, sizeof *w);
+    if (!w) return ms_errf(err, ENOMEM, "out of memory");
+    w->m = m;
+    w->c = *c;
+    w->D = c->hidden_size;
+    w->H = c->n_heads;
+    w->nope = c->qk_nope_head_dim;
+    w->rope = c->qk_rope_head_dim;
+    w->vd = c->v_head_dim;
+    w->kvl = c->kv_lora_rank;
+    w->qdim = w->nope + w->rope;
+    w->E = c->n_routed_experts;
+    w->K = c->n_experts_per_tok;
+    w->scale = (float)ms_config_softmax_scale(c);
+    int L = c->n_layers, D = w->D, H = w->H;
+    int rc = 0;
+    if (c->attention_bias) {
+        rc = ms_errf(err, ENOTSUP, "%s/config.json: attention_bias: true is not supported", m->dir);
+        goto fail;
+    }
+    w->inv_freq = calloc((size_t)w->rope / 2, sizeof *w->inv_freq);
+    w->layers = calloc((size_t)L, sizeof *w->layers);
+    size_t nvec = (size_t)D + (size_t)L * (2 * (size_t)D + (size_t)c->q_lora_rank + (size_t)w->kvl + (size_t)w->E);
+    w->vecs = malloc(nvec * sizeof(float));
+    w->head_mats = calloc((size_t)L * 2 * (size_t)H, sizeof(ms_mat));
+    if (!w->inv_freq || !w->layers || !w->vecs || !w->head_mats) {
+        rc = ms_errf(err, ENOMEM, "out of memory");
+        goto fail;
+    }
+    *extra_bytes = nvec * sizeof(float) + (size_t)L * 2 * (size_t)H * sizeof(ms_mat);
+    yarn_inv_freq(c, w->inv_freq, &w->rope_mscale);
+    float *vc = w->vecs;
+    char name[256];
+
+    if ((rc = bind_mat(m, r, "model.embed_tokens", c->vocab_size, D, &w->embed, err)) < 0) goto fail;
+    if ((rc = bind_vec(m, r, "model.norm.weight", D, &vc, &w->final_norm, err)) < 0) goto fail;
+    if (ms_model_find(m, "lm_head.weight")) {
+        if ((rc = bind_mat(m, r, "lm_head", c->vocab_size, D, &w->lm_head, err)) < 0) goto fail;
+    } else if (c->tie_word_embeddings) {
+        w->lm_head = w->embed;
+    } else {
+        rc = ms_errf(err, ENOENT, "%s: tensor lm_head.weight is missing (and tie_word_embeddings is false)", m->dir);
+        goto fail;
+    }
+    for (int l = 0; l < L; l++) {
+        ds3_layer *ly = &w->layers[l];
+        char p[128];
+        snprintf(p, sizeof p, "model.layers.%d", l);
+#define NAME(fmt) (snprintf(name, sizeof name, "%s." fmt, p), name)
+        if ((rc = bind_vec(m, r, NAME("input_layernorm.weight"), D, &vc, &ly->attn_norm, err)) < 0) goto fail;
+        if ((rc = bind_vec(m, r, NAME("post_attention_layernorm.weight"), D, &vc, &ly->ffn_norm, err)) < 0) goto fail;
+        /* attention */
+        int64_t qrows = (int64_t)H * w->qdim;
+        if (c->q_lora_rank > 0) {
+            if ((rc = bind_mat(m, r, NAME("self_attn.q_a_proj"), c->q_lora_rank, D, &ly->q_a, err)) < 0) goto fail;
+            if ((rc = bind_vec(m, r, NAME("self_attn.q_a_layernorm.weight"), c->q_lora_rank, &vc, &ly->q_a_norm,
+                               err)) < 0)
+                goto fail;
+            if ((rc = bind_mat(m, r, NAME("self_attn.q_b_proj"), qrows, c->q_lora_rank, &ly->q_b, err)) < 0) goto fail;
+        } else {
+            if ((rc = bind_mat(m, r, NAME("self_attn.q_proj"), qrows, D, &ly->q, err)) < 0) goto fail;
+        }
+        if ((rc = bind_mat(m, r, NAME("self_attn.kv_a_proj_with_mqa"), w->kvl + w->rope, D, &ly->kv_a, err)) < 0)
+            goto fail;
+        if ((rc = bind_vec(m, r, NAME("self_attn.kv_a_layernorm.weight"), w->kvl, &vc, &ly->kv_a_norm, err)) < 0)
+            goto fail;
+        ly->wk = &w->head_mats[(size_t)l * 2 * H];
+        ly->wv = ly->wk + H;
+        if (ms_model_find(m, "%s.self_attn.embed_q.weight", p)) {
+            ms_linear eq, uo;
+            ly->split_mla = true;
+            if ((rc = ms_model_linear(m, NAME("self_attn.embed_q"), H, w->kvl, w->nope, &eq, err)) < 0) goto fail;
+            if ((rc = ms_model_linear(m, NAME("self_attn.unembed_out"), H, w->vd, w->kvl, &uo, err)) < 0) goto fail;
+            for (int h = 0; h < H; h++) {
+                ly->wk[h] = ms_linear_mat(&eq, h, ms_resident_data(r, m, eq.w), ms_resident_data(r, m, eq.scales),
+                                          ms_resident_data(r, m, eq.biases));
+                ly->wv[h] = ms_linear_mat(&uo, h, ms_resident_data(r, m, uo.w), ms_resident_data(r, m, uo.scales),
+                                          ms_resident_data(r, m, uo.biases));
+            }
+        } else {
+            ms_mat kvb;
+            if ((rc = bind_mat(m, r, NAME("self_attn.kv_b_proj"), (int64_t)H * (w->nope + w->vd), w->kvl, &kvb,
+                               err)) < 0)
+                goto fail;
+            for (int h = 0; h < H; h++) {
+                ly->wk[h] = ms_mat_rows(&kvb, (int64_t)h * (w->nope + w->vd), w->nope);
+                ly->wv[h] = ms_mat_rows(&kvb, (int64_t)h * (w->nope + w->vd) + w->nope, w->vd);
+            }
+        }
+        if ((rc = bind_mat(m, r, NAME("self_attn.o_proj"), D, (int64_t)H * w->vd, &ly->o, err)) < 0) goto fail;
+        /* feed-forward */
+        ly->moe = ms_config_is_moe_layer(c, l);
+        if (!ly->moe) {
+            int I = c->intermediate_size;
+            if ((rc = bind_mat(m, r, NAME("mlp.gate_proj"), I, D, &ly->gate, err)) < 0) goto fail;
+            if ((rc = bind_mat(m, r, NAME("mlp.up_proj"), I, D, &ly->up, err)) < 0) goto fail;
+            if ((rc = bind_mat(m, r, NAME("mlp.down_proj"), D, I, &ly->down, err)) < 0) goto fail;
+        } else {
+            ly->ml = ms_model_moe(m, l);
+            if ((rc = bind_mat(m, r, NAME("mlp.gate"), w->E, D, &ly->router, err)) < 0) goto fail;
+            ly->router_bias = NULL;
+            if (ms_model_find(m, "%s.mlp.gate.e_score_correction_bias", p)) {
+                if ((rc = bind_vec(m, r, NAME("mlp.gate.e_score_correction_bias"), w->E, &vc, &ly->router_bias,
+                                   err)) < 0)
+                    goto fail;
+            }
+            ly->has_shared = c->n_shared_experts > 0;
+            if (ly->has_shared) {
+                int S = c->n_shared_experts * c->moe_intermediate_size;
+                if ((rc = bind_mat(m, r, NAME("mlp.shared_experts.gate_proj"), S, D, &ly->sh_gate, err)) < 0) goto fail;
+                if ((rc = bind_mat(m, r, NAME("mlp.shared_experts.up_proj"), S, D, &ly->sh_up, err)) < 0) goto fail;
+                if ((rc = bind_mat(m, r, NAME("mlp.shared_experts.down_proj"), D, S, &ly->sh_down, err)) < 0)
+                    goto fail;
+            }
+        }
+#undef NAME
+    }
+    *out = w;
+    return 0;
+fail:
+    ds3_unbind(w);
+    return rc;
+}
+
+/* ---- state: KV cache + scratch ------------------------------------------ */
+
+typedef struct ds3_state {
+    int ctx, batch, nth;
+    float *ckv;      /* [L][ctx][kv_lora]  normalized latents */
+    float *kpe;      /* [L][ctx][rope]     rotated shared rope keys */
+    /* scratch for a chunk of up to `batch` tokens */
+    float *h;        /* [B, D] residual stream */
+    float *x;        /* [B, D] normed input */
+    float *qa;       /* [B, q_lora] */
+    float *q;        /* [B, H*(nope+rope)] */
+    float *kv;       /* [B, kv_lora+rope] */
+    float *o;        /* [B, H*v] */
+    float *attn;     /* [B, D] */
+    float *cosb;     /* [B, rope/2] */
+    float *sinb;     /* [B, rope/2] */
+    float *tls;      /* [nth][kv_lora*2 + ctx + rope] per-thread attention scratch */
+    size_t tls_stride;
+    float *ffn_out;  /* [B, D] */
+    float *ffn_scr;  /* ms_ffn scratch for B tokens of the widest FFN */
+    float *rlog;     /* [B, E] router logits */
+    int *ids;        /* [B, K] */
+    float *wts;      /* [B, K] */
+    float *yk;       /* [B, K, D] routed expert outputs, one buffer per (token, rank) */
+    float *xe;       /* [B, D] gathered inputs of one expert */
+    float *ye;       /* [B, D] its outputs */
+    int *uniq;       /* [B*K] distinct experts of the chunk */
+    int *cnt;        /* [E] tokens per expert */
+    int *start;      /* [E+1] */
+    int *list;       /* [B*K] (token*K + rank) grouped by expert */
+    float *rtmp;     /* [2E] router scratch */
+} ds3_state;
+
+static void ds3_state_destroy(void *sp)
+{
+    ds3_state *s = sp;
+    if (!s) return;
+    free(s->ckv);
+    free(s->kpe);
+    free(s->h);
+    free(s->x);
+    free(s->qa);
+    free(s->q);
+    free(s->kv);
+    free(s->o);
+    free(s->attn);
+    free(s->cosb);
+    free(s->sinb);
+    free(s->tls);
+    free(s->ffn_out);
+    free(s->ffn_scr);
+    free(s->rlog);
+    free(s->ids);
+    free(s->wts);
+    free(s->yk);
+    free(s->xe);
+    free(s->ye);
+    free(s->uniq);
+    free(s->cnt);
+    free(s->start);
+    free(s->list);
+    free(s->rtmp);
+    free(s);
+}
+
+static int ds3_state_create(const void *wp, int ctx, int batch, int nthreads, void **out, uint64_t *bytes,
+                            ms_err *err)
+{
+    const ds3_weights *w = wp;
+    const ms_config *c = &w->c;
+    if (ctx <= 0 || batch <= 0) return ms_errf(err, EINVAL, "context and batch must be positive");
+    ds3_state *s = calloc(1, sizeof *s);
+    if (!s) return ms_errf(err, ENOMEM, "out of memory");
+    s->ctx = ctx;
+    s->batch = batch;
+    s->nth = nthreads > 0 ? nthreads : 1;
+    size_t L = (size_t)c->n_layers, B = (size_t)batch, D = (size_t)w->D, H = (size_t)w->H;
+    size_t E = (size_t)MS_MAX(1, w->E), K = (size_t)MS_MAX(1, w->K);
+    size_t widest = (size_t)MS_MAX(c->intermediate_size, c->moe_intermediate_size * MS_MAX(1, c->n_shared_experts));
+    widest = MS_MAX(widest, (size_t)c->moe_intermediate_size);
+    s->tls_stride = MS_ALIGN_UP((size_t)w->kvl * 2 + (size_t)ctx + (size_t)w->rope + 16, 16);
+    uint64_t total = 0;
+#define ALLOC(ptr, n)                                                        \
+    do {                                                                     \
+        size_t _n = (size_t)(n);                                             \
+        if (_n == 0) _n = 1;                                                 \
+        (ptr) = calloc(_n, sizeof(*(ptr)));                                   \
+        total += _n * sizeof(*(ptr));                                         \
+        if (!(ptr)) goto oom;                                                \
+    } while (0)
+    ALLOC(s->ckv, L * (size_t)ctx * (size_t)w->kvl);
+    ALLOC(s->kpe, L * (size_t)ctx * (size_t)w->rope);
+    ALLOC(s->h, B * D);
+    ALLOC(s->x, B * D);
+    ALLOC(s->qa, B * (size_t)MS_MAX(1, c->q_lora_rank));
+    ALLOC(s->q, B * H * (size_t)w->qdim);
+    ALLOC(s->kv, B * (size_t)(w->kvl + w->rope));
+    ALLOC(s->o, B * H * (size_t)w->vd);
+    ALLOC(s->attn, B * D);
+    ALLOC(s->cosb, B * (size_t)w->rope / 2);
+    ALLOC(s->sinb, B * (size_t)w->rope / 2);
+    ALLOC(s->tls, (size_t)s->nth * s->tls_stride);
+    ALLOC(s->ffn_out, B * D);
+    ALLOC(s->ffn_scr, 2 * B * widest + 64);
+    ALLOC(s->rlog, B * E);
+    ALLOC(s->ids, B * K);
+    ALLOC(s->wts, B * K);
+    ALLOC(s->yk, B * K * D);
+    ALLOC(s->xe, B * D);
+    ALLOC(s->ye, B * D);
+    ALLOC(s->uniq, B * K);
+    ALLOC(s->cnt, E);
+    ALLOC(s->start, E + 1);
+    ALLOC(s->list, B * K);
+    ALLOC(s->rtmp, 2 * E);
+#undef ALLOC
+    *out = s;
+    if (bytes) *bytes = total;
+    return 0;
+oom:
+    ds3_state_destroy(s);
+    return ms_errf(err, ENOMEM, "cannot allocate the KV cache / scratch for ctx %d, batch %d", ctx, batch);
+}
+
+/* ---- pieces of the forward pass ------------------------------------------ */
+
+/* Y[n][rows] = X[n][cols] W^T: one matvec when n == 1 (the decode path). */
+static void linear(const ms_compute *cp, const ms_mat *m, const float *X, int n, float *Y)
+{
+    if (n == 1) ms_matvec(cp, m, X, Y);
+    else ms_matmul(cp, m, X, n, Y);
+}
+
+static void rope_pair_rotate(float *x, int d, const float *cs, const float *sn)
+{
+    ms_rope_interleaved(x, d, cs, sn);
+}
+
+typedef struct attn_task {
+    const ds3_weights *w;
+    const ds3_layer *ly;
+    ds3_state *s;
+    const ms_kern *kern;
+    int layer, n, pos0;
+    _Atomic int next;
+} attn_task;
+
+/* One (token, head): absorbed attention over positions 0..pos. */
+static void attn_one(attn_task *t, int idx, float *tls)
+{
+    const ds3_weights *w = t->w;
+    const ds3_layer *ly = t->ly;
+    ds3_state *s = t->s;
+    int H = w->H, kvl = w->kvl, rope = w->rope, nope = w->nope;
+    int ti = idx / H, h = idx % H, pos = t->pos0 + ti;
+    const float *qh = s->q + ((size_t)ti * H + h) * w->qdim; /* q_nope | q_pe (already rotated) */
+    float *qlat = tls;             /* [kvl] */
+    float *olat = tls + kvl;       /* [kvl] */
+    float *sc = tls + 2 * kvl;     /* [pos+1] */
+    (void)rope;
+    ms_compute single = {t->kern, NULL};
+    /* q_lat = W_UK^T q_nope */
+    if (ly->split_mla) {
+        ms_matvec(&single, &ly->wk[h], qh, qlat);
+    } else {
+        /* W_UK[h] is [nope, kvl]: accumulate rows weighted by q_nope, in row order. */
+        memset(qlat, 0, (size_t)kvl * sizeof *qlat);
+        float *tmp = olat; /* borrow */
+        for (int i = 0; i < nope; i++) {
+            ms_mat_get_row(t->kern, &ly->wk[h], i, tmp);
+            float a = qh[i];
+            for (int c = 0; c < kvl; c++) qlat[c] += a * tmp[c];
+        }
+    }
+    const float *ckv = s->ckv + (size_t)t->layer * s->ctx * kvl;
+    const float *kpe = s->kpe + (size_t)t->layer * s->ctx * w->rope;
+    const float *qpe = qh + nope;
+    for (int j = 0; j <= pos; j++)
+        sc[j] = w->scale * (ms_dot_f32(qlat, ckv + (size_t)j * kvl, kvl) +
+                            ms_dot_f32(qpe, kpe + (size_t)j * w->rope, w->rope));
+    ms_softmax(sc, pos + 1);
+    memset(olat, 0, (size_t)kvl * sizeof *olat);
+    for (int j = 0; j <= pos; j++) {
+        float p = sc[j];
+        const float *cj = ckv + (size_t)j * kvl;
+        for (int c = 0; c < kvl; c++) olat[c] += p * cj[c];
+    }
+    ms_matvec(&single, &ly->wv[h], olat, s->o + ((size_t)ti * H + h) * w->vd);
+}
+
+static void attn_worker(void *arg, int tid, int nth)
+{
+    attn_task *t = arg;
+    float *tls = t->s->tls + (size_t)tid * t->s->tls_stride;
+    int total = t->n * t->w->H;
+    for (;;) {
+        int idx = atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed);
+        if (idx >= total) break;
+        attn_one(t, idx, tls);
+    }
+    (void)nth;
+}
+
+static void run_tasks(const ms_compute *cp, ms_task_fn fn, void *arg)
+{
+    if (cp->pool) ms_pool_run(cp->pool, fn, arg);
+    else fn(arg, 0, 1);
+}
+
+/* h[n][D] += MLA(x[n][D]) at positions pos0.. ; writes the layer's KV cache. */
+static void attention(const ds3_weights *w, const ds3_layer *ly, ds3_state *s, const ms_compute *cp, int layer,
+                      int n, int pos0)
+{
+    const ms_config *c = &w->c;
+    int H = w->H, kvl = w->kvl, rope = w->rope, half = rope / 2;
+    /* 1. queries */
+    if (c->q_lora_rank > 0) {
+        linear(cp, &ly->q_a, s->x, n, s->qa);
+        for (int t = 0; t < n; t++) {
+            float *r = s->qa + (size_t)t * c->q_lora_rank;
+            ms_rmsnorm(r, r, ly->q_a_norm, c->q_lora_rank, (float)c->latent_norm_eps);
+        }
+        linear(cp, &ly->q_b, s->qa, n, s->q);
+    } else {
+        linear(cp, &ly->q, s->x, n, s->q);
+    }
+    /* 2. latent kv */
+    linear(cp, &ly->kv_a, s->x, n, s->kv);
+    /* 3. rope tables for the chunk's positions */
+    for (int t = 0; t < n; t++)
+        for (int i = 0; i < half; i++) {
+            double a = (double)(pos0 + t) * w->inv_freq[i];
+            s->cosb[(size_t)t * half + i] = (float)cos(a) * w->rope_mscale;
+            s->sinb[(size_t)t * half + i] = (float)sin(a) * w->rope_mscale;
+        }
+    /* 4. write the cache: normalized latent + rotated k_pe; rotate q_pe */
+    for (int t = 0; t < n; t++) {
+        const float *cs = s->cosb + (size_t)t * half, *sn = s->sinb + (size_t)t * half;
+        float *kvt = s->kv + (size_t)t * (kvl + rope);
+        float *ck = s->ckv + ((size_t)layer * s->ctx + (size_t)(pos0 + t)) * kvl;
+        float *kp = s->kpe + ((size_t)layer * s->ctx + (size_t)(pos0 + t)) * rope;
+        ms_rmsnorm(ck, kvt, ly->kv_a_norm, kvl, (float)c->latent_norm_eps);
+        memcpy(kp, kvt + kvl, (size_t)rope * sizeof *kp);
+        rope_pair_rotate(kp, rope, cs, sn);
+        for (int h = 0; h < H; h++) rope_pair_rotate(s->q + ((size_t)t * H + h) * w->qdim + w->nope, rope, cs, sn);
+    }
+    /* 5. attention per (token, head) */
+    attn_task task = {.w = w, .ly = ly, .s = s, .kern = cp->kern, .layer = layer, .n = n, .pos0 = pos0};
+    atomic_init(&task.next, 0);
+    run_tasks(cp, attn_worker, &task);
+    /* 6. output projection, residual */
+    linear(cp, &ly->o, s->o, n, s->attn);
+    for (size_t i = 0; i < (size_t)n * w->D; i++) s->h[i] += s->attn[i];
+}
+
+/* Router for one token: ids[K] (best first) and weights[K]. */
+static void route_token(const ds3_weights *w, const ds3_layer *ly, const float *logits, int *ids, float *wts,
+                        float *tmp /* [2E] */)
+{
+    const ms_config *c = &w->c;
+    int E = w->E, K = w->K;
+    float *sc = tmp, *sel = tmp + E;
+    for (int e = 0; e < E; e++) {
+        sc[e] = 1.0f / (1.0f + expf(-logits[e]));
+        sel[e] = sc[e] + (ly->router_bias ? ly->router_bias[e] : 0.0f);
+    }
+    if (c->n_group > 1 && c->topk_group < c->n_group) {
+        int G = c->n_group, per = E / G;
+        float gs[1024];
+        int keep[1024];
+        for (int g = 0; g < G; g++) {
+            int top2[2];
+            ms_topk(sel + g * per, per, 2, top2);
+            gs[g] = sel[g * per + top2[0]] + sel[g * per + top2[1]];
+        }
+        ms_topk(gs, G, c->topk_group, keep);
+        bool kept[1024] = {0};
+        for (int i = 0; i < c->topk_group; i++) kept[keep[i]] = true;
+        for (int g = 0; g < G; g++)
+            if (!kept[g])
+                for (int e = g * per; e < (g + 1) * per; e++) sel[e] = -INFINITY;
+    }
+    ms_topk(sel, E, K, ids);
+    float sum = 0;
+    for (int j = 0; j < K; j++) {
+        wts[j] = sc[ids[j]];
+        sum += wts[j];
+    }
+    if (c->norm_topk_prob) {
+        float d = sum + 1e-20f;
+        for (int j = 0; j < K; j++) wts[j] /= d;
+    }
+    for (int j = 0; j < K; j++) wts[j] *= (float)c->routed_scaling_factor;
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+/* ffn_out[n][D] = MoE(x[n][D]). */
+static int moe(const ds3_weights *w, const ds3_layer *ly, ds3_state *s, const ms_fwd_env *env, int layer, int n,
+               ms_err *err)
+{
+    const ms_compute *cp = &env->compute;
+    int E = w->E, K = w->K, D = w->D;
+    /* 1. route every token */
+    linear(cp, &ly->router, s->x, n, s->rlog);
+    for (int t = 0; t < n; t++) {
+        route_token(w, ly, s->rlog + (size_t)t * E, s->ids + (size_t)t * K, s->wts + (size_t)t * K, s->rtmp);
+        if (env->on_route) env->on_route(env->on_route_arg, layer, t, s->ids + (size_t)t * K, s->wts + (size_t)t * K, K);
+    }
+    /* 2. group tokens by expert (counting sort: deterministic) */
+    memset(s->cnt, 0, (size_t)E * sizeof *s->cnt);
+    for (int i = 0; i < n * K; i++) s->cnt[s->ids[i]]++;
+    int nu = 0;
+    s->start[0] = 0;
+    for (int e = 0; e < E; e++) {
+        s->start[e + 1] = s->start[e] + s->cnt[e];
+        if (s->cnt[e]) s->uniq[nu++] = e;
+    }
+    memset(s->cnt, 0, (size_t)E * sizeof *s->cnt);
+    for (int i = 0; i < n * K; i++) {
+        int e = s->ids[i];
+        s->list[s->start[e] + s->cnt[e]++] = i;
+    }
+    qsort(s->uniq, (size_t)nu, sizeof *s->uniq, cmp_int);
+    /* 3. experts in waves that the source can hold; shared expert during the first wave's reads */
+    const ms_expert_src *src = &env->experts;
+    int wave = src->ops->max_acquire(src->impl);
+    if (wave < 1) return ms_errf(err, EINVAL, "expert source cannot hold any expert");
+    bool shared_done = !ly->has_shared;
+    const ms_moe_layer *ml = ly->ml;
+    for (int w0 = 0; w0 < nu; w0 += wave) {
+        int nw = MS_MIN(wave, nu - w0);
+        int rc = src->ops->acquire(src->impl, layer, s->uniq + w0, nw, err);
+        if (rc < 0) return rc;
+        if (!shared_done) {
+            ms_ffn(cp, &ly->sh_gate, &ly->sh_up, &ly->sh_down, s->x, n, s->ffn_out, s->ffn_scr);
+            shared_done = true;
+        }
+        for (int i = 0; i < nw; i++) {
+            ms_expert_ptrs ep;
+            rc = src->ops->next(src->impl, &ep, err);
+            if (rc < 0) {
+                src->ops->release(src->impl);
+                return rc;
+            }
+            int e = s->uniq[w0 + ep.pos];
+            ms_mat g = ms_linear_mat(&ml->fmt[0], 0, ep.p[0], ep.p[1], ep.p[2]);
+            ms_mat u = ms_linear_mat(&ml->fmt[1], 0, ep.p[3], ep.p[4], ep.p[5]);
+            ms_mat d = ms_linear_mat(&ml->fmt[2], 0, ep.p[6], ep.p[7], ep.p[8]);
+            int ne = s->start[e + 1] - s->start[e];
+            const int *lst = s->list + s->start[e];
+            for (int r = 0; r < ne; r++)
+                memcpy(s->xe + (size_t)r * D, s->x + (size_t)(lst[r] / K) * D, (size_t)D * sizeof(float));
+            ms_ffn(cp, &g, &u, &d, s->xe, ne, s->ye, s->ffn_scr);
+            for (int r = 0; r < ne; r++)
+                memcpy(s->yk + (size_t)lst[r] * D, s->ye + (size_t)r * D, (size_t)D * sizeof(float));
+        }
+        src->ops->release(src->impl);
+    }
+    if (!ly->has_shared) memset(s->ffn_out, 0, (size_t)n * D * sizeof(float));
+    /* 4. combine in the router's order: routed sum, then the shared expert */
+    for (int t = 0; t < n; t++) {
+        float *out = s->ffn_out + (size_t)t * D;
+        for (int i = 0; i < D; i++) {
+            float acc = 0.0f;
+            for (int j = 0; j < K; j++) acc += s->wts[(size_t)t * K + j] * s->yk[((size_t)t * K + j) * D + i];
+            out[i] += acc;
+        }
+    }
+    return 0;
+}
+
+static int ds3_forward(const void *wp, void *sp, const ms_fwd_env *env, const int *tokens, int n, int pos0,
+                       float *logits, bool all_logits, ms_err *err)
+{
+    const ds3_weights *w = wp;
+    ds3_state *s = sp;
+    const ms_config *c = &w->c;
+    const ms_compute *cp = &env->compute;
+    int D = w->D;
+    if (n <= 0 || n > s->batch) return ms_errf(err, EINVAL, "chunk of %d tokens (batch is %d)", n, s->batch);
+    if (pos0 < 0 || pos0 + n > s->ctx)
+        return ms_errf(err, ENOSPC, "context is full: %d + %d tokens exceed --ctx %d", pos0, n, s->ctx);
+    /* 1. embeddings */
+    for (int t = 0; t < n; t++) {
+        if (tokens[t] < 0 || tokens[t] >= c->vocab_size)
+            return ms_errf(err, EINVAL, "token id %d is outside the vocabulary (0..%d)", tokens[t], c->vocab_size - 1);
+        ms_mat_get_row(cp->kern, &w->embed, tokens[t], s->h + (size_t)t * D);
+    }
+    for (int l = 0; l < c->n_layers; l++) {
+        const ds3_layer *ly = &w->layers[l];
+        /* 2. attention block */
+        for (int t = 0; t < n; t++)
+            ms_rmsnorm(s->x + (size_t)t * D, s->h + (size_t)t * D, ly->attn_norm, D, (float)c->rms_norm_eps);
+        attention(w, ly, s, cp, l, n, pos0);
+        /* 3. feed-forward block */
+        for (int t = 0; t < n; t++)
+            ms_rmsnorm(s->x + (size_t)t * D, s->h + (size_t)t * D, ly->ffn_norm, D, (float)c->rms_norm_eps);
+        if (env->on_attn_done) env->on_attn_done(env->on_attn_done_arg, l, s->x, n);
+        if (ly->moe) {
+            int rc = moe(w, ly, s, env, l, n, err);
+            if (rc < 0) return rc;
+        } else {
+            ms_ffn(cp, &ly->gate, &ly->up, &ly->down, s->x, n, s->ffn_out, s->ffn_scr);
+        }
+        for (size_t i = 0; i < (size_t)n * D; i++) s->h[i] += s->ffn_out[i];
+    }
+    /* 4. final norm + lm_head */
+    if (!logits) return 0;
+    int t0 = all_logits ? 0 : n - 1, nl = all_logits ? n : 1;
+    for (int t = t0; t < n; t++)
+        ms_rmsnorm(s->x + (size_t)(t - t0) * D, s->h + (size_t)t * D, w->final_norm, D, (float)c->rms_norm_eps);
+    linear(cp, &w->lm_head, s->x, nl, logits);
+    return 0;
+}
+
+static int ds3_route(const void *wp, void *sp, const ms_fwd_env *env, int layer, const float *x, int n, int *ids,
+                     ms_err *err)
+{
+    const ds3_weights *w = wp;
+    ds3_state *s = sp;
+    if (layer < 0 || layer >= w->c.n_layers || !w->layers[layer].moe) return ms_errf(err, EINVAL, "not a MoE layer");
+    if (n > s->batch) return ms_errf(err, EINVAL, "too many tokens");
+    const ds3_layer *ly = &w->layers[layer];
+    int E = w->E, K = w->K;
+    float *lg = malloc((size_t)n * E * sizeof(float) + 2 * (size_t)E * sizeof(float) + (size_t)K * sizeof(float));
+    if (!lg) return ms_errf(err, ENOMEM, "out of memory");
+    linear(&env->compute, &ly->router, x, n, lg);
+    float *tmp = lg + (size_t)n * E, *wt = tmp + 2 * E;
+    for (int t = 0; t < n; t++) route_token(w, ly, lg + (size_t)t * E, ids + (size_t)t * K, wt, tmp);
+    free(lg);
+    return K;
+}
+
+const ms_arch_ops ms_arch_deepseek_v3 = {
+    .name = "deepseek_v3",
+    .bind = ds3_bind,
+    .unbind = ds3_unbind,
+    .state_create = ds3_state_create,
+    .state_destroy = ds3_state_destroy,
+    .forward = ds3_forward,
+    .route = ds3_route,
+};
+
+const ms_arch_ops *ms_arch_for(const ms_config *c, ms_err *err)
+{
+    switch (c->arch) {
+    case MS_ARCH_DEEPSEEK_V3:
+    case MS_ARCH_GLM4_MOE_LITE: return &ms_arch_deepseek_v3;
+    }
+    ms_errf(err, ENOTSUP, "model_type %s has no forward pass yet", c->model_type);
+    return NULL;
+}

@@ -1,0 +1,102 @@
+/* engine.c - assemble a runnable model (see engine.h). */
+#include "engine.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+static void res_progress(uint64_t done, uint64_t total, void *arg)
+{
+    const ms_engine_opts *o = arg;
+    if (o->progress) o->progress("resident weights", done, total, o->progress_arg);
+}
+
+int ms_engine_open(const char *dir, const ms_engine_opts *o, ms_engine **out, ms_err *err)
+{
+    ms_engine_opts def = {0};
+    if (!o) o = &def;
+    ms_engine *e = calloc(1, sizeof *e);
+    if (!e) return ms_errf(err, ENOMEM, "out of memory");
+    double t0 = ms_now_s();
+    int rc = ms_model_open(dir, &e->model, err);
+    if (rc < 0) {
+        free(e);
+        return rc;
+    }
+    const ms_config *c = &e->model.cfg;
+    e->arch = ms_arch_for(c, err);
+    if (!e->arch) {
+        rc = -ENOTSUP;
+        goto fail;
+    }
+    e->ctx = o->ctx > 0 ? o->ctx : (int)MS_MIN((int64_t)4096, c->max_position_embeddings);
+    e->batch = o->batch > 0 ? o->batch : 128;
+    e->threads = o->threads > 0 ? o->threads : ms_physical_cores();
+    if ((rc = ms_resident_load(&e->model, &e->res, res_progress, (void *)o, err)) < 0) goto fail;
+    uint64_t extra = 0;
+    if ((rc = e->arch->bind(&e->model, &e->res, &e->weights, &extra, err)) < 0) goto fail;
+    e->stats.resident_bytes = e->res.bytes + extra;
+    e->pool = ms_pool_create(e->threads, err);
+    if (!e->pool) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    e->env.compute.kern = ms_kern_select(o->force_ref);
+    e->env.compute.pool = e->pool;
+    if ((rc = e->arch->state_create(e->weights, e->ctx, e->batch, e->threads, &e->state, &e->stats.state_bytes,
+                                    err)) < 0)
+        goto fail;
+    if (e->model.n_moe_layers) {
+        if ((rc = ms_experts_resident_create(&e->model, &e->env.experts, &e->stats.expert_mem_bytes, err)) < 0)
+            goto fail;
+    }
+    e->stats.load_s = ms_now_s() - t0;
+    *out = e;
+    return 0;
+fail:
+    ms_engine_close(e);
+    return rc;
+}
+
+void ms_engine_close(ms_engine *e)
+{
+    if (!e) return;
+    if (e->env.experts.ops) e->env.experts.ops->destroy(e->env.experts.impl);
+    if (e->state) e->arch->state_destroy(e->state);
+    if (e->weights) e->arch->unbind(e->weights);
+    if (e->pool) ms_pool_destroy(e->pool);
+    ms_resident_free(&e->res);
+    ms_model_close(&e->model);
+    free(e);
+}
+
+int ms_engine_vocab(const ms_engine *e) { return e->model.cfg.vocab_size; }
+
+void ms_engine_reset(ms_engine *e) { e->pos = 0; }
+
+int ms_engine_eval(ms_engine *e, const int *tokens, int n, float *logits, bool all_logits, ms_err *err)
+{
+    int V = e->model.cfg.vocab_size;
+    for (int i = 0; i < n;) {
+        int chunk = MS_MIN(e->batch, n - i);
+        bool last = i + chunk == n;
+        float *lg = NULL;
+        if (logits && all_logits) lg = logits + (size_t)i * V;
+        else if (logits && last) lg = logits;
+        double t0 = ms_now_s();
+        int rc = e->arch->forward(e->weights, e->state, &e->env, tokens + i, chunk, e->pos, lg, all_logits, err);
+        if (rc < 0) return rc;
+        double dt = ms_now_s() - t0;
+        if (chunk == 1) {
+            e->stats.decode_tokens++;
+            e->stats.decode_s += dt;
+        } else {
+            e->stats.prefill_tokens += (uint64_t)chunk;
+            e->stats.prefill_s += dt;
+        }
+        e->pos += chunk;
+        i += chunk;
+    }
+    return 0;
+}

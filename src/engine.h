@@ -1,0 +1,58 @@
+/* engine.h - one loaded model ready to compute: model store + resident weights
+ * + architecture weights + expert source + KV cache/scratch + thread pool and
+ * kernels. One engine holds one conversation (its KV cache); ms_engine_reset
+ * starts over. ms_engine_eval feeds tokens (split into chunks of --batch) and
+ * returns logits. The public C API in include/moestream.h wraps this. */
+#ifndef MS_ENGINE_H
+#define MS_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "arch.h"
+#include "err.h"
+#include "experts.h"
+#include "model.h"
+#include "resident.h"
+
+typedef struct ms_engine_opts {
+    int threads;      /* 0 = physical cores */
+    bool force_ref;   /* scalar reference kernels */
+    int ctx;          /* KV cache positions (0 = min(4096, max_position_embeddings)) */
+    int batch;        /* prefill chunk in tokens (0 = 128) */
+    /* progress(what, done, total, arg) while loading (may be NULL) */
+    void (*progress)(const char *what, uint64_t done, uint64_t total, void *arg);
+    void *progress_arg;
+} ms_engine_opts;
+
+typedef struct ms_engine_stats {
+    uint64_t prefill_tokens, decode_tokens;
+    double prefill_s, decode_s;
+    uint64_t resident_bytes, state_bytes, expert_mem_bytes;
+    double load_s;
+} ms_engine_stats;
+
+typedef struct ms_engine {
+    ms_model model;
+    ms_resident res;
+    const ms_arch_ops *arch;
+    void *weights;
+    void *state;
+    ms_pool *pool;
+    ms_fwd_env env;
+    int ctx, batch, threads;
+    int pos;          /* tokens in the KV cache */
+    ms_engine_stats stats;
+} ms_engine;
+
+int ms_engine_open(const char *dir, const ms_engine_opts *o, ms_engine **out, ms_err *err);
+void ms_engine_close(ms_engine *e);
+
+/* Feed n tokens after the current position. logits: [vocab] for the last token,
+ * or [n][vocab] with all_logits; may be NULL. Chunks of n > 1 go through the
+ * prefill path (timed as prefill), n == 1 through decode. */
+int ms_engine_eval(ms_engine *e, const int *tokens, int n, float *logits, bool all_logits, ms_err *err);
+void ms_engine_reset(ms_engine *e);
+int ms_engine_vocab(const ms_engine *e);
+
+#endif

@@ -1,0 +1,155 @@
+/* sampler.c - see sampler.h. Filters are applied in llama.cpp's order:
+ * repetition penalty -> top-k -> softmax with temperature -> top-p -> min-p ->
+ * draw. Ties are broken by the lower token id so results are reproducible. */
+#include "sampler.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+ms_sampler_params ms_sampler_defaults(void)
+{
+    ms_sampler_params p = {.temperature = 0.2f, .top_k = 50, .top_p = 0.95f, .min_p = 0.01f,
+                           .repetition_penalty = 1.0f, .repeat_last_n = 64, .seed = 0};
+    return p;
+}
+
+/* xoroshiro128+ seeded by splitmix64 */
+static uint64_t splitmix(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static double rng_uniform(ms_sampler *s)
+{
+    uint64_t a = s->rng[0], b = s->rng[1], r = a + b;
+    b ^= a;
+    s->rng[0] = rotl(a, 24) ^ b ^ (b << 16);
+    s->rng[1] = rotl(b, 37);
+    return (double)(r >> 11) * (1.0 / 9007199254740992.0);
+}
+
+int ms_sampler_init(ms_sampler *s, const ms_sampler_params *p, int n_vocab, ms_err *err)
+{
+    memset(s, 0, sizeof *s);
+    if (p->temperature < 0 || !isfinite(p->temperature)) return ms_errf(err, EINVAL, "--temp must be >= 0");
+    if (p->top_k < 0) return ms_errf(err, EINVAL, "--top-k must be >= 0");
+    if (!(p->top_p > 0 && p->top_p <= 1)) return ms_errf(err, EINVAL, "--top-p must be in (0, 1]");
+    if (!(p->min_p >= 0 && p->min_p < 1)) return ms_errf(err, EINVAL, "--min-p must be in [0, 1)");
+    if (!(p->repetition_penalty > 0) || !isfinite(p->repetition_penalty))
+        return ms_errf(err, EINVAL, "--repeat-penalty must be > 0");
+    s->p = *p;
+    s->n_vocab = n_vocab;
+    uint64_t x = p->seed;
+    s->rng[0] = splitmix(&x);
+    s->rng[1] = splitmix(&x);
+    s->probs = malloc((size_t)n_vocab * sizeof *s->probs);
+    s->idx = malloc((size_t)n_vocab * sizeof *s->idx);
+    if (!s->probs || !s->idx) {
+        ms_sampler_free(s);
+        return ms_errf(err, ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
+void ms_sampler_free(ms_sampler *s)
+{
+    free(s->hist);
+    free(s->probs);
+    free(s->idx);
+    memset(s, 0, sizeof *s);
+}
+
+void ms_sampler_accept(ms_sampler *s, int token)
+{
+    if (s->n_hist == s->cap_hist) {
+        int cap = s->cap_hist ? s->cap_hist * 2 : 256;
+        int *h = realloc(s->hist, (size_t)cap * sizeof *h);
+        if (!h) return; /* the penalty just sees less history */
+        s->hist = h;
+        s->cap_hist = cap;
+    }
+    s->hist[s->n_hist++] = token;
+}
+
+static int argmax(const float *x, int n)
+{
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b]) b = i;
+    return b;
+}
+
+static int cmp_desc(const void *a, const void *b, void *keys)
+{
+    int i = *(const int *)a, j = *(const int *)b;
+    const float *k = keys;
+    float x = k[i], y = k[j];
+    if (x != y) return x > y ? -1 : 1;
+    return (i > j) - (i < j);
+}
+
+int ms_sampler_sample(ms_sampler *s, float *logits)
+{
+    int V = s->n_vocab;
+    const ms_sampler_params *p = &s->p;
+    /* 1. repetition penalty over the recent window (each token once) */
+    if (p->repetition_penalty != 1.0f && s->n_hist) {
+        int from = p->repeat_last_n > 0 && s->n_hist > p->repeat_last_n ? s->n_hist - p->repeat_last_n : 0;
+        for (int i = from; i < s->n_hist; i++) {
+            int t = s->hist[i];
+            if (t < 0 || t >= V) continue;
+            bool dup = false;
+            for (int j = from; j < i && !dup; j++) dup = s->hist[j] == t;
+            if (dup) continue;
+            logits[t] = logits[t] > 0 ? logits[t] / p->repetition_penalty : logits[t] * p->repetition_penalty;
+        }
+    }
+    if (p->temperature == 0.0f) return argmax(logits, V);
+    /* 2. candidates sorted by logit (top-k bounds the sort) */
+    int n = V;
+    for (int i = 0; i < V; i++) s->idx[i] = i;
+    qsort_r(s->idx, (size_t)V, sizeof *s->idx, cmp_desc, logits);
+    if (p->top_k > 0 && p->top_k < n) n = p->top_k;
+    /* 3. softmax with temperature over the candidates */
+    double mx = logits[s->idx[0]], sum = 0;
+    for (int i = 0; i < n; i++) {
+        double e = exp(((double)logits[s->idx[i]] - mx) / p->temperature);
+        s->probs[i] = (float)e;
+        sum += e;
+    }
+    for (int i = 0; i < n; i++) s->probs[i] = (float)(s->probs[i] / sum);
+    /* 4. top-p: smallest prefix with mass >= top_p */
+    if (p->top_p < 1.0f) {
+        double c = 0;
+        for (int i = 0; i < n; i++) {
+            c += s->probs[i];
+            if (c >= p->top_p) {
+                n = i + 1;
+                break;
+            }
+        }
+    }
+    /* 5. min-p: drop candidates below min_p x the best probability */
+    if (p->min_p > 0) {
+        float lim = p->min_p * s->probs[0];
+        int m = 1;
+        while (m < n && s->probs[m] >= lim) m++;
+        n = m;
+    }
+    /* 6. draw */
+    double tot = 0;
+    for (int i = 0; i < n; i++) tot += s->probs[i];
+    double r = rng_uniform(s) * tot, c = 0;
+    for (int i = 0; i < n; i++) {
+        c += s->probs[i];
+        if (r < c) return s->idx[i];
+    }
+    return s->idx[n - 1];
+}

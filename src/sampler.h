@@ -1,0 +1,40 @@
+/* sampler.h - next-token choice from logits: greedy, or temperature with top-k,
+ * top-p, min-p filters and a repetition penalty, from a seeded PRNG (the same
+ * seed gives the same text). Defaults follow the seed model cards: temp 0.2,
+ * top_k 50, top_p 0.95, min_p 0.01 (temp 0 = greedy). */
+#ifndef MS_SAMPLER_H
+#define MS_SAMPLER_H
+
+#include <stdint.h>
+
+#include "err.h"
+
+typedef struct ms_sampler_params {
+    float temperature;         /* 0 = greedy (argmax) */
+    int top_k;                 /* 0 = off */
+    float top_p;               /* 1 = off */
+    float min_p;               /* 0 = off */
+    float repetition_penalty;  /* 1 = off (HF/llama.cpp rule: divide positive, multiply negative logits) */
+    int repeat_last_n;         /* window for the penalty (0 = everything seen) */
+    uint64_t seed;
+} ms_sampler_params;
+
+typedef struct ms_sampler {
+    ms_sampler_params p;
+    uint64_t rng[2];
+    int n_vocab;
+    int *hist;      /* tokens seen (for the repetition penalty) */
+    int n_hist, cap_hist;
+    float *probs;   /* [n_vocab] work buffers */
+    int *idx;       /* [n_vocab] */
+} ms_sampler;
+
+ms_sampler_params ms_sampler_defaults(void);
+int ms_sampler_init(ms_sampler *s, const ms_sampler_params *p, int n_vocab, ms_err *err);
+void ms_sampler_free(ms_sampler *s);
+/* Record a token (prompt or generated) for the repetition penalty. */
+void ms_sampler_accept(ms_sampler *s, int token);
+/* Choose the next token; logits are modified in place. */
+int ms_sampler_sample(ms_sampler *s, float *logits);
+
+#endif
