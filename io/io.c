@@ -155,10 +155,14 @@ static int file_go_buffered(ms_io_file *f, const char *why, ms_err *err)
     f->direct = false;
     f->fell_back = true;
     f->why = why;
+    posix_fadvise(f->fd, 0, 0, POSIX_FADV_RANDOM); /* no readahead DONTNEED would miss */
     return 0;
 }
 
-static int file_open(ms_io *io, ms_io_file *f, const char *path, bool want_direct, uint64_t *align,
+/* Open one file. want_direct: the engine reads through the fd and O_DIRECT is
+ * not disabled; buffered: the engine reads through the fd but O_DIRECT is
+ * disabled (MS_IO_F_NO_DIRECT): buffered + DONTNEED. Neither: mmap. */
+static int file_open(ms_io_file *f, const char *path, bool want_direct, bool buffered, uint64_t *align,
                      ms_err *err)
 {
     f->fd = -1;
@@ -166,7 +170,7 @@ static int file_open(ms_io *io, ms_io_file *f, const char *path, bool want_direc
     if (!f->path) return ms_errf(err, ENOMEM, "%s: out of memory", path);
     int fd = open(path, O_RDONLY | O_CLOEXEC | (want_direct ? O_DIRECT : 0));
     bool direct = want_direct;
-    const char *why = want_direct ? NULL : "O_DIRECT disabled";
+    const char *why = want_direct ? NULL : buffered ? "O_DIRECT disabled by configuration" : "mmap";
     if (fd < 0 && want_direct && errno == EINVAL) {
         fd = open(path, O_RDONLY | O_CLOEXEC);
         direct = false;
@@ -181,7 +185,8 @@ static int file_open(ms_io *io, ms_io_file *f, const char *path, bool want_direc
     f->direct = direct;
     f->why = why;
     if (!direct) {
-        f->fell_back = want_direct;
+        f->fell_back = want_direct || buffered;
+        if (f->fell_back) posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
         return 0;
     }
     /* Ask the filesystem what direct I/O needs. */
@@ -207,7 +212,6 @@ static int file_open(ms_io *io, ms_io_file *f, const char *path, bool want_direc
     if (!is_pow2(a) || a > (1u << 20))
         return file_go_buffered(f, "unusual direct I/O alignment", err);
     *align = MS_MAX(*align, a);
-    (void)io;
     return 0;
 }
 
@@ -345,9 +349,10 @@ int ms_io_open(ms_io **out, const ms_io_config *cfg, const char *const *paths, i
     for (int i = 0; i < n_paths; i++) io->files[i].fd = -1;
     io->n_files = n_paths;
     io->align = MS_IO_ALIGN_MIN;
-    bool want_direct = (data_ops->caps & MS_IO_CAP_DIRECT) && !(io->flags & MS_IO_F_NO_DIRECT);
+    bool via_fd = data_ops->caps & MS_IO_CAP_DIRECT;
+    bool want_direct = via_fd && !(io->flags & MS_IO_F_NO_DIRECT);
     for (int i = 0; i < n_paths; i++) {
-        rc = file_open(io, &io->files[i], paths[i], want_direct, &io->align, err);
+        rc = file_open(&io->files[i], paths[i], want_direct, via_fd && !want_direct, &io->align, err);
         if (rc < 0) goto fail;
     }
     uint64_t cb = cfg->chunk_bytes ? cfg->chunk_bytes : MS_IO_DEFAULT_CHUNK;
