@@ -244,7 +244,8 @@ int ms_config_parse(const char *json, const char *what, ms_config *cfg, ms_err *
     if ((rc = get_i(&c, "first_k_dense_replace", false, 0, 0, 4096, &cfg->first_k_dense_replace)) < 0) goto out;
     if ((rc = get_i(&c, "moe_layer_freq", false, 1, 1, 4096, &cfg->moe_layer_freq)) < 0) goto out;
     bool any_moe = false;
-    for (int l = 0; l < cfg->n_layers; l++) any_moe |= ms_config_is_moe_layer(cfg, l);
+    for (int l = 0; l < cfg->n_layers; l++)
+        any_moe |= l >= cfg->first_k_dense_replace && l % cfg->moe_layer_freq == 0;
     bool any_dense = cfg->first_k_dense_replace > 0 || cfg->moe_layer_freq > 1;
     if ((rc = get_i(&c, "intermediate_size", any_dense, 0, 1, 1 << 22, &cfg->intermediate_size)) < 0) goto out;
     if ((rc = get_i(&c, "n_routed_experts", any_moe, 0, 1, 1 << 16, &cfg->n_routed_experts)) < 0) goto out;

@@ -1,0 +1,232 @@
+/* test_forward.c - the DeepSeek-V3 forward pass against the golden logits of
+ * tests/data/golden/ds3-tiny (computed by llama.cpp and an independent numpy
+ * float64 pass; they agree to 1e-6). Tolerance from the golden README:
+ * |logit - ref| <= 1e-3 * max(1, |ref|) and the same argmax at every position;
+ * we also assert the error we actually reach (< 2e-5) so a regression that is
+ * still inside the loose bound does not go unnoticed. Both paths (decode one
+ * token at a time, prefill in one or several chunks), 1 and N threads
+ * (bit-identical), and the scalar reference kernels are checked. */
+#include <json-c/json.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "ms_test.h"
+
+#define GOLDEN MS_TEST_DATA "/golden/ds3-tiny"
+
+typedef struct golden {
+    int tokens[64];
+    int n, vocab;
+    double *logits; /* [n][vocab] */
+} golden;
+
+static void load_golden(golden *g)
+{
+    char *text = mst_slurp(GOLDEN "/ref.json", NULL);
+    assert_non_null(text);
+    json_object *r = json_tokener_parse(text);
+    free(text);
+    assert_non_null(r);
+    json_object *tk, *lg, *nv;
+    assert_true(json_object_object_get_ex(r, "tokens", &tk));
+    assert_true(json_object_object_get_ex(r, "logits", &lg));
+    assert_true(json_object_object_get_ex(r, "n_vocab", &nv));
+    g->n = (int)json_object_array_length(tk);
+    g->vocab = json_object_get_int(nv);
+    for (int i = 0; i < g->n; i++) g->tokens[i] = json_object_get_int(json_object_array_get_idx(tk, i));
+    g->logits = malloc(sizeof(double) * (size_t)g->n * g->vocab);
+    for (int p = 0; p < g->n; p++) {
+        json_object *row = json_object_array_get_idx(lg, p);
+        assert_int_equal(json_object_array_length(row), g->vocab);
+        for (int v = 0; v < g->vocab; v++)
+            g->logits[(size_t)p * g->vocab + v] = json_object_get_double(json_object_array_get_idx(row, v));
+    }
+    json_object_put(r);
+}
+
+static int argmax_f(const float *x, int n)
+{
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b]) b = i;
+    return b;
+}
+
+static int argmax_d(const double *x, int n)
+{
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b]) b = i;
+    return b;
+}
+
+/* Max of |got - ref| / max(1, |ref|); asserts argmax equality per position. */
+static double compare(const golden *g, const float *lg)
+{
+    double worst = 0;
+    for (int p = 0; p < g->n; p++) {
+        const double *ref = g->logits + (size_t)p * g->vocab;
+        const float *got = lg + (size_t)p * g->vocab;
+        for (int v = 0; v < g->vocab; v++) {
+            double d = fabs((double)got[v] - ref[v]) / fmax(1.0, fabs(ref[v]));
+            if (d > worst) worst = d;
+        }
+        assert_int_equal(argmax_f(got, g->vocab), argmax_d(ref, g->vocab));
+    }
+    return worst;
+}
+
+/* Logits at every position: decode path (batch 1, one token per eval) or prefill (chunks of `batch`). */
+static float *run(const golden *g, int threads, bool force_ref, int batch, bool prefill)
+{
+    ms_engine_opts o = {.threads = threads, .force_ref = force_ref, .ctx = 64, .batch = batch};
+    ms_engine *e;
+    ms_err err = {0};
+    int rc = ms_engine_open(GOLDEN, &o, &e, &err);
+    if (rc < 0) fail_msg("%s", err.msg);
+    assert_int_equal(ms_engine_vocab(e), g->vocab);
+    float *lg = malloc(sizeof(float) * (size_t)g->n * g->vocab);
+    if (prefill) {
+        assert_int_equal(ms_engine_eval(e, g->tokens, g->n, lg, true, &err), 0);
+    } else {
+        for (int i = 0; i < g->n; i++)
+            assert_int_equal(ms_engine_eval(e, g->tokens + i, 1, lg + (size_t)i * g->vocab, false, &err), 0);
+    }
+    ms_engine_close(e);
+    return lg;
+}
+
+static void test_decode_matches_golden(void **state)
+{
+    (void)state;
+    golden g;
+    load_golden(&g);
+    float *lg = run(&g, 2, false, 1, false);
+    double worst = compare(&g, lg);
+    print_message("decode path: max rel error %.3g\n", worst);
+    assert_true(worst <= 1e-3);
+    assert_true(worst < 2e-5);
+    free(lg);
+    free(g.logits);
+}
+
+static void test_prefill_matches_golden(void **state)
+{
+    (void)state;
+    golden g;
+    load_golden(&g);
+    int batches[] = {16, 5, 1};
+    for (int i = 0; i < 3; i++) {
+        float *lg = run(&g, 2, false, batches[i], true);
+        double worst = compare(&g, lg);
+        print_message("prefill path (chunks of %d): max rel error %.3g\n", batches[i], worst);
+        assert_true(worst < 2e-5);
+        free(lg);
+    }
+    free(g.logits);
+}
+
+static void test_threads_bit_identical(void **state)
+{
+    (void)state;
+    golden g;
+    load_golden(&g);
+    float *a = run(&g, 1, false, 1, false), *b = run(&g, 2, false, 1, false), *c = run(&g, 3, false, 1, false);
+    assert_memory_equal(a, b, sizeof(float) * (size_t)g.n * g.vocab);
+    assert_memory_equal(a, c, sizeof(float) * (size_t)g.n * g.vocab);
+    float *pa = run(&g, 1, false, 8, true), *pb = run(&g, 2, false, 8, true);
+    assert_memory_equal(pa, pb, sizeof(float) * (size_t)g.n * g.vocab);
+    free(a);
+    free(b);
+    free(c);
+    free(pa);
+    free(pb);
+    free(g.logits);
+}
+
+static void test_reference_kernels(void **state)
+{
+    (void)state;
+    golden g;
+    load_golden(&g);
+    float *lg = run(&g, 2, true, 1, false);
+    double worst = compare(&g, lg);
+    print_message("reference kernels: max rel error %.3g\n", worst);
+    assert_true(worst < 2e-5);
+    free(lg);
+    free(g.logits);
+}
+
+static void test_context_full_and_bad_token(void **state)
+{
+    (void)state;
+    ms_engine_opts o = {.threads = 1, .ctx = 4, .batch = 4};
+    ms_engine *e;
+    ms_err err = {0};
+    assert_int_equal(ms_engine_open(GOLDEN, &o, &e, &err), 0);
+    int toks[5] = {1, 2, 3, 4, 5};
+    assert_int_equal(ms_engine_eval(e, toks, 4, NULL, false, &err), 0);
+    assert_true(ms_engine_eval(e, toks, 1, NULL, false, &err) < 0);
+    assert_non_null(strstr(err.msg, "context is full"));
+    ms_engine_reset(e);
+    ms_err_clear(&err);
+    int bad = 259;
+    assert_true(ms_engine_eval(e, &bad, 1, NULL, false, &err) < 0);
+    assert_non_null(strstr(err.msg, "outside the vocabulary"));
+    ms_engine_close(e);
+}
+
+static void test_cli_logits(void **state)
+{
+    (void)state;
+    char *out = NULL, *errs = NULL;
+    int rc = mst_run(&out, &errs, "%s logits --model %s --tokens 1,75,104 --all-positions", MS_BIN, GOLDEN);
+    assert_int_equal(rc, 0);
+    json_object *r = json_tokener_parse(out);
+    assert_non_null(r);
+    json_object *nv, *pos;
+    assert_true(json_object_object_get_ex(r, "n_vocab", &nv));
+    assert_int_equal(json_object_get_int(nv), 259);
+    assert_true(json_object_object_get_ex(r, "positions", &pos));
+    assert_int_equal(json_object_array_length(pos), 3);
+    json_object_put(r);
+    free(out);
+    free(errs);
+    /* decode and prefill agree within 1e-5 relative on the last position */
+    char *a = NULL, *b = NULL;
+    assert_int_equal(mst_run(&a, NULL, "%s logits --model %s --tokens 1,75,104,111", MS_BIN, GOLDEN), 0);
+    assert_int_equal(mst_run(&b, NULL, "%s logits --model %s --tokens 1,75,104,111 --prefill", MS_BIN, GOLDEN), 0);
+    json_object *ja = json_tokener_parse(a), *jb = json_tokener_parse(b), *pa, *pb;
+    json_object_object_get_ex(ja, "positions", &pa);
+    json_object_object_get_ex(jb, "positions", &pb);
+    json_object *la, *lb;
+    json_object_object_get_ex(json_object_array_get_idx(pa, 0), "logits", &la);
+    json_object_object_get_ex(json_object_array_get_idx(pb, 0), "logits", &lb);
+    for (int v = 0; v < 259; v++) {
+        double x = json_object_get_double(json_object_array_get_idx(la, v));
+        double y = json_object_get_double(json_object_array_get_idx(lb, v));
+        assert_true(fabs(x - y) <= 1e-5 * fmax(1.0, fabs(x)));
+    }
+    json_object_put(ja);
+    json_object_put(jb);
+    free(a);
+    free(b);
+    /* bad token id: one error line, exit 1 */
+    rc = mst_run(NULL, &errs, "%s logits --model %s --tokens 1,999", MS_BIN, GOLDEN);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(errs, "outside the vocabulary"));
+    free(errs);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_decode_matches_golden),  cmocka_unit_test(test_prefill_matches_golden),
+        cmocka_unit_test(test_threads_bit_identical),  cmocka_unit_test(test_reference_kernels),
+        cmocka_unit_test(test_context_full_and_bad_token), cmocka_unit_test(test_cli_logits),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
