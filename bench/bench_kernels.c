@@ -1,12 +1,310 @@
-/* bench_kernels.c - `moestream bench kernels` (not implemented yet: placeholder that fails clearly). */
+/* bench_kernels.c - `moestream bench kernels`: matvec throughput per weight type
+ * against the memory bandwidth measured in the same run.
+ *
+ * For each kernel (4-bit g64, 8-bit g64, 5-bit g64, 3-bit g128, bf16) and shape
+ * (7168x2048, 2048x7168: DeepSeek-V3 expert shapes; 4096x4096) it runs
+ * ms_matvec on 1 thread and on all threads, cycling through enough copies of
+ * the matrix to cover a working set larger than the caches (--mem), so every
+ * call streams its weights from DRAM as decode does. The figure is GB/s of
+ * weight bytes (codes + scales + biases) processed. The roofline is a
+ * STREAM-like sequential read (sum) of a --mem buffer with the same threads.
+ * --matmul adds prefill figures: ms_matmul GFLOP/s for n tokens on both paths
+ * (per-token row kernels vs dequantized tiles + sgemm) to place blas_min_n.
+ *
+ * The arena is filled so that every 16-bit word is a normal bf16 in +-[0.5, 1):
+ * any bytes are valid codes, and scales / biases / bf16 weights are sane. */
+#include <getopt.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "bench.h"
+#include "cli.h"
+#include "kernels_impl.h"
+#include "util.h"
+
+typedef struct bk_kernel {
+    const char *name;
+    ms_wtype type;
+    int bits, gs;
+} bk_kernel;
+
+static const bk_kernel kKernels[] = {
+    {"q4g64", MS_WT_AFFINE, 4, 64}, {"q8g64", MS_WT_AFFINE, 8, 64},  {"q5g64", MS_WT_AFFINE, 5, 64},
+    {"q3g128", MS_WT_AFFINE, 3, 128}, {"bf16", MS_WT_BF16, 0, 0},
+};
+static const int64_t kShapes[][2] = {{7168, 2048}, {2048, 7168}, {4096, 4096}};
+
+typedef struct bk_opts {
+    bool json;
+    int threads;
+    double seconds;
+    uint64_t mem;
+    bool force_ref;
+    bool matmul;
+} bk_opts;
+
+/* ---- memory bandwidth ------------------------------------------------------ */
+
+typedef struct read_task {
+    const ms_kern *k;
+    const float *buf;
+    size_t n;
+    double sink[64];
+} read_task;
+
+static void read_worker(void *arg, int tid, int nth)
+{
+    read_task *t = arg;
+    size_t per = (t->n / (size_t)nth) & ~(size_t)31;
+    size_t a = per * (size_t)tid, b = tid == nth - 1 ? t->n : a + per;
+    t->sink[tid & 63] = t->k->read_sum(t->buf + a, b - a);
+}
+
+/* Best of 5 full passes, GB/s. */
+static double measure_read(const ms_kern *k, ms_pool *pool, const void *arena, uint64_t bytes)
+{
+    read_task t = {.k = k, .buf = arena, .n = bytes / sizeof(float)};
+    double best = 0;
+    for (int rep = 0; rep < 5; rep++) {
+        double t0 = ms_now_s();
+        ms_pool_run(pool, read_worker, &t);
+        double dt = ms_now_s() - t0;
+        if (dt > 0 && bytes / dt / 1e9 > best) best = bytes / dt / 1e9;
+    }
+    return best;
+}
+
+/* ---- matrices in the arena --------------------------------------------------- */
+
+static void fill_arena(uint16_t *p, size_t nwords)
+{
+    uint64_t s = 0x9E3779B97F4A7C15ull;
+    for (size_t i = 0; i < nwords; i += 4) {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        for (int j = 0; j < 4 && i + j < nwords; j++)
+            p[i + j] = (uint16_t)(((s >> (16 * j)) & 0x807Fu) | 0x3F00u); /* +-[0.5, 1) */
+    }
+}
+
+/* Copies of a rows x cols matrix carved from the arena (up to max_copies). */
+static int carve(const bk_kernel *kk, int64_t rows, int64_t cols, char *arena, uint64_t arena_bytes, ms_mat *mats,
+                 int max_copies)
+{
+    ms_mat m = {.type = kk->type, .bits = kk->bits, .group_size = kk->gs, .sb_dtype = MS_DT_BF16, .rows = rows,
+                .cols = cols};
+    size_t wb = (size_t)rows * ms_mat_row_bytes(&m), sbb = (size_t)rows * ms_mat_sb_row_bytes(&m);
+    size_t one = MS_ALIGN_UP(wb, 64) + 2 * MS_ALIGN_UP(sbb, 64);
+    int n = 0;
+    for (uint64_t off = 0; off + one <= arena_bytes && n < max_copies; off += one) {
+        ms_mat c = m;
+        c.w = arena + off;
+        if (kk->type == MS_WT_AFFINE) {
+            c.scales = arena + off + MS_ALIGN_UP(wb, 64);
+            c.biases = arena + off + MS_ALIGN_UP(wb, 64) + MS_ALIGN_UP(sbb, 64);
+        }
+        mats[n++] = c;
+    }
+    return n;
+}
+
+/* Seconds per ms_matvec: passes over all the copies for at least `seconds`;
+ * the best pass counts (the machine may be shared: the best pass is the one
+ * least disturbed by other processes). */
+static double time_matvec(const ms_compute *c, const ms_mat *mats, int ncopies, const float *x, float *y,
+                          double seconds)
+{
+    for (int i = 0; i < ncopies; i++) ms_matvec(c, &mats[i], x, y); /* warm-up pass (page faults, pool) */
+    double best = 1e30, t0 = ms_now_s();
+    do {
+        double p0 = ms_now_s();
+        for (int i = 0; i < ncopies; i++) ms_matvec(c, &mats[i], x, y);
+        double dt = (ms_now_s() - p0) / ncopies;
+        if (dt < best) best = dt;
+    } while (ms_now_s() - t0 < seconds);
+    return best;
+}
+
+/* ---- output ------------------------------------------------------------------ */
+
+static void emit(const bk_opts *o, const char *impl, const char *kernel, int threads, int64_t rows, int64_t cols,
+                 double gbps, double roof, double us)
+{
+    if (o->json) {
+        printf("{\"kernel\":\"%s\",\"impl\":\"%s\",\"threads\":%d,\"rows\":%lld,\"cols\":%lld,\"gbps\":%.2f,"
+               "\"roofline_gbps\":%.2f,\"us_per_call\":%.1f}\n",
+               kernel, impl, threads, (long long)rows, (long long)cols, gbps, roof, us);
+    } else {
+        printf("%-10s %5lld x %-5lld %7d %9.2f %10.2f %7.2f %10.1f\n", kernel, (long long)rows, (long long)cols,
+               threads, gbps, roof, roof > 0 ? gbps / roof : 0.0, us);
+    }
+    fflush(stdout);
+}
+
+/* Prefill: ms_matmul GFLOP/s for n tokens, row-kernel path vs sgemm path. */
+static void bench_matmul(const bk_opts *o, const ms_kern *k, ms_pool *pool, char *arena, uint64_t arena_bytes)
+{
+    static const int ns[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
+    const bk_kernel *kk = &kKernels[0]; /* q4g64, expert gate/up shape [2048 x 7168] */
+    ms_mat m;
+    if (carve(kk, 2048, 7168, arena, arena_bytes, &m, 1) != 1) return;
+    float *X = malloc(sizeof(float) * 7168 * 256), *Y = malloc(sizeof(float) * 2048 * 256);
+    if (!X || !Y) {
+        free(X);
+        free(Y);
+        return;
+    }
+    for (int i = 0; i < 7168 * 256; i++) X[i] = (float)((i % 1000) * 7919 % 1000) / 1000.0f - 0.5f;
+    ms_kern krows = *k, kgemm = *k;
+    krows.blas_min_n = 0;
+    kgemm.blas_min_n = 1;
+    if (!o->json) printf("\nprefill ms_matmul, q4g64 2048 x 7168, %d threads (GFLOP/s)\n%6s %10s %10s\n",
+                         ms_pool_size(pool), "n", "rows", "sgemm");
+    for (size_t i = 0; i < MS_ARRAY_LEN(ns); i++) {
+        int n = ns[i];
+        double gf[2];
+        for (int p = 0; p < 2; p++) {
+            ms_compute c = {p ? &kgemm : &krows, pool};
+            ms_matmul(&c, &m, X, n, Y);
+            long calls = 0;
+            double t0 = ms_now_s(), dt;
+            do {
+                ms_matmul(&c, &m, X, n, Y);
+                calls++;
+                dt = ms_now_s() - t0;
+            } while (dt < o->seconds / 2);
+            gf[p] = 2.0 * 2048 * 7168 * n * calls / dt / 1e9;
+        }
+        if (o->json)
+            printf("{\"kernel\":\"matmul_q4g64\",\"impl\":\"%s\",\"threads\":%d,\"rows\":2048,\"cols\":7168,\"n\":%d,"
+                   "\"rows_gflops\":%.2f,\"sgemm_gflops\":%.2f}\n",
+                   k->name, ms_pool_size(pool), n, gf[0], gf[1]);
+        else
+            printf("%6d %10.2f %10.2f\n", n, gf[0], gf[1]);
+        fflush(stdout);
+    }
+    free(X);
+    free(Y);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: moestream bench kernels [options]\n"
+            "\n"
+            "Matvec GB/s (weight bytes processed per second) for 4-bit g64, 8-bit g64,\n"
+            "5-bit g64, 3-bit g128 and bf16 weights at 7168x2048, 2048x7168 and 4096x4096,\n"
+            "on 1 thread and on all threads, next to the memory read bandwidth measured in\n"
+            "the same run (the roofline). Weights are cycled through a working set larger\n"
+            "than the caches so every call reads them from DRAM, as decode does.\n"
+            "\n"
+            "options:\n"
+            "  --json          one JSON object per line: {\"kernel\",\"impl\",\"threads\",\"rows\",\n"
+            "                  \"cols\",\"gbps\",\"roofline_gbps\",\"us_per_call\"}\n"
+            "  --threads N     the \"all threads\" count (default: physical cores, %d here)\n"
+            "  --time SEC      minimum time per measurement (default 0.2)\n"
+            "  --mem SIZE      working set per shape and for the bandwidth probe\n"
+            "                  (default 256M; make it several times the L3 size)\n"
+            "  --ref           use the scalar reference kernels (as MOESTREAM_FORCE_REF=1)\n"
+            "  --matmul        also time prefill ms_matmul (q4g64 2048x7168) for n = 1..256\n"
+            "                  tokens on the row-kernel path and the dequantize+sgemm path\n"
+            "  -h, --help      this help\n",
+            ms_physical_cores());
+}
 
 int ms_bench_kernels(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "moestream bench kernels: not implemented yet\n");
-    return 1;
+    const char *cmd = "bench kernels";
+    bk_opts o = {.threads = ms_physical_cores(), .seconds = 0.2, .mem = 256ull << 20};
+    static const struct option lopts[] = {
+        {"json", no_argument, NULL, 'j'},  {"threads", required_argument, NULL, 't'},
+        {"time", required_argument, NULL, 's'}, {"mem", required_argument, NULL, 'm'},
+        {"ref", no_argument, NULL, 'r'},   {"matmul", no_argument, NULL, 'M'},
+        {"help", no_argument, NULL, 'h'},  {NULL, 0, NULL, 0},
+    };
+    ms_err err = {0};
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
+        long long v;
+        double d;
+        switch (c) {
+        case 'j': o.json = true; break;
+        case 'r': o.force_ref = true; break;
+        case 'M': o.matmul = true; break;
+        case 't':
+            if (ms_parse_int(optarg, 1, 1024, &v, "--threads", &err) < 0) return ms_cli_usage_error(cmd, "%s", err.msg);
+            o.threads = (int)v;
+            break;
+        case 's':
+            if (ms_parse_double(optarg, &d, "--time", &err) < 0) return ms_cli_usage_error(cmd, "%s", err.msg);
+            if (!(d > 0 && d <= 60)) return ms_cli_usage_error(cmd, "--time must be in (0, 60] seconds");
+            o.seconds = d;
+            break;
+        case 'm':
+            if (ms_parse_size(optarg, &o.mem, "--mem", &err) < 0) return ms_cli_usage_error(cmd, "%s", err.msg);
+            if (o.mem < (64ull << 20)) return ms_cli_usage_error(cmd, "--mem must be at least 64M");
+            break;
+        case 'h': usage(stdout); return 0;
+        default: return ms_cli_usage_error(cmd, "bad option");
+        }
+    }
+    if (optind < argc) return ms_cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+
+    const ms_kern *k = ms_kern_select(o.force_ref);
+    ms_pool *pool1 = ms_pool_create(1, &err), *pooln = pool1 ? ms_pool_create(o.threads, &err) : NULL;
+    char *arena = ms_aligned_alloc(4096, o.mem);
+    float *x = malloc(sizeof(float) * 8192), *y = malloc(sizeof(float) * 8192);
+    ms_mat *mats = malloc(sizeof(ms_mat) * 4096);
+    int rc = 0;
+    if (!pool1 || !pooln) {
+        rc = ms_cli_fail(cmd, &err);
+        goto out;
+    }
+    if (!arena || !x || !y || !mats) {
+        ms_errf(&err, ENOMEM, "cannot allocate the %llu MiB working set", (unsigned long long)(o.mem >> 20));
+        rc = ms_cli_fail(cmd, &err);
+        goto out;
+    }
+    fill_arena((uint16_t *)arena, o.mem / 2);
+    for (int i = 0; i < 8192; i++) x[i] = (float)((i % 1000) * 7919 % 1000) / 1000.0f - 0.5f;
+
+    const int tcounts[2] = {1, o.threads};
+    ms_pool *pools[2] = {pool1, pooln};
+    const int nt = o.threads > 1 ? 2 : 1;
+    double roof[2];
+    for (int t = 0; t < nt; t++) roof[t] = measure_read(k, pools[t], arena, o.mem);
+    if (!o.json) {
+        printf("moestream bench kernels: impl %s, working set %llu MiB, %.2fs per figure\n", k->name,
+               (unsigned long long)(o.mem >> 20), o.seconds);
+        printf("%-10s %-13s %7s %9s %10s %7s %10s\n", "kernel", "rows x cols", "threads", "GB/s", "roofline",
+               "ratio", "us/call");
+    }
+    for (int t = 0; t < nt; t++)
+        emit(&o, k->name, "memread", tcounts[t], 0, 0, roof[t], roof[t], (double)o.mem / (roof[t] * 1e3));
+    for (size_t ki = 0; ki < MS_ARRAY_LEN(kKernels); ki++)
+        for (size_t si = 0; si < MS_ARRAY_LEN(kShapes); si++) {
+            const int64_t rows = kShapes[si][0], cols = kShapes[si][1];
+            int nc = carve(&kKernels[ki], rows, cols, arena, o.mem, mats, 4096);
+            if (nc < 1) continue;
+            for (int t = 0; t < nt; t++) {
+                ms_compute cc = {k, pools[t]};
+                double s = time_matvec(&cc, mats, nc, x, y, o.seconds);
+                double gbps = (double)ms_mat_bytes(&mats[0]) / s / 1e9;
+                emit(&o, k->name, kKernels[ki].name, tcounts[t], rows, cols, gbps, roof[t], s * 1e6);
+            }
+        }
+    if (o.matmul) bench_matmul(&o, k, pooln, arena, o.mem);
+out:
+    free(mats);
+    free(x);
+    free(y);
+    free(arena);
+    ms_pool_destroy(pooln);
+    ms_pool_destroy(pool1);
+    return rc;
 }

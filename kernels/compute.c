@@ -34,7 +34,7 @@ static bool env_force_ref(void)
 const ms_kern *ms_kern_select(bool force_ref)
 {
     if (force_ref || env_force_ref()) return &ms_kern_ref;
-#if defined(__x86_64__) && defined(MS_KERN_HAVE_AVX2)
+#if defined(__x86_64__)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
         return &ms_kern_avx2;
@@ -69,23 +69,51 @@ static int64_t block_rows(const ms_mat *m, int nth)
     return b > 0 ? b : 4;
 }
 
-/* Group sums of n vectors x[t*cols ..] into xs[t*ng ..]: xs is a caller buffer
- * (stack) of cap floats, or malloc'd (*heap set) if too small; NULL if affine
- * is not involved or allocation failed (kernels then compute sums themselves). */
-static float *prep_xsum(const ms_kern *k, const ms_mat *m, const float *x, int n, float *stack, size_t cap,
-                        float **heap)
+const float *ms_kern_prep(const ms_kern *k, const ms_mat *m, const float *x, float *xp, float *xsum)
 {
-    *heap = NULL;
-    if (m->type != MS_WT_AFFINE) return NULL;
-    int64_t ng = m->cols / m->group_size;
-    size_t need = (size_t)ng * (size_t)n;
-    float *xs = stack;
+    const ms_wkern *wk = ms_kern_for(k, m);
+    if (wk->prep) return wk->prep(m, x, xp, xsum);
+    if (m->type == MS_WT_AFFINE) k->group_sums(x, m->cols, m->group_size, xsum);
+    return x;
+}
+
+/* n input vectors prepared for m's row kernel. */
+typedef struct xin {
+    const ms_kern *k; /* table to use: c->kern, or the reference if out of memory */
+    const float *X;   /* [n, cols]: the caller's X or the permuted copy */
+    const float *xs;  /* [n, ng] group sums, NULL for dense */
+    int64_t ng;
+    float *heap;
+} xin;
+
+/* Prepare X[n, cols] into stack[cap] if it fits, else a malloc'd buffer. If
+ * that allocation fails, fall back to the reference kernels, which need no
+ * buffer (the only case where output could differ from the normal path). */
+static void xin_prep(xin *in, const ms_kern *k, const ms_mat *m, const float *X, int n, float *stack, size_t cap)
+{
+    const ms_wkern *wk = ms_kern_for(k, m);
+    in->k = k;
+    in->X = X;
+    in->xs = NULL;
+    in->heap = NULL;
+    in->ng = m->type == MS_WT_AFFINE ? m->cols / m->group_size : 0;
+    size_t xpn = wk->prep ? (size_t)n * (size_t)m->cols : 0, need = xpn + (size_t)n * (size_t)in->ng;
+    if (need == 0) return;
+    float *buf = stack;
     if (need > cap) {
-        xs = *heap = malloc(need * sizeof(float));
-        if (!xs) return NULL;
+        buf = in->heap = malloc(need * sizeof(float));
+        if (!buf) {
+            in->k = &ms_kern_ref;
+            return;
+        }
     }
-    for (int t = 0; t < n; t++) k->group_sums(x + (size_t)t * (size_t)m->cols, m->cols, m->group_size, xs + (size_t)t * ng);
-    return xs;
+    float *xp = buf, *xs = buf + xpn;
+    for (int t = 0; t < n; t++) {
+        const float *xt = X + (size_t)t * (size_t)m->cols;
+        const float *r = ms_kern_prep(k, m, xt, xp + (size_t)t * (size_t)m->cols, xs + (size_t)t * (size_t)in->ng);
+        if (t == 0) in->X = r == xt ? X : xp;
+    }
+    in->xs = in->ng ? xs : NULL;
 }
 
 /* ---- matvec / small-n matmul -------------------------------------------- */
@@ -121,11 +149,10 @@ static void mv_worker(void *arg, int tid, int nth)
     }
 }
 
-static void run_rows(const ms_compute *c, const ms_mat *m, const float *X, const float *xs, int n, float *Y)
+static void run_rows(const ms_compute *c, const ms_mat *m, const xin *in, int n, float *Y)
 {
     int nth = nthreads_of(c);
-    mv_task t = {.m = m, .wk = ms_kern_for(c->kern, m), .X = X, .xs = xs, .Y = Y, .n = n};
-    t.ng = m->type == MS_WT_AFFINE ? m->cols / m->group_size : 0;
+    mv_task t = {.m = m, .wk = ms_kern_for(in->k, m), .X = in->X, .xs = in->xs, .Y = Y, .n = n, .ng = in->ng};
     if (nth == 1 || ms_mat_bytes(m) < MS_PAR_MIN_BYTES) {
         t.block = m->rows;
         t.nblocks = 1;
@@ -138,12 +165,16 @@ static void run_rows(const ms_compute *c, const ms_mat *m, const float *X, const
     ms_pool_run(c->pool, mv_worker, &t);
 }
 
+/* Stack room for the prepared input of one vector (cols <= 8192 at group 32). */
+#define MS_XIN_STACK (8192 + 256)
+
 void ms_matvec(const ms_compute *c, const ms_mat *m, const float *x, float *y)
 {
-    float stack[2048], *heap;
-    const float *xs = prep_xsum(c->kern, m, x, 1, stack, MS_ARRAY_LEN(stack), &heap);
-    run_rows(c, m, x, xs, 1, y);
-    free(heap);
+    float stack[MS_XIN_STACK];
+    xin in;
+    xin_prep(&in, c->kern, m, x, 1, stack, MS_ARRAY_LEN(stack));
+    run_rows(c, m, &in, 1, y);
+    free(in.heap);
 }
 
 /* ---- large-n matmul: dequantized tiles + sgemm --------------------------- */
@@ -216,10 +247,11 @@ void ms_matmul(const ms_compute *c, const ms_mat *m, const float *X, int n, floa
         return;
     }
     if (c->kern->blas_min_n > 0 && n >= c->kern->blas_min_n && matmul_gemm(c, m, X, n, Y) == 0) return;
-    float stack[4096], *heap;
-    const float *xs = prep_xsum(c->kern, m, X, n, stack, MS_ARRAY_LEN(stack), &heap);
-    run_rows(c, m, X, xs, n, Y);
-    free(heap);
+    float stack[MS_XIN_STACK];
+    xin in;
+    xin_prep(&in, c->kern, m, X, n, stack, MS_ARRAY_LEN(stack));
+    run_rows(c, m, &in, n, Y);
+    free(in.heap);
 }
 
 void ms_mat_get_row(const ms_kern *k, const ms_mat *m, int64_t r, float *out)
@@ -237,7 +269,7 @@ size_t ms_ffn_scratch_floats(const ms_mat *gate, int n)
 typedef struct ffn1_task {
     const ms_mat *gate, *up;
     const ms_wkern *wg, *wu;
-    const float *x, *xs_g, *xs_u;
+    const float *xg, *xu, *xs_g, *xs_u;
     float *g, *u;
     int64_t block, nblocks;
     _Atomic int64_t next;
@@ -246,8 +278,8 @@ typedef struct ffn1_task {
 static void ffn1_block(ffn1_task *t, int64_t b)
 {
     int64_t r0 = b * t->block, r1 = MS_MIN(t->gate->rows, r0 + t->block);
-    t->wg->rows(t->gate, r0, r1, t->x, t->xs_g, t->g + r0);
-    t->wu->rows(t->up, r0, r1, t->x, t->xs_u, t->u + r0);
+    t->wg->rows(t->gate, r0, r1, t->xg, t->xs_g, t->g + r0);
+    t->wu->rows(t->up, r0, r1, t->xu, t->xs_u, t->u + r0);
     ms_silu_mul(t->g + r0, t->u + r0, (int)(r1 - r0));
 }
 
@@ -275,15 +307,17 @@ void ms_ffn(const ms_compute *c, const ms_mat *gate, const ms_mat *up, const ms_
         return;
     }
     /* One token: gate and up rows of the same range in one pass, then silu*mul. */
-    float sg[2048], su[2048], *hg, *hu = NULL;
-    ffn1_task t = {.gate = gate, .up = up, .x = X, .g = G, .u = U};
-    t.wg = ms_kern_for(c->kern, gate);
-    t.wu = ms_kern_for(c->kern, up);
-    t.xs_g = prep_xsum(c->kern, gate, X, 1, sg, MS_ARRAY_LEN(sg), &hg);
-    if (up->type == MS_WT_AFFINE && gate->type == MS_WT_AFFINE && up->group_size == gate->group_size)
-        t.xs_u = t.xs_g;
-    else
-        t.xs_u = prep_xsum(c->kern, up, X, 1, su, MS_ARRAY_LEN(su), &hu);
+    float sg[MS_XIN_STACK], su[MS_XIN_STACK];
+    xin ing, inu;
+    xin_prep(&ing, c->kern, gate, X, 1, sg, MS_ARRAY_LEN(sg));
+    xin_prep(&inu, c->kern, up, X, 1, su, MS_ARRAY_LEN(su));
+    ffn1_task t = {.gate = gate, .up = up, .g = G, .u = U};
+    t.wg = ms_kern_for(ing.k, gate);
+    t.wu = ms_kern_for(inu.k, up);
+    t.xg = ing.X;
+    t.xu = inu.X;
+    t.xs_g = ing.xs;
+    t.xs_u = inu.xs;
     int nth = nthreads_of(c);
     if (nth == 1 || ms_mat_bytes(gate) + ms_mat_bytes(up) < MS_PAR_MIN_BYTES) {
         t.block = inter;
@@ -295,7 +329,7 @@ void ms_ffn(const ms_compute *c, const ms_mat *gate, const ms_mat *up, const ms_
         atomic_init(&t.next, 0);
         ms_pool_run(c->pool, ffn1_worker, &t);
     }
-    free(hg);
-    free(hu);
+    free(ing.heap);
+    free(inu.heap);
     ms_matvec(c, down, G, Y);
 }

@@ -20,16 +20,23 @@
 
 #include "kernels.h"
 
-/* y[r - r0] = W[r, :] . x for r in [r0, r1). xsum: per-group sums of x
- * ([cols / group_size], affine only; may be NULL = the kernel computes them). */
+/* y[r - r0] = W[r, :] . x for r in [r0, r1), x as returned by the type's prep.
+ * xsum: per-group sums of x ([cols / group_size], affine only). The reference
+ * kernels also accept xsum == NULL (they then sum each group themselves). */
 typedef void (*ms_rows_fn)(const ms_mat *m, int64_t r0, int64_t r1, const float *x, const float *xsum, float *y);
 /* out[cols] = W[r, :] as f32. */
 typedef void (*ms_dequant_fn)(const ms_mat *m, int64_t r, float *out);
+/* Prepare one input vector x[cols] for `rows`: for affine, write the group sums
+ * to xsum[cols/group_size]; if the kernel reads x in a permuted order (to match
+ * how it unpacks codes), write that copy to xp[cols] and return xp, else return
+ * x. NULL prep = x as is (+ group sums by the table's group_sums). */
+typedef const float *(*ms_prep_fn)(const ms_mat *m, const float *x, float *xp, float *xsum);
 
 /* The kernels of one weight type. */
 typedef struct ms_wkern {
     ms_rows_fn rows;
     ms_dequant_fn dequant;
+    ms_prep_fn prep;
 } ms_wkern;
 
 struct ms_kern {
@@ -51,6 +58,9 @@ extern const ms_kern ms_kern_ref;
 /* AVX2+FMA+F16C table (kern_avx2.c); only used when the CPU has them. */
 extern const ms_kern ms_kern_avx2;
 #endif
+
+/* Prepare x for m's row kernel in table k (see ms_prep_fn). */
+const float *ms_kern_prep(const ms_kern *k, const ms_mat *m, const float *x, float *xp, float *xsum);
 
 /* Kernels of m's type in table k (never NULL for a validated m). */
 static inline const ms_wkern *ms_kern_for(const ms_kern *k, const ms_mat *m)

@@ -1,0 +1,392 @@
+/* kern_avx2.c - AVX2 + FMA + F16C kernels (this file alone is built with
+ * -mavx2 -mfma -mf16c; ms_kern_select uses it only when the CPU has all three).
+ *
+ * Affine matvec, exact f32 activations: per group, acc = sum_j q_j * x_j with
+ * the codes converted to f32 and FMA'd against x; the row sum is
+ * sum_g s_g * acc_g (vector FMA with the broadcast scale, two interleaved
+ * accumulators) + sum_g b_g * xsum_g (a vector dot of the row's biases with the
+ * per-group sums of x, computed once per input vector). Unpacking per width:
+ *   8 bit:  vpmovzxbd of 8 bytes -> 8 codes;
+ *   4 bit:  vpmovzxbd of 8 bytes, then &15 and >>4 -> 16 codes, even and odd
+ *           elements; x is pre-permuted per 16-element block to match;
+ *   2 bit:  vpmovzxbd of 8 bytes, 4 shift/mask pairs -> 32 codes; x permuted
+ *           per 32-element block;
+ *   3/5/6:  8 codes live in `bits` whole bytes: broadcast 8 bytes, vpshufb the
+ *           2 bytes holding code i into lane i, vpsrlvd by (i*bits)&7, mask.
+ *           The 8-byte load may run past the 3..6 bytes of the last pack, so a
+ *           row's last group is copied to a padded local buffer first.
+ * Every row is computed by the same code whatever rows the call covers, so
+ * results do not depend on how rows are split across threads.
+ *
+ * Dequantization (embedding rows, prefill tiles) is exact and bit-identical to
+ * the reference: s*q then +b as two roundings (no FMA contraction). */
+#include <immintrin.h>
+#include <string.h>
+
+#include "kernels_impl.h"
+#include "quant.h"
+#include "util.h"
+
+#define AINL static inline __attribute__((always_inline))
+
+/* Fixed-order horizontal sum. */
+AINL float hsum8(__m256 v)
+{
+    __m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    a = _mm_add_ps(a, _mm_movehl_ps(a, a));
+    a = _mm_add_ss(a, _mm_shuffle_ps(a, a, 1));
+    return _mm_cvtss_f32(a);
+}
+
+/* n scales or biases of dtype t -> f32 (exact). */
+static void sb_to_f32(const void *src, ms_dtype t, int64_t n, float *dst)
+{
+    int64_t i = 0;
+    if (t == MS_DT_BF16) {
+        const uint16_t *s = src;
+        for (; i + 8 <= n; i += 8) {
+            __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(s + i)));
+            _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
+        }
+        for (; i < n; i++) dst[i] = ms_bf16_to_f32(s[i]);
+    } else if (t == MS_DT_F16) {
+        const uint16_t *s = src;
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))));
+        for (; i < n; i++) dst[i] = ms_f16_to_f32(s[i]);
+    } else {
+        memcpy(dst, src, (size_t)n * sizeof(float));
+    }
+}
+
+/* ---- code extraction ------------------------------------------------------ */
+
+/* 8 codes of a 3/5/6-bit pack (8 codes in `bits` bytes at p; reads 8 bytes). */
+AINL __m256i unpack8_generic(const uint8_t *p, const int bits)
+{
+    uint64_t u;
+    memcpy(&u, p, 8);
+    __m256i v = _mm256_set1_epi64x((long long)u);
+#define OFF(i) ((char)(((i) * bits) >> 3))
+#define LANE(i) OFF(i), (char)(OFF(i) + 1), (char)0x80, (char)0x80
+    const __m256i shuf = _mm256_setr_epi8(LANE(0), LANE(1), LANE(2), LANE(3), LANE(4), LANE(5), LANE(6), LANE(7));
+#undef LANE
+#undef OFF
+    const __m256i sh = _mm256_setr_epi32(0, bits & 7, (2 * bits) & 7, (3 * bits) & 7, (4 * bits) & 7, (5 * bits) & 7,
+                                         (6 * bits) & 7, (7 * bits) & 7);
+    v = _mm256_shuffle_epi8(v, shuf);
+    v = _mm256_srlv_epi32(v, sh);
+    return _mm256_and_si256(v, _mm256_set1_epi32((1 << bits) - 1));
+}
+
+AINL __m256i load8_u8(const uint8_t *p)
+{
+    return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
+}
+
+/* sum_j q_j * x_j over one group (x in the kernel's permuted layout). */
+AINL __m256 group_dot(const uint8_t *wg, const float *xg, const int bits, const int gs)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    if (bits == 8) {
+        for (int c = 0; c < gs / 8; c += 2) {
+            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(load8_u8(wg + 8 * c)), _mm256_loadu_ps(xg + 8 * c), a0);
+            a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(load8_u8(wg + 8 * c + 8)), _mm256_loadu_ps(xg + 8 * c + 8), a1);
+        }
+    } else if (bits == 4) {
+        const __m256i m4 = _mm256_set1_epi32(15);
+        for (int c = 0; c < gs / 16; c++) {
+            __m256i d = load8_u8(wg + 8 * c);
+            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(d, m4)), _mm256_loadu_ps(xg + 16 * c), a0);
+            a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(d, 4)), _mm256_loadu_ps(xg + 16 * c + 8), a1);
+        }
+    } else if (bits == 2) {
+        const __m256i m2 = _mm256_set1_epi32(3);
+        for (int c = 0; c < gs / 32; c++) {
+            __m256i d = load8_u8(wg + 8 * c);
+            const float *x = xg + 32 * c;
+            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(d, m2)), _mm256_loadu_ps(x), a0);
+            a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(d, 2), m2)),
+                                 _mm256_loadu_ps(x + 8), a1);
+            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(d, 4), m2)),
+                                 _mm256_loadu_ps(x + 16), a0);
+            a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(d, 6)), _mm256_loadu_ps(x + 24), a1);
+        }
+    } else {
+        for (int c = 0; c < gs / 8; c += 2) {
+            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(unpack8_generic(wg + c * bits, bits)), _mm256_loadu_ps(xg + 8 * c), a0);
+            a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(unpack8_generic(wg + (c + 1) * bits, bits)),
+                                 _mm256_loadu_ps(xg + 8 * c + 8), a1);
+        }
+    }
+    return _mm256_add_ps(a0, a1);
+}
+
+/* Groups whose scales/biases are converted per batch (bounds the stack use). */
+#define SB_CHUNK 256
+
+AINL float affine_row(const ms_mat *m, int64_t r, const float *x, const float *xsum, const int bits, const int gs)
+{
+    const int64_t ng = m->cols / gs;
+    const size_t gbytes = (size_t)gs * bits / 8, sbsz = ms_dtype_size(m->sb_dtype);
+    const uint8_t *w = (const uint8_t *)m->w + (size_t)r * (size_t)ng * gbytes;
+    const char *sp = (const char *)m->scales + (size_t)(r * ng) * sbsz;
+    const char *bp = (const char *)m->biases + (size_t)(r * ng) * sbsz;
+    float sc[SB_CHUNK], bi[SB_CHUNK];
+    uint8_t tail[128 + 8] __attribute__((aligned(32)));
+    __m256 y0 = _mm256_setzero_ps(), y1 = _mm256_setzero_ps(), yb = _mm256_setzero_ps();
+    float bt = 0.0f;
+    for (int64_t g0 = 0; g0 < ng; g0 += SB_CHUNK) {
+        const int64_t cn = MS_MIN(SB_CHUNK, ng - g0);
+        sb_to_f32(sp + g0 * sbsz, m->sb_dtype, cn, sc);
+        sb_to_f32(bp + g0 * sbsz, m->sb_dtype, cn, bi);
+        for (int64_t i = 0; i < cn; i++) {
+            const int64_t g = g0 + i;
+            const uint8_t *wg = w + g * gbytes;
+            if (bits != 8 && bits != 4 && bits != 2 && g == ng - 1) {
+                memcpy(tail, wg, gbytes);
+                memset(tail + gbytes, 0, 8);
+                wg = tail;
+            }
+            __m256 a = group_dot(wg, x + g * gs, bits, gs);
+            if (i & 1)
+                y1 = _mm256_fmadd_ps(_mm256_set1_ps(sc[i]), a, y1);
+            else
+                y0 = _mm256_fmadd_ps(_mm256_set1_ps(sc[i]), a, y0);
+        }
+        int64_t i = 0;
+        for (; i + 8 <= cn; i += 8)
+            yb = _mm256_fmadd_ps(_mm256_loadu_ps(bi + i), _mm256_loadu_ps(xsum + g0 + i), yb);
+        for (; i < cn; i++) bt = __builtin_fmaf(bi[i], xsum[g0 + i], bt);
+    }
+    return hsum8(_mm256_add_ps(y0, y1)) + (hsum8(yb) + bt);
+}
+
+#define AFFINE_ROWS(B)                                                                                            \
+    static void rows_affine##B(const ms_mat *m, int64_t r0, int64_t r1, const float *x, const float *xsum,       \
+                               float *y)                                                                          \
+    {                                                                                                             \
+        switch (m->group_size) {                                                                                  \
+        case 32:                                                                                                  \
+            for (int64_t r = r0; r < r1; r++) y[r - r0] = affine_row(m, r, x, xsum, B, 32);                      \
+            break;                                                                                                \
+        case 64:                                                                                                  \
+            for (int64_t r = r0; r < r1; r++) y[r - r0] = affine_row(m, r, x, xsum, B, 64);                      \
+            break;                                                                                                \
+        default:                                                                                                  \
+            for (int64_t r = r0; r < r1; r++) y[r - r0] = affine_row(m, r, x, xsum, B, 128);                     \
+            break;                                                                                                \
+        }                                                                                                         \
+    }
+AFFINE_ROWS(2)
+AFFINE_ROWS(3)
+AFFINE_ROWS(4)
+AFFINE_ROWS(5)
+AFFINE_ROWS(6)
+AFFINE_ROWS(8)
+
+/* ---- input preparation ------------------------------------------------------ */
+
+static void group_sums_avx2(const float *x, int64_t cols, int gs, float *xsum)
+{
+    for (int64_t g = 0; g < cols / gs; g++) {
+        const float *xg = x + g * gs;
+        __m256 a0 = _mm256_loadu_ps(xg), a1 = _mm256_loadu_ps(xg + 8);
+        for (int j = 16; j < gs; j += 16) {
+            a0 = _mm256_add_ps(a0, _mm256_loadu_ps(xg + j));
+            a1 = _mm256_add_ps(a1, _mm256_loadu_ps(xg + j + 8));
+        }
+        xsum[g] = hsum8(_mm256_add_ps(a0, a1));
+    }
+}
+
+static const float *prep_natural(const ms_mat *m, const float *x, float *xp, float *xsum)
+{
+    group_sums_avx2(x, m->cols, m->group_size, xsum);
+    return x;
+}
+
+/* 4-bit: per 16 elements, the 8 even then the 8 odd ones. */
+static const float *prep_4bit(const ms_mat *m, const float *x, float *xp, float *xsum)
+{
+    group_sums_avx2(x, m->cols, m->group_size, xsum);
+    for (int64_t b = 0; b < m->cols; b += 16) {
+        __m256 lo = _mm256_loadu_ps(x + b), hi = _mm256_loadu_ps(x + b + 8);
+        __m256 ev = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0)); /* x0 x2 x8 x10 | x4 x6 x12 x14 */
+        __m256 od = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1));
+        ev = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev), _MM_SHUFFLE(3, 1, 2, 0)));
+        od = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(od), _MM_SHUFFLE(3, 1, 2, 0)));
+        _mm256_storeu_ps(xp + b, ev);
+        _mm256_storeu_ps(xp + b + 8, od);
+    }
+    return xp;
+}
+
+/* 2-bit: per 32 elements, vector s holds elements 4i+s. */
+static const float *prep_2bit(const ms_mat *m, const float *x, float *xp, float *xsum)
+{
+    group_sums_avx2(x, m->cols, m->group_size, xsum);
+    for (int64_t b = 0; b < m->cols; b += 32)
+        for (int s = 0; s < 4; s++)
+            for (int i = 0; i < 8; i++) xp[b + 8 * s + i] = x[b + 4 * i + s];
+    return xp;
+}
+
+/* ---- affine dequantization (natural order, exact) ---------------------------- */
+
+/* q*s + b with two roundings, like the reference. GCC implements the intrinsics
+ * as plain vector arithmetic and would contract mul+add into an FMA (different
+ * rounding); the empty asm makes the product opaque. */
+AINL __m256 mul_add_2r(__m256 q, __m256 s, __m256 b)
+{
+    __m256 p = _mm256_mul_ps(q, s);
+    __asm__("" : "+x"(p));
+    return _mm256_add_ps(p, b);
+}
+
+static void dequant_affine(const ms_mat *m, int64_t r, float *out)
+{
+    const int bits = m->bits, gs = m->group_size;
+    const int64_t ng = m->cols / gs;
+    const size_t gbytes = (size_t)gs * bits / 8, sbsz = ms_dtype_size(m->sb_dtype);
+    const uint8_t *w = (const uint8_t *)m->w + (size_t)r * (size_t)ng * gbytes;
+    const char *sp = (const char *)m->scales + (size_t)(r * ng) * sbsz;
+    const char *bp = (const char *)m->biases + (size_t)(r * ng) * sbsz;
+    uint8_t tail[128 + 8];
+    for (int64_t g = 0; g < ng; g++) {
+        const __m256 s = _mm256_set1_ps(ms_sb_get(sp, m->sb_dtype, g)), b = _mm256_set1_ps(ms_sb_get(bp, m->sb_dtype, g));
+        const uint8_t *wg = w + g * gbytes;
+        float *o = out + g * gs;
+        if (bits == 8) {
+            for (int c = 0; c < gs; c += 8)
+                _mm256_storeu_ps(o + c, mul_add_2r(_mm256_cvtepi32_ps(load8_u8(wg + c)), s, b));
+            continue;
+        }
+        if (g == ng - 1) {
+            memcpy(tail, wg, gbytes);
+            memset(tail + gbytes, 0, 8);
+            wg = tail;
+        }
+        for (int c = 0; c < gs / 8; c++) {
+            __m256i q;
+            switch (bits) {
+            case 2: q = unpack8_generic(wg + 2 * c, 2); break;
+            case 3: q = unpack8_generic(wg + 3 * c, 3); break;
+            case 4: q = unpack8_generic(wg + 4 * c, 4); break;
+            case 5: q = unpack8_generic(wg + 5 * c, 5); break;
+            default: q = unpack8_generic(wg + 6 * c, 6); break;
+            }
+            _mm256_storeu_ps(o + 8 * c, mul_add_2r(_mm256_cvtepi32_ps(q), s, b));
+        }
+    }
+}
+
+/* ---- dense ------------------------------------------------------------------- */
+
+/* 8 f32 weights from 16-bit storage. */
+AINL __m256 load8_bf16(const uint16_t *p)
+{
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+AINL __m256 load8_f16(const uint16_t *p)
+{
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+AINL __m256i tail_mask(int64_t n)
+{
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), idx);
+}
+
+/* Dense row dot: 4 accumulators over 32 elements, then 8, then a masked tail. */
+AINL float dense_row(const void *wrow, const float *x, int64_t n, const ms_wtype t)
+{
+#define LOADW(j)                                                                                                  \
+    (t == MS_WT_F32 ? _mm256_loadu_ps((const float *)wrow + (j))                                                  \
+                    : t == MS_WT_BF16 ? load8_bf16((const uint16_t *)wrow + (j)) : load8_f16((const uint16_t *)wrow + (j)))
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t j = 0;
+    for (; j + 32 <= n; j += 32) {
+        a0 = _mm256_fmadd_ps(LOADW(j), _mm256_loadu_ps(x + j), a0);
+        a1 = _mm256_fmadd_ps(LOADW(j + 8), _mm256_loadu_ps(x + j + 8), a1);
+        a2 = _mm256_fmadd_ps(LOADW(j + 16), _mm256_loadu_ps(x + j + 16), a2);
+        a3 = _mm256_fmadd_ps(LOADW(j + 24), _mm256_loadu_ps(x + j + 24), a3);
+    }
+    for (; j + 8 <= n; j += 8) a0 = _mm256_fmadd_ps(LOADW(j), _mm256_loadu_ps(x + j), a0);
+#undef LOADW
+    if (j < n) {
+        const int64_t rem = n - j;
+        __m256i mk = tail_mask(rem);
+        __m256 wv;
+        if (t == MS_WT_F32) {
+            wv = _mm256_maskload_ps((const float *)wrow + j, mk);
+        } else {
+            uint16_t tmp[8] = {0};
+            memcpy(tmp, (const uint16_t *)wrow + j, (size_t)rem * 2);
+            wv = t == MS_WT_BF16 ? load8_bf16(tmp) : load8_f16(tmp);
+        }
+        a1 = _mm256_fmadd_ps(wv, _mm256_maskload_ps(x + j, mk), a1);
+    }
+    return hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+}
+
+#define DENSE_ROWS(NAME, T, ES)                                                                                   \
+    static void NAME(const ms_mat *m, int64_t r0, int64_t r1, const float *x, const float *xsum, float *y)       \
+    {                                                                                                             \
+        for (int64_t r = r0; r < r1; r++)                                                                         \
+            y[r - r0] = dense_row((const char *)m->w + (size_t)r * (size_t)m->cols * (ES), x, m->cols, T);        \
+    }
+DENSE_ROWS(rows_f32, MS_WT_F32, 4)
+DENSE_ROWS(rows_f16, MS_WT_F16, 2)
+DENSE_ROWS(rows_bf16, MS_WT_BF16, 2)
+
+static void dequant_dense(const ms_mat *m, int64_t r, float *out)
+{
+    const int64_t n = m->cols;
+    int64_t j = 0;
+    if (m->type == MS_WT_F32) {
+        memcpy(out, (const float *)m->w + (size_t)r * (size_t)n, (size_t)n * 4);
+        return;
+    }
+    const uint16_t *w = (const uint16_t *)m->w + (size_t)r * (size_t)n;
+    if (m->type == MS_WT_BF16) {
+        for (; j + 8 <= n; j += 8) _mm256_storeu_ps(out + j, load8_bf16(w + j));
+        for (; j < n; j++) out[j] = ms_bf16_to_f32(w[j]);
+    } else {
+        for (; j + 8 <= n; j += 8) _mm256_storeu_ps(out + j, load8_f16(w + j));
+        for (; j < n; j++) out[j] = ms_f16_to_f32(w[j]);
+    }
+}
+
+/* ---- memory bandwidth probe ---------------------------------------------------- */
+
+static double read_sum_avx2(const float *p, size_t n)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_add_ps(a0, _mm256_loadu_ps(p + i));
+        a1 = _mm256_add_ps(a1, _mm256_loadu_ps(p + i + 8));
+        a2 = _mm256_add_ps(a2, _mm256_loadu_ps(p + i + 16));
+        a3 = _mm256_add_ps(a3, _mm256_loadu_ps(p + i + 24));
+    }
+    double s = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < n; i++) s += p[i];
+    return s;
+}
+
+const ms_kern ms_kern_avx2 = {
+    .name = "avx2",
+    .dense = {[MS_WT_F32] = {rows_f32, dequant_dense, NULL},
+              [MS_WT_F16] = {rows_f16, dequant_dense, NULL},
+              [MS_WT_BF16] = {rows_bf16, dequant_dense, NULL}},
+    .affine = {[2] = {rows_affine2, dequant_affine, prep_2bit},
+               [3] = {rows_affine3, dequant_affine, prep_natural},
+               [4] = {rows_affine4, dequant_affine, prep_4bit},
+               [5] = {rows_affine5, dequant_affine, prep_natural},
+               [6] = {rows_affine6, dequant_affine, prep_natural},
+               [8] = {rows_affine8, dequant_affine, prep_natural}},
+    .group_sums = group_sums_avx2,
+    .read_sum = read_sum_avx2,
+    .blas_min_n = 8,
+};
