@@ -120,8 +120,12 @@ static void unmap(ms_slots *s, uint32_t i)
  * none. The returned slot is EMPTY, unmapped and unpinned. */
 static uint32_t take_slot(ms_slots *s, uint32_t key, bool prefetch, int *refused)
 {
-    if (s->n_free > 0) return s->free_stack[--s->n_free];
-    int64_t v = s->policy.ops->victim(s->policy.state, key, eligible, s);
+    const ms_policy_ops *ops = s->policy.ops;
+    int64_t v;
+    if (s->n_free > 0 && !(ops->flags & MS_POLICY_VICTIM_FIRST)) return s->free_stack[--s->n_free];
+    v = ops->victim(s->policy.state, key, eligible, s);
+    if (v == MS_POLICY_USE_EMPTY && s->n_free > 0) return s->free_stack[--s->n_free];
+    if (v < 0 && s->n_free > 0) return s->free_stack[--s->n_free];
     if (v < 0 || !eligible(s, (uint32_t)v)) return NIL;
     uint32_t i = (uint32_t)v;
     if (prefetch && s->policy.ops->admit && !s->policy.ops->admit(s->policy.state, key, s->key[i])) {

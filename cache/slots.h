@@ -10,7 +10,9 @@
  *
  * Slot states: EMPTY (free), LOADING (mapped, read in flight), READY (mapped,
  * data valid). A slot is a possible victim only when READY and unpinned; EMPTY
- * slots are always used first (lowest index first).
+ * slots are used first (lowest index first), except that a partitioned policy
+ * (MS_POLICY_VICTIM_FIRST, e.g. lru-layer) may evict within its partition
+ * instead of growing past its share.
  *
  * One (token, layer) group: the runtime (or simulator) does
  *     n_miss = ms_slots_acquire(s, keys, k, refs, err);   // all k keys pinned

@@ -5,10 +5,11 @@
  * with the smallest (score, last use): a min-heap over slots, O(log n) per op.
  *
  * lfu:       score = access count. Aging: every `period` tokens (option
- *            period=, default 64 * n_experts / top_k tokens, i.e. each expert of a
- *            layer expected ~64 times; 0 disables) all counts are halved, so
- *            popularity that has gone stale fades instead of pinning the cache
- *            forever.
+ *            period=, default 1024 * n_experts / top_k tokens, i.e. each expert
+ *            of a layer expected ~1024 times; 0 disables) all counts are halved,
+ *            so in a long-running session popularity that has gone stale fades
+ *            instead of pinning the cache forever. On short traces this is the
+ *            plain (perfect) LFU of the reference tables.
  * lfu-decay: score = sum over past accesses of 2^(-(now - t_i) / H), an
  *            exponentially decayed frequency (LRFU family) with half-life H tokens
  *            (option hl=, default see below), ties to the least recent. It behaves
@@ -83,7 +84,7 @@ static int lfu_create_common(const ms_policy_params *p, bool decay, void **out, 
         s->half_life = hl;
         s->weight = 1.0;
     } else {
-        double per = ms_policy_opt(p, "period", 64.0 * p->n_experts / p->top_k);
+        double per = ms_policy_opt(p, "period", 1024.0 * p->n_experts / p->top_k);
         if (per < 0 || per > 1e15) {
             lfu_destroy(s);
             return ms_errf(err, EINVAL, "lfu: period must be in [0, 1e15] tokens, got %g", per);

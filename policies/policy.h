@@ -15,7 +15,8 @@
  *     group in the order given. Policies that count accesses (frequency, belady's
  *     cursor) rely on this.
  *   - a prefetch insert produces on_insert(slot,key,prefetch=true): not an access.
- *   - victim() is asked only when no EMPTY slot exists; it must return an eligible
+ *   - victim() is asked only when no EMPTY slot exists (unless the policy sets
+ *     MS_POLICY_VICTIM_FIRST, see below); it must return an eligible
  *     slot (eligible(ctx,slot) true: resident, not pinned, not loading) whenever
  *     one exists, and -1 only when none does. It must not change the policy's
  *     ordering except for internal bookkeeping; the core then calls
@@ -42,7 +43,13 @@
 enum {
     MS_POLICY_NEEDS_FUTURE = 1u << 0,  /* offline: needs set_future() (simulator only) */
     MS_POLICY_NEEDS_PROFILE = 1u << 1, /* needs params.profile_path */
+    /* victim() is asked even while EMPTY slots exist (partitioned policies): it
+     * returns a slot to evict, or MS_POLICY_USE_EMPTY to take an EMPTY slot. */
+    MS_POLICY_VICTIM_FIRST = 1u << 2,
 };
+
+/* victim() answer under MS_POLICY_VICTIM_FIRST: "use an EMPTY slot". */
+#define MS_POLICY_USE_EMPTY (-2)
 
 /* Maximum number of "name=value" options a policy spec may carry. */
 #define MS_POLICY_MAX_OPTS 8
