@@ -1128,6 +1128,7 @@ static int build_decoded(ms_tokenizer *t, const tk_dec *d)
         e->dec_off = (uint32_t)t->decs.n;
         e->dec_len = (uint32_t)tmp.n;
         if (buf_put(&t->decs, tmp.v ? tmp.v : "", tmp.n) < 0) goto oom;
+        t->decs.n++; /* keep the NUL: the bytes are a C string too */
     }
     free(tmp.v);
     return 0;
@@ -1785,8 +1786,8 @@ static int metaspace_piece(tk_enc *E, const tk_pretok *p, const tk_piece *pc, tk
     return split_piece(E, &sp, &np, segs, out);
 }
 
-/* Pre-tokenize wb[off, off+len) and BPE every piece. */
-static int pretok_and_bpe(tk_enc *E, uint32_t off, uint32_t len, bool first)
+/* Pre-tokenize wb[off, off+len) into E->pa. */
+static int pretokenize_into(tk_enc *E, uint32_t off, uint32_t len, bool first)
 {
     const ms_tokenizer *t = E->t;
     E->pa.n = 0;
@@ -1818,6 +1819,14 @@ static int pretok_and_bpe(tk_enc *E, uint32_t off, uint32_t len, bool first)
     }
     free(segs.v);
     if (rc < 0) return rc == -ENOMEM ? ms_errf(E->err, ENOMEM, "out of memory") : rc;
+    return 0;
+}
+
+/* Pre-tokenize wb[off, off+len) and BPE every piece. */
+static int pretok_and_bpe(tk_enc *E, uint32_t off, uint32_t len, bool first)
+{
+    int rc = pretokenize_into(E, off, len, first);
+    if (rc < 0) return rc;
     for (size_t i = 0; i < E->pa.n; i++) {
         rc = bpe_cached(E, E->wb.v + E->pa.v[i].off, E->pa.v[i].len);
         if (rc < 0) return ms_errf(E->err, -rc, "out of memory");
@@ -2015,6 +2024,69 @@ static int encode_segment(tk_enc *E, const char *s, size_t n, bool first)
     return rc;
 }
 
+static int enc_init(tk_enc *E)
+{
+    E->md = pcre2_match_data_create(4, NULL);
+    E->mctx = pcre2_match_context_create(NULL);
+    E->jstack = pcre2_jit_stack_create(32 * 1024, 4 * 1024 * 1024, NULL);
+    if (!E->md || !E->mctx || !E->jstack) return ms_errf(E->err, ENOMEM, "out of memory");
+    pcre2_jit_stack_assign(E->mctx, NULL, E->jstack);
+    return 0;
+}
+
+static void enc_fini(tk_enc *E)
+{
+    pcre2_match_data_free(E->md);
+    pcre2_match_context_free(E->mctx);
+    pcre2_jit_stack_free(E->jstack);
+    free(E->wb.v);
+    free(E->pa.v);
+    free(E->pb.v);
+    free(E->sym);
+    free(E->heap);
+    free(E->tmp.v);
+    free(E->cache);
+    free(E->ckeys.v);
+    free(E->cids.v);
+}
+
+int ms_tokenizer_pretokenize(const ms_tokenizer *t, const char *text, size_t len, char **buf, size_t **lens, size_t *n,
+                             ms_err *err)
+{
+    *buf = NULL;
+    *lens = NULL;
+    *n = 0;
+    if (len > (size_t)INT32_MAX / 4) return ms_errf(err, EFBIG, "tokenizer: text too long (%zu bytes)", len);
+    size_t bad = utf8_check(text, len);
+    if (bad < len) return ms_errf(err, EILSEQ, "tokenizer: text is not valid UTF-8 (byte offset %zu)", bad);
+    tk_enc E = {.t = t, .err = err};
+    tk_buf norm = {0}, o = {0};
+    int rc = enc_init(&E);
+    if (rc == 0 && t->n_norm) rc = normalize(&E, text, len, &norm);
+    const char *x = t->n_norm ? norm.v : text;
+    size_t xn = t->n_norm ? norm.n : len;
+    if (rc == 0 && buf_put(&E.wb, x ? x : "", xn) < 0) rc = ms_errf(err, ENOMEM, "out of memory");
+    if (rc == 0) rc = pretokenize_into(&E, 0, (uint32_t)xn, true);
+    size_t *l = NULL;
+    if (rc == 0 && !(l = malloc((E.pa.n ? E.pa.n : 1) * sizeof *l))) rc = ms_errf(err, ENOMEM, "out of memory");
+    for (size_t i = 0; rc == 0 && i < E.pa.n; i++) {
+        l[i] = E.pa.v[i].len;
+        if (buf_put(&o, E.wb.v + E.pa.v[i].off, E.pa.v[i].len) < 0) rc = ms_errf(err, ENOMEM, "out of memory");
+    }
+    if (rc == 0 && buf_put(&o, "", 0) < 0) rc = ms_errf(err, ENOMEM, "out of memory");
+    if (rc == 0) {
+        *buf = o.v;
+        *lens = l;
+        *n = E.pa.n;
+    } else {
+        free(o.v);
+        free(l);
+    }
+    free(norm.v);
+    enc_fini(&E);
+    return rc;
+}
+
 int ms_tokenizer_encode(const ms_tokenizer *t, const char *text, size_t len, unsigned flags, int32_t **ids,
                         size_t *n_ids, ms_err *err)
 {
@@ -2026,15 +2098,8 @@ int ms_tokenizer_encode(const ms_tokenizer *t, const char *text, size_t len, uns
     if (bad < len) return ms_errf(err, EILSEQ, "tokenizer: text is not valid UTF-8 (byte offset %zu)", bad);
     tk_ids out = {0};
     tk_enc E = {.t = t, .err = err, .flags = flags, .out = &out};
-    int rc = 0;
-    E.md = pcre2_match_data_create(4, NULL);
-    E.mctx = pcre2_match_context_create(NULL);
-    E.jstack = pcre2_jit_stack_create(32 * 1024, 4 * 1024 * 1024, NULL);
-    if (!E.md || !E.mctx || !E.jstack) {
-        rc = ms_errf(err, ENOMEM, "out of memory");
-        goto done;
-    }
-    pcre2_jit_stack_assign(E.mctx, NULL, E.jstack);
+    int rc = enc_init(&E);
+    if (rc < 0) goto done;
     if ((flags & MS_TOK_ADD_BOS) && t->bos_id >= 0) {
         size_t bl = strlen(t->bos_str);
         if (!(bl && len >= bl && memcmp(text, t->bos_str, bl) == 0) && ids_push(&out, t->bos_id) < 0) {
@@ -2056,18 +2121,7 @@ int ms_tokenizer_encode(const ms_tokenizer *t, const char *text, size_t len, uns
         pos = me;
     }
 done:
-    pcre2_match_data_free(E.md);
-    pcre2_match_context_free(E.mctx);
-    pcre2_jit_stack_free(E.jstack);
-    free(E.wb.v);
-    free(E.pa.v);
-    free(E.pb.v);
-    free(E.sym);
-    free(E.heap);
-    free(E.tmp.v);
-    free(E.cache);
-    free(E.ckeys.v);
-    free(E.cids.v);
+    enc_fini(&E);
     if (rc < 0) {
         free(out.v);
         return rc;

@@ -54,6 +54,12 @@ void ms_tokenizer_free(ms_tokenizer *tok);
 int ms_tokenizer_encode(const ms_tokenizer *tok, const char *text, size_t len, unsigned flags, int32_t **ids,
                         size_t *n_ids, ms_err *err);
 
+/* Normalize + pre-tokenize text (no added-token split, no BPE): the pieces BPE would
+ * see, concatenated in *buf (malloc'd) with their lengths in *lens (malloc'd, *n
+ * entries). For tests and debugging. */
+int ms_tokenizer_pretokenize(const ms_tokenizer *tok, const char *text, size_t len, char **buf, size_t **lens,
+                             size_t *n, ms_err *err);
+
 /* Decode ids into a malloc'd NUL-terminated string (*len excludes the NUL). Bytes
  * that do not form valid UTF-8 become U+FFFD (like tokenizers' decode). Unknown ids
  * are an error. */
@@ -65,9 +71,9 @@ int32_t ms_tokenizer_vocab_size(const ms_tokenizer *tok);
 /* Id of a token by its exact string (added-token content or vocab entry, e.g.
  * "<｜User｜>" or "Ġthe"), -1 if none. */
 int32_t ms_tokenizer_token_id(const ms_tokenizer *tok, const char *s, size_t len);
-/* The token's string as written in tokenizer.json (NULL for an undefined id). */
+/* The token's string as written in tokenizer.json (NULL for an undefined id); NUL-terminated. */
 const char *ms_tokenizer_token_str(const ms_tokenizer *tok, int32_t id, size_t *len);
-/* The bytes this token decodes to on its own (NULL for an undefined id). */
+/* The bytes this token decodes to on its own (NULL for an undefined id); NUL-terminated. */
 const char *ms_tokenizer_token_bytes(const ms_tokenizer *tok, int32_t id, size_t *len);
 bool ms_tokenizer_is_special(const ms_tokenizer *tok, int32_t id); /* special added token */
 bool ms_tokenizer_is_added(const ms_tokenizer *tok, int32_t id);   /* any added token */
