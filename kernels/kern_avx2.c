@@ -83,42 +83,42 @@ AINL __m256i load8_u8(const uint8_t *p)
     return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
 }
 
-/* sum_j q_j * x_j over one group (x in the kernel's permuted layout). */
+/* sum_j q_j * x_j over one group (x in the kernel's permuted layout). Four
+ * independent accumulators: the FMA latency (4 cycles) x 2 pipes needs >= 8
+ * FMAs in flight, the other half comes from overlapping consecutive groups. */
 AINL __m256 group_dot(const uint8_t *wg, const float *xg, const int bits, const int gs)
 {
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     if (bits == 8) {
-        for (int c = 0; c < gs / 8; c += 2) {
-            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(load8_u8(wg + 8 * c)), _mm256_loadu_ps(xg + 8 * c), a0);
-            a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(load8_u8(wg + 8 * c + 8)), _mm256_loadu_ps(xg + 8 * c + 8), a1);
-        }
+        for (int c = 0; c < gs / 8; c++)
+            a[c & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(load8_u8(wg + 8 * c)), _mm256_loadu_ps(xg + 8 * c), a[c & 3]);
     } else if (bits == 4) {
         const __m256i m4 = _mm256_set1_epi32(15);
         for (int c = 0; c < gs / 16; c++) {
             __m256i d = load8_u8(wg + 8 * c);
-            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(d, m4)), _mm256_loadu_ps(xg + 16 * c), a0);
-            a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(d, 4)), _mm256_loadu_ps(xg + 16 * c + 8), a1);
+            a[(2 * c) & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(d, m4)), _mm256_loadu_ps(xg + 16 * c),
+                                             a[(2 * c) & 3]);
+            a[(2 * c + 1) & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(d, 4)),
+                                                 _mm256_loadu_ps(xg + 16 * c + 8), a[(2 * c + 1) & 3]);
         }
     } else if (bits == 2) {
         const __m256i m2 = _mm256_set1_epi32(3);
         for (int c = 0; c < gs / 32; c++) {
             __m256i d = load8_u8(wg + 8 * c);
             const float *x = xg + 32 * c;
-            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(d, m2)), _mm256_loadu_ps(x), a0);
-            a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(d, 2), m2)),
-                                 _mm256_loadu_ps(x + 8), a1);
-            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(d, 4), m2)),
-                                 _mm256_loadu_ps(x + 16), a0);
-            a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(d, 6)), _mm256_loadu_ps(x + 24), a1);
+            a[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(d, m2)), _mm256_loadu_ps(x), a[0]);
+            a[1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(d, 2), m2)),
+                                   _mm256_loadu_ps(x + 8), a[1]);
+            a[2] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(d, 4), m2)),
+                                   _mm256_loadu_ps(x + 16), a[2]);
+            a[3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(d, 6)), _mm256_loadu_ps(x + 24), a[3]);
         }
     } else {
-        for (int c = 0; c < gs / 8; c += 2) {
-            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(unpack8_generic(wg + c * bits, bits)), _mm256_loadu_ps(xg + 8 * c), a0);
-            a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(unpack8_generic(wg + (c + 1) * bits, bits)),
-                                 _mm256_loadu_ps(xg + 8 * c + 8), a1);
-        }
+        for (int c = 0; c < gs / 8; c++)
+            a[c & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(unpack8_generic(wg + c * bits, bits)),
+                                       _mm256_loadu_ps(xg + 8 * c), a[c & 3]);
     }
-    return _mm256_add_ps(a0, a1);
+    return _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3]));
 }
 
 /* Groups whose scales/biases are converted per batch (bounds the stack use). */
@@ -304,13 +304,17 @@ AINL float dense_row(const void *wrow, const float *x, int64_t n, const ms_wtype
 #define LOADW(j)                                                                                                  \
     (t == MS_WT_F32 ? _mm256_loadu_ps((const float *)wrow + (j))                                                  \
                     : t == MS_WT_BF16 ? load8_bf16((const uint16_t *)wrow + (j)) : load8_f16((const uint16_t *)wrow + (j)))
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
     int64_t j = 0;
-    for (; j + 32 <= n; j += 32) {
+    for (; j + 64 <= n; j += 64) {
         a0 = _mm256_fmadd_ps(LOADW(j), _mm256_loadu_ps(x + j), a0);
         a1 = _mm256_fmadd_ps(LOADW(j + 8), _mm256_loadu_ps(x + j + 8), a1);
         a2 = _mm256_fmadd_ps(LOADW(j + 16), _mm256_loadu_ps(x + j + 16), a2);
         a3 = _mm256_fmadd_ps(LOADW(j + 24), _mm256_loadu_ps(x + j + 24), a3);
+        a4 = _mm256_fmadd_ps(LOADW(j + 32), _mm256_loadu_ps(x + j + 32), a4);
+        a5 = _mm256_fmadd_ps(LOADW(j + 40), _mm256_loadu_ps(x + j + 40), a5);
+        a6 = _mm256_fmadd_ps(LOADW(j + 48), _mm256_loadu_ps(x + j + 48), a6);
+        a7 = _mm256_fmadd_ps(LOADW(j + 56), _mm256_loadu_ps(x + j + 56), a7);
     }
     for (; j + 8 <= n; j += 8) a0 = _mm256_fmadd_ps(LOADW(j), _mm256_loadu_ps(x + j), a0);
 #undef LOADW
@@ -327,7 +331,9 @@ AINL float dense_row(const void *wrow, const float *x, int64_t n, const ms_wtype
         }
         a1 = _mm256_fmadd_ps(wv, _mm256_maskload_ps(x + j, mk), a1);
     }
-    return hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    a0 = _mm256_add_ps(_mm256_add_ps(a0, a4), _mm256_add_ps(a1, a5));
+    a2 = _mm256_add_ps(_mm256_add_ps(a2, a6), _mm256_add_ps(a3, a7));
+    return hsum8(_mm256_add_ps(a0, a2));
 }
 
 #define DENSE_ROWS(NAME, T, ES)                                                                                   \
