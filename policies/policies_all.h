@@ -11,6 +11,7 @@ extern const ms_policy_ops ms_policy_lfu_decay;
 extern const ms_policy_ops ms_policy_2q;
 extern const ms_policy_ops ms_policy_tinylfu;
 extern const ms_policy_ops ms_policy_pin;
+extern const ms_policy_ops ms_policy_next_use;
 extern const ms_policy_ops ms_policy_belady;
 
 #endif
