@@ -39,6 +39,8 @@ typedef struct ms_arch_ops {
     int (*state_create)(const void *weights, int ctx, int batch, int nthreads, void **state, uint64_t *bytes,
                         ms_err *err);
     void (*state_destroy)(void *state);
+    /* Bytes state_create will allocate (kv_bytes: the KV-cache part). */
+    uint64_t (*state_bytes)(const ms_config *c, int ctx, int batch, int nthreads, uint64_t *kv_bytes);
     /* Run tokens[0..n) at positions pos0.. (n <= batch, pos0 + n <= ctx). Writes
      * logits for the last token (logits[vocab]) or, with all_logits, for every
      * token (logits[n][vocab]). logits may be NULL (prompt prefix). */

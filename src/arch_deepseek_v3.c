@@ -280,126 +280,104 @@ fail:
 
 /* ---- state: KV cache + scratch ------------------------------------------ */
 
+/* Every buffer of the state: X(name, type, element count). One list drives the
+ * struct, the allocation and the size report (plan uses the size before
+ * anything is allocated). */
+#define DS3_BUFFERS(X)                                                                          \
+    X(ckv, float, L * ctx * kvl)           /* [L][ctx][kv_lora]  normalized latents */           \
+    X(kpe, float, L * ctx * rope)          /* [L][ctx][rope]     rotated shared rope keys */     \
+    X(h, float, B * D)                     /* [B][D] residual stream */                          \
+    X(x, float, B * D)                     /* [B][D] normed input */                             \
+    X(qa, float, B * qlr)                  /* [B][q_lora] */                                     \
+    X(q, float, B * H * qdim)              /* [B][H][nope+rope] */                               \
+    X(kv, float, B * (kvl + rope))         /* [B][kv_lora+rope] */                               \
+    X(o, float, B * H * vd)                /* [B][H][v] */                                       \
+    X(attn, float, B * D)                  /* [B][D] */                                          \
+    X(cosb, float, B * rope / 2)           /* [B][rope/2] */                                     \
+    X(sinb, float, B * rope / 2)           /* [B][rope/2] */                                     \
+    X(tls, float, nth * tls_stride)        /* [nth][2 kv_lora + ctx + rope] per-thread */        \
+    X(ffn_out, float, B * D)               /* [B][D] */                                          \
+    X(ffn_scr, float, 2 * B * widest + 64) /* ms_ffn scratch for B tokens of the widest FFN */    \
+    X(rlog, float, B * E)                  /* [B][E] router logits */                            \
+    X(ids, int, B * K)                     /* [B][K] chosen experts, best first */               \
+    X(wts, float, B * K)                   /* [B][K] their weights */                            \
+    X(yk, float, B * K * D)                /* [B][K][D] output of each (token, rank) */          \
+    X(xe, float, B * D)                    /* [B][D] gathered inputs of one expert */            \
+    X(ye, float, B * D)                    /* [B][D] its outputs */                              \
+    X(uniq, int, B * K)                    /* distinct experts of the chunk */                   \
+    X(cnt, int, E)                         /* [E] tokens per expert */                           \
+    X(start, int, E + 1)                   /* [E+1] */                                           \
+    X(list, int, B * K)                    /* (token*K + rank) grouped by expert */              \
+    X(rtmp, float, 2 * E)                  /* [2E] router scratch */
+
 typedef struct ds3_state {
     int ctx, batch, nth;
-    float *ckv;      /* [L][ctx][kv_lora]  normalized latents */
-    float *kpe;      /* [L][ctx][rope]     rotated shared rope keys */
-    /* scratch for a chunk of up to `batch` tokens */
-    float *h;        /* [B, D] residual stream */
-    float *x;        /* [B, D] normed input */
-    float *qa;       /* [B, q_lora] */
-    float *q;        /* [B, H*(nope+rope)] */
-    float *kv;       /* [B, kv_lora+rope] */
-    float *o;        /* [B, H*v] */
-    float *attn;     /* [B, D] */
-    float *cosb;     /* [B, rope/2] */
-    float *sinb;     /* [B, rope/2] */
-    float *tls;      /* [nth][kv_lora*2 + ctx + rope] per-thread attention scratch */
     size_t tls_stride;
-    float *ffn_out;  /* [B, D] */
-    float *ffn_scr;  /* ms_ffn scratch for B tokens of the widest FFN */
-    float *rlog;     /* [B, E] router logits */
-    int *ids;        /* [B, K] */
-    float *wts;      /* [B, K] */
-    float *yk;       /* [B, K, D] routed expert outputs, one buffer per (token, rank) */
-    float *xe;       /* [B, D] gathered inputs of one expert */
-    float *ye;       /* [B, D] its outputs */
-    int *uniq;       /* [B*K] distinct experts of the chunk */
-    int *cnt;        /* [E] tokens per expert */
-    int *start;      /* [E+1] */
-    int *list;       /* [B*K] (token*K + rank) grouped by expert */
-    float *rtmp;     /* [2E] router scratch */
+#define X(name, type, count) type *name;
+    DS3_BUFFERS(X)
+#undef X
 } ds3_state;
+
+/* The sizes the list above needs. */
+#define DS3_DIMS(c, ctx_, batch_, nth_)                                                                     \
+    size_t L = (size_t)(c)->n_layers, ctx = (size_t)(ctx_), B = (size_t)(batch_), nth = (size_t)(nth_);    \
+    size_t D = (size_t)(c)->hidden_size, H = (size_t)(c)->n_heads, kvl = (size_t)(c)->kv_lora_rank;          \
+    size_t rope = (size_t)(c)->qk_rope_head_dim, vd = (size_t)(c)->v_head_dim;                              \
+    size_t qdim = (size_t)((c)->qk_nope_head_dim + (c)->qk_rope_head_dim);                                  \
+    size_t qlr = (size_t)MS_MAX(1, (c)->q_lora_rank);                                                       \
+    size_t E = (size_t)MS_MAX(1, (c)->n_routed_experts), K = (size_t)MS_MAX(1, (c)->n_experts_per_tok);    \
+    size_t widest = (size_t)MS_MAX((c)->intermediate_size,                                                  \
+                                   (c)->moe_intermediate_size * MS_MAX(1, (c)->n_shared_experts));        \
+    widest = MS_MAX(widest, (size_t)(c)->moe_intermediate_size);                                            \
+    size_t tls_stride = MS_ALIGN_UP(kvl * 2 + ctx + rope + 16, 16);                                          \
+    (void)L; (void)ctx; (void)B; (void)nth; (void)D; (void)H; (void)kvl; (void)rope; (void)vd; (void)qdim;   \
+    (void)qlr; (void)E; (void)K; (void)widest; (void)tls_stride
+
+static uint64_t ds3_state_bytes(const ms_config *c, int ctx_, int batch_, int nth_, uint64_t *kv_bytes)
+{
+    DS3_DIMS(c, ctx_, batch_, nth_ > 0 ? nth_ : 1);
+    uint64_t total = 0;
+#define X(name, type, count) total += (uint64_t)MS_MAX((size_t)(count), (size_t)1) * sizeof(type);
+    DS3_BUFFERS(X)
+#undef X
+    if (kv_bytes) *kv_bytes = (uint64_t)L * ctx * (kvl + rope) * sizeof(float);
+    return total;
+}
 
 static void ds3_state_destroy(void *sp)
 {
     ds3_state *s = sp;
     if (!s) return;
-    free(s->ckv);
-    free(s->kpe);
-    free(s->h);
-    free(s->x);
-    free(s->qa);
-    free(s->q);
-    free(s->kv);
-    free(s->o);
-    free(s->attn);
-    free(s->cosb);
-    free(s->sinb);
-    free(s->tls);
-    free(s->ffn_out);
-    free(s->ffn_scr);
-    free(s->rlog);
-    free(s->ids);
-    free(s->wts);
-    free(s->yk);
-    free(s->xe);
-    free(s->ye);
-    free(s->uniq);
-    free(s->cnt);
-    free(s->start);
-    free(s->list);
-    free(s->rtmp);
+#define X(name, type, count) free(s->name);
+    DS3_BUFFERS(X)
+#undef X
     free(s);
 }
 
-static int ds3_state_create(const void *wp, int ctx, int batch, int nthreads, void **out, uint64_t *bytes,
+static int ds3_state_create(const void *wp, int ctx_, int batch_, int nthreads, void **out, uint64_t *bytes,
                             ms_err *err)
 {
     const ds3_weights *w = wp;
     const ms_config *c = &w->c;
-    if (ctx <= 0 || batch <= 0) return ms_errf(err, EINVAL, "context and batch must be positive");
+    if (ctx_ <= 0 || batch_ <= 0) return ms_errf(err, EINVAL, "context and batch must be positive");
     ds3_state *s = calloc(1, sizeof *s);
     if (!s) return ms_errf(err, ENOMEM, "out of memory");
-    s->ctx = ctx;
-    s->batch = batch;
+    s->ctx = ctx_;
+    s->batch = batch_;
     s->nth = nthreads > 0 ? nthreads : 1;
-    size_t L = (size_t)c->n_layers, B = (size_t)batch, D = (size_t)w->D, H = (size_t)w->H;
-    size_t E = (size_t)MS_MAX(1, w->E), K = (size_t)MS_MAX(1, w->K);
-    size_t widest = (size_t)MS_MAX(c->intermediate_size, c->moe_intermediate_size * MS_MAX(1, c->n_shared_experts));
-    widest = MS_MAX(widest, (size_t)c->moe_intermediate_size);
-    s->tls_stride = MS_ALIGN_UP((size_t)w->kvl * 2 + (size_t)ctx + (size_t)w->rope + 16, 16);
-    uint64_t total = 0;
-#define ALLOC(ptr, n)                                                        \
-    do {                                                                     \
-        size_t _n = (size_t)(n);                                             \
-        if (_n == 0) _n = 1;                                                 \
-        (ptr) = calloc(_n, sizeof(*(ptr)));                                   \
-        total += _n * sizeof(*(ptr));                                         \
-        if (!(ptr)) goto oom;                                                \
-    } while (0)
-    ALLOC(s->ckv, L * (size_t)ctx * (size_t)w->kvl);
-    ALLOC(s->kpe, L * (size_t)ctx * (size_t)w->rope);
-    ALLOC(s->h, B * D);
-    ALLOC(s->x, B * D);
-    ALLOC(s->qa, B * (size_t)MS_MAX(1, c->q_lora_rank));
-    ALLOC(s->q, B * H * (size_t)w->qdim);
-    ALLOC(s->kv, B * (size_t)(w->kvl + w->rope));
-    ALLOC(s->o, B * H * (size_t)w->vd);
-    ALLOC(s->attn, B * D);
-    ALLOC(s->cosb, B * (size_t)w->rope / 2);
-    ALLOC(s->sinb, B * (size_t)w->rope / 2);
-    ALLOC(s->tls, (size_t)s->nth * s->tls_stride);
-    ALLOC(s->ffn_out, B * D);
-    ALLOC(s->ffn_scr, 2 * B * widest + 64);
-    ALLOC(s->rlog, B * E);
-    ALLOC(s->ids, B * K);
-    ALLOC(s->wts, B * K);
-    ALLOC(s->yk, B * K * D);
-    ALLOC(s->xe, B * D);
-    ALLOC(s->ye, B * D);
-    ALLOC(s->uniq, B * K);
-    ALLOC(s->cnt, E);
-    ALLOC(s->start, E + 1);
-    ALLOC(s->list, B * K);
-    ALLOC(s->rtmp, 2 * E);
-#undef ALLOC
+    DS3_DIMS(c, ctx_, batch_, s->nth);
+    s->tls_stride = tls_stride;
+#define X(name, type, count)                                                   \
+    s->name = calloc(MS_MAX((size_t)(count), (size_t)1), sizeof(type));        \
+    if (!s->name) goto oom;
+    DS3_BUFFERS(X)
+#undef X
     *out = s;
-    if (bytes) *bytes = total;
+    if (bytes) *bytes = ds3_state_bytes(c, ctx_, batch_, s->nth, NULL);
     return 0;
 oom:
     ds3_state_destroy(s);
-    return ms_errf(err, ENOMEM, "cannot allocate the KV cache / scratch for ctx %d, batch %d", ctx, batch);
+    return ms_errf(err, ENOMEM, "cannot allocate the KV cache / scratch for ctx %d, batch %d", ctx_, batch_);
 }
 
 /* ---- pieces of the forward pass ------------------------------------------ */
@@ -722,6 +700,7 @@ const ms_arch_ops ms_arch_deepseek_v3 = {
     .unbind = ds3_unbind,
     .state_create = ds3_state_create,
     .state_destroy = ds3_state_destroy,
+    .state_bytes = ds3_state_bytes,
     .forward = ds3_forward,
     .route = ds3_route,
 };

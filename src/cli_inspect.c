@@ -62,7 +62,10 @@ int cmd_inspect(int argc, char **argv)
     ms_model m;
     if (ms_model_open(dir, &m, &err) < 0) return ms_cli_fail("inspect", &err);
     ms_plan plan;
-    ms_plan_compute(&m, 0, (int)ctx, 1, &plan, &err);
+    if (ms_plan_compute(&m, 0, (int)ctx, 1, 0, &plan, &err) < 0) {
+        ms_model_close(&m);
+        return ms_cli_fail("inspect", &err);
+    }
     ms_qrow *rows = NULL;
     int nrows = 0;
     if (ms_model_quant_table(&m, &rows, &nrows, &err) < 0) {
@@ -120,6 +123,7 @@ int cmd_inspect(int argc, char **argv)
         json_object_object_add(r, "ctx", json_object_new_int((int)ctx));
         json_object_object_add(r, "kv_bytes", json_object_new_int64((int64_t)plan.kv_bytes));
         json_object_object_add(r, "min_ram_bytes", json_object_new_int64((int64_t)plan.min_budget));
+        json_object_object_add(r, "all_fit_ram_bytes", json_object_new_int64((int64_t)plan.all_fit_budget));
         printf("%s\n", json_object_to_json_string_ext(r, JSON_C_TO_STRING_PLAIN));
         json_object_put(r);
     } else {
@@ -164,6 +168,7 @@ int cmd_inspect(int argc, char **argv)
                ms_fmt_bytes(plan.min_budget, b1, sizeof b1), ms_fmt_bytes(plan.resident_bytes, b2, sizeof b2),
                ms_fmt_bytes(plan.kv_bytes, b3, sizeof b3),
                ms_fmt_bytes(plan.scratch_bytes + plan.overhead_bytes, f0, sizeof f0), 2 * c->n_experts_per_tok);
+        printf("every expert cached from --ram %s\n", ms_fmt_bytes(plan.all_fit_budget, b1, sizeof b1));
     }
     free(rows);
     ms_model_close(&m);

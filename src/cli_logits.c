@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cli_engine.h"
 #include "engine.h"
 #include "util.h"
 
@@ -23,9 +24,8 @@ static void usage(FILE *f)
             "  --all-positions    logits after every position (default: the last position only)\n"
             "  --prefill          run all tokens as one chunk through the prefill path\n"
             "                     (default: one at a time through the decode path)\n"
-            "  --batch N          prefill chunk size with --prefill (default: all tokens)\n"
-            "  --threads N        compute threads (default: physical cores)\n"
-            "  --ctx N            KV cache positions (default: number of tokens)\n");
+            "(--batch defaults to all tokens with --prefill, --ctx to the number of tokens)\n\n");
+    ms_cli_engine_help(f);
 }
 
 int cmd_logits(int argc, char **argv)
@@ -33,29 +33,24 @@ int cmd_logits(int argc, char **argv)
     static const struct option opts[] = {{"model", required_argument, 0, 'm'},   {"tokens", required_argument, 0, 't'},
                                          {"all-positions", no_argument, 0, 'a'}, {"prefill", no_argument, 0, 'p'},
                                          {"threads", required_argument, 0, 'T'}, {"ctx", required_argument, 0, 'c'},
-                                         {"batch", required_argument, 0, 'b'},   {"help", no_argument, 0, 'h'},
+                                         {"help", no_argument, 0, 'h'},
+                                         MS_CLI_ENGINE_LONGOPTS,
                                          {0}};
     const char *model = NULL, *toks = NULL;
     bool all = false, prefill = false;
-    long long threads = 0, ctx = 0, batch = 0;
+    ms_engine_opts eo = {0};
     ms_err err = {0};
     int o;
     optind = 1;
-    while ((o = getopt_long(argc, argv, "m:t:apT:c:b:h", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "m:t:aph", opts, NULL)) != -1) {
+        int h = ms_cli_engine_opt(o, optarg, &eo, &err);
+        if (h < 0) return ms_cli_usage_error("logits", "%s", err.msg);
+        if (h > 0) continue;
         switch (o) {
         case 'm': model = optarg; break;
         case 't': toks = optarg; break;
         case 'a': all = true; break;
         case 'p': prefill = true; break;
-        case 'T':
-            if (ms_parse_int(optarg, 1, 1024, &threads, "--threads", &err) < 0) return ms_cli_usage_error("logits", "%s", err.msg);
-            break;
-        case 'c':
-            if (ms_parse_int(optarg, 1, 1 << 24, &ctx, "--ctx", &err) < 0) return ms_cli_usage_error("logits", "%s", err.msg);
-            break;
-        case 'b':
-            if (ms_parse_int(optarg, 1, 1 << 16, &batch, "--batch", &err) < 0) return ms_cli_usage_error("logits", "%s", err.msg);
-            break;
         case 'h': usage(stdout); return 0;
         default: return ms_cli_usage_error("logits", "invalid option");
         }
@@ -68,7 +63,9 @@ int cmd_logits(int argc, char **argv)
     int *ids = malloc((size_t)n * sizeof *ids);
     for (int i = 0; i < n; i++) ids[i] = (int)ids64[i];
     free(ids64);
-    ms_engine_opts eo = {.threads = (int)threads, .ctx = ctx ? (int)ctx : n, .batch = prefill ? (batch ? (int)batch : n) : 1};
+    if (!eo.ctx) eo.ctx = n;
+    if (!prefill) eo.batch = 1;
+    else if (!eo.batch) eo.batch = n;
     ms_engine *e;
     if (ms_engine_open(model, &eo, &e, &err) < 0) {
         free(ids);

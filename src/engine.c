@@ -1,9 +1,12 @@
 /* engine.c - assemble a runnable model (see engine.h). */
 #include "engine.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "expert_cache.h"
+#include "plan.h"
 #include "util.h"
 
 static void res_progress(uint64_t done, uint64_t total, void *arg)
@@ -33,6 +36,17 @@ int ms_engine_open(const char *dir, const ms_engine_opts *o, ms_engine **out, ms
     e->ctx = o->ctx > 0 ? o->ctx : (int)MS_MIN((int64_t)4096, c->max_position_embeddings);
     e->batch = o->batch > 0 ? o->batch : 128;
     e->threads = o->threads > 0 ? o->threads : ms_physical_cores();
+    const char *io = o->io && *o->io ? o->io : "uring";
+    snprintf(e->io_name, sizeof e->io_name, "%.*s", (int)strcspn(io, ":"), io);
+    bool streaming = strcmp(io, "mmap") != 0 && strcmp(io, "resident") != 0;
+    e->budget = o->ram ? o->ram : ms_plan_default_budget();
+    /* 1. the budget must fit before anything is loaded */
+    ms_plan plan;
+    if ((rc = ms_plan_compute(&e->model, e->budget, e->ctx, e->batch, e->threads, &plan, err)) < 0) goto fail;
+    if (streaming && e->model.n_moe_layers && !plan.fits) {
+        rc = ms_plan_refuse(&plan, err);
+        goto fail;
+    }
     if ((rc = ms_resident_load(&e->model, &e->res, res_progress, (void *)o, err)) < 0) goto fail;
     uint64_t extra = 0;
     if ((rc = e->arch->bind(&e->model, &e->res, &e->weights, &extra, err)) < 0) goto fail;
@@ -48,8 +62,25 @@ int ms_engine_open(const char *dir, const ms_engine_opts *o, ms_engine **out, ms
                                     err)) < 0)
         goto fail;
     if (e->model.n_moe_layers) {
-        if ((rc = ms_experts_resident_create(&e->model, &e->env.experts, &e->stats.expert_mem_bytes, err)) < 0)
-            goto fail;
+        if (!strcmp(io, "resident")) {
+            rc = ms_experts_resident_create(&e->model, &e->env.experts, &e->stats.expert_mem_bytes, err);
+        } else if (!strcmp(io, "mmap")) {
+            rc = ms_experts_mmap_create(&e->model, &e->env.experts, err);
+        } else {
+            /* the cache gets what the measured parts leave of the budget */
+            uint64_t used = e->stats.resident_bytes + e->stats.state_bytes + MS_PLAN_OVERHEAD;
+            ms_cache_opts co = {.cache_bytes = e->budget > used ? e->budget - used : 0, .io_backend = io,
+                                .queue_depth = o->queue_depth, .policy = o->policy, .profile_path = o->profile,
+                                .mlock = o->mlock};
+            rc = ms_cache_create(&e->model, &co, &e->cache, err);
+            if (rc == 0) {
+                e->env.experts = ms_cache_source(e->cache);
+                ms_cache_stats cs;
+                ms_cache_get_stats(e->cache, &cs);
+                e->stats.expert_mem_bytes = cs.arena_bytes;
+            }
+        }
+        if (rc < 0) goto fail;
     }
     e->stats.load_s = ms_now_s() - t0;
     *out = e;
@@ -84,6 +115,7 @@ int ms_engine_eval(ms_engine *e, const int *tokens, int n, float *logits, bool a
         float *lg = NULL;
         if (logits && all_logits) lg = logits + (size_t)i * V;
         else if (logits && last) lg = logits;
+        if (e->cache) ms_cache_tick(e->cache);
         double t0 = ms_now_s();
         int rc = e->arch->forward(e->weights, e->state, &e->env, tokens + i, chunk, e->pos, lg, all_logits, err);
         if (rc < 0) return rc;

@@ -16,6 +16,14 @@
 #include "resident.h"
 
 typedef struct ms_engine_opts {
+    uint64_t ram;     /* the one budget (0 = ms_plan_default_budget()) */
+    const char *io;   /* expert source: "uring" (default), "pread", "fault:<spec>" (expert
+                         cache in the budget), "mmap" (page-cache baseline, not bounded by
+                         the budget), "resident" (read every expert at start-up) */
+    unsigned queue_depth; /* reads in flight (0 = default) */
+    const char *policy;   /* eviction policy spec (NULL = default) */
+    const char *profile;  /* policy profile file (optional) */
+    bool mlock;           /* lock the expert cache in RAM */
     int threads;      /* 0 = physical cores */
     bool force_ref;   /* scalar reference kernels */
     int ctx;          /* KV cache positions (0 = min(4096, max_position_embeddings)) */
@@ -24,6 +32,8 @@ typedef struct ms_engine_opts {
     void (*progress)(const char *what, uint64_t done, uint64_t total, void *arg);
     void *progress_arg;
 } ms_engine_opts;
+
+typedef struct ms_cache ms_cache;
 
 typedef struct ms_engine_stats {
     uint64_t prefill_tokens, decode_tokens;
@@ -40,6 +50,9 @@ typedef struct ms_engine {
     void *state;
     ms_pool *pool;
     ms_fwd_env env;
+    ms_cache *cache;  /* NULL unless the expert source is the streaming cache */
+    char io_name[32];
+    uint64_t budget;
     int ctx, batch, threads;
     int pos;          /* tokens in the KV cache */
     ms_engine_stats stats;

@@ -47,4 +47,7 @@ typedef struct ms_expert_src {
  * creation (through the same byte ranges the cache uses). progress may be NULL. */
 int ms_experts_resident_create(const ms_model *m, ms_expert_src *out, uint64_t *bytes_out, ms_err *err);
 
+/* The page-cache baseline: shard files mapped read-only, experts used in place. */
+int ms_experts_mmap_create(const ms_model *m, ms_expert_src *out, ms_err *err);
+
 #endif

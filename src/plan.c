@@ -1,12 +1,13 @@
-/* plan.c - budget split (see plan.h). The scratch estimate mirrors the buffers
- * the forward pass allocates for a prefill chunk of `prefill_chunk` tokens. */
+/* plan.c - budget split (see plan.h). Uses the architecture's exact state size
+ * and the expert cache's slot geometry at the minimum O_DIRECT alignment. */
 #include "plan.h"
 
+#include <stdio.h>
 #include <string.h>
 
+#include "arch.h"
+#include "expert_cache.h"
 #include "util.h"
-
-#define MS_FIXED_OVERHEAD (64ull << 20) /* allocator slack, io ring, tables, thread stacks */
 
 uint64_t ms_plan_default_budget(void)
 {
@@ -16,53 +17,57 @@ uint64_t ms_plan_default_budget(void)
     return b > (2ull << 30) ? b - (1ull << 30) : b;
 }
 
-uint64_t ms_plan_kv_bytes_per_token(const ms_config *c)
-{
-    return (uint64_t)c->n_layers * (uint64_t)(c->kv_lora_rank + c->qk_rope_head_dim) * sizeof(float);
-}
-
-static uint64_t scratch_estimate(const ms_config *c, int n, int ctx)
-{
-    uint64_t D = (uint64_t)c->hidden_size, H = (uint64_t)c->n_heads;
-    uint64_t qd = H * (uint64_t)(c->qk_nope_head_dim + c->qk_rope_head_dim);
-    uint64_t lat = (uint64_t)c->kv_lora_rank + (uint64_t)c->qk_rope_head_dim;
-    uint64_t inter = (uint64_t)MS_MAX(c->intermediate_size, c->moe_intermediate_size * MS_MAX(1, c->n_shared_experts));
-    uint64_t k = (uint64_t)MS_MAX(1, c->n_experts_per_tok);
-    uint64_t per_tok = 4 * D                        /* h, x, attention out, moe out */
-                       + qd + (uint64_t)c->q_lora_rank + lat
-                       + H * (uint64_t)c->kv_lora_rank /* absorbed q / latent outputs */
-                       + H * (uint64_t)c->v_head_dim
-                       + 3 * inter                    /* ffn gate/up */
-                       + k * D                        /* per-expert outputs (fixed-order sum) */
-                       + (uint64_t)MS_MAX(1, c->n_routed_experts) * 2;
-    uint64_t attn = H * (uint64_t)ctx;              /* scores for one token over the context */
-    uint64_t logits = (uint64_t)c->vocab_size;
-    return ((uint64_t)n * per_tok + attn + logits + D * 4) * sizeof(float);
-}
-
-int ms_plan_compute(const ms_model *m, uint64_t budget, int ctx, int prefill_chunk, ms_plan *p, ms_err *err)
+int ms_plan_compute(const ms_model *m, uint64_t budget, int ctx, int batch, int threads, ms_plan *p, ms_err *err)
 {
     const ms_config *c = &m->cfg;
     memset(p, 0, sizeof *p);
     if (ctx <= 0) return ms_errf(err, EINVAL, "--ctx must be positive");
-    if (prefill_chunk <= 0) prefill_chunk = 1;
+    if (batch <= 0) batch = 1;
+    if (threads <= 0) threads = ms_physical_cores();
+    const ms_arch_ops *arch = ms_arch_for(c, err);
+    if (!arch) return -ENOTSUP;
     p->budget = budget;
     p->ctx = ctx;
-    p->prefill_chunk = prefill_chunk;
+    p->batch = batch;
+    p->threads = threads;
     p->resident_bytes = m->resident_bytes;
-    p->kv_bytes = ms_plan_kv_bytes_per_token(c) * (uint64_t)ctx;
-    p->scratch_bytes = scratch_estimate(c, prefill_chunk, ctx);
-    p->overhead_bytes = MS_FIXED_OVERHEAD;
-    uint64_t k = (uint64_t)c->n_experts_per_tok;
-    p->min_cache_bytes = m->n_moe_layers ? 2 * k * m->max_expert_bytes : 0;
-    uint64_t fixed = p->resident_bytes + p->kv_bytes + p->scratch_bytes + p->overhead_bytes;
-    p->min_budget = fixed + p->min_cache_bytes;
+    uint64_t state = arch->state_bytes(c, ctx, batch, threads, &p->kv_bytes);
+    p->scratch_bytes = state - p->kv_bytes;
+    p->overhead_bytes = MS_PLAN_OVERHEAD;
+    uint64_t fixed = p->resident_bytes + state + p->overhead_bytes;
     p->total_experts = (int64_t)m->n_moe_layers * c->n_routed_experts;
     p->expert_bytes_total = m->expert_bytes_total;
+    if (m->n_moe_layers) {
+        ms_cache_layout lay;
+        int rc = ms_cache_layout_init(m, 4096, &lay, err);
+        if (rc < 0) return rc;
+        p->min_cache_bytes = lay.min_bytes;
+        p->all_fit_budget = fixed + lay.all_bytes;
+        p->n_classes = lay.n_classes;
+        if (budget > fixed) p->cache_bytes = budget - fixed;
+        if (p->cache_bytes >= lay.min_bytes) {
+            p->cache_used = ms_cache_layout_split(m, &lay, p->cache_bytes);
+            for (int k = 0; k < lay.n_classes; k++) p->expert_slots += lay.cls[k].n_slots;
+        }
+        ms_cache_layout_free(&lay);
+    } else {
+        p->all_fit_budget = fixed;
+        if (budget > fixed) p->cache_bytes = budget - fixed;
+    }
+    p->min_budget = fixed + p->min_cache_bytes;
     p->fits = budget >= p->min_budget;
-    if (budget > fixed) p->cache_bytes = budget - fixed;
-    if (m->max_expert_bytes) p->expert_slots = (int64_t)(p->cache_bytes / m->max_expert_bytes);
-    if (p->expert_slots > p->total_experts) p->expert_slots = p->total_experts;
-    p->all_fit = p->expert_slots >= p->total_experts;
+    p->all_fit = p->fits && p->expert_slots >= p->total_experts;
     return 0;
+}
+
+int ms_plan_refuse(const ms_plan *p, ms_err *err)
+{
+    char b[7][32];
+    return ms_errf(err, ENOMEM,
+                   "--ram %s is too small: need at least %s = resident %s + KV cache %s (ctx %d) + scratch %s + "
+                   "overhead %s + minimum expert cache %s",
+                   ms_fmt_bytes(p->budget, b[0], 32), ms_fmt_bytes(p->min_budget, b[1], 32),
+                   ms_fmt_bytes(p->resident_bytes, b[2], 32), ms_fmt_bytes(p->kv_bytes, b[3], 32), p->ctx,
+                   ms_fmt_bytes(p->scratch_bytes, b[4], 32), ms_fmt_bytes(p->overhead_bytes, b[5], 32),
+                   ms_fmt_bytes(p->min_cache_bytes, b[6], 32));
 }

@@ -3,12 +3,15 @@
  *   budget = resident weights            (embeddings, attention, routers, shared
  *                                         experts, dense MLPs, norms, lm_head)
  *          + KV cache for --ctx tokens   (latent c_kv + k_pe per layer, f32)
- *          + scratch                     (activations for a prefill chunk, logits)
- *          + I/O and runtime overhead    (fixed allowance: ring, tables, stacks)
+ *          + scratch                     (activations for a --batch chunk, logits,
+ *                                         per-thread attention rows)
+ *          + fixed overhead              (I/O rings and tables, thread stacks,
+ *                                         allocator slack, the binary itself)
  *          + expert cache                (the rest, in whole expert slots)
  *
- * The minimum budget is the fixed parts plus the experts one MoE layer needs at
- * once (top-k of the largest layer) plus prefetch headroom (another top-k). */
+ * The minimum budget is the fixed parts plus 2 x top-k expert slots per size
+ * class: the experts one MoE layer needs at once plus the same again as
+ * prefetch headroom. */
 #ifndef MS_PLAN_H
 #define MS_PLAN_H
 
@@ -18,31 +21,35 @@
 #include "err.h"
 #include "model.h"
 
+#define MS_PLAN_OVERHEAD (96ull << 20) /* fixed allowance, documented in the README */
+
 typedef struct ms_plan {
     uint64_t budget;
     uint64_t resident_bytes;
     uint64_t kv_bytes;        /* for ctx tokens */
-    uint64_t scratch_bytes;
+    uint64_t scratch_bytes;   /* state minus KV */
     uint64_t overhead_bytes;  /* fixed allowance */
-    uint64_t cache_bytes;     /* budget minus the above (0 if it does not fit) */
-    uint64_t min_cache_bytes; /* top-k experts of the largest layer + prefetch headroom */
+    uint64_t cache_bytes;     /* what the expert cache may use (0 if it does not fit) */
+    uint64_t cache_used;      /* bytes of whole slots */
+    uint64_t min_cache_bytes;
     uint64_t min_budget;
-    int64_t expert_slots;     /* experts the cache holds (by the largest expert size) */
+    uint64_t all_fit_budget;  /* budget at which every expert is cached */
+    int64_t expert_slots;     /* experts the cache holds */
     int64_t total_experts;    /* n_moe_layers * n_experts */
+    int n_classes;            /* expert size classes */
     uint64_t expert_bytes_total;
-    int ctx;
-    int prefill_chunk;
+    int ctx, batch, threads;
     bool fits;                /* budget >= min_budget */
     bool all_fit;             /* every expert fits in the cache */
 } ms_plan;
 
-/* Default --ram: a safe fraction (85%) of MemAvailable minus 1 GiB. */
+/* Default --ram: 85% of MemAvailable minus 1 GiB. */
 uint64_t ms_plan_default_budget(void);
 
 /* Compute the split. Never fails for a too-small budget: check plan->fits. */
-int ms_plan_compute(const ms_model *m, uint64_t budget, int ctx, int prefill_chunk, ms_plan *p, ms_err *err);
+int ms_plan_compute(const ms_model *m, uint64_t budget, int ctx, int batch, int threads, ms_plan *p, ms_err *err);
 
-/* KV bytes per token (all layers). */
-uint64_t ms_plan_kv_bytes_per_token(const ms_config *c);
+/* One error line for a budget that does not fit, with the numbers. */
+int ms_plan_refuse(const ms_plan *p, ms_err *err);
 
 #endif
