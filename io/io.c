@@ -387,7 +387,6 @@ int ms_io_open(ms_io **out, const ms_io_config *cfg, const char *const *paths, i
     free(sizes);
     if (rc < 0) goto fail;
     io->eng_up = true;
-    io->st.backend = io->eng.name;
     *out = io;
     return 0;
 fail:
@@ -845,7 +844,7 @@ const char *ms_io_backend(const ms_io *io) { return io->eng.name; }
 void ms_io_get_stats(const ms_io *io, ms_io_stats *out)
 {
     *out = io->st;
-    out->backend = io->eng.name;
+    snprintf(out->backend, sizeof out->backend, "%s", io->eng.name);
     out->fixed_files = io->eng.fixed_files;
     out->fixed_buffers = io->eng.fixed_buffers;
     out->n_files = io->n_files;
@@ -858,7 +857,6 @@ void ms_io_stats_reset(ms_io *io)
 {
     unsigned inflight = io->inflight;
     memset(&io->st, 0, sizeof io->st);
-    io->st.backend = io->eng.name;
     if (inflight) io->busy_since = ms_now_ns();
 }
 

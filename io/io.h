@@ -113,7 +113,7 @@ typedef struct ms_io_span {
 
 /* Counters since ms_io_open (or the last ms_io_stats_reset). */
 typedef struct ms_io_stats {
-    const char *backend;     /* "uring", "pread", "mmap", "fault(uring)", ... */
+    char backend[32];        /* "uring", "pread", "mmap", "fault(uring)", ... */
     uint64_t requests;       /* requests completed (ok or failed) */
     uint64_t errors;         /* requests that failed */
     uint64_t bytes_payload;  /* payload bytes delivered */
