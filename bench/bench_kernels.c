@@ -32,7 +32,7 @@ typedef struct bk_kernel {
 } bk_kernel;
 
 static const bk_kernel kKernels[] = {
-    {"q4g64", MS_WT_AFFINE, 4, 64}, {"q8g64", MS_WT_AFFINE, 8, 64},  {"q5g64", MS_WT_AFFINE, 5, 64},
+    {"q4g64", MS_WT_AFFINE, 4, 64},   {"q8g64", MS_WT_AFFINE, 8, 64}, {"q5g64", MS_WT_AFFINE, 5, 64},
     {"q3g128", MS_WT_AFFINE, 3, 128}, {"bf16", MS_WT_BF16, 0, 0},
 };
 static const int64_t kShapes[][2] = {{7168, 2048}, {2048, 7168}, {4096, 4096}};
@@ -95,8 +95,8 @@ static void fill_arena(uint16_t *p, size_t nwords)
 static int carve(const bk_kernel *kk, int64_t rows, int64_t cols, char *arena, uint64_t arena_bytes, ms_mat *mats,
                  int max_copies)
 {
-    ms_mat m = {.type = kk->type, .bits = kk->bits, .group_size = kk->gs, .sb_dtype = MS_DT_BF16, .rows = rows,
-                .cols = cols};
+    ms_mat m = {
+        .type = kk->type, .bits = kk->bits, .group_size = kk->gs, .sb_dtype = MS_DT_BF16, .rows = rows, .cols = cols};
     size_t wb = (size_t)rows * ms_mat_row_bytes(&m), sbb = (size_t)rows * ms_mat_sb_row_bytes(&m);
     size_t one = MS_ALIGN_UP(wb, 64) + 2 * MS_ALIGN_UP(sbb, 64);
     int n = 0;
@@ -162,8 +162,9 @@ static void bench_matmul(const bk_opts *o, const ms_kern *k, ms_pool *pool, char
     ms_kern krows = *k, kgemm = *k;
     krows.blas_min_n = 0;
     kgemm.blas_min_n = 1;
-    if (!o->json) printf("\nprefill ms_matmul, q4g64 2048 x 7168, %d threads (GFLOP/s)\n%6s %10s %10s\n",
-                         ms_pool_size(pool), "n", "rows", "sgemm");
+    if (!o->json)
+        printf("\nprefill ms_matmul, q4g64 2048 x 7168, %d threads (GFLOP/s)\n%6s %10s %10s\n", ms_pool_size(pool), "n",
+               "rows", "sgemm");
     for (size_t i = 0; i < MS_ARRAY_LEN(ns); i++) {
         int n = ns[i];
         double gf[2];
@@ -221,10 +222,10 @@ int ms_bench_kernels(int argc, char **argv)
     const char *cmd = "bench kernels";
     bk_opts o = {.threads = ms_physical_cores(), .seconds = 0.2, .mem = 256ull << 20};
     static const struct option lopts[] = {
-        {"json", no_argument, NULL, 'j'},  {"threads", required_argument, NULL, 't'},
+        {"json", no_argument, NULL, 'j'},       {"threads", required_argument, NULL, 't'},
         {"time", required_argument, NULL, 's'}, {"mem", required_argument, NULL, 'm'},
-        {"ref", no_argument, NULL, 'r'},   {"matmul", no_argument, NULL, 'M'},
-        {"help", no_argument, NULL, 'h'},  {NULL, 0, NULL, 0},
+        {"ref", no_argument, NULL, 'r'},        {"matmul", no_argument, NULL, 'M'},
+        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
     };
     ms_err err = {0};
     optind = 1;
@@ -281,8 +282,8 @@ int ms_bench_kernels(int argc, char **argv)
     if (!o.json) {
         printf("moestream bench kernels: impl %s, working set %llu MiB, %.2fs per figure\n", k->name,
                (unsigned long long)(o.mem >> 20), o.seconds);
-        printf("%-10s %-13s %7s %9s %10s %7s %10s\n", "kernel", "rows x cols", "threads", "GB/s", "roofline",
-               "ratio", "us/call");
+        printf("%-10s %-13s %7s %9s %10s %7s %10s\n", "kernel", "rows x cols", "threads", "GB/s", "roofline", "ratio",
+               "us/call");
     }
     for (int t = 0; t < nt; t++)
         emit(&o, k->name, "memread", tcounts[t], 0, 0, roof[t], roof[t], (double)o.mem / (roof[t] * 1e3));

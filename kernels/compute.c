@@ -31,14 +31,31 @@ static bool env_force_ref(void)
     return e && *e && strcmp(e, "0") != 0;
 }
 
+const ms_kern *ms_kern_by_name(const char *name)
+{
+    if (!name) return NULL;
+    if (!strcmp(name, "ref")) return &ms_kern_ref;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    if (!strcmp(name, "avx2")) return avx2 ? &ms_kern_avx2 : NULL;
+    if (!strcmp(name, "avx512"))
+        return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")
+                   ? &ms_kern_avx512
+                   : NULL;
+#endif
+    return NULL;
+}
+
 const ms_kern *ms_kern_select(bool force_ref)
 {
     if (force_ref || env_force_ref()) return &ms_kern_ref;
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
-        return &ms_kern_avx2;
-#endif
+    const ms_kern *k = ms_kern_by_name(getenv("MOESTREAM_KERNELS"));
+    if (k) return k;
+    static const char *const best_first[] = {"avx512", "avx2"};
+    for (size_t i = 0; i < MS_ARRAY_LEN(best_first); i++)
+        if ((k = ms_kern_by_name(best_first[i]))) return k;
     return &ms_kern_ref;
 }
 
@@ -293,8 +310,8 @@ static void ffn1_worker(void *arg, int tid, int nth)
     }
 }
 
-void ms_ffn(const ms_compute *c, const ms_mat *gate, const ms_mat *up, const ms_mat *down, const float *X,
-            int n, float *Y, float *scratch)
+void ms_ffn(const ms_compute *c, const ms_mat *gate, const ms_mat *up, const ms_mat *down, const float *X, int n,
+            float *Y, float *scratch)
 {
     if (n <= 0) return;
     const int64_t inter = gate->rows;

@@ -51,7 +51,8 @@ static void sb_to_f32(const void *src, ms_dtype t, int64_t n, float *dst)
         for (; i < n; i++) dst[i] = ms_bf16_to_f32(s[i]);
     } else if (t == MS_DT_F16) {
         const uint16_t *s = src;
-        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))));
+        for (; i + 8 <= n; i += 8)
+            _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))));
         for (; i < n; i++) dst[i] = ms_f16_to_f32(s[i]);
     } else {
         memcpy(dst, src, (size_t)n * sizeof(float));
@@ -66,7 +67,7 @@ AINL __m256i unpack8_generic(const uint8_t *p, const int bits)
     uint64_t u;
     memcpy(&u, p, 8);
     __m256i v = _mm256_set1_epi64x((long long)u);
-#define OFF(i) ((char)(((i) * bits) >> 3))
+#define OFF(i) ((char)(((i)*bits) >> 3))
 #define LANE(i) OFF(i), (char)(OFF(i) + 1), (char)0x80, (char)0x80
     const __m256i shuf = _mm256_setr_epi8(LANE(0), LANE(1), LANE(2), LANE(3), LANE(4), LANE(5), LANE(6), LANE(7));
 #undef LANE
@@ -154,28 +155,26 @@ AINL float affine_row(const ms_mat *m, int64_t r, const float *x, const float *x
                 y0 = _mm256_fmadd_ps(_mm256_set1_ps(sc[i]), a, y0);
         }
         int64_t i = 0;
-        for (; i + 8 <= cn; i += 8)
-            yb = _mm256_fmadd_ps(_mm256_loadu_ps(bi + i), _mm256_loadu_ps(xsum + g0 + i), yb);
+        for (; i + 8 <= cn; i += 8) yb = _mm256_fmadd_ps(_mm256_loadu_ps(bi + i), _mm256_loadu_ps(xsum + g0 + i), yb);
         for (; i < cn; i++) bt = __builtin_fmaf(bi[i], xsum[g0 + i], bt);
     }
     return hsum8(_mm256_add_ps(y0, y1)) + (hsum8(yb) + bt);
 }
 
-#define AFFINE_ROWS(B)                                                                                            \
-    static void rows_affine##B(const ms_mat *m, int64_t r0, int64_t r1, const float *x, const float *xsum,       \
-                               float *y)                                                                          \
-    {                                                                                                             \
-        switch (m->group_size) {                                                                                  \
-        case 32:                                                                                                  \
-            for (int64_t r = r0; r < r1; r++) y[r - r0] = affine_row(m, r, x, xsum, B, 32);                      \
-            break;                                                                                                \
-        case 64:                                                                                                  \
-            for (int64_t r = r0; r < r1; r++) y[r - r0] = affine_row(m, r, x, xsum, B, 64);                      \
-            break;                                                                                                \
-        default:                                                                                                  \
-            for (int64_t r = r0; r < r1; r++) y[r - r0] = affine_row(m, r, x, xsum, B, 128);                     \
-            break;                                                                                                \
-        }                                                                                                         \
+#define AFFINE_ROWS(B)                                                                                                 \
+    static void rows_affine##B(const ms_mat *m, int64_t r0, int64_t r1, const float *x, const float *xsum, float *y)   \
+    {                                                                                                                  \
+        switch (m->group_size) {                                                                                       \
+        case 32:                                                                                                       \
+            for (int64_t r = r0; r < r1; r++) y[r - r0] = affine_row(m, r, x, xsum, B, 32);                            \
+            break;                                                                                                     \
+        case 64:                                                                                                       \
+            for (int64_t r = r0; r < r1; r++) y[r - r0] = affine_row(m, r, x, xsum, B, 64);                            \
+            break;                                                                                                     \
+        default:                                                                                                       \
+            for (int64_t r = r0; r < r1; r++) y[r - r0] = affine_row(m, r, x, xsum, B, 128);                           \
+            break;                                                                                                     \
+        }                                                                                                              \
     }
 AFFINE_ROWS(2)
 AFFINE_ROWS(3)
@@ -253,7 +252,8 @@ static void dequant_affine(const ms_mat *m, int64_t r, float *out)
     const char *bp = (const char *)m->biases + (size_t)(r * ng) * sbsz;
     uint8_t tail[128 + 8];
     for (int64_t g = 0; g < ng; g++) {
-        const __m256 s = _mm256_set1_ps(ms_sb_get(sp, m->sb_dtype, g)), b = _mm256_set1_ps(ms_sb_get(bp, m->sb_dtype, g));
+        const __m256 s = _mm256_set1_ps(ms_sb_get(sp, m->sb_dtype, g)),
+                     b = _mm256_set1_ps(ms_sb_get(bp, m->sb_dtype, g));
         const uint8_t *wg = w + g * gbytes;
         float *o = out + g * gs;
         if (bits == 8) {
@@ -301,9 +301,10 @@ AINL __m256i tail_mask(int64_t n)
 /* Dense row dot: 4 accumulators over 32 elements, then 8, then a masked tail. */
 AINL float dense_row(const void *wrow, const float *x, int64_t n, const ms_wtype t)
 {
-#define LOADW(j)                                                                                                  \
-    (t == MS_WT_F32 ? _mm256_loadu_ps((const float *)wrow + (j))                                                  \
-                    : t == MS_WT_BF16 ? load8_bf16((const uint16_t *)wrow + (j)) : load8_f16((const uint16_t *)wrow + (j)))
+#define LOADW(j)                                                                                                       \
+    (t == MS_WT_F32    ? _mm256_loadu_ps((const float *)wrow + (j))                                                    \
+     : t == MS_WT_BF16 ? load8_bf16((const uint16_t *)wrow + (j))                                                      \
+                       : load8_f16((const uint16_t *)wrow + (j)))
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
     int64_t j = 0;
     for (; j + 64 <= n; j += 64) {
@@ -336,11 +337,11 @@ AINL float dense_row(const void *wrow, const float *x, int64_t n, const ms_wtype
     return hsum8(_mm256_add_ps(a0, a2));
 }
 
-#define DENSE_ROWS(NAME, T, ES)                                                                                   \
-    static void NAME(const ms_mat *m, int64_t r0, int64_t r1, const float *x, const float *xsum, float *y)       \
-    {                                                                                                             \
-        for (int64_t r = r0; r < r1; r++)                                                                         \
-            y[r - r0] = dense_row((const char *)m->w + (size_t)r * (size_t)m->cols * (ES), x, m->cols, T);        \
+#define DENSE_ROWS(NAME, T, ES)                                                                                        \
+    static void NAME(const ms_mat *m, int64_t r0, int64_t r1, const float *x, const float *xsum, float *y)             \
+    {                                                                                                                  \
+        for (int64_t r = r0; r < r1; r++)                                                                              \
+            y[r - r0] = dense_row((const char *)m->w + (size_t)r * (size_t)m->cols * (ES), x, m->cols, T);             \
     }
 DENSE_ROWS(rows_f32, MS_WT_F32, 4)
 DENSE_ROWS(rows_f16, MS_WT_F16, 2)

@@ -119,14 +119,20 @@ static double ref_read_sum(const float *p, size_t n)
     return s;
 }
 
-#define REF_AFFINE {ref_rows_affine, ref_dequant_affine}
-#define REF_DENSE {ref_rows_dense, ref_dequant_dense}
+#define REF_AFFINE                                                                                                     \
+    {                                                                                                                  \
+        ref_rows_affine, ref_dequant_affine                                                                            \
+    }
+#define REF_DENSE                                                                                                      \
+    {                                                                                                                  \
+        ref_rows_dense, ref_dequant_dense                                                                              \
+    }
 
 const ms_kern ms_kern_ref = {
     .name = "ref",
     .dense = {REF_DENSE, REF_DENSE, REF_DENSE},
-    .affine = {[2] = REF_AFFINE, [3] = REF_AFFINE, [4] = REF_AFFINE, [5] = REF_AFFINE, [6] = REF_AFFINE,
-               [8] = REF_AFFINE},
+    .affine =
+        {[2] = REF_AFFINE, [3] = REF_AFFINE, [4] = REF_AFFINE, [5] = REF_AFFINE, [6] = REF_AFFINE, [8] = REF_AFFINE},
     .group_sums = ms_ref_group_sums,
     .read_sum = ref_read_sum,
     .blas_min_n = 0,

@@ -57,6 +57,8 @@ extern const ms_kern ms_kern_ref;
 #if defined(__x86_64__) || defined(_M_X64)
 /* AVX2+FMA+F16C table (kern_avx2.c); only used when the CPU has them. */
 extern const ms_kern ms_kern_avx2;
+/* AVX-512 F/BW/VL/DQ table (kern_avx512.c); same condition. */
+extern const ms_kern ms_kern_avx512;
 #endif
 
 /* Prepare x for m's row kernel in table k (see ms_prep_fn). */

@@ -48,10 +48,10 @@ int ms_mat_validate(const ms_mat *m, ms_err *err)
     if (m->rows <= 0 || m->cols <= 0)
         return ms_errf(err, EINVAL, "matrix: bad shape [%lld x %lld]", (long long)m->rows, (long long)m->cols);
     if (m->rows > INT32_MAX || m->cols > INT32_MAX)
-        return ms_errf(err, EINVAL, "matrix: shape [%lld x %lld] too large", (long long)m->rows,
+        return ms_errf(err, EINVAL, "matrix: shape [%lld x %lld] too large", (long long)m->rows, (long long)m->cols);
+    if (!m->w)
+        return ms_errf(err, EINVAL, "matrix [%lld x %lld]: NULL weight pointer", (long long)m->rows,
                        (long long)m->cols);
-    if (!m->w) return ms_errf(err, EINVAL, "matrix [%lld x %lld]: NULL weight pointer", (long long)m->rows,
-                              (long long)m->cols);
     if (m->type != MS_WT_AFFINE) return 0;
     if (!ms_affine_bits_ok(m->bits))
         return ms_errf(err, EINVAL, "matrix [%lld x %lld]: unsupported affine bits %d (want 2,3,4,5,6,8)",

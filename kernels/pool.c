@@ -93,8 +93,7 @@ static void *worker_main(void *argp)
         seen = g;
         if (atomic_load_explicit(&p->stop, memory_order_acquire)) break;
         p->fn(p->arg, self->tid, p->n);
-        if (atomic_fetch_sub(&p->pending, 1) == 1 && atomic_load(&p->caller_sleeping))
-            futex_wake(&p->pending, 1);
+        if (atomic_fetch_sub(&p->pending, 1) == 1 && atomic_load(&p->caller_sleeping)) futex_wake(&p->pending, 1);
     }
     return NULL;
 }

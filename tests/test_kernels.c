@@ -84,8 +84,15 @@ static tmat make_affine(rng *r, int64_t rows, int64_t cols, int bits, int gs, ms
                                   (char *)t.s + (size_t)(i * ng) * sbsz, (char *)t.b + (size_t)(i * ng) * sbsz);
     }
     free(row);
-    t.m = (ms_mat){.type = MS_WT_AFFINE, .bits = bits, .group_size = gs, .sb_dtype = sbdt, .rows = rows,
-                   .cols = cols, .w = t.w, .scales = t.s, .biases = t.b};
+    t.m = (ms_mat){.type = MS_WT_AFFINE,
+                   .bits = bits,
+                   .group_size = gs,
+                   .sb_dtype = sbdt,
+                   .rows = rows,
+                   .cols = cols,
+                   .w = t.w,
+                   .scales = t.s,
+                   .biases = t.b};
     return t;
 }
 
@@ -97,9 +104,12 @@ static tmat make_dense(rng *r, int64_t rows, int64_t cols, ms_wtype type)
     assert_non_null(t.w);
     for (int64_t i = 0; i < rows * cols; i++) {
         float v = rng_f(r) * 0.5f;
-        if (type == MS_WT_F32) ((float *)t.w)[i] = v;
-        else if (type == MS_WT_F16) ((uint16_t *)t.w)[i] = ms_f32_to_f16(v);
-        else ((uint16_t *)t.w)[i] = ms_f32_to_bf16(v);
+        if (type == MS_WT_F32)
+            ((float *)t.w)[i] = v;
+        else if (type == MS_WT_F16)
+            ((uint16_t *)t.w)[i] = ms_f32_to_f16(v);
+        else
+            ((uint16_t *)t.w)[i] = ms_f32_to_bf16(v);
     }
     t.m = (ms_mat){.type = type, .rows = rows, .cols = cols, .w = t.w};
     return t;
@@ -111,17 +121,19 @@ static void naive_row(const ms_mat *m, int64_t r, float *out)
     if (m->type == MS_WT_AFFINE) {
         int64_t ng = m->cols / m->group_size;
         size_t sbsz = ms_dtype_size(m->sb_dtype);
-        ms_affine_dequantize_row((const uint32_t *)m->w + r * (m->cols * m->bits / 32),
-                                 (const char *)m->scales + (size_t)(r * ng) * sbsz,
-                                 (const char *)m->biases + (size_t)(r * ng) * sbsz, m->sb_dtype, m->cols, m->bits,
-                                 m->group_size, out);
+        ms_affine_dequantize_row(
+            (const uint32_t *)m->w + r * (m->cols * m->bits / 32), (const char *)m->scales + (size_t)(r * ng) * sbsz,
+            (const char *)m->biases + (size_t)(r * ng) * sbsz, m->sb_dtype, m->cols, m->bits, m->group_size, out);
         return;
     }
     for (int64_t j = 0; j < m->cols; j++) {
         size_t i = (size_t)(r * m->cols + j);
-        if (m->type == MS_WT_F32) out[j] = ((const float *)m->w)[i];
-        else if (m->type == MS_WT_F16) out[j] = ms_f16_to_f32(((const uint16_t *)m->w)[i]);
-        else out[j] = ms_bf16_to_f32(((const uint16_t *)m->w)[i]);
+        if (m->type == MS_WT_F32)
+            out[j] = ((const float *)m->w)[i];
+        else if (m->type == MS_WT_F16)
+            out[j] = ms_f16_to_f32(((const uint16_t *)m->w)[i]);
+        else
+            out[j] = ms_bf16_to_f32(((const uint16_t *)m->w)[i]);
     }
 }
 
@@ -175,6 +187,16 @@ static void rows_all(const ms_kern *k, const ms_mat *m, const float *x, float *y
     free(xp);
 }
 
+/* The kernel tables this CPU supports: all = with the reference first. */
+static int tables(const ms_kern **out, bool with_ref)
+{
+    static const char *const names[] = {"ref", "avx2", "avx512"};
+    int n = 0;
+    for (size_t i = with_ref ? 0 : 1; i < MS_ARRAY_LEN(names); i++)
+        if (ms_kern_by_name(names[i])) out[n++] = ms_kern_by_name(names[i]);
+    return n;
+}
+
 /* ---- 1. ref vs double ---------------------------------------------------- */
 
 static void check_ref_vs_double(const ms_mat *m, rng *r)
@@ -185,8 +207,8 @@ static void check_ref_vs_double(const ms_mat *m, rng *r)
     rows_all(&ms_kern_ref, m, x, y);
     double e = max_err_vs(y, yd, mag, m->rows);
     if (e > DOT_TOL)
-        fail_msg("ref vs double: type %d bits %d gs %d sb %d [%lld x %lld]: err %.3g", m->type, m->bits,
-                 m->group_size, m->sb_dtype, (long long)m->rows, (long long)m->cols, e);
+        fail_msg("ref vs double: type %d bits %d gs %d sb %d [%lld x %lld]: err %.3g", m->type, m->bits, m->group_size,
+                 m->sb_dtype, (long long)m->rows, (long long)m->cols, e);
     /* NULL xsum (kernel computes the group sums itself) gives the same bits. */
     ms_kern_for(&ms_kern_ref, m)->rows(m, 0, m->rows, x, NULL, y2);
     assert_memory_equal(y, y2, (size_t)m->rows * 4);
@@ -225,11 +247,19 @@ static void test_spec_vector(void **state)
     (void)state;
     uint32_t w[4] = {0xFA975310u, 0x99999999u, 0x99999999u, 0x99999999u};
     uint16_t s = ms_f32_to_bf16(-0.25f), b = ms_f32_to_bf16(2.25f);
-    ms_mat m = {.type = MS_WT_AFFINE, .bits = 4, .group_size = 32, .sb_dtype = MS_DT_BF16, .rows = 1, .cols = 32,
-                .w = w, .scales = &s, .biases = &b};
+    ms_mat m = {.type = MS_WT_AFFINE,
+                .bits = 4,
+                .group_size = 32,
+                .sb_dtype = MS_DT_BF16,
+                .rows = 1,
+                .cols = 32,
+                .w = w,
+                .scales = &s,
+                .biases = &b};
     const float want[8] = {2.25f, 2.0f, 1.5f, 1.0f, 0.5f, 0.0f, -0.25f, -1.5f};
-    const ms_kern *ks[2] = {&ms_kern_ref, ms_kern_select(false)};
-    for (int k = 0; k < 2; k++) {
+    const ms_kern *ks[4];
+    int nk = tables(ks, true);
+    for (int k = 0; k < nk; k++) {
         float out[32], x[32], y;
         ms_mat_get_row(ks[k], &m, 0, out);
         for (int j = 0; j < 32; j++) assert_true(out[j] == (j < 8 ? want[j] : 0.0f));
@@ -265,8 +295,8 @@ static void check_opt_vs_ref(const ms_kern *k, const ms_mat *m, rng *r)
             int64_t j = 0;
             while (row[j] == rowr[j] || (isnan(row[j]) && isnan(rowr[j]))) j++;
             fail_msg("%s dequant: type %d bits %d gs %d sb %d [%lld x %lld]: row %lld col %lld: %g != %g", k->name,
-                     m->type, m->bits, m->group_size, m->sb_dtype, (long long)m->rows, (long long)m->cols,
-                     (long long)i, (long long)j, row[j], rowr[j]);
+                     m->type, m->bits, m->group_size, m->sb_dtype, (long long)m->rows, (long long)m->cols, (long long)i,
+                     (long long)j, row[j], rowr[j]);
         }
     }
     free(x);
@@ -281,25 +311,31 @@ static void check_opt_vs_ref(const ms_kern *k, const ms_mat *m, rng *r)
 static void test_opt_vs_ref(void **state)
 {
     (void)state;
-    const ms_kern *k = ms_kern_select(false);
-    rng r = {0xabcdef};
-    for (size_t b = 0; b < MS_ARRAY_LEN(kBits); b++)
-        for (size_t g = 0; g < MS_ARRAY_LEN(kGroups); g++)
-            for (size_t s = 0; s < MS_ARRAY_LEN(kSb); s++)
-                for (int rep = 0; rep < 2; rep++) {
-                    int64_t rows = 1 + (int64_t)(rng_u64(&r) % 19);
-                    int64_t cols = kGroups[g] * (1 + (int64_t)(rng_u64(&r) % (rep ? 40 : 5)));
-                    tmat t = make_affine(&r, rows, cols, kBits[b], kGroups[g], kSb[s]);
-                    check_opt_vs_ref(k, &t.m, &r);
-                    tmat_free(&t);
-                }
-    for (int type = MS_WT_F32; type <= MS_WT_BF16; type++)
-        for (int rep = 0; rep < 12; rep++) {
-            int64_t rows = 1 + (int64_t)(rng_u64(&r) % 23), cols = 1 + (int64_t)(rng_u64(&r) % (rep < 6 ? 70 : 3000));
-            tmat t = make_dense(&r, rows, cols, (ms_wtype)type);
-            check_opt_vs_ref(k, &t.m, &r);
-            tmat_free(&t);
-        }
+    const ms_kern *ks[4];
+    int nk = tables(ks, false);
+    if (nk == 0) skip(); /* no SIMD table on this CPU */
+    for (int ki = 0; ki < nk; ki++) {
+        const ms_kern *k = ks[ki];
+        rng r = {0xabcdef};
+        for (size_t b = 0; b < MS_ARRAY_LEN(kBits); b++)
+            for (size_t g = 0; g < MS_ARRAY_LEN(kGroups); g++)
+                for (size_t s = 0; s < MS_ARRAY_LEN(kSb); s++)
+                    for (int rep = 0; rep < 2; rep++) {
+                        int64_t rows = 1 + (int64_t)(rng_u64(&r) % 19);
+                        int64_t cols = kGroups[g] * (1 + (int64_t)(rng_u64(&r) % (rep ? 40 : 5)));
+                        tmat t = make_affine(&r, rows, cols, kBits[b], kGroups[g], kSb[s]);
+                        check_opt_vs_ref(k, &t.m, &r);
+                        tmat_free(&t);
+                    }
+        for (int type = MS_WT_F32; type <= MS_WT_BF16; type++)
+            for (int rep = 0; rep < 12; rep++) {
+                int64_t rows = 1 + (int64_t)(rng_u64(&r) % 23),
+                        cols = 1 + (int64_t)(rng_u64(&r) % (rep < 6 ? 70 : 3000));
+                tmat t = make_dense(&r, rows, cols, (ms_wtype)type);
+                check_opt_vs_ref(k, &t.m, &r);
+                tmat_free(&t);
+            }
+    }
 }
 
 /* ---- 3. drivers ---------------------------------------------------------- */
@@ -325,7 +361,8 @@ static tmat make_config(rng *r, int i, int64_t rows, int64_t cols_mult)
 static void test_threads_bit_identical(void **state)
 {
     (void)state;
-    const ms_kern *k = ms_kern_select(false);
+    const ms_kern *ks[4];
+    int nk = tables(ks, true);
     ms_err err = {0};
     ms_pool *pools[4];
     for (int i = 0; i < 4; i++) {
@@ -334,41 +371,44 @@ static void test_threads_bit_identical(void **state)
     }
     rng r = {99};
     const int ns[] = {1, 3, 8, 33};
-    for (int ci = 0; ci < n_configs(); ci++) {
-        tmat t = make_config(&r, ci, 300 + ci, 3);
-        const ms_mat *m = &t.m;
-        for (size_t ni = 0; ni < MS_ARRAY_LEN(ns); ni++) {
-            int n = ns[ni];
-            float *X = rand_vec(&r, (int64_t)n * m->cols);
-            float *Y0 = malloc((size_t)n * m->rows * 4), *Y = malloc((size_t)n * m->rows * 4);
-            for (int p = 0; p < 4; p++) {
-                ms_compute c = {k, pools[p]};
-                float *dst = p == 0 ? Y0 : Y;
-                memset(dst, 0xff, (size_t)n * m->rows * 4);
-                ms_matmul(&c, m, X, n, dst);
-                if (p > 0 && memcmp(Y0, Y, (size_t)n * m->rows * 4) != 0)
-                    fail_msg("config %d n %d: %d threads differ from 1 thread", ci, n, p + 1);
+    for (int ki = 0; ki < nk; ki++)
+        for (int ci = 0; ci < n_configs(); ci++) {
+            const ms_kern *k = ks[ki];
+            tmat t = make_config(&r, ci, 300 + ci, 3);
+            const ms_mat *m = &t.m;
+            for (size_t ni = 0; ni < MS_ARRAY_LEN(ns); ni++) {
+                int n = ns[ni];
+                float *X = rand_vec(&r, (int64_t)n * m->cols);
+                float *Y0 = malloc((size_t)n * m->rows * 4), *Y = malloc((size_t)n * m->rows * 4);
+                for (int p = 0; p < 4; p++) {
+                    ms_compute c = {k, pools[p]};
+                    float *dst = p == 0 ? Y0 : Y;
+                    memset(dst, 0xff, (size_t)n * m->rows * 4);
+                    ms_matmul(&c, m, X, n, dst);
+                    if (p > 0 && memcmp(Y0, Y, (size_t)n * m->rows * 4) != 0)
+                        fail_msg("%s config %d n %d: %d threads differ from 1 thread", k->name, ci, n, p + 1);
+                }
+                /* Each token agrees with ms_matvec. */
+                ms_compute c1 = {k, pools[1]};
+                float *y = malloc((size_t)m->rows * 4);
+                double *yd = malloc((size_t)m->rows * 8), *mag = malloc((size_t)m->rows * 8);
+                for (int tok = 0; tok < n; tok++) {
+                    ms_matvec(&c1, m, X + (size_t)tok * m->cols, y);
+                    naive_matvec(m, X + (size_t)tok * m->cols, yd, mag);
+                    for (int64_t i = 0; i < m->rows; i++) yd[i] = y[i];
+                    double e = max_err_vs(Y0 + (size_t)tok * m->rows, yd, mag, m->rows);
+                    if (e > DOT_TOL)
+                        fail_msg("%s config %d n %d token %d: matmul vs matvec err %.3g", k->name, ci, n, tok, e);
+                }
+                free(y);
+                free(yd);
+                free(mag);
+                free(X);
+                free(Y0);
+                free(Y);
             }
-            /* Each token agrees with ms_matvec. */
-            ms_compute c1 = {k, pools[1]};
-            float *y = malloc((size_t)m->rows * 4);
-            double *yd = malloc((size_t)m->rows * 8), *mag = malloc((size_t)m->rows * 8);
-            for (int tok = 0; tok < n; tok++) {
-                ms_matvec(&c1, m, X + (size_t)tok * m->cols, y);
-                naive_matvec(m, X + (size_t)tok * m->cols, yd, mag);
-                for (int64_t i = 0; i < m->rows; i++) yd[i] = y[i];
-                double e = max_err_vs(Y0 + (size_t)tok * m->rows, yd, mag, m->rows);
-                if (e > DOT_TOL) fail_msg("config %d n %d token %d: matmul vs matvec err %.3g", ci, n, tok, e);
-            }
-            free(y);
-            free(yd);
-            free(mag);
-            free(X);
-            free(Y0);
-            free(Y);
+            tmat_free(&t);
         }
-        tmat_free(&t);
-    }
     for (int i = 0; i < 4; i++) ms_pool_destroy(pools[i]);
 }
 
@@ -377,94 +417,115 @@ static void test_threads_bit_identical(void **state)
 static void test_row_split_invariance(void **state)
 {
     (void)state;
-    const ms_kern *k = ms_kern_select(false);
+    const ms_kern *ks[4];
+    int nk = tables(ks, true);
     rng r = {7};
-    for (int ci = 0; ci < n_configs(); ci++) {
-        tmat t = make_config(&r, ci, 37, 2);
-        const ms_mat *m = &t.m;
-        float *x = rand_vec(&r, m->cols), *y0 = malloc((size_t)m->rows * 4), *y = malloc((size_t)m->rows * 4);
-        rows_all(k, m, x, y0);
-        float *xs = malloc((size_t)(m->cols / 32 + 1) * 4), *xp = malloc((size_t)m->cols * 4);
-        const float *px = ms_kern_prep(k, m, x, xp, xs);
-        for (int rep = 0; rep < 5; rep++) {
-            memset(y, 0, (size_t)m->rows * 4);
-            for (int64_t r0 = 0; r0 < m->rows;) {
-                int64_t len = 1 + (int64_t)(rng_u64(&r) % 9), r1 = MS_MIN(m->rows, r0 + len);
-                ms_kern_for(k, m)->rows(m, r0, r1, px, m->type == MS_WT_AFFINE ? xs : NULL, y + r0);
-                r0 = r1;
+    for (int ki = 0; ki < nk; ki++)
+        for (int ci = 0; ci < n_configs(); ci++) {
+            const ms_kern *k = ks[ki];
+            tmat t = make_config(&r, ci, 37, 2);
+            const ms_mat *m = &t.m;
+            float *x = rand_vec(&r, m->cols), *y0 = malloc((size_t)m->rows * 4), *y = malloc((size_t)m->rows * 4);
+            rows_all(k, m, x, y0);
+            float *xs = malloc((size_t)(m->cols / 32 + 1) * 4), *xp = malloc((size_t)m->cols * 4);
+            const float *px = ms_kern_prep(k, m, x, xp, xs);
+            for (int rep = 0; rep < 5; rep++) {
+                memset(y, 0, (size_t)m->rows * 4);
+                for (int64_t r0 = 0; r0 < m->rows;) {
+                    int64_t len = 1 + (int64_t)(rng_u64(&r) % 9), r1 = MS_MIN(m->rows, r0 + len);
+                    ms_kern_for(k, m)->rows(m, r0, r1, px, m->type == MS_WT_AFFINE ? xs : NULL, y + r0);
+                    r0 = r1;
+                }
+                assert_memory_equal(y0, y, (size_t)m->rows * 4);
             }
-            assert_memory_equal(y0, y, (size_t)m->rows * 4);
+            free(xs);
+            free(xp);
+            free(x);
+            free(y0);
+            free(y);
+            tmat_free(&t);
         }
-        free(xs);
-        free(xp);
-        free(x);
-        free(y0);
-        free(y);
-        tmat_free(&t);
-    }
 }
 
 /* ms_ffn equals its composition; 1 vs 3 threads bit-identical. */
 static void test_ffn(void **state)
 {
     (void)state;
-    const ms_kern *k = ms_kern_select(false);
+    const ms_kern *ks[4];
+    int nk = tables(ks, true);
     ms_err err = {0};
     ms_pool *p1 = ms_pool_create(1, &err), *p3 = ms_pool_create(3, &err);
     assert_non_null(p1);
     assert_non_null(p3);
     rng r = {2024};
     const int D = 256, I = 192;
-    for (int ci = 0; ci < 4; ci++) {
-        tmat g = ci < 3 ? make_affine(&r, I, D, kBits[ci * 2], 64, MS_DT_BF16) : make_dense(&r, I, D, MS_WT_BF16);
-        tmat u = make_affine(&r, I, D, 4, 32, MS_DT_F16);
-        tmat d = make_affine(&r, D, I, 8, 64, MS_DT_BF16);
-        for (int n = 1; n <= 40; n += 13) {
-            float *X = rand_vec(&r, (int64_t)n * D);
-            size_t sf = ms_ffn_scratch_floats(&g.m, n);
-            assert_true(sf >= (size_t)(2 * n * I));
-            float *scr = malloc(sf * 4), *Y1 = malloc((size_t)n * D * 4), *Y3 = malloc((size_t)n * D * 4);
-            float *G = malloc((size_t)n * I * 4), *U = malloc((size_t)n * I * 4), *Ym = malloc((size_t)n * D * 4);
-            ms_compute c1 = {k, p1}, c3 = {k, p3};
-            ms_ffn(&c1, &g.m, &u.m, &d.m, X, n, Y1, scr);
-            ms_ffn(&c3, &g.m, &u.m, &d.m, X, n, Y3, scr);
-            assert_memory_equal(Y1, Y3, (size_t)n * D * 4);
-            ms_matmul(&c1, &g.m, X, n, G);
-            ms_matmul(&c1, &u.m, X, n, U);
-            ms_silu_mul(G, U, n * I);
-            ms_matmul(&c1, &d.m, G, n, Ym);
-            assert_memory_equal(Y1, Ym, (size_t)n * D * 4);
-            free(X);
-            free(scr);
-            free(Y1);
-            free(Y3);
-            free(G);
-            free(U);
-            free(Ym);
+    for (int ki = 0; ki < nk; ki++)
+        for (int ci = 0; ci < 4; ci++) {
+            const ms_kern *k = ks[ki];
+            tmat g = ci < 3 ? make_affine(&r, I, D, kBits[ci * 2], 64, MS_DT_BF16) : make_dense(&r, I, D, MS_WT_BF16);
+            tmat u = make_affine(&r, I, D, 4, 32, MS_DT_F16);
+            tmat d = make_affine(&r, D, I, 8, 64, MS_DT_BF16);
+            for (int n = 1; n <= 40; n += 13) {
+                float *X = rand_vec(&r, (int64_t)n * D);
+                size_t sf = ms_ffn_scratch_floats(&g.m, n);
+                assert_true(sf >= (size_t)(2 * n * I));
+                float *scr = malloc(sf * 4), *Y1 = malloc((size_t)n * D * 4), *Y3 = malloc((size_t)n * D * 4);
+                float *G = malloc((size_t)n * I * 4), *U = malloc((size_t)n * I * 4), *Ym = malloc((size_t)n * D * 4);
+                ms_compute c1 = {k, p1}, c3 = {k, p3};
+                ms_ffn(&c1, &g.m, &u.m, &d.m, X, n, Y1, scr);
+                ms_ffn(&c3, &g.m, &u.m, &d.m, X, n, Y3, scr);
+                assert_memory_equal(Y1, Y3, (size_t)n * D * 4);
+                ms_matmul(&c1, &g.m, X, n, G);
+                ms_matmul(&c1, &u.m, X, n, U);
+                ms_silu_mul(G, U, n * I);
+                ms_matmul(&c1, &d.m, G, n, Ym);
+                assert_memory_equal(Y1, Ym, (size_t)n * D * 4);
+                free(X);
+                free(scr);
+                free(Y1);
+                free(Y3);
+                free(G);
+                free(U);
+                free(Ym);
+            }
+            tmat_free(&g);
+            tmat_free(&u);
+            tmat_free(&d);
         }
-        tmat_free(&g);
-        tmat_free(&u);
-        tmat_free(&d);
-    }
     ms_pool_destroy(p1);
     ms_pool_destroy(p3);
 }
 
-/* ms_matmul of the reference table and the selected one agree; FORCE_REF. */
-static void test_force_ref(void **state)
+/* Selection: best table by default, MOESTREAM_FORCE_REF wins, MOESTREAM_KERNELS
+ * picks a supported table by name and is ignored otherwise. */
+static void test_select(void **state)
 {
     (void)state;
+    unsetenv("MOESTREAM_KERNELS");
+    const ms_kern *best = ms_kern_select(false);
     setenv("MOESTREAM_FORCE_REF", "1", 1);
-    const ms_kern *k = ms_kern_select(false);
-    assert_string_equal(ms_kern_name(k), "ref");
+    assert_string_equal(ms_kern_name(ms_kern_select(false)), "ref");
     setenv("MOESTREAM_FORCE_REF", "0", 1);
-    k = ms_kern_select(false);
+    assert_ptr_equal(ms_kern_select(false), best);
     unsetenv("MOESTREAM_FORCE_REF");
-    assert_ptr_equal(k, ms_kern_select(false));
     assert_string_equal(ms_kern_name(ms_kern_select(true)), "ref");
+    assert_null(ms_kern_by_name("sse9"));
+    assert_null(ms_kern_by_name(NULL));
+    setenv("MOESTREAM_KERNELS", "ref", 1);
+    assert_string_equal(ms_kern_name(ms_kern_select(false)), "ref");
+    setenv("MOESTREAM_KERNELS", "bogus", 1);
+    assert_ptr_equal(ms_kern_select(false), best);
+    unsetenv("MOESTREAM_KERNELS");
 #if defined(__x86_64__)
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
-        assert_string_equal(ms_kern_name(k), "avx2");
+    bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                  __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+    assert_string_equal(ms_kern_name(best), avx512 ? "avx512" : avx2 ? "avx2" : "ref");
+    if (avx2) {
+        setenv("MOESTREAM_KERNELS", "avx2", 1);
+        assert_string_equal(ms_kern_name(ms_kern_select(false)), "avx2");
+        unsetenv("MOESTREAM_KERNELS");
+    }
 #endif
 }
 
@@ -473,8 +534,15 @@ static void test_validate(void **state)
     (void)state;
     uint32_t w[64] = {0};
     uint16_t sb[8] = {0};
-    ms_mat m = {.type = MS_WT_AFFINE, .bits = 4, .group_size = 64, .sb_dtype = MS_DT_BF16, .rows = 2, .cols = 128,
-                .w = w, .scales = sb, .biases = sb};
+    ms_mat m = {.type = MS_WT_AFFINE,
+                .bits = 4,
+                .group_size = 64,
+                .sb_dtype = MS_DT_BF16,
+                .rows = 2,
+                .cols = 128,
+                .w = w,
+                .scales = sb,
+                .biases = sb};
     ms_err err = {0};
     assert_int_equal(ms_mat_validate(&m, &err), 0);
     assert_int_equal(ms_mat_row_bytes(&m), 64);
@@ -610,8 +678,7 @@ static void test_topk(void **state)
         for (int i = 0; i < k; i++) {
             /* the number of elements ranking before got[i] is exactly i */
             int before = 0;
-            for (int j = 0; j < 256; j++)
-                before += v[j] > v[got[i]] || (v[j] == v[got[i]] && j < got[i]);
+            for (int j = 0; j < 256; j++) before += v[j] > v[got[i]] || (v[j] == v[got[i]] && j < got[i]);
             assert_int_equal(before, i);
         }
     }
@@ -626,7 +693,7 @@ int main(void)
         cmocka_unit_test(test_threads_bit_identical),
         cmocka_unit_test(test_row_split_invariance),
         cmocka_unit_test(test_ffn),
-        cmocka_unit_test(test_force_ref),
+        cmocka_unit_test(test_select),
         cmocka_unit_test(test_validate),
         cmocka_unit_test(test_small_ops),
         cmocka_unit_test(test_topk),
