@@ -1,12 +1,315 @@
-/* cli_run.c - `moestream run` (not implemented yet: placeholder that fails clearly). */
+/* cli_run.c - `moestream run`: generate from a prompt (text through the model's
+ * tokenizer and chat template, or raw token ids), streaming the output to stdout
+ * as it is produced, then one stats line on stderr (and --stats-json).
+ * Ctrl-C stops generation, prints the stats and exits with 130. */
+#include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
+#include "chat_template.h"
 #include "cli.h"
+#include "cli_engine.h"
+#include "generate.h"
+#include "tokenizer.h"
+#include "util.h"
+
+static volatile sig_atomic_t g_interrupted; /* set by SIGINT: signal handlers need a global */
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    g_interrupted = 1;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: moestream run --model DIR (--prompt TEXT | --file PATH | --tokens IDS) [options]\n"
+            "\n"
+            "Generate text with a Mixture-of-Experts model whose routed experts stream from disk into an\n"
+            "expert cache bounded by --ram. Output streams to stdout as it is generated: text when the\n"
+            "prompt is text, comma-separated token ids with --tokens. A stats line goes to stderr at the end.\n"
+            "\n"
+            "prompt:\n"
+            "  --model DIR          model directory as published (config.json, *.safetensors, tokenizer.json)\n"
+            "  --prompt TEXT        user message; the model's chat template is applied unless --raw\n"
+            "  --file PATH          read the prompt from a file ('-' = stdin)\n"
+            "  --system TEXT        system message for the chat template\n"
+            "  --raw                feed the prompt text as is (BOS added if the tokenizer asks for it)\n"
+            "  --tokens IDS         comma-separated prompt token ids (no tokenizer needed)\n"
+            "generation:\n"
+            "  -n, --max-tokens N   tokens to generate (default 128)\n"
+            "  --temp T             temperature (default 0.2; 0 = greedy)\n"
+            "  --top-k K            keep the K most likely tokens (default 50; 0 = off)\n"
+            "  --top-p P            nucleus sampling mass (default 0.95; 1 = off)\n"
+            "  --min-p P            drop tokens below P x the best probability (default 0.01)\n"
+            "  --repeat-penalty R   repetition penalty (default 1.0 = off)\n"
+            "  --repeat-last-n N    window of the penalty (default 64)\n"
+            "  --seed S             sampling seed (default 0: runs are reproducible)\n"
+            "  --ignore-eos         do not stop at end-of-sequence tokens\n"
+            "output:\n"
+            "  --stats-json FILE    write the run's figures as JSON ('-' = stdout)\n"
+            "  --trace FILE         record which experts every MoE layer chose for every token\n"
+            "                       (JSON lines; a .bin name writes the compact binary form)\n"
+            "  --quiet              no stats line on stderr\n"
+            "\n");
+    ms_cli_engine_help(f);
+}
+
+static char *read_all(const char *path, ms_err *err)
+{
+    if (strcmp(path, "-") != 0) {
+        char *s;
+        if (ms_read_file(path, 64u << 20, &s, NULL, err) < 0) return NULL;
+        return s;
+    }
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    size_t r;
+    while (buf && (r = fread(buf + n, 1, cap - n - 1, stdin)) > 0) {
+        n += r;
+        if (cap - n - 1 == 0) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    if (!buf) {
+        ms_errf(err, ENOMEM, "out of memory reading stdin");
+        return NULL;
+    }
+    buf[n] = 0;
+    return buf;
+}
+
+enum { O_TEMP = 2000, O_TOPK, O_TOPP, O_MINP, O_REP, O_REPN, O_SEED, O_IGNORE, O_STATS, O_TRACE, O_RAW, O_SYSTEM,
+       O_QUIET };
 
 int cmd_run(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "moestream run: not implemented yet\n");
-    return 1;
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'},   {"prompt", required_argument, 0, 'p'},
+        {"file", required_argument, 0, 'f'},    {"tokens", required_argument, 0, 't'},
+        {"max-tokens", required_argument, 0, 'n'}, {"temp", required_argument, 0, O_TEMP},
+        {"top-k", required_argument, 0, O_TOPK}, {"top-p", required_argument, 0, O_TOPP},
+        {"min-p", required_argument, 0, O_MINP}, {"repeat-penalty", required_argument, 0, O_REP},
+        {"repeat-last-n", required_argument, 0, O_REPN}, {"seed", required_argument, 0, O_SEED},
+        {"ignore-eos", no_argument, 0, O_IGNORE}, {"stats-json", required_argument, 0, O_STATS},
+        {"trace", required_argument, 0, O_TRACE}, {"raw", no_argument, 0, O_RAW},
+        {"system", required_argument, 0, O_SYSTEM}, {"quiet", no_argument, 0, O_QUIET},
+        {"help", no_argument, 0, 'h'},          MS_CLI_ENGINE_LONGOPTS,
+        {0}};
+    const char *model = NULL, *prompt = NULL, *file = NULL, *toks = NULL, *stats_json = NULL, *trace = NULL,
+               *system = NULL;
+    bool raw = false, quiet = false;
+    ms_engine_opts eo = {0};
+    ms_gen_params gp = {.sampling = ms_sampler_defaults(), .max_new = 128};
+    ms_err err = {0};
+    long long v;
+    double d;
+    int o;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "m:p:f:t:n:h", opts, NULL)) != -1) {
+        int h = ms_cli_engine_opt(o, optarg, &eo, &err);
+        if (h < 0) return ms_cli_usage_error("run", "%s", err.msg);
+        if (h > 0) continue;
+        switch (o) {
+        case 'm': model = optarg; break;
+        case 'p': prompt = optarg; break;
+        case 'f': file = optarg; break;
+        case 't': toks = optarg; break;
+        case 'n':
+            if (ms_parse_int(optarg, 0, 1 << 24, &v, "--max-tokens", &err) < 0) return ms_cli_usage_error("run", "%s", err.msg);
+            gp.max_new = (int)v;
+            break;
+        case O_TEMP:
+        case O_TOPP:
+        case O_MINP:
+        case O_REP:
+            if (ms_parse_double(optarg, &d, "sampling option", &err) < 0) return ms_cli_usage_error("run", "%s", err.msg);
+            if (o == O_TEMP) gp.sampling.temperature = (float)d;
+            else if (o == O_TOPP) gp.sampling.top_p = (float)d;
+            else if (o == O_MINP) gp.sampling.min_p = (float)d;
+            else gp.sampling.repetition_penalty = (float)d;
+            break;
+        case O_TOPK:
+            if (ms_parse_int(optarg, 0, 1 << 24, &v, "--top-k", &err) < 0) return ms_cli_usage_error("run", "%s", err.msg);
+            gp.sampling.top_k = (int)v;
+            break;
+        case O_REPN:
+            if (ms_parse_int(optarg, 0, 1 << 24, &v, "--repeat-last-n", &err) < 0) return ms_cli_usage_error("run", "%s", err.msg);
+            gp.sampling.repeat_last_n = (int)v;
+            break;
+        case O_SEED:
+            if (ms_parse_int(optarg, 0, INT64_MAX, &v, "--seed", &err) < 0) return ms_cli_usage_error("run", "%s", err.msg);
+            gp.sampling.seed = (uint64_t)v;
+            break;
+        case O_IGNORE: gp.ignore_eos = true; break;
+        case O_STATS: stats_json = optarg; break;
+        case O_TRACE: trace = optarg; break;
+        case O_RAW: raw = true; break;
+        case O_SYSTEM: system = optarg; break;
+        case O_QUIET: quiet = true; break;
+        case 'h': usage(stdout); return 0;
+        default: return ms_cli_usage_error("run", "invalid option");
+        }
+    }
+    if (optind != argc) return ms_cli_usage_error("run", "unexpected argument '%s'", argv[optind]);
+    if (!model) return ms_cli_usage_error("run", "--model is required");
+    if (!!prompt + !!file + !!toks != 1) return ms_cli_usage_error("run", "give exactly one of --prompt, --file, --tokens");
+    /* sampling parameters are validated before the (possibly long) load */
+    {
+        ms_sampler tmp;
+        if (ms_sampler_init(&tmp, &gp.sampling, 16, &err) < 0) return ms_cli_usage_error("run", "%s", err.msg);
+        ms_sampler_free(&tmp);
+    }
+
+    int rc = 1;
+    ms_tokenizer *tok = NULL;
+    ms_chat_template ct = {0};
+    bool have_ct = false;
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    char *text = NULL, *rendered = NULL;
+    ms_engine *e = NULL;
+    ms_detok *dt = NULL;
+    ms_gen g = {0};
+    bool gen_ok = false;
+    int32_t stop[64];
+    int n_stop = 0;
+
+    /* 1. the prompt */
+    if (toks) {
+        long long *ids64;
+        int n;
+        if (ms_parse_int_list(toks, 0, INT32_MAX, &ids64, &n, "--tokens", &err) < 0) return ms_cli_usage_error("run", "%s", err.msg);
+        ids = malloc((size_t)n * sizeof *ids);
+        for (int i = 0; i < n; i++) ids[i] = (int32_t)ids64[i];
+        n_ids = (size_t)n;
+        free(ids64);
+    } else {
+        if (ms_tokenizer_load(model, &tok, &err) < 0) goto out;
+        text = prompt ? strdup(prompt) : read_all(file, &err);
+        if (!text) goto out;
+        const char *to_encode = text;
+        unsigned flags = 0;
+        if (!raw && ms_chat_template_load(model, tok, &ct, &err) == 0 && ct.family != MS_CHAT_NONE) {
+            have_ct = true;
+            ms_chat_msg msgs[2];
+            size_t nm = 0;
+            if (system) msgs[nm++] = (ms_chat_msg){.role = "system", .content = system};
+            msgs[nm++] = (ms_chat_msg){.role = "user", .content = text};
+            size_t rl;
+            if (ms_chat_render(&ct, msgs, nm, NULL, true, &rendered, &rl, &err) < 0) goto out;
+            to_encode = rendered;
+        } else {
+            ms_err_clear(&err);
+            flags = MS_TOK_ADD_BOS;
+        }
+        if (ms_tokenizer_encode(tok, to_encode, strlen(to_encode), flags, &ids, &n_ids, &err) < 0) goto out;
+        if (n_ids == 0) {
+            ms_errf(&err, EINVAL, "the prompt encodes to no tokens");
+            goto out;
+        }
+    }
+    /* 2. the model */
+    eo.progress = ms_cli_progress;
+    e = NULL;
+    if (ms_engine_open(model, &eo, &e, &err) < 0) goto out;
+    for (size_t i = 0; i < n_ids; i++)
+        if (ids[i] < 0 || ids[i] >= ms_engine_vocab(e)) {
+            ms_errf(&err, EINVAL, "prompt token id %d is outside the vocabulary (0..%d)", ids[i], ms_engine_vocab(e) - 1);
+            goto out;
+        }
+    /* 3. stop tokens: chat template, else tokenizer, else config.json */
+    if (have_ct) {
+        n_stop = (int)ms_chat_stop_ids(&ct, false, stop, MS_ARRAY_LEN(stop));
+    } else if (tok) {
+        size_t ns;
+        const int32_t *s = ms_tokenizer_stop_ids(tok, &ns);
+        for (size_t i = 0; i < ns && n_stop < (int)MS_ARRAY_LEN(stop); i++) stop[n_stop++] = s[i];
+    }
+    if (n_stop == 0)
+        for (int i = 0; i < e->model.cfg.n_eos; i++) stop[n_stop++] = e->model.cfg.eos_token_ids[i];
+    n_stop = MS_MIN(n_stop, (int)MS_ARRAY_LEN(stop));
+    if ((size_t)n_stop > MS_ARRAY_LEN(stop)) n_stop = MS_ARRAY_LEN(stop);
+    gp.stop = stop;
+    gp.n_stop = n_stop;
+    gp.interrupted = &g_interrupted;
+    if (ms_gen_init(&g, e, &gp, &err) < 0) goto out;
+    gen_ok = true;
+    if (trace && ms_gen_trace_open(&g, trace, &err) < 0) goto out;
+    if (tok && !toks && ms_detok_new(tok, MS_TOK_SKIP_SPECIAL, &dt, &err) < 0) goto out;
+    struct sigaction sa = {.sa_handler = on_sigint};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    /* 4. prefill + decode, streaming */
+    if (ms_gen_prompt(&g, ids, (int)n_ids, &err) < 0) goto out;
+    int32_t t;
+    int k, count = 0;
+    while ((k = ms_gen_next(&g, &t, &err)) > 0) {
+        if (dt) {
+            const char *s;
+            size_t l;
+            if (ms_detok_feed(dt, t, &s, &l, &err) < 0) goto out;
+            fwrite(s, 1, l, stdout);
+        } else {
+            printf(count ? ",%d" : "%d", t);
+        }
+        count++;
+        fflush(stdout);
+    }
+    if (k < 0) goto out;
+    if (dt) {
+        const char *s;
+        size_t l;
+        ms_detok_flush(dt, &s, &l);
+        fwrite(s, 1, l, stdout);
+    }
+    printf("\n");
+    fflush(stdout);
+    rc = g_interrupted ? 130 : 0;
+out:
+    if (gen_ok) {
+        ms_gen_stats st;
+        ms_gen_get_stats(&g, &st);
+        if (!quiet) {
+            char line[1024];
+            fprintf(stderr, "%s\n", ms_gen_stats_line(&st, line, sizeof line));
+        }
+        if (stats_json) {
+            ms_err e2 = {0};
+            if (ms_gen_stats_json(&st, stats_json, &e2) < 0 && rc == 0) {
+                err = e2;
+                rc = 1;
+            }
+        }
+        ms_err e3 = {0};
+        if (g.trace) {
+            int trc = ms_trace_writer_close(g.trace, &e3);
+            g.trace = NULL;
+            if (trc < 0 && rc == 0) {
+                err = e3;
+                rc = 1;
+            }
+        }
+        ms_gen_free(&g);
+    }
+    if (rc == 1) ms_cli_fail("run", &err);
+    ms_detok_free(dt);
+    ms_engine_close(e);
+    if (have_ct) ms_chat_template_free(&ct);
+    ms_tokenizer_free(tok);
+    free(ids);
+    free(text);
+    free(rendered);
+    return rc;
 }

@@ -1,0 +1,93 @@
+/* generate.h - the generation loop shared by run, chat and bench decode:
+ * prefill a prompt, then sample tokens one at a time until -n, a stop token or
+ * an interrupt, optionally recording the routing trace, and summarize the run
+ * (throughput, expert-cache figures, memory) as one stats line or JSON.
+ *
+ *   ms_gen g;  ms_gen_init(&g, engine, &params, err);
+ *   ms_gen_trace_open(&g, "run.trace.jsonl", err);          optional
+ *   ms_gen_prompt(&g, ids, n, err);                          prefill
+ *   while (ms_gen_next(&g, &tok, err) > 0) print(tok);       decode
+ *   ms_gen_get_stats(&g, &st); ms_gen_stats_line / _json
+ */
+#ifndef MS_GENERATE_H
+#define MS_GENERATE_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine.h"
+#include "err.h"
+#include "sampler.h"
+#include "trace.h"
+
+typedef struct ms_gen_params {
+    ms_sampler_params sampling;
+    int max_new;                /* tokens to generate */
+    const int32_t *stop;        /* stop ids (generation ends after emitting one; it is returned) */
+    int n_stop;
+    bool ignore_eos;
+    volatile sig_atomic_t *interrupted; /* optional: set by a signal handler to stop early */
+} ms_gen_params;
+
+typedef struct ms_gen_stats {
+    uint64_t prompt_tokens, generated_tokens;
+    double prefill_s, decode_s, prefill_tok_s, decode_tok_s, load_s;
+    /* expert cache (zero when the source is not the streaming cache) */
+    bool cache;
+    uint64_t accesses, hits, misses, expert_reads, bytes_read, bytes_payload;
+    double hit_rate, decode_hit_rate;
+    double experts_read_per_token, bytes_read_per_token; /* decode phase */
+    double read_gbps, read_busy_s, io_wait_s, io_wait_fraction;
+    uint64_t prefetch_issued, prefetch_used, prefetch_wasted;
+    int64_t slots;
+    uint64_t cache_bytes;
+    uint64_t peak_rss, budget, resident_bytes, state_bytes;
+    const char *io_backend, *policy;
+    char io_line[256];
+    bool interrupted;
+    const char *stop_reason;    /* "length", "stop", "interrupt", "context" */
+} ms_gen_stats;
+
+typedef struct ms_gen {
+    ms_engine *e;
+    ms_gen_params p;
+    ms_sampler sampler;
+    float *logits;              /* [vocab] */
+    int last;                   /* last token fed (the next one is sampled from logits) */
+    bool have_logits;
+    int generated;
+    const char *stop_reason;
+    /* trace */
+    ms_trace_writer *trace;
+    uint32_t *trace_rows;       /* [batch][n_moe][K] */
+    uint32_t trace_seq, trace_pos;
+    /* decode-phase cache counters (snapshot at the first decode step) */
+    uint64_t snap_hits, snap_accesses, snap_reads, snap_bytes;
+    bool snapped;
+} ms_gen;
+
+int ms_gen_init(ms_gen *g, ms_engine *e, const ms_gen_params *p, ms_err *err);
+void ms_gen_free(ms_gen *g);
+
+/* Record routing to a trace file (.bin = binary encoding, else JSON lines). */
+int ms_gen_trace_open(ms_gen *g, const char *path, ms_err *err);
+/* Start a new sequence in the trace (chat turns share a sequence). */
+void ms_gen_trace_new_seq(ms_gen *g);
+
+/* Feed prompt tokens (appended to the conversation); logits of the last one are kept. */
+int ms_gen_prompt(ms_gen *g, const int32_t *ids, int n, ms_err *err);
+/* Sample the next token and feed it. Returns 1 with *tok set, 0 when generation
+ * is over (length, interrupt, context full; a stop token is returned first with 1
+ * and ends the next call), -errno on error. */
+int ms_gen_next(ms_gen *g, int32_t *tok, ms_err *err);
+/* Reset the per-turn counter (chat: a new answer). */
+void ms_gen_new_turn(ms_gen *g, int max_new);
+
+void ms_gen_get_stats(const ms_gen *g, ms_gen_stats *st);
+/* One human line ("prefill 512 tok 85.1 tok/s | decode 64 tok 3.2 tok/s | hit 62.5% ..."). */
+char *ms_gen_stats_line(const ms_gen_stats *st, char *buf, size_t len);
+/* Write the stats JSON object to path ("-" = stdout). */
+int ms_gen_stats_json(const ms_gen_stats *st, const char *path, ms_err *err);
+
+#endif
