@@ -391,7 +391,7 @@ static int read_binary(FILE *f, const char *path, ms_trace *t, ms_err *err)
             for (size_t j = 0; j < (size_t)info->n_layers * t->max_pred; j++) row[j] = -1;
             const unsigned char *pp = buf + per * w;
             for (uint32_t l = 0; l < info->n_layers && rc == 0; l++)
-                for (uint32_t j = 0; j < n_pred; j++) {
+                for (uint32_t j = 0, m = 0; j < n_pred; j++) { /* "none" entries are dropped (as in JSON) */
                     size_t q = (size_t)l * n_pred + j;
                     uint32_t x = w == 1 ? pp[q] : (uint32_t)pp[2 * q] | (uint32_t)pp[2 * q + 1] << 8;
                     if (x == none) continue;
@@ -399,7 +399,7 @@ static int read_binary(FILE *f, const char *path, ms_trace *t, ms_err *err)
                         rc = ms_errf(err, EINVAL, "%s: record %" PRIu64 ": predicted expert %u out of range", path, rec, x);
                         break;
                     }
-                    row[(size_t)l * t->max_pred + j] = (int32_t)x;
+                    row[(size_t)l * t->max_pred + m++] = (int32_t)x;
                 }
         }
         if (rc < 0) break;
@@ -524,10 +524,15 @@ int ms_trace_writer_add(ms_trace_writer *w, uint32_t seq, uint32_t pos, const ui
                     return ms_errf(err, EINVAL, "%s: token %" PRIu64 ": layer %u: expert %u twice", w->path, w->tokens,
                                    l, x);
         }
-    for (size_t q = 0; q < (size_t)info->n_layers * n_pred; q++)
+    for (size_t q = 0; q < (size_t)info->n_layers * n_pred; q++) {
         if (predicted[q] >= (int32_t)info->n_experts)
             return ms_errf(err, EINVAL, "%s: token %" PRIu64 ": predicted expert %d out of range", w->path, w->tokens,
                            predicted[q]);
+        for (size_t r = q - q % n_pred; r < q; r++)
+            if (predicted[q] >= 0 && predicted[r] == predicted[q])
+                return ms_errf(err, EINVAL, "%s: token %" PRIu64 ": predicted expert %d twice in layer %zu", w->path,
+                               w->tokens, predicted[q], q / n_pred);
+    }
     FILE *f = w->f;
     if (w->fmt == MS_TRACE_JSONL) {
         fprintf(f, "{\"seq\":%u,\"pos\":%u,\"experts\":[", seq, pos);

@@ -47,7 +47,8 @@ typedef struct ms_trace {
     uint32_t *seq, *pos;   /* [n_tokens] */
     uint16_t *experts;     /* [n_tokens][n_layers][top_k] */
     uint32_t max_pred;     /* widest "predicted" list of any (token, layer); 0 = none */
-    int32_t *predicted;    /* [n_tokens][n_layers][max_pred], -1 = none; NULL if max_pred == 0 */
+    int32_t *predicted;    /* [n_tokens][n_layers][max_pred]: the predicted ids of each
+                              (token, layer) first, then -1 padding; NULL if max_pred == 0 */
 } ms_trace;
 
 /* Read a trace in either encoding. */
