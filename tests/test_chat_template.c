@@ -296,6 +296,9 @@ static void test_cli_tokenize(void **state)
 {
     (void)state;
     char *out = NULL, *err = NULL;
+    char *small = mst_tmpdir("cli_small"); /* a small tokenizer keeps the error cases fast */
+    ms_err e = {0};
+    assert_int_equal(ms_synth_tokenizer_write(small, 512, 1, &e), 0);
     int rc = mst_run(&out, &err,
                      "printf '%%s\\n' '{\"text\": \"Hello world\"}' '{\"text\": \"\"}' "
                      "'{\"text\": \"<｜User｜>Hi\\u0000\"}' | %s tokenize --tokenizer %s",
@@ -316,24 +319,24 @@ static void test_cli_tokenize(void **state)
     free(err);
     /* malformed line 2: the first line is answered, then one error line naming line 2 */
     rc = mst_run(&out, &err, "printf '%%s\\n' '{\"text\": \"ok\"}' '{\"text\": 5}' '{\"text\": \"x\"}' | %s tokenize "
-                             "--tokenizer %s", MS_BIN, DS_DIR);
+                             "--tokenizer %s", MS_BIN, small);
     assert_int_equal(rc, 1);
     assert_int_equal(strchr(out, '\n') - out + 1, (long)strlen(out)); /* exactly one output line */
     assert_non_null(strstr(err, "line 2"));
     free(out);
     free(err);
-    rc = mst_run(&out, &err, "printf 'not json\\n' | %s tokenize --tokenizer %s", MS_BIN, DS_DIR);
+    rc = mst_run(&out, &err, "printf 'not json\\n' | %s tokenize --tokenizer %s", MS_BIN, small);
     assert_int_equal(rc, 1);
     assert_non_null(strstr(err, "line 1"));
     assert_non_null(strstr(err, "invalid JSON"));
     free(out);
     free(err);
-    rc = mst_run(&out, &err, "printf '{\"ids\": [1, -3]}\\n' | %s tokenize --tokenizer %s --decode", MS_BIN, DS_DIR);
+    rc = mst_run(&out, &err, "printf '{\"ids\": [1, -3]}\\n' | %s tokenize --tokenizer %s --decode", MS_BIN, small);
     assert_int_equal(rc, 1);
     assert_non_null(strstr(err, "ids[1]"));
     free(out);
     free(err);
-    rc = mst_run(&out, &err, "printf '{\"ids\": [1, 999999]}\\n' | %s tokenize --tokenizer %s --decode", MS_BIN, DS_DIR);
+    rc = mst_run(&out, &err, "printf '{\"ids\": [1, 999999]}\\n' | %s tokenize --tokenizer %s --decode", MS_BIN, small);
     assert_int_equal(rc, 1);
     assert_non_null(strstr(err, "999999"));
     free(out);
@@ -344,7 +347,7 @@ static void test_cli_tokenize(void **state)
     assert_non_null(strstr(err, "--tokenizer"));
     free(out);
     free(err);
-    rc = mst_run(&out, &err, "%s tokenize --tokenizer %s --bogus < /dev/null", MS_BIN, DS_DIR);
+    rc = mst_run(&out, &err, "%s tokenize --tokenizer %s --bogus < /dev/null", MS_BIN, small);
     assert_int_equal(rc, 2);
     free(out);
     free(err);
@@ -358,6 +361,7 @@ static void test_cli_tokenize(void **state)
     assert_non_null(strstr(err, "nonexistent"));
     free(out);
     free(err);
+    free(small);
 }
 
 int main(void)
