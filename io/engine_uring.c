@@ -3,12 +3,14 @@
  *
  * The ring has at least queue_depth SQ entries (the driver never has more reads
  * in flight) and the default 2x CQ entries, so neither ring can overflow. Setup
- * asks for SINGLE_ISSUER | COOP_TASKRUN | TASKRUN_FLAG (one driving thread, no
- * IPIs for completions; liburing's peek flushes pending task work) and retries
- * without them on kernels that refuse. The shard files are registered as fixed
+ * asks for COOP_TASKRUN | TASKRUN_FLAG (completions are posted when the driving
+ * thread enters the kernel, no IPIs; liburing's peek flushes pending task work)
+ * and retries without them on kernels before 5.19. The shard files are registered as fixed
  * files and the cache arena as fixed buffers (read_fixed) when the kernel
  * allows; refusals are quiet and only visible in the stats. No SQPOLL: it would
- * burn a core the compute threads need. */
+ * burn a core the compute threads need. No SINGLE_ISSUER: it ties the ring to
+ * the thread that created it, and the context may be created on one thread and
+ * driven from another (one at a time). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +37,7 @@ static int u_init(ms_io_engine *e, const ms_io_engine_args *a, ms_err *err)
     u->entries = entries;
     struct io_uring_params p;
     memset(&p, 0, sizeof p);
-    p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
+    p.flags = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
     int rc = io_uring_queue_init_params(entries, &u->ring, &p);
     if (rc == -EINVAL) {
         memset(&p, 0, sizeof p);
