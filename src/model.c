@@ -430,20 +430,21 @@ int ms_model_quant_table(const ms_model *m, ms_qrow **rows_out, int *n_out, ms_e
         if (s && t->ndim >= 1 && s->ndim == t->ndim && t->shape[t->ndim - 1] > 0 && s->shape[s->ndim - 1] > 0) {
             /* bits = packed*32/cols, gs = cols/groups; cols = gs * groups */
             int64_t packed = t->shape[t->ndim - 1], groups = s->shape[s->ndim - 1];
+            /* Shapes alone are ambiguous (4-bit g64 and 2-bit g128 pack alike): prefer
+             * the candidate config.json names, else the first valid one. */
+            ms_qparams qp;
+            ms_qconfig_lookup(&m->qcfg, mod, &qp);
             int bits = 0, gs = 0;
-            for (int cand = 2; cand <= 8 && !bits; cand++) {
-                if ((packed * 32) % cand) continue;
+            for (int cand = 2; cand <= 8; cand++) {
+                if (!ms_affine_bits_ok(cand) || (packed * 32) % cand) continue;
                 int64_t cols = packed * 32 / cand;
-                if (cols % groups == 0 && ms_affine_group_ok((int)(cols / groups)) && ms_affine_bits_ok(cand)) {
-                    ms_qparams qp;
-                    char qpath[600];
-                    snprintf(qpath, sizeof qpath, "%s", mod);
-                    ms_qconfig_lookup(&m->qcfg, qpath, &qp);
-                    if (cand == qp.bits || !bits) {
-                        bits = cand;
-                        gs = (int)(cols / groups);
-                    }
+                if (cols % groups || !ms_affine_group_ok((int)(cols / groups))) continue;
+                bool preferred = cand == qp.bits && cols / groups == qp.group_size;
+                if (!bits || preferred) {
+                    bits = cand;
+                    gs = (int)(cols / groups);
                 }
+                if (preferred) break;
             }
             snprintf(fmt, sizeof fmt, "%d-bit g%d", bits, gs);
             bytes += s->nbytes + (b ? b->nbytes : 0);
