@@ -513,6 +513,19 @@ static int fill(ms_io *io, ms_err *err)
     return rc < 0 ? rc : n;
 }
 
+/* The file ends before the payload does (truncated under us). */
+static void eof_fail(ms_io *io, ms_io_rq *r, const ms_io_file *f, ms_io_chunk *c)
+{
+    struct stat st;
+    char now[64] = "";
+    if (fstat(c->fd, &st) == 0) snprintf(now, sizeof now, "now %" PRIu64 " bytes, ", (uint64_t)st.st_size);
+    rq_fail(io, r, EIO,
+            "%s: read of %" PRIu64 " bytes at offset %" PRIu64 ": unexpected end of file (%s%" PRIu64
+            " at open: truncated?)",
+            f->path, r->len, r->off, now, f->size);
+    chunk_finish(io, c);
+}
+
 /* Judge one finished read attempt. */
 static void process(ms_io *io, ms_io_chunk *c)
 {
@@ -572,11 +585,7 @@ static void process(ms_io *io, ms_io_chunk *c)
         return;
     }
     if (res == 0) {
-        rq_fail(io, r, EIO,
-                "%s: read of %" PRIu64 " bytes at offset %" PRIu64 ": unexpected end of file at offset %" PRIu64
-                " (file truncated? %" PRIu64 " bytes at open)",
-                f->path, r->len, r->off, c->off, f->size);
-        chunk_finish(io, c);
+        eof_fail(io, r, f, c);
         return;
     }
     /* Short read: resume. O_DIRECT needs an aligned offset, so resume from the
@@ -584,6 +593,12 @@ static void process(ms_io *io, ms_io_chunk *c)
     io->st.short_reads++;
     uint64_t nd = c->direct ? got / io->align * io->align : got;
     if (nd <= c->done) {
+        /* No progress: an O_DIRECT read that stops mid-block stops at EOF. */
+        struct stat st;
+        if (fstat(c->fd, &st) == 0 && (uint64_t)st.st_size < r->aoff + c->c_start + want) {
+            eof_fail(io, r, f, c);
+            return;
+        }
         if (c->attempt >= io->max_retries) {
             rq_fail(io, r, EIO,
                     "%s: read of %" PRIu64 " bytes at offset %" PRIu64 " makes no progress (%u short reads at offset %" PRIu64 ")",
