@@ -50,6 +50,10 @@ int ms_policy_parse_spec(char *spec, const ms_policy_ops **ops, ms_policy_params
             return ms_errf(err, EINVAL, "policy %s: option %s: '%s' is not a number", name, o, eq + 1);
         if (params->n_opts == MS_POLICY_MAX_OPTS)
             return ms_errf(err, EINVAL, "policy %s: more than %d options", name, MS_POLICY_MAX_OPTS);
+        bool known = false;
+        for (const char *const *n = (*ops)->opt_names; n && *n; n++)
+            if (!strcmp(*n, o)) known = true;
+        if (!known) return ms_errf(err, EINVAL, "policy %s: unknown option '%s'", name, o);
         params->opt_name[params->n_opts] = o;
         params->opt_value[params->n_opts++] = v;
     }

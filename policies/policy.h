@@ -108,7 +108,8 @@ const char *ms_policy_default(void);
 
 /* Parse a policy spec "name" or "name:opt=value[:opt=value...]" into the ops
  * table and the options of params (option names point into spec, which must
- * outlive params). Unknown policy or malformed option -> -EINVAL. */
+ * outlive params). Unknown policy, unknown option name or malformed option ->
+ * -EINVAL. */
 int ms_policy_parse_spec(char *spec, const ms_policy_ops **ops, ms_policy_params *params, ms_err *err);
 
 /* Create / destroy an instance. create validates params (n_slots >= top_k >= 1,

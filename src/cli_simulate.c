@@ -201,8 +201,9 @@ int cmd_simulate(int argc, char **argv)
                 return ms_cli_usage_error(CMD, "--policy: %s", err.msg);
             }
             if ((ops->flags & MS_POLICY_NEEDS_PROFILE) && !profile) {
+                int r = ms_cli_usage_error(CMD, "--policy %s needs --profile FILE", tok);
                 free(pol_buf);
-                return ms_cli_usage_error(CMD, "--policy %s needs --profile FILE", tok);
+                return r;
             }
             pols[n_pols++] = tok;
         }

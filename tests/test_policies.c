@@ -81,8 +81,14 @@ static void test_registry(void **state)
     assert_int_equal(ms_policy_create(ops, &pp, &pol, &err), 0);
     ms_policy_destroy(&pol);
     char s2[] = "lfu-decay:zz=1";
-    assert_int_equal(ms_policy_parse_spec(s2, &ops, &pp, &err), 0);
-    assert_int_equal(ms_policy_create(ops, &pp, &pol, &err), -EINVAL);
+    assert_int_equal(ms_policy_parse_spec(s2, &ops, &pp, &err), -EINVAL);
+    assert_non_null(strstr(err.msg, "unknown option 'zz'"));
+    /* create checks too (params built by hand) */
+    pp.opt_name[0] = "zz";
+    pp.opt_value[0] = 1;
+    pp.n_opts = 1;
+    ms_err_clear(&err);
+    assert_int_equal(ms_policy_create(ms_policy_find("lru"), &pp, &pol, &err), -EINVAL);
     assert_non_null(strstr(err.msg, "unknown option 'zz'"));
     char s3[] = "lru:x", s4[] = "lru:x=abc", s5[] = "what";
     ms_err_clear(&err);
