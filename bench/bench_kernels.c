@@ -42,7 +42,7 @@ typedef struct bk_opts {
     int threads;
     double seconds;
     uint64_t mem;
-    bool force_ref;
+    const char *impl;
     bool matmul;
 } bk_opts;
 
@@ -210,7 +210,9 @@ static void usage(FILE *f)
             "  --time SEC      minimum time per measurement (default 0.2)\n"
             "  --mem SIZE      working set per shape and for the bandwidth probe\n"
             "                  (default 256M; make it several times the L3 size)\n"
-            "  --ref           use the scalar reference kernels (as MOESTREAM_FORCE_REF=1)\n"
+            "  --impl NAME     kernel table: ref, avx2 or avx512 (default: the best this CPU\n"
+            "                  supports, as the runtime picks it; also MOESTREAM_KERNELS)\n"
+            "  --ref           same as --impl ref (as MOESTREAM_FORCE_REF=1)\n"
             "  --matmul        also time prefill ms_matmul (q4g64 2048x7168) for n = 1..256\n"
             "                  tokens on the row-kernel path and the dequantize+sgemm path\n"
             "  -h, --help      this help\n",
@@ -224,7 +226,8 @@ int ms_bench_kernels(int argc, char **argv)
     static const struct option lopts[] = {
         {"json", no_argument, NULL, 'j'},       {"threads", required_argument, NULL, 't'},
         {"time", required_argument, NULL, 's'}, {"mem", required_argument, NULL, 'm'},
-        {"ref", no_argument, NULL, 'r'},        {"matmul", no_argument, NULL, 'M'},
+        {"ref", no_argument, NULL, 'r'},
+        {"impl", required_argument, NULL, 'i'},        {"matmul", no_argument, NULL, 'M'},
         {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
     };
     ms_err err = {0};
@@ -235,7 +238,8 @@ int ms_bench_kernels(int argc, char **argv)
         double d;
         switch (c) {
         case 'j': o.json = true; break;
-        case 'r': o.force_ref = true; break;
+        case 'r': o.impl = "ref"; break;
+        case 'i': o.impl = optarg; break;
         case 'M': o.matmul = true; break;
         case 't':
             if (ms_parse_int(optarg, 1, 1024, &v, "--threads", &err) < 0) return ms_cli_usage_error(cmd, "%s", err.msg);
@@ -256,7 +260,8 @@ int ms_bench_kernels(int argc, char **argv)
     }
     if (optind < argc) return ms_cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
 
-    const ms_kern *k = ms_kern_select(o.force_ref);
+    const ms_kern *k = o.impl ? ms_kern_by_name(o.impl) : ms_kern_select(false);
+    if (!k) return ms_cli_usage_error(cmd, "--impl %s: unknown or not supported by this CPU (ref, avx2, avx512)", o.impl);
     ms_pool *pool1 = ms_pool_create(1, &err), *pooln = pool1 ? ms_pool_create(o.threads, &err) : NULL;
     char *arena = ms_aligned_alloc(4096, o.mem);
     float *x = malloc(sizeof(float) * 8192), *y = malloc(sizeof(float) * 8192);

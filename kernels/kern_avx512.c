@@ -13,8 +13,8 @@
  *   2,3,5,6:  16 codes live in 2*bits whole bytes: broadcast 16 bytes to the
  *             four 128-bit lanes, vpshufb the 2 bytes holding code i into dword
  *             i, vpsrlvd by (i*bits)&7, mask. The 16-byte load may run past the
- *             last pack of a row, so a row's last group goes through a padded
- *             local copy.
+ *             end of the row, so the row's last one or two groups go through a
+ *             zero-padded local copy.
  * The algebra, the determinism argument and the exact dequantization are those
  * of kern_avx2.c. */
 #include <immintrin.h>
@@ -119,6 +119,23 @@ AINL __m512 group_dot(const uint8_t *wg, const float *xg, const int bits, const 
 
 #define SB_CHUNK 256
 
+/* The generic unpack reads 16 bytes at the start of each 2*bits-byte pair of
+ * packs, i.e. up to 16 - 2*bits bytes past a group's end. Groups from
+ * tail_start() on are read from a zero-padded copy of the row's end instead
+ * (at most 2 groups: 12 bytes of over-read vs >= 8-byte groups). */
+#define TAIL_BYTES (2 * 96 + 16)
+AINL int64_t tail_start(int64_t ng, size_t gbytes, int bits)
+{
+    int64_t over = 16 - 2 * bits, nt = (int64_t)((over + (int64_t)gbytes - 1) / (int64_t)gbytes);
+    return ng > nt ? ng - nt : 0;
+}
+AINL void tail_copy(uint8_t *tail, const uint8_t *w, int64_t t0, int64_t ng, size_t gbytes)
+{
+    size_t n = (size_t)(ng - t0) * gbytes;
+    memcpy(tail, w + (size_t)t0 * gbytes, n);
+    memset(tail + n, 0, 16);
+}
+
 AINL float affine_row(const ms_mat *m, int64_t r, const float *x, const float *xsum, const int bits, const int gs)
 {
     const int64_t ng = m->cols / gs;
@@ -127,7 +144,9 @@ AINL float affine_row(const ms_mat *m, int64_t r, const float *x, const float *x
     const char *sp = (const char *)m->scales + (size_t)(r * ng) * sbsz;
     const char *bp = (const char *)m->biases + (size_t)(r * ng) * sbsz;
     float sc[SB_CHUNK], bi[SB_CHUNK];
-    uint8_t tail[128 + 16] __attribute__((aligned(64)));
+    uint8_t tail[TAIL_BYTES] __attribute__((aligned(64)));
+    const int64_t t0 = bits == 8 || bits == 4 ? ng : tail_start(ng, gbytes, bits);
+    if (t0 < ng) tail_copy(tail, w, t0, ng, gbytes);
     __m512 y0 = _mm512_setzero_ps(), y1 = _mm512_setzero_ps(), yb = _mm512_setzero_ps();
     float bt = 0.0f;
     for (int64_t g0 = 0; g0 < ng; g0 += SB_CHUNK) {
@@ -136,12 +155,7 @@ AINL float affine_row(const ms_mat *m, int64_t r, const float *x, const float *x
         sb_to_f32(bp + g0 * sbsz, m->sb_dtype, cn, bi);
         for (int64_t i = 0; i < cn; i++) {
             const int64_t g = g0 + i;
-            const uint8_t *wg = w + g * gbytes;
-            if (bits != 8 && bits != 4 && g == ng - 1) {
-                memcpy(tail, wg, gbytes);
-                memset(tail + gbytes, 0, 16);
-                wg = tail;
-            }
+            const uint8_t *wg = g < t0 ? w + g * gbytes : tail + (g - t0) * gbytes;
             __m512 a = group_dot(wg, x + g * gs, bits, gs);
             if (i & 1)
                 y1 = _mm512_fmadd_ps(_mm512_set1_ps(sc[i]), a, y1);
@@ -230,21 +244,18 @@ static void dequant_affine(const ms_mat *m, int64_t r, float *out)
     const uint8_t *w = (const uint8_t *)m->w + (size_t)r * (size_t)ng * gbytes;
     const char *sp = (const char *)m->scales + (size_t)(r * ng) * sbsz;
     const char *bp = (const char *)m->biases + (size_t)(r * ng) * sbsz;
-    uint8_t tail[128 + 16];
+    uint8_t tail[TAIL_BYTES];
+    const int64_t t0 = bits == 8 ? ng : tail_start(ng, gbytes, bits);
+    if (t0 < ng) tail_copy(tail, w, t0, ng, gbytes);
     for (int64_t g = 0; g < ng; g++) {
         const __m512 s = _mm512_set1_ps(ms_sb_get(sp, m->sb_dtype, g)),
                      b = _mm512_set1_ps(ms_sb_get(bp, m->sb_dtype, g));
-        const uint8_t *wg = w + g * gbytes;
+        const uint8_t *wg = g < t0 ? w + g * gbytes : tail + (g - t0) * gbytes;
         float *o = out + g * gs;
         if (bits == 8) {
             for (int c = 0; c < gs; c += 16)
                 _mm512_storeu_ps(o + c, mul_add_2r(_mm512_cvtepi32_ps(load16_u8(wg + c)), s, b));
             continue;
-        }
-        if (g == ng - 1) {
-            memcpy(tail, wg, gbytes);
-            memset(tail + gbytes, 0, 16);
-            wg = tail;
         }
         for (int c = 0; c < gs / 16; c++) {
             __m512i q;
