@@ -39,6 +39,18 @@ typedef struct nu_state {
     double base;
     uint64_t clock;
     uint32_t cur_layer;
+    /* recency lift (option lift=0 disables): P(use | used at the previous
+     * opportunity) / p estimate, learned online from the keys of the previous
+     * token of each layer (O(top_k) per layer per token). */
+    bool use_lift;
+    uint64_t token;
+    uint64_t *last_tok;  /* [n_keys] token of the last access + 1, 0 = never */
+    uint32_t *slot_of;   /* [n_keys] resident slot or MS_NIL */
+    uint32_t rmax;       /* per-layer capacity of the recent lists */
+    uint32_t *prev, *cur;/* [n_layers * rmax] keys used in the previous / current token */
+    uint32_t *nprev, *ncur; /* [n_layers] */
+    double *snap;        /* [n_layers * rmax] p of prev keys at the start of this token */
+    double ev, ex, lift; /* decayed observed reuses, expected reuses, their ratio */
     bool part;         /* option part=1: strict equal per-layer partitions */
     uint32_t resident;
     uint32_t *key_of;  /* [n_slots] */
@@ -129,6 +141,13 @@ static void nu_destroy(void *st)
     free(s->hscore);
     free(s->stamp);
     free(s->tmp);
+    free(s->last_tok);
+    free(s->slot_of);
+    free(s->prev);
+    free(s->cur);
+    free(s->nprev);
+    free(s->ncur);
+    free(s->snap);
     free(s);
 }
 
@@ -148,6 +167,9 @@ static int nu_create(const ms_policy_params *p, void **out, ms_err *err)
     s->half_life = hl;
     s->prior = prior;
     s->part = ms_policy_opt(p, "part", 0) != 0;
+    s->use_lift = ms_policy_opt(p, "lift", 1) != 0;
+    s->lift = 1.0;
+    s->rmax = 4 * p->top_k;
     s->p0 = (double)p->top_k / p->n_experts;
     s->weight = 1.0;
     s->score = calloc(s->n_keys, sizeof *s->score);
@@ -157,13 +179,54 @@ static int nu_create(const ms_policy_params *p, void **out, ms_err *err)
     s->stamp = calloc(p->n_slots, sizeof *s->stamp);
     s->tmp = malloc((size_t)p->n_slots * sizeof *s->tmp);
     s->heaps = calloc(p->n_layers, sizeof *s->heaps);
-    if (!s->score || !s->key_of || !s->pos || !s->hscore || !s->stamp || !s->tmp || !s->heaps) {
+    s->last_tok = calloc(s->n_keys, sizeof *s->last_tok);
+    s->slot_of = malloc((size_t)s->n_keys * sizeof *s->slot_of);
+    s->prev = calloc((size_t)p->n_layers * s->rmax, sizeof *s->prev);
+    s->cur = calloc((size_t)p->n_layers * s->rmax, sizeof *s->cur);
+    s->snap = calloc((size_t)p->n_layers * s->rmax, sizeof *s->snap);
+    s->nprev = calloc(p->n_layers, sizeof *s->nprev);
+    s->ncur = calloc(p->n_layers, sizeof *s->ncur);
+    if (!s->score || !s->key_of || !s->pos || !s->hscore || !s->stamp || !s->tmp || !s->heaps || !s->last_tok ||
+        !s->slot_of || !s->prev || !s->cur || !s->snap || !s->nprev || !s->ncur) {
         nu_destroy(s);
         return ms_errf(err, ENOMEM, "next-use: out of memory");
     }
     for (uint32_t i = 0; i < p->n_slots; i++) s->pos[i] = MS_NIL;
+    for (uint32_t k = 0; k < s->n_keys; k++) s->slot_of[k] = MS_NIL;
     *out = s;
     return 0;
+}
+
+/* Decayed per-token selection probability of key, smoothed towards p0. */
+static inline double nu_p(const nu_state *s, uint32_t key)
+{
+    double p = (s->score[key] + s->prior * s->p0 * s->weight) / (s->zsum + s->prior * s->weight);
+    return p > 1 ? 1 : p < 1e-12 ? 1e-12 : p;
+}
+
+/* Token boundary bookkeeping of the recency lift. */
+static void nu_lift_tick(nu_state *s, uint64_t token)
+{
+    /* Keys used two tokens ago were snapshotted one token ago: were they reused? */
+    for (uint32_t l = 0; l < s->n_layers; l++)
+        for (uint32_t i = 0; i < s->nprev[l]; i++) {
+            uint32_t q = s->prev[l * s->rmax + i];
+            s->ex += s->snap[l * s->rmax + i];
+            s->ev += s->last_tok[q] == token; /* used in the token that just ended (token - 1) */
+        }
+    s->ev *= 0.995;
+    s->ex *= 0.995;
+    double lift = (s->ev + 2.0) / (s->ex + 2.0);
+    s->lift = lift < 0.25 ? 0.25 : lift > 64 ? 64 : lift;
+    /* The keys of the token that just ended become "previous"; snapshot their p. */
+    uint32_t *t = s->prev;
+    s->prev = s->cur;
+    s->cur = t;
+    for (uint32_t l = 0; l < s->n_layers; l++) {
+        s->nprev[l] = s->ncur[l];
+        s->ncur[l] = 0;
+        for (uint32_t i = 0; i < s->nprev[l]; i++) s->snap[l * s->rmax + i] = nu_p(s, s->prev[l * s->rmax + i]);
+    }
 }
 
 static void nu_on_tick(void *st, uint64_t token)
@@ -184,6 +247,8 @@ static void nu_on_tick(void *st, uint64_t token)
     }
     s->weight = exp2(e);
     s->zsum += s->weight;
+    s->token = token;
+    if (s->use_lift) nu_lift_tick(s, token);
 }
 
 static void nu_touch(nu_state *s, uint32_t slot, uint32_t key, bool access, bool fresh)
@@ -193,8 +258,11 @@ static void nu_touch(nu_state *s, uint32_t slot, uint32_t key, bool access, bool
     if (access) {
         s->score[key] += s->weight;
         s->clock++;
+        if (s->last_tok[key] != s->token + 1 && s->ncur[l] < s->rmax) s->cur[l * s->rmax + s->ncur[l]++] = key;
+        s->last_tok[key] = s->token + 1;
     }
     s->key_of[slot] = key;
+    s->slot_of[key] = slot;
     s->hscore[slot] = s->score[key];
     s->stamp[slot] = s->clock;
     lheap *h = &s->heaps[l];
@@ -220,16 +288,28 @@ static void nu_on_evict(void *st, uint32_t slot, uint32_t key)
 {
     nu_state *s = st;
     s->resident--;
+    s->slot_of[key] = MS_NIL;
     nu_remove(s, &s->heaps[key / s->n_experts], slot);
 }
 
-/* Minimum eligible slot of a layer heap (heap unchanged afterwards). */
-static uint32_t nu_min_eligible(nu_state *s, lheap *h, ms_policy_eligible_fn ok, const void *ctx)
+/* Is key "recent": used at the opportunity just before its next one, seen while
+ * layer c of the current token is processed? (Layers after c still come this
+ * token, layers up to c next token.) */
+static inline bool nu_recent(const nu_state *s, uint32_t key, uint32_t c)
+{
+    uint64_t next_opp = key / s->n_experts > c ? s->token : s->token + 1;
+    return s->last_tok[key] != 0 && s->last_tok[key] == next_opp; /* last use == next_opp - 1 */
+}
+
+/* Minimum eligible slot of a layer heap (heap unchanged afterwards); with
+ * skip_recent, recent keys are skipped too (they are scored separately). */
+static uint32_t nu_min_eligible2(nu_state *s, lheap *h, ms_policy_eligible_fn ok, const void *ctx, bool skip_recent,
+                                 uint32_t c)
 {
     uint32_t ns = 0, found = MS_NIL;
     while (h->n > 0) {
         uint32_t top = h->h[0];
-        if (ok(ctx, top)) {
+        if (ok(ctx, top) && !(skip_recent && nu_recent(s, s->key_of[top], c))) {
             found = top;
             break;
         }
@@ -243,15 +323,22 @@ static uint32_t nu_min_eligible(nu_state *s, lheap *h, ms_policy_eligible_fn ok,
     return found;
 }
 
+static uint32_t nu_min_eligible(nu_state *s, lheap *h, ms_policy_eligible_fn ok, const void *ctx)
+{
+    return nu_min_eligible2(s, h, ok, ctx, false, 0);
+}
+
 /* Expected groups until key is used again, seen from layer c. */
 static double nu_eta(const nu_state *s, uint32_t key, uint32_t c)
 {
     uint32_t l = key / s->n_experts;
     double d = (double)((l + s->n_layers - c) % s->n_layers);
     if (d == 0) d = s->n_layers;
-    double p = (s->score[key] + s->prior * s->p0 * s->weight) / (s->zsum + s->prior * s->weight);
-    if (p > 1) p = 1;
-    if (p < 1e-12) p = 1e-12;
+    double p = nu_p(s, key);
+    if (s->use_lift && nu_recent(s, key, c)) {
+        p *= s->lift;
+        if (p > 1) p = 1;
+    }
     return d + s->n_layers * (1.0 / p - 1.0);
 }
 
@@ -272,12 +359,26 @@ static int64_t nu_victim(void *st, uint32_t key, ms_policy_eligible_fn ok, const
     }
     for (uint32_t l = 0; l < s->n_layers; l++) {
         if (!s->heaps[l].n) continue;
-        uint32_t v = nu_min_eligible(s, &s->heaps[l], ok, ctx);
-        if (v == MS_NIL) continue;
-        double eta = nu_eta(s, s->key_of[v], c);
-        if (eta > best_eta) {
-            best_eta = eta;
-            best = v;
+        uint32_t v = nu_min_eligible2(s, &s->heaps[l], ok, ctx, s->use_lift, c);
+        if (v != MS_NIL) {
+            double eta = nu_eta(s, s->key_of[v], c);
+            if (eta > best_eta) {
+                best_eta = eta;
+                best = v;
+            }
+        }
+        if (!s->use_lift) continue;
+        /* Recent keys of this layer (at most a few groups' worth) are scored with the lift. */
+        const uint32_t *list = l > c ? s->prev + l * s->rmax : s->cur + l * s->rmax;
+        uint32_t n = l > c ? s->nprev[l] : s->ncur[l];
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t q = list[i], slot = s->slot_of[q];
+            if (slot == MS_NIL || !nu_recent(s, q, c) || !ok(ctx, slot)) continue;
+            double eta = nu_eta(s, q, c);
+            if (eta > best_eta) {
+                best_eta = eta;
+                best = slot;
+            }
         }
     }
     return best == MS_NIL ? -1 : (int64_t)best;
@@ -290,7 +391,7 @@ static bool nu_admit(void *st, uint32_t key, uint32_t victim_key)
     return nu_eta(s, key, s->cur_layer) < nu_eta(s, victim_key, s->cur_layer);
 }
 
-static const char *const nu_opts[] = {"hl", "prior", "part", NULL};
+static const char *const nu_opts[] = {"hl", "prior", "part", "lift", NULL};
 
 const ms_policy_ops ms_policy_next_use = {
     .name = "next-use",
