@@ -631,6 +631,41 @@ static inline float store_dt(ms_dtype dt, void *dst, size_t i, float v)
     }
 }
 
+/* n values mean + std * N(0,1) (two per PRNG draw) stored as dt; the dtype
+ * switch is hoisted out of the loops. */
+static void gen_normals(ms_rng *r, ms_dtype dt, float mean, float std, void *dst, size_t n)
+{
+    float z[2];
+    size_t i = 0;
+    switch (dt) {
+    case MS_DT_BF16:
+        for (; i + 1 < n; i += 2) {
+            ms_rng_gauss_fast2(r, z);
+            ((uint16_t *)dst)[i] = ms_f32_to_bf16(mean + std * z[0]);
+            ((uint16_t *)dst)[i + 1] = ms_f32_to_bf16(mean + std * z[1]);
+        }
+        break;
+    case MS_DT_F16:
+        for (; i + 1 < n; i += 2) {
+            ms_rng_gauss_fast2(r, z);
+            ((uint16_t *)dst)[i] = ms_f32_to_f16(mean + std * z[0]);
+            ((uint16_t *)dst)[i + 1] = ms_f32_to_f16(mean + std * z[1]);
+        }
+        break;
+    default:
+        for (; i + 1 < n; i += 2) {
+            ms_rng_gauss_fast2(r, z);
+            ((float *)dst)[i] = mean + std * z[0];
+            ((float *)dst)[i + 1] = mean + std * z[1];
+        }
+        break;
+    }
+    if (i < n) { /* odd count: only at the end of a tensor */
+        ms_rng_gauss_fast2(r, z);
+        store_dt(dt, dst, i, mean + std * z[0]);
+    }
+}
+
 /* Per-group scale: random sign, magnitude base * U(0.75, 1.25). */
 static inline float draw_scale(ms_rng *r, float base)
 {
@@ -640,15 +675,12 @@ static inline float draw_scale(ms_rng *r, float base)
     return (v >> 63) ? -s : s;
 }
 
-static void router_bias(const fill_ctx *c, const sgen *g, float *out, int E)
+static int router_bias(const fill_ctx *c, const sgen *g, float *out, int E, ms_err *err)
 {
     ms_rng r;
     ms_rng_seed(&r, c->o->seed, g->stream);
     int *rank = malloc((size_t)E * sizeof *rank);
-    if (!rank) { /* cannot happen for E <= 65536 in practice; fall back to no skew */
-        for (int e = 0; e < E; e++) out[e] = 0;
-        return;
-    }
+    if (!rank) return ms_errf(err, ENOMEM, "out of memory");
     for (int e = 0; e < E; e++) rank[e] = e;
     for (int e = E - 1; e > 0; e--) { /* Fisher-Yates */
         int j = (int)ms_rng_below(&r, (uint64_t)e + 1);
@@ -660,6 +692,7 @@ static void router_bias(const fill_ctx *c, const sgen *g, float *out, int E)
     for (int e = 0; e < E; e++)
         out[e] = (float)(-skew * 0.25 * log1p(15.0 * rank[e] / E) / log(16.0));
     free(rank);
+    return 0;
 }
 
 static int gen_fill(void *vctx, int tensor, uint64_t offset, void *dst, size_t len, ms_err *err)
@@ -672,9 +705,10 @@ static int gen_fill(void *vctx, int tensor, uint64_t offset, void *dst, size_t l
         ms_rng_seed(&c->rng, c->o->seed, g->stream);
         if (g->kind == GEN_RBIAS) {
             free(c->rbias);
-            c->rbias = malloc((size_t)t->shape[0] * sizeof(float) + 1);
+            c->rbias = malloc((size_t)t->shape[0] * sizeof(float) + 1); /* [E] f32 */
             if (!c->rbias) return ms_errf(err, ENOMEM, "out of memory");
-            router_bias(c, g, c->rbias, (int)t->shape[0]);
+            int rc = router_bias(c, g, c->rbias, (int)t->shape[0], err);
+            if (rc < 0) return rc;
         }
     } else if (tensor != c->cur || offset != c->next_off) {
         return ms_errf(err, EINVAL, "generator called out of order (offset %" PRIu64 ")", offset);
@@ -709,8 +743,8 @@ static int gen_fill(void *vctx, int tensor, uint64_t offset, void *dst, size_t l
     while (count > 0) {
         size_t n = count < per_blk ? count : per_blk;
         switch (g->kind) {
-        case GEN_FLOAT:
-            for (size_t i = 0; i < n; i++) store_dt(g->dtype, blk, i, g->mean + g->std * ms_rng_gauss_fast(&c->rng));
+        case GEN_FLOAT: /* pairs of normals per draw; chunks hold whole pairs except at a tensor's end */
+            gen_normals(&c->rng, g->dtype, g->mean, g->std, blk, n);
             break;
         case GEN_QSCALES:
             for (size_t i = 0; i < n; i++) store_dt(g->dtype, blk, i, draw_scale(&c->rng, base));

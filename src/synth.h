@@ -15,7 +15,7 @@
  *   embeddings N(0, 1); projections std 1/sqrt(fan_in); output projections
  *   (o_proj, down_proj) additionally / sqrt(2 * num_hidden_layers); norms
  *   1 + N(0, 0.02); router gate std 1/sqrt(hidden). Float tensors use the fast
- *   Irwin-Hall normal (rng.h). Quantized tensors are generated directly, not by
+ *   Irwin-Hall normals of rng.h (two per draw). Quantized tensors are generated directly, not by
  *   quantizing floats: codes are uniform random bits, each group's scale is
  *   +-base * U(0.75, 1.25) (random sign, as real MLX scales are), its bias
  *   -scale * (2^bits - 1) / 2 (computed from the rounded scale), so every group

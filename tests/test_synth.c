@@ -217,53 +217,73 @@ static void assert_shape(const mt *t, const char *dtype, int ndim, int64_t a, in
         if (t->shape[d] != e[d]) fail_msg("%s: dim %d is %lld, expected %lld", t->name, d, (long long)t->shape[d], (long long)e[d]);
 }
 
-/* Logical row r (over the flattened leading dims) of module `path` with `in` inputs. */
-static void mrow(const model *m, const char *path, int64_t r, int64_t in, float *out)
+/* A module resolved once: its weight (and scales/biases when quantized). */
+typedef struct qmod {
+    const mt *w, *s, *b;
+    int64_t in, wc, sc;
+    int bits, gs;
+    ms_dtype dt, sdt;
+} qmod;
+
+static qmod mresolve(const model *m, const char *path, int64_t in)
 {
-    const mt *s = mfind(m, "%s.scales", path);
-    const mt *w = mfind(m, "%s.weight", path);
-    if (!w) fail_msg("missing %s.weight", path);
-    if (s) {
-        const mt *b = mfind(m, "%s.biases", path);
-        assert_non_null(b);
-        int64_t wc = w->shape[w->ndim - 1], sc = s->shape[s->ndim - 1];
-        int bits = (int)(wc * 32 / in), gs = (int)(in / sc);
-        assert_true(bits * in == wc * 32 && gs * sc == in);
-        ms_dtype sdt;
-        assert_int_equal(ms_dtype_parse(s->dtype, &sdt), 0);
-        size_t es = ms_dtype_size(sdt);
-        uint32_t *wr = malloc((size_t)wc * 4);
-        void *sr = malloc((size_t)sc * es), *br = malloc((size_t)sc * es);
-        memcpy(wr, mdata(m, w) + (uint64_t)r * (uint64_t)wc * 4, (size_t)wc * 4);
-        memcpy(sr, mdata(m, s) + (uint64_t)r * (uint64_t)sc * es, (size_t)sc * es);
-        memcpy(br, mdata(m, b) + (uint64_t)r * (uint64_t)sc * es, (size_t)sc * es);
-        ms_affine_dequantize_row(wr, sr, br, sdt, in, bits, gs, out);
-        free(wr);
-        free(sr);
-        free(br);
+    qmod q = {.in = in};
+    assert_true(in <= 4096);
+    q.w = mfind(m, "%s.weight", path);
+    if (!q.w) fail_msg("missing %s.weight", path);
+    q.s = mfind(m, "%s.scales", path);
+    q.b = mfind(m, "%s.biases", path);
+    assert_int_equal(ms_dtype_parse(q.w->dtype, &q.dt), 0);
+    q.wc = q.w->shape[q.w->ndim - 1];
+    if (q.s) {
+        assert_non_null(q.b);
+        q.sc = q.s->shape[q.s->ndim - 1];
+        q.bits = (int)(q.wc * 32 / in);
+        q.gs = (int)(in / q.sc);
+        assert_true(q.bits * in == q.wc * 32 && q.gs * q.sc == in);
+        assert_int_equal(ms_dtype_parse(q.s->dtype, &q.sdt), 0);
+    } else {
+        assert_true(q.wc == in);
+    }
+    return q;
+}
+
+/* Logical row r (over the flattened leading dims) as floats (staged on the
+ * stack so typed reads are aligned). */
+static void qrow(const model *m, const qmod *q, int64_t r, float *out)
+{
+    uint32_t wr[4096];
+    uint8_t sr[512], br[512];
+    if (q->s) {
+        size_t es = ms_dtype_size(q->sdt);
+        memcpy(wr, mdata(m, q->w) + (uint64_t)r * (uint64_t)q->wc * 4, (size_t)q->wc * 4);
+        memcpy(sr, mdata(m, q->s) + (uint64_t)r * (uint64_t)q->sc * es, (size_t)q->sc * es);
+        memcpy(br, mdata(m, q->b) + (uint64_t)r * (uint64_t)q->sc * es, (size_t)q->sc * es);
+        ms_affine_dequantize_row(wr, sr, br, q->sdt, q->in, q->bits, q->gs, out);
         return;
     }
-    ms_dtype dt;
-    assert_int_equal(ms_dtype_parse(w->dtype, &dt), 0);
-    assert_true(w->shape[w->ndim - 1] == in);
-    size_t es = ms_dtype_size(dt);
-    void *tmp = malloc((size_t)in * es);
-    memcpy(tmp, mdata(m, w) + (uint64_t)r * (uint64_t)in * es, (size_t)in * es);
-    assert_int_equal(ms_convert_to_f32(dt, tmp, out, (size_t)in), 0);
-    free(tmp);
+    size_t es = ms_dtype_size(q->dt);
+    memcpy(wr, mdata(m, q->w) + (uint64_t)r * (uint64_t)q->in * es, (size_t)q->in * es);
+    assert_int_equal(ms_convert_to_f32(q->dt, wr, out, (size_t)q->in), 0);
+}
+
+static void mrow(const model *m, const char *path, int64_t r, int64_t in, float *out)
+{
+    qmod q = mresolve(m, path, in);
+    qrow(m, &q, r, out);
 }
 
 /* y[rows] = W x for module path (rows starting at row0). */
 static void mmatvec(const model *m, const char *path, int64_t row0, int64_t rows, int64_t in, const float *x, float *y)
 {
-    float *row = malloc((size_t)in * sizeof *row);
+    qmod q = mresolve(m, path, in);
+    float row[4096];
     for (int64_t r = 0; r < rows; r++) {
-        mrow(m, path, row0 + r, in, row);
+        qrow(m, &q, row0 + r, row);
         double acc = 0;
         for (int64_t j = 0; j < in; j++) acc += (double)row[j] * x[j];
         y[r] = (float)acc;
     }
-    free(row);
 }
 
 /* Row/column statistics of a whole module. */
@@ -271,8 +291,9 @@ static void mstats(const model *m, const char *path, int64_t rows, int64_t in, d
 {
     float *row = malloc((size_t)in * sizeof *row);
     double s = 0, s2 = 0;
+    qmod q = mresolve(m, path, in);
     for (int64_t r = 0; r < rows; r++) {
-        mrow(m, path, r, in, row);
+        qrow(m, &q, r, row);
         for (int64_t j = 0; j < in; j++) {
             s += row[j];
             s2 += (double)row[j] * row[j];
@@ -1078,7 +1099,7 @@ static double top_share(const char *args)
         snprintf(p, sizeof p, "model.layers.%d.mlp.gate.e_score_correction_bias", l);
         read_vec(&m, p, bias, 16);
         snprintf(p, sizeof p, "model.layers.%d.mlp.gate", l);
-        for (int t = 0; t < 1500; t++) {
+        for (int t = 0; t < 800; t++) {
             for (int i = 0; i < 128; i++) x[i] = (float)ms_rng_normal(&r);
             mmatvec(&m, p, 0, 16, 128, x, lg);
             route(&c, lg, bias, ids, w);
@@ -1091,7 +1112,7 @@ static double top_share(const char *args)
                     cnt[a] = cnt[b];
                     cnt[b] = tmp;
                 }
-        share += (cnt[0] + cnt[1] + cnt[2] + cnt[3]) / (1500.0 * 4) / 3;
+        share += (cnt[0] + cnt[1] + cnt[2] + cnt[3]) / (800.0 * 4) / 3;
     }
     model_close(&m);
     free(dir);
