@@ -224,11 +224,15 @@ int ms_bench_kernels(int argc, char **argv)
     const char *cmd = "bench kernels";
     bk_opts o = {.threads = ms_physical_cores(), .seconds = 0.2, .mem = 256ull << 20};
     static const struct option lopts[] = {
-        {"json", no_argument, NULL, 'j'},       {"threads", required_argument, NULL, 't'},
-        {"time", required_argument, NULL, 's'}, {"mem", required_argument, NULL, 'm'},
+        {"json", no_argument, NULL, 'j'},
+        {"threads", required_argument, NULL, 't'},
+        {"time", required_argument, NULL, 's'},
+        {"mem", required_argument, NULL, 'm'},
         {"ref", no_argument, NULL, 'r'},
-        {"impl", required_argument, NULL, 'i'},        {"matmul", no_argument, NULL, 'M'},
-        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
+        {"impl", required_argument, NULL, 'i'},
+        {"matmul", no_argument, NULL, 'M'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     ms_err err = {0};
     optind = 1;
@@ -261,7 +265,8 @@ int ms_bench_kernels(int argc, char **argv)
     if (optind < argc) return ms_cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
 
     const ms_kern *k = o.impl ? ms_kern_by_name(o.impl) : ms_kern_select(false);
-    if (!k) return ms_cli_usage_error(cmd, "--impl %s: unknown or not supported by this CPU (ref, avx2, avx512)", o.impl);
+    if (!k)
+        return ms_cli_usage_error(cmd, "--impl %s: unknown or not supported by this CPU (ref, avx2, avx512)", o.impl);
     ms_pool *pool1 = ms_pool_create(1, &err), *pooln = pool1 ? ms_pool_create(o.threads, &err) : NULL;
     char *arena = ms_aligned_alloc(4096, o.mem);
     float *x = malloc(sizeof(float) * 8192), *y = malloc(sizeof(float) * 8192);

@@ -151,6 +151,10 @@ static void mv_block(mv_task *t, int64_t b)
 {
     const ms_mat *m = t->m;
     int64_t r0 = b * t->block, r1 = MS_MIN(m->rows, r0 + t->block);
+    if (t->n > 1 && t->wk->rows_n && t->xs) {
+        t->wk->rows_n(m, r0, r1, t->X, t->xs, t->n, t->Y + r0, m->rows);
+        return;
+    }
     for (int i = 0; i < t->n; i++)
         t->wk->rows(m, r0, r1, t->X + (size_t)i * (size_t)m->cols, t->xs ? t->xs + (size_t)i * t->ng : NULL,
                     t->Y + (size_t)i * (size_t)m->rows + r0);

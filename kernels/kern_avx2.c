@@ -84,48 +84,73 @@ AINL __m256i load8_u8(const uint8_t *p)
     return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
 }
 
-/* sum_j q_j * x_j over one group (x in the kernel's permuted layout). Four
- * independent accumulators: the FMA latency (4 cycles) x 2 pipes needs >= 8
- * FMAs in flight, the other half comes from overlapping consecutive groups. */
-AINL __m256 group_dot(const uint8_t *wg, const float *xg, const int bits, const int gs)
+/* MT: tokens per multi-token kernel call (prefill with few tokens per matrix). */
+#define MT 2
+
+/* For T tokens t: out[t] = lanes of sum_j q_j * x_t[j] over one group (x in
+ * the kernel's permuted layout, token t at xg + t*ldx). The codes are unpacked
+ * once for all T tokens. Four accumulators per token: the FMA latency (4
+ * cycles) x 2 pipes needs >= 8 FMAs in flight, the rest comes from overlapping
+ * groups. Each token's accumulators are updated in the same order whatever T
+ * is, so its result is bit-identical to the single-token kernel (T = 1). */
+AINL void group_dot(const uint8_t *wg, const float *xg, int64_t ldx, const int bits, const int gs, const int T,
+                    __m256 *out)
 {
-    __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256 a[MT][4];
+    for (int t = 0; t < T; t++)
+        for (int k = 0; k < 4; k++) a[t][k] = _mm256_setzero_ps();
     if (bits == 8) {
-        for (int c = 0; c < gs / 8; c++)
-            a[c & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(load8_u8(wg + 8 * c)), _mm256_loadu_ps(xg + 8 * c), a[c & 3]);
+        for (int c = 0; c < gs / 8; c++) {
+            const __m256 q = _mm256_cvtepi32_ps(load8_u8(wg + 8 * c));
+            for (int t = 0; t < T; t++)
+                a[t][c & 3] = _mm256_fmadd_ps(q, _mm256_loadu_ps(xg + t * ldx + 8 * c), a[t][c & 3]);
+        }
     } else if (bits == 4) {
         const __m256i m4 = _mm256_set1_epi32(15);
         for (int c = 0; c < gs / 16; c++) {
-            __m256i d = load8_u8(wg + 8 * c);
-            a[(2 * c) & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(d, m4)), _mm256_loadu_ps(xg + 16 * c),
-                                             a[(2 * c) & 3]);
-            a[(2 * c + 1) & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(d, 4)),
-                                                 _mm256_loadu_ps(xg + 16 * c + 8), a[(2 * c + 1) & 3]);
+            const __m256i d = load8_u8(wg + 8 * c);
+            const __m256 lo = _mm256_cvtepi32_ps(_mm256_and_si256(d, m4)),
+                         hi = _mm256_cvtepi32_ps(_mm256_srli_epi32(d, 4));
+            for (int t = 0; t < T; t++) {
+                a[t][(2 * c) & 3] = _mm256_fmadd_ps(lo, _mm256_loadu_ps(xg + t * ldx + 16 * c), a[t][(2 * c) & 3]);
+                a[t][(2 * c + 1) & 3] =
+                    _mm256_fmadd_ps(hi, _mm256_loadu_ps(xg + t * ldx + 16 * c + 8), a[t][(2 * c + 1) & 3]);
+            }
         }
     } else if (bits == 2) {
         const __m256i m2 = _mm256_set1_epi32(3);
         for (int c = 0; c < gs / 32; c++) {
-            __m256i d = load8_u8(wg + 8 * c);
-            const float *x = xg + 32 * c;
-            a[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(d, m2)), _mm256_loadu_ps(x), a[0]);
-            a[1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(d, 2), m2)),
-                                   _mm256_loadu_ps(x + 8), a[1]);
-            a[2] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(d, 4), m2)),
-                                   _mm256_loadu_ps(x + 16), a[2]);
-            a[3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(d, 6)), _mm256_loadu_ps(x + 24), a[3]);
+            const __m256i d = load8_u8(wg + 8 * c);
+            const __m256 q0 = _mm256_cvtepi32_ps(_mm256_and_si256(d, m2));
+            const __m256 q1 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(d, 2), m2));
+            const __m256 q2 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(d, 4), m2));
+            const __m256 q3 = _mm256_cvtepi32_ps(_mm256_srli_epi32(d, 6));
+            for (int t = 0; t < T; t++) {
+                const float *x = xg + t * ldx + 32 * c;
+                a[t][0] = _mm256_fmadd_ps(q0, _mm256_loadu_ps(x), a[t][0]);
+                a[t][1] = _mm256_fmadd_ps(q1, _mm256_loadu_ps(x + 8), a[t][1]);
+                a[t][2] = _mm256_fmadd_ps(q2, _mm256_loadu_ps(x + 16), a[t][2]);
+                a[t][3] = _mm256_fmadd_ps(q3, _mm256_loadu_ps(x + 24), a[t][3]);
+            }
         }
     } else {
-        for (int c = 0; c < gs / 8; c++)
-            a[c & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(unpack8_generic(wg + c * bits, bits)),
-                                       _mm256_loadu_ps(xg + 8 * c), a[c & 3]);
+        for (int c = 0; c < gs / 8; c++) {
+            const __m256 q = _mm256_cvtepi32_ps(unpack8_generic(wg + c * bits, bits));
+            for (int t = 0; t < T; t++)
+                a[t][c & 3] = _mm256_fmadd_ps(q, _mm256_loadu_ps(xg + t * ldx + 8 * c), a[t][c & 3]);
+        }
     }
-    return _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3]));
+    for (int t = 0; t < T; t++)
+        out[t] = _mm256_add_ps(_mm256_add_ps(a[t][0], a[t][1]), _mm256_add_ps(a[t][2], a[t][3]));
 }
 
 /* Groups whose scales/biases are converted per batch (bounds the stack use). */
 #define SB_CHUNK 256
 
-AINL float affine_row(const ms_mat *m, int64_t r, const float *x, const float *xsum, const int bits, const int gs)
+/* Row r for T tokens: y[t*ldy] = W[r,:] . x_t, x_t = x + t*ldx (prepared),
+ * group sums at xsum + t*ldxs. */
+AINL void affine_row(const ms_mat *m, int64_t r, const float *x, int64_t ldx, const float *xsum, int64_t ldxs,
+                     const int bits, const int gs, const int T, float *y, int64_t ldy)
 {
     const int64_t ng = m->cols / gs;
     const size_t gbytes = (size_t)gs * bits / 8, sbsz = ms_dtype_size(m->sb_dtype);
@@ -134,8 +159,12 @@ AINL float affine_row(const ms_mat *m, int64_t r, const float *x, const float *x
     const char *bp = (const char *)m->biases + (size_t)(r * ng) * sbsz;
     float sc[SB_CHUNK], bi[SB_CHUNK];
     uint8_t tail[128 + 8] __attribute__((aligned(32)));
-    __m256 y0 = _mm256_setzero_ps(), y1 = _mm256_setzero_ps(), yb = _mm256_setzero_ps();
-    float bt = 0.0f;
+    __m256 y0[MT], y1[MT], yb[MT], a[MT];
+    float bt[MT];
+    for (int t = 0; t < T; t++) {
+        y0[t] = y1[t] = yb[t] = _mm256_setzero_ps();
+        bt[t] = 0.0f;
+    }
     for (int64_t g0 = 0; g0 < ng; g0 += SB_CHUNK) {
         const int64_t cn = MS_MIN(SB_CHUNK, ng - g0);
         sb_to_f32(sp + g0 * sbsz, m->sb_dtype, cn, sc);
@@ -143,38 +172,59 @@ AINL float affine_row(const ms_mat *m, int64_t r, const float *x, const float *x
         for (int64_t i = 0; i < cn; i++) {
             const int64_t g = g0 + i;
             const uint8_t *wg = w + g * gbytes;
-            if (bits != 8 && bits != 4 && bits != 2 && g == ng - 1) {
+            if (bits != 8 && bits != 4 && bits != 2 && g == ng - 1) { /* 8-byte loads of 3..6-byte packs */
                 memcpy(tail, wg, gbytes);
                 memset(tail + gbytes, 0, 8);
                 wg = tail;
             }
-            __m256 a = group_dot(wg, x + g * gs, bits, gs);
-            if (i & 1)
-                y1 = _mm256_fmadd_ps(_mm256_set1_ps(sc[i]), a, y1);
-            else
-                y0 = _mm256_fmadd_ps(_mm256_set1_ps(sc[i]), a, y0);
+            group_dot(wg, x + g * gs, ldx, bits, gs, T, a);
+            const __m256 s = _mm256_set1_ps(sc[i]);
+            for (int t = 0; t < T; t++) {
+                if (i & 1)
+                    y1[t] = _mm256_fmadd_ps(s, a[t], y1[t]);
+                else
+                    y0[t] = _mm256_fmadd_ps(s, a[t], y0[t]);
+            }
         }
-        int64_t i = 0;
-        for (; i + 8 <= cn; i += 8) yb = _mm256_fmadd_ps(_mm256_loadu_ps(bi + i), _mm256_loadu_ps(xsum + g0 + i), yb);
-        for (; i < cn; i++) bt = __builtin_fmaf(bi[i], xsum[g0 + i], bt);
+        for (int t = 0; t < T; t++) {
+            const float *xs = xsum + t * ldxs;
+            int64_t i = 0;
+            for (; i + 8 <= cn; i += 8)
+                yb[t] = _mm256_fmadd_ps(_mm256_loadu_ps(bi + i), _mm256_loadu_ps(xs + g0 + i), yb[t]);
+            for (; i < cn; i++) bt[t] = __builtin_fmaf(bi[i], xs[g0 + i], bt[t]);
+        }
     }
-    return hsum8(_mm256_add_ps(y0, y1)) + (hsum8(yb) + bt);
+    for (int t = 0; t < T; t++) y[t * ldy] = hsum8(_mm256_add_ps(y0[t], y1[t])) + (hsum8(yb[t]) + bt[t]);
+}
+
+/* Rows [r0, r1) for n tokens; n == 1 is the matvec. Tokens go in batches of
+ * MT, then 1 (per-token results do not depend on the batch). */
+AINL void affine_rows(const ms_mat *m, int64_t r0, int64_t r1, const float *X, const float *XS, int n, float *Y,
+                      int64_t ldy, const int bits, const int gs)
+{
+    const int64_t ldx = m->cols, ldxs = m->cols / gs;
+    int t = 0;
+    for (; t + MT <= n; t += MT) /* the batch's x stays in L1, the block's rows in L2 */
+        for (int64_t r = r0; r < r1; r++)
+            affine_row(m, r, X + t * ldx, ldx, XS + t * ldxs, ldxs, bits, gs, MT, Y + t * ldy + (r - r0), ldy);
+    for (; t < n; t++)
+        for (int64_t r = r0; r < r1; r++)
+            affine_row(m, r, X + t * ldx, ldx, XS + t * ldxs, ldxs, bits, gs, 1, Y + t * ldy + (r - r0), ldy);
 }
 
 #define AFFINE_ROWS(B)                                                                                                 \
-    static void rows_affine##B(const ms_mat *m, int64_t r0, int64_t r1, const float *x, const float *xsum, float *y)   \
+    static void rows_n_affine##B(const ms_mat *m, int64_t r0, int64_t r1, const float *X, const float *XS, int n,      \
+                                 float *Y, int64_t ldy)                                                                \
     {                                                                                                                  \
         switch (m->group_size) {                                                                                       \
-        case 32:                                                                                                       \
-            for (int64_t r = r0; r < r1; r++) y[r - r0] = affine_row(m, r, x, xsum, B, 32);                            \
-            break;                                                                                                     \
-        case 64:                                                                                                       \
-            for (int64_t r = r0; r < r1; r++) y[r - r0] = affine_row(m, r, x, xsum, B, 64);                            \
-            break;                                                                                                     \
-        default:                                                                                                       \
-            for (int64_t r = r0; r < r1; r++) y[r - r0] = affine_row(m, r, x, xsum, B, 128);                           \
-            break;                                                                                                     \
+        case 32: affine_rows(m, r0, r1, X, XS, n, Y, ldy, B, 32); break;                                               \
+        case 64: affine_rows(m, r0, r1, X, XS, n, Y, ldy, B, 64); break;                                               \
+        default: affine_rows(m, r0, r1, X, XS, n, Y, ldy, B, 128); break;                                              \
         }                                                                                                              \
+    }                                                                                                                  \
+    static void rows_affine##B(const ms_mat *m, int64_t r0, int64_t r1, const float *x, const float *xsum, float *y)   \
+    {                                                                                                                  \
+        rows_n_affine##B(m, r0, r1, x, xsum, 1, y, 0);                                                                 \
     }
 AFFINE_ROWS(2)
 AFFINE_ROWS(3)
@@ -387,12 +437,12 @@ const ms_kern ms_kern_avx2 = {
     .dense = {[MS_WT_F32] = {rows_f32, dequant_dense, NULL},
               [MS_WT_F16] = {rows_f16, dequant_dense, NULL},
               [MS_WT_BF16] = {rows_bf16, dequant_dense, NULL}},
-    .affine = {[2] = {rows_affine2, dequant_affine, prep_2bit},
-               [3] = {rows_affine3, dequant_affine, prep_natural},
-               [4] = {rows_affine4, dequant_affine, prep_4bit},
-               [5] = {rows_affine5, dequant_affine, prep_natural},
-               [6] = {rows_affine6, dequant_affine, prep_natural},
-               [8] = {rows_affine8, dequant_affine, prep_natural}},
+    .affine = {[2] = {rows_affine2, dequant_affine, prep_2bit, rows_n_affine2},
+               [3] = {rows_affine3, dequant_affine, prep_natural, rows_n_affine3},
+               [4] = {rows_affine4, dequant_affine, prep_4bit, rows_n_affine4},
+               [5] = {rows_affine5, dequant_affine, prep_natural, rows_n_affine5},
+               [6] = {rows_affine6, dequant_affine, prep_natural, rows_n_affine6},
+               [8] = {rows_affine8, dequant_affine, prep_natural, rows_n_affine8}},
     .group_sums = group_sums_avx2,
     .read_sum = read_sum_avx2,
     .blas_min_n = 8,

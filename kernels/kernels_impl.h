@@ -32,11 +32,19 @@ typedef void (*ms_dequant_fn)(const ms_mat *m, int64_t r, float *out);
  * x. NULL prep = x as is (+ group sums by the table's group_sums). */
 typedef const float *(*ms_prep_fn)(const ms_mat *m, const float *x, float *xp, float *xsum);
 
+/* Rows [r0, r1) for n tokens: Y[t*ldy + (r - r0)] = W[r, :] . X_t, with X_t =
+ * X + t*cols (prepared) and its group sums at XS + t*(cols/group_size). Each
+ * code is unpacked once for all tokens; the result for every token is
+ * bit-identical to `rows` on that token alone. */
+typedef void (*ms_rows_n_fn)(const ms_mat *m, int64_t r0, int64_t r1, const float *X, const float *XS, int n, float *Y,
+                             int64_t ldy);
+
 /* The kernels of one weight type. */
 typedef struct ms_wkern {
     ms_rows_fn rows;
     ms_dequant_fn dequant;
     ms_prep_fn prep;
+    ms_rows_n_fn rows_n; /* optional (NULL: `rows` once per token) */
 } ms_wkern;
 
 struct ms_kern {

@@ -357,7 +357,8 @@ static tmat make_config(rng *r, int i, int64_t rows, int64_t cols_mult)
 }
 
 /* ms_matvec / ms_matmul for 1..4 threads: bit-identical; matmul rows agree with
- * per-token matvec within DOT_TOL. */
+ * per-token matvec within DOT_TOL (the sgemm path), bit-identically below the
+ * sgemm threshold (multi-token row kernels). */
 static void test_threads_bit_identical(void **state)
 {
     (void)state;
@@ -392,8 +393,12 @@ static void test_threads_bit_identical(void **state)
                 ms_compute c1 = {k, pools[1]};
                 float *y = malloc((size_t)m->rows * 4);
                 double *yd = malloc((size_t)m->rows * 8), *mag = malloc((size_t)m->rows * 8);
+                /* Below the sgemm threshold every token is bit-identical to its matvec. */
+                bool exact = k->blas_min_n == 0 || n < k->blas_min_n;
                 for (int tok = 0; tok < n; tok++) {
                     ms_matvec(&c1, m, X + (size_t)tok * m->cols, y);
+                    if (exact && memcmp(y, Y0 + (size_t)tok * m->rows, (size_t)m->rows * 4) != 0)
+                        fail_msg("%s config %d n %d token %d: matmul not bit-identical to matvec", k->name, ci, n, tok);
                     naive_matvec(m, X + (size_t)tok * m->cols, yd, mag);
                     for (int64_t i = 0; i < m->rows; i++) yd[i] = y[i];
                     double e = max_err_vs(Y0 + (size_t)tok * m->rows, yd, mag, m->rows);
