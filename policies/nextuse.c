@@ -154,7 +154,9 @@ static void nu_destroy(void *st)
 static int nu_create(const ms_policy_params *p, void **out, ms_err *err)
 {
     double turnover = (double)p->n_slots / ((double)p->n_layers * p->top_k);
-    double hl = ms_policy_opt(p, "hl", fmax(16.0, 2.0 * turnover));
+    /* Default half-life: 2 x the tokens it takes to touch as many (layer, expert)
+     * pairs as the cache holds, at least 32 tokens (see docs/POLICIES.md). */
+    double hl = ms_policy_opt(p, "hl", fmax(32.0, 2.0 * turnover));
     double prior = ms_policy_opt(p, "prior", 1.0);
     if (!(hl > 0 && hl <= 1e9) || !(prior > 0 && prior <= 1e9))
         return ms_errf(err, EINVAL, "next-use: hl and prior must be in (0, 1e9] tokens");
