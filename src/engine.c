@@ -68,7 +68,10 @@ int ms_engine_open(const char *dir, const ms_engine_opts *o, ms_engine **out, ms
             rc = ms_experts_mmap_create(&e->model, &e->env.experts, err);
         } else {
             /* the cache gets what the measured parts leave of the budget */
-            uint64_t used = e->stats.resident_bytes + e->stats.state_bytes + MS_PLAN_OVERHEAD;
+            /* the plan's split (the measured resident/state sizes differ by alignment and
+             * small f32 copies, which the fixed overhead covers), so the minimum budget
+             * `plan` reports is exactly the minimum that runs */
+            uint64_t used = plan.resident_bytes + plan.kv_bytes + plan.scratch_bytes + plan.overhead_bytes;
             ms_cache_opts co = {.cache_bytes = e->budget > used ? e->budget - used : 0, .io_backend = io,
                                 .queue_depth = o->queue_depth, .policy = o->policy, .profile_path = o->profile,
                                 .mlock = o->mlock};

@@ -119,7 +119,8 @@ int ms_experts_resident_create(const ms_model *m, ms_expert_src *out, uint64_t *
                 }
                 got += (uint64_t)k;
             }
-            posix_fadvise(f->fd, (off_t)r->offset, (off_t)r->len, POSIX_FADV_DONTNEED);
+            uint64_t a = r->offset / 4096 * 4096;
+            posix_fadvise(f->fd, (off_t)a, (off_t)(MS_ALIGN_UP(r->offset + r->len, 4096) - a), POSIX_FADV_DONTNEED);
         }
     out->ops = &resident_ops;
     out->impl = s;

@@ -219,6 +219,8 @@ int ms_tt_add_file(ms_tensor_table *tt, const char *path, const char *name, ms_e
         return ms_errf(err, EIO, "%s: short read of the header", path);
     }
     hdr[hlen] = 0;
+    /* the header is read once: keep it out of the page cache */
+    posix_fadvise(fd, 0, (off_t)MS_ALIGN_UP(8 + hlen, 4096), POSIX_FADV_DONTNEED);
     int rc = 0;
     json_object *root = NULL;
     span *spans = NULL;
@@ -470,7 +472,10 @@ int ms_tt_read_range(const ms_tensor_table *tt, const ms_tensor *t, uint64_t off
                            f->path, t->name, (unsigned long long)(pos + got));
         got += (uint64_t)r;
     }
-    if (drop_cache) posix_fadvise(f->fd, (off_t)pos, (off_t)len, POSIX_FADV_DONTNEED);
+    if (drop_cache) { /* whole pages: a partial page at either end would stay cached */
+        uint64_t a = pos / 4096 * 4096;
+        posix_fadvise(f->fd, (off_t)a, (off_t)(MS_ALIGN_UP(pos + len, 4096) - a), POSIX_FADV_DONTNEED);
+    }
     return 0;
 }
 
