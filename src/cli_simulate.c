@@ -35,7 +35,7 @@ static void usage(FILE *f)
             "same time and never evict each other. Same engine as the runtime's cache.\n"
             "\n"
             "capacity (one of; default --capacity 12.5%%,25%%,50%%):\n"
-            "  --slots N[,N...]          cache capacities in expert slots\n"
+            "  --slots N[,N...]          cache capacities in expert slots (top_k .. n_layers x n_experts)\n"
             "  --capacity P%%[,P%%...]     capacities as percentages of n_layers x n_experts\n"
             "  --ram SIZE[,SIZE...]      RAM budgets (e.g. 64G); needs --model DIR to size\n"
             "                            an expert slot (not available yet: needs the model store)\n"
@@ -225,8 +225,9 @@ int cmd_simulate(int argc, char **argv)
     size_t n_acc = 0;
     if (slots_arg) {
         long long *v;
-        if (ms_parse_int_list(slots_arg, in->top_k, UINT32_MAX - 1, &v, &n_caps, "--slots", &err) < 0) {
-            ms_err_prefix(&err, "%s (top_k = %u): ", trace_path, in->top_k);
+        /* Between one group and one slot per (layer, expert) pair (more never helps). */
+        if (ms_parse_int_list(slots_arg, in->top_k, n_keys, &v, &n_caps, "--slots", &err) < 0) {
+            ms_err_prefix(&err, "%s (top_k %u, %u (layer, expert) pairs): ", trace_path, in->top_k, n_keys);
             ret = ms_cli_usage_error(CMD, "%s", err.msg);
             goto done;
         }

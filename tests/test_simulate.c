@@ -268,6 +268,7 @@ static void test_errors(void **state)
     expect_exit(2, "unknown option 'x'", "--trace %s --policy lru:x=1", SMALL);
     expect_exit(2, "--slots", "--trace %s --slots 1", SMALL);
     expect_exit(2, "--slots", "--trace %s --slots 8,,9", SMALL);
+    expect_exit(2, "64 (layer, expert) pairs", "--trace %s --slots 65", SMALL);
     expect_exit(2, "--capacity", "--trace %s --capacity 0%%", SMALL);
     expect_exit(2, "--capacity", "--trace %s --capacity 1%%", SMALL); /* < top_k slots */
     expect_exit(2, "only one of", "--trace %s --slots 8 --capacity 50%%", SMALL);
