@@ -1,0 +1,231 @@
+/* test_quantize.c - `moestream quantize` (HF float -> MLX affine):
+ *   - the golden checkpoint quantized at 8 and 4 bits (groups 32 and 64) loads
+ *     from the directory alone and its logits stay close to the golden ones
+ *     (errors reported per bit width; thresholds below are what random weights
+ *     at these widths give, with margin);
+ *   - structure: experts stacked into switch_mlp, kv_b_proj split into
+ *     embed_q / unembed_out exactly (float when not quantizable), router float,
+ *     config "quantization" == "quantization_config";
+ *   - every quantized module dequantizes to within one quantization step of the
+ *     source rows;
+ *   - an HF synth model with an MTP layer converts (MTP dropped) and mixed
+ *     recipes write per-module overrides the loader accepts. */
+#include <json-c/json.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "model.h"
+#include "ms_test.h"
+#include "quant.h"
+#include "quantize.h"
+#include "resident.h"
+#include "synth.h"
+
+#define GOLDEN MS_TEST_DATA "/golden/ds3-tiny"
+
+static double *golden_logits(int *n, int *V, int *toks)
+{
+    char *text = mst_slurp(GOLDEN "/ref.json", NULL);
+    json_object *r = json_tokener_parse(text), *tk, *lg;
+    free(text);
+    json_object_object_get_ex(r, "tokens", &tk);
+    json_object_object_get_ex(r, "logits", &lg);
+    *n = (int)json_object_array_length(tk);
+    *V = (int)json_object_array_length(json_object_array_get_idx(lg, 0));
+    double *out = malloc(sizeof(double) * (size_t)*n * *V);
+    for (int p = 0; p < *n; p++) {
+        toks[p] = json_object_get_int(json_object_array_get_idx(tk, p));
+        json_object *row = json_object_array_get_idx(lg, p);
+        for (int v = 0; v < *V; v++) out[(size_t)p * *V + v] = json_object_get_double(json_object_array_get_idx(row, v));
+    }
+    json_object_put(r);
+    return out;
+}
+
+static void quantize_to(const char *in, const char *out, int bits, int gs, const char *recipe)
+{
+    ms_quantize_opts o = {.bits = bits, .group_size = gs, .recipe = recipe, .dtype = MS_DT_COUNT, .shard_bytes = 256 << 10};
+    ms_quantize_result r;
+    ms_err err = {0};
+    if (ms_quantize(in, out, &o, &r, &err) < 0) fail_msg("quantize: %s", err.msg);
+}
+
+static void test_golden_logits_per_width(void **state)
+{
+    (void)state;
+    int n, V, toks[64];
+    double *ref = golden_logits(&n, &V, toks);
+    struct {
+        int bits, gs;
+        double max_err;  /* relative to max(1,|ref|) */
+        int min_argmax;  /* positions whose top-1 matches */
+    } cases[] = {{8, 32, 0.1, 16}, {8, 64, 0.6, 14}, {4, 32, 1.6, 8}, {4, 64, 1.8, 8}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char *dir = mst_tmpdir("quant_golden");
+        quantize_to(GOLDEN, dir, cases[c].bits, cases[c].gs, "uniform");
+        ms_engine_opts o = {.threads = 2, .ctx = 32, .batch = 1, .io = "uring", .ram = 1ull << 30};
+        ms_engine *e;
+        ms_err err = {0};
+        if (ms_engine_open(dir, &o, &e, &err) < 0) fail_msg("%s", err.msg);
+        float *lg = malloc(sizeof(float) * (size_t)V);
+        double worst = 0;
+        int match = 0;
+        for (int p = 0; p < n; p++) {
+            assert_int_equal(ms_engine_eval(e, toks + p, 1, lg, false, &err), 0);
+            int am = 0, ar = 0;
+            for (int v = 0; v < V; v++) {
+                double d = fabs(lg[v] - ref[(size_t)p * V + v]) / fmax(1.0, fabs(ref[(size_t)p * V + v]));
+                if (d > worst) worst = d;
+                if (lg[v] > lg[am]) am = v;
+                if (ref[(size_t)p * V + v] > ref[(size_t)p * V + ar]) ar = v;
+            }
+            match += am == ar;
+        }
+        print_message("MLX %d-bit g%d: max rel logit error %.4f, top-1 equal at %d/%d positions\n", cases[c].bits,
+                      cases[c].gs, worst, match, n);
+        assert_true(worst <= cases[c].max_err);
+        assert_true(match >= cases[c].min_argmax);
+        free(lg);
+        ms_engine_close(e);
+        free(dir);
+    }
+    free(ref);
+}
+
+static json_object *load_json(const char *dir, const char *name)
+{
+    char *p = mst_fmt("%s/%s", dir, name);
+    json_object *o = json_object_from_file(p);
+    free(p);
+    assert_non_null(o);
+    return o;
+}
+
+static void test_structure_and_dequant(void **state)
+{
+    (void)state;
+    char *dir = mst_tmpdir("quant_struct");
+    quantize_to(GOLDEN, dir, 8, 32, "uniform");
+    ms_model src, q;
+    ms_err err = {0};
+    assert_int_equal(ms_model_open(GOLDEN, &src, &err), 0);
+    assert_int_equal(ms_model_open(dir, &q, &err), 0);
+    assert_int_equal(q.layout, MS_EXPERTS_MLX_STACKED);
+    assert_true(q.tt.n_files > 1); /* 256 KiB shards */
+    assert_non_null(ms_tt_find(&q.tt, "model.layers.1.mlp.switch_mlp.gate_proj.scales"));
+    assert_null(ms_tt_find(&q.tt, "model.layers.1.self_attn.kv_b_proj.weight"));
+    assert_null(ms_tt_find(&q.tt, "model.layers.1.mlp.gate.scales")); /* router stays float */
+    const ms_tensor *bias = ms_tt_find(&q.tt, "model.layers.1.mlp.gate.e_score_correction_bias");
+    assert_non_null(bias);
+    assert_int_equal(bias->dtype, MS_DT_F32);
+    json_object *cfg = load_json(dir, "config.json"), *qa, *qb, *bits;
+    assert_true(json_object_object_get_ex(cfg, "quantization", &qa));
+    assert_true(json_object_object_get_ex(cfg, "quantization_config", &qb));
+    assert_true(json_object_equal(qa, qb));
+    assert_true(json_object_object_get_ex(qa, "bits", &bits));
+    assert_int_equal(json_object_get_int(bits), 8);
+    json_object_put(cfg);
+    ms_resident rs, rq;
+    assert_int_equal(ms_resident_load(&src, &rs, NULL, NULL, &err), 0);
+    assert_int_equal(ms_resident_load(&q, &rq, NULL, NULL, &err), 0);
+    /* embed_q[h] = W_UK[h]^T exactly (nope = 16 is not a multiple of 32: stays f32) */
+    const ms_tensor *kvb = ms_tt_find(&src.tt, "model.layers.2.self_attn.kv_b_proj.weight");
+    const ms_tensor *eq = ms_tt_find(&q.tt, "model.layers.2.self_attn.embed_q.weight");
+    assert_int_equal(eq->dtype, MS_DT_F32);
+    const float *K = ms_resident_data(&rs, &src, kvb), *EQ = ms_resident_data(&rq, &q, eq);
+    for (int h = 0; h < 4; h++)
+        for (int r = 0; r < 32; r++)
+            for (int i = 0; i < 16; i++) assert_true(EQ[(h * 32 + r) * 16 + i] == K[(h * 32 + i) * 32 + r]);
+    /* quantized modules dequantize within one step of the source */
+    const char *mods[] = {"model.layers.0.self_attn.q_a_proj", "model.layers.3.mlp.shared_experts.up_proj", "lm_head"};
+    const ms_kern *kern = ms_kern_select(false);
+    for (int i = 0; i < 3; i++) {
+        char wn[128];
+        snprintf(wn, sizeof wn, "%s.weight", mods[i]);
+        const ms_tensor *sw = ms_tt_find(&src.tt, wn);
+        ms_linear l;
+        assert_int_equal(ms_model_linear(&q, mods[i], 0, sw->shape[0], sw->shape[1], &l, &err), 0);
+        assert_int_equal(l.type, MS_WT_AFFINE);
+        assert_int_equal(l.bits, 8);
+        ms_mat mt = ms_linear_mat(&l, 0, ms_resident_data(&rq, &q, l.w), ms_resident_data(&rq, &q, l.scales),
+                                  ms_resident_data(&rq, &q, l.biases));
+        const float *W = ms_resident_data(&rs, &src, sw);
+        float *row = malloc(sizeof(float) * (size_t)mt.cols);
+        for (int64_t r = 0; r < mt.rows; r++) {
+            ms_mat_get_row(kern, &mt, r, row);
+            for (int64_t c = 0; c < mt.cols; c++) {
+                float s = fabsf(ms_sb_get(mt.scales, mt.sb_dtype, r * (mt.cols / 32) + c / 32));
+                assert_true(fabsf(row[c] - W[r * mt.cols + c]) <= s * 1.001f + 1e-6f);
+            }
+        }
+        free(row);
+    }
+    ms_resident_free(&rs);
+    ms_resident_free(&rq);
+    ms_model_close(&src);
+    ms_model_close(&q);
+    free(dir);
+}
+
+static void test_hf_synth_with_mtp_and_recipes(void **state)
+{
+    (void)state;
+    char *hf = mst_tmpdir("quant_hf");
+    ms_synth_opts o;
+    ms_err err = {0};
+    assert_int_equal(ms_synth_preset("tiny", &o, &err), 0);
+    o.format = MS_SYNTH_HF;
+    o.arch.n_mtp = 1;
+    o.seed = 3;
+    ms_synth_result r;
+    if (ms_synth_write(hf, &o, &r, &err) < 0) fail_msg("synth: %s", err.msg);
+    const char *recipes[] = {"uniform", "mixed-8-5", "dq4", "mixed_3_6"};
+    for (int i = 0; i < 4; i++) {
+        char *out = mst_tmpdir("quant_hf_out");
+        quantize_to(hf, out, 4, 64, recipes[i]);
+        ms_model m;
+        if (ms_model_open(out, &m, &err) < 0) fail_msg("%s: %s", recipes[i], err.msg);
+        assert_null(ms_tt_find(&m.tt, "model.layers.4.eh_proj.weight")); /* MTP dropped */
+        assert_non_null(ms_tt_find(&m.tt, "model.layers.3.mlp.switch_mlp.down_proj.weight"));
+        if (!strcmp(recipes[i], "mixed-8-5")) {
+            assert_int_equal(ms_model_moe(&m, 2)->fmt[0].bits, 5);
+            ms_linear l;
+            assert_int_equal(ms_model_linear(&m, "model.layers.0.self_attn.o_proj", 0, 128, 4 * 32, &l, &err), 0);
+            assert_int_equal(l.bits, 8);
+        }
+        ms_model_close(&m);
+        /* and it runs */
+        char *errs = NULL;
+        int rc = mst_run(NULL, &errs, "%s run --model %s --tokens 1,2,3 -n 4 --temp 0 --quiet", MS_BIN, out);
+        if (rc != 0) fail_msg("%s: %s", recipes[i], errs);
+        free(errs);
+        free(out);
+    }
+    /* refuses an already quantized checkpoint, and a bad recipe */
+    char *out2 = mst_tmpdir("quant_hf_out2");
+    char *src2 = mst_tmpdir("quant_hf_q");
+    quantize_to(hf, src2, 4, 64, "uniform");
+    ms_quantize_opts qo = {.bits = 4, .group_size = 64, .recipe = "uniform", .dtype = MS_DT_COUNT};
+    ms_err e2 = {0};
+    assert_true(ms_quantize(src2, out2, &qo, NULL, &e2) < 0);
+    qo.recipe = "mixed_7_9";
+    ms_err e3 = {0};
+    assert_true(ms_quantize(hf, out2, &qo, NULL, &e3) < 0);
+    assert_non_null(strstr(e3.msg, "--recipe"));
+    free(out2);
+    free(src2);
+    free(hf);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_golden_logits_per_width),
+        cmocka_unit_test(test_structure_and_dequant),
+        cmocka_unit_test(test_hf_synth_with_mtp_and_recipes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
