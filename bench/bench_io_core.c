@@ -164,6 +164,9 @@ static int backend_run(const char *name, const ms_bench_io_workload *w, const si
     ms_io_config cfg = {.backend = name, .queue_depth = o->queue_depth, .n_threads = o->n_threads,
                         .chunk_bytes = o->chunk_bytes};
     ms_io *io = NULL;
+    uint8_t *arena = NULL;
+    ms_io_req *reqs = NULL;
+    ms_io_cqe *cqes = NULL;
     int rc = ms_io_open(&io, &cfg, w->paths, w->n_files, err);
     if (rc < 0) return rc;
     uint64_t align = ms_io_alignment(io);
@@ -181,10 +184,19 @@ static int backend_run(const char *name, const ms_bench_io_workload *w, const si
         slot = MS_MAX(slot, s);
         max_parts = MS_MAX(max_parts, w->expert_start[e + 1] - w->expert_start[e]);
     }
+    if (batch > n_used) batch = (unsigned)n_used;
     size_t arena_len = (size_t)slot * batch;
-    uint8_t *arena = ms_aligned_alloc(align, arena_len ? arena_len : align);
-    ms_io_req *reqs = calloc(max_parts * batch + 1, sizeof *reqs);
-    ms_io_cqe *cqes = calloc(max_parts * batch + 1, sizeof *cqes);
+    uint64_t avail = ms_mem_available();
+    if (avail && arena_len > avail / 2) {
+        rc = ms_errf(err, ENOMEM,
+                     "bench io: an arena of %u experts x %" PRIu64 " bytes is more than half the available memory (%" PRIu64
+                     " bytes): use a smaller batch",
+                     batch, slot, avail);
+        goto out;
+    }
+    arena = ms_aligned_alloc(align, arena_len ? arena_len : align);
+    reqs = calloc(max_parts * batch + 1, sizeof *reqs);
+    cqes = calloc(max_parts * batch + 1, sizeof *cqes);
     if (!arena || !reqs || !cqes) {
         rc = ms_errf(err, ENOMEM, "bench io: %s: cannot allocate a %" PRIu64 "-byte arena", name, (uint64_t)arena_len);
         goto out;
@@ -261,7 +273,8 @@ int ms_bench_io_run(const ms_bench_io_workload *w, const ms_bench_io_opts *o, ms
     const char *const *backends = o->backends ? o->backends : default_backends;
     int n_backends = o->backends ? o->n_backends : 3;
     unsigned batch = o->batch_experts ? o->batch_experts : 8;
-    unsigned raw_qd = o->raw_qd ? o->raw_qd : 32;
+    /* the reference gets at least the backends' concurrency */
+    unsigned raw_qd = o->raw_qd ? o->raw_qd : MS_MAX(32u, o->queue_depth ? o->queue_depth : MS_IO_DEFAULT_QD);
     uint64_t raw_block = o->raw_block ? MS_ALIGN_UP(o->raw_block, 4096) : (1u << 20);
     if (raw_block >= (1u << 30)) return ms_errf(err, EINVAL, "bench io: raw block too large");
     if (!w->n_experts) return ms_errf(err, EINVAL, "bench io: no experts to read");

@@ -48,7 +48,7 @@ typedef struct ms_bench_io_opts {
     unsigned queue_depth;         /* ms_io queue depth; 0 = io default */
     unsigned n_threads;           /* pread workers; 0 = io default */
     uint64_t chunk_bytes;         /* ms_io chunk; 0 = io default */
-    unsigned raw_qd;              /* raw reader queue depth; 0 = 32 */
+    unsigned raw_qd;              /* raw reader queue depth; 0 = max(32, queue_depth) */
     uint64_t raw_block;           /* raw reader read size; 0 = 1 MiB */
     uint64_t seed;                /* expert order shuffle; 0 = file order */
     bool drop_global;             /* also echo 1 > /proc/sys/vm/drop_caches (root only) */

@@ -68,9 +68,11 @@ static void test_bench_file(void **state)
     free(out);
     free(rows);
 
-    /* max_bytes: a prefix of the experts */
+    /* max_bytes: a prefix of the experts; a batch larger than the experts used
+     * is one batch of them (the arena is sized for the experts read) */
     o.max_bytes = 5u << 20;
     o.n_backends = 1;
+    o.batch_experts = 100000;
     assert_int_equal(ms_bench_io_file(path, 1024, 512, &o, &rows, &n, &err), 0);
     assert_int_equal(n, 2);
     assert_true(rows[1].bytes <= (5u << 20) && rows[1].bytes >= (4u << 20));
