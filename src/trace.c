@@ -279,6 +279,10 @@ static int read_jsonl(FILE *f, const char *path, ms_trace *t, ms_err *err)
         lineno++;
         bool nl = n > 0 && line[n - 1] == '\n';
         size_t len = (size_t)n - (nl ? 1 : 0);
+        if (len > (size_t)INT32_MAX) {
+            rc = ms_errf(err, EINVAL, "%s: line %" PRIu64 ": line too long (%zu bytes)", path, lineno, len);
+            break;
+        }
         if (len == 0 || (len == 1 && line[0] == '\r')) {
             rc = ms_errf(err, EINVAL, "%s: line %" PRIu64 ": empty line", path, lineno);
             break;
