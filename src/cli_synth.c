@@ -277,6 +277,7 @@ int cmd_synth(int argc, char **argv)
     if (optind < argc) return ms_cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);
     if (!preset) return ms_cli_usage_error(CMD, "--preset is required (one of: %s)", ms_synth_preset_list());
     if (!out && !dry) return ms_cli_usage_error(CMD, "--out DIR is required");
+    if (out && !*out) return ms_cli_usage_error(CMD, "--out: empty directory name");
 
     ms_err err = {0};
     ms_synth_opts o;

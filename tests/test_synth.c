@@ -1188,6 +1188,7 @@ static void test_cli_errors(void **state)
     E("--preset tiny --out %s --seed", "needs a value");
     E("--out %s", "--preset is required");
     expect_usage_error("--preset tiny", "--out DIR is required");
+    expect_usage_error("--preset tiny --out ''", "--out: empty");
     /* unwritable --out */
     expect_usage_error("--preset tiny --out /proc/moestream-synth-test", "--out /proc/moestream-synth-test");
     char *file = mst_fmt("%s.file", dir);
