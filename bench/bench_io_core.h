@@ -53,6 +53,9 @@ typedef struct ms_bench_io_opts {
     uint64_t seed;                /* expert order shuffle; 0 = file order */
     bool drop_global;             /* also echo 1 > /proc/sys/vm/drop_caches (root only) */
     bool no_register;             /* do not register the arena as fixed buffers */
+    bool raw_expert_order;        /* add a row "raw-expert-order": the raw reader over the
+                                     same spans unmerged, in the backends' order (what
+                                     the access pattern alone costs) */
     unsigned repeat;              /* rounds (raw + every backend each round); each row
                                      keeps its best round; 0 = 1 */
 } ms_bench_io_opts;
@@ -68,8 +71,9 @@ typedef struct ms_bench_io_row {
     char note[96];         /* "fixed buffers", "buffered: ...", "page cache", ... */
 } ms_bench_io_row;
 
-/* Run the raw reader and every backend over the workload. *rows (malloc'd,
- * raw first, then one per backend) and *n_rows on success. */
+/* Run the raw reader and every backend over the workload. *rows (malloc'd:
+ * raw first, then one per backend, then raw-expert-order if asked) and *n_rows
+ * on success. */
 int ms_bench_io_run(const ms_bench_io_workload *w, const ms_bench_io_opts *o, ms_bench_io_row **rows, int *n_rows,
                     ms_err *err);
 

@@ -73,9 +73,13 @@ static void test_bench_file(void **state)
     o.max_bytes = 5u << 20;
     o.n_backends = 1;
     o.batch_experts = 100000;
+    o.raw_expert_order = true;
+    o.repeat = 2;
     assert_int_equal(ms_bench_io_file(path, 1024, 512, &o, &rows, &n, &err), 0);
-    assert_int_equal(n, 2);
+    assert_int_equal(n, 3);
     assert_true(rows[1].bytes <= (5u << 20) && rows[1].bytes >= (4u << 20));
+    assert_string_equal(rows[2].backend, "raw-expert-order");
+    assert_true(rows[2].bytes >= rows[1].bytes && rows[2].bytes >= rows[0].bytes); /* unmerged spans */
     free(rows);
 
     /* refusals */
