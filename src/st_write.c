@@ -203,8 +203,15 @@ static int render_header(ms_stw_plan *p, ms_stw_shard *s, ms_err *err)
         sb_putn(&b, "}", 1);
         first = false;
     }
-    for (int i = s->first; i < s->first + s->count; i++) {
-        const ms_stw_tensor *t = &p->tensors[i];
+    int *order = malloc((size_t)(s->count ? s->count : 1) * sizeof *order);
+    if (!order) {
+        free(b.s);
+        return ms_errf(err, ENOMEM, "out of memory rendering safetensors header of %s", s->name);
+    }
+    for (int i = 0; i < s->count; i++) order[i] = s->first + i;
+    if (p->sort_header_keys) qsort_r(order, (size_t)s->count, sizeof *order, cmp_name_idx, p->tensors);
+    for (int k = 0; k < s->count; k++) {
+        const ms_stw_tensor *t = &p->tensors[order[k]];
         if (!first) sb_putn(&b, ",", 1);
         first = false;
         sb_json_str(&b, t->name);
@@ -212,6 +219,7 @@ static int render_header(ms_stw_plan *p, ms_stw_shard *s, ms_err *err)
         for (int d = 0; d < t->ndim; d++) sb_printf(&b, d ? ",%" PRId64 : "%" PRId64, t->shape[d]);
         sb_printf(&b, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}", t->begin, t->begin + t->nbytes);
     }
+    free(order);
     sb_putn(&b, "}", 1);
     while (!b.oom && b.len % 8) sb_putn(&b, " ", 1);
     if (b.oom) {

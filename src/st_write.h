@@ -26,8 +26,9 @@
  *     "weight_map":{name: file}} with sorted keys).
  *
  * Header JSON: {"__metadata__":{k: v, ...}, "<name>":{"dtype":"BF16",
- * "shape":[..],"data_offsets":[begin,end]}, ...} with tensors in data order;
- * offsets are relative to the data area. A failed or aborted writer removes the
+ * "shape":[..],"data_offsets":[begin,end]}, ...} with tensors in data order
+ * (or sorted by name, plan.sort_header_keys); offsets are relative to the data
+ * area, and the data is always in plan order. A failed or aborted writer removes the
  * shard files it created. Library code: no printing; errors name the file or
  * tensor. */
 #ifndef MS_ST_WRITE_H
@@ -71,6 +72,8 @@ typedef struct ms_stw_plan {
     char *meta_key[MS_STW_MAX_META], *meta_val[MS_STW_MAX_META];
     int n_meta;
     uint64_t total_bytes;        /* sum of tensor bytes (the index's total_size) */
+    bool sort_header_keys;       /* list header entries by name (MLX's writer does: its JSON
+                                  * object is sorted) instead of in data order; set before finish */
     bool finished;
 } ms_stw_plan;
 

@@ -564,6 +564,7 @@ static int build_inventory(const ms_synth_opts *o, ms_stw_plan *plan, build *b, 
     b->err = err;
     const ms_synth_arch *a = &o->arch;
     ms_stw_plan_init(plan, o->shard_bytes);
+    plan->sort_header_keys = o->format == MS_SYNTH_MLX; /* mx.save_safetensors' JSON object is sorted */
     int rc = ms_stw_plan_meta(plan, "format", o->format == MS_SYNTH_MLX ? "mlx" : "pt", err);
     const int64_t D = a->hidden_size;
     if (rc == 0)

@@ -370,6 +370,37 @@ static void test_index(void **state)
     free(dir);
 }
 
+static void test_sorted_header(void **state)
+{
+    (void)state;
+    char *dir = mst_tmpdir("stw_sorted");
+    ms_err err = {0};
+    for (int sorted = 0; sorted < 2; sorted++) {
+        ms_stw_plan p;
+        ms_stw_plan_init(&p, 0);
+        p.sort_header_keys = sorted;
+        for (int i = 0; i < NT; i++)
+            assert_int_equal(ms_stw_plan_add(&p, T[i].name, T[i].dt, T[i].ndim, T[i].shape, &err), 0);
+        assert_int_equal(ms_stw_plan_finish(&p, &err), 0);
+        fill_state fs = {.tensor = -1, .p = &p};
+        assert_int_equal(ms_stw_write_all(&p, dir, NULL, fill, &fs, &err), 0);
+        char *path = mst_fmt("%s/model.safetensors", dir);
+        rd_file f;
+        read_shard(path, &f); /* also checks contiguity */
+        assert_int_equal(f.n, NT);
+        for (int i = 1; i < f.n; i++) {
+            if (sorted) assert_true(strcmp(f.t[i - 1].name, f.t[i].name) < 0);
+            else assert_true(f.t[i - 1].end == f.t[i].begin); /* header lists the data order */
+        }
+        /* the data stays in plan order either way */
+        for (int i = 0; i < NT; i++) assert_true(rd_find(&f, T[i].name)->begin == p.tensors[i].begin);
+        free(f.data);
+        free(path);
+        ms_stw_plan_free(&p);
+    }
+    free(dir);
+}
+
 static void test_empty_plan(void **state)
 {
     (void)state;
@@ -501,7 +532,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plan_sharding), cmocka_unit_test(test_push_round_trip),
         cmocka_unit_test(test_fill_round_trip), cmocka_unit_test(test_index),
-        cmocka_unit_test(test_empty_plan),     cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_sorted_header),  cmocka_unit_test(test_empty_plan),
+        cmocka_unit_test(test_errors),
         cmocka_unit_test(test_fill_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
