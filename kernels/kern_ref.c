@@ -135,5 +135,4 @@ const ms_kern ms_kern_ref = {
         {[2] = REF_AFFINE, [3] = REF_AFFINE, [4] = REF_AFFINE, [5] = REF_AFFINE, [6] = REF_AFFINE, [8] = REF_AFFINE},
     .group_sums = ms_ref_group_sums,
     .read_sum = ref_read_sum,
-    .blas_min_n = 0,
 };

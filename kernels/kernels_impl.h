@@ -45,6 +45,10 @@ typedef struct ms_wkern {
     ms_dequant_fn dequant;
     ms_prep_fn prep;
     ms_rows_n_fn rows_n; /* optional (NULL: `rows` once per token) */
+    /* ms_matmul with n >= gemm_min_n tokens dequantizes row tiles and calls
+     * OpenBLAS sgemm; below, row kernels (0 = never sgemm: the reference). The
+     * crossover is measured per table and type (docs/KERNELS.md). */
+    int gemm_min_n;
 } ms_wkern;
 
 struct ms_kern {
@@ -55,9 +59,6 @@ struct ms_kern {
     void (*group_sums)(const float *x, int64_t cols, int gs, float *xsum);
     /* Sum of n floats read sequentially (the bench's memory-bandwidth probe). */
     double (*read_sum)(const float *p, size_t n);
-    /* Prefill path: dequantize row tiles and multiply with OpenBLAS sgemm when
-     * n >= blas_min_n (0 = never; the reference does a per-token matvec). */
-    int blas_min_n;
 };
 
 /* The scalar reference table (always available). */

@@ -394,7 +394,8 @@ static void test_threads_bit_identical(void **state)
                 float *y = malloc((size_t)m->rows * 4);
                 double *yd = malloc((size_t)m->rows * 8), *mag = malloc((size_t)m->rows * 8);
                 /* Below the sgemm threshold every token is bit-identical to its matvec. */
-                bool exact = k->blas_min_n == 0 || n < k->blas_min_n;
+                int gmin = ms_kern_for(k, m)->gemm_min_n;
+                bool exact = gmin == 0 || n < gmin;
                 for (int tok = 0; tok < n; tok++) {
                     ms_matvec(&c1, m, X + (size_t)tok * m->cols, y);
                     if (exact && memcmp(y, Y0 + (size_t)tok * m->rows, (size_t)m->rows * 4) != 0)
