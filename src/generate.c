@@ -10,6 +10,8 @@
 #include "io.h"
 #include "util.h"
 
+static void take_snap(const ms_gen *g, struct ms_gen_snap *s);
+
 /* Router callback: row[token][moe layer][rank] for the chunk being computed. */
 static void on_route(void *arg, int layer, int t, const int *ids, const float *w, int k)
 {
@@ -36,6 +38,7 @@ int ms_gen_init(ms_gen *g, ms_engine *e, const ms_gen_params *p, ms_err *err)
         return rc;
     }
     g->last = -1;
+    take_snap(g, &g->base);
     return 0;
 }
 
@@ -122,15 +125,22 @@ int ms_gen_prompt(ms_gen *g, const int32_t *ids, int n, ms_err *err)
     return 0;
 }
 
-static void snapshot(ms_gen *g)
+static void take_snap(const ms_gen *g, struct ms_gen_snap *s)
 {
-    if (g->snapped || !g->e->cache) return;
+    memset(s, 0, sizeof *s);
+    if (!g->e->cache) return;
     ms_cache_stats cs;
     ms_cache_get_stats(g->e->cache, &cs);
-    g->snap_hits = cs.hits;
-    g->snap_accesses = cs.accesses;
-    g->snap_reads = cs.expert_reads;
-    g->snap_bytes = cs.bytes_read;
+    *s = (struct ms_gen_snap){.hits = cs.hits, .accesses = cs.accesses, .misses = cs.misses, .reads = cs.expert_reads,
+                              .bytes = cs.bytes_read, .payload = cs.bytes_payload, .prefetch_issued = cs.prefetch_issued,
+                              .prefetch_used = cs.prefetch_used, .prefetch_wasted = cs.prefetch_wasted,
+                              .busy_s = cs.read_busy_s, .wait_s = cs.wait_s};
+}
+
+static void snapshot(ms_gen *g)
+{
+    if (g->snapped) return;
+    take_snap(g, &g->snap);
     g->snapped = true;
 }
 
@@ -200,31 +210,33 @@ void ms_gen_get_stats(const ms_gen *g, ms_gen_stats *st)
     if (e->cache) {
         ms_cache_stats cs;
         ms_cache_get_stats(e->cache, &cs);
+        struct ms_gen_snap now, b = g->base, d;
+        take_snap(g, &now);
+        d = g->snapped ? g->snap : now;
         st->cache = true;
         st->policy = ms_cache_policy_name(e->cache);
-        st->accesses = cs.accesses;
-        st->hits = cs.hits;
-        st->misses = cs.misses;
-        st->expert_reads = cs.expert_reads;
-        st->bytes_read = cs.bytes_read;
-        st->bytes_payload = cs.bytes_payload;
-        st->hit_rate = cs.accesses ? (double)cs.hits / (double)cs.accesses : 0;
-        uint64_t da = cs.accesses - (g->snapped ? g->snap_accesses : cs.accesses);
-        uint64_t dh = cs.hits - (g->snapped ? g->snap_hits : cs.hits);
+        st->accesses = now.accesses - b.accesses;
+        st->hits = now.hits - b.hits;
+        st->misses = now.misses - b.misses;
+        st->expert_reads = now.reads - b.reads;
+        st->bytes_read = now.bytes - b.bytes;
+        st->bytes_payload = now.payload - b.payload;
+        st->hit_rate = st->accesses ? (double)st->hits / (double)st->accesses : 0;
+        uint64_t da = now.accesses - d.accesses, dh = now.hits - d.hits;
         st->decode_hit_rate = da ? (double)dh / (double)da : 0;
         uint64_t dt = st->generated_tokens;
         if (dt && g->snapped) {
-            st->experts_read_per_token = (double)(cs.expert_reads - g->snap_reads) / (double)dt;
-            st->bytes_read_per_token = (double)(cs.bytes_read - g->snap_bytes) / (double)dt;
+            st->experts_read_per_token = (double)(now.reads - d.reads) / (double)dt;
+            st->bytes_read_per_token = (double)(now.bytes - d.bytes) / (double)dt;
         }
-        st->read_busy_s = cs.read_busy_s;
-        st->read_gbps = cs.read_busy_s > 0 ? (double)cs.bytes_read / cs.read_busy_s / 1e9 : 0;
-        st->io_wait_s = cs.wait_s;
+        st->read_busy_s = now.busy_s - b.busy_s;
+        st->read_gbps = st->read_busy_s > 0 ? (double)st->bytes_read / st->read_busy_s / 1e9 : 0;
+        st->io_wait_s = now.wait_s - b.wait_s;
         double total = st->prefill_s + st->decode_s;
-        st->io_wait_fraction = total > 0 ? cs.wait_s / total : 0;
-        st->prefetch_issued = cs.prefetch_issued;
-        st->prefetch_used = cs.prefetch_used;
-        st->prefetch_wasted = cs.prefetch_wasted;
+        st->io_wait_fraction = total > 0 ? st->io_wait_s / total : 0;
+        st->prefetch_issued = now.prefetch_issued - b.prefetch_issued;
+        st->prefetch_used = now.prefetch_used - b.prefetch_used;
+        st->prefetch_wasted = now.prefetch_wasted - b.prefetch_wasted;
         st->slots = cs.slots;
         st->cache_bytes = cs.arena_bytes;
         ms_io_stats_line(ms_cache_io(e->cache), st->io_line, sizeof st->io_line);

@@ -62,8 +62,12 @@ typedef struct ms_gen {
     ms_trace_writer *trace;
     uint32_t *trace_rows;       /* [batch][n_moe][K] */
     uint32_t trace_seq, trace_pos;
-    /* decode-phase cache counters (snapshot at the first decode step) */
-    uint64_t snap_hits, snap_accesses, snap_reads, snap_bytes;
+    /* cache counters when this generator started (its figures are deltas) and at
+     * its first decode step (decode-phase figures) */
+    struct ms_gen_snap {
+        uint64_t hits, accesses, misses, reads, bytes, payload, prefetch_issued, prefetch_used, prefetch_wasted;
+        double busy_s, wait_s;
+    } base, snap;
     bool snapped;
 } ms_gen;
 
