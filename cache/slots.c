@@ -26,6 +26,8 @@ struct ms_slots {
     ms_slots_stats st;
 };
 
+static uint32_t next_gen(ms_slots *s);
+
 static inline bool avail(const ms_slots *s, uint32_t i)
 {
     return s->pins[i] == 0 && s->state[i] != MS_SLOT_LOADING;
@@ -141,20 +143,17 @@ static uint32_t take_slot(ms_slots *s, uint32_t key, bool prefetch, int *refused
 int ms_slots_acquire(ms_slots *s, const uint32_t *keys, int k, ms_slot_ref *refs, ms_err *err)
 {
     if (k < 1) return ms_errf(err, EINVAL, "slots: empty group");
-    if (++s->mark_gen == 0) {
-        memset(s->mark, 0, (size_t)s->n_keys * sizeof *s->mark);
-        s->mark_gen = 1;
-    }
+    uint32_t gen = next_gen(s);
     uint32_t misses = 0, hits_avail = 0;
     for (int j = 0; j < k; j++) {
         uint32_t key = keys[j];
         if (key >= s->n_keys)
             return ms_errf(err, EINVAL, "slots: key %u (layer %u, expert %u) out of range (%u layers x %u experts)",
                            key, key / s->n_experts, key % s->n_experts, s->n_layers, s->n_experts);
-        if (s->mark[key] == s->mark_gen)
+        if (s->mark[key] == gen)
             return ms_errf(err, EINVAL, "slots: key %u (layer %u, expert %u) twice in one group", key,
                            key / s->n_experts, key % s->n_experts);
-        s->mark[key] = s->mark_gen;
+        s->mark[key] = gen;
         uint32_t i = s->map[key];
         if (i == NIL) misses++;
         else if (avail(s, i)) hits_avail++;
@@ -267,6 +266,52 @@ int ms_slots_prefetch(ms_slots *s, uint32_t key, uint32_t *slot, ms_err *err)
     s->policy.ops->on_insert(s->policy.state, i, key, true);
     *slot = i;
     return 1;
+}
+
+/* Advance the duplicate-detection generation (resetting marks on wrap). */
+static uint32_t next_gen(ms_slots *s)
+{
+    if (++s->mark_gen == 0) {
+        memset(s->mark, 0, (size_t)s->n_keys * sizeof *s->mark);
+        s->mark_gen = 1;
+    }
+    return s->mark_gen;
+}
+
+int ms_slots_prefetch_set(ms_slots *s, const uint32_t *keys, int n, int64_t *slots, ms_err *err)
+{
+    for (int j = 0; j < n; j++)
+        if (keys[j] >= s->n_keys) return ms_errf(err, EINVAL, "slots: prefetch key %u out of range", keys[j]);
+    /* Protect the members already present with a temporary pin (once per key). */
+    uint32_t gen = next_gen(s);
+    for (int j = 0; j < n; j++) {
+        uint32_t i = s->map[keys[j]];
+        if (s->mark[keys[j]] == gen) continue;
+        s->mark[keys[j]] = gen;
+        if (i == NIL) continue;
+        if (avail(s, i)) s->n_avail--;
+        s->pins[i]++;
+    }
+    int inserted = 0;
+    for (int j = 0; j < n; j++) {
+        uint32_t slot;
+        int rc = s->map[keys[j]] != NIL ? 0 : ms_slots_prefetch(s, keys[j], &slot, err);
+        if (rc == 1) {
+            inserted++;
+            s->pins[slot]++; /* LOADING: protect it from the rest of the set too */
+        }
+        if (slots) slots[j] = rc >= 0 ? (int64_t)s->map[keys[j]] : -1;
+    }
+    /* Drop the temporary pins: every mapped member holds exactly one. */
+    gen = next_gen(s);
+    for (int j = 0; j < n; j++) {
+        uint32_t i = s->map[keys[j]];
+        if (s->mark[keys[j]] == gen || i == NIL) continue;
+        s->mark[keys[j]] = gen;
+        ms_slot_ref r = {.slot = i};
+        ms_slots_release(s, &r, 1);
+    }
+    return inserted;
 }
 
 void ms_slots_tick(ms_slots *s)

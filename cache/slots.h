@@ -112,6 +112,13 @@ void ms_slots_release(ms_slots *s, const ms_slot_ref *refs, int k);
  * evicts a pinned or loading slot. */
 int ms_slots_prefetch(ms_slots *s, uint32_t key, uint32_t *slot, ms_err *err);
 
+/* Prefetch a predicted set (e.g. the next layer's likely experts) so that its
+ * members never evict each other: keys of the set already mapped are protected
+ * while the missing ones are prefetched. slots[i] (optional) gets the slot of
+ * keys[i] or -1 if its prefetch was refused. Returns the number of slots newly
+ * inserted (each LOADING: read it, then ready/fail), or -EINVAL on a bad key. */
+int ms_slots_prefetch_set(ms_slots *s, const uint32_t *keys, int n, int64_t *slots, ms_err *err);
+
 /* Token boundary (call before the first layer of every token). */
 void ms_slots_tick(ms_slots *s);
 

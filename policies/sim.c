@@ -44,13 +44,17 @@ static int issue_prefetch(ms_slots *s, const ms_trace *t, uint64_t token, uint32
 {
     const ms_trace_info *in = &t->info;
     const int32_t *row = t->predicted + ((size_t)token * in->n_layers + layer) * t->max_pred;
-    for (uint32_t j = 0; j < t->max_pred; j++) {
-        if (row[j] < 0) continue;
-        uint32_t slot;
-        int rc = ms_slots_prefetch(s, layer * in->n_experts + (uint32_t)row[j], &slot, err);
-        if (rc == 1) pending[(*n_pending)++] = slot;
-        else if (rc < 0 && rc != -EBUSY) return rc;
-    }
+    uint32_t keys[MS_TRACE_MAX_PRED];
+    int64_t slots[MS_TRACE_MAX_PRED];
+    uint32_t n = 0;
+    for (uint32_t j = 0; j < t->max_pred; j++)
+        if (row[j] >= 0) keys[n++] = layer * in->n_experts + (uint32_t)row[j];
+    if (n == 0) return 0;
+    int rc = ms_slots_prefetch_set(s, keys, (int)n, slots, err);
+    if (rc < 0) return rc;
+    for (uint32_t j = 0; j < n; j++)
+        if (slots[j] >= 0 && ms_slots_state(s, (uint32_t)slots[j]) == MS_SLOT_LOADING)
+            pending[(*n_pending)++] = (uint32_t)slots[j];
     return 0;
 }
 

@@ -231,9 +231,8 @@ static void test_binary_and_profile_and_prefetch(void **state)
     j = run_json(args);
     json_object *r = json_object_array_get_idx(j, 0);
     assert_true(json_object_get_int64(field(r, "hits_loading", json_type_int)) > 0);
-    /* not 1.0: prefetching a predicted expert may evict another resident one of
-     * the same predicted layer (the policy picks the victim) */
-    assert_true(json_object_get_double(field(r, "hit_rate", json_type_double)) > 0.9);
+    /* only the very first group misses: a predicted set never evicts its own members */
+    assert_int_equal(json_object_get_int64(field(r, "misses", json_type_int)), 2);
     assert_int_equal(json_object_get_int64(field(r, "prefetch_used", json_type_int)),
                      json_object_get_int64(field(r, "hits_loading", json_type_int)));
     json_object_put(j);

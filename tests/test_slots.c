@@ -304,6 +304,35 @@ static void test_prefetch(void **state)
     ms_slots_destroy(s);
 }
 
+/* A predicted set never evicts its own members, even the policy's favourite victim. */
+static void test_prefetch_set(void **state)
+{
+    (void)state;
+    ms_slots *s = mk(3, 1, 8, 1, "lru");
+    ms_err err = {0};
+    uint32_t seq[3] = {0, 1, 2};
+    replay1(s, seq, 3); /* LRU order: 0 (oldest), 1, 2 */
+    uint32_t set[3] = {0, 5, 0};
+    int64_t slots[3];
+    assert_int_equal(ms_slots_prefetch_set(s, set, 3, slots, &err), 1);
+    assert_true(slots[0] >= 0 && slots[1] >= 0 && slots[2] == slots[0]);
+    assert_int_equal(ms_slots_lookup(s, 0), slots[0]); /* kept although it was the LRU */
+    assert_int_equal(ms_slots_lookup(s, 1), -1);       /* the next one went */
+    assert_int_equal(ms_slots_state(s, (uint32_t)slots[1]), MS_SLOT_LOADING);
+    for (uint32_t i = 0; i < 3; i++) assert_int_equal(ms_slots_pins(s, i), 0); /* temporary pins dropped */
+    /* all other slots pinned or loading: the rest of a set is refused, not forced */
+    uint32_t g = 2;
+    ms_slot_ref r;
+    assert_int_equal(ms_slots_acquire(s, &g, 1, &r, &err), 0);
+    uint32_t set2[2] = {0, 6};
+    assert_int_equal(ms_slots_prefetch_set(s, set2, 2, slots, &err), 0);
+    assert_true(slots[0] >= 0);
+    assert_int_equal(slots[1], -1);
+    uint32_t bad = 8;
+    assert_int_equal(ms_slots_prefetch_set(s, &bad, 1, NULL, &err), -EINVAL);
+    ms_slots_destroy(s);
+}
+
 static void test_deterministic(void **state)
 {
     (void)state;
@@ -334,6 +363,7 @@ int main(void)
         cmocka_unit_test(test_group_keys_protected),
         cmocka_unit_test(test_fail_and_release),
         cmocka_unit_test(test_prefetch),
+        cmocka_unit_test(test_prefetch_set),
         cmocka_unit_test(test_deterministic),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
