@@ -61,7 +61,19 @@ static void usage(FILE *f)
         const ms_policy_ops *o = ms_policy_at(i);
         fprintf(f, "  %c %-10s %s\n", strcmp(o->name, ms_policy_default()) ? ' ' : '*', o->name, o->summary);
     }
-    fprintf(f, "\nexit status: 0 ok, 1 runtime error (bad trace, I/O), 2 usage error\n");
+    fprintf(f,
+            "\n"
+            "policy options (turnover = slots / (n_layers x top_k) tokens):\n"
+            "  lfu:period=T        halve all counts every T tokens (default 1024 x n_experts / top_k; 0 = never)\n"
+            "  lfu-decay:hl=H      half-life in tokens (default max(16, 2 x turnover))\n"
+            "  next-use:hl=H       half-life in tokens (default max(32, 2 x turnover))\n"
+            "  next-use:prior=P    smoothing toward top_k/n_experts, in tokens (default 1)\n"
+            "  next-use:lift=0|1   learned recency lift for experts reused at their next turn (default 1)\n"
+            "  next-use:part=0|1   strict equal per-layer partitions (default 0)\n"
+            "  2q:kin=F:kout=F     A1in and ghost sizes as fractions of the slots (default 0.25, 0.5)\n"
+            "  tinylfu:window=F    window fraction of the slots (default 0.01)\n"
+            "  pin:frac=F:hl=H     fraction of the slots protected from the profile (default 0.5)\n"
+            "\nexit status: 0 ok, 1 runtime error (bad trace, I/O), 2 usage error\n");
 }
 
 typedef struct row {
