@@ -14,11 +14,13 @@
  * futex_wait sees the new generation and returns at once. The completion wait
  * uses the same pattern with `caller_sleeping`.
  *
- * A 1-thread pool has no workers: ms_pool_run calls fn inline. The pool also
+ * Workers block all signals. A 1-thread pool has no workers: ms_pool_run
+ * calls fn inline. The pool also
  * owns per-thread scratch buffers (tile buffers of the prefill GEMM) and sets
  * OpenBLAS to one thread (we parallelise over row tiles ourselves). */
 #include <linux/futex.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,14 +123,21 @@ ms_pool *ms_pool_create(int nthreads, ms_err *err)
         t[i].pool = p;
         t[i].tid = i;
     }
-    for (int i = 1; i < nthreads; i++) {
-        int rc = pthread_create(&t[i].th, NULL, worker_main, &t[i]);
-        if (rc) {
-            ms_errf(err, rc, "thread pool: cannot start thread %d of %d: %s", i, nthreads, strerror(rc));
-            ms_pool_destroy(p);
-            return NULL;
-        }
-        p->started++;
+    /* Workers block every signal (they inherit the mask at creation): signals
+     * such as SIGINT go to the application's threads, never into a kernel. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = 0;
+    for (int i = 1; i < nthreads && !rc; i++) {
+        rc = pthread_create(&t[i].th, NULL, worker_main, &t[i]);
+        if (rc) ms_errf(err, rc, "thread pool: cannot start thread %d of %d: %s", i, nthreads, strerror(rc));
+        else p->started++;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc) {
+        ms_pool_destroy(p);
+        return NULL;
     }
     return p;
 }
