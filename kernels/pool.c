@@ -15,9 +15,9 @@
  * uses the same pattern with `caller_sleeping`.
  *
  * Workers block all signals. A 1-thread pool has no workers: ms_pool_run
- * calls fn inline. The pool also
- * owns per-thread scratch buffers (tile buffers of the prefill GEMM) and sets
- * OpenBLAS to one thread (we parallelise over row tiles ourselves). */
+ * calls fn inline. The pool also owns per-thread scratch buffers (tile buffers
+ * of the prefill GEMM) and sets OpenBLAS to one thread (we parallelise over row
+ * tiles ourselves). */
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
