@@ -125,7 +125,7 @@ static uint32_t take_slot(ms_slots *s, uint32_t key, bool prefetch, int *refused
     const ms_policy_ops *ops = s->policy.ops;
     int64_t v;
     if (s->n_free > 0 && !(ops->flags & MS_POLICY_VICTIM_FIRST)) return s->free_stack[--s->n_free];
-    v = ops->victim(s->policy.state, key, eligible, s);
+    v = ops->victim(s->policy.state, key, s->n_free, eligible, s);
     if (v == MS_POLICY_USE_EMPTY && s->n_free > 0) return s->free_stack[--s->n_free];
     if (v < 0 && s->n_free > 0) return s->free_stack[--s->n_free];
     if (v < 0 || !eligible(s, (uint32_t)v)) return NIL;

@@ -106,7 +106,7 @@ static void belady_on_evict(void *st, uint32_t slot, uint32_t key)
     ms_iheap_remove(&s->heap, slot);
 }
 
-static int64_t belady_victim(void *st, uint32_t key, ms_policy_eligible_fn ok, const void *ctx)
+static int64_t belady_victim(void *st, uint32_t key, uint32_t n_empty, ms_policy_eligible_fn ok, const void *ctx)
 {
     belady_state *s = st;
     uint32_t v = ms_iheap_min_eligible(&s->heap, ok, ctx);

@@ -161,7 +161,7 @@ static void lfu_on_evict(void *st, uint32_t slot, uint32_t key)
     ms_iheap_remove(heap_of(s, key), slot);
 }
 
-static int64_t lfu_victim(void *st, uint32_t key, ms_policy_eligible_fn ok, const void *ctx)
+static int64_t lfu_victim(void *st, uint32_t key, uint32_t n_empty, ms_policy_eligible_fn ok, const void *ctx)
 {
     lfu_state *s = st;
     uint32_t v = ms_iheap_min_eligible(&s->heap, ok, ctx);

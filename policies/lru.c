@@ -62,7 +62,7 @@ static void lru_on_evict(void *st, uint32_t slot, uint32_t key)
     ms_ilist_unlink(&s->list, &s->links, slot);
 }
 
-static int64_t lru_victim(void *st, uint32_t key, ms_policy_eligible_fn ok, const void *ctx)
+static int64_t lru_victim(void *st, uint32_t key, uint32_t n_empty, ms_policy_eligible_fn ok, const void *ctx)
 {
     lru_state *s = st;
     uint32_t v = ms_ilist_last_eligible(&s->list, &s->links, ok, ctx);
@@ -91,7 +91,6 @@ typedef struct lrul_state {
     uint32_t *layer;   /* [n_slots] layer of the resident key */
     uint64_t *stamp;   /* [n_slots] last use */
     uint64_t clock;
-    uint32_t n_slots, resident;
 } lrul_state;
 
 static void lrul_destroy(void *st)
@@ -112,7 +111,6 @@ static int lrul_create(const ms_policy_params *p, void **out, ms_err *err)
     if (!s) return ms_errf(err, ENOMEM, "lru-layer: out of memory");
     s->n_layers = p->n_layers;
     s->n_experts = p->n_experts;
-    s->n_slots = p->n_slots;
     s->lists = calloc(p->n_layers, sizeof *s->lists);
     s->quota = calloc(p->n_layers, sizeof *s->quota);
     s->layer = calloc(p->n_slots, sizeof *s->layer);
@@ -142,14 +140,12 @@ static void lrul_on_insert(void *st, uint32_t slot, uint32_t key, bool prefetch)
     uint32_t l = key / s->n_experts;
     s->layer[slot] = l;
     s->stamp[slot] = ++s->clock;
-    s->resident++;
     ms_ilist_push_head(&s->lists[l], &s->links, slot);
 }
 
 static void lrul_on_evict(void *st, uint32_t slot, uint32_t key)
 {
     lrul_state *s = st;
-    s->resident--;
     ms_ilist_unlink(&s->lists[s->layer[slot]], &s->links, slot);
 }
 
@@ -165,13 +161,13 @@ static uint32_t lrul_oldest(lrul_state *s, bool over_only, ms_policy_eligible_fn
     return best;
 }
 
-static int64_t lrul_victim(void *st, uint32_t key, ms_policy_eligible_fn ok, const void *ctx)
+static int64_t lrul_victim(void *st, uint32_t key, uint32_t n_empty, ms_policy_eligible_fn ok, const void *ctx)
 {
     lrul_state *s = st;
     uint32_t l = key / s->n_experts;
     uint32_t v = MS_NIL;
     if (s->lists[l].count >= s->quota[l]) v = ms_ilist_last_eligible(&s->lists[l], &s->links, ok, ctx);
-    if (v == MS_NIL && s->resident < s->n_slots) return MS_POLICY_USE_EMPTY;
+    if (v == MS_NIL && n_empty > 0) return MS_POLICY_USE_EMPTY;
     if (v == MS_NIL) v = lrul_oldest(s, true, ok, ctx);
     if (v == MS_NIL) v = lrul_oldest(s, false, ok, ctx);
     return v == MS_NIL ? -1 : (int64_t)v;

@@ -62,7 +62,6 @@ typedef struct nu_state {
     double *snap;        /* [n_layers * rmax] p of prev keys at the start of this token */
     double ev, ex, lift; /* decayed observed reuses, expected reuses, their ratio */
     bool part;         /* option part=1: strict equal per-layer partitions */
-    uint32_t resident;
     uint32_t *key_of;  /* [n_slots] */
     uint32_t *pos;     /* [n_slots] index in its layer heap or MS_NIL */
     double *hscore;    /* [n_slots] score snapshot used for ordering */
@@ -279,7 +278,6 @@ static void nu_touch(nu_state *s, uint32_t slot, uint32_t key, bool access, bool
     s->stamp[slot] = s->clock;
     lheap *h = &s->heaps[l];
     if (fresh) {
-        s->resident++;
         /* Cannot fail: each layer heap grows up to n_slots on demand; on ENOMEM
          * the slot is simply not a candidate (victim() falls back to others). */
         (void)nu_push(s, h, slot);
@@ -299,7 +297,6 @@ static void nu_on_insert(void *st, uint32_t slot, uint32_t key, bool prefetch)
 static void nu_on_evict(void *st, uint32_t slot, uint32_t key)
 {
     nu_state *s = st;
-    s->resident--;
     s->slot_of[key] = MS_NIL;
     nu_remove(s, &s->heaps[key / s->n_experts], slot);
 }
@@ -354,10 +351,10 @@ static double nu_eta(const nu_state *s, uint32_t key, uint32_t c)
     return d + s->n_layers * (1.0 / p - 1.0);
 }
 
-static int64_t nu_victim(void *st, uint32_t key, ms_policy_eligible_fn ok, const void *ctx)
+static int64_t nu_victim(void *st, uint32_t key, uint32_t n_empty, ms_policy_eligible_fn ok, const void *ctx)
 {
     nu_state *s = st;
-    if (!s->part && s->resident < s->n_slots) return MS_POLICY_USE_EMPTY;
+    if (!s->part && n_empty > 0) return MS_POLICY_USE_EMPTY;
     uint32_t c = key / s->n_experts;
     uint32_t best = MS_NIL;
     double best_eta = -1;
@@ -367,7 +364,7 @@ static int64_t nu_victim(void *st, uint32_t key, ms_policy_eligible_fn ok, const
             uint32_t v = nu_min_eligible(s, &s->heaps[c], ok, ctx);
             if (v != MS_NIL) return v;
         }
-        if (s->resident < s->n_slots) return MS_POLICY_USE_EMPTY;
+        if (n_empty > 0) return MS_POLICY_USE_EMPTY;
     }
     for (uint32_t l = 0; l < s->n_layers; l++) {
         if (!s->heaps[l].n) continue;

@@ -81,8 +81,12 @@ typedef struct ms_policy_ops {
     void (*on_hit)(void *state, uint32_t slot, uint32_t key);
     void (*on_insert)(void *state, uint32_t slot, uint32_t key, bool prefetch);
     void (*on_evict)(void *state, uint32_t slot, uint32_t key);
-    /* Slot to give up for incoming_key, or -1 if no slot is eligible. */
-    int64_t (*victim)(void *state, uint32_t incoming_key, ms_policy_eligible_fn eligible, const void *ctx);
+    /* Slot to give up for incoming_key, or -1 if no slot is eligible. n_empty is
+     * the number of EMPTY slots the core could use instead (always 0 unless the
+     * policy sets MS_POLICY_VICTIM_FIRST); MS_POLICY_USE_EMPTY is only valid when
+     * n_empty > 0. */
+    int64_t (*victim)(void *state, uint32_t incoming_key, uint32_t n_empty, ms_policy_eligible_fn eligible,
+                      const void *ctx);
     /* Optional: may a prefetch of key replace victim_key (UINT32_MAX: an empty
      * slot)? NULL = always admit. */
     bool (*admit)(void *state, uint32_t key, uint32_t victim_key);

@@ -131,7 +131,7 @@ static uint32_t main_victim(tlfu_state *s, ms_policy_eligible_fn ok, const void 
     return v;
 }
 
-static int64_t tlfu_victim(void *st, uint32_t key, ms_policy_eligible_fn ok, const void *ctx)
+static int64_t tlfu_victim(void *st, uint32_t key, uint32_t n_empty, ms_policy_eligible_fn ok, const void *ctx)
 {
     tlfu_state *s = st;
     uint32_t cand = s->win.count >= s->win_max ? ms_ilist_last_eligible(&s->win, &s->links, ok, ctx) : MS_NIL;

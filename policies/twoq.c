@@ -104,7 +104,7 @@ static void twoq_on_evict(void *st, uint32_t slot, uint32_t key)
     s->where[slot] = Q_NONE;
 }
 
-static int64_t twoq_victim(void *st, uint32_t key, ms_policy_eligible_fn ok, const void *ctx)
+static int64_t twoq_victim(void *st, uint32_t key, uint32_t n_empty, ms_policy_eligible_fn ok, const void *ctx)
 {
     twoq_state *s = st;
     ms_ilist *first = s->a1in.count > s->kin ? &s->a1in : &s->am;

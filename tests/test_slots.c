@@ -333,6 +333,86 @@ static void test_prefetch_set(void **state)
     ms_slots_destroy(s);
 }
 
+/* Random interleavings of acquire / ready / fail / release / prefetch / tick with
+ * several groups in flight, for every online policy: the map and the slots agree,
+ * pins match the outstanding groups, no pinned or loading slot is ever evicted
+ * (a held slot keeps its key), and the counters add up. Run under ASan in CI. */
+static void test_random_ops_invariants(void **state)
+{
+    (void)state;
+    enum { L = 3, E = 8, K = 2, N = 7, MAXG = 3 };
+    for (size_t pi = 0; pi < ms_policy_count(); pi++) {
+        const ms_policy_ops *ops = ms_policy_at(pi);
+        if (ops->flags & (MS_POLICY_NEEDS_FUTURE | MS_POLICY_NEEDS_PROFILE)) continue;
+        ms_slots *s = mk(N, L, E, K, ops->name);
+        ms_err err = {0};
+        uint64_t x = 99;
+        struct { uint32_t keys[K]; ms_slot_ref refs[K]; bool live; } g[MAXG] = {0};
+        uint32_t expect_pins[N] = {0};
+        for (int step = 0; step < 4000; step++) {
+            uint32_t op = rng_next(&x) % 10, gi = rng_next(&x) % MAXG;
+            if (op < 4 && !g[gi].live) { /* acquire */
+                uint32_t l = rng_next(&x) % L;
+                g[gi].keys[0] = l * E + rng_next(&x) % E;
+                do g[gi].keys[1] = l * E + rng_next(&x) % E; while (g[gi].keys[1] == g[gi].keys[0]);
+                ms_err_clear(&err);
+                int m = ms_slots_acquire(s, g[gi].keys, K, g[gi].refs, &err);
+                if (m == -ENOSPC) continue;
+                if (m < 0) fail_msg("%s step %d: acquire %d: %s", ops->name, step, m, err.msg);
+                g[gi].live = true;
+                for (int j = 0; j < K; j++) expect_pins[g[gi].refs[j].slot]++;
+            } else if (op < 6 && g[gi].live) { /* complete loads (some fail), then release */
+                for (int j = 0; j < K; j++) {
+                    uint32_t sl = g[gi].refs[j].slot;
+                    if (ms_slots_state(s, sl) == MS_SLOT_LOADING) {
+                        if (rng_next(&x) % 8 == 0) assert_int_equal(ms_slots_fail(s, sl), 0);
+                        else assert_int_equal(ms_slots_ready(s, sl), 0);
+                    }
+                }
+                ms_slots_release(s, g[gi].refs, K);
+                for (int j = 0; j < K; j++) expect_pins[g[gi].refs[j].slot]--;
+                g[gi].live = false;
+            } else if (op < 8) { /* prefetch, sometimes completing it */
+                uint32_t sl, key = rng_next(&x) % (L * E);
+                int rc = ms_slots_prefetch(s, key, &sl, &err);
+                assert_true(rc == 0 || rc == 1 || rc == -EBUSY);
+                if (rc == 1 && rng_next(&x) % 4) ms_slots_ready(s, sl);
+            } else if (op == 8) {
+                ms_slots_tick(s);
+            } else { /* finish every loading prefetch nobody holds */
+                for (uint32_t i = 0; i < N; i++)
+                    if (ms_slots_state(s, i) == MS_SLOT_LOADING && expect_pins[i] == 0) ms_slots_ready(s, i);
+            }
+            /* invariants */
+            uint32_t mapped = 0;
+            for (uint32_t key = 0; key < L * E; key++) {
+                int64_t sl = ms_slots_lookup(s, key);
+                if (sl < 0) continue;
+                mapped++;
+                assert_int_equal(ms_slots_key(s, (uint32_t)sl), key);
+                assert_int_not_equal(ms_slots_state(s, (uint32_t)sl), MS_SLOT_EMPTY);
+            }
+            uint32_t nonempty = 0;
+            for (uint32_t i = 0; i < N; i++) {
+                nonempty += ms_slots_state(s, i) != MS_SLOT_EMPTY;
+                assert_int_equal(ms_slots_pins(s, i), expect_pins[i]);
+            }
+            assert_int_equal(mapped, nonempty);
+            for (int q = 0; q < MAXG; q++)
+                if (g[q].live)
+                    for (int j = 0; j < K; j++) {
+                        uint32_t sl = g[q].refs[j].slot;
+                        /* a held slot keeps its key unless its load failed */
+                        if (ms_slots_state(s, sl) != MS_SLOT_EMPTY) assert_int_equal(ms_slots_key(s, sl), g[q].keys[j]);
+                    }
+            const ms_slots_stats *st = ms_slots_get_stats(s);
+            assert_int_equal(st->hits + st->misses, st->accesses);
+            assert_true(st->prefetch_used + st->prefetch_wasted <= st->prefetch_inserted);
+        }
+        ms_slots_destroy(s);
+    }
+}
+
 static void test_deterministic(void **state)
 {
     (void)state;
@@ -364,6 +444,7 @@ int main(void)
         cmocka_unit_test(test_fail_and_release),
         cmocka_unit_test(test_prefetch),
         cmocka_unit_test(test_prefetch_set),
+        cmocka_unit_test(test_random_ops_invariants),
         cmocka_unit_test(test_deterministic),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
