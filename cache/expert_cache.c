@@ -150,6 +150,10 @@ struct ms_cache {
     /* stats */
     uint64_t expert_reads, prefetch_issued;
     uint64_t wait_ns;
+    uint64_t ticks;
+    bool pf_stopped;          /* prefetch stopped itself */
+    uint64_t pf_stopped_at;   /* token (tick) at which it did */
+    uint64_t pf_used0, pf_wasted0; /* counters at the start of the judging window */
     ms_io_cqe cqe[256];
 };
 
@@ -343,28 +347,58 @@ static void c_release(void *impl)
     c->g_n = 0;
 }
 
+/* Judge prefetching every MS_PREFETCH_WINDOW outcomes: stop when the window had
+ * more prefetched experts evicted unused than used (it then costs reads and
+ * evicts useful experts for less than it saves). */
+#define MS_PREFETCH_WINDOW 64
+
+static void prefetch_judge(ms_cache *c)
+{
+    uint64_t used = 0, wasted = 0;
+    for (int k = 0; k < c->lay.n_classes; k++) {
+        const ms_slots_stats *st = ms_slots_get_stats(c->cls[k].slots);
+        used += st->prefetch_used;
+        wasted += st->prefetch_wasted;
+    }
+    uint64_t du = used - c->pf_used0, dw = wasted - c->pf_wasted0;
+    if (du + dw < MS_PREFETCH_WINDOW) return;
+    if (dw > du) {
+        c->pf_stopped = true;
+        c->pf_stopped_at = c->ticks;
+    }
+    c->pf_used0 = used;
+    c->pf_wasted0 = wasted;
+}
+
 static void c_prefetch(void *impl, int layer, const int *ids, int n)
 {
     ms_cache *c = impl;
-    if (c->broken) return;
+    if (c->broken || c->pf_stopped || n > 256) return;
+    prefetch_judge(c);
+    if (c->pf_stopped) return;
     int li = c->m->moe_index[layer];
     if (li < 0) return;
     int k = c->lay.layer_class[li];
     int E = c->m->cfg.n_routed_experts;
-    int queued = 0;
-    ms_err err = {0};
+    uint32_t keys[256];
+    bool was_mapped[256];
+    int64_t slots[256];
     for (int i = 0; i < n; i++) {
-        uint32_t slot;
-        int rc = ms_slots_prefetch(c->cls[k].slots, (uint32_t)(li * E + ids[i]), &slot, &err);
-        if (rc != 1) continue;
-        if (queue_expert(c, k, li, ids[i], slot, &err) < 0) {
+        keys[i] = (uint32_t)(li * E + ids[i]);
+        was_mapped[i] = ms_slots_lookup(c->cls[k].slots, keys[i]) >= 0;
+    }
+    ms_err err = {0};
+    int ins = ms_slots_prefetch_set(c->cls[k].slots, keys, n, slots, &err);
+    if (ins <= 0) return;
+    for (int i = 0; i < n; i++) {
+        if (was_mapped[i] || slots[i] < 0) continue;
+        if (queue_expert(c, k, li, ids[i], (uint32_t)slots[i], &err) < 0) {
             fail(c, -EIO, &err);
             return;
         }
-        queued++;
         c->prefetch_issued++;
     }
-    if (queued && ms_io_submit(c->io, &err) < 0) fail(c, -EIO, &err);
+    if (ms_io_submit(c->io, &err) < 0) fail(c, -EIO, &err);
 }
 
 static void c_destroy(void *impl) { ms_cache_destroy(impl); }
@@ -506,6 +540,7 @@ void ms_cache_destroy(ms_cache *c)
 
 void ms_cache_tick(ms_cache *c)
 {
+    c->ticks++;
     for (int k = 0; k < c->lay.n_classes; k++) ms_slots_tick(c->cls[k].slots);
 }
 
@@ -540,4 +575,6 @@ void ms_cache_get_stats(const ms_cache *c, ms_cache_stats *st)
     st->mlocked = c->mlocked;
     st->hugepages = c->hugepages;
     st->numa_nodes = c->numa_nodes;
+    st->prefetch_stopped = c->pf_stopped;
+    st->prefetch_stopped_at = c->pf_stopped_at;
 }

@@ -79,6 +79,8 @@ typedef struct ms_cache_stats {
     double read_busy_s;       /* wall time with reads in flight */
     double wait_s;            /* time compute waited on reads */
     uint64_t prefetch_issued, prefetch_used, prefetch_wasted, prefetch_refused;
+    bool prefetch_stopped;           /* prefetching judged wasteful and stopped */
+    uint64_t prefetch_stopped_at;    /* token at which it stopped */
     int64_t slots;            /* total slots */
     uint64_t arena_bytes;
     bool mlocked, hugepages;

@@ -21,6 +21,12 @@ typedef void (*ms_route_cb)(void *arg, int layer, int token_index, const int *id
  * L+1's router would see approximately (next-layer prefetch), n tokens. */
 typedef void (*ms_lookahead_cb)(void *arg, int layer, const float *h, int n);
 
+/* Next-layer prediction quality: of the experts predicted for a layer, how many
+ * the router then chose (precision = recall = correct / predicted at top-k). */
+typedef struct ms_pred_stats {
+    uint64_t predicted, correct;
+} ms_pred_stats;
+
 typedef struct ms_fwd_env {
     ms_compute compute;        /* kernels + pool */
     ms_expert_src experts;     /* routed experts */
@@ -28,6 +34,13 @@ typedef struct ms_fwd_env {
     void *on_route_arg;
     ms_lookahead_cb on_attn_done; /* optional */
     void *on_attn_done_arg;
+    /* Next-layer prefetch (decode): after layer L's experts are acquired, layer
+     * L+1's router is applied to the current hidden state and its top-k handed
+     * to experts.prefetch. on_predict reports each prediction (traces). */
+    bool prefetch;
+    ms_pred_stats *pred;       /* optional counters */
+    ms_route_cb on_predict;    /* optional; w is NULL */
+    void *on_predict_arg;
 } ms_fwd_env;
 
 typedef struct ms_arch_ops {

@@ -308,7 +308,10 @@ fail:
     X(cnt, int, E)                         /* [E] tokens per expert */                           \
     X(start, int, E + 1)                   /* [E+1] */                                           \
     X(list, int, B * K)                    /* (token*K + rank) grouped by expert */              \
-    X(rtmp, float, 2 * E)                  /* [2E] router scratch */
+    X(rtmp, float, 2 * E)                  /* [2E] router scratch */                             \
+    X(px, float, D)                        /* [D] hidden state normed for the next router */     \
+    X(pids, int, L * K)                    /* [L][K] experts predicted for each layer */          \
+    X(pvalid, int, L)                      /* [L] a prediction is pending */
 
 typedef struct ds3_state {
     int ctx, batch, nth;
@@ -557,6 +560,26 @@ static int cmp_int(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* Next-layer lookahead (one token): layer L+1's router on the current residual
+ * stream (normed with L+1's post-attention norm), its top-k prefetched. Called
+ * after layer L's experts are acquired (pinned), so a prefetch can never evict
+ * them, and queued behind layer L's demand reads. */
+static void prefetch_next(const ds3_weights *w, ds3_state *s, const ms_fwd_env *env, int layer)
+{
+    int next = layer + 1, K = w->K;
+    if (next >= w->c.n_layers || !w->layers[next].moe || !env->experts.ops->prefetch) return;
+    const ds3_layer *ny = &w->layers[next];
+    ms_rmsnorm(s->px, s->h, ny->ffn_norm, w->D, (float)w->c.rms_norm_eps);
+    float wt[256];
+    if (K > 256) return;
+    linear(&env->compute, &ny->router, s->px, 1, s->rlog);
+    int *pid = s->pids + (size_t)next * K;
+    route_token(w, ny, s->rlog, pid, wt, s->rtmp);
+    s->pvalid[next] = 1;
+    if (env->on_predict) env->on_predict(env->on_predict_arg, next, 0, pid, NULL, K);
+    env->experts.ops->prefetch(env->experts.impl, next, pid, K);
+}
+
 /* ffn_out[n][D] = MoE(x[n][D]). */
 static int moe(const ds3_weights *w, const ds3_layer *ly, ds3_state *s, const ms_fwd_env *env, int layer, int n,
                ms_err *err)
@@ -568,6 +591,17 @@ static int moe(const ds3_weights *w, const ds3_layer *ly, ds3_state *s, const ms
     for (int t = 0; t < n; t++) {
         route_token(w, ly, s->rlog + (size_t)t * E, s->ids + (size_t)t * K, s->wts + (size_t)t * K, s->rtmp);
         if (env->on_route) env->on_route(env->on_route_arg, layer, t, s->ids + (size_t)t * K, s->wts + (size_t)t * K, K);
+    }
+    /* score the prediction made for this layer (decode) */
+    if (s->pvalid[layer]) {
+        s->pvalid[layer] = 0;
+        if (n == 1 && env->pred) {
+            int correct = 0;
+            for (int i = 0; i < K; i++)
+                for (int j = 0; j < K; j++) correct += s->pids[(size_t)layer * K + i] == s->ids[j];
+            env->pred->predicted += (uint64_t)K;
+            env->pred->correct += (uint64_t)correct;
+        }
     }
     /* 2. group tokens by expert (counting sort: deterministic) */
     memset(s->cnt, 0, (size_t)E * sizeof *s->cnt);
@@ -594,6 +628,7 @@ static int moe(const ds3_weights *w, const ds3_layer *ly, ds3_state *s, const ms
         int nw = MS_MIN(wave, nu - w0);
         int rc = src->ops->acquire(src->impl, layer, s->uniq + w0, nw, err);
         if (rc < 0) return rc;
+        if (w0 == 0 && env->prefetch && n == 1) prefetch_next(w, s, env, layer);
         if (!shared_done) {
             ms_ffn(cp, &ly->sh_gate, &ly->sh_up, &ly->sh_down, s->x, n, s->ffn_out, s->ffn_scr);
             shared_done = true;

@@ -39,6 +39,13 @@ int ms_cli_engine_opt(int opt, const char *arg, ms_engine_opts *o, ms_err *err)
         o->batch = (int)v;
         return 1;
     case MS_OPT_REF: o->force_ref = true; return 1;
+    case MS_OPT_PREFETCH:
+        if (strcmp(arg, "none") && strcmp(arg, "next-layer")) {
+            ms_errf(err, EINVAL, "--prefetch %s: use none or next-layer", arg);
+            return -1;
+        }
+        o->prefetch = arg;
+        return 1;
     default: return 0;
     }
 }
@@ -62,6 +69,10 @@ void ms_cli_engine_help(FILE *f)
             "                     `moestream simulate --help` for the list)\n"
             "  --profile FILE     routing profile for the `pin` policy\n"
             "  --mlock            lock the expert cache in RAM (and register it as io_uring fixed buffers)\n"
+            "  --prefetch MODE    none (default) or next-layer: during decode, apply layer L+1's router\n"
+            "                     to the hidden state after layer L's attention and read its predicted\n"
+            "                     experts behind layer L's demand reads; it stops itself when more\n"
+            "                     prefetched experts are evicted unused than used. Output is unchanged.\n"
             "compute:\n"
             "  --threads N        compute threads (default: physical cores)\n"
             "  --ctx N            context length: KV-cache positions (default min(4096, model maximum))\n"

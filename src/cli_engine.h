@@ -21,6 +21,7 @@ enum {
     MS_OPT_CTX,
     MS_OPT_BATCH,
     MS_OPT_REF,
+    MS_OPT_PREFETCH,
 };
 
 #define MS_CLI_ENGINE_LONGOPTS                                                                          \
@@ -28,7 +29,8 @@ enum {
         {"queue-depth", required_argument, 0, MS_OPT_QD}, {"policy", required_argument, 0, MS_OPT_POLICY}, \
         {"profile", required_argument, 0, MS_OPT_PROFILE}, {"mlock", no_argument, 0, MS_OPT_MLOCK},       \
         {"threads", required_argument, 0, MS_OPT_THREADS}, {"ctx", required_argument, 0, MS_OPT_CTX},     \
-        {"batch", required_argument, 0, MS_OPT_BATCH}, {"ref-kernels", no_argument, 0, MS_OPT_REF}
+        {"batch", required_argument, 0, MS_OPT_BATCH}, {"ref-kernels", no_argument, 0, MS_OPT_REF},   \
+        {"prefetch", required_argument, 0, MS_OPT_PREFETCH}
 
 /* Handle one engine option; returns 1 if handled, 0 if not an engine option,
  * -1 on a bad value (message in err). */

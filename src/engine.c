@@ -85,6 +85,13 @@ int ms_engine_open(const char *dir, const ms_engine_opts *o, ms_engine **out, ms
         }
         if (rc < 0) goto fail;
     }
+    snprintf(e->prefetch_mode, sizeof e->prefetch_mode, "%s", o->prefetch && *o->prefetch ? o->prefetch : "none");
+    if (strcmp(e->prefetch_mode, "none") && strcmp(e->prefetch_mode, "next-layer")) {
+        rc = ms_errf(err, EINVAL, "--prefetch %s: use none or next-layer", e->prefetch_mode);
+        goto fail;
+    }
+    e->env.prefetch = !strcmp(e->prefetch_mode, "next-layer") && e->cache;
+    e->env.pred = &e->pred;
     e->stats.load_s = ms_now_s() - t0;
     *out = e;
     return 0;

@@ -24,6 +24,7 @@ typedef struct ms_engine_opts {
     const char *policy;   /* eviction policy spec (NULL = default) */
     const char *profile;  /* policy profile file (optional) */
     bool mlock;           /* lock the expert cache in RAM */
+    const char *prefetch; /* "none" (default) or "next-layer" */
     int threads;      /* 0 = physical cores */
     bool force_ref;   /* scalar reference kernels */
     int ctx;          /* KV cache positions (0 = min(4096, max_position_embeddings)) */
@@ -56,6 +57,8 @@ typedef struct ms_engine {
     int ctx, batch, threads;
     int pos;          /* tokens in the KV cache */
     ms_engine_stats stats;
+    ms_pred_stats pred;
+    char prefetch_mode[16];
 } ms_engine;
 
 int ms_engine_open(const char *dir, const ms_engine_opts *o, ms_engine **out, ms_err *err);

@@ -24,6 +24,18 @@ static void on_route(void *arg, int layer, int t, const int *ids, const float *w
     for (int j = 0; j < k; j++) row[j] = (uint32_t)ids[j];
 }
 
+/* Prediction callback: the next layer's predicted experts for the token being decoded. */
+static void on_predict(void *arg, int layer, int t, const int *ids, const float *w, int k)
+{
+    (void)w;
+    (void)t;
+    ms_gen *g = arg;
+    int li = g->e->model.moe_index[layer];
+    if (li < 0) return;
+    for (int j = 0; j < k; j++) g->trace_pred[(size_t)li * k + j] = ids[j];
+    g->trace_has_pred = true;
+}
+
 int ms_gen_init(ms_gen *g, ms_engine *e, const ms_gen_params *p, ms_err *err)
 {
     memset(g, 0, sizeof *g);
@@ -50,6 +62,8 @@ void ms_gen_free(ms_gen *g)
         g->e->env.on_route = NULL;
     }
     free(g->trace_rows);
+    free(g->trace_pred);
+    g->e->env.on_predict = NULL;
     free(g->logits);
     ms_sampler_free(&g->sampler);
     memset(g, 0, sizeof *g);
@@ -76,7 +90,11 @@ int ms_gen_trace_open(ms_gen *g, const char *path, ms_err *err)
     free(layers);
     if (rc < 0) return rc;
     g->trace_rows = calloc((size_t)g->e->batch * m->n_moe_layers * info.top_k, sizeof *g->trace_rows);
-    if (!g->trace_rows) return ms_errf(err, ENOMEM, "out of memory");
+    g->trace_pred = malloc((size_t)m->n_moe_layers * info.top_k * sizeof *g->trace_pred);
+    if (!g->trace_rows || !g->trace_pred) return ms_errf(err, ENOMEM, "out of memory");
+    for (size_t i = 0; i < (size_t)m->n_moe_layers * info.top_k; i++) g->trace_pred[i] = -1;
+    g->e->env.on_predict = on_predict;
+    g->e->env.on_predict_arg = g;
     g->e->env.on_route = on_route;
     g->e->env.on_route_arg = g;
     return 0;
@@ -101,9 +119,14 @@ static int feed(ms_gen *g, const int32_t *ids, int n, ms_err *err)
         const ms_model *m = &g->e->model;
         size_t row = (size_t)m->n_moe_layers * m->cfg.n_experts_per_tok;
         for (int t = 0; t < n; t++) {
-            rc = ms_trace_writer_add(g->trace, g->trace_seq, g->trace_pos++, g->trace_rows + (size_t)t * row, NULL, 0,
-                                     err);
+            bool pred = n == 1 && g->trace_has_pred;
+            rc = ms_trace_writer_add(g->trace, g->trace_seq, g->trace_pos++, g->trace_rows + (size_t)t * row,
+                                     pred ? g->trace_pred : NULL, pred ? (uint32_t)m->cfg.n_experts_per_tok : 0, err);
             if (rc < 0) return rc;
+        }
+        if (g->trace_has_pred) {
+            for (size_t i = 0; i < row; i++) g->trace_pred[i] = -1;
+            g->trace_has_pred = false;
         }
     }
     return 0;
@@ -134,7 +157,8 @@ static void take_snap(const ms_gen *g, struct ms_gen_snap *s)
     *s = (struct ms_gen_snap){.hits = cs.hits, .accesses = cs.accesses, .misses = cs.misses, .reads = cs.expert_reads,
                               .bytes = cs.bytes_read, .payload = cs.bytes_payload, .prefetch_issued = cs.prefetch_issued,
                               .prefetch_used = cs.prefetch_used, .prefetch_wasted = cs.prefetch_wasted,
-                              .busy_s = cs.read_busy_s, .wait_s = cs.wait_s};
+                              .busy_s = cs.read_busy_s, .wait_s = cs.wait_s, .predicted = g->e->pred.predicted,
+                              .correct = g->e->pred.correct};
 }
 
 static void snapshot(ms_gen *g)
@@ -205,6 +229,7 @@ void ms_gen_get_stats(const ms_gen *g, ms_gen_stats *st)
     st->state_bytes = e->stats.state_bytes;
     st->io_backend = e->io_name;
     st->policy = "none";
+    st->prefetch = e->prefetch_mode;
     st->interrupted = g->stop_reason && !strcmp(g->stop_reason, "interrupt");
     st->stop_reason = g->stop_reason ? g->stop_reason : "none";
     if (e->cache) {
@@ -237,6 +262,12 @@ void ms_gen_get_stats(const ms_gen *g, ms_gen_stats *st)
         st->prefetch_issued = now.prefetch_issued - b.prefetch_issued;
         st->prefetch_used = now.prefetch_used - b.prefetch_used;
         st->prefetch_wasted = now.prefetch_wasted - b.prefetch_wasted;
+        uint64_t pp = now.predicted - b.predicted, pc = now.correct - b.correct;
+        st->prefetch_precision = pp ? (double)pc / (double)pp : 0;
+        uint64_t resolved = st->prefetch_used + st->prefetch_wasted;
+        st->prefetch_use_rate = resolved ? (double)st->prefetch_used / (double)resolved : 0;
+        st->prefetch_stopped = cs.prefetch_stopped;
+        st->prefetch_stopped_at = cs.prefetch_stopped_at;
         st->slots = cs.slots;
         st->cache_bytes = cs.arena_bytes;
         ms_io_stats_line(ms_cache_io(e->cache), st->io_line, sizeof st->io_line);
@@ -259,6 +290,10 @@ char *ms_gen_stats_line(const ms_gen_stats *st, char *buf, size_t len)
                       st->policy, st->io_backend);
     else if (n > 0 && (size_t)n < len)
         n += snprintf(buf + n, len - (size_t)n, " | experts: %s", st->io_backend);
+    if (st->cache && strcmp(st->prefetch, "none") && n > 0 && (size_t)n < len)
+        n += snprintf(buf + n, len - (size_t)n, " | prefetch %s: %llu read, precision %.0f%%, %.0f%% used%s",
+                      st->prefetch, (unsigned long long)st->prefetch_issued, 100 * st->prefetch_precision,
+                      100 * st->prefetch_use_rate, st->prefetch_stopped ? ", stopped itself" : "");
     if (n > 0 && (size_t)n < len)
         snprintf(buf + n, len - (size_t)n, " | peak RSS %s of --ram %s", ms_fmt_bytes(st->peak_rss, c, sizeof c),
                  ms_fmt_bytes(st->budget, a, sizeof a));
@@ -291,6 +326,11 @@ int ms_gen_stats_json(const ms_gen_stats *st, const char *path, ms_err *err)
     I("prefetch_issued", st->prefetch_issued);
     I("prefetch_used", st->prefetch_used);
     I("prefetch_wasted", st->prefetch_wasted);
+    S("prefetch", st->prefetch);
+    D("prefetch_precision", st->prefetch_precision);
+    D("prefetch_recall", st->prefetch_precision);
+    D("prefetch_use_rate", st->prefetch_use_rate);
+    json_object_object_add(o, "prefetch_stopped", json_object_new_boolean(st->prefetch_stopped));
     I("cache_slots", st->slots);
     I("cache_bytes", st->cache_bytes);
     I("resident_bytes", st->resident_bytes);

@@ -40,6 +40,11 @@ typedef struct ms_gen_stats {
     double experts_read_per_token, bytes_read_per_token; /* decode phase */
     double read_gbps, read_busy_s, io_wait_s, io_wait_fraction;
     uint64_t prefetch_issued, prefetch_used, prefetch_wasted;
+    const char *prefetch;        /* mode */
+    double prefetch_precision;   /* predicted experts the router then chose (= recall at top-k) */
+    double prefetch_use_rate;    /* prefetched experts later used / prefetched and resolved */
+    bool prefetch_stopped;
+    uint64_t prefetch_stopped_at;
     int64_t slots;
     uint64_t cache_bytes;
     uint64_t peak_rss, budget, resident_bytes, state_bytes;
@@ -61,11 +66,14 @@ typedef struct ms_gen {
     /* trace */
     ms_trace_writer *trace;
     uint32_t *trace_rows;       /* [batch][n_moe][K] */
+    int32_t *trace_pred;        /* [n_moe][K] predictions for the token being decoded (-1 none) */
+    bool trace_has_pred;
     uint32_t trace_seq, trace_pos;
     /* cache counters when this generator started (its figures are deltas) and at
      * its first decode step (decode-phase figures) */
     struct ms_gen_snap {
         uint64_t hits, accesses, misses, reads, bytes, payload, prefetch_issued, prefetch_used, prefetch_wasted;
+        uint64_t predicted, correct;
         double busy_s, wait_s;
     } base, snap;
     bool snapped;

@@ -64,9 +64,12 @@ static uint64_t min_budget(int ctx, int batch, int threads)
 }
 
 /* Decode logits at every position (vocab * NT floats) with the given source. */
+static const char *g_prefetch; /* prefetch mode for run_logits */
+
 static float *run_logits(const char *io, uint64_t ram, int threads, const char *policy, ms_cache_stats *cs)
 {
-    ms_engine_opts o = {.ram = ram, .io = io, .threads = threads, .ctx = 64, .batch = 1, .policy = policy};
+    ms_engine_opts o = {.ram = ram, .io = io, .threads = threads, .ctx = 64, .batch = 1, .policy = policy,
+                        .prefetch = g_prefetch};
     ms_engine *e;
     ms_err err = {0};
     if (ms_engine_open(g_model, &o, &e, &err) < 0) fail_msg("engine (%s, %llu): %s", io, (unsigned long long)ram, err.msg);
@@ -109,6 +112,17 @@ static void test_bit_identical(void **state)
             if (memcmp(b, ref, n * sizeof(float)) != 0) fail_msg("io %s ram %llu differs", ios[i], (unsigned long long)rams[j]);
             free(b);
         }
+    /* next-layer prefetch changes what is cached, never the output */
+    g_prefetch = "next-layer";
+    for (int j = 0; j < 2; j++) {
+        float *b = run_logits("uring", rams[j], 2, NULL, &cs);
+        if (memcmp(b, ref, n * sizeof(float)) != 0) fail_msg("prefetch at ram %llu differs", (unsigned long long)rams[j]);
+        print_message("prefetch at %llu: %llu prefetched, %llu used\n", (unsigned long long)rams[j],
+                      (unsigned long long)cs.prefetch_issued, (unsigned long long)cs.prefetch_used);
+        assert_true(cs.prefetch_issued > 0);
+        free(b);
+    }
+    g_prefetch = NULL;
     const char *pols[] = {"lru", "lfu", "lru-layer", "2q", "tinylfu"};
     for (size_t i = 0; i < sizeof pols / sizeof pols[0]; i++) {
         float *b = run_logits("uring", lo, 2, pols[i], NULL);
