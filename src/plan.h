@@ -49,6 +49,11 @@ uint64_t ms_plan_default_budget(void);
 /* Compute the split. Never fails for a too-small budget: check plan->fits. */
 int ms_plan_compute(const ms_model *m, uint64_t budget, int ctx, int batch, int threads, ms_plan *p, ms_err *err);
 
+/* Expert slots a budget gives for a model directory (what `run --ram` would
+ * get with the default context, batch and threads); -ENOMEM with the plan's
+ * numbers if the budget is below the minimum. For `simulate --ram --model`. */
+int ms_plan_expert_slots(const char *model_dir, uint64_t ram, int64_t *slots, ms_err *err);
+
 /* One error line for a budget that does not fit, with the numbers. */
 int ms_plan_refuse(const ms_plan *p, ms_err *err);
 
