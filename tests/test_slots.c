@@ -372,11 +372,19 @@ static void test_random_ops_invariants(void **state)
                 ms_slots_release(s, g[gi].refs, K);
                 for (int j = 0; j < K; j++) expect_pins[g[gi].refs[j].slot]--;
                 g[gi].live = false;
-            } else if (op < 8) { /* prefetch, sometimes completing it */
+            } else if (op < 7) { /* prefetch, sometimes completing it */
                 uint32_t sl, key = rng_next(&x) % (L * E);
                 int rc = ms_slots_prefetch(s, key, &sl, &err);
                 assert_true(rc == 0 || rc == 1 || rc == -EBUSY);
                 if (rc == 1 && rng_next(&x) % 4) ms_slots_ready(s, sl);
+            } else if (op < 8) { /* prefetch a predicted set of one layer */
+                uint32_t l = rng_next(&x) % L, set[3];
+                int64_t sl[3];
+                for (int j = 0; j < 3; j++) set[j] = l * E + rng_next(&x) % E;
+                int rc = ms_slots_prefetch_set(s, set, 3, sl, &err);
+                assert_true(rc >= 0 && rc <= 3);
+                for (int j = 0; j < 3; j++)
+                    if (sl[j] >= 0) assert_int_equal(ms_slots_key(s, (uint32_t)sl[j]), set[j]);
             } else if (op == 8) {
                 ms_slots_tick(s);
             } else { /* finish every loading prefetch nobody holds */
