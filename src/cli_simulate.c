@@ -4,7 +4,7 @@
  * slot core (cache/slots.c), so hit counts equal the runtime's for the same
  * trace, slots and policy. Capacities come as slot counts (--slots), as
  * fractions of all (layer, expert) pairs (--capacity), or as RAM budgets
- * (--ram + --model, pending the model store's budget plan). */
+ * (--ram + --model: the slots the runtime's budget plan gives that model). */
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include "cli.h"
+#include "model.h"
+#include "plan.h"
 #include "policy.h"
 #include "profile.h"
 #include "sim.h"
@@ -37,9 +39,10 @@ static void usage(FILE *f)
             "capacity (one of; default --capacity 12.5%%,25%%,50%%):\n"
             "  --slots N[,N...]          cache capacities in expert slots (top_k .. n_layers x n_experts)\n"
             "  --capacity P%%[,P%%...]     capacities as percentages of n_layers x n_experts\n"
-            "  --ram SIZE[,SIZE...]      RAM budgets (e.g. 64G); needs --model DIR to size\n"
-            "                            an expert slot (not available yet: needs the model store)\n"
-            "  --model DIR               model directory for --ram\n"
+            "  --ram SIZE[,SIZE...]      RAM budgets (e.g. 64G): each is turned into expert slots\n"
+            "                            by the same budget plan as `run --ram` (see `moestream plan`)\n"
+            "  --model DIR               model directory for --ram (its MoE layers and experts\n"
+            "                            must match the trace)\n"
             "\n"
             "options:\n"
             "  --trace FILE              the trace to replay (required)\n"
@@ -168,23 +171,24 @@ int cmd_simulate(int argc, char **argv)
     if (model && !ram_arg) return ms_cli_usage_error(CMD, "--model is only used with --ram");
 
     ms_err err = {0};
-    /* Validate --ram syntax before the "not available" answer, so typos are usage errors. */
+    uint64_t *rams = NULL;
+    int n_rams = 0;
     if (ram_arg) {
-        uint64_t *sizes;
-        int n;
-        if (ms_parse_size_list(ram_arg, &sizes, &n, "--ram", &err) < 0) return ms_cli_usage_error(CMD, "%s", err.msg);
-        free(sizes);
-        ms_errf(&err, ENOSYS,
-                "--ram: not available yet: sizing slots from a RAM budget needs the model store's budget plan "
-                "(use --slots or --capacity)");
-        return ms_cli_fail(CMD, &err);
+        if (ms_parse_size_list(ram_arg, &rams, &n_rams, "--ram", &err) < 0) return ms_cli_usage_error(CMD, "%s", err.msg);
+        if (n_rams > MAX_CAPS) {
+            free(rams);
+            return ms_cli_usage_error(CMD, "--ram: more than %d values", MAX_CAPS);
+        }
     }
 
     /* Policy list. */
     char *pol_buf = strdup(policy_arg);
     const char *pols[MAX_POLICIES];
     int n_pols = 0;
-    if (!pol_buf) return ms_cli_fail(CMD, &err);
+    if (!pol_buf) {
+        free(rams);
+        return ms_cli_fail(CMD, &err);
+    }
     if (!strcmp(policy_arg, "all")) {
         for (size_t i = 0; i < ms_policy_count() && n_pols < MAX_POLICIES; i++) {
             const ms_policy_ops *o = ms_policy_at(i);
@@ -194,12 +198,14 @@ int cmd_simulate(int argc, char **argv)
     } else {
         if (!*policy_arg || policy_arg[0] == ',' || policy_arg[strlen(policy_arg) - 1] == ',' || strstr(policy_arg, ",,")) {
             free(pol_buf);
+            free(rams);
             return ms_cli_usage_error(CMD, "--policy: empty item in '%s'", policy_arg);
         }
         char *save = NULL;
         for (char *tok = strtok_r(pol_buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
             if (n_pols == MAX_POLICIES) {
                 free(pol_buf);
+                free(rams);
                 return ms_cli_usage_error(CMD, "--policy: more than %d policies", MAX_POLICIES);
             }
             /* Check the spec now: unknown names are usage errors. */
@@ -210,11 +216,13 @@ int cmd_simulate(int argc, char **argv)
             free(tmp);
             if (rc < 0) {
                 free(pol_buf);
+                free(rams);
                 return ms_cli_usage_error(CMD, "--policy: %s", err.msg);
             }
             if ((ops->flags & MS_POLICY_NEEDS_PROFILE) && !profile) {
                 int r = ms_cli_usage_error(CMD, "--policy %s needs --profile FILE", tok);
                 free(pol_buf);
+                free(rams);
                 return r;
             }
             pols[n_pols++] = tok;
@@ -225,6 +233,7 @@ int cmd_simulate(int argc, char **argv)
     int rc = ms_trace_read(trace_path, &t, &err);
     if (rc < 0) {
         free(pol_buf);
+        free(rams);
         return ms_cli_fail(CMD, &err);
     }
     const ms_trace_info *in = &t.info;
@@ -250,6 +259,36 @@ int cmd_simulate(int argc, char **argv)
         }
         for (int i = 0; i < n_caps; i++) caps[i] = (uint32_t)v[i];
         free(v);
+    } else if (ram_arg) {
+        /* The model must be the one the trace was recorded with. */
+        ms_model m;
+        if (ms_model_open(model, &m, &err) < 0) {
+            ret = ms_cli_fail(CMD, &err);
+            goto done;
+        }
+        uint32_t ml = (uint32_t)m.n_moe_layers, me = (uint32_t)m.cfg.n_routed_experts;
+        ms_model_close(&m);
+        if (ml != in->n_layers || me != in->n_experts) {
+            ms_errf(&err, EINVAL, "%s has %u MoE layers x %u experts but the trace %s has %u x %u", model, ml, me,
+                    trace_path, in->n_layers, in->n_experts);
+            ret = ms_cli_fail(CMD, &err);
+            goto done;
+        }
+        for (int i = 0; i < n_rams; i++) {
+            int64_t slots;
+            if (ms_plan_expert_slots(model, rams[i], &slots, &err) < 0) {
+                ret = ms_cli_fail(CMD, &err);
+                goto done;
+            }
+            if (slots < in->top_k) {
+                char b[32];
+                ms_errf(&err, ENOSPC, "--ram %s: the expert cache holds %lld experts, fewer than top_k = %u",
+                        ms_fmt_bytes(rams[i], b, sizeof b), (long long)slots, in->top_k);
+                ret = ms_cli_fail(CMD, &err);
+                goto done;
+            }
+            caps[n_caps++] = slots > n_keys ? n_keys : (uint32_t)slots; /* plan never exceeds all experts */
+        }
     } else if (parse_capacity(cap_arg ? cap_arg : "12.5%,25%,50%", n_keys, in->top_k, caps, &n_caps, &err) < 0) {
         ret = ms_cli_usage_error(CMD, "%s", err.msg);
         goto done;
@@ -312,6 +351,7 @@ int cmd_simulate(int argc, char **argv)
             const ms_slots_stats *st = &rw->r.stats;
             printf("  {\"policy\": ");
             json_str(rw->policy);
+            if (rams) printf(", \"ram_bytes\": %llu", (unsigned long long)rams[c2]);
             printf(", \"default\": %s, \"slots\": %u, \"capacity\": %.6g, \"hit_rate\": %.6f, \"hits\": %llu, "
                    "\"accesses\": %llu, \"belady_ratio\": %.6f, \"misses\": %llu, \"evictions\": %llu, "
                    "\"hits_loading\": %llu, \"prefetch_inserted\": %llu, \"prefetch_used\": %llu, "
@@ -329,10 +369,11 @@ int cmd_simulate(int argc, char **argv)
         printf("  %llu tokens x %u MoE layers x top-%u of %u experts = %zu accesses, %u (layer, expert) keys\n",
                (unsigned long long)t.n_tokens, in->n_layers, in->top_k, in->n_experts, n_acc, n_keys);
         printf("hit rate (and %% of belady's offline optimum); * = default policy\n");
-        printf("%-22s", "policy \\ slots");
+        printf("%-22s", rams ? "policy \\ RAM: slots" : "policy \\ slots");
         for (int c2 = 0; c2 < n_caps; c2++) {
-            char h[48];
-            snprintf(h, sizeof h, "%u (%.1f%%)", caps[c2], 100.0 * caps[c2] / n_keys);
+            char h[64], b[32];
+            if (rams) snprintf(h, sizeof h, "%s: %u", ms_fmt_bytes(rams[c2], b, sizeof b), caps[c2]);
+            else snprintf(h, sizeof h, "%u (%.1f%%)", caps[c2], 100.0 * caps[c2] / n_keys);
             printf(" %16s", h);
         }
         printf("\n");
@@ -362,14 +403,14 @@ int cmd_simulate(int argc, char **argv)
             int *ord = malloc(n_caps * sizeof *ord);
             for (int i = 0; ord && i < n_caps; i++) ord[i] = i;
             for (int i = 1; ord && i < n_caps; i++)
-                for (int j = i; j > 0 && caps[ord[j - 1]] > caps[ord[j]]; j--) {
+                for (int j = i; j > 0 && (rams ? rams[ord[j - 1]] > rams[ord[j]] : caps[ord[j - 1]] > caps[ord[j]]); j--) {
                     int tmp = ord[j];
                     ord[j] = ord[j - 1];
                     ord[j - 1] = tmp;
                 }
             for (int p = 0; ord && p < n_pols; p++) {
                 for (int i = 0; i < n_caps; i++) {
-                    xs[p * n_caps + i] = caps[ord[i]];
+                    xs[p * n_caps + i] = rams ? (double)rams[ord[i]] / (1024.0 * 1024 * 1024) : caps[ord[i]];
                     ys[p * n_caps + i] = rows[p * n_caps + ord[i]].r.hit_rate;
                 }
                 ser[p] = (ms_plot_series){.name = pols[p], .n = n_caps, .x = xs + p * n_caps, .y = ys + p * n_caps,
@@ -379,7 +420,9 @@ int cmd_simulate(int argc, char **argv)
             char title[400];
             snprintf(title, sizeof title, "Expert cache hit rate: %s (%u layers x %u experts, top-%u)",
                      in->model[0] ? in->model : trace_path, in->n_layers, in->n_experts, in->top_k);
-            ms_plot pl = {.title = title, .xlabel = "cache capacity (expert slots)", .ylabel = "hit rate",
+            ms_plot pl = {.title = title,
+                          .xlabel = rams ? "RAM budget (GiB)" : "cache capacity (expert slots)",
+                          .ylabel = "hit rate",
                           .ymin = 0, .ymax = 1, .n_series = n_pols, .series = ser};
             if (!ord) ms_errf(&err, ENOMEM, "out of memory");
             else ms_svg_plot_write(plot, &pl, &err);
@@ -391,6 +434,7 @@ int cmd_simulate(int argc, char **argv)
         if (err.code) ret = ms_cli_fail(CMD, &err);
     }
 done:
+    free(rams);
     free(rows);
     free(keys);
     free(pol_buf);

@@ -273,7 +273,7 @@ static void test_errors(void **state)
     expect_exit(2, "only one of", "--trace %s --slots 8 --capacity 50%%", SMALL);
     expect_exit(2, "--ram needs --model", "--trace %s --ram 8G", SMALL);
     expect_exit(2, "--ram", "--trace %s --ram 8X --model /tmp", SMALL);
-    expect_exit(1, "not available yet", "--trace %s --ram 8G,16G --model /tmp", SMALL);
+    expect_exit(1, "config.json", "--trace %s --ram 8G,16G --model /nonexistent-model", SMALL);
     expect_exit(2, "unknown option", "--trace %s --bogus", SMALL);
     expect_exit(2, "unexpected argument", "--trace %s extra", SMALL);
     expect_exit(1, "cannot open", "--trace %s", "/nonexistent/trace.jsonl");
@@ -288,6 +288,58 @@ static void test_errors(void **state)
     free(bad);
 }
 
+/* --ram + --model: slots come from the runtime's budget plan for that model. */
+static void test_ram_model(void **state)
+{
+    (void)state;
+    char *model = mst_fmt("%s/tiny", tmp), *tr = mst_fmt("%s/tiny.jsonl", tmp);
+    char *out = NULL, *errs = NULL;
+    if (mst_run(NULL, &errs, "%s synth --preset tiny --out %s", MS_BIN, model) != 0) fail_msg("synth: %s", errs);
+    free(errs);
+    /* a trace with the tiny model's geometry: 3 MoE layers x 16 experts, top-4 */
+    ms_trace_info info = {.n_layers = 3, .n_experts = 16, .top_k = 4};
+    ms_trace_writer *w;
+    ms_err err = {0};
+    assert_int_equal(ms_trace_writer_open(tr, MS_TRACE_BINARY, &info, &w, &err), 0);
+    for (uint32_t t = 0; t < 100; t++) {
+        uint32_t ex[12];
+        for (uint32_t l = 0; l < 3; l++)
+            for (uint32_t j = 0; j < 4; j++) ex[l * 4 + j] = (t * (l + 1) + j * 5 + (t % 3 ? 0 : 1)) % 16;
+        assert_int_equal(ms_trace_writer_add(w, 0, t, ex, NULL, 0, &err), 0);
+    }
+    assert_int_equal(ms_trace_writer_close(w, &err), 0);
+    char *args = mst_fmt("--trace %s --model %s --ram 104M,106M,1G --policy lru,next-use", tr, model);
+    json_object *j = run_json(args);
+    assert_int_equal(json_object_array_length(j), 6);
+    const char *rams[3] = {"104M", "106M", "1G"};
+    for (int i = 0; i < 3; i++) {
+        /* the same number of slots as `plan` reports for that budget */
+        assert_int_equal(mst_run(&out, NULL, "%s plan --model %s --ram %s --json", MS_BIN, model, rams[i]), 0);
+        json_object *pl = json_tokener_parse(out);
+        assert_non_null(pl);
+        int64_t want = json_object_get_int64(field(pl, "expert_slots", json_type_int));
+        json_object *r = json_object_array_get_idx(j, i);
+        assert_int_equal(json_object_get_int64(field(r, "slots", json_type_int)), want);
+        assert_int_equal(json_object_get_int64(field(r, "ram_bytes", json_type_int)),
+                         json_object_get_int64(field(pl, "ram_budget_bytes", json_type_int)));
+        json_object_put(pl);
+        free(out);
+    }
+    /* 1G holds every expert: only compulsory misses */
+    assert_int_equal(json_object_get_int64(field(json_object_array_get_idx(j, 2), "slots", json_type_int)), 48);
+    json_object_put(j);
+    free(args);
+    /* budget below the plan's minimum, and a trace of another geometry */
+    args = mst_fmt("--trace %s --model %s --ram 10M", tr, model);
+    expect_exit(1, "too small", "%s", args);
+    free(args);
+    args = mst_fmt("--trace " SMALL " --model %s --ram 1G", model);
+    expect_exit(1, "has 3 MoE layers x 16 experts but the trace", "%s", args);
+    free(args);
+    free(model);
+    free(tr);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -297,6 +349,7 @@ int main(void)
         cmocka_unit_test(test_plot),
         cmocka_unit_test(test_binary_and_profile_and_prefetch),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_ram_model),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
