@@ -448,11 +448,11 @@ void ms_bench_io_print(FILE *f, const ms_bench_io_row *rows, int n, bool json)
         fprintf(f, "\n]\n");
         return;
     }
-    fprintf(f, "%-16s %12s %9s %8s %8s  %s\n", "backend", "bytes", "seconds", "GB/s", "vs raw", "note");
+    fprintf(f, "%-18s %12s %9s %8s %8s  %s\n", "backend", "bytes", "seconds", "GB/s", "vs raw", "note");
     for (int i = 0; i < n; i++) {
         const ms_bench_io_row *r = &rows[i];
         char b[32];
-        fprintf(f, "%-16s %12s %9.3f %8.3f %8.3f  %s\n", r->backend, ms_fmt_bytes(r->bytes, b, sizeof b), r->seconds,
+        fprintf(f, "%-18s %12s %9.3f %8.3f %8.3f  %s\n", r->backend, ms_fmt_bytes(r->bytes, b, sizeof b), r->seconds,
                 r->gbps, r->ratio_to_raw, r->note);
     }
 }
