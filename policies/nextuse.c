@@ -390,6 +390,19 @@ static int64_t nu_victim(void *st, uint32_t key, uint32_t n_empty, ms_policy_eli
             }
         }
     }
+    if (best == MS_NIL && s->use_lift) {
+        /* Recent keys beyond the recent lists' capacity (a large prefill group) were
+         * skipped above and are in no list: take the best of them plainly. */
+        for (uint32_t l = 0; l < s->n_layers; l++) {
+            uint32_t v = s->heaps[l].n ? nu_min_eligible2(s, &s->heaps[l], ok, ctx, false, c) : MS_NIL;
+            if (v == MS_NIL) continue;
+            double eta = nu_eta(s, s->key_of[v], c);
+            if (eta > best_eta) {
+                best_eta = eta;
+                best = v;
+            }
+        }
+    }
     return best == MS_NIL ? -1 : (int64_t)best;
 }
 

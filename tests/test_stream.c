@@ -335,12 +335,55 @@ static void test_refuses_small_budget(void **state)
     assert_int_equal(rc, 0);
 }
 
+/* Prefill chunks larger than the cache: experts come in waves; every policy must
+ * find victims in groups far larger than top_k (regression: next-use once found
+ * none when a group's recent keys overflowed its recent lists). */
+static void test_prefill_waves(void **state)
+{
+    (void)state;
+    char *dir = mst_tmpdir("stream_waves");
+    ms_synth_opts o;
+    ms_err err = {0};
+    assert_int_equal(ms_synth_preset("tiny", &o, &err), 0);
+    o.arch.n_routed_experts = 64;
+    o.arch.n_group = 8;
+    o.arch.topk_group = 4;
+    o.arch.n_experts_per_tok = 6;
+    o.seed = 9;
+    ms_synth_result r;
+    if (ms_synth_write(dir, &o, &r, &err) < 0) fail_msg("synth: %s", err.msg);
+    ms_model m;
+    assert_int_equal(ms_model_open(dir, &m, &err), 0);
+    ms_plan p;
+    assert_int_equal(ms_plan_compute(&m, 1ull << 40, 64, 48, 2, &p, &err), 0);
+    ms_model_close(&m);
+    const char *toks = "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,"
+                       "35,36,37,38,39,40,41,42,43,44,45,46,47,48";
+    char *ref = NULL;
+    assert_int_equal(mst_run(&ref, NULL, "%s run --model %s --tokens %s -n 6 --temp 0 --batch 48 --ctx 64 --threads 2 "
+                                         "--io resident --quiet", MS_BIN, dir, toks), 0);
+    const char *pols[] = {"next-use", "lru", "lfu", "lru-layer", "2q", "tinylfu", "lfu-decay"};
+    for (size_t i = 0; i < sizeof pols / sizeof pols[0]; i++) {
+        char *out = NULL, *errs = NULL;
+        int rc = mst_run(&out, &errs, "%s run --model %s --tokens %s -n 6 --temp 0 --batch 48 --ctx 64 --threads 2 "
+                                      "--ram %llu --policy %s --quiet", MS_BIN, dir, toks,
+                         (unsigned long long)p.min_budget, pols[i]);
+        if (rc != 0) fail_msg("%s: %s", pols[i], errs);
+        assert_string_equal(out, ref);
+        free(out);
+        free(errs);
+    }
+    free(ref);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bit_identical),       cmocka_unit_test(test_faults),
         cmocka_unit_test(test_truncated_under_run), cmocka_unit_test(test_trace_replay_matches_runtime),
         cmocka_unit_test(test_budget_and_page_cache), cmocka_unit_test(test_refuses_small_budget),
+        cmocka_unit_test(test_prefill_waves),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
