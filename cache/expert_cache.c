@@ -311,6 +311,14 @@ static int c_next(void *impl, ms_expert_ptrs *out, ms_err *err)
 {
     ms_cache *c = impl;
     cls_state *cs = &c->cls[c->g_class];
+    /* Collect whatever completed while we computed (never blocks): slots become
+     * READY sooner and the driver refills the device queue. */
+    if (!c->broken && ms_io_pending(c->io) > 0) {
+        int r = ms_io_reap(c->io, c->cqe, (int)MS_ARRAY_LEN(c->cqe), 0, err);
+        if (r < 0) return fail(c, r, err);
+        int rc = handle_cqes(c, r, err);
+        if (rc < 0) return rc;
+    }
     for (;;) {
         if (c->broken) {
             *err = c->broken_err;
@@ -432,7 +440,10 @@ int ms_cache_create(const ms_model *m, const ms_cache_opts *o, ms_cache **out, m
         return ms_errf(err, ENOMEM, "out of memory");
     }
     for (int i = 0; i < m->tt.n_files; i++) paths[i] = m->tt.files[i].path;
-    ms_io_config ioc = {.backend = o->io_backend, .queue_depth = o->queue_depth};
+    /* Deep enough that every read of a layer's misses (top-k experts x 9 ranges in
+     * <= 1 MiB pieces) is in flight at once: the compute thread reaps only between
+     * experts, and reads still queued in the driver would wait for it. */
+    ms_io_config ioc = {.backend = o->io_backend, .queue_depth = o->queue_depth ? o->queue_depth : 256};
     rc = ms_io_open(&c->io, &ioc, paths, m->tt.n_files, err);
     free(paths);
     if (rc < 0) goto fail;

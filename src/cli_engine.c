@@ -64,7 +64,7 @@ void ms_cli_engine_help(FILE *f)
             "                     the cache), for comparison only;\n"
             "                     resident: read every expert into RAM at start-up (needs it all to fit);\n"
             "                     fault:<spec>: uring with injected faults (testing, see docs/IO.md)\n"
-            "  --queue-depth N    reads in flight (default 64)\n"
+            "  --queue-depth N    reads in flight (default 256)\n"
             "  --policy NAME      expert-cache eviction policy (default: the simulator's default; see\n"
             "                     `moestream simulate --help` for the list)\n"
             "  --profile FILE     routing profile for the `pin` policy\n"

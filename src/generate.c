@@ -151,6 +151,7 @@ int ms_gen_prompt(ms_gen *g, const int32_t *ids, int n, ms_err *err)
 static void take_snap(const ms_gen *g, struct ms_gen_snap *s)
 {
     memset(s, 0, sizeof *s);
+    s->disk = ms_io_read_bytes();
     if (!g->e->cache) return;
     ms_cache_stats cs;
     ms_cache_get_stats(g->e->cache, &cs);
@@ -158,7 +159,7 @@ static void take_snap(const ms_gen *g, struct ms_gen_snap *s)
                               .bytes = cs.bytes_read, .payload = cs.bytes_payload, .prefetch_issued = cs.prefetch_issued,
                               .prefetch_used = cs.prefetch_used, .prefetch_wasted = cs.prefetch_wasted,
                               .busy_s = cs.read_busy_s, .wait_s = cs.wait_s, .predicted = g->e->pred.predicted,
-                              .correct = g->e->pred.correct};
+                              .correct = g->e->pred.correct, .disk = s->disk};
 }
 
 static void snapshot(ms_gen *g)
@@ -232,6 +233,11 @@ void ms_gen_get_stats(const ms_gen *g, ms_gen_stats *st)
     st->prefetch = e->prefetch_mode;
     st->interrupted = g->stop_reason && !strcmp(g->stop_reason, "interrupt");
     st->stop_reason = g->stop_reason ? g->stop_reason : "none";
+    if (g->snapped && st->generated_tokens) {
+        struct ms_gen_snap now;
+        take_snap(g, &now);
+        st->disk_bytes_per_token = (double)(now.disk - g->snap.disk) / (double)st->generated_tokens;
+    }
     if (e->cache) {
         ms_cache_stats cs;
         ms_cache_get_stats(e->cache, &cs);
@@ -320,6 +326,7 @@ int ms_gen_stats_json(const ms_gen_stats *st, const char *path, ms_err *err)
     I("bytes_read", st->bytes_read);
     D("experts_read_per_token", st->experts_read_per_token);
     D("bytes_read_per_token", st->bytes_read_per_token);
+    D("disk_bytes_per_token", st->disk_bytes_per_token);
     D("read_gbps", st->read_gbps);
     D("io_wait_s", st->io_wait_s);
     D("io_wait_fraction", st->io_wait_fraction);

@@ -38,6 +38,7 @@ typedef struct ms_gen_stats {
     uint64_t accesses, hits, misses, expert_reads, bytes_read, bytes_payload;
     double hit_rate, decode_hit_rate;
     double experts_read_per_token, bytes_read_per_token; /* decode phase */
+    double disk_bytes_per_token; /* decode phase, as the kernel counts storage reads (all backends) */
     double read_gbps, read_busy_s, io_wait_s, io_wait_fraction;
     uint64_t prefetch_issued, prefetch_used, prefetch_wasted;
     const char *prefetch;        /* mode */
@@ -74,6 +75,7 @@ typedef struct ms_gen {
     struct ms_gen_snap {
         uint64_t hits, accesses, misses, reads, bytes, payload, prefetch_issued, prefetch_used, prefetch_wasted;
         uint64_t predicted, correct;
+        uint64_t disk;       /* /proc/self/io read_bytes */
         double busy_s, wait_s;
     } base, snap;
     bool snapped;

@@ -267,6 +267,21 @@ static uint64_t status_kb(const char *key)
 uint64_t ms_peak_rss(void) { return status_kb("VmHWM"); }
 uint64_t ms_cur_rss(void) { return status_kb("VmRSS"); }
 
+uint64_t ms_io_read_bytes(void)
+{
+    FILE *f = fopen("/proc/self/io", "r");
+    if (!f) return 0;
+    char line[128];
+    uint64_t v = 0;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "read_bytes:", 11) == 0) {
+            v = strtoull(line + 11, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
 uint64_t ms_mem_available(void)
 {
     FILE *f = fopen("/proc/meminfo", "r");

@@ -64,6 +64,10 @@ int ms_path_join(char *buf, size_t len, const char *dir, const char *name, ms_er
 uint64_t ms_peak_rss(void);
 uint64_t ms_cur_rss(void);
 
+/* Bytes this process caused to be read from storage (/proc/self/io read_bytes:
+ * O_DIRECT reads and page-cache fills, including mmap faults and read-ahead). */
+uint64_t ms_io_read_bytes(void);
+
 /* MemAvailable from /proc/meminfo in bytes, 0 if unknown. */
 uint64_t ms_mem_available(void);
 
