@@ -576,7 +576,10 @@ static void process(ms_io *io, ms_io_chunk *c)
     if ((uint64_t)res > c->len) res = c->len; /* never trust more than asked */
     io->st.bytes_read += (uint64_t)res;
     if (c->direct) f->direct_ok = true;
-    else if (f->fell_back && res > 0) posix_fadvise(c->fd, (off_t)c->off, (off_t)res, POSIX_FADV_DONTNEED);
+    else if (f->fell_back && res > 0) { /* whole pages: DONTNEED keeps partial first/last pages */
+        uint64_t a = c->off / io->align * io->align, b = MS_ALIGN_UP(c->off + (uint64_t)res, io->align);
+        posix_fadvise(c->fd, (off_t)a, (off_t)(b - a), POSIX_FADV_DONTNEED);
+    }
     uint64_t got = c->done + (uint64_t)res;            /* bytes of the chunk now valid */
     uint64_t want = MS_MIN(c->c_end, r->need) - c->c_start; /* bytes of it the payload needs */
     if (got >= want) {

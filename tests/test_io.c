@@ -469,7 +469,7 @@ static void check_page_cache(const char *backend, unsigned flags, bool expect_ca
         skip();
         return;
     }
-    uint64_t size = 8 << 20;
+    uint64_t size = (8 << 20) + 1000; /* the last page is partial */
     char *p = make_file(g_dir, "pc.bin", size, 9);
     drop_cache(p);
     size_t before = resident_pages(p);
@@ -484,11 +484,12 @@ static void check_page_cache(const char *backend, unsigned flags, bool expect_ca
         skip();
         return;
     }
-    uint8_t *buf = ms_aligned_alloc(4096, size + 8192);
+    uint8_t *buf = ms_aligned_alloc(4096, size + 16384);
     /* many unaligned pieces, like the parts of experts */
     uint64_t step = 300001;
     int n = 0;
     for (uint64_t off = 17; off + step <= size; off += step) n++;
+    n++; /* and the end of the file */
     ms_io_req *q = calloc((size_t)n, sizeof *q);
     uint64_t pos = 0;
     int i = 0;
@@ -498,7 +499,9 @@ static void check_page_cache(const char *backend, unsigned flags, bool expect_ca
         q[i] = (ms_io_req){.file = 0, .offset = off, .len = step - 1000, .dst = buf + pos, .tag = (uint64_t)i};
         pos += s.aligned_len;
     }
-    assert_true(pos <= size + 8192);
+    q[i] = (ms_io_req){.file = 0, .offset = size - 5000, .len = 5000, .dst = buf + pos, .tag = (uint64_t)i};
+    pos += 8192;
+    assert_true(pos <= size + 16384);
     assert_int_equal(ms_io_queue(io, q, n, &err), n);
     ms_io_cqe cq[16];
     int got = 0;
@@ -513,10 +516,10 @@ static void check_page_cache(const char *backend, unsigned flags, bool expect_ca
     if (expect_cached) {
         assert_true(after > total / 2);
     } else {
-        if (after > before + total / 100)
+        if (after > before)
             fprintf(stderr, "%s: %zu of %zu pages resident after reading (before %zu)\n", backend, after, total,
                     before);
-        assert_true(after <= before + total / 100);
+        assert_true(after <= before);
     }
     ms_io_close(io);
     free(q);
@@ -527,6 +530,11 @@ static void check_page_cache(const char *backend, unsigned flags, bool expect_ca
 static void test_page_cache_uring(void **state) { (void)state; check_page_cache("uring", 0, false); }
 static void test_page_cache_pread(void **state) { (void)state; check_page_cache("pread", 0, false); }
 static void test_page_cache_buffered(void **state) { (void)state; check_page_cache("pread", MS_IO_F_NO_DIRECT, false); }
+static void test_page_cache_buffered_short(void **state)
+{
+    (void)state; /* resumed short reads start mid-page: the page must still go */
+    check_page_cache("fault:inner=pread,short=0.5,seed=3", MS_IO_F_NO_DIRECT, false);
+}
 static void test_page_cache_mmap(void **state) { (void)state; check_page_cache("mmap", 0, true); }
 
 /* Closing with reads in flight waits for them (ASan would catch a write into
@@ -587,6 +595,7 @@ int main(void)
         cmocka_unit_test(test_page_cache_uring),
         cmocka_unit_test(test_page_cache_pread),
         cmocka_unit_test(test_page_cache_buffered),
+        cmocka_unit_test(test_page_cache_buffered_short),
         cmocka_unit_test(test_page_cache_mmap),
         cmocka_unit_test(test_close_inflight_and_poll),
     };
