@@ -403,6 +403,11 @@ static int read_binary(FILE *f, const char *path, ms_trace *t, ms_err *err)
                         rc = ms_errf(err, EINVAL, "%s: record %" PRIu64 ": predicted expert %u out of range", path, rec, x);
                         break;
                     }
+                    for (uint32_t r = 0; r < m && rc == 0; r++) /* as the JSON reader and the writer: no repeats */
+                        if (row[(size_t)l * t->max_pred + r] == (int32_t)x)
+                            rc = ms_errf(err, EINVAL, "%s: record %" PRIu64 ": layer %u: predicted expert %u listed twice",
+                                         path, rec, l, x);
+                    if (rc < 0) break;
                     row[(size_t)l * t->max_pred + m++] = (int32_t)x;
                 }
         }
