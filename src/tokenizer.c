@@ -771,10 +771,22 @@ static int pattern_of(tk_ctx *c, json_object *o, const char *where, pcre2_code *
     return ms_errf(c->err, EINVAL, "%s: %s: expected a \"Regex\" or \"String\" string", c->file, w);
 }
 
+/* Free what a normalizer step owns (on error paths before it is pushed). */
+static void norm_clear(tk_norm *n)
+{
+    free(n->a);
+    free(n->b);
+    pcre2_code_free(n->re);
+}
+
+/* Append n to t->norm; n's allocations move to t, or are freed on failure. */
 static int push_norm(ms_tokenizer *t, tk_ctx *c, tk_norm n)
 {
     tk_norm *p = realloc(t->norm, (t->n_norm + 1) * sizeof *p);
-    if (!p) return ms_errf(c->err, ENOMEM, "%s: out of memory", c->file);
+    if (!p) {
+        norm_clear(&n);
+        return ms_errf(c->err, ENOMEM, "%s: out of memory", c->file);
+    }
     t->norm = p;
     t->norm[t->n_norm++] = n;
     return 0;
@@ -812,12 +824,21 @@ static int load_normalizer(ms_tokenizer *t, tk_ctx *c, json_object *o, const cha
         if ((rc = pattern_of(c, o, where, &n.re, &n.a, &n.alen)) < 0) return rc;
         const char *s;
         size_t sl;
-        if ((rc = jstr(c, o, "content", &s, &sl, where)) < 0) return rc;
+        if ((rc = jstr(c, o, "content", &s, &sl, where)) < 0) {
+            norm_clear(&n); /* the pattern is ours until pushed */
+            return rc;
+        }
         n.b = malloc(sl + 1);
-        if (!n.b) return ms_errf(c->err, ENOMEM, "%s: out of memory", c->file);
+        if (!n.b) {
+            norm_clear(&n);
+            return ms_errf(c->err, ENOMEM, "%s: out of memory", c->file);
+        }
         memcpy(n.b, s, sl + 1);
         n.blen = sl;
-        if (!n.re && n.alen == 0) return ms_errf(c->err, EINVAL, "%s: %s.pattern: empty String", c->file, where);
+        if (!n.re && n.alen == 0) {
+            norm_clear(&n);
+            return ms_errf(c->err, EINVAL, "%s: %s.pattern: empty String", c->file, where);
+        }
     } else if (!strcmp(type, "Prepend")) {
         n.kind = NZ_PREPEND;
         const char *s;
@@ -838,10 +859,15 @@ static int load_normalizer(ms_tokenizer *t, tk_ctx *c, json_object *o, const cha
     return push_norm(t, c, n);
 }
 
+/* Append p to t->pre; p's regex / literal move to t, or are freed on failure. */
 static int push_pre(ms_tokenizer *t, tk_ctx *c, tk_pretok p)
 {
     tk_pretok *v = realloc(t->pre, (t->n_pre + 1) * sizeof *v);
-    if (!v) return ms_errf(c->err, ENOMEM, "%s: out of memory", c->file);
+    if (!v) {
+        pcre2_code_free(p.re);
+        free(p.lit);
+        return ms_errf(c->err, ENOMEM, "%s: out of memory", c->file);
+    }
     t->pre = v;
     t->pre[t->n_pre++] = p;
     return 0;
@@ -1022,10 +1048,11 @@ static int load_decoder(tk_ctx *c, json_object *o, const char *where, tk_dec *d)
         if (pl == 0) return ms_errf(c->err, EINVAL, "%s: %s.pattern: empty", c->file, where);
         d->repl[d->n_repl].pat = strndup(p, pl);
         d->repl[d->n_repl].content = strndup(s, sl);
-        if (!d->repl[d->n_repl].pat || !d->repl[d->n_repl].content) return ms_errf(c->err, ENOMEM, "out of memory");
         d->repl[d->n_repl].plen = pl;
         d->repl[d->n_repl].clen = sl;
-        d->n_repl++;
+        d->n_repl++; /* counted before the check so the caller frees a half-made entry */
+        if (!d->repl[d->n_repl - 1].pat || !d->repl[d->n_repl - 1].content)
+            return ms_errf(c->err, ENOMEM, "out of memory");
     } else if (!strcmp(type, "Strip")) {
         const char *s;
         size_t sl;
