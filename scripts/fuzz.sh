@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# fuzz.sh - build the libFuzzer targets (tests/fuzz/, clang + ASan + UBSan) and
+# run each for a given time, one after another, then print a summary table.
+#
+#   usage: scripts/fuzz.sh TARGET|all SECONDS [extra libFuzzer flags...]
+#   targets: safetensors index config tokenizer trace cli_args
+#   env: FUZZ_BUILD (default build-fuzz), FUZZ_RSS_MB (default 2048),
+#        FUZZ_NO_BUILD=1 to skip the build step.
+#
+# Each target starts from a copy of its committed seeds (tests/fuzz/corpus/T)
+# in FUZZ_BUILD/corpus/T (the committed seeds are never modified), with the
+# dictionary tests/fuzz/dict/T.dict, -max_len per target, -timeout=10 (a slower
+# input counts as a hang), -rss_limit_mb, leak detection on (ASan LeakSanitizer).
+# Findings land in FUZZ_BUILD/artifacts/T/ (crash-*, timeout-*, leak-*, oom-*);
+# reproduce one with FUZZ_BUILD/fuzz_T FILE. One summary row per target is
+# appended to FUZZ_BUILD/results.tsv. Exit status: 0 if nothing was found, 1 if
+# any target found something, 2 on usage errors.
+set -uo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+all_targets="safetensors index config tokenizer trace cli_args"
+usage() { sed -n 3,9p "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ $# -ge 2 ] || usage
+what="$1"; secs="$2"; shift 2
+case "$secs" in ''|*[!0-9]*) echo "fuzz.sh: SECONDS must be a positive integer, got '$secs'" >&2; exit 2;; esac
+[ "$secs" -gt 0 ] || { echo "fuzz.sh: SECONDS must be > 0" >&2; exit 2; }
+if [ "$what" = all ]; then targets="$all_targets"; else
+  targets="$what"
+  case " $all_targets " in *" $what "*) ;; *) echo "fuzz.sh: unknown target '$what' (all, $all_targets)" >&2; exit 2;; esac
+fi
+build="${FUZZ_BUILD:-$root/build-fuzz}"
+rss="${FUZZ_RSS_MB:-2048}"
+
+if [ "${FUZZ_NO_BUILD:-0}" != 1 ]; then
+  command -v clang >/dev/null || { echo "fuzz.sh: clang not found (apt-get install clang)" >&2; exit 2; }
+  CC=clang cmake -S "$root/tests/fuzz" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null || exit 2
+  cmake --build "$build" -j"$(nproc)" >/dev/null || { echo "fuzz.sh: build failed" >&2; exit 2; }
+fi
+
+max_len() {
+  case "$1" in
+    safetensors) echo 16384 ;;  # shard headers of the tiny model are < 7 KiB
+    index) echo 8192 ;;
+    config) echo 8192 ;;
+    tokenizer) echo 32768 ;;    # the synth tokenizer.json is 14.5 KiB
+    trace) echo 16384 ;;
+    cli_args) echo 512 ;;
+  esac
+}
+
+found=0
+printf 'target\texecs\texec_per_s\tseconds\tcrashes\thangs\tleaks\tooms\tpeak_rss_mb\n' >"$build/summary.tsv"
+for t in $targets; do
+  exe="$build/fuzz_$t"
+  [ -x "$exe" ] || { echo "fuzz.sh: $exe missing" >&2; exit 2; }
+  corpus="$build/corpus/$t"; art="$build/artifacts/$t"; log="$build/logs/$t.log"
+  mkdir -p "$corpus" "$art" "$(dirname "$log")"
+  cp -n "$root/tests/fuzz/corpus/$t/"* "$corpus/" 2>/dev/null || true
+  dict=(); [ -f "$root/tests/fuzz/dict/$t.dict" ] && dict=(-dict="$root/tests/fuzz/dict/$t.dict")
+  before=$(ls "$art" | wc -l)
+  echo "== fuzz_$t for ${secs}s (max_len $(max_len "$t"), log $log)"
+  start=$(date +%s)
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:allocator_may_return_null=0 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    "$exe" "$corpus" -max_total_time="$secs" -max_len="$(max_len "$t")" -timeout=10 -rss_limit_mb="$rss" \
+      -malloc_limit_mb="$rss" -print_final_stats=1 -artifact_prefix="$art/" "${dict[@]}" "$@" >"$log" 2>&1
+  rc=$?
+  el=$(( $(date +%s) - start ))
+  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+  eps=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
+  prss=$(sed -n 's/^stat::peak_rss_mb: *//p' "$log" | tail -1)
+  new=$(( $(ls "$art" | wc -l) - before ))
+  c=$(ls "$art" | grep -c '^crash-'); h=$(ls "$art" | grep -c '^timeout-')
+  l=$(ls "$art" | grep -c '^leak-'); o=$(ls "$art" | grep -c '^oom-')
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "${execs:-?}" "${eps:-?}" "$el" "$c" "$h" "$l" "$o" "${prss:-?}" \
+    | tee -a "$build/summary.tsv" >>"$build/results.tsv"
+  if [ "$rc" -ne 0 ] || [ "$new" -gt 0 ]; then
+    found=1
+    echo "!! fuzz_$t: exit $rc, $new new artifact(s) in $art:"
+    grep -E '^(==[0-9]+==ERROR|SUMMARY|.*runtime error)' "$log" | head -5
+  fi
+done
+echo
+column -t -s $'\t' "$build/summary.tsv"
+exit "$found"
