@@ -150,6 +150,7 @@ struct ms_cache {
     /* stats */
     uint64_t expert_reads, prefetch_issued;
     uint64_t wait_ns;
+    uint64_t submit_ns;       /* time inside ms_io_submit (blocking submission shows here) */
     uint64_t ticks;
     bool pf_stopped;          /* prefetch stopped itself */
     uint64_t pf_stopped_at;   /* token (tick) at which it did */
@@ -282,7 +283,9 @@ static int c_acquire(void *impl, int layer, const int *ids, int n, ms_err *err)
                 return fail(c, rc, err);
             }
         }
+        uint64_t t0 = ms_now_ns();
         int rc = ms_io_submit(c->io, err);
+        c->submit_ns += ms_now_ns() - t0;
         if (rc < 0) {
             ms_slots_release(cs->slots, c->g_refs, n);
             c->g_n = 0;
@@ -427,6 +430,17 @@ ms_expert_src ms_cache_source(ms_cache *c)
     return s;
 }
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+/* Fault in (and zero) every page of [p, p+len). */
+static void populate(uint8_t *p, size_t len)
+{
+    if (madvise(p, len, MADV_POPULATE_WRITE) == 0) return;
+    for (size_t i = 0; i < len; i += 4096) p[i] = 0; /* kernels before 5.14 */
+}
+
 int ms_cache_create(const ms_model *m, const ms_cache_opts *o, ms_cache **out, ms_err *err)
 {
     ms_cache *c = calloc(1, sizeof *c);
@@ -480,10 +494,13 @@ int ms_cache_create(const ms_model *m, const ms_cache_opts *o, ms_cache **out, m
         }
         c->mlocked = true;
     }
-    /* uring fixed buffers: registering faults in every page, so only do it
-     * when the arena is locked anyway (otherwise RSS would jump to the full
-     * budget at start; plain reads cost little more). */
-    if (o->mlock && (rc = ms_io_register_buffers(c->io, c->arena, c->arena_bytes, err)) < 0) goto fail;
+    /* Commit the arena now: it is the budget's to use, and faulting it in page by
+     * page inside O_DIRECT submissions later stalls the reads (get_user_pages in
+     * the submitting thread, THP compaction). Then register it as io_uring fixed
+     * buffers (pinned once, no per-read page pinning); the I/O layer falls back
+     * quietly where the kernel refuses (RLIMIT_MEMLOCK). */
+    if (!c->mlocked) populate(c->arena, c->arena_bytes);
+    if ((rc = ms_io_register_buffers(c->io, c->arena, c->arena_bytes, err)) < 0) goto fail;
     /* 4. slot tables and policies, one per size class */
     char spec[256];
     snprintf(spec, sizeof spec, "%s", o->policy && *o->policy ? o->policy : ms_policy_default());
@@ -582,6 +599,7 @@ void ms_cache_get_stats(const ms_cache *c, ms_cache_stats *st)
     st->bytes_payload = io.bytes_payload;
     st->read_busy_s = (double)io.busy_ns * 1e-9;
     st->wait_s = (double)c->wait_ns * 1e-9;
+    st->submit_s = (double)c->submit_ns * 1e-9;
     st->arena_bytes = c->arena_bytes;
     st->mlocked = c->mlocked;
     st->hugepages = c->hugepages;

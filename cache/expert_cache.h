@@ -78,6 +78,7 @@ typedef struct ms_cache_stats {
     uint64_t bytes_payload;
     double read_busy_s;       /* wall time with reads in flight */
     double wait_s;            /* time compute waited on reads */
+    double submit_s;          /* time spent submitting reads */
     uint64_t prefetch_issued, prefetch_used, prefetch_wasted, prefetch_refused;
     bool prefetch_stopped;           /* prefetching judged wasteful and stopped */
     uint64_t prefetch_stopped_at;    /* token at which it stopped */

@@ -263,6 +263,7 @@ void ms_gen_get_stats(const ms_gen *g, ms_gen_stats *st)
         st->read_busy_s = now.busy_s - b.busy_s;
         st->read_gbps = st->read_busy_s > 0 ? (double)st->bytes_read / st->read_busy_s / 1e9 : 0;
         st->io_wait_s = now.wait_s - b.wait_s;
+        st->io_submit_s = cs.submit_s;
         double total = st->prefill_s + st->decode_s;
         st->io_wait_fraction = total > 0 ? st->io_wait_s / total : 0;
         st->prefetch_issued = now.prefetch_issued - b.prefetch_issued;
@@ -330,6 +331,7 @@ int ms_gen_stats_json(const ms_gen_stats *st, const char *path, ms_err *err)
     D("read_gbps", st->read_gbps);
     D("io_wait_s", st->io_wait_s);
     D("io_wait_fraction", st->io_wait_fraction);
+    D("io_submit_s", st->io_submit_s);
     I("prefetch_issued", st->prefetch_issued);
     I("prefetch_used", st->prefetch_used);
     I("prefetch_wasted", st->prefetch_wasted);

@@ -39,7 +39,7 @@ typedef struct ms_gen_stats {
     double hit_rate, decode_hit_rate;
     double experts_read_per_token, bytes_read_per_token; /* decode phase */
     double disk_bytes_per_token; /* decode phase, as the kernel counts storage reads (all backends) */
-    double read_gbps, read_busy_s, io_wait_s, io_wait_fraction;
+    double read_gbps, read_busy_s, io_wait_s, io_wait_fraction, io_submit_s;
     uint64_t prefetch_issued, prefetch_used, prefetch_wasted;
     const char *prefetch;        /* mode */
     double prefetch_precision;   /* predicted experts the router then chose (= recall at top-k) */
