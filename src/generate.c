@@ -278,6 +278,9 @@ void ms_gen_get_stats(const ms_gen *g, ms_gen_stats *st)
         st->slots = cs.slots;
         st->cache_bytes = cs.arena_bytes;
         ms_io_stats_line(ms_cache_io(e->cache), st->io_line, sizeof st->io_line);
+        ms_io_stats ios;
+        ms_io_get_stats(ms_cache_io(e->cache), &ios);
+        st->buffered_files = ios.buffered_files;
     }
 }
 
@@ -301,6 +304,9 @@ char *ms_gen_stats_line(const ms_gen_stats *st, char *buf, size_t len)
         n += snprintf(buf + n, len - (size_t)n, " | prefetch %s: %llu read, precision %.0f%%, %.0f%% used%s",
                       st->prefetch, (unsigned long long)st->prefetch_issued, 100 * st->prefetch_precision,
                       100 * st->prefetch_use_rate, st->prefetch_stopped ? ", stopped itself" : "");
+    if (st->buffered_files && n > 0 && (size_t)n < len)
+        n += snprintf(buf + n, len - (size_t)n, " | %d shard file(s) refused O_DIRECT: read buffered + DONTNEED",
+                      st->buffered_files);
     if (n > 0 && (size_t)n < len)
         snprintf(buf + n, len - (size_t)n, " | peak RSS %s of --ram %s", ms_fmt_bytes(st->peak_rss, c, sizeof c),
                  ms_fmt_bytes(st->budget, a, sizeof a));
@@ -347,6 +353,8 @@ int ms_gen_stats_json(const ms_gen_stats *st, const char *path, ms_err *err)
     I("peak_rss_bytes", st->peak_rss);
     I("ram_budget_bytes", st->budget);
     S("io_backend", st->io_backend);
+    I("buffered_files", st->buffered_files);
+    S("io", st->io_line);
     S("policy", st->policy);
     S("stop_reason", st->stop_reason);
     json_object_object_add(o, "interrupted", json_object_new_boolean(st->interrupted));

@@ -51,6 +51,7 @@ typedef struct ms_gen_stats {
     uint64_t peak_rss, budget, resident_bytes, state_bytes;
     const char *io_backend, *policy;
     char io_line[256];
+    int buffered_files;          /* shard files read without O_DIRECT (filesystem refused it) */
     bool interrupted;
     const char *stop_reason;    /* "length", "stop", "interrupt", "context" */
 } ms_gen_stats;
