@@ -24,7 +24,7 @@
 
 typedef struct drow {
     uint64_t ram;
-    char io[32], policy[48], phase[8];
+    char io[32], policy[48], phase[8], prefetch[16];
     double decode_tok_s, prefill_tok_s, hit_rate, bytes_per_token, experts_per_token, read_gbps, io_wait, disk_per_token;
     uint64_t peak_rss, gen;
     int ok;
@@ -45,6 +45,7 @@ static void usage(FILE *f)
             "  --ram LIST            budgets, e.g. 4G,8G (required)\n"
             "  --io LIST             backends, e.g. uring,mmap (default uring)\n"
             "  --policy LIST         eviction policies (default: the runtime default)\n"
+            "  --prefetch LIST       prefetch modes, e.g. none,next-layer (default none)\n"
             "  -n N                  tokens to generate per phase (default 32)\n"
             "  --prompt-tokens N     prompt length in tokens (default 16)\n"
             "  --threads N, --ctx N  as in run (ctx default 512)\n"
@@ -65,17 +66,19 @@ static void drop_caches(const ms_model *m)
 }
 
 /* One configuration in a child: cold then warm; two drows written to fd. */
-static void child(const char *model, const ms_model *m, uint64_t ram, const char *io, const char *policy, int n,
-                  int prompt_n, int threads, int ctx, int fd)
+static void child(const char *model, const ms_model *m, uint64_t ram, const char *io, const char *policy,
+                  const char *prefetch, int n, int prompt_n, int threads, int ctx, int fd)
 {
     drow rows[2] = {0};
     for (int p = 0; p < 2; p++) {
         rows[p].ram = ram;
         snprintf(rows[p].io, sizeof rows[p].io, "%s", io);
         snprintf(rows[p].phase, sizeof rows[p].phase, p ? "warm" : "cold");
+        snprintf(rows[p].prefetch, sizeof rows[p].prefetch, "%s", prefetch ? prefetch : "none");
     }
     drop_caches(m);
-    ms_engine_opts eo = {.ram = ram, .io = io, .policy = policy, .threads = threads, .ctx = ctx, .batch = 64};
+    ms_engine_opts eo = {.ram = ram, .io = io, .policy = policy, .prefetch = prefetch, .threads = threads, .ctx = ctx,
+                         .batch = 64};
     ms_engine *e = NULL;
     ms_err err = {0};
     int32_t *prompt = malloc((size_t)prompt_n * sizeof *prompt);
@@ -161,25 +164,27 @@ int ms_bench_decode(int argc, char **argv)
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},   {"ram", required_argument, 0, 'r'},
         {"io", required_argument, 0, 'i'},      {"policy", required_argument, 0, 'p'},
+        {"prefetch", required_argument, 0, 'F'},
         {"prompt-tokens", required_argument, 0, 'P'}, {"threads", required_argument, 0, 'T'},
         {"ctx", required_argument, 0, 'c'},     {"device-gbps", required_argument, 0, 'd'},
         {"json", no_argument, 0, 'j'},          {"help", no_argument, 0, 'h'},
         {0}};
     const char *model = NULL, *ram_s = NULL;
-    char *io_s = NULL, *pol_s = NULL;
+    char *io_s = NULL, *pol_s = NULL, *pf_s = NULL;
     long long n = 32, prompt_n = 16, threads = 0, ctx = 512;
     double dev = 0;
     bool json = false;
     ms_err err = {0};
     int o;
     optind = 1;
-    while ((o = getopt_long(argc, argv, "m:r:i:p:n:P:T:c:d:jh", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "m:r:i:p:F:n:P:T:c:d:jh", opts, NULL)) != -1) {
         int bad = 0;
         switch (o) {
         case 'm': model = optarg; break;
         case 'r': ram_s = optarg; break;
         case 'i': io_s = optarg; break;
         case 'p': pol_s = optarg; break;
+        case 'F': pf_s = optarg; break;
         case 'n': bad = ms_parse_int(optarg, 1, 1 << 20, &n, "-n", &err); break;
         case 'P': bad = ms_parse_int(optarg, 1, 1 << 16, &prompt_n, "--prompt-tokens", &err); break;
         case 'T': bad = ms_parse_int(optarg, 1, 1024, &threads, "--threads", &err); break;
@@ -196,9 +201,11 @@ int ms_bench_decode(int argc, char **argv)
     uint64_t *rams;
     int n_ram;
     if (ms_parse_size_list(ram_s, &rams, &n_ram, "--ram", &err) < 0) return ms_cli_usage_error("bench decode", "%s", err.msg);
-    char *ios[8], *pols[8];
-    int n_io = 0, n_pol = 0;
+    char *ios[8], *pols[8], *pfs[4];
+    int n_io = 0, n_pol = 0, n_pf = 0;
     char *io_copy = strdup(io_s ? io_s : "uring"), *pol_copy = pol_s ? strdup(pol_s) : NULL, *save;
+    char *pf_copy = strdup(pf_s ? pf_s : "none");
+    for (char *t = strtok_r(pf_copy, ",", &save); t && n_pf < 4; t = strtok_r(NULL, ",", &save)) pfs[n_pf++] = t;
     for (char *t = strtok_r(io_copy, ",", &save); t && n_io < 8; t = strtok_r(NULL, ",", &save)) ios[n_io++] = t;
     if (pol_copy)
         for (char *t = strtok_r(pol_copy, ",", &save); t && n_pol < 8; t = strtok_r(NULL, ",", &save)) pols[n_pol++] = t;
@@ -209,25 +216,28 @@ int ms_bench_decode(int argc, char **argv)
         free(rams);
         free(io_copy);
         free(pol_copy);
+        free(pf_copy);
         return ms_cli_fail("bench decode", &err);
     }
     if (dev <= 0 && m.n_moe_layers) dev = measure_device(&m);
     json_object *arr = json_object_new_array();
     if (!json)
-        printf("%-8s %-10s %-12s %-5s %9s %9s %7s %10s %9s %10s %8s %7s %10s %10s\n", "io", "ram", "policy", "phase",
+        printf("%-8s %-10s %-12s %-10s %-5s %9s %9s %7s %10s %9s %10s %8s %7s %10s %10s\n", "io", "ram", "policy",
+               "prefetch", "phase",
                "decode/s", "prefill/s", "hit", "MiB/tok", "exp/tok", "disk MiB/t", "read GB/s", "wait", "peak RSS",
                "limit t/s");
     for (int a = 0; a < n_ram; a++)
         for (int b = 0; b < n_io; b++)
-            for (int c = 0; c < n_pol; c++) {
-                if (!strcmp(ios[b], "mmap") && c > 0) continue; /* no policy for the page cache */
+            for (int c = 0; c < n_pol * n_pf; c++) {
+                const char *pol = pols[c % n_pol], *pf = pfs[c / n_pol];
+                if (!strcmp(ios[b], "mmap") && c > 0) continue; /* no policy or prefetch for the page cache */
                 int pfd[2];
                 if (pipe(pfd) < 0) continue;
                 fflush(stdout);
                 pid_t pid = fork();
                 if (pid == 0) {
                     close(pfd[0]);
-                    child(model, &m, rams[a], ios[b], pols[c], (int)n, (int)prompt_n, (int)threads, (int)ctx, pfd[1]);
+                    child(model, &m, rams[a], ios[b], pol, pf, (int)n, (int)prompt_n, (int)threads, (int)ctx, pfd[1]);
                     _exit(0);
                 }
                 close(pfd[1]);
@@ -252,8 +262,8 @@ int ms_bench_decode(int argc, char **argv)
                         continue;
                     }
                     if (!json)
-                        printf("%-8s %-10s %-12s %-5s %9.2f %9.2f %6.1f%% %10.2f %9.2f %10.2f %8.2f %6.0f%% %10s %10.1f\n",
-                               r->io, ms_fmt_bytes(r->ram, rb, 32), r->policy, r->phase, r->decode_tok_s,
+                        printf("%-8s %-10s %-12s %-10s %-5s %9.2f %9.2f %6.1f%% %10.2f %9.2f %10.2f %8.2f %6.0f%% %10s %10.1f\n",
+                               r->io, ms_fmt_bytes(r->ram, rb, 32), r->policy, r->prefetch, r->phase, r->decode_tok_s,
                                r->prefill_tok_s, 100 * r->hit_rate, r->bytes_per_token / 1048576.0, r->experts_per_token,
                                r->disk_per_token / 1048576.0, r->read_gbps, 100 * r->io_wait,
                                ms_fmt_bytes(r->peak_rss, pk, 32), limit);
@@ -262,6 +272,7 @@ int ms_bench_decode(int argc, char **argv)
                     json_object_object_add(j, "ram_bytes", json_object_new_int64((int64_t)r->ram));
                     json_object_object_add(j, "policy", json_object_new_string(r->policy));
                     json_object_object_add(j, "phase", json_object_new_string(r->phase));
+                    json_object_object_add(j, "prefetch", json_object_new_string(r->prefetch));
                     json_object_object_add(j, "decode_tok_s", json_object_new_double(r->decode_tok_s));
                     json_object_object_add(j, "prefill_tok_s", json_object_new_double(r->prefill_tok_s));
                     json_object_object_add(j, "hit_rate", json_object_new_double(r->hit_rate));
@@ -284,5 +295,6 @@ int ms_bench_decode(int argc, char **argv)
     free(rams);
     free(io_copy);
     free(pol_copy);
+    free(pf_copy);
     return rc;
 }
