@@ -140,6 +140,10 @@ int ms_gen_prompt(ms_gen *g, const int32_t *ids, int n, ms_err *err)
                        g->e->pos);
     for (int i = 0; i < n; i++) ms_sampler_accept(&g->sampler, ids[i]);
     for (int i = 0; i < n;) {
+        if (g->p.interrupted && *g->p.interrupted) {
+            g->stop_reason = "interrupt"; /* a long prompt stops between chunks */
+            return 0;
+        }
         int c = MS_MIN(g->e->batch, n - i);
         int rc = feed(g, ids + i, c, err);
         if (rc < 0) return rc;
