@@ -175,6 +175,35 @@ def unpack_bits(words_u32, bits, n_in):
     return out.reshape(lead + (n_in,))
 
 
+# mlx-quant.md 5.1 / 5.2: packed words of q[i] = i mod 2^bits and q[i] = (7i+3) mod 2^bits
+_PACK_VECTORS = {
+    (2, 0): [0xE4E4E4E4, 0xE4E4E4E4],
+    (3, 0): [0x88FAC688, 0xC688FAC6, 0xFAC688FA],
+    (4, 0): [0x76543210, 0xFEDCBA98, 0x76543210, 0xFEDCBA98],
+    (5, 0): [0x8A418820, 0xC5A92839, 0xCA307B9A, 0x38BDAB49, 0xFFBBCDEB],
+    (6, 0): [0x440C2040, 0xA2481C61, 0x3CE34C2C, 0x544D2450, 0xA6585D65, 0x7DE75C6D],
+    (8, 0): [0x03020100, 0x07060504, 0x0B0A0908, 0x0F0E0D0C, 0x13121110, 0x17161514, 0x1B1A1918, 0x1F1E1D1C],
+    (3, 1): [0x53977053, 0x70539770, 0x97705397],
+    (5, 1): [0x4DFC4543, 0x78245BA3, 0x0753617D, 0x4B276CF4, 0xE55C7066],
+    (6, 1): [0x9F611283, 0x90BBD2D9, 0xB2579740, 0x8F201EB3, 0x9CAB91D5, 0x71538703],
+}
+
+
+def selftest():
+    """Unpacking against the spec's worked vectors, and 5.3 group B (negative scale)."""
+    for (bits, pat), words in _PACK_VECTORS.items():
+        i = np.arange(32)
+        want = (i if pat == 0 else 7 * i + 3) % (1 << bits)
+        got = unpack_bits(np.array([words], dtype=np.uint32), bits, 32)[0]
+        if not np.array_equal(got, want):
+            raise RefError("selftest: %d-bit pattern %d unpacks to %s" % (bits, pat, got.tolist()))
+    q = unpack_bits(np.array([[0xFA975310, 0x99999999, 0x99999999, 0x99999999]], dtype=np.uint32), 4, 32)[0]
+    w = -0.25 * q + 2.25
+    want = np.array([2.25, 2.0, 1.5, 1.0, 0.5, 0.0, -0.25, -1.5] + [0.0] * 24)
+    if not np.array_equal(w, want):
+        raise RefError("selftest: negative-scale group dequantizes to %s" % w.tolist())
+
+
 class Weights:
     """Tensor access by module path, always returning float64 [..., out, in]."""
 
@@ -611,8 +640,9 @@ def logits_json(logits):
 
 def main(argv):
     ap = argparse.ArgumentParser(description="numpy float64 DeepSeek-V3 reference logits (all positions)")
-    ap.add_argument("model", help="model directory (config.json + safetensors)")
-    ap.add_argument("--tokens", required=True, help="comma-separated token ids")
+    ap.add_argument("model", nargs="?", help="model directory (config.json + safetensors)")
+    ap.add_argument("--tokens", help="comma-separated token ids")
+    ap.add_argument("--selftest", action="store_true", help="check the bit unpacking against the spec's vectors and exit")
     ap.add_argument("--out", help="write the logits JSON here instead of stdout")
     ap.add_argument("--stats", action="store_true", help="print sensitivity figures as one JSON line on stderr")
     ap.add_argument("--compare", action="append", default=[],
@@ -621,6 +651,16 @@ def main(argv):
     ap.add_argument("--mutate", action="append", default=[], choices=sorted(MUTATIONS),
                     help="apply a deliberate deviation (sensitivity checks only; never for reference numbers)")
     a = ap.parse_args(argv)
+    if a.selftest:
+        try:
+            selftest()
+        except RefError as e:
+            print("ds3_ref: %s" % e, file=sys.stderr)
+            return 1
+        print("selftest ok: %d packing vectors, negative-scale dequant" % len(_PACK_VECTORS))
+        return 0
+    if not a.model or not a.tokens:
+        ap.error("MODEL and --tokens are required")
     try:
         tokens = [int(t) for t in a.tokens.split(",") if t.strip() != ""]
     except ValueError:

@@ -61,7 +61,9 @@ def chain(*fs):
     return f
 
 
-# name, synth args, quantize args (None = use synth output directly), config edit, n tokens, token seed
+# name, synth args, conversion (None = use the synth output directly; a list = `moestream
+# quantize` arguments; ("py", args) = tests/ref/mlx_write.py, the independent MLX writer),
+# config edit, n tokens, token seed
 CASES = [
     ("hf-bf16-g4k2", ["--format", "hf", "--seed", "11"], None, None, 32, 1),
     ("hf-bf16-e32-g8k3-top6", ["--format", "hf", "--seed", "12", "--experts", "32", "--n-group", "8",
@@ -104,6 +106,15 @@ CASES = [
     ("hf-bf16-eps0.5-nonorm-rsf1.7", ["--format", "hf", "--seed", "45"], None,
      cfg_edit(rms_norm_eps=0.5, norm_topk_prob=False, routed_scaling_factor=1.7), 32, 28),
     ("hf-bf16-all-moe", ["--format", "hf", "--seed", "46", "--first-dense", "0", "--layers", "3"], None, None, 32, 29),
+    # checkpoints written by the independent Python writer (not by the project's code)
+    ("pywrite-q4-g64", ["--format", "hf", "--seed", "51", "--mtp", "1"], ("py", ["--bits", "4"]), None, 32, 30),
+    ("pywrite-legacy-kvb-q3-g32", ["--format", "hf", "--seed", "52"],
+     ("py", ["--bits", "3", "--group-size", "32", "--legacy-kvb"]), None, 32, 31),
+    ("pywrite-q6-g128-qconfig-only", ["--format", "hf", "--seed", "53"],
+     ("py", ["--bits", "6", "--group-size", "128", "--quant-config-only"]), None, 32, 32),
+    ("pywrite-q8-tied", ["--format", "hf", "--seed", "54"], ("py", ["--bits", "8", "--tie"]), None, 32, 33),
+    ("pywrite-q8-negative-bias", ["--format", "hf", "--seed", "55"], ("py", ["--bits", "8", "--bias-shift", "-2"]),
+     None, 32, 34),
     ("quantize-q3-g32-qlora-null", ["--format", "hf", "--seed", "36", "--q-lora-rank", "null"],
      ["--bits", "3", "--group-size", "32"], None, 32, 23),
 ]
@@ -124,7 +135,9 @@ def build_case(binp, work, name, synth, quant, edit):
     src = d + "-src" if quant else d
     shutil.rmtree(src, ignore_errors=True)
     sh([binp, "synth", "--preset", "tiny", "--out", src, "-q", "--no-progress"] + synth)
-    if quant:
+    if quant and quant[0] == "py":
+        sh([sys.executable, os.path.join(HERE, "mlx_write.py"), src, d] + quant[1])
+    elif quant:
         sh([binp, "quantize", src, d] + quant)
     if edit:
         p = os.path.join(d, "config.json")

@@ -1,0 +1,185 @@
+#!/usr/bin/python3
+"""mlx_write.py - an independent writer of MLX-style checkpoints, so that the runtime's
+loader is also checked against files the project's own synth/quantize did not write.
+
+Design: read a float HF DeepSeek-V3 directory through ds3_ref.SafeTensors, rebuild the
+tensor tree the way mlx_lm's sanitize + quantize_model do (mlx-quant.md, deepseek-v3.md
+section 6): per-expert tensors stacked into mlp.switch_mlp.*, MTP layers (index >=
+num_hidden_layers) dropped, kv_b_proj split into embed_q / unembed_out (or kept as the
+legacy quantized kv_b_proj of mlx_lm < 0.30.6 with --legacy-kvb), and every Linear /
+Embedding / stacked / per-head weight whose input width divides by the group size
+quantized with the current MLX affine algorithm (mlx-quant.md 3.1: the extreme-magnitude
+end reproduced exactly, possibly negative scales) and packed as an LSB-first bit stream.
+Router weights, norms and e_score_correction_bias stay float. Scales/biases and floats
+are written as bf16 (round to nearest even), e_score_correction_bias as f32, in shards
+with model.safetensors.index.json and name-sorted headers.
+
+Options for corner cases: --quant-config-only writes only "quantization_config" (no
+"quantization" key); --bias-shift X adds X to e_score_correction_bias of every expert
+but 0 and 1 (with X = -2 the kept groups hold only 2 candidates with a positive biased
+score, fewer than k: masking dropped groups with 0 instead of -inf then picks differently);
+--tie drops lm_head and sets tie_word_embeddings.
+
+Usage: mlx_write.py SRC_HF_DIR OUT_DIR [--bits 4] [--group-size 64] [--legacy-kvb]
+                    [--shard-size BYTES] [--quant-config-only] [--bias-shift X] [--tie]
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import struct
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ds3_ref  # noqa: E402
+
+
+def to_bf16_bits(a):
+    """float64/float32 -> bf16 bit patterns (uint16), round to nearest even."""
+    u = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    u = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
+    return u.astype(np.uint16)
+
+
+def bf16_value(bits):
+    return (bits.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+
+
+def quantize(w, bits, gs):
+    """MLX affine quantization of w [..., out, in] along the last axis.
+    -> (packed uint32 [..., out, in*bits/32], scales bf16 bits, biases bf16 bits)."""
+    n = (1 << bits) - 1
+    shp = w.shape
+    g = np.asarray(w, dtype=np.float32).reshape(-1, shp[-1] // gs, gs).astype(np.float64)
+    wmax, wmin = g.max(axis=-1), g.min(axis=-1)
+    mask = np.abs(wmin) > np.abs(wmax)
+    s = np.maximum((wmax - wmin) / n, 1e-7)
+    s = np.where(mask, s, -s)
+    edge = np.where(mask, wmin, wmax)
+    q0 = np.rint(edge / s)
+    s = np.where(q0 != 0, edge / np.where(q0 != 0, q0, 1), s)
+    b = np.where(q0 != 0, edge, 0.0)
+    # the stored scales/biases are bf16: quantize against those so dequant is consistent
+    sb, bb = to_bf16_bits(s), to_bf16_bits(b)
+    s16, b16 = bf16_value(sb), bf16_value(bb)
+    q = np.clip(np.rint((g - b16[..., None]) / s16[..., None]), 0, n).astype(np.uint8)
+    # LSB-first bit stream: element j at bits [j*bits, (j+1)*bits), bit k of the value first
+    qbits = ((q.reshape(-1, shp[-1])[..., None] >> np.arange(bits, dtype=np.uint8)) & 1).astype(np.uint8)
+    packed = np.packbits(qbits.reshape(-1, shp[-1] * bits), axis=-1, bitorder="little")
+    words = packed.view("<u4").reshape(shp[:-1] + (shp[-1] * bits // 32,))
+    return words, sb.reshape(shp[:-1] + (shp[-1] // gs,)), bb.reshape(shp[:-1] + (shp[-1] // gs,))
+
+
+def write_shards(out, tensors, shard_size):
+    """tensors: name -> (dtype string, np array); name-sorted, split into shards."""
+    names = sorted(tensors)
+    shards, cur, size = [], [], 0
+    for nm in names:
+        nb = tensors[nm][1].nbytes
+        if cur and size + nb > shard_size:
+            shards.append(cur)
+            cur, size = [], 0
+        cur.append(nm)
+        size += nb
+    shards.append(cur)
+    wm, total = {}, 0
+    for i, group in enumerate(shards):
+        fn = "model.safetensors" if len(shards) == 1 else "model-%05d-of-%05d.safetensors" % (i + 1, len(shards))
+        hdr, off = {"__metadata__": {"format": "mlx"}}, 0
+        for nm in group:
+            dt, arr = tensors[nm]
+            hdr[nm] = {"dtype": dt, "shape": list(arr.shape), "data_offsets": [off, off + arr.nbytes]}
+            off += arr.nbytes
+            wm[nm] = fn
+        hj = json.dumps(hdr, separators=(",", ":"), sort_keys=True).encode()
+        hj += b" " * (-len(hj) % 8)
+        with open(os.path.join(out, fn), "wb") as f:
+            f.write(struct.pack("<Q", len(hj)))
+            f.write(hj)
+            for nm in group:
+                f.write(np.ascontiguousarray(tensors[nm][1]).tobytes())
+        total += off
+    if len(shards) > 1:
+        with open(os.path.join(out, "model.safetensors.index.json"), "w") as f:
+            json.dump({"metadata": {"total_size": total}, "weight_map": dict(sorted(wm.items()))}, f, indent=2)
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description="write an MLX-style quantized checkpoint from a float HF DeepSeek-V3 one")
+    ap.add_argument("src")
+    ap.add_argument("out")
+    ap.add_argument("--bits", type=int, default=4, choices=[2, 3, 4, 5, 6, 8])
+    ap.add_argument("--group-size", type=int, default=64, choices=[32, 64, 128])
+    ap.add_argument("--legacy-kvb", action="store_true", help="keep a quantized kv_b_proj (mlx_lm < 0.30.6)")
+    ap.add_argument("--shard-size", type=int, default=1 << 20)
+    ap.add_argument("--quant-config-only", action="store_true")
+    ap.add_argument("--bias-shift", type=float, default=0.0)
+    ap.add_argument("--tie", action="store_true")
+    a = ap.parse_args(argv)
+    cfg = ds3_ref.Config(a.src)
+    st = ds3_ref.SafeTensors(a.src)
+    raw = dict(cfg.raw)
+    bits, gs = a.bits, a.group_size
+    floats = {}
+    layer_re = re.compile(r"model\.layers\.(\d+)\.")
+    for nm in st.entries:
+        m = layer_re.match(nm)
+        if m and int(m.group(1)) >= cfg.N:
+            continue                                   # MTP dropped like mlx_lm
+        if "rotary_emb.inv_freq" in nm:
+            continue
+        floats[nm] = st.floats(nm)
+    # stack experts
+    for l in range(cfg.N):
+        p = "model.layers.%d.mlp." % l
+        for proj in ("gate_proj", "up_proj", "down_proj"):
+            keys = [p + "experts.%d.%s.weight" % (e, proj) for e in range(cfg.E)]
+            if keys and keys[0] in floats:
+                floats[p + "switch_mlp.%s.weight" % proj] = np.stack([floats.pop(k) for k in keys])
+        if a.bias_shift and p + "gate.e_score_correction_bias" in floats:
+            b = floats[p + "gate.e_score_correction_bias"].copy()
+            b[2:] += a.bias_shift
+            floats[p + "gate.e_score_correction_bias"] = b
+        # MLA split
+        kvb = "model.layers.%d.self_attn.kv_b_proj.weight" % l
+        if kvb in floats and not a.legacy_kvb:
+            W = floats.pop(kvb).reshape(cfg.H, cfg.nope + cfg.vdim, cfg.kv_lora)
+            floats["model.layers.%d.self_attn.embed_q.weight" % l] = np.ascontiguousarray(np.swapaxes(W[:, :cfg.nope], 1, 2))
+            floats["model.layers.%d.self_attn.unembed_out.weight" % l] = np.ascontiguousarray(W[:, cfg.nope:])
+    if a.tie:
+        floats.pop("lm_head.weight", None)
+        raw["tie_word_embeddings"] = True
+    out = {}
+    for nm, arr in floats.items():
+        mod = nm[:-len(".weight")] if nm.endswith(".weight") else None
+        quantizable = (mod is not None and arr.ndim >= 2 and not mod.endswith("mlp.gate")
+                       and arr.shape[-1] % gs == 0)
+        if quantizable:
+            wq, sc, bi = quantize(arr, bits, gs)
+            out[nm] = ("U32", wq)
+            out[mod + ".scales"] = ("BF16", sc)
+            out[mod + ".biases"] = ("BF16", bi)
+        elif nm.endswith("e_score_correction_bias"):
+            out[nm] = ("F32", arr.astype("<f4"))
+        else:
+            out[nm] = ("BF16", to_bf16_bits(arr))
+    q = {"group_size": gs, "bits": bits, "mode": "affine"}
+    if not a.quant_config_only:
+        raw["quantization"] = q
+    raw["quantization_config"] = dict(q)
+    shutil.rmtree(a.out, ignore_errors=True)
+    os.makedirs(a.out)
+    write_shards(a.out, out, a.shard_size)
+    with open(os.path.join(a.out, "config.json"), "w") as f:
+        json.dump(raw, f, indent=2, sort_keys=True)
+    for extra in ("tokenizer.json", "tokenizer_config.json"):
+        if os.path.exists(os.path.join(a.src, extra)):
+            shutil.copy(os.path.join(a.src, extra), a.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
