@@ -8,4 +8,11 @@ int ms_bench_kernels(int argc, char **argv);
 int ms_bench_io(int argc, char **argv);
 int ms_bench_decode(int argc, char **argv);
 
+/* The I/O workload of a model: every range of every routed expert, from the
+ * expert table (arrays malloc'd; free with ms_bench_model_workload_free). */
+struct ms_model;
+struct ms_bench_io_workload;
+int ms_bench_model_workload(const struct ms_model *m, struct ms_bench_io_workload *w);
+void ms_bench_model_workload_free(struct ms_bench_io_workload *w);
+
 #endif

@@ -125,37 +125,17 @@ done:
 
 static double measure_device(const ms_model *m)
 {
-    int E = m->cfg.n_routed_experts;
-    size_t n_exp = (size_t)m->n_moe_layers * E, nr = 0, ei = 0;
-    ms_bench_io_range *ranges = malloc(n_exp * MS_EXPERT_RANGES * sizeof *ranges);
-    size_t *start = malloc((n_exp + 1) * sizeof *start);
-    const char **paths = malloc((size_t)m->tt.n_files * sizeof *paths);
+    ms_bench_io_workload w;
+    if (ms_bench_model_workload(m, &w) < 0) return 0;
+    const char *uring[1] = {"uring"};
+    ms_bench_io_opts bo = {.backends = uring, .n_backends = 1, .max_bytes = 1ull << 30, .seed = 1, .drop_global = true};
+    ms_bench_io_row *rows = NULL;
+    int n = 0;
+    ms_err err = {0};
     double g = 0;
-    if (ranges && start && paths) {
-        for (int i = 0; i < m->tt.n_files; i++) paths[i] = m->tt.files[i].path;
-        for (int li = 0; li < m->n_moe_layers; li++)
-            for (int e = 0; e < E; e++) {
-                start[ei++] = nr;
-                for (int r = 0; r < MS_EXPERT_RANGES; r++) {
-                    const ms_range *rg = &m->moe[li].ranges[(size_t)e * MS_EXPERT_RANGES + r];
-                    if (rg->len) ranges[nr++] = (ms_bench_io_range){(uint32_t)rg->file, rg->offset, rg->len};
-                }
-            }
-        start[ei] = nr;
-        ms_bench_io_workload w = {.paths = paths, .n_files = m->tt.n_files, .ranges = ranges, .n_ranges = nr,
-                                  .expert_start = start, .n_experts = n_exp};
-        const char *none[1] = {"uring"};
-        ms_bench_io_opts bo = {.backends = none, .n_backends = 1, .max_bytes = 1ull << 30, .seed = 1,
-                               .drop_global = true};
-        ms_bench_io_row *rows = NULL;
-        int n = 0;
-        ms_err err = {0};
-        if (ms_bench_io_run(&w, &bo, &rows, &n, &err) == 0 && n > 0) g = rows[0].gbps;
-        free(rows);
-    }
-    free(ranges);
-    free(start);
-    free(paths);
+    if (ms_bench_io_run(&w, &bo, &rows, &n, &err) == 0 && n > 0) g = rows[0].gbps; /* rows[0] = raw */
+    free(rows);
+    ms_bench_model_workload_free(&w);
     return g;
 }
 

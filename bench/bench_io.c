@@ -32,6 +32,43 @@ static void usage(FILE *f)
             "  --json             JSON array of rows {backend, bytes, seconds, gbps, ratio_to_raw, ...}\n");
 }
 
+int ms_bench_model_workload(const ms_model *m, ms_bench_io_workload *w)
+{
+    memset(w, 0, sizeof *w);
+    int E = m->cfg.n_routed_experts;
+    size_t n_exp = (size_t)m->n_moe_layers * (size_t)E, nr = 0, ei = 0;
+    ms_bench_io_range *ranges = malloc((n_exp ? n_exp : 1) * MS_EXPERT_RANGES * sizeof *ranges);
+    size_t *start = malloc((n_exp + 1) * sizeof *start);
+    const char **paths = malloc((size_t)(m->tt.n_files ? m->tt.n_files : 1) * sizeof *paths);
+    if (!ranges || !start || !paths) {
+        free(ranges);
+        free(start);
+        free(paths);
+        return -ENOMEM;
+    }
+    for (int i = 0; i < m->tt.n_files; i++) paths[i] = m->tt.files[i].path;
+    for (int li = 0; li < m->n_moe_layers; li++)
+        for (int e = 0; e < E; e++) {
+            start[ei++] = nr;
+            for (int r = 0; r < MS_EXPERT_RANGES; r++) {
+                const ms_range *rg = &m->moe[li].ranges[(size_t)e * MS_EXPERT_RANGES + r];
+                if (rg->len) ranges[nr++] = (ms_bench_io_range){(uint32_t)rg->file, rg->offset, rg->len};
+            }
+        }
+    start[ei] = nr;
+    *w = (ms_bench_io_workload){.paths = paths, .n_files = m->tt.n_files, .ranges = ranges, .n_ranges = nr,
+                                .expert_start = start, .n_experts = n_exp};
+    return 0;
+}
+
+void ms_bench_model_workload_free(ms_bench_io_workload *w)
+{
+    free((void *)w->paths);
+    free((void *)w->ranges);
+    free((void *)w->expert_start);
+    memset(w, 0, sizeof *w);
+}
+
 int ms_bench_io(int argc, char **argv)
 {
     static const struct option opts[] = {{"model", required_argument, 0, 'm'},       {"io", required_argument, 0, 'i'},
@@ -71,36 +108,20 @@ int ms_bench_io(int argc, char **argv)
         return ms_cli_fail("bench io", &err);
     }
     /* the workload: every expert's ranges, from the expert table */
-    int E = m.cfg.n_routed_experts;
-    size_t n_exp = (size_t)m.n_moe_layers * (size_t)E;
-    ms_bench_io_range *ranges = malloc(n_exp * MS_EXPERT_RANGES * sizeof *ranges);
-    size_t *start = malloc((n_exp + 1) * sizeof *start);
-    const char **paths = malloc((size_t)m.tt.n_files * sizeof *paths);
+    ms_bench_io_workload w;
     const char *backends[8];
     int nb = 0;
     char *list = io_list ? strdup(io_list) : NULL;
     int rc = 0;
-    if (!ranges || !start || !paths) {
+    if (ms_bench_model_workload(&m, &w) < 0) {
         rc = ms_errf(&err, ENOMEM, "out of memory");
         goto out;
     }
-    for (int i = 0; i < m.tt.n_files; i++) paths[i] = m.tt.files[i].path;
-    size_t nr = 0, ei = 0;
-    for (int li = 0; li < m.n_moe_layers; li++)
-        for (int e = 0; e < E; e++) {
-            start[ei++] = nr;
-            for (int r = 0; r < MS_EXPERT_RANGES; r++) {
-                const ms_range *rg = &m.moe[li].ranges[(size_t)e * MS_EXPERT_RANGES + r];
-                if (rg->len) ranges[nr++] = (ms_bench_io_range){(uint32_t)rg->file, rg->offset, rg->len};
-            }
-        }
-    start[ei] = nr;
+    size_t n_exp = w.n_experts;
     if (list) {
         char *save = NULL;
         for (char *t = strtok_r(list, ",", &save); t && nb < 8; t = strtok_r(NULL, ",", &save)) backends[nb++] = t;
     }
-    ms_bench_io_workload w = {.paths = paths, .n_files = m.tt.n_files, .ranges = ranges, .n_ranges = nr,
-                              .expert_start = start, .n_experts = n_exp};
     ms_bench_io_opts bo = {.backends = nb ? backends : NULL, .n_backends = nb,
                            .batch_experts = batch ? (unsigned)batch : (unsigned)m.cfg.n_experts_per_tok,
                            .max_bytes = max_bytes, .queue_depth = (unsigned)qd, .seed = 1, .drop_global = true,
@@ -119,9 +140,7 @@ int ms_bench_io(int argc, char **argv)
     free(rows);
 out:
     free(list);
-    free(ranges);
-    free(start);
-    free(paths);
+    ms_bench_model_workload_free(&w);
     ms_model_close(&m);
     return rc < 0 ? ms_cli_fail("bench io", &err) : 0;
 }

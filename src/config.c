@@ -323,18 +323,22 @@ out:
     return rc;
 }
 
+/* Read config.json: path is the file itself or the model directory holding it.
+ * file (PATH_MAX bytes) receives the file name for messages. */
+static int read_config(const char *path, char *file, size_t flen, char **text, ms_err *err)
+{
+    size_t l = strlen(path);
+    int rc = 0;
+    if (l < 5 || strcmp(path + l - 5, ".json") != 0) rc = ms_path_join(file, flen, path, "config.json", err);
+    else snprintf(file, flen, "%s", path);
+    if (rc < 0) return rc;
+    return ms_read_file(file, 16u << 20, text, NULL, err);
+}
+
 int ms_config_load(const char *path, ms_config *cfg, ms_err *err)
 {
-    char p[4096];
-    const char *file = path;
-    size_t l = strlen(path);
-    if (l < 5 || strcmp(path + l - 5, ".json") != 0) {
-        int rc = ms_path_join(p, sizeof p, path, "config.json", err);
-        if (rc < 0) return rc;
-        file = p;
-    }
-    char *text;
-    int rc = ms_read_file(file, 16u << 20, &text, NULL, err);
+    char file[4096], *text;
+    int rc = read_config(path, file, sizeof file, &text, err);
     if (rc < 0) return rc;
     rc = ms_config_parse(text, file, cfg, err);
     free(text);
@@ -469,16 +473,8 @@ out:
 
 int ms_qconfig_load(const char *path, ms_qconfig *q, ms_err *err)
 {
-    char p[4096];
-    const char *file = path;
-    size_t l = strlen(path);
-    if (l < 5 || strcmp(path + l - 5, ".json") != 0) {
-        int rc = ms_path_join(p, sizeof p, path, "config.json", err);
-        if (rc < 0) return rc;
-        file = p;
-    }
-    char *text;
-    int rc = ms_read_file(file, 16u << 20, &text, NULL, err);
+    char file[4096], *text;
+    int rc = read_config(path, file, sizeof file, &text, err);
     if (rc < 0) return rc;
     rc = ms_qconfig_parse(text, file, q, err);
     free(text);
