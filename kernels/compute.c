@@ -47,6 +47,9 @@ const ms_kern *ms_kern_by_name(const char *name)
                    ? &ms_kern_avx512
                    : NULL;
 #endif
+#if defined(__aarch64__)
+    if (!strcmp(name, "neon")) return &ms_kern_neon;
+#endif
     return NULL;
 }
 
@@ -55,7 +58,7 @@ const ms_kern *ms_kern_select(bool force_ref)
     if (force_ref || env_force_ref()) return &ms_kern_ref;
     const ms_kern *k = ms_kern_by_name(getenv("MOESTREAM_KERNELS"));
     if (k) return k;
-    static const char *const best_first[] = {"avx512", "avx2"};
+    static const char *const best_first[] = {"avx512", "avx2", "neon"};
     for (size_t i = 0; i < MS_ARRAY_LEN(best_first); i++)
         if ((k = ms_kern_by_name(best_first[i]))) return k;
     return &ms_kern_ref;

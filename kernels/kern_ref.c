@@ -79,14 +79,25 @@ static void ref_rows_dense(const ms_mat *m, int64_t r0, int64_t r1, const float 
     for (int64_t r = r0; r < r1; r++) y[r - r0] = ms_ref_dot_dense_row(m, r, x);
 }
 
+/* s*q rounded to float, then + b rounded: the definition every table's
+ * dequantization matches bit for bit. The volatile product keeps the compiler from
+ * contracting the two into an FMA (GCC does by default where FMA exists:
+ * aarch64, or x86 with -march=native). */
+static inline float mul_add_2r(float s, float q, float b)
+{
+    volatile float p = s * q;
+    return p + b;
+}
+
 static void ref_dequant_affine(const ms_mat *m, int64_t r, float *out)
 {
-    const int64_t ng = m->cols / m->group_size;
-    const size_t sbsz = ms_dtype_size(m->sb_dtype);
-    ms_affine_dequantize_row((const uint32_t *)m->w + (size_t)r * (size_t)(m->cols * m->bits / 32),
-                             (const char *)m->scales + (size_t)(r * ng) * sbsz,
-                             (const char *)m->biases + (size_t)(r * ng) * sbsz, m->sb_dtype, m->cols, m->bits,
-                             m->group_size, out);
+    const int bits = m->bits, gs = m->group_size;
+    const int64_t ng = m->cols / gs;
+    const uint32_t *w = (const uint32_t *)m->w + (size_t)r * (size_t)(m->cols * bits / 32);
+    for (int64_t g = 0; g < ng; g++) {
+        float s = ms_sb_get(m->scales, m->sb_dtype, r * ng + g), b = ms_sb_get(m->biases, m->sb_dtype, r * ng + g);
+        for (int j = 0; j < gs; j++) out[g * gs + j] = mul_add_2r(s, (float)ms_unpack_one(w, bits, g * gs + j), b);
+    }
 }
 
 static void ref_dequant_dense(const ms_mat *m, int64_t r, float *out)

@@ -69,6 +69,10 @@ extern const ms_kern ms_kern_avx2;
 /* AVX-512 F/BW/VL/DQ table (kern_avx512.c); same condition. */
 extern const ms_kern ms_kern_avx512;
 #endif
+#if defined(__aarch64__)
+/* NEON table (kern_neon.c): baseline on AArch64. */
+extern const ms_kern ms_kern_neon;
+#endif
 
 /* Prepare x for m's row kernel in table k (see ms_prep_fn). */
 const float *ms_kern_prep(const ms_kern *k, const ms_mat *m, const float *x, float *xp, float *xsum);

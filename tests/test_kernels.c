@@ -190,7 +190,7 @@ static void rows_all(const ms_kern *k, const ms_mat *m, const float *x, float *y
 /* The kernel tables this CPU supports: all = with the reference first. */
 static int tables(const ms_kern **out, bool with_ref)
 {
-    static const char *const names[] = {"ref", "avx2", "avx512"};
+    static const char *const names[] = {"ref", "avx2", "avx512", "neon"};
     int n = 0;
     for (size_t i = with_ref ? 0 : 1; i < MS_ARRAY_LEN(names); i++)
         if (ms_kern_by_name(names[i])) out[n++] = ms_kern_by_name(names[i]);
@@ -257,7 +257,7 @@ static void test_spec_vector(void **state)
                 .scales = &s,
                 .biases = &b};
     const float want[8] = {2.25f, 2.0f, 1.5f, 1.0f, 0.5f, 0.0f, -0.25f, -1.5f};
-    const ms_kern *ks[4];
+    const ms_kern *ks[5];
     int nk = tables(ks, true);
     for (int k = 0; k < nk; k++) {
         float out[32], x[32], y;
@@ -311,7 +311,7 @@ static void check_opt_vs_ref(const ms_kern *k, const ms_mat *m, rng *r)
 static void test_opt_vs_ref(void **state)
 {
     (void)state;
-    const ms_kern *ks[4];
+    const ms_kern *ks[5];
     int nk = tables(ks, false);
     if (nk == 0) skip(); /* no SIMD table on this CPU */
     for (int ki = 0; ki < nk; ki++) {
@@ -362,7 +362,7 @@ static tmat make_config(rng *r, int i, int64_t rows, int64_t cols_mult)
 static void test_threads_bit_identical(void **state)
 {
     (void)state;
-    const ms_kern *ks[4];
+    const ms_kern *ks[5];
     int nk = tables(ks, true);
     ms_err err = {0};
     ms_pool *pools[4];
@@ -423,7 +423,7 @@ static void test_threads_bit_identical(void **state)
 static void test_row_split_invariance(void **state)
 {
     (void)state;
-    const ms_kern *ks[4];
+    const ms_kern *ks[5];
     int nk = tables(ks, true);
     rng r = {7};
     for (int ki = 0; ki < nk; ki++)
@@ -457,7 +457,7 @@ static void test_row_split_invariance(void **state)
 static void test_ffn(void **state)
 {
     (void)state;
-    const ms_kern *ks[4];
+    const ms_kern *ks[5];
     int nk = tables(ks, true);
     ms_err err = {0};
     ms_pool *p1 = ms_pool_create(1, &err), *p3 = ms_pool_create(3, &err);
@@ -532,6 +532,8 @@ static void test_select(void **state)
         assert_string_equal(ms_kern_name(ms_kern_select(false)), "avx2");
         unsetenv("MOESTREAM_KERNELS");
     }
+#elif defined(__aarch64__)
+    assert_string_equal(ms_kern_name(best), "neon");
 #endif
 }
 
