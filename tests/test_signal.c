@@ -5,6 +5,8 @@
  *   exit by itself within the timeout (no hang) with status 130, end its output
  *   with a newline after whole token ids, print the stats line on stderr and
  *   write --stats-json with "interrupted": true and stop_reason "interrupt".
+ *   The same during a long prefill (4000 prompt tokens, --batch 2): the prompt
+ *   stops between chunks, nothing is generated, exit 130 with the stats.
  * chat: stdin is a pipe the test keeps open. A question, SIGINT once its answer
  *   streams: the answer stops but the process stays (and goes back to reading
  *   stdin); a second question is answered (output grows again), SIGINT again;
@@ -123,6 +125,29 @@ static bool wait_quiet(const char *path, double quiet_s, double timeout_s)
     return false;
 }
 
+/* Has pid installed a SIGINT handler yet (SigCgt in /proc/pid/status)? Waits at
+ * most timeout_s; false if not (or the process is gone). */
+static bool wait_sigint_handler(pid_t pid, double timeout_s)
+{
+    double t0 = now_s();
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
+    while (now_s() - t0 < timeout_s) {
+        FILE *f = fopen(path, "r");
+        if (!f) return false;
+        char line[256];
+        unsigned long long mask = 0;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "SigCgt: %llx", &mask) == 1) break;
+        fclose(f);
+        if (mask & (1ull << (SIGINT - 1))) return true;
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) return false;
+        usleep(5000);
+    }
+    return false;
+}
+
 static bool alive(pid_t pid)
 {
     int st;
@@ -210,6 +235,60 @@ static void test_run_sigint(void **state)
     free(js);
 }
 
+/* Ctrl-C during a long prefill (4000 prompt tokens fed 2 at a time; chunks of
+ * one token would be counted as decode by the engine's stats): the prompt
+ * stops between chunks, nothing is generated, exit 130 with the stats. */
+static void test_run_sigint_prefill(void **state)
+{
+    (void)state;
+    char *out = mst_fmt("%s/pre.out", g_model), *err = mst_fmt("%s/pre.err", g_model);
+    char *js = mst_fmt("%s/pre.json", g_model);
+    unlink(js);
+    size_t cap = 4000 * 8, o = 0;
+    char *toks = malloc(cap);
+    assert_non_null(toks);
+    for (int i = 0; i < 4000; i++) o += (size_t)snprintf(toks + o, cap - o, "%s%d", i ? "," : "", (i * 7) % 500);
+    char *argv[] = {(char *)MS_BIN, "run", "--model", g_model, "--tokens", toks, "-n", "8", "--temp", "0",
+                    "--batch", "2", "--ctx", "4096", "--threads", "1", "--stats-json", js, NULL};
+    pid_t pid = spawn(argv, out, err, NULL);
+    assert_true(pid > 0);
+    /* the handler goes in right before the prompt is fed (~25 s for this one) */
+    if (!wait_sigint_handler(pid, 60)) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        fail_msg("run never installed its SIGINT handler: %s", mst_slurp(err, NULL));
+    }
+    usleep(200000);
+    double t0 = now_s();
+    assert_int_equal(kill(pid, SIGINT), 0);
+    bool hung;
+    int st = wait_bounded(pid, 30, &hung);
+    double dt = now_s() - t0;
+    if (hung) fail_msg("run did not exit within 30 s of SIGINT during prefill (killed)");
+    print_message("run: SIGINT in prefill -> exit after %.3f s\n", dt);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 130);
+    char *ot = mst_slurp(out, NULL), *e = mst_slurp(err, NULL), *j = mst_slurp(js, NULL);
+    assert_non_null(ot);
+    assert_string_equal(ot, "\n"); /* no token was generated */
+    assert_non_null(e);
+    assert_non_null(strstr(e, "decode"));
+    assert_non_null(j);
+    json_object *root = json_tokener_parse(j);
+    assert_non_null(root);
+    json_object *v;
+    assert_true(json_object_object_get_ex(root, "interrupted", &v));
+    assert_true(json_object_get_boolean(v));
+    assert_true(json_object_object_get_ex(root, "generated_tokens", &v));
+    assert_int_equal(json_object_get_int64(v), 0);
+    assert_true(json_object_object_get_ex(root, "prompt_tokens", &v));
+    long long fed = json_object_get_int64(v);
+    print_message("  %lld of 4000 prompt tokens fed before the stop\n", fed);
+    assert_true(fed < 4000);
+    json_object_put(root);
+    free(ot), free(e), free(j), free(toks), free(out), free(err), free(js);
+}
+
 static void test_chat_sigint(void **state)
 {
     (void)state;
@@ -260,6 +339,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_run_sigint),
+        cmocka_unit_test(test_run_sigint_prefill),
         cmocka_unit_test(test_chat_sigint),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
