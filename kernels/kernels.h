@@ -71,10 +71,10 @@ typedef struct ms_kern ms_kern;
 const ms_kern *ms_kern_select(bool force_ref);
 /* Name of the selected implementation ("avx2", "ref", ...). */
 const char *ms_kern_name(const ms_kern *k);
-/* The table called `name` ("ref", "avx2", "avx512"), or NULL if unknown or not
- * supported by this CPU. ms_kern_select picks MOESTREAM_KERNELS=<name> when set
- * to a supported table (MOESTREAM_FORCE_REF=1 still wins); otherwise the best
- * one the CPU supports (avx512 > avx2 > ref). */
+/* The table called `name` ("ref", "avx2", "avx512", "neon"), or NULL if unknown
+ * or not supported by this CPU. ms_kern_select picks MOESTREAM_KERNELS=<name>
+ * when set to a supported table (MOESTREAM_FORCE_REF=1 still wins); otherwise
+ * the best one the CPU supports (avx512 > avx2 > ref on x86-64, neon on aarch64). */
 const ms_kern *ms_kern_by_name(const char *name);
 
 /* What a compute call needs: the kernel table and the pool (pool may be NULL = run
