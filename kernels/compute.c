@@ -55,6 +55,9 @@ const ms_kern *ms_kern_by_name(const char *name)
 
 const ms_kern *ms_kern_select(bool force_ref)
 {
+    /* The prefill GEMM runs OpenBLAS on one thread per tile (our pool splits
+     * the work); also when no pool is ever created. */
+    openblas_set_num_threads(1);
     if (force_ref || env_force_ref()) return &ms_kern_ref;
     const ms_kern *k = ms_kern_by_name(getenv("MOESTREAM_KERNELS"));
     if (k) return k;
@@ -251,7 +254,7 @@ static int matmul_gemm(const ms_compute *c, const ms_mat *m, const float *X, int
     t.tile = tile_rows(m);
     t.ntiles = (m->rows + t.tile - 1) / t.tile;
     size_t bytes = (size_t)t.tile * (size_t)m->cols * sizeof(float);
-    if (c->pool && ms_pool_size(c->pool) > 1) {
+    if (c->pool) { /* the pool's per-thread scratch (also for a 1-thread pool) */
         if (ms_pool_reserve(c->pool, bytes) < 0) return -ENOMEM;
         atomic_init(&t.next, 0);
         ms_pool_run(c->pool, mm_worker, &t);
