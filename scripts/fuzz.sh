@@ -3,9 +3,11 @@
 # run each for a given time, one after another, then print a summary table.
 #
 #   usage: scripts/fuzz.sh TARGET|all SECONDS [extra libFuzzer flags...]
-#   targets: safetensors index config tokenizer trace cli_args
+#   targets: safetensors index config model tokenizer trace cli_args
 #   env: FUZZ_BUILD (default build-fuzz), FUZZ_RSS_MB (default 2048),
-#        FUZZ_NO_BUILD=1 to skip the build step.
+#        FUZZ_NO_BUILD=1 to skip the build step, MOESTREAM=path/to/moestream
+#        (the `model` target needs a tiny synth model; it is generated once into
+#        FUZZ_BUILD/model-tiny with MOESTREAM, else build-rel/ or build/moestream).
 #
 # Each target starts from a copy of its committed seeds (tests/fuzz/corpus/T)
 # in FUZZ_BUILD/corpus/T (the committed seeds are never modified), with the
@@ -17,8 +19,8 @@
 # any target found something, 2 on usage errors.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-all_targets="safetensors index config tokenizer trace cli_args"
-usage() { sed -n 3,9p "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+all_targets="safetensors index config model tokenizer trace cli_args"
+usage() { sed -n 3,12p "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 [ $# -ge 2 ] || usage
 what="$1"; secs="$2"; shift 2
 case "$secs" in ''|*[!0-9]*) echo "fuzz.sh: SECONDS must be a positive integer, got '$secs'" >&2; exit 2;; esac
@@ -41,6 +43,7 @@ max_len() {
     safetensors) echo 16384 ;;  # shard headers of the tiny model are < 7 KiB
     index) echo 8192 ;;
     config) echo 8192 ;;
+    model) echo 8192 ;;
     tokenizer) echo 32768 ;;    # the synth tokenizer.json is 14.5 KiB
     trace) echo 16384 ;;
     cli_args) echo 512 ;;
@@ -56,6 +59,16 @@ for t in $targets; do
   mkdir -p "$corpus" "$art" "$(dirname "$log")"
   cp -n "$root/tests/fuzz/corpus/$t/"* "$corpus/" 2>/dev/null || true
   dict=(); [ -f "$root/tests/fuzz/dict/$t.dict" ] && dict=(-dict="$root/tests/fuzz/dict/$t.dict")
+  if [ "$t" = model ]; then
+    dict=(-dict="$root/tests/fuzz/dict/config.dict")
+    if [ ! -f "$build/model-tiny/config.json" ]; then
+      ms="${MOESTREAM:-}"
+      for c in "$root/build-rel/moestream" "$root/build/moestream"; do [ -z "$ms" ] && [ -x "$c" ] && ms="$c"; done
+      [ -n "$ms" ] || { echo "fuzz.sh: the model target needs a moestream binary (MOESTREAM=...)" >&2; exit 2; }
+      "$ms" synth --preset tiny --force -q --out "$build/model-tiny" || exit 2
+    fi
+    export MS_FUZZ_MODEL="$build/model-tiny"
+  fi
   before=$(ls "$art" | wc -l)
   echo "== fuzz_$t for ${secs}s (max_len $(max_len "$t"), log $log)"
   start=$(date +%s)

@@ -15,9 +15,12 @@ work, out = sys.argv[1], sys.argv[2]
 
 
 def reset(name):
+    """Empty a target's seed directory, keeping regress-* (inputs that once failed)."""
     d = os.path.join(out, name)
-    shutil.rmtree(d, ignore_errors=True)
-    os.makedirs(d)
+    os.makedirs(d, exist_ok=True)
+    for f in os.listdir(d):
+        if not f.startswith("regress-"):
+            os.remove(os.path.join(d, f))
     return d
 
 
@@ -97,6 +100,17 @@ c4["text_config"] = {"quantization_config": {"bits": 4, "group_size": 64, "model
 c4.pop("quantization", None)
 c4.pop("quantization_config", None)
 put(d, "text-config-quant", json.dumps(c4))
+
+# model: config.json variants for the shards of `synth --preset tiny` (= m-mlx), see fuzz_model.c
+d = reset("model")
+with open(os.path.join(work, "m-mlx", "config.json")) as f:
+    c = json.load(f)
+put(d, "tiny", json.dumps(c, indent=2))
+put(d, "tiny-8bit", json.dumps(dict(c, quantization=dict(c["quantization"], bits=8),
+                                    quantization_config=dict(c["quantization"], bits=8))))
+put(d, "tiny-more-experts", json.dumps(dict(c, n_routed_experts=32)))
+put(d, "tiny-fewer-layers", json.dumps(dict(c, num_hidden_layers=2, first_k_dense_replace=0)))
+put(d, "tiny-unquantized", json.dumps({k: v for k, v in c.items() if not k.startswith("quantization")}))
 
 # tokenizer: the synth tokenizer (byte-level BPE) and a SentencePiece-style one
 d = reset("tokenizer")
