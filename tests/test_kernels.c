@@ -418,6 +418,47 @@ static void test_threads_bit_identical(void **state)
     for (int i = 0; i < 4; i++) ms_pool_destroy(pools[i]);
 }
 
+/* Hundreds of tokens (prefill chunks): every table, the sgemm path for all
+ * weight kinds, odd row counts; each token within DOT_TOL of its matvec. */
+static void test_matmul_many_tokens(void **state)
+{
+    (void)state;
+    const ms_kern *ks[5];
+    int nk = tables(ks, true);
+    ms_err err = {0};
+    ms_pool *pool = ms_pool_create(2, &err);
+    assert_non_null(pool);
+    rng r = {4242};
+    const int n = 130;
+    for (int ki = 0; ki < nk; ki++) {
+        const ms_kern *k = ks[ki];
+        tmat ts[3] = {make_affine(&r, 77, 256, 4, 64, MS_DT_BF16), make_affine(&r, 45, 384, 3, 128, MS_DT_F16),
+                      make_dense(&r, 61, 203, MS_WT_BF16)};
+        for (int i = 0; i < 3; i++) {
+            const ms_mat *m = &ts[i].m;
+            float *X = rand_vec(&r, (int64_t)n * m->cols), *Y = malloc((size_t)n * m->rows * 4);
+            float *y = malloc((size_t)m->rows * 4);
+            double *yd = malloc((size_t)m->rows * 8), *mag = malloc((size_t)m->rows * 8);
+            ms_compute c = {k, pool};
+            ms_matmul(&c, m, X, n, Y);
+            for (int tok = 0; tok < n; tok += 7) {
+                ms_matvec(&c, m, X + (size_t)tok * m->cols, y);
+                naive_matvec(m, X + (size_t)tok * m->cols, yd, mag);
+                for (int64_t j = 0; j < m->rows; j++) yd[j] = y[j];
+                double e = max_err_vs(Y + (size_t)tok * m->rows, yd, mag, m->rows);
+                if (e > DOT_TOL) fail_msg("%s matrix %d n %d token %d: err %.3g", k->name, i, n, tok, e);
+            }
+            free(X);
+            free(Y);
+            free(y);
+            free(yd);
+            free(mag);
+        }
+        for (int i = 0; i < 3; i++) tmat_free(&ts[i]);
+    }
+    ms_pool_destroy(pool);
+}
+
 /* Any split of the rows into ranges gives the same bits (what makes the
  * dynamic schedule deterministic). */
 static void test_row_split_invariance(void **state)
@@ -699,6 +740,7 @@ int main(void)
         cmocka_unit_test(test_spec_vector),
         cmocka_unit_test(test_opt_vs_ref),
         cmocka_unit_test(test_threads_bit_identical),
+        cmocka_unit_test(test_matmul_many_tokens),
         cmocka_unit_test(test_row_split_invariance),
         cmocka_unit_test(test_ffn),
         cmocka_unit_test(test_select),
