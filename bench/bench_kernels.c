@@ -224,8 +224,10 @@ static void usage(FILE *f)
             "  --impl NAME     kernel table: ref, avx2 or avx512 (default: the best this CPU\n"
             "                  supports, as the runtime picks it; also MOESTREAM_KERNELS)\n"
             "  --ref           same as --impl ref (as MOESTREAM_FORCE_REF=1)\n"
-            "  --matmul        also time prefill ms_matmul (q4g64 2048x7168) for n = 1..256\n"
-            "                  tokens on the row-kernel path and the dequantize+sgemm path\n"
+            "  --matmul        also time prefill ms_matmul (q4g64 2048x7168, all threads) for\n"
+            "                  n = 1..256 tokens on both paths: multi-token row kernels and\n"
+            "                  dequantized tiles + sgemm (JSON: {\"kernel\":\"matmul_q4g64\",\n"
+            "                  \"n\",\"rows_gflops\",\"sgemm_gflops\",...})\n"
             "  -h, --help      this help\n",
             ms_physical_cores());
 }
