@@ -221,7 +221,7 @@ static void usage(FILE *f)
             "                  of each is reported (robust on a shared machine)\n"
             "  --mem SIZE      working set per shape and for the bandwidth probe\n"
             "                  (default 256M; make it several times the L3 size)\n"
-            "  --impl NAME     kernel table: ref, avx2 or avx512 (default: the best this CPU\n"
+            "  --impl NAME     kernel table: ref, avx2, avx512, neon (default: the best this CPU\n"
             "                  supports, as the runtime picks it; also MOESTREAM_KERNELS)\n"
             "  --ref           same as --impl ref (as MOESTREAM_FORCE_REF=1)\n"
             "  --matmul        also time prefill ms_matmul (q4g64 2048x7168, all threads) for\n"
@@ -279,7 +279,7 @@ int ms_bench_kernels(int argc, char **argv)
 
     const ms_kern *k = o.impl ? ms_kern_by_name(o.impl) : ms_kern_select(false);
     if (!k)
-        return ms_cli_usage_error(cmd, "--impl %s: unknown or not supported by this CPU (ref, avx2, avx512)", o.impl);
+        return ms_cli_usage_error(cmd, "--impl %s: unknown or not supported by this CPU (ref, avx2, avx512, neon)", o.impl);
     ms_pool *pool1 = ms_pool_create(1, &err), *pooln = pool1 ? ms_pool_create(o.threads, &err) : NULL;
     char *arena = ms_aligned_alloc(4096, o.mem);
     float *x = malloc(sizeof(float) * 8192), *y = malloc(sizeof(float) * 8192);
