@@ -279,7 +279,8 @@ int ms_bench_kernels(int argc, char **argv)
 
     const ms_kern *k = o.impl ? ms_kern_by_name(o.impl) : ms_kern_select(false);
     if (!k)
-        return ms_cli_usage_error(cmd, "--impl %s: unknown or not supported by this CPU (ref, avx2, avx512, neon)", o.impl);
+        return ms_cli_usage_error(cmd, "--impl %s: unknown or not supported by this CPU (ref, avx2, avx512, neon)",
+                                  o.impl);
     ms_pool *pool1 = ms_pool_create(1, &err), *pooln = pool1 ? ms_pool_create(o.threads, &err) : NULL;
     char *arena = ms_aligned_alloc(4096, o.mem);
     float *x = malloc(sizeof(float) * 8192), *y = malloc(sizeof(float) * 8192);

@@ -131,8 +131,10 @@ ms_pool *ms_pool_create(int nthreads, ms_err *err)
     int rc = 0;
     for (int i = 1; i < nthreads && !rc; i++) {
         rc = pthread_create(&t[i].th, NULL, worker_main, &t[i]);
-        if (rc) ms_errf(err, rc, "thread pool: cannot start thread %d of %d: %s", i, nthreads, strerror(rc));
-        else p->started++;
+        if (rc)
+            ms_errf(err, rc, "thread pool: cannot start thread %d of %d: %s", i, nthreads, strerror(rc));
+        else
+            p->started++;
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc) {
