@@ -25,6 +25,10 @@ void ms_softmax(float *x, int n)
     float mx = x[0];
     for (int i = 1; i < n; i++)
         if (x[i] > mx) mx = x[i];
+    if (mx == -INFINITY) { /* everything masked: uniform rather than NaN */
+        for (int i = 0; i < n; i++) x[i] = 1.0f / (float)n;
+        return;
+    }
     double sum = 0.0;
     for (int i = 0; i < n; i++) {
         x[i] = expf(x[i] - mx);

@@ -656,6 +656,11 @@ static void test_small_ops(void **state)
         tot += sm[i];
     }
     assert_true(fabs(tot - 1.0) < 1e-6);
+    float masked[3] = {-INFINITY, -INFINITY, -INFINITY}, one[1] = {-3.0f};
+    ms_softmax(masked, 3);
+    for (int i = 0; i < 3; i++) assert_true(fabsf(masked[i] - 1.0f / 3) < 1e-7);
+    ms_softmax(one, 1);
+    assert_true(one[0] == 1.0f);
     /* silu * mul */
     float g[4] = {-20.0f, -1.0f, 0.0f, 3.0f}, u[4] = {2.0f, 3.0f, 4.0f, 0.5f};
     ms_silu_mul(g, u, 4);
