@@ -11,10 +11,14 @@
  *           elements; x is pre-permuted per 16-element block to match;
  *   2 bit:  vpmovzxbd of 8 bytes, 4 shift/mask pairs -> 32 codes; x permuted
  *           per 32-element block;
- *   3/5/6:  8 codes live in `bits` whole bytes: broadcast 8 bytes, vpshufb the
- *           2 bytes holding code i into lane i, vpsrlvd by (i*bits)&7, mask.
- *           The 8-byte load may run past the 3..6 bytes of the last pack, so a
- *           row's last group is copied to a padded local buffer first.
+ *   6 bit, 3 bit (groups >= 64): 24 bytes = 8 packs of 3 bytes, one per lane
+ *           (two 16-byte loads + vpshufb), then shift/mask pairs -> 32 / 64
+ *           codes; x permuted per 32 / 64-element block;
+ *   5 bit, 3 bit g32 (generic): 8 codes live in `bits` whole bytes: broadcast
+ *           8 bytes, vpshufb the 2 bytes holding code i into lane i, vpsrlvd by
+ *           (i*bits)&7, mask. The 8-byte load may run past the 3..5 bytes of
+ *           the last pack, so a row's last group is copied to a padded local
+ *           buffer first.
  * Every row is computed by the same code whatever rows the call covers, so
  * results do not depend on how rows are split across threads.
  *
@@ -79,6 +83,23 @@ AINL __m256i unpack8_generic(const uint8_t *p, const int bits)
     return _mm256_and_si256(v, _mm256_set1_epi32((1 << bits) - 1));
 }
 
+/* 24 bytes at p -> 8 lanes each holding one 3-byte pack (bytes 3k..3k+2):
+ * two 16-byte loads (bytes 0..15 and 8..23, nothing past p+24) and a vpshufb. */
+AINL __m256i load_packs24(const uint8_t *p)
+{
+    const __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)p)),
+                                              _mm_loadu_si128((const __m128i *)(p + 8)), 1);
+    const __m256i shuf = _mm256_setr_epi8(0, 1, 2, -128, 3, 4, 5, -128, 6, 7, 8, -128, 9, 10, 11, -128, /* 0..11 */
+                                          4, 5, 6, -128, 7, 8, 9, -128, 10, 11, 12, -128, 13, 14, 15, -128);
+    return _mm256_shuffle_epi8(v, shuf);
+}
+
+/* Widths that go through unpack8_generic (8-byte loads of 3..6-byte packs). */
+AINL bool uses_generic(const int bits, const int gs)
+{
+    return bits == 5 || (bits == 3 && gs < 64);
+}
+
 AINL __m256i load8_u8(const uint8_t *p)
 {
     return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
@@ -133,6 +154,36 @@ AINL void group_dot(const uint8_t *wg, const float *xg, int64_t ldx, const int b
                 a[t][3] = _mm256_fmadd_ps(q3, _mm256_loadu_ps(x + 24), a[t][3]);
             }
         }
+    } else if (bits == 6) {
+        /* 32 codes = 8 packs of 3 bytes; lane k of vector s = element 4k+s. */
+        const __m256i m6 = _mm256_set1_epi32(63);
+        for (int c = 0; c < gs / 32; c++) {
+            const __m256i v = load_packs24(wg + 24 * c);
+            const __m256 q0 = _mm256_cvtepi32_ps(_mm256_and_si256(v, m6));
+            const __m256 q1 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(v, 6), m6));
+            const __m256 q2 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(v, 12), m6));
+            const __m256 q3 = _mm256_cvtepi32_ps(_mm256_srli_epi32(v, 18));
+            for (int t = 0; t < T; t++) {
+                const float *x = xg + t * ldx + 32 * c;
+                a[t][0] = _mm256_fmadd_ps(q0, _mm256_loadu_ps(x), a[t][0]);
+                a[t][1] = _mm256_fmadd_ps(q1, _mm256_loadu_ps(x + 8), a[t][1]);
+                a[t][2] = _mm256_fmadd_ps(q2, _mm256_loadu_ps(x + 16), a[t][2]);
+                a[t][3] = _mm256_fmadd_ps(q3, _mm256_loadu_ps(x + 24), a[t][3]);
+            }
+        }
+    } else if (bits == 3 && gs >= 64) {
+        /* 64 codes = 8 packs of 3 bytes; lane k of vector s = element 8k+s. */
+        const __m256i m3 = _mm256_set1_epi32(7);
+        for (int c = 0; c < gs / 64; c++) {
+            const __m256i v = load_packs24(wg + 24 * c);
+            for (int sh = 0; sh < 8; sh++) {
+                __m256i q = sh ? _mm256_srli_epi32(v, 3 * sh) : v;
+                if (sh < 7) q = _mm256_and_si256(q, m3);
+                const __m256 qf = _mm256_cvtepi32_ps(q);
+                for (int t = 0; t < T; t++)
+                    a[t][sh & 3] = _mm256_fmadd_ps(qf, _mm256_loadu_ps(xg + t * ldx + 64 * c + 8 * sh), a[t][sh & 3]);
+            }
+        }
     } else {
         for (int c = 0; c < gs / 8; c++) {
             const __m256 q = _mm256_cvtepi32_ps(unpack8_generic(wg + c * bits, bits));
@@ -172,7 +223,7 @@ AINL void affine_row(const ms_mat *m, int64_t r, const float *x, int64_t ldx, co
         for (int64_t i = 0; i < cn; i++) {
             const int64_t g = g0 + i;
             const uint8_t *wg = w + g * gbytes;
-            if (bits != 8 && bits != 4 && bits != 2 && g == ng - 1) { /* 8-byte loads of 3..6-byte packs */
+            if (uses_generic(bits, gs) && g == ng - 1) { /* 8-byte loads of 3..6-byte packs */
                 memcpy(tail, wg, gbytes);
                 memset(tail + gbytes, 0, 8);
                 wg = tail;
@@ -267,6 +318,27 @@ static const float *prep_4bit(const ms_mat *m, const float *x, float *xp, float 
         _mm256_storeu_ps(xp + b, ev);
         _mm256_storeu_ps(xp + b + 8, od);
     }
+    return xp;
+}
+
+/* 3-bit (groups of 64, 128): per 64 elements, vector s holds elements 8i+s. */
+static const float *prep_3bit(const ms_mat *m, const float *x, float *xp, float *xsum)
+{
+    group_sums_avx2(x, m->cols, m->group_size, xsum);
+    if (m->group_size < 64) return x; /* generic path, natural order */
+    for (int64_t b = 0; b < m->cols; b += 64)
+        for (int s = 0; s < 8; s++)
+            for (int i = 0; i < 8; i++) xp[b + 8 * s + i] = x[b + 8 * i + s];
+    return xp;
+}
+
+/* 6-bit: per 32 elements, vector s holds elements 4i+s (like 2-bit). */
+static const float *prep_6bit(const ms_mat *m, const float *x, float *xp, float *xsum)
+{
+    group_sums_avx2(x, m->cols, m->group_size, xsum);
+    for (int64_t b = 0; b < m->cols; b += 32)
+        for (int s = 0; s < 4; s++)
+            for (int i = 0; i < 8; i++) xp[b + 8 * s + i] = x[b + 4 * i + s];
     return xp;
 }
 
@@ -438,10 +510,10 @@ const ms_kern ms_kern_avx2 = {
               [MS_WT_F16] = {rows_f16, dequant_dense, NULL, NULL, 4},
               [MS_WT_BF16] = {rows_bf16, dequant_dense, NULL, NULL, 4}},
     .affine = {[2] = {rows_affine2, dequant_affine, prep_2bit, rows_n_affine2, 32},
-               [3] = {rows_affine3, dequant_affine, prep_natural, rows_n_affine3, 16},
+               [3] = {rows_affine3, dequant_affine, prep_3bit, rows_n_affine3, 16},
                [4] = {rows_affine4, dequant_affine, prep_4bit, rows_n_affine4, 24},
                [5] = {rows_affine5, dequant_affine, prep_natural, rows_n_affine5, 16},
-               [6] = {rows_affine6, dequant_affine, prep_natural, rows_n_affine6, 16},
+               [6] = {rows_affine6, dequant_affine, prep_6bit, rows_n_affine6, 16},
                [8] = {rows_affine8, dequant_affine, prep_natural, rows_n_affine8, 8}},
     .group_sums = group_sums_avx2,
     .read_sum = read_sum_avx2,
