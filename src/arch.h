@@ -49,11 +49,12 @@ typedef struct ms_arch_ops {
     int (*bind)(const ms_model *m, const ms_resident *r, void **weights, uint64_t *extra_bytes, ms_err *err);
     void (*unbind)(void *weights);
     /* KV cache for ctx positions and scratch for chunks of up to batch tokens. */
-    int (*state_create)(const void *weights, int ctx, int batch, int nthreads, void **state, uint64_t *bytes,
-                        ms_err *err);
+    /* kv_bf16: keep the KV cache in bf16 (half the memory; lossy, opt-in). */
+    int (*state_create)(const void *weights, int ctx, int batch, int nthreads, bool kv_bf16, void **state,
+                        uint64_t *bytes, ms_err *err);
     void (*state_destroy)(void *state);
     /* Bytes state_create will allocate (kv_bytes: the KV-cache part). */
-    uint64_t (*state_bytes)(const ms_config *c, int ctx, int batch, int nthreads, uint64_t *kv_bytes);
+    uint64_t (*state_bytes)(const ms_config *c, int ctx, int batch, int nthreads, bool kv_bf16, uint64_t *kv_bytes);
     /* Run tokens[0..n) at positions pos0.. (n <= batch, pos0 + n <= ctx). Writes
      * logits for the last token (logits[vocab]) or, with all_logits, for every
      * token (logits[n][vocab]). logits may be NULL (prompt prefix). */

@@ -284,8 +284,11 @@ fail:
  * struct, the allocation and the size report (plan uses the size before
  * anything is allocated). */
 #define DS3_BUFFERS(X)                                                                          \
-    X(ckv, float, L * ctx * kvl)           /* [L][ctx][kv_lora]  normalized latents */           \
-    X(kpe, float, L * ctx * rope)          /* [L][ctx][rope]     rotated shared rope keys */     \
+    X(ckv, float, KL * ctx * kvl)          /* [L][ctx][kv_lora]  normalized latents (f32 KV), or */ \
+    X(kpe, float, KL * ctx * rope)         /* [L][ctx][rope]     rotated rope keys; with a bf16 */ \
+                                           /* KV: one layer's rows widened for attention */       \
+    X(ckv16, uint16_t, BL * ctx * kvl)     /* [L][ctx][kv_lora]  bf16 KV cache (--kv bf16) */     \
+    X(kpe16, uint16_t, BL * ctx * rope)    /* [L][ctx][rope] */                                  \
     X(h, float, B * D)                     /* [B][D] residual stream */                          \
     X(x, float, B * D)                     /* [B][D] normed input */                             \
     X(qa, float, B * qlr)                  /* [B][q_lora] */                                     \
@@ -315,6 +318,7 @@ fail:
 
 typedef struct ds3_state {
     int ctx, batch, nth;
+    bool kv_bf16;
     size_t tls_stride;
 #define X(name, type, count) type *name;
     DS3_BUFFERS(X)
@@ -322,8 +326,9 @@ typedef struct ds3_state {
 } ds3_state;
 
 /* The sizes the list above needs. */
-#define DS3_DIMS(c, ctx_, batch_, nth_)                                                                     \
+#define DS3_DIMS(c, ctx_, batch_, nth_, kvbf_)                                                              \
     size_t L = (size_t)(c)->n_layers, ctx = (size_t)(ctx_), B = (size_t)(batch_), nth = (size_t)(nth_);    \
+    size_t KL = (kvbf_) ? 1 : L, BL = (kvbf_) ? L : 0;                                                      \
     size_t D = (size_t)(c)->hidden_size, H = (size_t)(c)->n_heads, kvl = (size_t)(c)->kv_lora_rank;          \
     size_t rope = (size_t)(c)->qk_rope_head_dim, vd = (size_t)(c)->v_head_dim;                              \
     size_t qdim = (size_t)((c)->qk_nope_head_dim + (c)->qk_rope_head_dim);                                  \
@@ -334,16 +339,17 @@ typedef struct ds3_state {
     widest = MS_MAX(widest, (size_t)(c)->moe_intermediate_size);                                            \
     size_t tls_stride = MS_ALIGN_UP(kvl * 2 + ctx + rope + 16, 16);                                          \
     (void)L; (void)ctx; (void)B; (void)nth; (void)D; (void)H; (void)kvl; (void)rope; (void)vd; (void)qdim;   \
+    (void)KL; (void)BL;                                                                                    \
     (void)qlr; (void)E; (void)K; (void)widest; (void)tls_stride
 
-static uint64_t ds3_state_bytes(const ms_config *c, int ctx_, int batch_, int nth_, uint64_t *kv_bytes)
+static uint64_t ds3_state_bytes(const ms_config *c, int ctx_, int batch_, int nth_, bool kv_bf16, uint64_t *kv_bytes)
 {
-    DS3_DIMS(c, ctx_, batch_, nth_ > 0 ? nth_ : 1);
+    DS3_DIMS(c, ctx_, batch_, nth_ > 0 ? nth_ : 1, kv_bf16);
     uint64_t total = 0;
 #define X(name, type, count) total += (uint64_t)MS_MAX((size_t)(count), (size_t)1) * sizeof(type);
     DS3_BUFFERS(X)
 #undef X
-    if (kv_bytes) *kv_bytes = (uint64_t)L * ctx * (kvl + rope) * sizeof(float);
+    if (kv_bytes) *kv_bytes = (uint64_t)L * ctx * (kvl + rope) * (kv_bf16 ? sizeof(uint16_t) : sizeof(float));
     return total;
 }
 
@@ -357,8 +363,8 @@ static void ds3_state_destroy(void *sp)
     free(s);
 }
 
-static int ds3_state_create(const void *wp, int ctx_, int batch_, int nthreads, void **out, uint64_t *bytes,
-                            ms_err *err)
+static int ds3_state_create(const void *wp, int ctx_, int batch_, int nthreads, bool kv_bf16, void **out,
+                            uint64_t *bytes, ms_err *err)
 {
     const ds3_weights *w = wp;
     const ms_config *c = &w->c;
@@ -368,7 +374,8 @@ static int ds3_state_create(const void *wp, int ctx_, int batch_, int nthreads, 
     s->ctx = ctx_;
     s->batch = batch_;
     s->nth = nthreads > 0 ? nthreads : 1;
-    DS3_DIMS(c, ctx_, batch_, s->nth);
+    s->kv_bf16 = kv_bf16;
+    DS3_DIMS(c, ctx_, batch_, s->nth, kv_bf16);
     s->tls_stride = tls_stride;
 #define X(name, type, count)                                                   \
     s->name = calloc(MS_MAX((size_t)(count), (size_t)1), sizeof(type));        \
@@ -376,7 +383,7 @@ static int ds3_state_create(const void *wp, int ctx_, int batch_, int nthreads, 
     DS3_BUFFERS(X)
 #undef X
     *out = s;
-    if (bytes) *bytes = ds3_state_bytes(c, ctx_, batch_, s->nth, NULL);
+    if (bytes) *bytes = ds3_state_bytes(c, ctx_, batch_, s->nth, kv_bf16, NULL);
     return 0;
 oom:
     ds3_state_destroy(s);
@@ -433,8 +440,9 @@ static void attn_one(attn_task *t, int idx, float *tls)
             for (int c = 0; c < kvl; c++) qlat[c] += a * tmp[c];
         }
     }
-    const float *ckv = s->ckv + (size_t)t->layer * s->ctx * kvl;
-    const float *kpe = s->kpe + (size_t)t->layer * s->ctx * w->rope;
+    size_t lo = s->kv_bf16 ? 0 : (size_t)t->layer * s->ctx; /* bf16 KV: rows widened into layer 0's place */
+    const float *ckv = s->ckv + lo * kvl;
+    const float *kpe = s->kpe + lo * w->rope;
     const float *qpe = qh + nope;
     for (int j = 0; j <= pos; j++)
         sc[j] = w->scale * (ms_dot_f32(qlat, ckv + (size_t)j * kvl, kvl) +
@@ -498,18 +506,30 @@ static void attention(const ds3_weights *w, const ds3_layer *ly, ds3_state *s, c
     for (int t = 0; t < n; t++) {
         const float *cs = s->cosb + (size_t)t * half, *sn = s->sinb + (size_t)t * half;
         float *kvt = s->kv + (size_t)t * (kvl + rope);
-        float *ck = s->ckv + ((size_t)layer * s->ctx + (size_t)(pos0 + t)) * kvl;
-        float *kp = s->kpe + ((size_t)layer * s->ctx + (size_t)(pos0 + t)) * rope;
+        size_t row = (s->kv_bf16 ? 0 : (size_t)layer * s->ctx) + (size_t)(pos0 + t);
+        float *ck = s->ckv + row * kvl;
+        float *kp = s->kpe + row * rope;
         ms_rmsnorm(ck, kvt, ly->kv_a_norm, kvl, (float)c->latent_norm_eps);
         memcpy(kp, kvt + kvl, (size_t)rope * sizeof *kp);
         rope_pair_rotate(kp, rope, cs, sn);
+        if (s->kv_bf16) { /* store rounded; attention below reads the rounded values back */
+            size_t at = (size_t)layer * s->ctx + (size_t)(pos0 + t);
+            for (int i = 0; i < kvl; i++) s->ckv16[at * kvl + i] = ms_f32_to_bf16(ck[i]);
+            for (int i = 0; i < rope; i++) s->kpe16[at * rope + i] = ms_f32_to_bf16(kp[i]);
+        }
         for (int h = 0; h < H; h++) rope_pair_rotate(s->q + ((size_t)t * H + h) * w->qdim + w->nope, rope, cs, sn);
     }
-    /* 5. attention per (token, head) */
+    /* 5. bf16 KV: widen this layer's rows 0 .. pos0+n-1 into the f32 staging rows */
+    if (s->kv_bf16) {
+        size_t nrow = (size_t)(pos0 + n), base = (size_t)layer * s->ctx;
+        for (size_t j = 0; j < nrow * kvl; j++) s->ckv[j] = ms_bf16_to_f32(s->ckv16[base * kvl + j]);
+        for (size_t j = 0; j < nrow * rope; j++) s->kpe[j] = ms_bf16_to_f32(s->kpe16[base * rope + j]);
+    }
+    /* 6. attention per (token, head) */
     attn_task task = {.w = w, .ly = ly, .s = s, .kern = cp->kern, .layer = layer, .n = n, .pos0 = pos0};
     atomic_init(&task.next, 0);
     run_tasks(cp, attn_worker, &task);
-    /* 6. output projection, residual */
+    /* 7. output projection, residual */
     linear(cp, &ly->o, s->o, n, s->attn);
     for (size_t i = 0; i < (size_t)n * w->D; i++) s->h[i] += s->attn[i];
 }

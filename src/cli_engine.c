@@ -39,6 +39,13 @@ int ms_cli_engine_opt(int opt, const char *arg, ms_engine_opts *o, ms_err *err)
         o->batch = (int)v;
         return 1;
     case MS_OPT_REF: o->force_ref = true; return 1;
+    case MS_OPT_KV:
+        if (strcmp(arg, "f32") && strcmp(arg, "bf16")) {
+            ms_errf(err, EINVAL, "--kv %s: use f32 or bf16", arg);
+            return -1;
+        }
+        o->kv_bf16 = !strcmp(arg, "bf16");
+        return 1;
     case MS_OPT_PREFETCH:
         if (strcmp(arg, "none") && strcmp(arg, "next-layer")) {
             ms_errf(err, EINVAL, "--prefetch %s: use none or next-layer", arg);
@@ -79,6 +86,7 @@ void ms_cli_engine_help(FILE *f)
             "  --threads N        compute threads (default: physical cores)\n"
             "  --ctx N            context length: KV-cache positions (default min(4096, model maximum))\n"
             "  --batch N          prefill chunk in tokens (default 128)\n"
+            "  --kv f32|bf16      KV-cache element type (default f32; bf16 halves it, logits change slightly)\n"
             "  --ref-kernels      scalar reference kernels (same as MOESTREAM_FORCE_REF=1)\n");
 }
 

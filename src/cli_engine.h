@@ -22,6 +22,7 @@ enum {
     MS_OPT_BATCH,
     MS_OPT_REF,
     MS_OPT_PREFETCH,
+    MS_OPT_KV,
 };
 
 #define MS_CLI_ENGINE_LONGOPTS                                                                          \
@@ -30,7 +31,7 @@ enum {
         {"profile", required_argument, 0, MS_OPT_PROFILE}, {"mlock", no_argument, 0, MS_OPT_MLOCK},       \
         {"threads", required_argument, 0, MS_OPT_THREADS}, {"ctx", required_argument, 0, MS_OPT_CTX},     \
         {"batch", required_argument, 0, MS_OPT_BATCH}, {"ref-kernels", no_argument, 0, MS_OPT_REF},   \
-        {"prefetch", required_argument, 0, MS_OPT_PREFETCH}
+        {"prefetch", required_argument, 0, MS_OPT_PREFETCH}, {"kv", required_argument, 0, MS_OPT_KV}
 
 /* Handle one engine option; returns 1 if handled, 0 if not an engine option,
  * -1 on a bad value (message in err). */

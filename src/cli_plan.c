@@ -26,6 +26,7 @@ static void usage(FILE *f)
             "  --ctx N            context length (default min(4096, model maximum))\n"
             "  --batch N          prefill chunk in tokens (default 128)\n"
             "  --threads N        compute threads (default: physical cores)\n"
+            "  --kv f32|bf16      KV-cache element type (default f32)\n"
             "  --disk-gbps X      device read bandwidth for the estimate (default 3.0)\n"
             "  --hit-rate H       expected expert-cache hit rate for the estimate (default: the cached\n"
             "                     fraction of the experts, what uniform routing would give; real routing\n"
@@ -40,16 +41,17 @@ int cmd_plan(int argc, char **argv)
         {"ctx", required_argument, 0, 'c'},     {"batch", required_argument, 0, 'b'},
         {"threads", required_argument, 0, 'T'}, {"disk-gbps", required_argument, 0, 'd'},
         {"hit-rate", required_argument, 0, 'H'}, {"json", no_argument, 0, 'j'},
+        {"kv", required_argument, 0, 'k'},
         {"help", no_argument, 0, 'h'},          {0}};
     const char *model = NULL;
     uint64_t ram = 0;
     long long ctx = 0, batch = 128, threads = 0;
     double gbps = 3.0, hit = -1;
-    bool json = false;
+    bool json = false, kv_bf16 = false;
     ms_err err = {0};
     int o;
     optind = 1;
-    while ((o = getopt_long(argc, argv, "m:r:c:b:T:d:H:jh", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "m:r:c:b:T:d:H:k:jh", opts, NULL)) != -1) {
         int bad = 0;
         switch (o) {
         case 'm': model = optarg; break;
@@ -66,6 +68,10 @@ int cmd_plan(int argc, char **argv)
             if (!bad && (hit < 0 || hit > 1)) bad = ms_errf(&err, EINVAL, "--hit-rate must be in [0, 1]");
             break;
         case 'j': json = true; break;
+        case 'k':
+            if (strcmp(optarg, "f32") && strcmp(optarg, "bf16")) bad = ms_errf(&err, EINVAL, "--kv %s: use f32 or bf16", optarg);
+            kv_bf16 = !strcmp(optarg, "bf16");
+            break;
         case 'h': usage(stdout); return 0;
         default: return ms_cli_usage_error("plan", "invalid option");
         }
@@ -79,7 +85,7 @@ int cmd_plan(int argc, char **argv)
     if (!ram) ram = ms_plan_default_budget();
     if (!ctx) ctx = MS_MIN((int64_t)4096, m.cfg.max_position_embeddings);
     ms_plan p;
-    if (ms_plan_compute(&m, ram, (int)ctx, (int)batch, (int)threads, &p, &err) < 0) {
+    if (ms_plan_compute_kv(&m, ram, (int)ctx, (int)batch, (int)threads, kv_bf16, &p, &err) < 0) {
         ms_model_close(&m);
         return ms_cli_fail("plan", &err);
     }

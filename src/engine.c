@@ -42,7 +42,8 @@ int ms_engine_open(const char *dir, const ms_engine_opts *o, ms_engine **out, ms
     e->budget = o->ram ? o->ram : ms_plan_default_budget();
     /* 1. the budget must fit before anything is loaded */
     ms_plan plan;
-    if ((rc = ms_plan_compute(&e->model, e->budget, e->ctx, e->batch, e->threads, &plan, err)) < 0) goto fail;
+    if ((rc = ms_plan_compute_kv(&e->model, e->budget, e->ctx, e->batch, e->threads, o->kv_bf16, &plan, err)) < 0)
+        goto fail;
     if (streaming && e->model.n_moe_layers && !plan.fits) {
         rc = ms_plan_refuse(&plan, err);
         goto fail;
@@ -58,7 +59,7 @@ int ms_engine_open(const char *dir, const ms_engine_opts *o, ms_engine **out, ms
     }
     e->env.compute.kern = ms_kern_select(o->force_ref);
     e->env.compute.pool = e->pool;
-    if ((rc = e->arch->state_create(e->weights, e->ctx, e->batch, e->threads, &e->state, &e->stats.state_bytes,
+    if ((rc = e->arch->state_create(e->weights, e->ctx, e->batch, e->threads, o->kv_bf16, &e->state, &e->stats.state_bytes,
                                     err)) < 0)
         goto fail;
     if (e->model.n_moe_layers) {

@@ -28,6 +28,7 @@ typedef struct ms_engine_opts {
     int threads;      /* 0 = physical cores */
     bool force_ref;   /* scalar reference kernels */
     int ctx;          /* KV cache positions (0 = min(4096, max_position_embeddings)) */
+    bool kv_bf16;     /* KV cache in bf16 (half the memory, lossy: logits change slightly) */
     int batch;        /* prefill chunk in tokens (0 = 128) */
     /* progress(what, done, total, arg) while loading (may be NULL) */
     void (*progress)(const char *what, uint64_t done, uint64_t total, void *arg);

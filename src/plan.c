@@ -19,6 +19,12 @@ uint64_t ms_plan_default_budget(void)
 
 int ms_plan_compute(const ms_model *m, uint64_t budget, int ctx, int batch, int threads, ms_plan *p, ms_err *err)
 {
+    return ms_plan_compute_kv(m, budget, ctx, batch, threads, false, p, err);
+}
+
+int ms_plan_compute_kv(const ms_model *m, uint64_t budget, int ctx, int batch, int threads, bool kv_bf16, ms_plan *p,
+                       ms_err *err)
+{
     const ms_config *c = &m->cfg;
     memset(p, 0, sizeof *p);
     if (ctx <= 0) return ms_errf(err, EINVAL, "--ctx must be positive");
@@ -31,7 +37,7 @@ int ms_plan_compute(const ms_model *m, uint64_t budget, int ctx, int batch, int 
     p->batch = batch;
     p->threads = threads;
     p->resident_bytes = m->resident_bytes;
-    uint64_t state = arch->state_bytes(c, ctx, batch, threads, &p->kv_bytes);
+    uint64_t state = arch->state_bytes(c, ctx, batch, threads, kv_bf16, &p->kv_bytes);
     p->scratch_bytes = state - p->kv_bytes;
     p->overhead_bytes = MS_PLAN_OVERHEAD;
     uint64_t fixed = p->resident_bytes + state + p->overhead_bytes;

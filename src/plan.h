@@ -48,6 +48,9 @@ uint64_t ms_plan_default_budget(void);
 
 /* Compute the split. Never fails for a too-small budget: check plan->fits. */
 int ms_plan_compute(const ms_model *m, uint64_t budget, int ctx, int batch, int threads, ms_plan *p, ms_err *err);
+/* The same with the KV cache kept in bf16 when kv_bf16. */
+int ms_plan_compute_kv(const ms_model *m, uint64_t budget, int ctx, int batch, int threads, bool kv_bf16, ms_plan *p,
+                       ms_err *err);
 
 /* Expert slots a budget gives for a model directory (what `run --ram` would
  * get with the default context, batch and threads); -ENOMEM with the plan's

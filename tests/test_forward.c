@@ -160,6 +160,38 @@ static void test_reference_kernels(void **state)
     free(g.logits);
 }
 
+/* --kv bf16 is lossy but bounded: decode and prefill still agree exactly with each
+ * other (both read the rounded cache) and the top-1 stays the golden one. */
+static void test_kv_bf16(void **state)
+{
+    (void)state;
+    golden g;
+    load_golden(&g);
+    float *lg[2];
+    for (int p = 0; p < 2; p++) {
+        ms_engine_opts o = {.threads = 2, .ctx = 64, .batch = p ? 16 : 1, .kv_bf16 = true};
+        ms_engine *e;
+        ms_err err = {0};
+        assert_int_equal(ms_engine_open(GOLDEN, &o, &e, &err), 0);
+        lg[p] = malloc(sizeof(float) * (size_t)g.n * g.vocab);
+        if (p) {
+            assert_int_equal(ms_engine_eval(e, g.tokens, g.n, lg[p], true, &err), 0);
+        } else {
+            for (int i = 0; i < g.n; i++)
+                assert_int_equal(ms_engine_eval(e, g.tokens + i, 1, lg[p] + (size_t)i * g.vocab, false, &err), 0);
+        }
+        ms_engine_close(e);
+    }
+    double worst = compare(&g, lg[0]), wp = compare(&g, lg[1]);
+    print_message("bf16 KV: max rel error decode %.3g, prefill %.3g\n", worst, wp);
+    assert_true(worst < 2e-2 && wp < 2e-2);
+    assert_true(worst > 1e-5); /* it really is bf16 */
+    for (size_t i = 0; i < (size_t)g.n * g.vocab; i++) assert_true(fabsf(lg[0][i] - lg[1][i]) <= 1e-4f * fmaxf(1.0f, fabsf(lg[0][i])));
+    free(lg[0]);
+    free(lg[1]);
+    free(g.logits);
+}
+
 static void test_context_full_and_bad_token(void **state)
 {
     (void)state;
@@ -227,6 +259,7 @@ int main(void)
         cmocka_unit_test(test_decode_matches_golden),  cmocka_unit_test(test_prefill_matches_golden),
         cmocka_unit_test(test_threads_bit_identical),  cmocka_unit_test(test_reference_kernels),
         cmocka_unit_test(test_context_full_and_bad_token), cmocka_unit_test(test_cli_logits),
+        cmocka_unit_test(test_kv_bf16),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
