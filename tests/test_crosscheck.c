@@ -3,7 +3,7 @@
  * tests/ref/ds3_ref.py is a numpy float64 DeepSeek-V3 forward pass written only from
  * the specs (naive MLA, its own safetensors reader and MLX dequantizer). Each case here
  * generates a small checkpoint on the fly into MS_TMP_DIR (`moestream synth`, optionally
- * `moestream quantize`, the independent Python MLX writer tests/ref/mlx_write.py, or a
+ * `moestream quantize`, the independent Python MLX writer tests/ref/ckpt_write.py, or a
  * config.json edit), runs `moestream logits --all-positions` through several runtime
  * paths (decode, prefill, chunked prefill, minimum RAM budget), and has ds3_ref.py
  * compare every output with the cross-check rule: the same top-1 token at every
@@ -30,7 +30,7 @@ typedef struct {
 typedef struct {
     const char *name;
     const char *synth;    /* extra `moestream synth --preset tiny` arguments */
-    const char *convert;  /* NULL, "quantize <args>" or "py <mlx_write.py args>" */
+    const char *convert;  /* NULL, "quantize <args>" or "py <ckpt_write.py args>" */
     const char *edit;     /* edit_config.py arguments, or NULL */
     int ntok;             /* prompt length */
     unsigned seed;        /* token ids seed */
@@ -117,8 +117,8 @@ static char *build_model(const xc_case *c, char **model)
         free(run_ok("quantize", cmd));
         free(cmd);
     } else if (c->convert && strncmp(c->convert, "py ", 3) == 0) {
-        cmd = mst_fmt("%s %s/mlx_write.py %s %s %s", PYTHON, REF_DIR, src, *model, c->convert + 3);
-        free(run_ok("mlx_write.py", cmd));
+        cmd = mst_fmt("%s %s/ckpt_write.py %s %s %s", PYTHON, REF_DIR, src, *model, c->convert + 3);
+        free(run_ok("ckpt_write.py", cmd));
         free(cmd);
     }
     if (c->edit) {
@@ -276,7 +276,7 @@ static void test_quantize_dq4(void **state)
     run_case(&c);
 }
 
-/* A checkpoint the project's code did not write: tests/ref/mlx_write.py, legacy MLX
+/* A checkpoint the project's code did not write: tests/ref/ckpt_write.py, legacy MLX
  * layout (quantized kv_b_proj, mlx_lm < 0.30.6) at 5-bit g32, with router biases that
  * leave fewer than k positive candidates in the kept groups (-inf vs 0 masking). */
 static void test_python_written_legacy_mlx(void **state)

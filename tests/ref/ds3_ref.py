@@ -218,7 +218,7 @@ class Weights:
         self.notes = []  # config/shape disagreements (trust the shapes)
 
     def has_module(self, path):
-        return self.st.has(path + ".weight")
+        return self.st.has(path + ".weight") or self.st.has(path)
 
     def _quant_params(self, path):
         e = self.qcfg.get(path)
@@ -235,6 +235,8 @@ class Weights:
         sel (a tuple indexing the leading axes, e.g. (e,) for one stacked expert or
         (slice(r0, r1),) for a block of rows) dequantizes only that part."""
         wname = path + ".weight"
+        if not self.st.has(wname) and self.st.has(path) and not self.st.has(path + ".scales"):
+            wname = path                   # a bare parameter (transformers-v5 fused experts)
         if not self.st.has(wname):
             raise RefError("%s: tensor %s missing" % (self.dir, wname))
         quant = self.st.has(path + ".scales")

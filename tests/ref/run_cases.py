@@ -62,7 +62,7 @@ def chain(*fs):
 
 
 # name, synth args, conversion (None = use the synth output directly; a list = `moestream
-# quantize` arguments; ("py", args) = tests/ref/mlx_write.py, the independent MLX writer),
+# quantize` arguments; ("py", args) = tests/ref/ckpt_write.py, the independent writer),
 # config edit, n tokens, token seed
 CASES = [
     ("hf-bf16-g4k2", ["--format", "hf", "--seed", "11"], None, None, 32, 1),
@@ -115,8 +115,28 @@ CASES = [
     ("pywrite-q8-tied", ["--format", "hf", "--seed", "54"], ("py", ["--bits", "8", "--tie"]), None, 32, 33),
     ("pywrite-q8-negative-bias", ["--format", "hf", "--seed", "55"], ("py", ["--bits", "8", "--bias-shift", "-2"]),
      None, 32, 34),
+    ("pywrite-hf-fused-experts-f16-mtp", ["--format", "hf", "--seed", "56", "--mtp", "1"],
+     ("py", ["--format", "hf", "--fused-experts", "--dtype", "f16"]), None, 32, 35),
+    ("pywrite-hf-moe-layer-freq-2", ["--format", "hf", "--seed", "57", "--layers", "5"],
+     ("py", ["--format", "hf", "--moe-layer-freq", "2"]), None, 32, 36),
+    ("pywrite-mlx-moe-layer-freq-2-q5", ["--format", "hf", "--seed", "58", "--layers", "5"],
+     ("py", ["--moe-layer-freq", "2", "--bits", "5", "--group-size", "32"]), None, 32, 37),
+    ("hf-bf16-top1", ["--format", "hf", "--seed", "59", "--top-k", "1"], None, None, 32, 38),
+    ("mlx-q4-yarn-1100", ["--format", "mlx", "--seed", "91", "--layers", "3"], None, short_ctx(64, 32.0), 1100, 91),
     ("quantize-q3-g32-qlora-null", ["--format", "hf", "--seed", "36", "--q-lora-rank", "null"],
      ["--bits", "3", "--group-size", "32"], None, 32, 23),
+]
+
+# --big: the real DeepSeek-V3 / GigaChat3 widths (hidden 7168, 128 heads, MLA 1536/512/
+# 128/64/128, YaRN factor 40 over 4096) with few experts and layers; GB-sized, minutes each
+BIG_CASES = [
+    ("big-giga-mlx-q4-3layers", ["--preset", "gigachat-702b", "--format", "mlx", "--layers", "3", "--first-dense", "1",
+                                 "--experts", "16", "--n-group", "8", "--topk-group", "4", "--top-k", "8",
+                                 "--vocab", "1024", "--seed", "7"], None, None, 12, 77),
+    ("big-giga-hf-bf16-qnull-mtp", ["--preset", "gigachat-702b", "--format", "hf", "--layers", "2", "--first-dense", "0",
+                                    "--experts", "16", "--n-group", "4", "--topk-group", "2", "--top-k", "6",
+                                    "--vocab", "1024", "--q-lora-rank", "null", "--mtp", "1", "--seed", "8"],
+     None, None, 10, 78),
 ]
 
 GOLDEN_TOKENS = [1, 75, 104, 111, 32, 119, 97, 115, 32, 116, 104, 101, 114, 101, 46, 13]
@@ -134,9 +154,10 @@ def build_case(binp, work, name, synth, quant, edit):
     shutil.rmtree(d, ignore_errors=True)
     src = d + "-src" if quant else d
     shutil.rmtree(src, ignore_errors=True)
-    sh([binp, "synth", "--preset", "tiny", "--out", src, "-q", "--no-progress"] + synth)
+    preset = [] if "--preset" in synth else ["--preset", "tiny"]
+    sh([binp, "synth", "--out", src, "-q", "--no-progress"] + preset + synth)
     if quant and quant[0] == "py":
-        sh([sys.executable, os.path.join(HERE, "mlx_write.py"), src, d] + quant[1])
+        sh([sys.executable, os.path.join(HERE, "ckpt_write.py"), src, d] + quant[1])
     elif quant:
         sh([binp, "quantize", src, d] + quant)
     if edit:
@@ -194,8 +215,10 @@ def main(argv):
     ap.add_argument("--bin", required=True, help="the moestream binary")
     ap.add_argument("--work", required=True, help="scratch directory for the generated models")
     ap.add_argument("--only", help="comma-separated case names")
-    ap.add_argument("--golden", default="/work/shared/data/golden/ds3-tiny", help="ds3-tiny directory ('' to skip)")
+    ap.add_argument("--golden", default=os.path.join(HERE, "..", "data", "golden", "ds3-tiny"),
+                    help="ds3-tiny directory with ref.json (default tests/data/golden/ds3-tiny; '' to skip)")
     ap.add_argument("--md", help="also write a markdown table here")
+    ap.add_argument("--big", action="store_true", help="also the GB-sized real-geometry cases (minutes, ~8 GB disk)")
     ap.add_argument("--mutations", action="store_true",
                     help="also run every ds3_ref.py mutation and report which cases detect it")
     a = ap.parse_args(argv)
@@ -207,14 +230,14 @@ def main(argv):
         os.makedirs(gd, exist_ok=True)
         r = run_case(a.bin, a.golden, GOLDEN_TOKENS, os.path.join(a.golden, "ref.json"), a.mutations, gd)
         rows.append(("golden-ds3-tiny", len(GOLDEN_TOKENS), r))
-    for name, synth, quant, edit, n, seed in CASES:
+    for name, synth, quant, edit, n, seed in CASES + (BIG_CASES if a.big else []):
         if only and name not in only:
             continue
         d = build_case(a.bin, a.work, name, synth, quant, edit)
         with open(os.path.join(d, "config.json")) as f:
             V = json.load(f)["vocab_size"]
         rng = random.Random(seed)
-        r = run_case(a.bin, d, [rng.randrange(V) for _ in range(n)], None, a.mutations)
+        r = run_case(a.bin, d, [rng.randrange(V) for _ in range(n)], None, a.mutations and not name.startswith("big-"))
         rows.append((name, n, r))
     md = ["| case | tokens | " + " | ".join(m for m, _ in MODES) + " | top-1 | min routing margin | min top-2 gap |",
           "|---|---|" + "---|" * len(MODES) + "---|---|---|"]
@@ -235,10 +258,15 @@ def main(argv):
     if a.mutations:
         md += ["", "| deliberate deviation | cases that detect it |", "|---|---|"]
         print("mutations (a case detects one when the runtime's decode logits fail against the mutated reference):")
+        rows_m = [row for row in rows if "mutations" in row[2]]
         for mu, desc in ds3_ref.MUTATIONS.items():
-            det = [name for name, _, r in rows if not r["mutations"][mu]["ok"]]
-            print("    %-16s %2d/%d  %s" % (mu, len(det), len(rows), ",".join(det)))
-            md.append("| %s (%s) | %d of %d: %s |" % (mu, desc, len(det), len(rows), ", ".join(det) or "none"))
+            det = [name for name, _, r in rows_m if not r["mutations"][mu]["ok"]]
+            print("    %-16s %2d/%d  %s" % (mu, len(det), len(rows_m), ",".join(det)))
+            miss = [name for name, _, r in rows_m if r["mutations"][mu]["ok"]]
+            md.append("| %s (%s) | %d of %d%s |" % (
+                mu, desc, len(det), len(rows_m),
+                (": " + ", ".join(det)) if len(det) <= len(rows_m) // 2 else
+                (" (all but %s)" % ", ".join(miss)) if miss else ""))
     if a.md:
         with open(a.md, "w") as f:
             f.write("\n".join(md) + "\n")

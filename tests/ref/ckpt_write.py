@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""mlx_write.py - an independent writer of MLX-style checkpoints, so that the runtime's
-loader is also checked against files the project's own synth/quantize did not write.
+"""ckpt_write.py - an independent checkpoint writer, so that the runtime's loader is also
+checked against files the project's own synth/quantize did not write.
 
 Design: read a float HF DeepSeek-V3 directory through ds3_ref.SafeTensors, rebuild the
 tensor tree the way mlx_lm's sanitize + quantize_model do (mlx-quant.md, deepseek-v3.md
@@ -14,14 +14,18 @@ Router weights, norms and e_score_correction_bias stay float. Scales/biases and 
 are written as bf16 (round to nearest even), e_score_correction_bias as f32, in shards
 with model.safetensors.index.json and name-sorted headers.
 
-Options for corner cases: --quant-config-only writes only "quantization_config" (no
-"quantization" key); --bias-shift X adds X to e_score_correction_bias of every expert
+--format hf instead writes HF float tensors (--dtype), optionally as the transformers-v5
+fused expert parameters (--fused-experts); MTP layers are kept there.
+Options for corner cases: --moe-layer-freq N turns MoE layers with l % N != 0 into
+dense MLPs (random weights) and sets moe_layer_freq; --quant-config-only (MLX) writes
+only "quantization_config" (no "quantization" key); --bias-shift X adds X to e_score_correction_bias of every expert
 but 0 and 1 (with X = -2 the kept groups hold only 2 candidates with a positive biased
 score, fewer than k: masking dropped groups with 0 instead of -inf then picks differently);
 --tie drops lm_head and sets tie_word_embeddings.
 
-Usage: mlx_write.py SRC_HF_DIR OUT_DIR [--bits 4] [--group-size 64] [--legacy-kvb]
-                    [--shard-size BYTES] [--quant-config-only] [--bias-shift X] [--tie]
+Usage: ckpt_write.py SRC_HF_DIR OUT_DIR [--format mlx|hf] [--bits 4] [--group-size 64]
+                     [--legacy-kvb] [--quant-config-only] [--fused-experts] [--dtype bf16]
+                     [--shard-size BYTES] [--bias-shift X] [--tie] [--moe-layer-freq N]
 """
 import argparse
 import json
@@ -107,51 +111,56 @@ def write_shards(out, tensors, shard_size):
             json.dump({"metadata": {"total_size": total}, "weight_map": dict(sorted(wm.items()))}, f, indent=2)
 
 
-def main(argv):
-    ap = argparse.ArgumentParser(description="write an MLX-style quantized checkpoint from a float HF DeepSeek-V3 one")
-    ap.add_argument("src")
-    ap.add_argument("out")
-    ap.add_argument("--bits", type=int, default=4, choices=[2, 3, 4, 5, 6, 8])
-    ap.add_argument("--group-size", type=int, default=64, choices=[32, 64, 128])
-    ap.add_argument("--legacy-kvb", action="store_true", help="keep a quantized kv_b_proj (mlx_lm < 0.30.6)")
-    ap.add_argument("--shard-size", type=int, default=1 << 20)
-    ap.add_argument("--quant-config-only", action="store_true")
-    ap.add_argument("--bias-shift", type=float, default=0.0)
-    ap.add_argument("--tie", action="store_true")
-    a = ap.parse_args(argv)
-    cfg = ds3_ref.Config(a.src)
-    st = ds3_ref.SafeTensors(a.src)
+def transform(a, cfg, st):
+    """Source tensors (float64) after the layout-independent edits: MTP and inv_freq
+    dropped (MLX only), --moe-layer-freq, --bias-shift, --tie. Returns (tensors, config)."""
     raw = dict(cfg.raw)
-    bits, gs = a.bits, a.group_size
     floats = {}
     layer_re = re.compile(r"model\.layers\.(\d+)\.")
     for nm in st.entries:
         m = layer_re.match(nm)
-        if m and int(m.group(1)) >= cfg.N:
+        if a.format == "mlx" and m and int(m.group(1)) >= cfg.N:
             continue                                   # MTP dropped like mlx_lm
         if "rotary_emb.inv_freq" in nm:
             continue
         floats[nm] = st.floats(nm)
-    # stack experts
+    rng = np.random.default_rng(1234)
+    for l in range(cfg.N):
+        p = "model.layers.%d.mlp." % l
+        if a.moe_layer_freq > 1 and cfg.is_moe(l) and l % a.moe_layer_freq != 0:
+            # this layer becomes a dense SwiGLU MLP of intermediate_size (random weights)
+            for nm in [k for k in floats if k.startswith(p)]:
+                del floats[nm]
+            D, I = cfg.D, cfg.inter
+            floats[p + "gate_proj.weight"] = rng.standard_normal((I, D)) / np.sqrt(D)
+            floats[p + "up_proj.weight"] = rng.standard_normal((I, D)) / np.sqrt(D)
+            floats[p + "down_proj.weight"] = rng.standard_normal((D, I)) / np.sqrt(I) / np.sqrt(2 * cfg.N)
+        if a.bias_shift and p + "gate.e_score_correction_bias" in floats:
+            b = floats[p + "gate.e_score_correction_bias"].copy()
+            b[2:] += a.bias_shift
+            floats[p + "gate.e_score_correction_bias"] = b
+    if a.moe_layer_freq > 1:
+        raw["moe_layer_freq"] = a.moe_layer_freq
+    if a.tie:
+        floats.pop("lm_head.weight", None)
+        raw["tie_word_embeddings"] = True
+    return floats, raw
+
+
+def to_mlx(a, cfg, floats, raw):
+    """mlx_lm sanitize + quantize_model: stacked experts, MLA split, affine quantization."""
+    bits, gs = a.bits, a.group_size
     for l in range(cfg.N):
         p = "model.layers.%d.mlp." % l
         for proj in ("gate_proj", "up_proj", "down_proj"):
             keys = [p + "experts.%d.%s.weight" % (e, proj) for e in range(cfg.E)]
             if keys and keys[0] in floats:
                 floats[p + "switch_mlp.%s.weight" % proj] = np.stack([floats.pop(k) for k in keys])
-        if a.bias_shift and p + "gate.e_score_correction_bias" in floats:
-            b = floats[p + "gate.e_score_correction_bias"].copy()
-            b[2:] += a.bias_shift
-            floats[p + "gate.e_score_correction_bias"] = b
-        # MLA split
         kvb = "model.layers.%d.self_attn.kv_b_proj.weight" % l
         if kvb in floats and not a.legacy_kvb:
             W = floats.pop(kvb).reshape(cfg.H, cfg.nope + cfg.vdim, cfg.kv_lora)
             floats["model.layers.%d.self_attn.embed_q.weight" % l] = np.ascontiguousarray(np.swapaxes(W[:, :cfg.nope], 1, 2))
             floats["model.layers.%d.self_attn.unembed_out.weight" % l] = np.ascontiguousarray(W[:, cfg.nope:])
-    if a.tie:
-        floats.pop("lm_head.weight", None)
-        raw["tie_word_embeddings"] = True
     out = {}
     for nm, arr in floats.items():
         mod = nm[:-len(".weight")] if nm.endswith(".weight") else None
@@ -170,6 +179,60 @@ def main(argv):
     if not a.quant_config_only:
         raw["quantization"] = q
     raw["quantization_config"] = dict(q)
+    return out
+
+
+def to_hf(a, cfg, floats, raw):
+    """HF float layout in --dtype; --fused-experts writes the transformers-v5 parameters
+    mlp.experts.gate_up_proj [E, 2F, D] (gate rows first) and mlp.experts.down_proj [E, D, F]."""
+    if a.fused_experts:
+        for l in range(cfg.N + 8):
+            p = "model.layers.%d.mlp.experts." % l
+            if p + "0.gate_proj.weight" not in floats:
+                continue
+            E = len([k for k in floats if k.startswith(p) and k.endswith(".gate_proj.weight")])
+            g = [floats.pop(p + "%d.gate_proj.weight" % e) for e in range(E)]
+            u = [floats.pop(p + "%d.up_proj.weight" % e) for e in range(E)]
+            floats[p + "gate_up_proj"] = np.stack([np.concatenate([g[e], u[e]]) for e in range(E)])
+            floats[p + "down_proj"] = np.stack([floats.pop(p + "%d.down_proj.weight" % e) for e in range(E)])
+    out = {}
+    for nm, arr in floats.items():
+        if nm.endswith("e_score_correction_bias"):
+            out[nm] = ("F32", arr.astype("<f4"))
+        elif a.dtype == "bf16":
+            out[nm] = ("BF16", to_bf16_bits(arr))
+        elif a.dtype == "f16":
+            out[nm] = ("F16", arr.astype("<f2"))
+        else:
+            out[nm] = ("F32", arr.astype("<f4"))
+    raw["torch_dtype"] = {"bf16": "bfloat16", "f16": "float16", "f32": "float32"}[a.dtype]
+    return out
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description="rewrite a float HF DeepSeek-V3 checkpoint as MLX (quantized) or HF")
+    ap.add_argument("src")
+    ap.add_argument("out")
+    ap.add_argument("--format", choices=["mlx", "hf"], default="mlx")
+    ap.add_argument("--bits", type=int, default=4, choices=[2, 3, 4, 5, 6, 8], help="mlx: bits (default 4)")
+    ap.add_argument("--group-size", type=int, default=64, choices=[32, 64, 128], help="mlx: group size (default 64)")
+    ap.add_argument("--legacy-kvb", action="store_true", help="mlx: keep a quantized kv_b_proj (mlx_lm < 0.30.6)")
+    ap.add_argument("--quant-config-only", action="store_true", help="mlx: only quantization_config in config.json")
+    ap.add_argument("--fused-experts", action="store_true", help="hf: transformers-v5 fused expert parameters")
+    ap.add_argument("--dtype", choices=["bf16", "f16", "f32"], default="bf16", help="hf: float dtype (default bf16)")
+    ap.add_argument("--shard-size", type=int, default=1 << 20, help="bytes per shard (default 1 MiB)")
+    ap.add_argument("--bias-shift", type=float, default=0.0, help="add X to the router bias of experts 2..E-1")
+    ap.add_argument("--tie", action="store_true", help="drop lm_head, set tie_word_embeddings")
+    ap.add_argument("--moe-layer-freq", type=int, default=1, help="MoE layers l %% N != 0 become dense (random weights)")
+    a = ap.parse_args(argv)
+    try:
+        cfg = ds3_ref.Config(a.src)
+        st = ds3_ref.SafeTensors(a.src)
+    except ds3_ref.RefError as e:
+        print("ckpt_write: %s" % e, file=sys.stderr)
+        return 1
+    floats, raw = transform(a, cfg, st)
+    out = (to_mlx if a.format == "mlx" else to_hf)(a, cfg, floats, raw)
     shutil.rmtree(a.out, ignore_errors=True)
     os.makedirs(a.out)
     write_shards(a.out, out, a.shard_size)
