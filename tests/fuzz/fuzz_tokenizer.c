@@ -103,6 +103,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     int32_t probe[] = {-1, v, v + 1, INT32_MAX, 0};
     use_ids(tok, probe, sizeof probe / sizeof probe[0]);
+    for (size_t i = 0; i < 4; i++) { /* ids outside [0, vocab) are errors, never read */
+        char *text = NULL;
+        size_t len;
+        ms_err e5 = {0};
+        if (ms_tokenizer_decode(tok, &probe[i], 1, 0, &text, &len, &e5) == 0 || !e5.msg[0]) abort();
+        free(text);
+    }
     size_t ns;
     (void)ms_tokenizer_stop_ids(tok, &ns);
     (void)ms_tokenizer_bos_id(tok);
