@@ -10,7 +10,10 @@
  *   8 bit:    vpmovzxbd of 16 bytes -> 16 codes;
  *   4 bit:    vpmovzxbd of 16 bytes, &15 and >>4 -> 32 codes (even / odd
  *             elements); x is pre-permuted per 32-element block;
- *   2,3,5,6:  16 codes live in 2*bits whole bytes: broadcast 16 bytes to the
+ *   6 bit g64/g128, 3 bit g128: 48 bytes = 16 packs of 3 bytes, one per lane
+ *             (four 16-byte loads + vpshufb), shift/mask -> 64 / 128 codes; x
+ *             permuted per 64 / 128-element block;
+ *   other 2,3,5,6: 16 codes live in 2*bits whole bytes: broadcast 16 bytes to the
  *             four 128-bit lanes, vpshufb the 2 bytes holding code i into dword
  *             i, vpsrlvd by (i*bits)&7, mask. The 16-byte load may run past the
  *             end of the row, so the row's last one or two groups go through a
@@ -78,6 +81,16 @@ static const int32_t kShift[9][16] __attribute__((aligned(64))) = {
 #undef OFFB
 /* clang-format on */
 
+/* vpshufb pattern of load_packs48: lanes 0-2 take bytes 0-11 of their 16, lane 3
+ * (loaded from p+32) bytes 4-15. */
+/* clang-format off */
+static const int8_t kShuf48[64] __attribute__((aligned(64))) = {
+    0, 1, 2, -128,  3, 4, 5, -128,  6, 7, 8, -128,     9, 10, 11, -128,
+    0, 1, 2, -128,  3, 4, 5, -128,  6, 7, 8, -128,     9, 10, 11, -128,
+    0, 1, 2, -128,  3, 4, 5, -128,  6, 7, 8, -128,     9, 10, 11, -128,
+    4, 5, 6, -128,  7, 8, 9, -128,  10, 11, 12, -128,  13, 14, 15, -128};
+/* clang-format on */
+
 /* 16 codes (natural order) from 2*bits bytes at p (reads 16 bytes). */
 AINL __m512i unpack16_generic(const uint8_t *p, const int bits)
 {
@@ -85,6 +98,24 @@ AINL __m512i unpack16_generic(const uint8_t *p, const int bits)
     v = _mm512_shuffle_epi8(v, _mm512_load_si512((const void *)kShuf[bits]));
     v = _mm512_srlv_epi32(v, _mm512_load_si512((const void *)kShift[bits]));
     return _mm512_and_si512(v, _mm512_set1_epi32((1 << bits) - 1));
+}
+
+/* 48 bytes at p -> 16 lanes each holding one 3-byte pack (bytes 3k..3k+2).
+ * 128-bit lane L gets packs 4L..4L+3 (bytes 12L..12L+11): loads at 0, 12, 24
+ * and 32 (the last shuffled from offset 4), so nothing past p+48 is read. */
+AINL __m512i load_packs48(const uint8_t *p)
+{
+    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)p));
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + 12)), 1);
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + 24)), 2);
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + 32)), 3);
+    return _mm512_shuffle_epi8(v, _mm512_load_si512((const void *)kShuf48));
+}
+
+/* Widths that go through unpack16_generic (16-byte loads past the packs). */
+AINL bool uses_generic(const int bits, const int gs)
+{
+    return bits == 2 || bits == 5 || (bits == 3 && gs < 128) || (bits == 6 && gs < 64);
 }
 
 AINL __m512i load16_u8(const uint8_t *p)
@@ -124,6 +155,30 @@ AINL void group_dot(const uint8_t *wg, const float *xg, int64_t ldx, const int b
                 a[t][(2 * c + 1) & 3] =
                     _mm512_fmadd_ps(hi, _mm512_loadu_ps(xg + t * ldx + 32 * c + 16), a[t][(2 * c + 1) & 3]);
             }
+        }
+    } else if (bits == 6 && gs >= 64) {
+        /* 64 codes = 16 packs of 3 bytes; lane k of vector s = element 4k+s. */
+        const __m512i m6 = _mm512_set1_epi32(63);
+        for (int c = 0; c < gs / 64; c++) {
+            const __m512i v = load_packs48(wg + 48 * c);
+            for (int sh = 0; sh < 4; sh++) {
+                __m512i q = sh ? _mm512_srli_epi32(v, 6 * sh) : v;
+                if (sh < 3) q = _mm512_and_si512(q, m6);
+                const __m512 qf = _mm512_cvtepi32_ps(q);
+                for (int t = 0; t < T; t++)
+                    a[t][sh] = _mm512_fmadd_ps(qf, _mm512_loadu_ps(xg + t * ldx + 64 * c + 16 * sh), a[t][sh]);
+            }
+        }
+    } else if (bits == 3 && gs == 128) {
+        /* 128 codes = 16 packs of 3 bytes; lane k of vector s = element 8k+s. */
+        const __m512i m3 = _mm512_set1_epi32(7);
+        const __m512i v = load_packs48(wg);
+        for (int sh = 0; sh < 8; sh++) {
+            __m512i q = sh ? _mm512_srli_epi32(v, 3 * sh) : v;
+            if (sh < 7) q = _mm512_and_si512(q, m3);
+            const __m512 qf = _mm512_cvtepi32_ps(q);
+            for (int t = 0; t < T; t++)
+                a[t][sh & 3] = _mm512_fmadd_ps(qf, _mm512_loadu_ps(xg + t * ldx + 16 * sh), a[t][sh & 3]);
         }
     } else {
         for (int c = 0; c < gs / 16; c++) {
@@ -167,7 +222,7 @@ AINL void affine_row(const ms_mat *m, int64_t r, const float *x, int64_t ldx, co
     const char *bp = (const char *)m->biases + (size_t)(r * ng) * sbsz;
     float sc[SB_CHUNK], bi[SB_CHUNK];
     uint8_t tail[TAIL_BYTES] __attribute__((aligned(64)));
-    const int64_t t0 = bits == 8 || bits == 4 ? ng : tail_start(ng, gbytes, bits);
+    const int64_t t0 = uses_generic(bits, gs) ? tail_start(ng, gbytes, bits) : ng;
     if (t0 < ng) tail_copy(tail, w, t0, ng, gbytes);
     __m512 y0[MT], y1[MT], yb[MT], a[MT];
     float bt[MT];
@@ -257,6 +312,28 @@ static const float *prep_natural(const ms_mat *m, const float *x, float *xp, flo
 {
     group_sums_avx512(x, m->cols, m->group_size, xsum);
     return x;
+}
+
+/* 3-bit g128: per 128 elements, vector s holds elements 8i+s; else natural. */
+static const float *prep_3bit(const ms_mat *m, const float *x, float *xp, float *xsum)
+{
+    group_sums_avx512(x, m->cols, m->group_size, xsum);
+    if (m->group_size != 128) return x;
+    for (int64_t b = 0; b < m->cols; b += 128)
+        for (int s = 0; s < 8; s++)
+            for (int i = 0; i < 16; i++) xp[b + 16 * s + i] = x[b + 8 * i + s];
+    return xp;
+}
+
+/* 6-bit g64/g128: per 64 elements, vector s holds elements 4i+s; else natural. */
+static const float *prep_6bit(const ms_mat *m, const float *x, float *xp, float *xsum)
+{
+    group_sums_avx512(x, m->cols, m->group_size, xsum);
+    if (m->group_size < 64) return x;
+    for (int64_t b = 0; b < m->cols; b += 64)
+        for (int s = 0; s < 4; s++)
+            for (int i = 0; i < 16; i++) xp[b + 16 * s + i] = x[b + 4 * i + s];
+    return xp;
 }
 
 /* 4-bit: per 32 elements, the 16 even then the 16 odd ones. */
@@ -408,10 +485,10 @@ const ms_kern ms_kern_avx512 = {
               [MS_WT_F16] = {rows_f16, dequant_dense, NULL, NULL, 8},
               [MS_WT_BF16] = {rows_bf16, dequant_dense, NULL, NULL, 8}},
     .affine = {[2] = {rows_affine2, dequant_affine, prep_natural, rows_n_affine2, 32},
-               [3] = {rows_affine3, dequant_affine, prep_natural, rows_n_affine3, 24},
+               [3] = {rows_affine3, dequant_affine, prep_3bit, rows_n_affine3, 24},
                [4] = {rows_affine4, dequant_affine, prep_4bit, rows_n_affine4, 32},
                [5] = {rows_affine5, dequant_affine, prep_natural, rows_n_affine5, 16},
-               [6] = {rows_affine6, dequant_affine, prep_natural, rows_n_affine6, 16},
+               [6] = {rows_affine6, dequant_affine, prep_6bit, rows_n_affine6, 16},
                [8] = {rows_affine8, dequant_affine, prep_natural, rows_n_affine8, 8}},
     .group_sums = group_sums_avx512,
     .read_sum = read_sum_avx512,
