@@ -21,7 +21,13 @@ topk_group-th minus (topk_group+1)-th group score) and the smallest top-1/top-2 
 --compare FILE compares against another logits file (see compare_logits.py) and exits
 0 when within tolerance, 1 otherwise.
 
+--selftest checks the bit unpacking against the worked vectors of mlx-quant.md section 5.
+--mutate M applies one deliberate deviation from the spec (MUTATIONS below), only to
+measure which bugs the cross-check cases can detect.
+
 Usage: ds3_ref.py MODEL_DIR --tokens 1,2,3 [--out F] [--stats] [--compare F [--tol 1e-3]]
+                  [--mutate M]
+       ds3_ref.py --selftest
 Exit codes: 0 ok, 1 runtime error / comparison failed, 2 usage error.
 """
 import argparse

@@ -9,7 +9,13 @@ config.json edit, token count and seed); the driver writes everything under --wo
 directory per case, and prints one row per case plus a markdown table (--md) for
 docs/VERIFICATION.md. The golden ds3-tiny case compares the reference with ref.json too.
 
+Each case runs five runtime paths (MODES: decode, prefill, prefill in chunks of 7, decode
+at the plan's minimum --ram, decode with the scalar reference kernels). --mutations also
+runs every ds3_ref.py mutation against the decode output and reports which cases detect
+it; --big adds the GB-sized real-geometry cases (BIG_CASES).
+
 Usage: run_cases.py --bin build/moestream --work /tmp/xc [--only NAME[,NAME]] [--md FILE]
+                    [--mutations] [--big]
 Exit 0 when every case is within tolerance, 1 otherwise.
 """
 import argparse
