@@ -19,6 +19,7 @@
 #include "ms_test.h"
 
 #define PYTHON "/usr/bin/python3"
+#define PY PYTHON " -B" /* no __pycache__ in the source tree */
 #define REF_DIR MS_TEST_DATA "/../ref"
 #define TINY_VOCAB 512
 
@@ -42,7 +43,7 @@ static int group_setup(void **state)
 {
     xc_env *env = calloc(1, sizeof *env);
     if (!env) return -1;
-    env->have_python = access(PYTHON, X_OK) == 0 && mst_run(NULL, NULL, "%s -c 'import numpy'", PYTHON) == 0;
+    env->have_python = access(PYTHON, X_OK) == 0 && mst_run(NULL, NULL, "%s -c 'import numpy'", PY) == 0;
     *state = env;
     return 0;
 }
@@ -117,12 +118,12 @@ static char *build_model(const xc_case *c, char **model)
         free(run_ok("quantize", cmd));
         free(cmd);
     } else if (c->convert && strncmp(c->convert, "py ", 3) == 0) {
-        cmd = mst_fmt("%s %s/ckpt_write.py %s %s %s", PYTHON, REF_DIR, src, *model, c->convert + 3);
+        cmd = mst_fmt("%s %s/ckpt_write.py %s %s %s", PY, REF_DIR, src, *model, c->convert + 3);
         free(run_ok("ckpt_write.py", cmd));
         free(cmd);
     }
     if (c->edit) {
-        cmd = mst_fmt("%s %s/edit_config.py %s %s", PYTHON, REF_DIR, *model, c->edit);
+        cmd = mst_fmt("%s %s/edit_config.py %s %s", PY, REF_DIR, *model, c->edit);
         free(run_ok("edit_config.py", cmd));
         free(cmd);
     }
@@ -150,7 +151,7 @@ static void run_case(const xc_case *c)
         assert_true(len < cap);
     }
     char *out = NULL, *err = NULL;
-    int rc = mst_run(&out, &err, "%s %s/ds3_ref.py %s --tokens %s --stats%s", PYTHON, REF_DIR, model, toks, compare);
+    int rc = mst_run(&out, &err, "%s %s/ds3_ref.py %s --tokens %s --stats%s", PY, REF_DIR, model, toks, compare);
     print_message("%s (%d tokens):\n%s  stats: %s", c->name, c->ntok, out ? out : "", err ? err : "");
     for (int m = 0; m < 5 && c->modes[m]; m++) print_message("  rt%d = logits %s\n", m, c->modes[m][0] ? c->modes[m] : "(decode)");
     assert_int_equal(rc, 0);
@@ -174,7 +175,7 @@ static void run_case(const xc_case *c)
 static void test_ref_selftest(void **state)
 {
     NEED_PYTHON(state);
-    char *out = run_ok("ds3_ref.py --selftest", PYTHON " " REF_DIR "/ds3_ref.py --selftest");
+    char *out = run_ok("ds3_ref.py --selftest", PY " " REF_DIR "/ds3_ref.py --selftest");
     assert_non_null(strstr(out, "selftest ok"));
     free(out);
 }
@@ -192,13 +193,13 @@ static void test_golden_ds3_tiny(void **state)
                         MS_BIN, g, toks, dir, MS_BIN, g, toks, dir);
     free(run_ok("moestream logits", cmd));
     free(cmd);
-    cmd = mst_fmt("%s %s/ds3_ref.py %s --tokens %s --tol 1e-5 --compare %s/ref.json", PYTHON, REF_DIR, g, toks, g);
+    cmd = mst_fmt("%s %s/ds3_ref.py %s --tokens %s --tol 1e-5 --compare %s/ref.json", PY, REF_DIR, g, toks, g);
     char *out = run_ok("ds3_ref.py vs ref.json", cmd);
     print_message("reference vs golden: %s", out);
     assert_non_null(strstr(out, "ref.json: ok "));
     free(out);
     free(cmd);
-    cmd = mst_fmt("%s %s/ds3_ref.py %s --tokens %s --compare %s/d.json --compare %s/p.json", PYTHON, REF_DIR, g, toks,
+    cmd = mst_fmt("%s %s/ds3_ref.py %s --tokens %s --compare %s/d.json --compare %s/p.json", PY, REF_DIR, g, toks,
                   dir, dir);
     out = run_ok("ds3_ref.py vs runtime", cmd);
     print_message("runtime vs reference: %s", out);
@@ -298,7 +299,7 @@ static void test_sensitivity(void **state)
     const char *muts[] = {"rope-half", "no-group-limit", "bias-in-weights", "no-shared", "no-mscale"};
     for (size_t i = 0; i < sizeof muts / sizeof muts[0]; i++) {
         char *out = NULL;
-        int rc = mst_run(&out, NULL, "%s %s/ds3_ref.py %s/model --tokens %s --mutate %s --compare %s/rt0.json", PYTHON,
+        int rc = mst_run(&out, NULL, "%s %s/ds3_ref.py %s/model --tokens %s --mutate %s --compare %s/rt0.json", PY,
                          REF_DIR, dir, toks, muts[i], dir);
         print_message("mutation %s: %s", muts[i], out ? out : "");
         assert_int_equal(rc, 1);
