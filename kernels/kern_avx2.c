@@ -65,7 +65,8 @@ static void sb_to_f32(const void *src, ms_dtype t, int64_t n, float *dst)
 
 /* ---- code extraction ------------------------------------------------------ */
 
-/* 8 codes of a 3/5/6-bit pack (8 codes in `bits` bytes at p; reads 8 bytes). */
+/* 8 codes of a 2..6-bit pack (8 codes in `bits` bytes at p; reads 8 bytes), in
+ * natural order: the matvec path for 5-bit and 3-bit g32, and dequantization. */
 AINL __m256i unpack8_generic(const uint8_t *p, const int bits)
 {
     uint64_t u;
