@@ -32,7 +32,6 @@ int cmd_logits(int argc, char **argv)
 {
     static const struct option opts[] = {{"model", required_argument, 0, 'm'},   {"tokens", required_argument, 0, 't'},
                                          {"all-positions", no_argument, 0, 'a'}, {"prefill", no_argument, 0, 'p'},
-                                         {"threads", required_argument, 0, 'T'}, {"ctx", required_argument, 0, 'c'},
                                          {"help", no_argument, 0, 'h'},
                                          MS_CLI_ENGINE_LONGOPTS,
                                          {0}};

@@ -215,7 +215,8 @@ static void test_cli_logits(void **state)
 {
     (void)state;
     char *out = NULL, *errs = NULL;
-    int rc = mst_run(&out, &errs, "%s logits --model %s --tokens 1,75,104 --all-positions", MS_BIN, GOLDEN);
+    int rc = mst_run(&out, &errs, "%s logits --model %s --tokens 1,75,104 --all-positions --threads 1 --ctx 8", MS_BIN,
+                     GOLDEN);
     assert_int_equal(rc, 0);
     json_object *r = json_tokener_parse(out);
     assert_non_null(r);
