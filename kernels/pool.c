@@ -47,9 +47,11 @@ struct ms_pool {
     int n;
     ms_pool_thread *t; /* [n]; t[0] is the caller (no pthread) */
     int started;       /* workers successfully created */
-    _Atomic uint32_t gen;
-    _Atomic int32_t pending;
+    /* The word workers spin on and the one they decrement live on separate
+     * cache lines (no false sharing between waiting and finishing). */
+    _Alignas(64) _Atomic uint32_t gen;
     _Atomic int sleepers;
+    _Alignas(64) _Atomic int32_t pending;
     _Atomic int caller_sleeping;
     _Atomic int stop;
     ms_task_fn fn;
@@ -107,7 +109,8 @@ ms_pool *ms_pool_create(int nthreads, ms_err *err)
         ms_errf(err, EINVAL, "thread pool: %d threads is too many (max 1024)", nthreads);
         return NULL;
     }
-    ms_pool *p = calloc(1, sizeof *p);
+    ms_pool *p = ms_aligned_alloc(64, sizeof *p);
+    if (p) memset(p, 0, sizeof *p);
     ms_pool_thread *t = calloc((size_t)nthreads, sizeof *t);
     if (!p || !t) {
         free(p);
