@@ -1798,13 +1798,13 @@ static int split_piece(tk_enc *E, const tk_pretok *p, const tk_piece *pc, tk_seg
 static int metaspace_piece(tk_enc *E, const tk_pretok *p, const tk_piece *pc, tk_segs *segs, tk_pieces *out)
 {
     size_t start = E->wb.n;
-    const char *s;
     bool pre = p->prepend == 2 || (p->prepend == 1 && pc->first);
     if (pre && !(pc->len >= (uint32_t)p->repl_len && memcmp(E->wb.v + pc->off, p->repl, (size_t)p->repl_len) == 0))
         if (buf_put(&E->wb, p->repl, (size_t)p->repl_len) < 0) return -ENOMEM;
     for (uint32_t i = 0; i < pc->len; i++) {
-        s = E->wb.v + pc->off + i; /* wb may move: recompute */
-        int rc = *s == ' ' ? buf_put(&E->wb, p->repl, (size_t)p->repl_len) : buf_put(&E->wb, s, 1);
+        /* copy the byte out first: appending may move wb, and the source is in wb */
+        char ch = E->wb.v[pc->off + i];
+        int rc = ch == ' ' ? buf_put(&E->wb, p->repl, (size_t)p->repl_len) : buf_put(&E->wb, &ch, 1);
         if (rc < 0) return -ENOMEM;
     }
     tk_piece np = {(uint32_t)start, (uint32_t)(E->wb.n - start), pc->first};

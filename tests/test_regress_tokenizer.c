@@ -1,5 +1,5 @@
-/* test_regress_tokenizer.c - regression tests for tokenizer-loader bugs found
- * by fuzzing (tests/fuzz/fuzz_tokenizer.c).
+/* test_regress_tokenizer.c - regression tests for tokenizer bugs found by
+ * fuzzing (tests/fuzz/fuzz_tokenizer.c).
  *
  * 1. A "Replace" normalizer whose pattern compiled but whose "content" was
  *    missing (or whose String pattern was empty) returned the error without
@@ -55,11 +55,74 @@ static void test_replace_empty_string_pattern(void **state)
                  "empty String");
 }
 
+/* 2. The Metaspace pre-tokenizer copied each byte of a piece from the work
+ *    buffer into the same buffer through a pointer taken before the append: when
+ *    the append grew (moved) the buffer, the byte was read from freed memory
+ *    (ASan heap-use-after-free; garbage pieces without ASan). Texts long enough
+ *    to grow the buffer must give exactly "▁" + the text with spaces as "▁". */
+static void test_metaspace_buffer_growth(void **state)
+{
+    (void)state;
+    char *dir = mst_tmpdir("rg_tok_metaspace");
+    assert_non_null(dir);
+    char *path = mst_fmt("%s/tokenizer.json", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("{" MODEL ", \"pre_tokenizer\": {\"type\": \"Metaspace\", \"prepend_scheme\": \"always\", "
+          "\"split\": false}}",
+          f);
+    fclose(f);
+    ms_tokenizer *tok = NULL;
+    ms_err err = {0};
+    assert_int_equal(ms_tokenizer_load(path, &tok, &err), 0);
+    static const char meta[] = "\xE2\x96\x81"; /* U+2581 */
+    /* letters only (every appended byte is a copied one) and words with spaces, at
+     * lengths that make the buffer grow inside the copy loop */
+    static const size_t lens_[] = {1, 100, 255, 300, 700, 1000, 2500, 5000};
+    for (size_t li = 0; li < sizeof lens_ / sizeof lens_[0]; li++)
+        for (int spaced = 0; spaced < 2; spaced++) {
+            size_t n = lens_[li];
+            char *text = malloc(n + 1), *want = malloc(3 + n * 3 + 1);
+            assert_non_null(text);
+            assert_non_null(want);
+            memcpy(want, meta, 3);
+            size_t w = 3;
+            for (size_t i = 0; i < n; i++) {
+                text[i] = spaced && i % 6 == 5 ? ' ' : (char)('a' + i % 2);
+                if (text[i] == ' ') {
+                    memcpy(want + w, meta, 3);
+                    w += 3;
+                } else {
+                    want[w++] = text[i];
+                }
+            }
+            text[n] = 0;
+            char *buf = NULL;
+            size_t *lens = NULL, np = 0;
+            assert_int_equal(ms_tokenizer_pretokenize(tok, text, n, &buf, &lens, &np, &err), 0);
+            assert_int_equal(np, 1); /* split: false -> one piece */
+            assert_int_equal(lens[0], w);
+            assert_memory_equal(buf, want, w);
+            free(buf);
+            free(lens);
+            int32_t *ids = NULL;
+            size_t nid = 0;
+            assert_int_equal(ms_tokenizer_encode(tok, text, n, 0, &ids, &nid, &err), 0);
+            free(ids);
+            free(text);
+            free(want);
+        }
+    ms_tokenizer_free(tok);
+    free(path);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_replace_without_content),
         cmocka_unit_test(test_replace_empty_string_pattern),
+        cmocka_unit_test(test_metaspace_buffer_growth),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
