@@ -34,7 +34,9 @@ static void usage(FILE *f)
     fprintf(f,
             "\n"
             "environment:\n"
-            "  MOESTREAM_FORCE_REF=1   use the scalar reference kernels everywhere\n");
+            "  MOESTREAM_FORCE_REF=1        use the scalar reference kernels everywhere\n"
+            "  MOESTREAM_KERNELS=NAME       pick a kernel table: avx512, avx2, neon, ref (if the CPU has it)\n"
+            "  MOESTREAM_IO_FAULT=SPEC      inject I/O faults into any backend (testing; see docs/IO.md)\n");
 }
 
 int main(int argc, char **argv)
