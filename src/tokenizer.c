@@ -1628,15 +1628,31 @@ static int bpe_piece(tk_enc *E, const char *s, size_t n, tk_ids *out)
 #define TK_CACHE_MAX_KEY 64
 #define TK_CACHE_MAX_N (1u << 16)
 
+/* The cache starts small (most encode calls are a line or a chat turn) and
+ * doubles at half load, up to 2 x TK_CACHE_MAX_N slots. */
+static int cache_grow(tk_enc *E)
+{
+    size_t cap = E->cache ? 2 * (E->cache_mask + 1) : 256;
+    struct tk_centry *nc = malloc(cap * sizeof *nc);
+    if (!nc) return -ENOMEM;
+    memset(nc, 0xff, cap * sizeof *nc);
+    for (size_t j = 0; E->cache && j <= E->cache_mask; j++) {
+        struct tk_centry ce = E->cache[j];
+        if (ce.key_off == UINT32_MAX) continue;
+        size_t i = hash_bytes(E->ckeys.v + ce.key_off, ce.key_len) & (cap - 1);
+        while (nc[i].key_off != UINT32_MAX) i = (i + 1) & (cap - 1);
+        nc[i] = ce;
+    }
+    free(E->cache);
+    E->cache = nc;
+    E->cache_mask = cap - 1;
+    return 0;
+}
+
 static int bpe_cached(tk_enc *E, const char *s, size_t n)
 {
     if (n > TK_CACHE_MAX_KEY) return bpe_piece(E, s, n, E->out);
-    if (!E->cache) {
-        E->cache_mask = 2 * TK_CACHE_MAX_N - 1;
-        E->cache = malloc((E->cache_mask + 1) * sizeof *E->cache);
-        if (!E->cache) return -ENOMEM;
-        memset(E->cache, 0xff, (E->cache_mask + 1) * sizeof *E->cache);
-    }
+    if (!E->cache && cache_grow(E) < 0) return -ENOMEM;
     size_t i = hash_bytes(s, n) & E->cache_mask;
     for (;; i = (i + 1) & E->cache_mask) {
         struct tk_centry *ce = &E->cache[i];
@@ -1654,6 +1670,11 @@ static int bpe_cached(tk_enc *E, const char *s, size_t n)
     if (buf_put(&E->ckeys, s, n) < 0) return -ENOMEM;
     for (size_t j = before; j < E->out->n; j++)
         if (ids_push(&E->cids, E->out->v[j]) < 0) return -ENOMEM;
+    if (2 * (E->cache_n + 1) > E->cache_mask + 1) { /* keep the load under 1/2 */
+        if (cache_grow(E) < 0) return -ENOMEM;
+        i = hash_bytes(s, n) & E->cache_mask;
+        while (E->cache[i].key_off != UINT32_MAX) i = (i + 1) & E->cache_mask;
+    }
     E->cache[i] = ce;
     E->cache_n++;
     return 0;
