@@ -28,6 +28,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tokenizer.h"
 #include "util.h"
 
 /* ---- training text (original prose, plain ASCII) ------------------------------- */
@@ -102,32 +103,6 @@ static uint64_t xorshift64(uint64_t *s)
 
 /* GPT-2 byte-to-unicode: printable Latin-1 bytes map to themselves, the other 68
  * bytes to U+0100.. in ascending byte order. */
-static void byte_to_cp(uint32_t cp[256])
-{
-    int n = 0;
-    for (int b = 0; b < 256; b++) {
-        bool keep = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
-        cp[b] = keep ? (uint32_t)b : (uint32_t)(256 + n++);
-    }
-}
-
-static int put_utf8(char *o, uint32_t c)
-{
-    if (c < 0x80) {
-        o[0] = (char)c;
-        return 1;
-    }
-    if (c < 0x800) {
-        o[0] = (char)(0xC0 | (c >> 6));
-        o[1] = (char)(0x80 | (c & 0x3F));
-        return 2;
-    }
-    o[0] = (char)(0xE0 | (c >> 12));
-    o[1] = (char)(0x80 | ((c >> 6) & 0x3F));
-    o[2] = (char)(0x80 | (c & 0x3F));
-    return 3;
-}
-
 /* One token: its byte-level (already mapped) UTF-8 string. */
 typedef struct {
     char *s;
@@ -627,7 +602,7 @@ int ms_synth_tokenizer_write(const char *dir, int vocab_size, uint64_t seed, ms_
         add_token(&S, s, (uint32_t)strlen(s), 0);
     }
     uint32_t cp[256];
-    byte_to_cp(cp);
+    ms_tokenizer_byte_alphabet(cp);
     int32_t byte_id[256];
     for (int b = 0; b < 256; b++) {
         char *s = malloc(4);
@@ -635,7 +610,7 @@ int ms_synth_tokenizer_write(const char *dir, int vocab_size, uint64_t seed, ms_
             rc = ms_errf(err, ENOMEM, "%s: synthetic tokenizer: out of memory", dir);
             goto out;
         }
-        int l = put_utf8(s, cp[b]);
+        int l = ms_utf8_put(s, cp[b]);
         byte_id[b] = add_token(&S, s, (uint32_t)l, 1);
     }
     rc = learn_merges(&S, n_model, byte_id);

@@ -160,30 +160,6 @@ static uint32_t utf8_decode1(const unsigned char *s, int len)
     }
 }
 
-static int utf8_encode1(char *o, uint32_t c)
-{
-    if (c < 0x80) {
-        o[0] = (char)c;
-        return 1;
-    }
-    if (c < 0x800) {
-        o[0] = (char)(0xC0 | (c >> 6));
-        o[1] = (char)(0x80 | (c & 0x3F));
-        return 2;
-    }
-    if (c < 0x10000) {
-        o[0] = (char)(0xE0 | (c >> 12));
-        o[1] = (char)(0x80 | ((c >> 6) & 0x3F));
-        o[2] = (char)(0x80 | (c & 0x3F));
-        return 3;
-    }
-    o[0] = (char)(0xF0 | (c >> 18));
-    o[1] = (char)(0x80 | ((c >> 12) & 0x3F));
-    o[2] = (char)(0x80 | ((c >> 6) & 0x3F));
-    o[3] = (char)(0x80 | (c & 0x3F));
-    return 4;
-}
-
 /* Unicode White_Space (what Rust's char::is_whitespace and Oniguruma's \s use). */
 static bool is_white_space(uint32_t c)
 {
@@ -223,7 +199,7 @@ static int utf8_lossy(tk_buf *out, const char *s, size_t n, size_t *hold)
 
 /* ---- GPT-2 byte <-> unicode alphabet --------------------------------------------- */
 
-static void byte_alphabet(uint32_t b2c[256])
+void ms_tokenizer_byte_alphabet(uint32_t b2c[256])
 {
     int n = 0;
     for (int b = 0; b < 256; b++) {
@@ -1088,7 +1064,7 @@ static int build_decoded(ms_tokenizer *t, const tk_dec *d)
 {
     uint32_t b2c[256];
     int16_t c2b[TK_ALPHA_MAX];
-    byte_alphabet(b2c);
+    ms_tokenizer_byte_alphabet(b2c);
     for (int i = 0; i < TK_ALPHA_MAX; i++) c2b[i] = -1;
     for (int b = 0; b < 256; b++) c2b[b2c[b]] = (int16_t)b;
     tk_buf tmp = {0};
@@ -1371,11 +1347,11 @@ int ms_tokenizer_load(const char *path, ms_tokenizer **out, ms_err *err)
     }
     /* initial symbols */
     uint32_t b2c[256];
-    byte_alphabet(b2c);
+    ms_tokenizer_byte_alphabet(b2c);
     for (int b = 0; b < 256; b++) {
         char s[8];
         if (t->byte_level) {
-            int l = utf8_encode1(s, b2c[b]);
+            int l = ms_utf8_put(s, b2c[b]);
             t->byte_id[b] = vmap_find(t, s, (size_t)l);
         } else {
             snprintf(s, sizeof s, "<0x%02X>", b);
@@ -1579,11 +1555,11 @@ static int bpe_piece(tk_enc *E, const char *s, size_t n, tk_ids *out)
         int32_t id;
         if (t->byte_level) {
             uint32_t b2c[256];
-            byte_alphabet(b2c);
+            ms_tokenizer_byte_alphabet(b2c);
             E->tmp.n = 0;
             for (size_t i = 0; i < n; i++) {
                 char u[4];
-                int l = utf8_encode1(u, b2c[(unsigned char)s[i]]);
+                int l = ms_utf8_put(u, b2c[(unsigned char)s[i]]);
                 if (buf_put(&E->tmp, u, (size_t)l) < 0) return -ENOMEM;
             }
             id = vmap_find(t, E->tmp.v, E->tmp.n);
@@ -1916,7 +1892,7 @@ static int normalize(tk_enc *E, const char *s, size_t n, tk_buf *out)
                 if (l <= 0) l = 1;
                 char u[4];
                 uint32_t cp = utf8_decode1((const unsigned char *)out->v + i, l);
-                int ul = utf8_encode1(u, (uint32_t)utf8proc_tolower((utf8proc_int32_t)cp));
+                int ul = ms_utf8_put(u, (uint32_t)utf8proc_tolower((utf8proc_int32_t)cp));
                 if (buf_put(&o, u, (size_t)ul) < 0) rc = -ENOMEM;
                 i += (size_t)l;
             }

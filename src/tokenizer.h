@@ -67,6 +67,9 @@ int ms_tokenizer_decode(const ms_tokenizer *tok, const int32_t *ids, size_t n_id
                         size_t *len, ms_err *err);
 
 /* Number of ids (highest defined id + 1). Ids below it may be undefined (holes). */
+/* GPT-2 byte-level alphabet: the code point byte b is written as (ByteLevel). */
+void ms_tokenizer_byte_alphabet(uint32_t b2c[256]);
+
 int32_t ms_tokenizer_vocab_size(const ms_tokenizer *tok);
 /* Id of a token by its exact string (added-token content or vocab entry, e.g.
  * "<｜User｜>" or "Ġthe"), -1 if none. */

@@ -61,6 +61,9 @@ void *ms_aligned_alloc(size_t align, size_t size);
 int ms_path_join(char *buf, size_t len, const char *dir, const char *name, ms_err *err);
 
 /* Peak RSS of this process in bytes (VmHWM), 0 if unknown. Current RSS (VmRSS). */
+/* Write code point c (< 0x110000) as UTF-8 into o[0..4); returns the byte count. */
+int ms_utf8_put(char *o, uint32_t c);
+
 uint64_t ms_peak_rss(void);
 uint64_t ms_cur_rss(void);
 
