@@ -517,6 +517,10 @@ static int str_add(ms_tokenizer *t, const char *s, size_t n, uint32_t *off)
     return 0;
 }
 
+/* Largest token id accepted: real vocabularies stay under 2^18, and the id table
+ * is dense (a hostile id of 10^9 must not mean a 20 GB table). */
+#define TK_MAX_ID (1 << 24)
+
 static int ensure_ids(ms_tokenizer *t, int64_t id)
 {
     if (id < t->n_ids) return 0;
@@ -547,8 +551,9 @@ static int load_vocab(ms_tokenizer *t, tk_ctx *c, json_object *model, int32_t *m
         if (!json_object_is_type(val, json_type_int))
             return ms_errf(c->err, EINVAL, "%s: model.vocab[\"%.64s\"]: id is not an integer", c->file, key);
         int64_t id = json_object_get_int64(val);
-        if (id < 0 || id >= INT32_MAX / 2)
-            return ms_errf(c->err, EINVAL, "%s: model.vocab[\"%.64s\"]: id %lld out of range", c->file, key, (long long)id);
+        if (id < 0 || id >= TK_MAX_ID)
+            return ms_errf(c->err, EINVAL, "%s: model.vocab[\"%.64s\"]: id %lld out of range (0 .. %d)", c->file, key,
+                           (long long)id, TK_MAX_ID - 1);
         if (ensure_ids(t, id) < 0) return ms_errf(c->err, ENOMEM, "%s: out of memory", c->file);
         size_t kl = strlen(key);
         if (t->ent[id].flags & TE_DEFINED)
@@ -693,8 +698,9 @@ static int load_added(ms_tokenizer *t, tk_ctx *c, json_object *root, int32_t *ma
         if (!jid || !json_object_is_type(jid, json_type_int))
             return ms_errf(c->err, EINVAL, "%s: %s.id: missing or not an integer", c->file, where);
         int64_t id = json_object_get_int64(jid);
-        if (id < 0 || id >= INT32_MAX / 2)
-            return ms_errf(c->err, EINVAL, "%s: %s.id: %lld out of range", c->file, where, (long long)id);
+        if (id < 0 || id >= TK_MAX_ID)
+            return ms_errf(c->err, EINVAL, "%s: %s.id: %lld out of range (0 .. %d)", c->file, where, (long long)id,
+                           TK_MAX_ID - 1);
         const char *s;
         size_t sl;
         int rc = jstr(c, o, "content", &s, &sl, where);

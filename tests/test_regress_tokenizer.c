@@ -5,7 +5,12 @@
  *    missing (or whose String pattern was empty) returned the error without
  *    freeing the compiled pattern / literal: a leak per failed load (found by
  *    LeakSanitizer). The error must still name the field; the ASan CI build
- *    (detect_leaks=1) fails this test if the leak comes back. */
+ *    (detect_leaks=1) fails this test if the leak comes back.
+ * 2. Metaspace use-after-free (below).
+ * 3. A vocabulary or added-token id of 48444443 made the loader allocate and
+ *    clear a dense id table of ~1 GB (a 10 s fuzz timeout; a 10^9 id meant
+ *    20 GB): ids are now limited to < 2^24 and a larger one is an error naming
+ *    the token. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,12 +122,25 @@ static void test_metaspace_buffer_growth(void **state)
     free(dir);
 }
 
+/* 3. huge ids are refused by name, quickly, before any table is sized by them */
+static void test_huge_ids(void **state)
+{
+    (void)state;
+    expect_error("rg_tok_huge_vocab_id",
+                 "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"to\": 48444443}, \"merges\": []}}",
+                 "model.vocab[\"to\"]: id 48444443 out of range");
+    expect_error("rg_tok_huge_added_id",
+                 "{" MODEL ", \"added_tokens\": [{\"id\": 16777216, \"content\": \"<x>\", \"special\": true}]}",
+                 "id: 16777216 out of range");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_replace_without_content),
         cmocka_unit_test(test_replace_empty_string_pattern),
         cmocka_unit_test(test_metaspace_buffer_growth),
+        cmocka_unit_test(test_huge_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
