@@ -21,6 +21,13 @@
  * opportunity. Near 1 (no effect) when routing has no short-range reuse.
  * Option part=1 switches to strict equal per-layer partitions (experiments).
  *
+ * Prefetch: a predicted key (the runtime's router lookahead for the next layer)
+ * is admitted when its expected next use, d_k + (1 - q) * n_layers * (1/p_k - 1)
+ * with q the precision of this run's prefetches so far (prefetched slots hit
+ * before eviction / prefetches, prior 1/2), comes before the victim's. The
+ * layer being computed (cur_layer) follows demand accesses only, so a prefetch
+ * for layer c+1 does not make layer c+1 look "just processed".
+ *
  * Structure: one min-heap per layer ordered by (decayed score, last use) - all
  * experts of a layer share d_k, so each layer's candidate is its heap minimum -
  * and the victim is the best of the n_layers candidates (recent experts, a few
@@ -48,7 +55,9 @@ typedef struct nu_state {
     double zsum;       /* sum over ticks of the weight at that tick (normaliser) */
     double base;
     uint64_t clock;
-    uint32_t cur_layer;
+    uint32_t cur_layer;  /* layer of the last demand access */
+    uint8_t *pf;         /* [n_slots] 1 = prefetched, not used yet */
+    double pf_in, pf_used; /* prefetches admitted / used before eviction */
     /* recency lift (option lift=0 disables): P(use | used at the previous
      * opportunity) / p estimate, learned online from the keys of the previous
      * token of each layer (O(top_k) per layer per token). */
@@ -157,6 +166,7 @@ static void nu_destroy(void *st)
     free(s->nprev);
     free(s->ncur);
     free(s->snap);
+    free(s->pf);
     free(s);
 }
 
@@ -197,7 +207,8 @@ static int nu_create(const ms_policy_params *p, void **out, ms_err *err)
     s->snap = calloc((size_t)p->n_layers * s->rmax, sizeof *s->snap);
     s->nprev = calloc(p->n_layers, sizeof *s->nprev);
     s->ncur = calloc(p->n_layers, sizeof *s->ncur);
-    if (!s->score || !s->key_of || !s->pos || !s->hscore || !s->stamp || !s->tmp || !s->heaps || !s->last_tok ||
+    s->pf = calloc(p->n_slots, 1);
+    if (!s->pf || !s->score || !s->key_of || !s->pos || !s->hscore || !s->stamp || !s->tmp || !s->heaps || !s->last_tok ||
         !s->slot_of || !s->prev || !s->cur || !s->snap || !s->nprev || !s->ncur) {
         nu_destroy(s);
         return ms_errf(err, ENOMEM, "next-use: out of memory");
@@ -265,8 +276,8 @@ static void nu_on_tick(void *st, uint64_t token)
 static void nu_touch(nu_state *s, uint32_t slot, uint32_t key, bool access, bool fresh)
 {
     uint32_t l = key / s->n_experts;
-    s->cur_layer = l;
     if (access) {
+        s->cur_layer = l;
         s->score[key] += s->weight;
         s->clock++;
         if (s->last_tok[key] != s->token + 1 && s->ncur[l] < s->rmax) s->cur[l * s->rmax + s->ncur[l]++] = key;
@@ -287,10 +298,21 @@ static void nu_touch(nu_state *s, uint32_t slot, uint32_t key, bool access, bool
     }
 }
 
-static void nu_on_hit(void *st, uint32_t slot, uint32_t key) { nu_touch(st, slot, key, true, false); }
+static void nu_on_hit(void *st, uint32_t slot, uint32_t key)
+{
+    nu_state *s = st;
+    if (s->pf[slot]) {
+        s->pf[slot] = 0;
+        s->pf_used += 1;
+    }
+    nu_touch(st, slot, key, true, false);
+}
 
 static void nu_on_insert(void *st, uint32_t slot, uint32_t key, bool prefetch)
 {
+    nu_state *s = st;
+    s->pf[slot] = prefetch;
+    if (prefetch) s->pf_in += 1;
     nu_touch(st, slot, key, !prefetch, true);
 }
 
@@ -298,6 +320,7 @@ static void nu_on_evict(void *st, uint32_t slot, uint32_t key)
 {
     nu_state *s = st;
     s->slot_of[key] = MS_NIL;
+    s->pf[slot] = 0;
     nu_remove(s, &s->heaps[key / s->n_experts], slot);
 }
 
@@ -410,7 +433,12 @@ static bool nu_admit(void *st, uint32_t key, uint32_t victim_key)
 {
     nu_state *s = st;
     if (victim_key == UINT32_MAX) return true;
-    return nu_eta(s, key, s->cur_layer) < nu_eta(s, victim_key, s->cur_layer);
+    uint32_t c = s->cur_layer;
+    double d = (double)((key / s->n_experts + s->n_layers - c) % s->n_layers);
+    if (d == 0) d = s->n_layers;
+    double q = (s->pf_used + 1.0) / (s->pf_in + 2.0); /* precision of the predictions so far */
+    double eta = d + (1.0 - q) * (nu_eta(s, key, c) - d);
+    return eta < nu_eta(s, victim_key, c);
 }
 
 static const char *const nu_opts[] = {"hl", "prior", "part", "lift", NULL};
