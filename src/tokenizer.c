@@ -1707,6 +1707,14 @@ static int find_matches(tk_enc *E, const tk_pretok *p, const char *s, size_t n, 
         size_t last_end = 0;
         while (pos <= n) {
             int r = pcre2_match(p->re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, E->md, E->mctx);
+            if (r == PCRE2_ERROR_JIT_STACKLIMIT && !E->jstack) {
+                /* the default 32 KiB JIT stack was not enough: give this call a
+                 * growable one (up to 4 MiB) and match again */
+                E->jstack = pcre2_jit_stack_create(32 * 1024, 4 * 1024 * 1024, NULL);
+                if (!E->jstack) return ms_errf(E->err, ENOMEM, "out of memory");
+                pcre2_jit_stack_assign(E->mctx, NULL, E->jstack);
+                continue;
+            }
             if (r == PCRE2_ERROR_NOMATCH) break;
             if (r < 0) {
                 PCRE2_UCHAR msg[256];
@@ -2058,9 +2066,10 @@ static int enc_init(tk_enc *E)
 {
     E->md = pcre2_match_data_create(4, NULL);
     E->mctx = pcre2_match_context_create(NULL);
-    E->jstack = pcre2_jit_stack_create(32 * 1024, 4 * 1024 * 1024, NULL);
-    if (!E->md || !E->mctx || !E->jstack) return ms_errf(E->err, ENOMEM, "out of memory");
-    pcre2_jit_stack_assign(E->mctx, NULL, E->jstack);
+    /* JIT matching runs on PCRE2's default 32 KiB stack; a large JIT stack (an
+     * mmap per encode call) is created only if a match runs out of it. */
+    E->jstack = NULL;
+    if (!E->md || !E->mctx) return ms_errf(E->err, ENOMEM, "out of memory");
     return 0;
 }
 
@@ -2068,7 +2077,7 @@ static void enc_fini(tk_enc *E)
 {
     pcre2_match_data_free(E->md);
     pcre2_match_context_free(E->mctx);
-    pcre2_jit_stack_free(E->jstack);
+    if (E->jstack) pcre2_jit_stack_free(E->jstack);
     free(E->wb.v);
     free(E->pa.v);
     free(E->pb.v);

@@ -421,6 +421,33 @@ static void test_split_behaviors(void **state)
     check_split("Removed", true, "-|-|-"); /* each String match is its own segment */
 }
 
+/* A match that needs more than PCRE2's default 32 KiB JIT stack (a capturing group
+ * repeated over 100,000 characters) runs again on a growable stack: same pieces as
+ * a short text would give, no error. */
+static void test_regex_deep_match(void **state)
+{
+    (void)state;
+    ms_tokenizer *t = load_json("tok_deep", "{" MINI_MODEL ", \"pre_tokenizer\": {\"type\": \"Split\", "
+                                            "\"pattern\": {\"Regex\": \"(a|b)+\"}, \"behavior\": \"Isolated\", "
+                                            "\"invert\": false}}");
+    assert_non_null(t);
+    size_t n = 100000;
+    char *txt = malloc(n + 3);
+    for (size_t i = 0; i < n; i++) txt[i] = (i % 3) ? 'a' : 'b';
+    memcpy(txt + n, " c", 3);
+    char *buf = NULL;
+    size_t *lens = NULL, np = 0;
+    ms_err err = {0};
+    if (ms_tokenizer_pretokenize(t, txt, n + 2, &buf, &lens, &np, &err) < 0) fail_msg("%s", err.msg);
+    assert_int_equal(np, 2);
+    assert_int_equal(lens[0], n);
+    assert_int_equal(lens[1], 2);
+    free(buf);
+    free(lens);
+    free(txt);
+    ms_tokenizer_free(t);
+}
+
 static void test_pretokenizer_variants(void **state)
 {
     (void)state;
@@ -624,7 +651,7 @@ int main(void)
         cmocka_unit_test(test_deepseek_cases),      cmocka_unit_test(test_deepseek_divergent),
         cmocka_unit_test(test_deepseek_specials),   cmocka_unit_test(test_special_tokens_in_text),
         cmocka_unit_test(test_streaming_decoder),   cmocka_unit_test(test_malformed_files),
-        cmocka_unit_test(test_split_behaviors),     cmocka_unit_test(test_pretokenizer_variants),
+        cmocka_unit_test(test_split_behaviors),     cmocka_unit_test(test_regex_deep_match),     cmocka_unit_test(test_pretokenizer_variants),
         cmocka_unit_test(test_sentencepiece_style), cmocka_unit_test(test_synth_tokenizer),
         cmocka_unit_test(test_large_text),
     };
