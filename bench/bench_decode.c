@@ -18,6 +18,8 @@
 #include "bench.h"
 #include "bench_io_core.h"
 #include "cli.h"
+#include "policy.h"
+#include "io_engine.h"
 #include "generate.h"
 #include "model.h"
 #include "util.h"
@@ -156,7 +158,8 @@ int ms_bench_decode(int argc, char **argv)
     ms_err err = {0};
     int o;
     optind = 1;
-    while ((o = getopt_long(argc, argv, "m:r:i:p:F:n:P:T:c:d:jh", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((o = getopt_long(argc, argv, ":m:r:i:p:F:n:P:T:c:d:jh", opts, NULL)) != -1) {
         int bad = 0;
         switch (o) {
         case 'm': model = optarg; break;
@@ -171,7 +174,7 @@ int ms_bench_decode(int argc, char **argv)
         case 'd': bad = ms_parse_double(optarg, &dev, "--device-gbps", &err); break;
         case 'j': json = true; break;
         case 'h': usage(stdout); return 0;
-        default: return ms_cli_usage_error("bench decode", "invalid option");
+        default: return ms_cli_bad_option("bench decode", o, argv);
         }
         if (bad < 0) return ms_cli_usage_error("bench decode", "%s", err.msg);
     }
@@ -189,6 +192,38 @@ int ms_bench_decode(int argc, char **argv)
     if (pol_copy)
         for (char *t = strtok_r(pol_copy, ",", &save); t && n_pol < 8; t = strtok_r(NULL, ",", &save)) pols[n_pol++] = t;
     if (!n_pol) pols[n_pol++] = NULL;
+    /* every name is checked before the model is opened: one error line, nothing run */
+    const char *bad = NULL;
+    char why[sizeof((ms_err){0}.msg) + 64] = "";
+    for (int i = 0; i < n_io && !bad; i++)
+        if (strcmp(ios[i], "auto") && strncmp(ios[i], "fault", 5) && !ms_io_engine_find(ios[i])) {
+            bad = ios[i];
+            snprintf(why, sizeof why, "--io %s: unknown backend (expected uring, pread, mmap, auto or fault:<spec>)", bad);
+        }
+    for (int i = 0; i < n_pol && !bad; i++) {
+        if (!pols[i]) continue;
+        char spec[256];
+        snprintf(spec, sizeof spec, "%s", pols[i]);
+        const ms_policy_ops *ops;
+        ms_policy_params pp = {0};
+        ms_err perr = {0};
+        if (ms_policy_parse_spec(spec, &ops, &pp, &perr) < 0) {
+            bad = pols[i];
+            snprintf(why, sizeof why, "--policy: %s", perr.msg);
+        }
+    }
+    for (int i = 0; i < n_pf && !bad; i++)
+        if (strcmp(pfs[i], "none") && strcmp(pfs[i], "next-layer")) {
+            bad = pfs[i];
+            snprintf(why, sizeof why, "--prefetch %s: use none or next-layer", bad);
+        }
+    if (bad) {
+        free(rams);
+        free(io_copy);
+        free(pol_copy);
+        free(pf_copy);
+        return ms_cli_usage_error("bench decode", "%s", why);
+    }
     ms_model m;
     int rc = 0;
     if (ms_model_open(model, &m, &err) < 0) {

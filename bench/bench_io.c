@@ -84,7 +84,8 @@ int ms_bench_io(int argc, char **argv)
     ms_err err = {0};
     int o;
     optind = 1;
-    while ((o = getopt_long(argc, argv, "m:i:x:b:q:r:jh", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((o = getopt_long(argc, argv, ":m:i:x:b:q:r:jh", opts, NULL)) != -1) {
         int bad = 0;
         switch (o) {
         case 'm': model = optarg; break;
@@ -95,7 +96,7 @@ int ms_bench_io(int argc, char **argv)
         case 'r': bad = ms_parse_int(optarg, 1, 100, &repeat, "--repeat", &err); break;
         case 'j': json = true; break;
         case 'h': usage(stdout); return 0;
-        default: return ms_cli_usage_error("bench io", "invalid option");
+        default: return ms_cli_bad_option("bench io", o, argv);
         }
         if (bad < 0) return ms_cli_usage_error("bench io", "%s", err.msg);
     }

@@ -23,4 +23,8 @@ int ms_cli_fail(const char *cmd, const ms_err *err);
 /* Print "moestream <cmd>: <fmt...>" + a hint to run --help, return 2. */
 int ms_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The usage error for what getopt_long returned as c (':' = a missing value, with
+ * an optstring starting with ':' and opterr = 0; else an unknown option). */
+int ms_cli_bad_option(const char *cmd, int c, char **argv);
+
 #endif

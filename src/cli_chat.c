@@ -94,7 +94,8 @@ int cmd_chat(int argc, char **argv)
     double d;
     int o;
     optind = 1;
-    while ((o = getopt_long(argc, argv, "m:n:h", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((o = getopt_long(argc, argv, ":m:n:h", opts, NULL)) != -1) {
         int h = ms_cli_engine_opt(o, optarg, &eo, &err);
         if (h < 0) return ms_cli_usage_error("chat", "%s", err.msg);
         if (h > 0) continue;
@@ -122,7 +123,7 @@ int cmd_chat(int argc, char **argv)
             gp.sampling.seed = (uint64_t)v;
             break;
         case 'h': usage(stdout); return 0;
-        default: return ms_cli_usage_error("chat", "invalid option");
+        default: return ms_cli_bad_option("chat", o, argv);
         }
     }
     if (optind != argc) return ms_cli_usage_error("chat", "unexpected argument '%s'", argv[optind]);

@@ -47,14 +47,15 @@ int cmd_inspect(int argc, char **argv)
     ms_err err = {0};
     int o;
     optind = 1;
-    while ((o = getopt_long(argc, argv, "jc:h", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((o = getopt_long(argc, argv, ":jc:h", opts, NULL)) != -1) {
         switch (o) {
         case 'j': json = true; break;
         case 'c':
             if (ms_parse_int(optarg, 1, 1 << 24, &ctx, "--ctx", &err) < 0) return ms_cli_usage_error("inspect", "%s", err.msg);
             break;
         case 'h': usage(stdout); return 0;
-        default: return ms_cli_usage_error("inspect", "invalid option");
+        default: return ms_cli_bad_option("inspect", o, argv);
         }
     }
     if (optind != argc - 1) return ms_cli_usage_error("inspect", "expected exactly one model directory");

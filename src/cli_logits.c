@@ -41,7 +41,8 @@ int cmd_logits(int argc, char **argv)
     ms_err err = {0};
     int o;
     optind = 1;
-    while ((o = getopt_long(argc, argv, "m:t:aph", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((o = getopt_long(argc, argv, ":m:t:aph", opts, NULL)) != -1) {
         int h = ms_cli_engine_opt(o, optarg, &eo, &err);
         if (h < 0) return ms_cli_usage_error("logits", "%s", err.msg);
         if (h > 0) continue;
@@ -51,7 +52,7 @@ int cmd_logits(int argc, char **argv)
         case 'a': all = true; break;
         case 'p': prefill = true; break;
         case 'h': usage(stdout); return 0;
-        default: return ms_cli_usage_error("logits", "invalid option");
+        default: return ms_cli_bad_option("logits", o, argv);
         }
     }
     if (optind != argc) return ms_cli_usage_error("logits", "unexpected argument '%s'", argv[optind]);

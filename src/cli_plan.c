@@ -51,7 +51,8 @@ int cmd_plan(int argc, char **argv)
     ms_err err = {0};
     int o;
     optind = 1;
-    while ((o = getopt_long(argc, argv, "m:r:c:b:T:d:H:k:jh", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((o = getopt_long(argc, argv, ":m:r:c:b:T:d:H:k:jh", opts, NULL)) != -1) {
         int bad = 0;
         switch (o) {
         case 'm': model = optarg; break;
@@ -73,7 +74,7 @@ int cmd_plan(int argc, char **argv)
             kv_bf16 = !strcmp(optarg, "bf16");
             break;
         case 'h': usage(stdout); return 0;
-        default: return ms_cli_usage_error("plan", "invalid option");
+        default: return ms_cli_bad_option("plan", o, argv);
         }
         if (bad < 0) return ms_cli_usage_error("plan", "%s", err.msg);
     }

@@ -48,7 +48,8 @@ int cmd_quantize(int argc, char **argv)
     long long v;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "b:g:r:d:s:h", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":b:g:r:d:s:h", opts, NULL)) != -1) {
         switch (c) {
         case 'b':
             if (ms_parse_int(optarg, 1, 64, &v, "--bits", &err) < 0) return ms_cli_usage_error("quantize", "%s", err.msg);
@@ -71,7 +72,7 @@ int cmd_quantize(int argc, char **argv)
                 return ms_cli_usage_error("quantize", "%s", err.msg);
             break;
         case 'h': usage(stdout); return 0;
-        default: return ms_cli_usage_error("quantize", "invalid option");
+        default: return ms_cli_bad_option("quantize", c, argv);
         }
     }
     if (argc - optind != 2) return ms_cli_usage_error("quantize", "expected IN_DIR and OUT_DIR");

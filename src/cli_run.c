@@ -117,7 +117,8 @@ int cmd_run(int argc, char **argv)
     double d;
     int o;
     optind = 1;
-    while ((o = getopt_long(argc, argv, "m:p:f:t:n:h", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((o = getopt_long(argc, argv, ":m:p:f:t:n:h", opts, NULL)) != -1) {
         int h = ms_cli_engine_opt(o, optarg, &eo, &err);
         if (h < 0) return ms_cli_usage_error("run", "%s", err.msg);
         if (h > 0) continue;
@@ -159,7 +160,7 @@ int cmd_run(int argc, char **argv)
         case O_SYSTEM: system = optarg; break;
         case O_QUIET: quiet = true; break;
         case 'h': usage(stdout); return 0;
-        default: return ms_cli_usage_error("run", "invalid option");
+        default: return ms_cli_bad_option("run", o, argv);
         }
     }
     if (optind != argc) return ms_cli_usage_error("run", "unexpected argument '%s'", argv[optind]);

@@ -213,6 +213,27 @@ static void test_errors(void **state)
     assert_int_equal(mst_run(NULL, &errs, "%s inspect %s/config.json", MS_BIN, g_dir), 1);
     assert_non_null(strstr(errs, "not a directory"));
     free(errs);
+    /* option errors are one line of ours, not getopt's message plus ours */
+    static const struct {
+        const char *args, *want;
+        int rc;
+    } cases[] = {
+        {"logits --model %s --tokens", "option --tokens needs a value", 2},
+        {"run --model %s --bogus", "unknown option '--bogus'", 2},
+        {"plan --model %s -Z", "unknown option '-Z'", 2},
+        {"bench decode --model %s --ram 1G --io bogus", "--io bogus: unknown backend", 2},
+        {"bench decode --model %s --ram 1G --policy nope", "unknown policy 'nope'", 2},
+        {"bench decode --model %s --ram 1G --prefetch all", "--prefetch all", 2},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *cmd = mst_fmt(cases[i].args, g_dir);
+        int rc = mst_run(NULL, &errs, "%s %s", MS_BIN, cmd);
+        if (rc != cases[i].rc || !strstr(errs, cases[i].want) || strchr(errs, '\n') != errs + strlen(errs) - 1)
+            fail_msg("moestream %s: exit %d, stderr '%s' (want exit %d, one line with '%s')", cmd, rc, errs, cases[i].rc,
+                     cases[i].want);
+        free(errs);
+        free(cmd);
+    }
 }
 
 int main(void)
