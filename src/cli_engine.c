@@ -10,7 +10,13 @@ int ms_cli_engine_opt(int opt, const char *arg, ms_engine_opts *o, ms_err *err)
 {
     long long v;
     switch (opt) {
-    case MS_OPT_RAM: return ms_parse_size(arg, &o->ram, "--ram", err) < 0 ? -1 : 1;
+    case MS_OPT_RAM:
+        if (ms_parse_size(arg, &o->ram, "--ram", err) < 0) return -1;
+        if (o->ram == 0) {
+            ms_errf(err, EINVAL, "--ram 0: the budget must be a size (e.g. 8G); leave --ram out for the default");
+            return -1;
+        }
+        return 1;
     case MS_OPT_IO:
         if (strcmp(arg, "uring") && strcmp(arg, "pread") && strcmp(arg, "mmap") && strcmp(arg, "resident") &&
             strcmp(arg, "auto") && strncmp(arg, "fault:", 6)) {

@@ -183,7 +183,7 @@ int cmd_run(int argc, char **argv)
     ms_engine *e = NULL;
     ms_detok *dt = NULL;
     ms_gen g = {0};
-    bool gen_ok = false;
+    bool gen_ok = false, ran = false;
     int32_t stop[64];
     int n_stop = 0;
 
@@ -254,6 +254,7 @@ int cmd_run(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     /* 4. prefill + decode, streaming */
     if (ms_gen_prompt(&g, ids, (int)n_ids, &err) < 0) goto out;
+    ran = true;
     int32_t t;
     int k, count = 0;
     while ((k = ms_gen_next(&g, &t, &err)) > 0) {
@@ -282,7 +283,7 @@ out:
     if (gen_ok) {
         ms_gen_stats st;
         ms_gen_get_stats(&g, &st);
-        if (!quiet) {
+        if (!quiet && ran) { /* a prompt that never ran (too long, ...) gets its error line only */
             char line[1024];
             fprintf(stderr, "%s\n", ms_gen_stats_line(&st, line, sizeof line));
         }

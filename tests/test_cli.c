@@ -213,7 +213,8 @@ static void test_errors(void **state)
     assert_int_equal(mst_run(NULL, &errs, "%s inspect %s/config.json", MS_BIN, g_dir), 1);
     assert_non_null(strstr(errs, "not a directory"));
     free(errs);
-    /* option errors are one line of ours, not getopt's message plus ours */
+    /* option errors are one line of ours, not getopt's message plus ours; a run that
+     * cannot start prints its error only */
     static const struct {
         const char *args, *want;
         int rc;
@@ -224,6 +225,8 @@ static void test_errors(void **state)
         {"bench decode --model %s --ram 1G --io bogus", "--io bogus: unknown backend", 2},
         {"bench decode --model %s --ram 1G --policy nope", "unknown policy 'nope'", 2},
         {"bench decode --model %s --ram 1G --prefetch all", "--prefetch all", 2},
+        {"run --model %s --tokens 1 --ram 0", "--ram 0", 2},
+        {"run --model %s --tokens 1,2,3 --ctx 2 -n 4", "does not fit the context", 1}, /* no stats line either */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *cmd = mst_fmt(cases[i].args, g_dir);
