@@ -1804,6 +1804,15 @@ static int split_piece(tk_enc *E, const tk_pretok *p, const tk_piece *pc, tk_seg
     return 0;
 }
 
+/* Growth bound of the normalizer and pre-tokenizer pipelines. Real steps grow a
+ * text a little (NFKC at most ~11x in bytes, Metaspace 3x per space, a prefix),
+ * but a hostile chain (40 Replace steps "a" -> "aa", 87 Metaspace steps between
+ * splits) grows it exponentially or quadratically in the step count: past this
+ * bound encoding stops with an error instead of running for hours. */
+#define TK_GROWTH_MAX 64
+#define TK_GROWTH_SLACK 4096
+static inline size_t growth_limit(size_t n) { return TK_GROWTH_MAX * n + TK_GROWTH_SLACK; }
+
 /* Metaspace: replace ' ' by the replacement char, prepend it, optionally split
  * (MergedWithNext on the replacement). New bytes go to the end of wb. */
 static int metaspace_piece(tk_enc *E, const tk_pretok *p, const tk_piece *pc, tk_segs *segs, tk_pieces *out)
@@ -1832,10 +1841,16 @@ static int pretokenize_into(tk_enc *E, uint32_t off, uint32_t len, bool first)
     int rc = pieces_push(&E->pa, off, len, first);
     if (rc < 0) return rc;
     tk_segs segs = {0};
+    const size_t wb0 = E->wb.n, limit = growth_limit(len);
     for (size_t k = 0; k < t->n_pre && rc == 0; k++) {
         const tk_pretok *p = &t->pre[k];
         E->pb.n = 0;
         for (size_t i = 0; i < E->pa.n && rc == 0; i++) {
+            if (E->wb.n - wb0 > limit) {
+                free(segs.v);
+                return ms_errf(E->err, E2BIG, "%s: pre_tokenizer step %zu makes a %u-byte piece of text longer than %dx its "
+                               "size: refusing this pre_tokenizer chain", t->path, k + 1, len, TK_GROWTH_MAX);
+            }
             tk_piece pc = E->pa.v[i];
             if (p->kind == PT_SPLIT) rc = split_piece(E, p, &pc, &segs, &E->pb);
             else if (p->kind == PT_METASPACE) rc = metaspace_piece(E, p, &pc, &segs, &E->pb);
@@ -1873,8 +1888,10 @@ static int pretok_and_bpe(tk_enc *E, uint32_t off, uint32_t len, bool first)
 }
 
 /* Apply the normalizers to s[0..n) into out. */
+
 static int normalize(tk_enc *E, const char *s, size_t n, tk_buf *out)
 {
+    const size_t limit = growth_limit(n);
     const ms_tokenizer *t = E->t;
     out->n = 0;
     if (buf_put(out, s, n) < 0) return -ENOMEM;
@@ -1936,7 +1953,7 @@ static int normalize(tk_enc *E, const char *s, size_t n, tk_buf *out)
             tk_pretok p = {.kind = PT_SPLIT, .re = z->re, .lit = z->a, .litlen = z->alen};
             tk_segs segs = {0};
             rc = find_matches(E, &p, out->v, out->n, &segs);
-            for (size_t i = 0; rc == 0 && i < segs.n; i++) {
+            for (size_t i = 0; rc == 0 && i < segs.n && o.n <= limit; i++) {
                 if (segs.v[i].match) rc = buf_put(&o, z->b, z->blen);
                 else rc = buf_put(&o, out->v + segs.v[i].off, segs.v[i].len);
             }
@@ -1947,6 +1964,11 @@ static int normalize(tk_enc *E, const char *s, size_t n, tk_buf *out)
         if (rc < 0) {
             free(o.v);
             return rc == -ENOMEM ? ms_errf(E->err, ENOMEM, "out of memory") : rc;
+        }
+        if (o.n > limit) {
+            free(o.v);
+            return ms_errf(E->err, E2BIG, "%s: normalizer step %zu makes a %zu-byte text longer than %dx its size: refusing "
+                           "this normalizer chain", t->path, k + 1, n, TK_GROWTH_MAX);
         }
         if (buf_put(&o, "", 0) < 0) {
             free(o.v);

@@ -10,7 +10,13 @@
  * 3. A vocabulary or added-token id of 48444443 made the loader allocate and
  *    clear a dense id table of ~1 GB (a 10 s fuzz timeout; a 10^9 id meant
  *    20 GB): ids are now limited to < 2^24 and a larger one is an error naming
- *    the token. */
+ *    the token.
+ * 4. A pre_tokenizer Sequence of 87 Metaspace steps between Punctuation /
+ *    WhitespaceSplit / Digits splits grew every piece by a "▁" per step: work
+ *    quadratic in the step count (1 s per 41-byte text in release, a fuzz
+ *    timeout under ASan); 40 Replace normalizers "a" -> "aa" doubled the text
+ *    40 times (a hang, then out of memory). Both pipelines now stop with an error
+ *    naming the step once the text grows past 64x its size (+4 KiB). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,6 +140,67 @@ static void test_huge_ids(void **state)
                  "id: 16777216 out of range");
 }
 
+/* 4. runaway growth through the normalizer / pre-tokenizer chains */
+static char *chain(const char *head, const char *step, int n, const char *tail)
+{
+    size_t cap = strlen(head) + (size_t)n * (strlen(step) + 2) + strlen(tail) + 1;
+    char *s = malloc(cap), *p = s;
+    p += sprintf(p, "%s", head);
+    for (int i = 0; i < n; i++) p += sprintf(p, "%s%s", i ? ", " : "", step);
+    sprintf(p, "%s", tail);
+    return s;
+}
+
+static void expect_encode_error(const char *name, const char *json, const char *text, const char *want)
+{
+    char *dir = mst_tmpdir(name);
+    char *path = mst_fmt("%s/tokenizer.json", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(json, f);
+    fclose(f);
+    ms_tokenizer *tok = NULL;
+    ms_err err = {0};
+    assert_int_equal(ms_tokenizer_load(path, &tok, &err), 0);
+    int32_t *ids = NULL;
+    size_t n = 0;
+    assert_true(ms_tokenizer_encode(tok, text, strlen(text), 0, &ids, &n, &err) < 0);
+    assert_null(ids);
+    if (!strstr(err.msg, want)) fail_msg("error '%s' does not mention '%s'", err.msg, want);
+    ms_tokenizer_free(tok);
+    free(path);
+    free(dir);
+}
+
+static void test_runaway_growth(void **state)
+{
+    (void)state;
+    char *j = chain("{" MODEL ", \"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [",
+                    "{\"type\": \"Replace\", \"pattern\": {\"String\": \"a\"}, \"content\": \"aa\"}", 40, "]}}");
+    expect_encode_error("rg_tok_norm_growth", j, "ab", "normalizer step 13");
+    free(j);
+    j = chain("{" MODEL ", \"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [",
+              "{\"type\": \"Metaspace\"}, {\"type\": \"Punctuation\"}, {\"type\": \"WhitespaceSplit\"}", 87, "]}}");
+    expect_encode_error("rg_tok_pretok_growth", j, "Hello, world! The quick brown fox 12345.", "pre_tokenizer step");
+    free(j);
+    /* a real-sized chain still works: NFKC of U+FDFA (3 bytes -> 33 bytes) */
+    char *dir = mst_tmpdir("rg_tok_nfkc_ok");
+    char *path = mst_fmt("%s/tokenizer.json", dir);
+    FILE *f = fopen(path, "w");
+    fputs("{" MODEL ", \"normalizer\": {\"type\": \"NFKC\"}}", f);
+    fclose(f);
+    ms_tokenizer *tok = NULL;
+    ms_err err = {0};
+    assert_int_equal(ms_tokenizer_load(path, &tok, &err), 0);
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (ms_tokenizer_encode(tok, "\xEF\xB7\xBA", 3, 0, &ids, &n, &err) < 0) fail_msg("%s", err.msg);
+    free(ids);
+    ms_tokenizer_free(tok);
+    free(path);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -141,6 +208,7 @@ int main(void)
         cmocka_unit_test(test_replace_empty_string_pattern),
         cmocka_unit_test(test_metaspace_buffer_growth),
         cmocka_unit_test(test_huge_ids),
+        cmocka_unit_test(test_runaway_growth),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
