@@ -517,6 +517,17 @@ static int str_add(ms_tokenizer *t, const char *s, size_t n, uint32_t *off)
     return 0;
 }
 
+/* n bytes of s, NUL-terminated, in a new allocation (NULL on ENOMEM). */
+static char *memdup0(const char *s, size_t n)
+{
+    char *d = malloc(n + 1);
+    if (d) {
+        memcpy(d, s, n);
+        d[n] = 0;
+    }
+    return d;
+}
+
 /* Largest token id accepted: real vocabularies stay under 2^18, and the id table
  * is dense (a hostile id of 10^9 must not mean a 20 GB table). */
 #define TK_MAX_ID (1 << 24)
@@ -1028,8 +1039,10 @@ static int load_decoder(tk_ctx *c, json_object *o, const char *where, tk_dec *d)
             if (strip) d->strip_start = 1;
         }
         if (pl == 0) return ms_errf(c->err, EINVAL, "%s: %s.pattern: empty", c->file, where);
-        d->repl[d->n_repl].pat = strndup(p, pl);
-        d->repl[d->n_repl].content = strndup(s, sl);
+        /* JSON strings may hold U+0000: copy by length (strndup would stop at it
+         * while plen/clen keep the JSON length) */
+        d->repl[d->n_repl].pat = memdup0(p, pl);
+        d->repl[d->n_repl].content = memdup0(s, sl);
         d->repl[d->n_repl].plen = pl;
         d->repl[d->n_repl].clen = sl;
         d->n_repl++; /* counted before the check so the caller frees a half-made entry */

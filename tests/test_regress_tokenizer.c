@@ -16,7 +16,10 @@
  *    quadratic in the step count (1 s per 41-byte text in release, a fuzz
  *    timeout under ASan); 40 Replace normalizers "a" -> "aa" doubled the text
  *    40 times (a hang, then out of memory). Both pipelines now stop with an error
- *    naming the step once the text grows past 64x its size (+4 KiB). */
+ *    naming the step once the text grows past 64x its size (+4 KiB).
+ * 5. A Replace decoder whose pattern held U+0000 was copied with strndup (cut at
+ *    the NUL) but searched with its JSON length: memmem read past the copy
+ *    (ASan heap-buffer-overflow while building the decoded strings at load). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,6 +204,36 @@ static void test_runaway_growth(void **state)
     free(dir);
 }
 
+/* 5. decoder Replace patterns / contents with U+0000 are kept whole */
+static void test_decoder_replace_nul(void **state)
+{
+    (void)state;
+    char *dir = mst_tmpdir("rg_tok_dec_nul");
+    char *path = mst_fmt("%s/tokenizer.json", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("{" MODEL ", \"decoder\": {\"type\": \"Sequence\", \"decoders\": [{\"type\": \"Replace\", "
+          "\"pattern\": {\"String\": \"a\\u0000bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\"}, "
+          "\"content\": \"z\\u0000z\"}, {\"type\": \"Replace\", \"pattern\": {\"String\": \"b\"}, "
+          "\"content\": \"c\\u0000c\"}]}}",
+          f);
+    fclose(f);
+    ms_tokenizer *tok = NULL;
+    ms_err err = {0};
+    if (ms_tokenizer_load(path, &tok, &err) < 0) fail_msg("%s", err.msg);
+    int32_t ids[] = {0, 2}; /* "a", "ab" */
+    char *text = NULL;
+    size_t len = 0;
+    assert_int_equal(ms_tokenizer_decode(tok, ids, 2, 0, &text, &len, &err), 0);
+    /* the long pattern never matches; "b" -> "c\0c" keeps its NUL */
+    assert_int_equal(len, 5);
+    assert_memory_equal(text, "aac\0c", 5);
+    free(text);
+    ms_tokenizer_free(tok);
+    free(path);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -209,6 +242,7 @@ int main(void)
         cmocka_unit_test(test_metaspace_buffer_growth),
         cmocka_unit_test(test_huge_ids),
         cmocka_unit_test(test_runaway_growth),
+        cmocka_unit_test(test_decoder_replace_nul),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
