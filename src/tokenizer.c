@@ -388,6 +388,11 @@ static int jstr(tk_ctx *c, json_object *o, const char *key, const char **s, size
         return ms_errf(c->err, EINVAL, "%s: %s.%s: missing or not a string", c->file, where, key);
     *s = json_object_get_string(v);
     *n = (size_t)json_object_get_string_len(v);
+    /* these strings become text (added tokens, Prepend, Replace content) that the
+     * regexes later match with PCRE2_NO_UTF_CHECK: ill-formed UTF-8 is refused here */
+    size_t bad = utf8_check(*s, *n);
+    if (bad < *n)
+        return ms_errf(c->err, EILSEQ, "%s: %s.%s: not valid UTF-8 (byte %zu)", c->file, where, key, bad);
     return 0;
 }
 
@@ -756,6 +761,10 @@ static int pattern_of(tk_ctx *c, json_object *o, const char *where, pcre2_code *
     }
     if (st && json_object_is_type(st, json_type_string)) {
         *litlen = (size_t)json_object_get_string_len(st);
+        /* a literal with a partial character would split text inside a character */
+        size_t bad = utf8_check(json_object_get_string(st), *litlen);
+        if (bad < *litlen)
+            return ms_errf(c->err, EILSEQ, "%s: %s.String: not valid UTF-8 (byte %zu)", c->file, w, bad);
         *lit = malloc(*litlen + 1);
         if (!*lit) return ms_errf(c->err, ENOMEM, "%s: out of memory", c->file);
         memcpy(*lit, json_object_get_string(st), *litlen + 1);

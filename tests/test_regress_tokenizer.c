@@ -19,7 +19,12 @@
  *    naming the step once the text grows past 64x its size (+4 KiB).
  * 5. A Replace decoder whose pattern held U+0000 was copied with strndup (cut at
  *    the NUL) but searched with its JSON length: memmem read past the copy
- *    (ASan heap-buffer-overflow while building the decoded strings at load). */
+ *    (ASan heap-buffer-overflow while building the decoded strings at load).
+ * 6. Raw ill-formed UTF-8 inside tokenizer.json strings (json-c does not check)
+ *    reached the text through a Prepend normalizer, and from there PCRE2, which
+ *    matches with PCRE2_NO_UTF_CHECK: a SEGV inside the JIT code. Strings that
+ *    become text or split it (added tokens, Prepend, Replace content, String
+ *    patterns) must be valid UTF-8, with an error naming the field. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -234,6 +239,28 @@ static void test_decoder_replace_nul(void **state)
     free(dir);
 }
 
+/* 6. ill-formed UTF-8 in strings that become or split text */
+static void test_string_fields_utf8(void **state)
+{
+    (void)state;
+    expect_error("rg_tok_prepend_utf8",
+                 "{" MODEL ", \"normalizer\": {\"type\": \"Prepend\", \"prepend\": \"\xE2\x96 x\"}, "
+                 "\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"\\\\s+\"}, "
+                 "\"behavior\": \"Isolated\"}}",
+                 "normalizer.prepend: not valid UTF-8 (byte 0)");
+    expect_error("rg_tok_replace_utf8",
+                 "{" MODEL ", \"normalizer\": {\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, "
+                 "\"content\": \"ok\xC3\"}}",
+                 "content: not valid UTF-8 (byte 2)");
+    expect_error("rg_tok_split_utf8",
+                 "{" MODEL ", \"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"String\": \"\xE2\"}, "
+                 "\"behavior\": \"Isolated\"}}",
+                 "pattern.String: not valid UTF-8");
+    expect_error("rg_tok_added_utf8",
+                 "{" MODEL ", \"added_tokens\": [{\"id\": 3, \"content\": \"a\xE2\", \"special\": true}]}",
+                 "content: not valid UTF-8 (byte 1)");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -243,6 +270,7 @@ int main(void)
         cmocka_unit_test(test_huge_ids),
         cmocka_unit_test(test_runaway_growth),
         cmocka_unit_test(test_decoder_replace_nul),
+        cmocka_unit_test(test_string_fields_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
