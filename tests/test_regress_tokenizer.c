@@ -32,22 +32,40 @@
 #include "ms_test.h"
 #include "tokenizer.h"
 
-static void expect_error(const char *name, const char *json, const char *want)
+/* Write json as tokenizer.json in a fresh test directory; returns its path. */
+static char *write_tok(const char *name, const char *json)
 {
     char *dir = mst_tmpdir(name);
     assert_non_null(dir);
     char *path = mst_fmt("%s/tokenizer.json", dir);
+    free(dir);
     FILE *f = fopen(path, "w");
     assert_non_null(f);
     fputs(json, f);
     fclose(f);
+    return path;
+}
+
+/* A tokenizer from json that must load. */
+static ms_tokenizer *load_tok(const char *name, const char *json)
+{
+    char *path = write_tok(name, json);
+    ms_tokenizer *tok = NULL;
+    ms_err err = {0};
+    if (ms_tokenizer_load(path, &tok, &err) < 0) fail_msg("%s", err.msg);
+    free(path);
+    return tok;
+}
+
+static void expect_error(const char *name, const char *json, const char *want)
+{
+    char *path = write_tok(name, json);
     ms_tokenizer *tok = NULL;
     ms_err err = {0};
     assert_true(ms_tokenizer_load(path, &tok, &err) < 0);
     assert_null(tok);
     if (!strstr(err.msg, want)) fail_msg("error '%s' does not mention '%s'", err.msg, want);
     free(path);
-    free(dir);
 }
 
 #define MODEL "\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}, \"merges\": [\"a b\"]}"
@@ -82,18 +100,9 @@ static void test_replace_empty_string_pattern(void **state)
 static void test_metaspace_buffer_growth(void **state)
 {
     (void)state;
-    char *dir = mst_tmpdir("rg_tok_metaspace");
-    assert_non_null(dir);
-    char *path = mst_fmt("%s/tokenizer.json", dir);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs("{" MODEL ", \"pre_tokenizer\": {\"type\": \"Metaspace\", \"prepend_scheme\": \"always\", "
-          "\"split\": false}}",
-          f);
-    fclose(f);
-    ms_tokenizer *tok = NULL;
+    ms_tokenizer *tok = load_tok("rg_tok_metaspace", "{" MODEL ", \"pre_tokenizer\": {\"type\": \"Metaspace\", "
+                                                    "\"prepend_scheme\": \"always\", \"split\": false}}");
     ms_err err = {0};
-    assert_int_equal(ms_tokenizer_load(path, &tok, &err), 0);
     static const char meta[] = "\xE2\x96\x81"; /* U+2581 */
     /* letters only (every appended byte is a copied one) and words with spaces, at
      * lengths that make the buffer grow inside the copy loop */
@@ -132,8 +141,6 @@ static void test_metaspace_buffer_growth(void **state)
             free(want);
         }
     ms_tokenizer_free(tok);
-    free(path);
-    free(dir);
 }
 
 /* 3. huge ids are refused by name, quickly, before any table is sized by them */
@@ -161,23 +168,14 @@ static char *chain(const char *head, const char *step, int n, const char *tail)
 
 static void expect_encode_error(const char *name, const char *json, const char *text, const char *want)
 {
-    char *dir = mst_tmpdir(name);
-    char *path = mst_fmt("%s/tokenizer.json", dir);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(json, f);
-    fclose(f);
-    ms_tokenizer *tok = NULL;
+    ms_tokenizer *tok = load_tok(name, json);
     ms_err err = {0};
-    assert_int_equal(ms_tokenizer_load(path, &tok, &err), 0);
     int32_t *ids = NULL;
     size_t n = 0;
     assert_true(ms_tokenizer_encode(tok, text, strlen(text), 0, &ids, &n, &err) < 0);
     assert_null(ids);
     if (!strstr(err.msg, want)) fail_msg("error '%s' does not mention '%s'", err.msg, want);
     ms_tokenizer_free(tok);
-    free(path);
-    free(dir);
 }
 
 static void test_runaway_growth(void **state)
@@ -192,40 +190,24 @@ static void test_runaway_growth(void **state)
     expect_encode_error("rg_tok_pretok_growth", j, "Hello, world! The quick brown fox 12345.", "pre_tokenizer step");
     free(j);
     /* a real-sized chain still works: NFKC of U+FDFA (3 bytes -> 33 bytes) */
-    char *dir = mst_tmpdir("rg_tok_nfkc_ok");
-    char *path = mst_fmt("%s/tokenizer.json", dir);
-    FILE *f = fopen(path, "w");
-    fputs("{" MODEL ", \"normalizer\": {\"type\": \"NFKC\"}}", f);
-    fclose(f);
-    ms_tokenizer *tok = NULL;
+    ms_tokenizer *tok = load_tok("rg_tok_nfkc_ok", "{" MODEL ", \"normalizer\": {\"type\": \"NFKC\"}}");
     ms_err err = {0};
-    assert_int_equal(ms_tokenizer_load(path, &tok, &err), 0);
     int32_t *ids = NULL;
     size_t n = 0;
     if (ms_tokenizer_encode(tok, "\xEF\xB7\xBA", 3, 0, &ids, &n, &err) < 0) fail_msg("%s", err.msg);
     free(ids);
     ms_tokenizer_free(tok);
-    free(path);
-    free(dir);
 }
 
 /* 5. decoder Replace patterns / contents with U+0000 are kept whole */
 static void test_decoder_replace_nul(void **state)
 {
     (void)state;
-    char *dir = mst_tmpdir("rg_tok_dec_nul");
-    char *path = mst_fmt("%s/tokenizer.json", dir);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs("{" MODEL ", \"decoder\": {\"type\": \"Sequence\", \"decoders\": [{\"type\": \"Replace\", "
+    ms_tokenizer *tok = load_tok("rg_tok_dec_nul", "{" MODEL ", \"decoder\": {\"type\": \"Sequence\", \"decoders\": [{\"type\": \"Replace\", "
           "\"pattern\": {\"String\": \"a\\u0000bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\"}, "
           "\"content\": \"z\\u0000z\"}, {\"type\": \"Replace\", \"pattern\": {\"String\": \"b\"}, "
-          "\"content\": \"c\\u0000c\"}]}}",
-          f);
-    fclose(f);
-    ms_tokenizer *tok = NULL;
+          "\"content\": \"c\\u0000c\"}]}}");
     ms_err err = {0};
-    if (ms_tokenizer_load(path, &tok, &err) < 0) fail_msg("%s", err.msg);
     int32_t ids[] = {0, 2}; /* "a", "ab" */
     char *text = NULL;
     size_t len = 0;
@@ -235,8 +217,6 @@ static void test_decoder_replace_nul(void **state)
     assert_memory_equal(text, "aac\0c", 5);
     free(text);
     ms_tokenizer_free(tok);
-    free(path);
-    free(dir);
 }
 
 /* 6. ill-formed UTF-8 in strings that become or split text */
