@@ -196,23 +196,6 @@ AINL void group_dot(const uint8_t *wg, const float *xg, int64_t ldx, const int b
         out[t] = _mm256_add_ps(_mm256_add_ps(a[t][0], a[t][1]), _mm256_add_ps(a[t][2], a[t][3]));
 }
 
-/* Software prefetch of the weight streams PF_DIST bytes ahead (non-temporal:
- * the weights are used once). The hardware prefetchers stop at 4 KiB pages;
- * without this, rows longer than ~4K columns ran ~40 percent slower from DRAM
- * (2048 x 7168 4-bit: 11 -> 19 GB/s on one Zen 5 core). Never faults. */
-#define PF_DIST 4096
-#define PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_NTA)
-AINL void prefetch_lines(const void *p, size_t n)
-{
-    for (size_t o = 0; o < n; o += 64) PREFETCH((const char *)p + PF_DIST + o);
-}
-/* One prefetch per 64-byte line of the weights, issued by the group that
- * starts closest after a line boundary. */
-AINL void prefetch_group(const uint8_t *wg, int64_t g, size_t gbytes)
-{
-    if ((size_t)g * gbytes % 64 < gbytes) prefetch_lines(wg, gbytes);
-}
-
 /* Groups whose scales/biases are converted per batch (bounds the stack use). */
 #define SB_CHUNK 256
 
@@ -236,8 +219,8 @@ AINL void affine_row(const ms_mat *m, int64_t r, const float *x, int64_t ldx, co
     }
     for (int64_t g0 = 0; g0 < ng; g0 += SB_CHUNK) {
         const int64_t cn = MS_MIN(SB_CHUNK, ng - g0);
-        prefetch_lines(sp + g0 * sbsz, (size_t)cn * sbsz);
-        prefetch_lines(bp + g0 * sbsz, (size_t)cn * sbsz);
+        ms_prefetch_lines(sp + g0 * sbsz, (size_t)cn * sbsz);
+        ms_prefetch_lines(bp + g0 * sbsz, (size_t)cn * sbsz);
         sb_to_f32(sp + g0 * sbsz, m->sb_dtype, cn, sc);
         sb_to_f32(bp + g0 * sbsz, m->sb_dtype, cn, bi);
         for (int64_t i = 0; i < cn; i++) {
@@ -248,7 +231,7 @@ AINL void affine_row(const ms_mat *m, int64_t r, const float *x, int64_t ldx, co
                 memset(tail + gbytes, 0, 8);
                 wg = tail;
             }
-            prefetch_group(w + g * gbytes, g, gbytes);
+            ms_prefetch_group(w + g * gbytes, g, gbytes);
             group_dot(wg, x + g * gs, ldx, bits, gs, T, a);
             const __m256 s = _mm256_set1_ps(sc[i]);
             for (int t = 0; t < T; t++) {
@@ -452,7 +435,7 @@ AINL float dense_row(const void *wrow, const float *x, int64_t n, const ms_wtype
     int64_t j = 0;
     const size_t es = t == MS_WT_F32 ? 4 : 2;
     for (; j + 64 <= n; j += 64) {
-        prefetch_lines((const char *)wrow + (size_t)j * es, 64 * es);
+        ms_prefetch_lines((const char *)wrow + (size_t)j * es, 64 * es);
         a0 = _mm256_fmadd_ps(LOADW(j), _mm256_loadu_ps(x + j), a0);
         a1 = _mm256_fmadd_ps(LOADW(j + 8), _mm256_loadu_ps(x + j + 8), a1);
         a2 = _mm256_fmadd_ps(LOADW(j + 16), _mm256_loadu_ps(x + j + 16), a2);

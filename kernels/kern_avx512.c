@@ -156,29 +156,21 @@ AINL void group_dot(const uint8_t *wg, const float *xg, int64_t ldx, const int b
                     _mm512_fmadd_ps(hi, _mm512_loadu_ps(xg + t * ldx + 32 * c + 16), a[t][(2 * c + 1) & 3]);
             }
         }
-    } else if (bits == 6 && gs >= 64) {
-        /* 64 codes = 16 packs of 3 bytes; lane k of vector s = element 4k+s. */
-        const __m512i m6 = _mm512_set1_epi32(63);
-        for (int c = 0; c < gs / 64; c++) {
+    } else if (!uses_generic(bits, gs) && (bits == 6 || bits == 3)) {
+        /* 6 bit g64/g128, 3 bit g128: 16 packs of 3 bytes hold per = 24/bits codes
+         * each (64 or 128 codes); lane k of vector sh = element per*k + sh. */
+        const int per = 24 / bits;
+        const __m512i mask = _mm512_set1_epi32((1 << bits) - 1);
+        for (int c = 0; c < gs / (16 * per); c++) {
             const __m512i v = load_packs48(wg + 48 * c);
-            for (int sh = 0; sh < 4; sh++) {
-                __m512i q = sh ? _mm512_srli_epi32(v, 6 * sh) : v;
-                if (sh < 3) q = _mm512_and_si512(q, m6);
+            for (int sh = 0; sh < per; sh++) {
+                __m512i q = sh ? _mm512_srli_epi32(v, bits * sh) : v;
+                if (sh < per - 1) q = _mm512_and_si512(q, mask);
                 const __m512 qf = _mm512_cvtepi32_ps(q);
                 for (int t = 0; t < T; t++)
-                    a[t][sh] = _mm512_fmadd_ps(qf, _mm512_loadu_ps(xg + t * ldx + 64 * c + 16 * sh), a[t][sh]);
+                    a[t][sh & 3] =
+                        _mm512_fmadd_ps(qf, _mm512_loadu_ps(xg + t * ldx + 16 * per * c + 16 * sh), a[t][sh & 3]);
             }
-        }
-    } else if (bits == 3 && gs == 128) {
-        /* 128 codes = 16 packs of 3 bytes; lane k of vector s = element 8k+s. */
-        const __m512i m3 = _mm512_set1_epi32(7);
-        const __m512i v = load_packs48(wg);
-        for (int sh = 0; sh < 8; sh++) {
-            __m512i q = sh ? _mm512_srli_epi32(v, 3 * sh) : v;
-            if (sh < 7) q = _mm512_and_si512(q, m3);
-            const __m512 qf = _mm512_cvtepi32_ps(q);
-            for (int t = 0; t < T; t++)
-                a[t][sh & 3] = _mm512_fmadd_ps(qf, _mm512_loadu_ps(xg + t * ldx + 16 * sh), a[t][sh & 3]);
         }
     } else {
         for (int c = 0; c < gs / 16; c++) {
@@ -189,23 +181,6 @@ AINL void group_dot(const uint8_t *wg, const float *xg, int64_t ldx, const int b
     }
     for (int t = 0; t < T; t++)
         out[t] = _mm512_add_ps(_mm512_add_ps(a[t][0], a[t][1]), _mm512_add_ps(a[t][2], a[t][3]));
-}
-
-/* Software prefetch of the weight streams PF_DIST bytes ahead (non-temporal:
- * the weights are used once). The hardware prefetchers stop at 4 KiB pages;
- * without this, rows longer than ~4K columns ran ~40 percent slower from DRAM
- * (2048 x 7168 4-bit: 11 -> 19 GB/s on one Zen 5 core). Never faults. */
-#define PF_DIST 4096
-#define PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_NTA)
-AINL void prefetch_lines(const void *p, size_t n)
-{
-    for (size_t o = 0; o < n; o += 64) PREFETCH((const char *)p + PF_DIST + o);
-}
-/* One prefetch per 64-byte line of the weights, issued by the group that
- * starts closest after a line boundary. */
-AINL void prefetch_group(const uint8_t *wg, int64_t g, size_t gbytes)
-{
-    if ((size_t)g * gbytes % 64 < gbytes) prefetch_lines(wg, gbytes);
 }
 
 #define SB_CHUNK 256
@@ -249,14 +224,14 @@ AINL void affine_row(const ms_mat *m, int64_t r, const float *x, int64_t ldx, co
     }
     for (int64_t g0 = 0; g0 < ng; g0 += SB_CHUNK) {
         const int64_t cn = MS_MIN(SB_CHUNK, ng - g0);
-        prefetch_lines(sp + g0 * sbsz, (size_t)cn * sbsz);
-        prefetch_lines(bp + g0 * sbsz, (size_t)cn * sbsz);
+        ms_prefetch_lines(sp + g0 * sbsz, (size_t)cn * sbsz);
+        ms_prefetch_lines(bp + g0 * sbsz, (size_t)cn * sbsz);
         sb_to_f32(sp + g0 * sbsz, m->sb_dtype, cn, sc);
         sb_to_f32(bp + g0 * sbsz, m->sb_dtype, cn, bi);
         for (int64_t i = 0; i < cn; i++) {
             const int64_t g = g0 + i;
             const uint8_t *wg = g < t0 ? w + g * gbytes : tail + (g - t0) * gbytes;
-            prefetch_group(w + g * gbytes, g, gbytes);
+            ms_prefetch_group(w + g * gbytes, g, gbytes);
             group_dot(wg, x + g * gs, ldx, bits, gs, T, a);
             const __m512 s = _mm512_set1_ps(sc[i]);
             for (int t = 0; t < T; t++) {
@@ -334,25 +309,17 @@ static const float *prep_natural(const ms_mat *m, const float *x, float *xp, flo
     return x;
 }
 
-/* 3-bit g128: per 128 elements, vector s holds elements 8i+s; else natural. */
-static const float *prep_3bit(const ms_mat *m, const float *x, float *xp, float *xsum)
+/* 3-bit g128 and 6-bit g64/g128 (the 3-byte-pack path of group_dot): per
+ * 16*per elements (per = 24/bits codes per pack), vector s holds elements
+ * per*i + s; other group sizes read x in natural order. */
+static const float *prep_packs48(const ms_mat *m, const float *x, float *xp, float *xsum)
 {
     group_sums_avx512(x, m->cols, m->group_size, xsum);
-    if (m->group_size != 128) return x;
-    for (int64_t b = 0; b < m->cols; b += 128)
-        for (int s = 0; s < 8; s++)
-            for (int i = 0; i < 16; i++) xp[b + 16 * s + i] = x[b + 8 * i + s];
-    return xp;
-}
-
-/* 6-bit g64/g128: per 64 elements, vector s holds elements 4i+s; else natural. */
-static const float *prep_6bit(const ms_mat *m, const float *x, float *xp, float *xsum)
-{
-    group_sums_avx512(x, m->cols, m->group_size, xsum);
-    if (m->group_size < 64) return x;
-    for (int64_t b = 0; b < m->cols; b += 64)
-        for (int s = 0; s < 4; s++)
-            for (int i = 0; i < 16; i++) xp[b + 16 * s + i] = x[b + 4 * i + s];
+    if (uses_generic(m->bits, m->group_size)) return x;
+    const int per = 24 / m->bits;
+    for (int64_t b = 0; b < m->cols; b += 16 * per)
+        for (int s = 0; s < per; s++)
+            for (int i = 0; i < 16; i++) xp[b + 16 * s + i] = x[b + per * i + s];
     return xp;
 }
 
@@ -435,7 +402,7 @@ AINL float dense_row(const void *w, const float *x, int64_t n, const ms_wtype t)
     int64_t j = 0;
     const size_t es = t == MS_WT_F32 ? 4 : 2;
     for (; j + 128 <= n; j += 128) {
-        prefetch_lines((const char *)w + (size_t)j * es, 128 * es);
+        ms_prefetch_lines((const char *)w + (size_t)j * es, 128 * es);
         a0 = _mm512_fmadd_ps(loadw16(w, j, t), _mm512_loadu_ps(x + j), a0);
         a1 = _mm512_fmadd_ps(loadw16(w, j + 16, t), _mm512_loadu_ps(x + j + 16), a1);
         a2 = _mm512_fmadd_ps(loadw16(w, j + 32, t), _mm512_loadu_ps(x + j + 32), a2);
@@ -507,10 +474,10 @@ const ms_kern ms_kern_avx512 = {
               [MS_WT_F16] = {rows_f16, dequant_dense, NULL, NULL, 8},
               [MS_WT_BF16] = {rows_bf16, dequant_dense, NULL, NULL, 8}},
     .affine = {[2] = {rows_affine2, dequant_affine, prep_natural, rows_n_affine2, 32},
-               [3] = {rows_affine3, dequant_affine, prep_3bit, rows_n_affine3, 24},
+               [3] = {rows_affine3, dequant_affine, prep_packs48, rows_n_affine3, 24},
                [4] = {rows_affine4, dequant_affine, prep_4bit, rows_n_affine4, 32},
                [5] = {rows_affine5, dequant_affine, prep_natural, rows_n_affine5, 16},
-               [6] = {rows_affine6, dequant_affine, prep_6bit, rows_n_affine6, 16},
+               [6] = {rows_affine6, dequant_affine, prep_packs48, rows_n_affine6, 16},
                [8] = {rows_affine8, dequant_affine, prep_natural, rows_n_affine8, 8}},
     .group_sums = group_sums_avx512,
     .read_sum = read_sum_avx512,

@@ -118,23 +118,6 @@ AINL void group_dot(const uint8_t *wg, const float *xg, int64_t ldx, const int b
     for (int t = 0; t < T; t++) out[t] = vaddq_f32(vaddq_f32(a[t][0], a[t][1]), vaddq_f32(a[t][2], a[t][3]));
 }
 
-/* Software prefetch of the weight streams PF_DIST bytes ahead (non-temporal:
- * the weights are used once). The hardware prefetchers stop at 4 KiB pages;
- * without this, rows longer than ~4K columns ran ~40 percent slower from DRAM
- * (2048 x 7168 4-bit: 11 -> 19 GB/s on one Zen 5 core). Never faults. */
-#define PF_DIST 4096
-#define PREFETCH(p) __builtin_prefetch((p), 0, 0)
-AINL void prefetch_lines(const void *p, size_t n)
-{
-    for (size_t o = 0; o < n; o += 64) PREFETCH((const char *)p + PF_DIST + o);
-}
-/* One prefetch per 64-byte line of the weights, issued by the group that
- * starts closest after a line boundary. */
-AINL void prefetch_group(const uint8_t *wg, int64_t g, size_t gbytes)
-{
-    if ((size_t)g * gbytes % 64 < gbytes) prefetch_lines(wg, gbytes);
-}
-
 #define SB_CHUNK 256
 
 AINL void affine_row(const ms_mat *m, int64_t r, const float *x, int64_t ldx, const float *xsum, int64_t ldxs,
@@ -155,8 +138,8 @@ AINL void affine_row(const ms_mat *m, int64_t r, const float *x, int64_t ldx, co
     }
     for (int64_t g0 = 0; g0 < ng; g0 += SB_CHUNK) {
         const int64_t cn = MS_MIN(SB_CHUNK, ng - g0);
-        prefetch_lines(sp + g0 * sbsz, (size_t)cn * sbsz);
-        prefetch_lines(bp + g0 * sbsz, (size_t)cn * sbsz);
+        ms_prefetch_lines(sp + g0 * sbsz, (size_t)cn * sbsz);
+        ms_prefetch_lines(bp + g0 * sbsz, (size_t)cn * sbsz);
         sb_to_f32(sp + g0 * sbsz, m->sb_dtype, cn, sc);
         sb_to_f32(bp + g0 * sbsz, m->sb_dtype, cn, bi);
         for (int64_t i = 0; i < cn; i++) {
@@ -167,7 +150,7 @@ AINL void affine_row(const ms_mat *m, int64_t r, const float *x, int64_t ldx, co
                 memset(tail + gbytes, 0, 8);
                 wg = tail;
             }
-            prefetch_group(w + g * gbytes, g, gbytes);
+            ms_prefetch_group(w + g * gbytes, g, gbytes);
             group_dot(wg, x + g * gs, ldx, bits, gs, T, a);
             const float32x4_t s = vdupq_n_f32(sc[i]);
             for (int t = 0; t < T; t++) {
@@ -313,7 +296,7 @@ AINL float dense_row(const void *w, const float *x, int64_t n, const ms_wtype t)
     int64_t j = 0;
     const size_t es = t == MS_WT_F32 ? 4 : 2;
     for (; j + 32 <= n; j += 32) {
-        prefetch_lines((const char *)w + (size_t)j * es, 32 * es);
+        ms_prefetch_lines((const char *)w + (size_t)j * es, 32 * es);
         for (int k = 0; k < 8; k++) a[k] = vfmaq_f32(a[k], loadw4(w, j + 4 * k, t), vld1q_f32(x + j + 4 * k));
     }
     for (; j + 4 <= n; j += 4) a[0] = vfmaq_f32(a[0], loadw4(w, j, t), vld1q_f32(x + j));
