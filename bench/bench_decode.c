@@ -18,8 +18,8 @@
 #include "bench.h"
 #include "bench_io_core.h"
 #include "cli.h"
+#include "cli_engine.h"
 #include "policy.h"
-#include "io_engine.h"
 #include "generate.h"
 #include "model.h"
 #include "util.h"
@@ -195,10 +195,12 @@ int ms_bench_decode(int argc, char **argv)
     /* every name is checked before the model is opened: one error line, nothing run */
     const char *bad = NULL;
     char why[sizeof((ms_err){0}.msg) + 64] = "";
+    ms_engine_opts chk = {0};
+    ms_err cerr = {0};
     for (int i = 0; i < n_io && !bad; i++)
-        if (strcmp(ios[i], "auto") && strncmp(ios[i], "fault", 5) && !ms_io_engine_find(ios[i])) {
+        if (ms_cli_engine_opt(MS_OPT_IO, ios[i], &chk, &cerr) < 0) {
             bad = ios[i];
-            snprintf(why, sizeof why, "--io %s: unknown backend (expected uring, pread, mmap, auto or fault:<spec>)", bad);
+            snprintf(why, sizeof why, "%s", cerr.msg);
         }
     for (int i = 0; i < n_pol && !bad; i++) {
         if (!pols[i]) continue;
@@ -213,9 +215,9 @@ int ms_bench_decode(int argc, char **argv)
         }
     }
     for (int i = 0; i < n_pf && !bad; i++)
-        if (strcmp(pfs[i], "none") && strcmp(pfs[i], "next-layer")) {
+        if (ms_cli_engine_opt(MS_OPT_PREFETCH, pfs[i], &chk, &cerr) < 0) {
             bad = pfs[i];
-            snprintf(why, sizeof why, "--prefetch %s: use none or next-layer", bad);
+            snprintf(why, sizeof why, "%s", cerr.msg);
         }
     if (bad) {
         free(rams);

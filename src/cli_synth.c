@@ -270,8 +270,7 @@ int cmd_synth(int argc, char **argv)
         case O_NOPROGRESS: progress = 0; break;
         case 'q': quiet = true; break;
         case 'h': usage(stdout); return 0;
-        case ':': return ms_cli_usage_error(CMD, "option %s needs a value", argv[optind - 1]);
-        default: return ms_cli_usage_error(CMD, "unknown option %s", argv[optind - 1]);
+        default: return ms_cli_bad_option(CMD, c, argv);
         }
     }
     if (optind < argc) return ms_cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);

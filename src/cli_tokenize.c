@@ -139,8 +139,7 @@ int cmd_tokenize(int argc, char **argv)
         case 's': skip = true; break;
         case 'b': bos = true; break;
         case 'h': usage(stdout); return 0;
-        case ':': return ms_cli_usage_error("tokenize", "option %s needs a value", argv[optind - 1]);
-        default: return ms_cli_usage_error("tokenize", "unknown option '%s'", argv[optind - 1]);
+        default: return ms_cli_bad_option("tokenize", c, argv);
         }
     }
     if (optind < argc) return ms_cli_usage_error("tokenize", "unexpected argument '%s'", argv[optind]);

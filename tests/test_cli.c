@@ -222,7 +222,7 @@ static void test_errors(void **state)
         {"logits --model %s --tokens", "option --tokens needs a value", 2},
         {"run --model %s --bogus", "unknown option '--bogus'", 2},
         {"plan --model %s -Z", "unknown option '-Z'", 2},
-        {"bench decode --model %s --ram 1G --io bogus", "--io bogus: unknown backend", 2},
+        {"bench decode --model %s --ram 1G --io bogus", "--io: unknown backend 'bogus'", 2},
         {"bench decode --model %s --ram 1G --policy nope", "unknown policy 'nope'", 2},
         {"bench decode --model %s --ram 1G --prefetch all", "--prefetch all", 2},
         {"run --model %s --tokens 1 --ram 0", "--ram 0", 2},

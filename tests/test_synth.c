@@ -1185,7 +1185,7 @@ static void test_cli_errors(void **state)
     E("--preset tiny --shard-size 12X --out %s", "--shard-size");
     E("--preset tiny --route-skew -2 --out %s", "--route-skew");
     E("--preset tiny --mtp 99 --out %s", "--mtp");
-    E("--preset tiny --bogus --out %s", "unknown option --bogus");
+    E("--preset tiny --bogus --out %s", "unknown option '--bogus'");
     E("--preset tiny --out %s extra", "unexpected argument 'extra'");
     E("--preset tiny --out %s --seed", "needs a value");
     E("--out %s", "--preset is required");
