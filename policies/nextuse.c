@@ -360,12 +360,17 @@ static uint32_t nu_min_eligible(nu_state *s, lheap *h, ms_policy_eligible_fn ok,
     return nu_min_eligible2(s, h, ok, ctx, false, 0);
 }
 
+/* Groups until key's layer comes round again, seen from layer c (1..n_layers). */
+static inline double nu_dist(const nu_state *s, uint32_t key, uint32_t c)
+{
+    uint32_t d = (key / s->n_experts + s->n_layers - c) % s->n_layers;
+    return d ? (double)d : (double)s->n_layers;
+}
+
 /* Expected groups until key is used again, seen from layer c. */
 static double nu_eta(const nu_state *s, uint32_t key, uint32_t c)
 {
-    uint32_t l = key / s->n_experts;
-    double d = (double)((l + s->n_layers - c) % s->n_layers);
-    if (d == 0) d = s->n_layers;
+    double d = nu_dist(s, key, c);
     double p = nu_p(s, key);
     if (s->use_lift && nu_recent(s, key, c)) {
         p *= s->lift;
@@ -434,8 +439,7 @@ static bool nu_admit(void *st, uint32_t key, uint32_t victim_key)
     nu_state *s = st;
     if (victim_key == UINT32_MAX) return true;
     uint32_t c = s->cur_layer;
-    double d = (double)((key / s->n_experts + s->n_layers - c) % s->n_layers);
-    if (d == 0) d = s->n_layers;
+    double d = nu_dist(s, key, c);
     double q = (s->pf_used + 1.0) / (s->pf_in + 2.0); /* precision of the predictions so far */
     double eta = d + (1.0 - q) * (nu_eta(s, key, c) - d);
     return eta < nu_eta(s, victim_key, c);
