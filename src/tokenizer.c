@@ -760,14 +760,14 @@ static int pattern_of(tk_ctx *c, json_object *o, const char *where, pcre2_code *
         return regex_compile(c, json_object_get_string(rx), (size_t)json_object_get_string_len(rx), re, w);
     }
     if (st && json_object_is_type(st, json_type_string)) {
-        *litlen = (size_t)json_object_get_string_len(st);
-        /* a literal with a partial character would split text inside a character */
-        size_t bad = utf8_check(json_object_get_string(st), *litlen);
-        if (bad < *litlen)
-            return ms_errf(c->err, EILSEQ, "%s: %s.String: not valid UTF-8 (byte %zu)", c->file, w, bad);
+        /* jstr refuses ill-formed UTF-8: a literal with a partial character
+         * would split text inside a character */
+        const char *sv;
+        int rc = jstr(c, p, "String", &sv, litlen, w);
+        if (rc < 0) return rc;
         *lit = malloc(*litlen + 1);
         if (!*lit) return ms_errf(c->err, ENOMEM, "%s: out of memory", c->file);
-        memcpy(*lit, json_object_get_string(st), *litlen + 1);
+        memcpy(*lit, sv, *litlen + 1);
         return 0;
     }
     return ms_errf(c->err, EINVAL, "%s: %s: expected a \"Regex\" or \"String\" string", c->file, w);
@@ -1910,7 +1910,6 @@ static int pretok_and_bpe(tk_enc *E, uint32_t off, uint32_t len, bool first)
 }
 
 /* Apply the normalizers to s[0..n) into out. */
-
 static int normalize(tk_enc *E, const char *s, size_t n, tk_buf *out)
 {
     const size_t limit = growth_limit(n);
