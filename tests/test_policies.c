@@ -274,6 +274,38 @@ static void test_sim_prefetch_replay(void **state)
     ms_trace_free(&t);
 }
 
+/* next-use follows the half-life whose frequency ranking would have hit most
+ * recently: on a trace whose hot set moves every 16 tokens it must do clearly
+ * better than the fixed default (32 tokens remembers stale hot sets), on a
+ * static skew it must do at least as well as the fixed default, and on both it
+ * must come within 2% of the best fixed candidate chosen with hindsight. */
+static void test_next_use_adapts(void **state)
+{
+    (void)state;
+    struct { int hot, drift; uint32_t slots; } cases[] = {{85, 16, 24}, {70, 0, 24}, {60, 0, 48}};
+    const char *fixed[] = {"next-use:hl=8", "next-use:hl=16", "next-use:adapt=0", "next-use:hl=128", "next-use:hl=4096"};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        ms_trace t;
+        make_trace(&t, 4, 32, 3, 2000, 77 + ci, cases[ci].hot, cases[ci].drift);
+        ms_err err = {0};
+        ms_sim_result a, f[5];
+        uint64_t best = 0;
+        assert_int_equal(ms_simulate(&t, NULL, "next-use", cases[ci].slots, NULL, &a, &err), 0);
+        for (int i = 0; i < 5; i++) {
+            if (ms_simulate(&t, NULL, fixed[i], cases[ci].slots, NULL, &f[i], &err) < 0) fail_msg("%s", err.msg);
+            if (f[i].stats.hits > best) best = f[i].stats.hits;
+        }
+        print_message("case %zu: adaptive %llu hits; hl=8 %llu, 16 %llu, default %llu, 128 %llu, 4096 %llu\n", ci,
+                      (unsigned long long)a.stats.hits, (unsigned long long)f[0].stats.hits,
+                      (unsigned long long)f[1].stats.hits, (unsigned long long)f[2].stats.hits,
+                      (unsigned long long)f[3].stats.hits, (unsigned long long)f[4].stats.hits);
+        assert_true(a.stats.hits >= f[2].stats.hits);
+        if (cases[ci].drift) assert_true(a.stats.hits > f[2].stats.hits * 1.02);
+        assert_true(a.stats.hits >= best * 0.98);
+        ms_trace_free(&t);
+    }
+}
+
 /* Reference table of shared/data/traces/README.md. */
 static void test_real_trace_reference(void **state)
 {
@@ -323,6 +355,7 @@ int main(void)
         cmocka_unit_test(test_belady_upper_bound),
         cmocka_unit_test(test_sim_equals_runtime_replay),
         cmocka_unit_test(test_sim_prefetch_replay),
+        cmocka_unit_test(test_next_use_adapts),
         cmocka_unit_test(test_real_trace_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
