@@ -1,26 +1,64 @@
 /* sim.c - see sim.h. One ms_slots instance per (policy, capacity) run; the
- * access stream is the trace in token, layer, rank order. */
+ * access stream is the runtime's: per forward pass (one token, or a recorded
+ * batch) and layer, the union of the pass's experts in order of first
+ * appearance (the order arch_deepseek_v3.c's moe() acquires them), in waves of
+ * max(top_k, n_slots - top_k) like the expert cache's max_acquire. */
 #include "sim.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* Length of the forward pass starting at token i. */
+static uint64_t pass_len(const ms_trace *t, uint64_t i)
+{
+    uint64_t n = t->batch && t->batch[i] > 1 ? t->batch[i] : 1;
+    return i + n <= t->n_tokens ? n : t->n_tokens - i;
+}
+
+/* keys of the union of layer l's experts over tokens [i, i + n) in order of
+ * first appearance (token order, then rank): the order the runtime's moe()
+ * acquires them; for one token, the trace's order. seen[n_experts] is all zero
+ * on entry and on return. */
+static uint32_t pass_union(const ms_trace *t, uint64_t i, uint64_t n, uint32_t l, uint8_t *seen, uint32_t *out)
+{
+    const ms_trace_info *in = &t->info;
+    uint32_t m = 0;
+    for (uint64_t q = i; q < i + n; q++) {
+        const uint16_t *e = ms_trace_experts(t, q, l);
+        for (uint32_t j = 0; j < in->top_k; j++)
+            if (!seen[e[j]]) {
+                seen[e[j]] = 1;
+                out[m++] = e[j];
+            }
+    }
+    for (uint32_t r = 0; r < m; r++) {
+        seen[out[r]] = 0;
+        out[r] += l * in->n_experts;
+    }
+    return m;
+}
+
 int ms_trace_keys(const ms_trace *t, uint32_t **keys, size_t *n, ms_err *err)
 {
     const ms_trace_info *in = &t->info;
-    size_t per = (size_t)in->n_layers * in->top_k;
-    size_t total = (size_t)t->n_tokens * per;
+    size_t total = (size_t)t->n_tokens * in->n_layers * in->top_k; /* an upper bound (batches share experts) */
     uint32_t *k = malloc((total ? total : 1) * sizeof *k);
-    if (!k) return ms_errf(err, ENOMEM, "simulate: out of memory for %zu accesses", total);
-    for (uint64_t i = 0; i < t->n_tokens; i++)
-        for (uint32_t l = 0; l < in->n_layers; l++) {
-            const uint16_t *e = ms_trace_experts(t, i, l);
-            for (uint32_t j = 0; j < in->top_k; j++)
-                k[i * per + (size_t)l * in->top_k + j] = l * in->n_experts + e[j];
-        }
+    uint8_t *seen = calloc(in->n_experts, 1);
+    if (!k || !seen) {
+        free(k);
+        free(seen);
+        return ms_errf(err, ENOMEM, "simulate: out of memory for %zu accesses", total);
+    }
+    size_t m = 0;
+    for (uint64_t i = 0; i < t->n_tokens;) {
+        uint64_t np = pass_len(t, i);
+        for (uint32_t l = 0; l < in->n_layers; l++) m += pass_union(t, i, np, l, seen, k + m);
+        i += np;
+    }
+    free(seen);
     *keys = k;
-    *n = total;
+    *n = m;
     return 0;
 }
 
@@ -58,7 +96,7 @@ static int issue_prefetch(ms_slots *s, const ms_trace *t, uint64_t token, uint32
     return 0;
 }
 
-int ms_simulate(const ms_trace *t, const uint32_t *keys, const char *policy_spec, uint32_t n_slots,
+int ms_simulate(const ms_trace *t, const uint32_t *keys, size_t n_keys_in, const char *policy_spec, uint32_t n_slots,
                 const ms_sim_opts *opts, ms_sim_result *out, ms_err *err)
 {
     memset(out, 0, sizeof *out);
@@ -66,19 +104,23 @@ int ms_simulate(const ms_trace *t, const uint32_t *keys, const char *policy_spec
     ms_sim_opts o = {0};
     if (opts) o = *opts;
     uint32_t *own_keys = NULL;
-    size_t n_keys = (size_t)t->n_tokens * in->n_layers * in->top_k;
+    size_t n_keys = 0;
     int rc;
-    if (!keys) {
+    if (!keys || !n_keys_in) {
         if ((rc = ms_trace_keys(t, &own_keys, &n_keys, err)) < 0) return rc;
         keys = own_keys;
+    } else {
+        n_keys = n_keys_in;
     }
     char *spec = strdup(policy_spec);
     ms_policy_params pp = {.profile_path = o.profile_path};
     const ms_policy_ops *ops = NULL;
     ms_slots *s = NULL;
-    ms_slot_ref *refs = malloc(in->top_k * sizeof *refs);
+    ms_slot_ref *refs = malloc(in->n_experts * sizeof *refs);
+    uint32_t *grp = malloc(in->n_experts * sizeof *grp);
+    uint8_t *seen = calloc(in->n_experts, 1);
     uint32_t *pending = malloc(((size_t)MS_TRACE_MAX_PRED + 1) * sizeof *pending);
-    if (!spec || !refs || !pending) {
+    if (!spec || !refs || !grp || !seen || !pending) {
         rc = ms_errf(err, ENOMEM, "simulate: out of memory");
         goto out;
     }
@@ -90,25 +132,32 @@ int ms_simulate(const ms_trace *t, const uint32_t *keys, const char *policy_spec
     if (pol->ops->set_future && (rc = pol->ops->set_future(pol->state, keys, n_keys, err)) < 0) goto out;
     bool prefetch = o.prefetch && t->max_pred > 0;
     uint32_t n_pending = 0;
-    for (uint64_t i = 0; i < t->n_tokens; i++) {
-        ms_slots_tick(s);
+    uint32_t wave = n_slots > 2 * in->top_k ? n_slots - in->top_k : in->top_k; /* the cache's max_acquire */
+    for (uint64_t i = 0; i < t->n_tokens;) {
+        uint64_t np = pass_len(t, i);
+        ms_slots_tick(s); /* one tick per forward pass, as the runtime */
         for (uint32_t l = 0; l < in->n_layers; l++) {
-            const uint32_t *g = keys + ((size_t)i * in->n_layers + l) * in->top_k;
-            rc = ms_slots_acquire(s, g, (int)in->top_k, refs, err);
-            if (rc < 0) goto out;
-            for (uint32_t j = 0; j < in->top_k; j++)
-                if (refs[j].outcome == MS_SLOT_MISS) ms_slots_ready(s, refs[j].slot);
-            /* Prefetches issued one layer ago land now. */
-            for (uint32_t j = 0; j < n_pending; j++)
-                if (ms_slots_state(s, pending[j]) == MS_SLOT_LOADING) ms_slots_ready(s, pending[j]);
-            n_pending = 0;
-            if (prefetch) {
-                uint64_t ti = l + 1 < in->n_layers ? i : i + 1;
-                uint32_t tl = l + 1 < in->n_layers ? l + 1 : 0;
-                if (ti < t->n_tokens && (rc = issue_prefetch(s, t, ti, tl, pending, &n_pending, err)) < 0) goto out;
+            uint32_t m = pass_union(t, i, np, l, seen, grp); /* the same group as in ms_trace_keys */
+            for (uint32_t w0 = 0; w0 < m; w0 += wave) {
+                int nw = (int)(m - w0 < wave ? m - w0 : wave);
+                rc = ms_slots_acquire(s, grp + w0, nw, refs, err);
+                if (rc < 0) goto out;
+                for (int j = 0; j < nw; j++)
+                    if (refs[j].outcome == MS_SLOT_MISS) ms_slots_ready(s, refs[j].slot);
+                /* Prefetches issued one layer ago land now. */
+                for (uint32_t j = 0; j < n_pending; j++)
+                    if (ms_slots_state(s, pending[j]) == MS_SLOT_LOADING) ms_slots_ready(s, pending[j]);
+                n_pending = 0;
+                if (prefetch && np == 1 && w0 == 0) { /* the runtime predicts during decode only */
+                    uint64_t ti = l + 1 < in->n_layers ? i : i + 1;
+                    uint32_t tl = l + 1 < in->n_layers ? l + 1 : 0;
+                    if (ti < t->n_tokens && (rc = issue_prefetch(s, t, ti, tl, pending, &n_pending, err)) < 0)
+                        goto out;
+                }
+                ms_slots_release(s, refs, nw);
             }
-            ms_slots_release(s, refs, (int)in->top_k);
         }
+        i += np;
     }
     rc = 0;
     out->n_slots = n_slots;
@@ -119,6 +168,8 @@ out:
     ms_slots_destroy(s);
     free(spec);
     free(refs);
+    free(grp);
+    free(seen);
     free(pending);
     free(own_keys);
     return rc;

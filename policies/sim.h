@@ -1,10 +1,13 @@
 /* sim.h - replay a routing trace through the expert cache core (cache/slots.h)
  * without memory: the simulator behind `moestream simulate`.
  *
- * Model: one global cache of n_slots equal slots; tokens in order, layers in
- * order; the k experts of one (token, layer) are acquired as one group (pinned
- * together, so they never evict each other), every miss completes at once, then
- * the group is released. Because it drives the same ms_slots code as the
+ * Model: one global cache of n_slots equal slots; forward passes in order
+ * (one per token, or one per batch of tokens the trace marks as computed
+ * together: a prefill chunk), layers in order; the experts of one (pass,
+ * layer), in order of first appearance, are acquired as one group (pinned together, so they never
+ * evict each other; a union larger than the cache's max_acquire goes in waves
+ * as in the runtime), every miss completes at once, then the group is
+ * released. One policy tick per pass. Because it drives the same ms_slots code as the
  * runtime with the same call sequence, a trace recorded by `run` and replayed
  * here with the same slots and policy gives the runtime's hit count exactly.
  *
@@ -36,13 +39,18 @@ typedef struct ms_sim_result {
     ms_slots_stats stats;
 } ms_sim_result;
 
-/* The flattened demand access stream of a trace: key = layer * n_experts +
- * expert for every (token, layer, j) in order. *keys is malloc'd. */
+/* The flattened demand access stream of a trace, in the runtime's order: per
+ * forward pass (a token, or a recorded batch of tokens) and MoE layer, the
+ * union of the pass's experts in order of first appearance (token, then rank:
+ * for one token the trace's order); key = layer * n_experts +
+ * expert. *n = number of accesses (< tokens x layers x top_k when batches
+ * share experts). *keys is malloc'd. */
 int ms_trace_keys(const ms_trace *t, uint32_t **keys, size_t *n, ms_err *err);
 
 /* Simulate one policy spec ("name[:opt=value...]") at one capacity. keys may be
- * NULL (computed here); pass ms_trace_keys' output to share it across runs. */
-int ms_simulate(const ms_trace *t, const uint32_t *keys, const char *policy_spec, uint32_t n_slots,
+ * NULL (computed here); pass ms_trace_keys' output (keys, n_keys) to share it
+ * across runs. */
+int ms_simulate(const ms_trace *t, const uint32_t *keys, size_t n_keys, const char *policy_spec, uint32_t n_slots,
                 const ms_sim_opts *opts, ms_sim_result *out, ms_err *err);
 
 /* Per-(layer, expert) selection counts of a trace (for the pin policy). */

@@ -574,12 +574,6 @@ static void route_token(const ds3_weights *w, const ds3_layer *ly, const float *
     for (int j = 0; j < K; j++) wts[j] *= (float)c->routed_scaling_factor;
 }
 
-static int cmp_int(const void *a, const void *b)
-{
-    int x = *(const int *)a, y = *(const int *)b;
-    return (x > y) - (x < y);
-}
-
 /* Next-layer lookahead (one token): layer L+1's router on the current residual
  * stream (normed with L+1's post-attention norm), its top-k prefetched. Called
  * after layer L's experts are acquired (pinned), so a prefetch can never evict
@@ -623,21 +617,21 @@ static int moe(const ds3_weights *w, const ds3_layer *ly, ds3_state *s, const ms
             env->pred->correct += (uint64_t)correct;
         }
     }
-    /* 2. group tokens by expert (counting sort: deterministic) */
+    /* 2. group tokens by expert (counting sort: deterministic). The distinct
+     *    experts are acquired in order of first appearance (token order, then
+     *    the router's rank): for one token that is the trace's order, which the
+     *    simulator replays (policies/sim.c). The order changes I/O, not output. */
     memset(s->cnt, 0, (size_t)E * sizeof *s->cnt);
-    for (int i = 0; i < n * K; i++) s->cnt[s->ids[i]]++;
     int nu = 0;
+    for (int i = 0; i < n * K; i++)
+        if (!s->cnt[s->ids[i]]++) s->uniq[nu++] = s->ids[i];
     s->start[0] = 0;
-    for (int e = 0; e < E; e++) {
-        s->start[e + 1] = s->start[e] + s->cnt[e];
-        if (s->cnt[e]) s->uniq[nu++] = e;
-    }
+    for (int e = 0; e < E; e++) s->start[e + 1] = s->start[e] + s->cnt[e];
     memset(s->cnt, 0, (size_t)E * sizeof *s->cnt);
     for (int i = 0; i < n * K; i++) {
         int e = s->ids[i];
         s->list[s->start[e] + s->cnt[e]++] = i;
     }
-    qsort(s->uniq, (size_t)nu, sizeof *s->uniq, cmp_int);
     /* 3. experts in waves that the source can hold; shared expert during the first wave's reads */
     const ms_expert_src *src = &env->experts;
     int wave = src->ops->max_acquire(src->impl);

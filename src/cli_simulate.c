@@ -32,9 +32,11 @@ static void usage(FILE *f)
             "\n"
             "Replay a routing trace (recorded by `moestream run --trace`, JSON lines or the\n"
             "binary variant, auto-detected) through cache policies and report the hit rate\n"
-            "of each policy at each capacity. Model: one global cache of equal slots, tokens\n"
-            "then layers in order; the top-k experts of one (token, layer) are needed at the\n"
-            "same time and never evict each other. Same engine as the runtime's cache.\n"
+            "of each policy at each capacity. Model: one global cache of equal slots, forward\n"
+            "passes (a token, or a prefill chunk the trace marks with \"batch\") then layers in\n"
+            "order; the experts of one (pass, layer) are needed at the same time and never\n"
+            "evict each other. Same engine and call sequence as the runtime's cache: a trace\n"
+            "from `run` replayed with the run's slots and policy gives the run's hit count.\n"
             "\n"
             "capacity (one of; default --capacity 12.5%%,25%%,50%%):\n"
             "  --slots N[,N...]          cache capacities in expert slots (top_k .. n_layers x n_experts)\n"
@@ -43,6 +45,9 @@ static void usage(FILE *f)
             "                            by the same budget plan as `run --ram` (see `moestream plan`)\n"
             "  --model DIR               model directory for --ram (its MoE layers and experts\n"
             "                            must match the trace)\n"
+            "  --ctx N, --batch N, --threads N, --kv f32|bf16\n"
+            "                            with --ram: the run's settings, which the plan depends on\n"
+            "                            (defaults as in `run`); give the ones the trace was run with\n"
             "\n"
             "options:\n"
             "  --trace FILE              the trace to replay (required)\n"
@@ -139,15 +144,21 @@ int cmd_simulate(int argc, char **argv)
         {"profile", required_argument, NULL, 'P'}, {"save-profile", required_argument, NULL, 'S'},
         {"prefetch", no_argument, NULL, 'f'},      {"json", no_argument, NULL, 'j'},
         {"plot", required_argument, NULL, 'o'},    {"help", no_argument, NULL, 'h'},
+        {"ctx", required_argument, NULL, 'C'},     {"batch", required_argument, NULL, 'B'},
+        {"threads", required_argument, NULL, 'T'}, {"kv", required_argument, NULL, 'K'},
         {NULL, 0, NULL, 0},
     };
     const char *trace_path = NULL, *slots_arg = NULL, *cap_arg = NULL, *ram_arg = NULL, *model = NULL;
     const char *policy_arg = "all", *profile = NULL, *save_profile = NULL, *plot = NULL;
-    bool json = false, prefetch = false;
+    bool json = false, prefetch = false, kv_bf16 = false, plan_opt = false;
+    long long ctx = 0, batch = 0, threads = 0;
+    ms_err perr = {0};
     optind = 0;
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        int bad = 0;
+        if (c > 0 && strchr("CBTK", c)) plan_opt = true;
         switch (c) {
         case 't': trace_path = optarg; break;
         case 's': slots_arg = optarg; break;
@@ -160,9 +171,18 @@ int cmd_simulate(int argc, char **argv)
         case 'f': prefetch = true; break;
         case 'j': json = true; break;
         case 'o': plot = optarg; break;
+        /* the run settings the budget plan depends on (same ranges as `plan`) */
+        case 'C': bad = ms_parse_int(optarg, 1, 1 << 24, &ctx, "--ctx", &perr); break;
+        case 'B': bad = ms_parse_int(optarg, 1, 1 << 16, &batch, "--batch", &perr); break;
+        case 'T': bad = ms_parse_int(optarg, 1, 1024, &threads, "--threads", &perr); break;
+        case 'K':
+            if (strcmp(optarg, "f32") && strcmp(optarg, "bf16")) bad = ms_errf(&perr, EINVAL, "--kv %s: use f32 or bf16", optarg);
+            kv_bf16 = !strcmp(optarg, "bf16");
+            break;
         case 'h': usage(stdout); return 0;
         default: return ms_cli_bad_option(CMD, c, argv);
         }
+        if (bad < 0) return ms_cli_usage_error(CMD, "%s", perr.msg);
     }
     if (optind < argc) return ms_cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);
     if (!trace_path) return ms_cli_usage_error(CMD, "--trace FILE is required");
@@ -170,6 +190,7 @@ int cmd_simulate(int argc, char **argv)
         return ms_cli_usage_error(CMD, "give only one of --slots, --capacity, --ram");
     if (ram_arg && !model) return ms_cli_usage_error(CMD, "--ram needs --model DIR (the expert size comes from the model)");
     if (model && !ram_arg) return ms_cli_usage_error(CMD, "--model is only used with --ram");
+    if (plan_opt && !ram_arg) return ms_cli_usage_error(CMD, "--ctx, --batch, --threads and --kv are only used with --ram");
 
     ms_err err = {0};
     uint64_t *rams = NULL;
@@ -277,7 +298,7 @@ int cmd_simulate(int argc, char **argv)
         }
         for (int i = 0; i < n_rams; i++) {
             int64_t slots;
-            if (ms_plan_expert_slots(model, rams[i], &slots, &err) < 0) {
+            if (ms_plan_expert_slots(model, rams[i], (int)ctx, (int)batch, (int)threads, kv_bf16, &slots, &err) < 0) {
                 ret = ms_cli_fail(CMD, &err);
                 goto done;
             }
@@ -324,7 +345,7 @@ int cmd_simulate(int argc, char **argv)
     ms_sim_opts so = {.profile_path = profile, .prefetch = prefetch};
     for (int c2 = 0; c2 < n_caps; c2++) {
         ms_sim_result r;
-        if (ms_simulate(&t, keys, "belady", caps[c2], &(ms_sim_opts){0}, &r, &err) < 0) {
+        if (ms_simulate(&t, keys, n_acc, "belady", caps[c2], &(ms_sim_opts){0}, &r, &err) < 0) {
             free(belady);
             ret = ms_cli_fail(CMD, &err);
             goto done;
@@ -337,7 +358,7 @@ int cmd_simulate(int argc, char **argv)
             rw->policy = pols[p];
             rw->is_default = !strcmp(pols[p], ms_policy_default());
             rw->slots = caps[c2];
-            if (ms_simulate(&t, keys, pols[p], caps[c2], &so, &rw->r, &err) < 0) {
+            if (ms_simulate(&t, keys, n_acc, pols[p], caps[c2], &so, &rw->r, &err) < 0) {
                 free(belady);
                 ret = ms_cli_fail(CMD, &err);
                 goto done;

@@ -118,6 +118,8 @@ static int feed(ms_gen *g, const int32_t *ids, int n, ms_err *err)
     if (g->trace) {
         const ms_model *m = &g->e->model;
         size_t row = (size_t)m->n_moe_layers * m->cfg.n_experts_per_tok;
+        /* one forward pass (n <= batch): the simulator replays it as one */
+        if ((rc = ms_trace_writer_batch(g->trace, (uint32_t)n, err)) < 0) return rc;
         for (int t = 0; t < n; t++) {
             bool pred = n == 1 && g->trace_has_pred;
             rc = ms_trace_writer_add(g->trace, g->trace_seq, g->trace_pos++, g->trace_rows + (size_t)t * row,

@@ -78,13 +78,15 @@ int ms_plan_refuse(const ms_plan *p, ms_err *err)
                    ms_fmt_bytes(p->min_cache_bytes, b[6], 32));
 }
 
-int ms_plan_expert_slots(const char *model_dir, uint64_t ram, int64_t *slots, ms_err *err)
+int ms_plan_expert_slots(const char *model_dir, uint64_t ram, int ctx, int batch, int threads, bool kv_bf16,
+                         int64_t *slots, ms_err *err)
 {
     ms_model m;
     int rc = ms_model_open(model_dir, &m, err);
     if (rc < 0) return rc;
     ms_plan p;
-    rc = ms_plan_compute(&m, ram, (int)MS_MIN((int64_t)4096, m.cfg.max_position_embeddings), 128, 0, &p, err);
+    if (ctx <= 0) ctx = (int)MS_MIN((int64_t)4096, m.cfg.max_position_embeddings);
+    rc = ms_plan_compute_kv(&m, ram, ctx, batch > 0 ? batch : 128, threads > 0 ? threads : 0, kv_bf16, &p, err);
     if (rc == 0 && !p.fits) rc = ms_plan_refuse(&p, err);
     if (rc == 0) *slots = p.expert_slots;
     ms_model_close(&m);

@@ -52,10 +52,13 @@ int ms_plan_compute(const ms_model *m, uint64_t budget, int ctx, int batch, int 
 int ms_plan_compute_kv(const ms_model *m, uint64_t budget, int ctx, int batch, int threads, bool kv_bf16, ms_plan *p,
                        ms_err *err);
 
-/* Expert slots a budget gives for a model directory (what `run --ram` would
- * get with the default context, batch and threads); -ENOMEM with the plan's
- * numbers if the budget is below the minimum. For `simulate --ram --model`. */
-int ms_plan_expert_slots(const char *model_dir, uint64_t ram, int64_t *slots, ms_err *err);
+/* Expert slots a budget gives for a model directory: what `run --ram` gets
+ * with the same --ctx, --batch, --threads and --kv (0 / false = run's
+ * defaults: min(4096, model maximum), 128, physical cores, f32); an error
+ * with the plan's numbers if the budget is below the minimum. For
+ * `simulate --ram --model`. */
+int ms_plan_expert_slots(const char *model_dir, uint64_t ram, int ctx, int batch, int threads, bool kv_bf16,
+                         int64_t *slots, ms_err *err);
 
 /* One error line for a budget that does not fit, with the numbers. */
 int ms_plan_refuse(const ms_plan *p, ms_err *err);

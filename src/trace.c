@@ -18,6 +18,7 @@
 #define BIN_HDR_MAX (1u << 20)
 #define TAG_TOKEN 1
 #define TAG_TOKEN_PRED 2
+#define TAG_BATCH 3
 
 /* ------------------------------------------------------------------ header */
 
@@ -97,6 +98,10 @@ typedef struct builder {
     ms_trace *t;
     uint64_t cap;
     const char *path;
+    const char *unit;  /* "line" or "record", for messages */
+    uint32_t left;     /* tokens of the current forward pass still to come */
+    uint64_t pass_tok; /* first token of that pass */
+    uint64_t pass_at;  /* its line / record number */
 } builder;
 
 static int grow(builder *b, uint32_t need_pred, ms_err *err)
@@ -111,9 +116,11 @@ static int grow(builder *b, uint32_t need_pred, ms_err *err)
         if (s) t->seq = s;
         uint32_t *p = realloc(t->pos, nc * sizeof *p);
         if (p) t->pos = p;
+        uint32_t *ba = realloc(t->batch, nc * sizeof *ba);
+        if (ba) t->batch = ba;
         uint16_t *e = realloc(t->experts, nc * per * sizeof *e);
         if (e) t->experts = e;
-        if (!s || !p || !e) return ms_errf(err, ENOMEM, "%s: out of memory at token %" PRIu64, b->path, t->n_tokens);
+        if (!s || !p || !ba || !e) return ms_errf(err, ENOMEM, "%s: out of memory at token %" PRIu64, b->path, t->n_tokens);
         if (t->max_pred) {
             int32_t *q = realloc(t->predicted, nc * t->info.n_layers * t->max_pred * sizeof *q);
             if (!q) return ms_errf(err, ENOMEM, "%s: out of memory at token %" PRIu64, b->path, t->n_tokens);
@@ -133,6 +140,50 @@ static int grow(builder *b, uint32_t need_pred, ms_err *err)
         t->predicted = q;
         t->max_pred = need_pred;
     }
+    return 0;
+}
+
+/* Forward-pass bookkeeping for token t->n_tokens (about to be appended) with
+ * seq, announced = its "batch" value (0 = none; 1 = alone, an error inside a
+ * batch). */
+static int take_batch(builder *b, uint32_t seq, uint32_t announced, uint64_t at, ms_err *err)
+{
+    ms_trace *t = b->t;
+    uint64_t i = t->n_tokens;
+    if (announced) {
+        if (b->left)
+            return ms_errf(err, EINVAL,
+                           "%s: %s %" PRIu64 ": a batch starts inside the batch of %s %" PRIu64 " (%u tokens to come)",
+                           b->path, b->unit, at, b->unit, b->pass_at, b->left);
+        t->batch[i] = announced;
+        b->left = announced - 1;
+        b->pass_tok = i;
+        b->pass_at = at;
+    } else if (b->left) {
+        if (seq != t->seq[b->pass_tok])
+            return ms_errf(err, EINVAL, "%s: %s %" PRIu64 ": seq %u inside the batch of %s %" PRIu64 " (seq %u)",
+                           b->path, b->unit, at, seq, b->unit, b->pass_at, t->seq[b->pass_tok]);
+        t->batch[i] = 0;
+        b->left--;
+    } else {
+        t->batch[i] = 1;
+    }
+    return 0;
+}
+
+static int batch_done(const builder *b, ms_err *err)
+{
+    if (b->left)
+        return ms_errf(err, EINVAL, "%s: the trace ends inside the batch of %s %" PRIu64 " (%u tokens missing)",
+                       b->path, b->unit, b->pass_at, b->left);
+    return 0;
+}
+
+static int check_batch_len(int64_t n, const char *path, const char *unit, uint64_t at, ms_err *err)
+{
+    if (n < 1 || n > MS_TRACE_MAX_BATCH)
+        return ms_errf(err, EINVAL, "%s: %s %" PRIu64 ": \"batch\" = %" PRId64 " out of range [1, %u]", path, unit, at,
+                       n, MS_TRACE_MAX_BATCH);
     return 0;
 }
 
@@ -189,7 +240,15 @@ static int json_token(builder *b, json_object *tok, uint64_t line, uint32_t *ids
     int rc;
     if ((rc = json_u32(tok, "seq", &seq, path, line, err)) < 0) return rc;
     if ((rc = json_u32(tok, "pos", &pos, path, line, err)) < 0) return rc;
-    json_object *ex, *pr = NULL;
+    json_object *ex, *pr = NULL, *bt;
+    uint32_t announced = 0;
+    if (json_object_object_get_ex(tok, "batch", &bt)) {
+        if (!json_object_is_type(bt, json_type_int))
+            return ms_errf(err, EINVAL, "%s: line %" PRIu64 ": \"batch\" is not an integer", path, line);
+        int64_t x = json_object_get_int64(bt);
+        if ((rc = check_batch_len(x, path, "line", line, err)) < 0) return rc;
+        announced = (uint32_t)x;
+    }
     if (!json_object_object_get_ex(tok, "experts", &ex) || !json_object_is_type(ex, json_type_array))
         return ms_errf(err, EINVAL, "%s: line %" PRIu64 ": missing \"experts\" array", path, line);
     if (json_object_array_length(ex) != info->n_layers)
@@ -233,6 +292,7 @@ static int json_token(builder *b, json_object *tok, uint64_t line, uint32_t *ids
             }
         }
     }
+    if ((rc = take_batch(b, seq, announced, line, err)) < 0) return rc;
     t->seq[i] = seq;
     t->pos[i] = pos;
     t->n_tokens++;
@@ -268,7 +328,7 @@ static int read_jsonl(FILE *f, const char *path, ms_trace *t, ms_err *err)
 {
     json_tokener *tk = json_tokener_new();
     if (!tk) return ms_errf(err, ENOMEM, "out of memory");
-    builder b = {.t = t, .path = path};
+    builder b = {.t = t, .path = path, .unit = "line"};
     char *line = NULL;
     size_t cap = 0;
     ssize_t n;
@@ -308,6 +368,7 @@ static int read_jsonl(FILE *f, const char *path, ms_trace *t, ms_err *err)
     }
     if (rc == 0 && ferror(f)) rc = ms_errf(err, EIO, "%s: read error after line %" PRIu64, path, lineno);
     if (rc == 0 && lineno == 0) rc = ms_errf(err, EINVAL, "%s: empty file (no header line)", path);
+    if (rc == 0) rc = batch_done(&b, err);
     free(ids);
     free(line);
     json_tokener_free(tk);
@@ -347,14 +408,37 @@ static int read_binary(FILE *f, const char *path, ms_trace *t, ms_err *err)
     size_t per = (size_t)info->n_layers * info->top_k;
     unsigned char *buf = malloc((size_t)info->n_layers * MS_TRACE_MAX_PRED * w + per * w + 16);
     uint32_t *ids = malloc((per > MS_TRACE_MAX_PRED ? per : MS_TRACE_MAX_PRED) * sizeof *ids);
-    builder b = {.t = t, .path = path};
+    builder b = {.t = t, .path = path, .unit = "record"};
     uint64_t rec = 0;
+    uint32_t announced = 0;
+    uint64_t announced_at = 0;
     if (!buf || !ids) rc = ms_errf(err, ENOMEM, "out of memory");
     while (rc == 0) {
         int tag = fgetc(f);
         if (tag == EOF) break;
         rec++;
         long off = ftell(f) - 1;
+        if (tag == TAG_BATCH) {
+            unsigned char n4[4];
+            if (fread(n4, 1, 4, f) != 4) {
+                rc = ms_errf(err, EINVAL, "%s: record %" PRIu64 " (offset %ld): truncated", path, rec, off);
+                break;
+            }
+            uint32_t n = (uint32_t)n4[0] | (uint32_t)n4[1] << 8 | (uint32_t)n4[2] << 16 | (uint32_t)n4[3] << 24;
+            if (n < 2 || n > MS_TRACE_MAX_BATCH) {
+                rc = ms_errf(err, EINVAL, "%s: record %" PRIu64 ": batch of %u tokens out of range [2, %u]", path, rec,
+                             n, MS_TRACE_MAX_BATCH);
+                break;
+            }
+            if (announced || b.left) {
+                rc = ms_errf(err, EINVAL, "%s: record %" PRIu64 ": a batch starts inside the batch of record %" PRIu64,
+                             path, rec, announced ? announced_at : b.pass_at);
+                break;
+            }
+            announced = n;
+            announced_at = rec;
+            continue;
+        }
         if (tag != TAG_TOKEN && tag != TAG_TOKEN_PRED) {
             rc = ms_errf(err, EINVAL, "%s: record %" PRIu64 " (offset %ld): bad tag %d", path, rec, off, tag);
             break;
@@ -412,11 +496,17 @@ static int read_binary(FILE *f, const char *path, ms_trace *t, ms_err *err)
                 }
         }
         if (rc < 0) break;
+        if ((rc = take_batch(&b, seq, announced, announced ? announced_at : rec, err)) < 0) break;
+        announced = 0;
         t->seq[i] = seq;
         t->pos[i] = pos;
         t->n_tokens++;
     }
     if (rc == 0 && ferror(f)) rc = ms_errf(err, EIO, "%s: read error", path);
+    if (rc == 0 && announced)
+        rc = ms_errf(err, EINVAL, "%s: the trace ends after the batch record %" PRIu64 " (no tokens follow)", path,
+                     announced_at);
+    if (rc == 0) rc = batch_done(&b, err);
     free(buf);
     free(ids);
     return rc;
@@ -447,6 +537,7 @@ void ms_trace_free(ms_trace *t)
     free(t->info.layers);
     free(t->seq);
     free(t->pos);
+    free(t->batch);
     free(t->experts);
     free(t->predicted);
     memset(t, 0, sizeof *t);
@@ -461,6 +552,9 @@ struct ms_trace_writer {
     char path[4096];
     uint64_t tokens;
     int failed;
+    uint32_t announced; /* batch length to record with the next token (0 = none) */
+    uint32_t left;      /* tokens of the current batch still to come */
+    uint32_t pass_seq;  /* its seq */
 };
 
 int ms_trace_writer_open(const char *path, ms_trace_format fmt, const ms_trace_info *info, ms_trace_writer **out,
@@ -507,6 +601,19 @@ int ms_trace_writer_open(const char *path, ms_trace_format fmt, const ms_trace_i
     return 0;
 }
 
+int ms_trace_writer_batch(ms_trace_writer *w, uint32_t n, ms_err *err)
+{
+    if (w->failed) return ms_errf(err, EIO, "%s: trace writer failed earlier", w->path);
+    if (n < 1 || n > MS_TRACE_MAX_BATCH)
+        return ms_errf(err, EINVAL, "%s: token %" PRIu64 ": batch of %u tokens (range [1, %u])", w->path, w->tokens, n,
+                       MS_TRACE_MAX_BATCH);
+    if (w->announced || w->left)
+        return ms_errf(err, EINVAL, "%s: token %" PRIu64 ": a batch starts inside another (%u tokens to come)", w->path,
+                       w->tokens, w->announced ? w->announced : w->left);
+    if (n > 1) w->announced = n;
+    return 0;
+}
+
 static void put_id(FILE *f, unsigned w, uint32_t x)
 {
     fputc((int)(x & 0xff), f);
@@ -542,6 +649,9 @@ int ms_trace_writer_add(ms_trace_writer *w, uint32_t seq, uint32_t pos, const ui
                 return ms_errf(err, EINVAL, "%s: token %" PRIu64 ": predicted expert %d twice in layer %zu", w->path,
                                w->tokens, predicted[q], q / n_pred);
     }
+    if (w->left && seq != w->pass_seq)
+        return ms_errf(err, EINVAL, "%s: token %" PRIu64 ": seq %u inside a batch of seq %u", w->path, w->tokens, seq,
+                       w->pass_seq);
     FILE *f = w->f;
     if (w->fmt == MS_TRACE_JSONL) {
         fprintf(f, "{\"seq\":%u,\"pos\":%u,\"experts\":[", seq, pos);
@@ -552,6 +662,7 @@ int ms_trace_writer_add(ms_trace_writer *w, uint32_t seq, uint32_t pos, const ui
             fputc(']', f);
         }
         fputc(']', f);
+        if (w->announced) fprintf(f, ",\"batch\":%u", w->announced);
         if (n_pred) {
             fputs(",\"predicted\":[", f);
             for (uint32_t l = 0; l < info->n_layers; l++) {
@@ -571,6 +682,11 @@ int ms_trace_writer_add(ms_trace_writer *w, uint32_t seq, uint32_t pos, const ui
     } else {
         unsigned wd = info->n_experts < 255 ? 1 : 2;
         uint32_t none = wd == 1 ? 0xff : 0xffff;
+        if (w->announced) {
+            uint32_t n = w->announced;
+            unsigned char b[5] = {TAG_BATCH, n & 0xff, n >> 8 & 0xff, n >> 16 & 0xff, n >> 24};
+            fwrite(b, 1, 5, f);
+        }
         fputc(n_pred ? TAG_TOKEN_PRED : TAG_TOKEN, f);
         unsigned char h[9] = {seq & 0xff, seq >> 8 & 0xff, seq >> 16 & 0xff, seq >> 24,
                               pos & 0xff, pos >> 8 & 0xff, pos >> 16 & 0xff, pos >> 24, (unsigned char)n_pred};
@@ -583,6 +699,13 @@ int ms_trace_writer_add(ms_trace_writer *w, uint32_t seq, uint32_t pos, const ui
         w->failed = 1;
         return ms_errf(err, EIO, "%s: write failed at token %" PRIu64, w->path, w->tokens);
     }
+    if (w->announced) {
+        w->left = w->announced - 1;
+        w->pass_seq = seq;
+        w->announced = 0;
+    } else if (w->left) {
+        w->left--;
+    }
     w->tokens++;
     return 0;
 }
@@ -592,6 +715,9 @@ int ms_trace_writer_close(ms_trace_writer *w, ms_err *err)
     if (!w) return 0;
     int rc = 0;
     if (ferror(w->f) | (fclose(w->f) != 0) || w->failed) rc = ms_errf(err, EIO, "%s: write failed", w->path);
+    else if (w->announced || w->left)
+        rc = ms_errf(err, EINVAL, "%s: closed inside a batch (%u tokens missing)", w->path,
+                     w->announced ? w->announced : w->left);
     free(w);
     return rc;
 }
@@ -610,6 +736,7 @@ int ms_trace_write(const ms_trace *t, const char *path, ms_trace_format fmt, ms_
     for (uint64_t i = 0; i < t->n_tokens && rc == 0; i++) {
         for (size_t j = 0; j < per; j++) ex[j] = t->experts[i * per + j];
         const int32_t *pr = t->max_pred ? t->predicted + (size_t)i * t->info.n_layers * t->max_pred : NULL;
+        if (t->batch && t->batch[i] > 1 && (rc = ms_trace_writer_batch(w, t->batch[i], err)) < 0) break;
         rc = ms_trace_writer_add(w, t->seq[i], t->pos[i], ex, pr, t->max_pred, err);
     }
     free(ex);

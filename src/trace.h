@@ -6,12 +6,17 @@
  *    shared/data/traces/README.md): a header object, then one object per token
  *    {"seq":S,"pos":P,"experts":[[K ids of layer 0],...]} with an optional
  *    "predicted":[[ids predicted for layer 0],...] (prefetch predictions, any
- *    count per layer); unknown fields are ignored.
+ *    count per layer) and an optional "batch":N on the first token of N > 1
+ *    tokens that were computed in one forward pass (a prefill chunk: the
+ *    runtime acquires the union of their experts per layer at once, so the
+ *    simulator must replay them as one pass); unknown fields are ignored.
+ *    The tokens of a batch follow each other and share one seq.
  *  - binary (compact, for long runs): "MSTRACE1", u32 little-endian length and the
  *    same JSON header text, then records: u8 tag (1 = token, 2 = token with
  *    predictions), u32 seq, u32 pos, [tag 2: u8 n_pred], n_layers*top_k expert ids,
- *    [tag 2: n_layers*n_pred predicted ids, "none" = all ones]. Ids are u8 when
- *    n_experts < 255, else u16 (little-endian).
+ *    [tag 2: n_layers*n_pred predicted ids, "none" = all ones]; or tag 3 = batch:
+ *    u32 N, the next N token records are one forward pass (N >= 2). Ids are u8
+ *    when n_experts < 255, else u16 (little-endian).
  * Reading is strict: a bad header, a wrong number of layers or experts, an id
  * out of range or repeated, a truncated line/record each give one error naming
  * the file and line (record) number. */
@@ -27,6 +32,7 @@
 #define MS_TRACE_MAX_EXPERTS 65534u
 #define MS_TRACE_MAX_TOPK 256u
 #define MS_TRACE_MAX_PRED 255u
+#define MS_TRACE_MAX_BATCH (1u << 20)
 
 typedef enum ms_trace_format {
     MS_TRACE_JSONL = 0,
@@ -45,6 +51,8 @@ typedef struct ms_trace {
     ms_trace_info info;
     uint64_t n_tokens;
     uint32_t *seq, *pos;   /* [n_tokens] */
+    uint32_t *batch;       /* [n_tokens] tokens in the forward pass that starts at this
+                              token (1 = computed alone), 0 = inside the previous pass */
     uint16_t *experts;     /* [n_tokens][n_layers][top_k] */
     uint32_t max_pred;     /* widest "predicted" list of any (token, layer); 0 = none */
     int32_t *predicted;    /* [n_tokens][n_layers][max_pred]: the predicted ids of each
@@ -69,6 +77,10 @@ int ms_trace_writer_open(const char *path, ms_trace_format fmt, const ms_trace_i
  * (negative = none), n_pred <= MS_TRACE_MAX_PRED. */
 int ms_trace_writer_add(ms_trace_writer *w, uint32_t seq, uint32_t pos, const uint32_t *experts,
                         const int32_t *predicted, uint32_t n_pred, ms_err *err);
+/* Announce that the next n tokens were computed in one forward pass (n = 1:
+ * nothing to record). They must all be added, with one seq, before the next
+ * batch or close. */
+int ms_trace_writer_batch(ms_trace_writer *w, uint32_t n, ms_err *err);
 /* Flush and close (also frees w; safe with NULL). Returns the first error. */
 int ms_trace_writer_close(ms_trace_writer *w, ms_err *err);
 

@@ -135,14 +135,14 @@ static void test_profile(void **state)
     /* pin with the profile runs and does at least as well as lru here (static skew) */
     ms_sim_result rp, rl;
     ms_sim_opts so = {.profile_path = path};
-    if (ms_simulate(&t, NULL, "pin", 12, &so, &rp, &err) < 0) fail_msg("%s", err.msg);
-    assert_int_equal(ms_simulate(&t, NULL, "lru", 12, NULL, &rl, &err), 0);
+    if (ms_simulate(&t, NULL, 0, "pin", 12, &so, &rp, &err) < 0) fail_msg("%s", err.msg);
+    assert_int_equal(ms_simulate(&t, NULL, 0, "lru", 12, NULL, &rl, &err), 0);
     assert_true(rp.stats.hits >= rl.stats.hits);
     /* geometry mismatch */
     ms_trace t2;
     make_trace(&t2, 2, 16, 2, 10, 5, 80, 0);
     ms_err_clear(&err);
-    assert_true(ms_simulate(&t2, NULL, "pin", 12, &so, &rp, &err) < 0);
+    assert_true(ms_simulate(&t2, NULL, 0, "pin", 12, &so, &rp, &err) < 0);
     assert_non_null(strstr(err.msg, "profile is for 3 layers"));
     /* bad files */
     const char *bad[] = {"nope\n", "moestream-profile 1\nn_layers 1 n_experts 2 top_k 1 tokens 3\n1\n",
@@ -183,12 +183,12 @@ static void test_belady_upper_bound(void **state)
         uint32_t caps[] = {geo[g].K, nk / 8 > geo[g].K ? nk / 8 : geo[g].K + 1, nk / 4, nk / 2, nk};
         for (size_t c = 0; c < sizeof caps / sizeof caps[0]; c++) {
             ms_sim_result b;
-            assert_int_equal(ms_simulate(&t, keys, "belady", caps[c], NULL, &b, &err), 0);
+            assert_int_equal(ms_simulate(&t, keys, n, "belady", caps[c], NULL, &b, &err), 0);
             for (size_t i = 0; i < ms_policy_count(); i++) {
                 const ms_policy_ops *o = ms_policy_at(i);
                 if (o->flags & (MS_POLICY_NEEDS_FUTURE | MS_POLICY_NEEDS_PROFILE)) continue;
                 ms_sim_result r;
-                if (ms_simulate(&t, keys, o->name, caps[c], NULL, &r, &err) < 0) fail_msg("%s", err.msg);
+                if (ms_simulate(&t, keys, n, o->name, caps[c], NULL, &r, &err) < 0) fail_msg("%s", err.msg);
                 if (r.stats.hits > b.stats.hits)
                     fail_msg("geometry %zu, %u slots: %s %llu hits > belady %llu", g, caps[c], o->name,
                              (unsigned long long)r.stats.hits, (unsigned long long)b.stats.hits);
@@ -214,7 +214,7 @@ static void test_sim_equals_runtime_replay(void **state)
         const ms_policy_ops *o = ms_policy_at(i);
         if (o->flags & (MS_POLICY_NEEDS_FUTURE | MS_POLICY_NEEDS_PROFILE)) continue;
         ms_sim_result r;
-        assert_int_equal(ms_simulate(&t, NULL, o->name, 20, NULL, &r, &err), 0);
+        assert_int_equal(ms_simulate(&t, NULL, 0, o->name, 20, NULL, &r, &err), 0);
         ms_slots_cfg cfg = {.n_slots = 20, .n_layers = 4, .n_experts = 16, .top_k = 3, .policy = o};
         ms_slots *s;
         assert_int_equal(ms_slots_create(&cfg, &s, &err), 0);
@@ -240,6 +240,52 @@ static void test_sim_equals_runtime_replay(void **state)
     ms_trace_free(&t);
 }
 
+/* A batch (prefill chunk) is one pass: one tick, the union of its experts in
+ * order of first appearance, in waves of max(top_k, slots - top_k). Worked by
+ * hand with LRU, 3 slots (waves of 2), one layer of 8 experts, top-2:
+ *   pass 1 = tokens 0-1 ([0,1], [1,2]): union 0,1,2 -> waves {0,1} {2}: 3 misses
+ *   pass 2 = token 2 ([0,2]): 2 hits
+ *   pass 3 = token 3 ([3,4]): 2 misses, evicting 1 (oldest) then 0
+ *   pass 4 = token 4 ([1,2]): 2 is a hit, 1 a miss evicting 3
+ * = 9 accesses (not 10), 3 hits, 4 ticks. */
+static void test_sim_batches(void **state)
+{
+    (void)state;
+    char *dir = mst_tmpdir("policies_batch");
+    char *p = mst_fmt("%s/b.jsonl", dir);
+    FILE *f = fopen(p, "w");
+    fputs("{\"format\": \"moestream-trace\", \"version\": 1, \"n_layers\": 1, \"n_experts\": 8, \"top_k\": 2}\n"
+          "{\"seq\":0,\"pos\":0,\"experts\":[[0,1]],\"batch\":2}\n"
+          "{\"seq\":0,\"pos\":1,\"experts\":[[1,2]]}\n"
+          "{\"seq\":0,\"pos\":2,\"experts\":[[0,2]]}\n"
+          "{\"seq\":0,\"pos\":3,\"experts\":[[3,4]]}\n"
+          "{\"seq\":0,\"pos\":4,\"experts\":[[2,1]]}\n",
+          f);
+    fclose(f);
+    ms_trace t;
+    ms_err err = {0};
+    if (ms_trace_read(p, &t, &err) < 0) fail_msg("%s", err.msg);
+    uint32_t *keys;
+    size_t n;
+    assert_int_equal(ms_trace_keys(&t, &keys, &n, &err), 0);
+    const uint32_t want[9] = {0, 1, 2, 0, 2, 3, 4, 2, 1};
+    assert_int_equal(n, 9);
+    assert_memory_equal(keys, want, sizeof want);
+    ms_sim_result r;
+    assert_int_equal(ms_simulate(&t, keys, n, "lru", 3, NULL, &r, &err), 0);
+    assert_int_equal(r.stats.accesses, 9);
+    assert_int_equal(r.stats.hits, 3);
+    assert_int_equal(r.stats.evictions, 3);
+    assert_int_equal(r.stats.tokens, 4);
+    /* belady follows the same stream */
+    assert_int_equal(ms_simulate(&t, keys, n, "belady", 3, NULL, &r, &err), 0);
+    assert_int_equal(r.stats.accesses, 9);
+    free(keys);
+    ms_trace_free(&t);
+    free(p);
+    free(dir);
+}
+
 /* Predictions replayed as prefetches: perfect predictions turn every miss after the
  * first layer into a (LOADING) hit when the cache is big enough. */
 static void test_sim_prefetch_replay(void **state)
@@ -255,8 +301,8 @@ static void test_sim_prefetch_replay(void **state)
     ms_err err = {0};
     ms_sim_result a, b;
     ms_sim_opts so = {.prefetch = true};
-    assert_int_equal(ms_simulate(&t, NULL, "lru", 8, NULL, &a, &err), 0);
-    assert_int_equal(ms_simulate(&t, NULL, "lru", 8, &so, &b, &err), 0);
+    assert_int_equal(ms_simulate(&t, NULL, 0, "lru", 8, NULL, &a, &err), 0);
+    assert_int_equal(ms_simulate(&t, NULL, 0, "lru", 8, &so, &b, &err), 0);
     assert_true(b.stats.hits > a.stats.hits);
     assert_int_equal(b.stats.misses, 2); /* only the very first group misses */
     assert_true(b.stats.hits_loading > 0);
@@ -266,7 +312,7 @@ static void test_sim_prefetch_replay(void **state)
      * point of view of the predicted layer, and refused 952 of 1200: 954 misses).
      * A few refusals remain while it learns the precision (prior 1/2): 15 misses. */
     ms_sim_result c;
-    assert_int_equal(ms_simulate(&t, NULL, "next-use", 8, &so, &c, &err), 0);
+    assert_int_equal(ms_simulate(&t, NULL, 0, "next-use", 8, &so, &c, &err), 0);
     print_message("next-use with perfect predictions: %llu misses, %llu prefetches refused\n",
                   (unsigned long long)c.stats.misses, (unsigned long long)c.stats.prefetch_refused);
     assert_true(c.stats.misses <= 2 + 20);
@@ -290,9 +336,9 @@ static void test_next_use_adapts(void **state)
         ms_err err = {0};
         ms_sim_result a, f[5];
         uint64_t best = 0;
-        assert_int_equal(ms_simulate(&t, NULL, "next-use", cases[ci].slots, NULL, &a, &err), 0);
+        assert_int_equal(ms_simulate(&t, NULL, 0, "next-use", cases[ci].slots, NULL, &a, &err), 0);
         for (int i = 0; i < 5; i++) {
-            if (ms_simulate(&t, NULL, fixed[i], cases[ci].slots, NULL, &f[i], &err) < 0) fail_msg("%s", err.msg);
+            if (ms_simulate(&t, NULL, 0, fixed[i], cases[ci].slots, NULL, &f[i], &err) < 0) fail_msg("%s", err.msg);
             if (f[i].stats.hits > best) best = f[i].stats.hits;
         }
         print_message("case %zu: adaptive %llu hits; hl=8 %llu, 16 %llu, default %llu, 128 %llu, 4096 %llu\n", ci,
@@ -325,7 +371,7 @@ static void test_real_trace_reference(void **state)
     for (int pi = 0; pi < 4; pi++)
         for (int c = 0; c < 3; c++) {
             ms_sim_result r;
-            assert_int_equal(ms_simulate(&t, keys, pols[pi], caps[c], NULL, &r, &err), 0);
+            assert_int_equal(ms_simulate(&t, keys, n, pols[pi], caps[c], NULL, &r, &err), 0);
             got[pi][c] = r.hit_rate;
             if (fabs(round(r.hit_rate * 1000) / 1000 - ref[pi][c]) > 1e-9)
                 fail_msg("%s at %u slots: %.4f, README says %.3f", pols[pi], caps[c], r.hit_rate, ref[pi][c]);
@@ -333,7 +379,7 @@ static void test_real_trace_reference(void **state)
     /* The default policy: better than every baseline at every capacity. */
     for (int c = 0; c < 3; c++) {
         ms_sim_result r;
-        assert_int_equal(ms_simulate(&t, keys, ms_policy_default(), caps[c], NULL, &r, &err), 0);
+        assert_int_equal(ms_simulate(&t, keys, n, ms_policy_default(), caps[c], NULL, &r, &err), 0);
         got[4][c] = r.hit_rate;
         for (int pi = 0; pi < 3; pi++)
             if (r.hit_rate <= got[pi][c])
@@ -354,6 +400,7 @@ int main(void)
         cmocka_unit_test(test_profile),
         cmocka_unit_test(test_belady_upper_bound),
         cmocka_unit_test(test_sim_equals_runtime_replay),
+        cmocka_unit_test(test_sim_batches),
         cmocka_unit_test(test_sim_prefetch_replay),
         cmocka_unit_test(test_next_use_adapts),
         cmocka_unit_test(test_real_trace_reference),

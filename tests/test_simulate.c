@@ -89,7 +89,7 @@ static void test_json_schema(void **state)
         assert_true(fabs(hr - (double)hits / acc) < 1e-6);
         /* same number as the library simulator */
         ms_sim_result sr;
-        assert_int_equal(ms_simulate(&t, NULL, pol, (uint32_t)slots, NULL, &sr, &err), 0);
+        assert_int_equal(ms_simulate(&t, NULL, 0, pol, (uint32_t)slots, NULL, &sr, &err), 0);
         assert_int_equal(sr.stats.hits, hits);
         /* belady rows (last two) bound the others */
         json_object *b = json_object_array_get_idx(j, 6 + i % 2);
@@ -274,6 +274,9 @@ static void test_errors(void **state)
     expect_exit(2, "--ram needs --model", "--trace %s --ram 8G", SMALL);
     expect_exit(2, "--ram", "--trace %s --ram 8X --model /tmp", SMALL);
     expect_exit(1, "config.json", "--trace %s --ram 8G,16G --model /nonexistent-model", SMALL);
+    expect_exit(2, "only used with --ram", "--trace %s --slots 8 --batch 16", SMALL);
+    expect_exit(2, "--batch", "--trace %s --ram 8G --model /tmp --batch 0", SMALL);
+    expect_exit(2, "--kv f16: use f32 or bf16", "--trace %s --ram 8G --model /tmp --kv f16", SMALL);
     expect_exit(2, "unknown option", "--trace %s --bogus", SMALL);
     expect_exit(2, "unexpected argument", "--trace %s extra", SMALL);
     expect_exit(1, "cannot open", "--trace %s", "/nonexistent/trace.jsonl");

@@ -5,8 +5,8 @@
  *   - a small budget really streams (misses and evictions happen) and stays
  *     within the budget (peak RSS of a child process);
  *   - the page cache does not fill with the model (mincore on the shards);
- *   - a trace recorded by `run --batch 1` replays in `simulate` to exactly the
- *     runtime's hit count;
+ *   - a trace recorded by `run` (token by token, or with prefill chunks and
+ *     waves) replays in `simulate` to exactly the runtime's hit count;
  *   - faults: injected short reads / EAGAIN give the same logits, an injected
  *     EIO and a shard truncated under a running engine give a clean error. */
 #include <fcntl.h>
@@ -202,38 +202,73 @@ static int64_t jint(json_object *o, const char *k)
     return json_object_get_int64(v);
 }
 
+/* Record a trace with `run`, replay it with `simulate` (same slots and policy,
+ * or the same --ram and run settings through the budget plan): the hit and
+ * access counts must be the runtime's exactly. Decode tokens one by one
+ * (--batch 1), and prefill in chunks (--batch 16: passes marked "batch" in the
+ * trace, the union of a chunk's experts acquired in waves when it exceeds the
+ * cache's max_acquire). */
 static void test_trace_replay_matches_runtime(void **state)
 {
     (void)state;
     char *dir = mst_tmpdir("stream_trace");
-    uint64_t lo = min_budget(64, 1, 2);
-    const char *pols[] = {"lru", "next-use", "lfu"};
-    for (int p = 0; p < 3; p++) {
-        int rc = mst_run(NULL, NULL,
-                         "%s run --model %s --tokens 1,2,3,4,5,6,7,8 -n 24 --temp 0.8 --seed 3 --batch 1 --ctx 64 "
-                         "--threads 2 --ram %llu --policy %s --trace %s/t.jsonl --stats-json %s/s.json --quiet",
-                         MS_BIN, g_model, (unsigned long long)(lo + (200u << 10)), pols[p], dir, dir);
-        assert_int_equal(rc, 0);
-        char *sp = mst_fmt("%s/s.json", dir);
-        json_object *st = read_json(sp);
-        free(sp);
-        int64_t slots = jint(st, "cache_slots"), hits = jint(st, "hits"), acc = jint(st, "accesses");
-        char *out = NULL;
-        rc = mst_run(&out, NULL, "%s simulate --trace %s/t.jsonl --slots %lld --policy %s --json", MS_BIN, dir,
-                     (long long)slots, pols[p]);
-        assert_int_equal(rc, 0);
-        json_object *sim = json_tokener_parse(out);
-        assert_non_null(sim);
-        json_object *row = json_object_array_get_idx(sim, 0);
-        print_message("%s: %lld slots, runtime %lld/%lld hits, simulator %lld/%lld\n", pols[p], (long long)slots,
-                      (long long)hits, (long long)acc, (long long)jint(row, "hits"), (long long)jint(row, "accesses"));
-        assert_int_equal(jint(row, "accesses"), acc);
-        assert_int_equal(jint(row, "hits"), hits);
-        assert_true(hits < acc); /* the cache really was too small */
-        json_object_put(sim);
-        json_object_put(st);
-        free(out);
-    }
+    char prompt[512] = "1";
+    for (int i = 2; i <= 40; i++) snprintf(prompt + strlen(prompt), sizeof prompt - strlen(prompt), ",%d", i * 7);
+    struct {
+        int batch;
+        const char *tokens;
+        uint64_t ram;
+        bool by_ram; /* simulate --ram ... --model (else --slots) */
+    } cases[] = {
+        {1, "1,2,3,4,5,6,7,8", min_budget(64, 1, 2) + (200u << 10), false},
+        {16, prompt, min_budget(64, 16, 2) + (64u << 10), true},
+        {16, prompt, min_budget(64, 16, 2) + (400u << 10), true},
+    };
+    const char *pols[] = {"lru", "next-use", "lfu", "lru-layer"};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
+        for (int p = 0; p < 4; p++) {
+            int rc = mst_run(NULL, NULL,
+                             "%s run --model %s --tokens %s -n 24 --temp 0.8 --seed 3 --batch %d --ctx 64 --threads 2 "
+                             "--ram %llu --policy %s --trace %s/t.jsonl --stats-json %s/s.json --quiet",
+                             MS_BIN, g_model, cases[ci].tokens, cases[ci].batch, (unsigned long long)cases[ci].ram,
+                             pols[p], dir, dir);
+            assert_int_equal(rc, 0);
+            char *sp = mst_fmt("%s/s.json", dir);
+            json_object *st = read_json(sp);
+            free(sp);
+            int64_t slots = jint(st, "cache_slots"), hits = jint(st, "hits"), acc = jint(st, "accesses");
+            char *out = NULL;
+            if (cases[ci].by_ram)
+                rc = mst_run(&out, NULL,
+                             "%s simulate --trace %s/t.jsonl --ram %llu --model %s --ctx 64 --batch %d --threads 2 "
+                             "--policy %s --json",
+                             MS_BIN, dir, (unsigned long long)cases[ci].ram, g_model, cases[ci].batch, pols[p]);
+            else
+                rc = mst_run(&out, NULL, "%s simulate --trace %s/t.jsonl --slots %lld --policy %s --json", MS_BIN, dir,
+                             (long long)slots, pols[p]);
+            assert_int_equal(rc, 0);
+            json_object *sim = json_tokener_parse(out);
+            assert_non_null(sim);
+            json_object *row = json_object_array_get_idx(sim, 0);
+            print_message("batch %d, %s: %lld slots, runtime %lld/%lld hits, simulator %lld/%lld (%lld slots)\n",
+                          cases[ci].batch, pols[p], (long long)slots, (long long)hits, (long long)acc,
+                          (long long)jint(row, "hits"), (long long)jint(row, "accesses"), (long long)jint(row, "slots"));
+            assert_int_equal(jint(row, "slots"), slots);
+            assert_int_equal(jint(row, "accesses"), acc);
+            assert_int_equal(jint(row, "hits"), hits);
+            assert_true(hits < acc); /* the cache really was too small */
+            if (cases[ci].batch > 1) { /* chunks share experts: fewer accesses than tokens x layers x top_k */
+                char *tp = mst_fmt("%s/t.jsonl", dir);
+                char *txt = mst_slurp(tp, NULL);
+                assert_non_null(strstr(txt, "\"batch\":16"));
+                assert_non_null(strstr(txt, "\"batch\":8")); /* 40 = 16 + 16 + 8 */
+                free(txt);
+                free(tp);
+            }
+            json_object_put(sim);
+            json_object_put(st);
+            free(out);
+        }
     free(dir);
 }
 

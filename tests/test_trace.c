@@ -71,6 +71,8 @@ static uint32_t *write_random(const char *path, ms_trace_format fmt, uint32_t L,
                 if (pr[r] == pr[q]) pr[q] = -1;
         }
         if (t == 0) pr[0] = -1;
+        /* tokens 2..6 of every seq (of 10) are one forward pass */
+        if (t % 10 == 2 && t + 5 <= T && ms_trace_writer_batch(w, 5, &err) < 0) fail_msg("%s", err.msg);
         int rc = ms_trace_writer_add(w, t / 10, t % 10, ex, preds ? pr : NULL, preds ? 3 : 0, &err);
         if (rc < 0) fail_msg("%s", err.msg);
     }
@@ -90,6 +92,7 @@ static void check_equal(const ms_trace *a, const ms_trace *b)
     assert_memory_equal(a->experts, b->experts, a->n_tokens * per * sizeof(uint16_t));
     assert_memory_equal(a->seq, b->seq, a->n_tokens * sizeof(uint32_t));
     assert_memory_equal(a->pos, b->pos, a->n_tokens * sizeof(uint32_t));
+    assert_memory_equal(a->batch, b->batch, a->n_tokens * sizeof(uint32_t));
     assert_int_equal(a->max_pred, b->max_pred);
     if (a->max_pred)
         assert_memory_equal(a->predicted, b->predicted, a->n_tokens * a->info.n_layers * a->max_pred * sizeof(int32_t));
@@ -108,6 +111,7 @@ static void round_trip(uint32_t L, uint32_t E, uint32_t K, uint32_t T, bool pred
     for (uint32_t t = 0; t < T; t++) {
         assert_int_equal(a.seq[t], t / 10);
         assert_int_equal(a.pos[t], t % 10);
+        assert_int_equal(a.batch[t], t % 10 == 2 && t + 5 <= T ? 5 : t % 10 > 2 && t % 10 < 7 && t - t % 10 + 7 <= T ? 0 : 1);
         for (uint32_t l = 0; l < L; l++)
             for (uint32_t j = 0; j < K; j++)
                 assert_int_equal(ms_trace_experts(&a, t, l)[j], ex[((size_t)t * L + l) * K + j]);
@@ -304,6 +308,108 @@ static void test_writer_validation(void **state)
     free(p);
 }
 
+#define TOK(s, p, extra) "{\"seq\":" #s ",\"pos\":" #p ",\"experts\":[[1,2],[3,4]]" extra "}\n"
+
+static void test_batch_reader(void **state)
+{
+    (void)state;
+    char *p = write_file("batch.jsonl", HDR TOK(0, 0, "") TOK(0, 1, ",\"batch\":3") TOK(0, 2, "") TOK(0, 3, "")
+                                            TOK(0, 4, ",\"batch\":1") TOK(1, 0, ",\"batch\":2") TOK(1, 1, ""));
+    ms_trace t;
+    ms_err err = {0};
+    if (ms_trace_read(p, &t, &err) < 0) fail_msg("%s", err.msg);
+    const uint32_t want[7] = {1, 3, 0, 0, 1, 2, 0};
+    assert_int_equal(t.n_tokens, 7);
+    assert_memory_equal(t.batch, want, sizeof want);
+    ms_trace_free(&t);
+    free(p);
+    expect_error("e_b_nest.jsonl", HDR TOK(0, 0, ",\"batch\":3") TOK(0, 1, ",\"batch\":2") TOK(0, 2, ""),
+                 "line 3: a batch starts inside the batch of line 2");
+    expect_error("e_b_one.jsonl", HDR TOK(0, 0, ",\"batch\":2") TOK(0, 1, ",\"batch\":1"), "inside the batch of line 2");
+    expect_error("e_b_seq.jsonl", HDR TOK(0, 0, ",\"batch\":2") TOK(1, 0, ""), "line 3: seq 1 inside the batch of line 2");
+    expect_error("e_b_end.jsonl", HDR TOK(0, 0, "") TOK(0, 1, ",\"batch\":4") TOK(0, 2, ""),
+                 "ends inside the batch of line 3 (2 tokens missing)");
+    expect_error("e_b_zero.jsonl", HDR TOK(0, 0, ",\"batch\":0"), "out of range");
+    expect_error("e_b_big.jsonl", HDR TOK(0, 0, ",\"batch\":99999999"), "out of range");
+    expect_error("e_b_str.jsonl", HDR TOK(0, 0, ",\"batch\":\"2\""), "not an integer");
+}
+
+static void test_batch_binary_and_writer(void **state)
+{
+    (void)state;
+    ms_trace_info info = {.n_layers = 2, .n_experts = 8, .top_k = 2};
+    uint32_t ex[4] = {1, 2, 3, 4};
+    ms_err err = {0};
+    ms_trace_writer *w;
+    char *p = mst_fmt("%s/wb.bin", tmp);
+    /* writer errors: nested batch, a seq change inside one, closing inside one */
+    assert_int_equal(ms_trace_writer_open(p, MS_TRACE_BINARY, &info, &w, &err), 0);
+    assert_int_equal(ms_trace_writer_batch(w, 3, &err), 0);
+    assert_int_equal(ms_trace_writer_batch(w, 2, &err), -EINVAL);
+    assert_int_equal(ms_trace_writer_batch(w, 0, &err), -EINVAL);
+    assert_int_equal(ms_trace_writer_add(w, 0, 0, ex, NULL, 0, &err), 0);
+    ms_err_clear(&err);
+    assert_int_equal(ms_trace_writer_add(w, 1, 0, ex, NULL, 0, &err), -EINVAL);
+    if (!strstr(err.msg, "seq 1 inside a batch of seq 0")) fail_msg("%s", err.msg);
+    assert_int_equal(ms_trace_writer_add(w, 0, 1, ex, NULL, 0, &err), 0);
+    ms_err_clear(&err);
+    assert_int_equal(ms_trace_writer_close(w, &err), -EINVAL);
+    assert_non_null(strstr(err.msg, "closed inside a batch (1 tokens missing)"));
+    /* a good one: [alone] [batch of 2]; the batch record is 1 + 4 bytes */
+    assert_int_equal(ms_trace_writer_open(p, MS_TRACE_BINARY, &info, &w, &err), 0);
+    assert_int_equal(ms_trace_writer_batch(w, 1, &err), 0); /* nothing to record */
+    assert_int_equal(ms_trace_writer_add(w, 0, 0, ex, NULL, 0, &err), 0);
+    assert_int_equal(ms_trace_writer_batch(w, 2, &err), 0);
+    assert_int_equal(ms_trace_writer_add(w, 0, 1, ex, NULL, 0, &err), 0);
+    assert_int_equal(ms_trace_writer_add(w, 0, 2, ex, NULL, 0, &err), 0);
+    assert_int_equal(ms_trace_writer_close(w, &err), 0);
+    ms_trace t;
+    if (ms_trace_read(p, &t, &err) < 0) fail_msg("%s", err.msg);
+    assert_int_equal(t.n_tokens, 3);
+    assert_int_equal(t.batch[0], 1);
+    assert_int_equal(t.batch[1], 2);
+    assert_int_equal(t.batch[2], 0);
+    ms_trace_free(&t);
+    size_t len;
+    unsigned char *d = (unsigned char *)mst_slurp(p, &len);
+    const size_t rec = 1 + 8 + 4; /* tag, seq, pos, 2 layers x 2 u8 ids */
+    size_t mark = len - 2 * rec - 5;
+    assert_int_equal(d[mark], 3);
+    assert_int_equal(d[mark + 1], 2);
+    char *q = mst_fmt("%s/wb_bad.bin", tmp);
+    struct {
+        size_t cut;       /* write the first len - cut bytes */
+        unsigned char n0; /* batch length byte */
+        const char *needle;
+    } cases[] = {
+        {rec, 2, "ends inside the batch of record 2 (1 tokens missing)"},
+        {2 * rec, 2, "ends after the batch record 2 (no tokens follow)"},
+        {0, 1, "record 2: batch of 1 tokens out of range [2, "},
+        {0, 3, "ends inside the batch of record 2 (1 tokens missing)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        d[mark + 1] = cases[i].n0;
+        FILE *f = fopen(q, "wb");
+        fwrite(d, 1, len - cases[i].cut, f);
+        fclose(f);
+        ms_err_clear(&err);
+        assert_true(ms_trace_read(q, &t, &err) < 0);
+        if (!strstr(err.msg, cases[i].needle)) fail_msg("case %zu: '%s' lacks '%s'", i, err.msg, cases[i].needle);
+    }
+    /* two batch records in a row */
+    d[mark + 1] = 2;
+    FILE *f = fopen(q, "wb");
+    fwrite(d, 1, mark + 5, f);
+    fwrite(d + mark, 1, len - mark, f);
+    fclose(f);
+    ms_err_clear(&err);
+    assert_true(ms_trace_read(q, &t, &err) < 0);
+    assert_non_null(strstr(err.msg, "record 3: a batch starts inside the batch of record 2"));
+    free(d);
+    free(q);
+    free(p);
+}
+
 static void test_shared_trace(void **state)
 {
     (void)state;
@@ -336,6 +442,8 @@ int main(void)
         cmocka_unit_test(test_reader_errors),
         cmocka_unit_test(test_binary_errors),
         cmocka_unit_test(test_writer_validation),
+        cmocka_unit_test(test_batch_reader),
+        cmocka_unit_test(test_batch_binary_and_writer),
         cmocka_unit_test(test_shared_trace),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -1,7 +1,8 @@
 /* fuzz_trace.c - libFuzzer target: a routing trace (JSON lines or the binary
  * "MSTRACE1" form, auto-detected) through ms_trace_read; a trace that parses is
  * written back in both encodings with ms_trace_write and read again, and must
- * come back identical (tokens, experts, predictions, header numbers).
+ * come back identical (tokens, experts, predictions, batches, header numbers);
+ * a small one is also replayed by the simulator (passes, unions, waves).
  * Seeds: traces of `moestream run --trace` on the tiny model (both encodings,
  * with and without next-layer predictions) and hand-made edge cases. */
 #include <stdint.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include "fuzz_common.h"
+#include "sim.h"
 #include "trace.h"
 
 static void same(const ms_trace *a, const ms_trace *b)
@@ -25,7 +27,8 @@ static void same(const ms_trace *a, const ms_trace *b)
     size_t ne = (size_t)a->n_tokens * a->info.n_layers * a->info.top_k;
     if (ne && memcmp(a->experts, b->experts, ne * sizeof *a->experts)) abort();
     if (a->n_tokens && (memcmp(a->seq, b->seq, a->n_tokens * sizeof *a->seq) ||
-                        memcmp(a->pos, b->pos, a->n_tokens * sizeof *a->pos)))
+                        memcmp(a->pos, b->pos, a->n_tokens * sizeof *a->pos) ||
+                        memcmp(a->batch, b->batch, a->n_tokens * sizeof *a->batch)))
         abort();
     size_t np = (size_t)a->n_tokens * a->info.n_layers * a->max_pred;
     if (np && memcmp(a->predicted, b->predicted, np * sizeof *a->predicted)) abort();
@@ -52,6 +55,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             for (uint32_t k = 0; k < t.info.top_k; k++)
                 if (ex[k] >= t.info.n_experts) abort(); /* validated ids only */
         }
+    /* the simulator's schedule (passes, unions, waves) on what was read */
+    size_t nk = (size_t)t.info.n_layers * t.info.n_experts;
+    if (nk <= (1u << 16) && t.n_tokens * t.info.n_layers * t.info.top_k <= (1u << 16)) {
+        uint32_t *keys;
+        size_t n;
+        ms_err e2 = {0};
+        if (ms_trace_keys(&t, &keys, &n, &e2) < 0) abort();
+        if (n > t.n_tokens * t.info.n_layers * t.info.top_k) abort();
+        const uint32_t caps[2] = {t.info.top_k, t.info.top_k + 1};
+        for (int c = 0; c < 2; c++) {
+            ms_sim_result r;
+            if (caps[c] > nk) continue;
+            if (ms_simulate(&t, keys, n, c ? "next-use" : "lru", caps[c], NULL, &r, &e2) < 0) abort();
+            if (r.stats.accesses != n || r.stats.hits > n) abort();
+        }
+        free(keys);
+    }
     const char *outs[2] = {out_bin, out_jsonl};
     const ms_trace_format fmts[2] = {MS_TRACE_BINARY, MS_TRACE_JSONL};
     for (int i = 0; i < 2; i++) {
