@@ -28,6 +28,7 @@ typedef struct drow {
     uint64_t ram;
     char io[32], policy[48], phase[8], prefetch[16];
     double decode_tok_s, prefill_tok_s, hit_rate, bytes_per_token, experts_per_token, read_gbps, io_wait, disk_per_token;
+    double io_wait_s, wait_saved_s; /* I/O wait of the run (s); prefetch's estimate of what it saved */
     uint64_t peak_rss, gen;
     int ok;
     char err[1100];
@@ -40,7 +41,8 @@ static void usage(FILE *f)
             "\n"
             "For every budget x backend x policy: generate from a fixed prompt, cold (page cache dropped,\n"
             "empty expert cache) and then warm (same prompt again in the same process). Reports decode\n"
-            "tok/s, hit rate, experts and bytes read per token, read GB/s, I/O wait, peak RSS, and the\n"
+            "tok/s, hit rate, experts and bytes read per token, read GB/s, I/O wait (share of the run and\n"
+            "seconds: the wait a prefetch mode saves is the none row's minus its own), peak RSS, and the\n"
             "physical limit device GB/s / bytes missed per token.\n"
             "\n"
             "  --model DIR           model directory\n"
@@ -112,6 +114,8 @@ static void child(const char *model, const ms_model *m, uint64_t ram, const char
         r->disk_per_token = st.disk_bytes_per_token;
         r->read_gbps = st.read_gbps;
         r->io_wait = st.io_wait_fraction;
+        r->io_wait_s = st.io_wait_s;
+        r->wait_saved_s = st.prefetch_wait_saved_s;
         r->peak_rss = st.peak_rss;
         r->gen = st.generated_tokens;
         snprintf(r->policy, sizeof r->policy, "%s", st.policy);
@@ -238,10 +242,10 @@ int ms_bench_decode(int argc, char **argv)
     if (dev <= 0 && m.n_moe_layers) dev = measure_device(&m);
     json_object *arr = json_object_new_array();
     if (!json)
-        printf("%-8s %-10s %-12s %-10s %-5s %9s %9s %7s %10s %9s %10s %8s %7s %10s %10s\n", "io", "ram", "policy",
+        printf("%-8s %-10s %-12s %-10s %-5s %9s %9s %7s %10s %9s %10s %8s %7s %7s %10s %10s\n", "io", "ram", "policy",
                "prefetch", "phase",
-               "decode/s", "prefill/s", "hit", "MiB/tok", "exp/tok", "disk MiB/t", "read GB/s", "wait", "peak RSS",
-               "limit t/s");
+               "decode/s", "prefill/s", "hit", "MiB/tok", "exp/tok", "disk MiB/t", "read GB/s", "wait", "wait s",
+               "peak RSS", "limit t/s");
     for (int a = 0; a < n_ram; a++)
         for (int b = 0; b < n_io; b++)
             for (int c = 0; c < n_pol * n_pf; c++) {
@@ -278,10 +282,11 @@ int ms_bench_decode(int argc, char **argv)
                         continue;
                     }
                     if (!json)
-                        printf("%-8s %-10s %-12s %-10s %-5s %9.2f %9.2f %6.1f%% %10.2f %9.2f %10.2f %8.2f %6.0f%% %10s %10.1f\n",
+                        printf("%-8s %-10s %-12s %-10s %-5s %9.2f %9.2f %6.1f%% %10.2f %9.2f %10.2f %8.2f %6.0f%% %7.3f %10s "
+                               "%10.1f\n",
                                r->io, ms_fmt_bytes(r->ram, rb, 32), r->policy, r->prefetch, r->phase, r->decode_tok_s,
                                r->prefill_tok_s, 100 * r->hit_rate, r->bytes_per_token / 1048576.0, r->experts_per_token,
-                               r->disk_per_token / 1048576.0, r->read_gbps, 100 * r->io_wait,
+                               r->disk_per_token / 1048576.0, r->read_gbps, 100 * r->io_wait, r->io_wait_s,
                                ms_fmt_bytes(r->peak_rss, pk, 32), limit);
                     json_object *j = json_object_new_object();
                     json_object_object_add(j, "io", json_object_new_string(r->io));
@@ -297,6 +302,8 @@ int ms_bench_decode(int argc, char **argv)
                     json_object_object_add(j, "read_gbps", json_object_new_double(r->read_gbps));
                     json_object_object_add(j, "disk_bytes_per_token", json_object_new_double(r->disk_per_token));
                     json_object_object_add(j, "io_wait_fraction", json_object_new_double(r->io_wait));
+                    json_object_object_add(j, "io_wait_s", json_object_new_double(r->io_wait_s));
+                    json_object_object_add(j, "prefetch_wait_saved_s", json_object_new_double(r->wait_saved_s));
                     json_object_object_add(j, "peak_rss_bytes", json_object_new_int64((int64_t)r->peak_rss));
                     json_object_object_add(j, "device_gbps", json_object_new_double(dev));
                     json_object_object_add(j, "physical_limit_tok_s", json_object_new_double(limit));

@@ -44,6 +44,8 @@ typedef struct ms_gen_stats {
     const char *prefetch;        /* mode */
     double prefetch_precision;   /* predicted experts the router then chose (= recall at top-k) */
     double prefetch_use_rate;    /* prefetched experts later used / prefetched and resolved */
+    double prefetch_wait_saved_s; /* estimate: prefetched experts used x this run's I/O wait
+                                     per demand miss (bench decode measures none vs next-layer) */
     bool prefetch_stopped;
     uint64_t prefetch_stopped_at;
     int64_t slots;

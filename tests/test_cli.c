@@ -3,6 +3,7 @@
  * seed reproducible and pinned, stats JSON keys), chat (KV cache reused across
  * turns), and the one-line errors with exit 1 (runtime) / 2 (usage). */
 #include <json-c/json.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,6 +158,33 @@ static void test_run_text_and_stats(void **state)
     }
     assert_int_equal(jint(o, "ram_budget_bytes"), 256 << 20);
     assert_true(jint(o, "peak_rss_bytes") <= 256 << 20);
+    json_object_put(o);
+    free(txt);
+    free(out);
+    free(errs);
+    /* prefetch: precision / recall and the wait it saved (estimate = used x wait per demand miss) */
+    assert_int_equal(mst_run(&out, &errs,
+                             "%s run --model %s --prompt 'Hello world' -n 8 --ram 256M --prefetch next-layer "
+                             "--stats-json %s",
+                             MS_BIN, g_dir, sj),
+                     0);
+    assert_non_null(strstr(errs, "(= recall at top-k)"));
+    assert_non_null(strstr(errs, "s wait saved"));
+    txt = mst_slurp(sj, NULL);
+    o = jparse(txt);
+    json_object *v;
+    const char *pk[] = {"prefetch_precision", "prefetch_recall", "prefetch_use_rate", "prefetch_wait_saved_s", "io_wait_s"};
+    double pv[5];
+    for (int i = 0; i < 5; i++) {
+        if (!json_object_object_get_ex(o, pk[i], &v)) fail_msg("stats JSON lacks %s", pk[i]);
+        pv[i] = json_object_get_double(v);
+        assert_true(pv[i] >= 0);
+    }
+    assert_true(pv[0] <= 1 && pv[1] == pv[0] && pv[2] <= 1);
+    int64_t used = jint(o, "prefetch_used"), misses = jint(o, "misses");
+    assert_true(jint(o, "prefetch_issued") > 0);
+    double want = misses ? (double)used * pv[4] / (double)misses : 0;
+    assert_true(fabs(pv[3] - want) <= 1e-9 * (1 + want));
     json_object_put(o);
     free(txt);
     free(sj);
