@@ -52,6 +52,14 @@ static void make_trace(ms_trace *t, uint32_t L, uint32_t E, uint32_t K, uint32_t
     }
 }
 
+/* Read a trace and its simulator access stream (fails the test on error). */
+static void read_trace_keys(const char *path, ms_trace *t, uint32_t **keys, size_t *n)
+{
+    ms_err err = {0};
+    if (ms_trace_read(path, t, &err) < 0) fail_msg("%s", err.msg);
+    if (ms_trace_keys(t, keys, n, &err) < 0) fail_msg("%s", err.msg);
+}
+
 static void test_registry(void **state)
 {
     (void)state;
@@ -264,10 +272,9 @@ static void test_sim_batches(void **state)
     fclose(f);
     ms_trace t;
     ms_err err = {0};
-    if (ms_trace_read(p, &t, &err) < 0) fail_msg("%s", err.msg);
     uint32_t *keys;
     size_t n;
-    assert_int_equal(ms_trace_keys(&t, &keys, &n, &err), 0);
+    read_trace_keys(p, &t, &keys, &n);
     const uint32_t want[9] = {0, 1, 2, 0, 2, 3, 4, 2, 1};
     assert_int_equal(n, 9);
     assert_memory_equal(keys, want, sizeof want);
@@ -360,10 +367,9 @@ static void test_real_trace_reference(void **state)
     if (!mst_exists(p)) skip();
     ms_trace t;
     ms_err err = {0};
-    if (ms_trace_read(p, &t, &err) < 0) fail_msg("%s", err.msg);
     uint32_t *keys;
     size_t n;
-    assert_int_equal(ms_trace_keys(&t, &keys, &n, &err), 0);
+    read_trace_keys(p, &t, &keys, &n);
     const uint32_t caps[3] = {64, 128, 256};
     const char *pols[4] = {"lru", "lfu", "lru-layer", "belady"};
     const double ref[4][3] = {{0.106, 0.219, 0.491}, {0.146, 0.289, 0.556}, {0.136, 0.261, 0.526}, {0.397, 0.584, 0.809}};

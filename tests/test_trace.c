@@ -24,13 +24,18 @@ static int teardown(void **state)
     return 0;
 }
 
+static void write_bytes(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
 static char *write_file(const char *name, const char *text)
 {
     char *p = mst_fmt("%s/%s", tmp, name);
-    FILE *f = fopen(p, "wb");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
+    write_bytes(p, text, strlen(text));
     return p;
 }
 
@@ -237,9 +242,7 @@ static void test_binary_errors(void **state)
     char *data = mst_slurp(pb, &len);
     /* truncated last record */
     char *pt = mst_fmt("%s/b_trunc.bin", tmp);
-    FILE *f = fopen(pt, "wb");
-    fwrite(data, 1, len - 2, f);
-    fclose(f);
+    write_bytes(pt, data, len - 2);
     ms_trace t;
     ms_err err = {0};
     assert_true(ms_trace_read(pt, &t, &err) < 0);
@@ -248,9 +251,7 @@ static void test_binary_errors(void **state)
     /* bad tag in record 2: each record is 1 + 8 + 4 bytes here */
     char *pg = mst_fmt("%s/b_tag.bin", tmp);
     data[len - 4 * 13] = 7;
-    f = fopen(pg, "wb");
-    fwrite(data, 1, len, f);
-    fclose(f);
+    write_bytes(pg, data, len);
     ms_err_clear(&err);
     assert_true(ms_trace_read(pg, &t, &err) < 0);
     assert_non_null(strstr(err.msg, "record 2"));
@@ -258,17 +259,13 @@ static void test_binary_errors(void **state)
     /* expert out of range in the last record */
     data[len - 4 * 13] = 1;
     data[len - 1] = 9;
-    f = fopen(pg, "wb");
-    fwrite(data, 1, len, f);
-    fclose(f);
+    write_bytes(pg, data, len);
     ms_err_clear(&err);
     assert_true(ms_trace_read(pg, &t, &err) < 0);
     assert_non_null(strstr(err.msg, "record 5"));
     assert_non_null(strstr(err.msg, "out of range"));
     /* truncated header */
-    f = fopen(pg, "wb");
-    fwrite(data, 1, 20, f);
-    fclose(f);
+    write_bytes(pg, data, 20);
     ms_err_clear(&err);
     assert_true(ms_trace_read(pg, &t, &err) < 0);
     assert_non_null(strstr(err.msg, "header"));
@@ -389,19 +386,18 @@ static void test_batch_binary_and_writer(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         d[mark + 1] = cases[i].n0;
-        FILE *f = fopen(q, "wb");
-        fwrite(d, 1, len - cases[i].cut, f);
-        fclose(f);
+        write_bytes(q, d, len - cases[i].cut);
         ms_err_clear(&err);
         assert_true(ms_trace_read(q, &t, &err) < 0);
         if (!strstr(err.msg, cases[i].needle)) fail_msg("case %zu: '%s' lacks '%s'", i, err.msg, cases[i].needle);
     }
     /* two batch records in a row */
     d[mark + 1] = 2;
-    FILE *f = fopen(q, "wb");
-    fwrite(d, 1, mark + 5, f);
-    fwrite(d + mark, 1, len - mark, f);
-    fclose(f);
+    unsigned char *d2 = malloc(len + 5);
+    memcpy(d2, d, mark + 5);
+    memcpy(d2 + mark + 5, d + mark, len - mark);
+    write_bytes(q, d2, len + 5);
+    free(d2);
     ms_err_clear(&err);
     assert_true(ms_trace_read(q, &t, &err) < 0);
     assert_non_null(strstr(err.msg, "record 3: a batch starts inside the batch of record 2"));
