@@ -1,6 +1,6 @@
 /* expert_cache.h - the streaming expert cache: a RAM arena of whole expert slots
  * filled from the shard files through the I/O layer, behind the expert-source
- * interface of src/experts.h.
+ * interface of cache/experts.h.
  *
  *   arena (mmap'd anonymous, MADV_HUGEPAGE, optional mlock, NUMA-interleaved)
  *   +----------------------------------------------------------------------+

@@ -1,4 +1,4 @@
-/* test_synth_rng.c - the seeded PRNG of src/rng.h: determinism per (seed,
+/* test_synth_rng.c - the seeded PRNG of src/base/rng.h: determinism per (seed,
  * stream), independence of streams, unbiased bounded integers, and the moments
  * and bounds of the normal samplers (exact and the two fast approximations). */
 #include <math.h>

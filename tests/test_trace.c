@@ -1,4 +1,4 @@
-/* test_trace.c - routing traces (src/trace.c): JSON-lines and binary round trips
+/* test_trace.c - routing traces (cache/trace.c): JSON-lines and binary round trips
  * (with and without "predicted" lists), auto-detection, and strict validation on
  * crafted bad files: each error names the line (or record) at fault. */
 #include <stdio.h>

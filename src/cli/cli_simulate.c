@@ -1,6 +1,6 @@
 /* cli_simulate.c - `moestream simulate`: replay a routing trace through the
  * cache policies for a sweep of capacities and report hit rates (table, JSON,
- * SVG plot). The replay engine is policies/sim.c, which drives the runtime's own
+ * SVG plot). The replay engine is cache/sim.c, which drives the runtime's own
  * slot core (cache/slots.c), so hit counts equal the runtime's for the same
  * trace, slots and policy. Capacities come as slot counts (--slots), as
  * fractions of all (layer, expert) pairs (--capacity), or as RAM budgets

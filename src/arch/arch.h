@@ -1,5 +1,5 @@
 /* arch.h - the architecture ops table. Each model family lives in one file
- * (src/arch_<family>.c) behind this table: bind the resident weights, create the
+ * (src/arch/<family>.c) behind this table: bind the resident weights, create the
  * per-session state (KV cache + scratch), run the forward pass over a chunk of
  * tokens. deepseek_v3 is the first family; glm4_moe_lite shares its code. */
 #ifndef MS_ARCH_H

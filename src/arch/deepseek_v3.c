@@ -620,7 +620,7 @@ static int moe(const ds3_weights *w, const ds3_layer *ly, ds3_state *s, const ms
     /* 2. group tokens by expert (counting sort: deterministic). The distinct
      *    experts are acquired in order of first appearance (token order, then
      *    the router's rank): for one token that is the trace's order, which the
-     *    simulator replays (policies/sim.c). The order changes I/O, not output. */
+     *    simulator replays (cache/sim.c). The order changes I/O, not output. */
     memset(s->cnt, 0, (size_t)E * sizeof *s->cnt);
     int nu = 0;
     for (int i = 0; i < n * K; i++)
