@@ -265,14 +265,18 @@ static void test_golden_opens(void **state)
     ms_err err = {0};
     assert_int_equal(ms_model_open(GOLDEN, &m, &err), 0);
     assert_int_equal(m.n_moe_layers, 3);
-    assert_int_equal(m.layout, MS_EXPERTS_HF);
+    assert_non_null(m.layout);
+    assert_int_equal(m.layout->id, MS_EXPERTS_HF);
+    assert_int_equal(m.n_parts, 3); /* f32: gate, up, down weights */
     const ms_moe_layer *ml = ms_model_moe(&m, 1);
     assert_non_null(ml);
     assert_null(ms_model_moe(&m, 0));
     /* expert 5 of layer 2 = its three f32 tensors */
     ml = ms_model_moe(&m, 2);
     const ms_tensor *t = ms_tt_find(&m.tt, "model.layers.2.mlp.experts.5.up_proj.weight");
-    const ms_range *r = &ml->ranges[5 * MS_EXPERT_RANGES + 3];
+    const ms_range *r = &ml->ranges[5 * m.n_parts + 1];
+    assert_int_equal(ml->proj[MS_PROJ_UP].part[MS_PART_W], 1);
+    assert_int_equal(ml->proj[MS_PROJ_UP].part[MS_PART_SCALES], -1);
     assert_int_equal(r->offset, t->offset);
     assert_int_equal(r->len, 32 * 64 * 4);
     assert_int_equal(ml->expert_bytes, 3 * 32 * 64 * 4);

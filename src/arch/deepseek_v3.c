@@ -655,9 +655,9 @@ static int moe(const ds3_weights *w, const ds3_layer *ly, ds3_state *s, const ms
                 return rc;
             }
             int e = s->uniq[w0 + ep.pos];
-            ms_mat g = ms_linear_mat(&ml->fmt[0], 0, ep.p[0], ep.p[1], ep.p[2]);
-            ms_mat u = ms_linear_mat(&ml->fmt[1], 0, ep.p[3], ep.p[4], ep.p[5]);
-            ms_mat d = ms_linear_mat(&ml->fmt[2], 0, ep.p[6], ep.p[7], ep.p[8]);
+            ms_mat g = ms_expert_mat(ml, MS_PROJ_GATE, &ep);
+            ms_mat u = ms_expert_mat(ml, MS_PROJ_UP, &ep);
+            ms_mat d = ms_expert_mat(ml, MS_PROJ_DOWN, &ep);
             int ne = s->start[e + 1] - s->start[e];
             const int *lst = s->list + s->start[e];
             for (int r = 0; r < ne; r++)

@@ -26,10 +26,7 @@ static void usage(FILE *f)
             "  --ctx N    context length used for the minimum-budget figure (default 4096)\n");
 }
 
-static const char *layout_name(ms_expert_layout l)
-{
-    return l == MS_EXPERTS_MLX_STACKED ? "mlx-stacked" : l == MS_EXPERTS_HF ? "hf-per-expert" : "hf-fused";
-}
+static const char *layout_name(const ms_expert_layout *l) { return l ? l->name : "none"; }
 
 static const char *fmt_of(const ms_linear *l, char *buf, size_t n)
 {
@@ -95,7 +92,7 @@ int cmd_inspect(int argc, char **argv)
         json_object_object_add(r, "num_nextn_predict_layers", json_object_new_int(c->num_nextn_predict_layers));
         json_object_object_add(r, "n_tensors", json_object_new_int(m.tt.n_tensors));
         json_object_object_add(r, "n_files", json_object_new_int(m.tt.n_files));
-        json_object_object_add(r, "expert_layout", json_object_new_string(m.n_moe_layers ? layout_name(m.layout) : "none"));
+        json_object_object_add(r, "expert_layout", json_object_new_string(layout_name(m.layout)));
         json_object_object_add(r, "resident_bytes", json_object_new_int64((int64_t)m.resident_bytes));
         json_object_object_add(r, "expert_bytes", json_object_new_int64((int64_t)m.expert_bytes_total));
         json_object_object_add(r, "ignored_bytes", json_object_new_int64((int64_t)m.ignored_bytes));
@@ -105,9 +102,9 @@ int cmd_inspect(int argc, char **argv)
             json_object *e = json_object_new_object();
             json_object_object_add(e, "layer", json_object_new_int(m.moe[i].layer));
             json_object_object_add(e, "bytes_per_expert", json_object_new_int64((int64_t)m.moe[i].expert_bytes));
-            json_object_object_add(e, "gate", json_object_new_string(fmt_of(&m.moe[i].fmt[0], f0, sizeof f0)));
-            json_object_object_add(e, "up", json_object_new_string(fmt_of(&m.moe[i].fmt[1], f1, sizeof f1)));
-            json_object_object_add(e, "down", json_object_new_string(fmt_of(&m.moe[i].fmt[2], f2, sizeof f2)));
+            json_object_object_add(e, "gate", json_object_new_string(fmt_of(&m.moe[i].proj[0].fmt, f0, sizeof f0)));
+            json_object_object_add(e, "up", json_object_new_string(fmt_of(&m.moe[i].proj[1].fmt, f1, sizeof f1)));
+            json_object_object_add(e, "down", json_object_new_string(fmt_of(&m.moe[i].proj[2].fmt, f2, sizeof f2)));
             json_object_array_add(pl, e);
         }
         json_object_object_add(r, "experts_per_layer", pl);
@@ -151,14 +148,14 @@ int cmd_inspect(int argc, char **argv)
         if (m.n_moe_layers) {
             if (m.min_expert_bytes == m.max_expert_bytes) {
                 printf("per expert   %s (gate %s, up %s, down %s)\n", ms_fmt_bytes(m.max_expert_bytes, b1, sizeof b1),
-                       fmt_of(&m.moe[0].fmt[0], f0, sizeof f0), fmt_of(&m.moe[0].fmt[1], f1, sizeof f1),
-                       fmt_of(&m.moe[0].fmt[2], f2, sizeof f2));
+                       fmt_of(&m.moe[0].proj[0].fmt, f0, sizeof f0), fmt_of(&m.moe[0].proj[1].fmt, f1, sizeof f1),
+                       fmt_of(&m.moe[0].proj[2].fmt, f2, sizeof f2));
             } else {
                 printf("per expert   varies by layer:\n");
                 for (int i = 0; i < m.n_moe_layers; i++)
                     printf("  layer %-4d %s (gate %s, up %s, down %s)\n", m.moe[i].layer,
-                           ms_fmt_bytes(m.moe[i].expert_bytes, b1, sizeof b1), fmt_of(&m.moe[i].fmt[0], f0, sizeof f0),
-                           fmt_of(&m.moe[i].fmt[1], f1, sizeof f1), fmt_of(&m.moe[i].fmt[2], f2, sizeof f2));
+                           ms_fmt_bytes(m.moe[i].expert_bytes, b1, sizeof b1), fmt_of(&m.moe[i].proj[0].fmt, f0, sizeof f0),
+                           fmt_of(&m.moe[i].proj[1].fmt, f1, sizeof f1), fmt_of(&m.moe[i].proj[2].fmt, f2, sizeof f2));
             }
         }
         printf("\nquantization (module pattern, format, count, bytes):\n");

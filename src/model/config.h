@@ -67,6 +67,7 @@ typedef struct ms_config {
     int eos_token_ids[MS_MAX_EOS];
     int n_eos;
     char torch_dtype[16];
+    const char *const *moe_modules; /* MoE module names to probe for experts (NULL = default list) */
 } ms_config;
 
 /* Parse dir/config.json (or a config file path). */

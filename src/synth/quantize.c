@@ -223,14 +223,14 @@ static int build_jobs(qctx *q)
         }
         /* routed experts: stack */
         const ms_moe_layer *ml = ms_model_moe(m, l);
-        if (m->layout != MS_EXPERTS_HF)
+        if (!m->layout || m->layout->id != MS_EXPERTS_HF)
             return ms_errf(q->err, ENOTSUP, "%s: layer %d: quantize needs per-expert HF tensors (mlp.experts.<e>.*)",
                            m->dir, l);
         static const char *proj[3] = {"gate_proj", "up_proj", "down_proj"};
         for (int p = 0; p < 3; p++) {
             int E = c->n_routed_experts;
-            job s = {.kind = JOB_STACK, .lead = E, .rows = ml->fmt[p].rows, .cols = ml->fmt[p].cols,
-                     .out_dtype = q->o->dtype == MS_DT_COUNT ? ml->fmt[p].w->dtype : q->o->dtype};
+            job s = {.kind = JOB_STACK, .lead = E, .rows = ml->proj[p].fmt.rows, .cols = ml->proj[p].fmt.cols,
+                     .out_dtype = q->o->dtype == MS_DT_COUNT ? ml->proj[p].fmt.w->dtype : q->o->dtype};
             s.srcs = malloc((size_t)E * sizeof *s.srcs);
             if (!s.srcs) return ms_errf(q->err, ENOMEM, "out of memory");
             for (int e = 0; e < E; e++) {
