@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arch.h"
 #include "bench.h"
 #include "bench_io_core.h"
 #include "cli.h"

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arch.h"
 #include "engine.h"
 #include "model.h"
 #include "ms_test.h"

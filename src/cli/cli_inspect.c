@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arch.h"
 #include "cli.h"
 #include "model.h"
 #include "plan.h"
@@ -79,15 +80,15 @@ int cmd_inspect(int argc, char **argv)
         json_object_object_add(r, "n_layers", json_object_new_int(c->n_layers));
         json_object_object_add(r, "hidden_size", json_object_new_int(c->hidden_size));
         json_object_object_add(r, "vocab_size", json_object_new_int(c->vocab_size));
-        json_object_object_add(r, "n_heads", json_object_new_int(c->n_heads));
-        json_object_object_add(r, "q_lora_rank", c->q_lora_rank ? json_object_new_int(c->q_lora_rank) : NULL);
-        json_object_object_add(r, "kv_lora_rank", json_object_new_int(c->kv_lora_rank));
+        if (c->wrapper_type[0]) json_object_object_add(r, "wrapper_type", json_object_new_string(c->wrapper_type));
+        json_object_object_add(r, "family", json_object_new_string(c->family->name));
+        ms_strbuf ignored = {0};
+        c->family->describe(c, &ignored, r); /* family fields: n_heads, ... */
+        ms_sb_free(&ignored);
         json_object_object_add(r, "n_moe_layers", json_object_new_int(m.n_moe_layers));
         json_object_object_add(r, "n_experts", json_object_new_int(c->n_routed_experts));
         json_object_object_add(r, "n_shared_experts", json_object_new_int(c->n_shared_experts));
         json_object_object_add(r, "top_k", json_object_new_int(c->n_experts_per_tok));
-        json_object_object_add(r, "n_group", json_object_new_int(c->n_group));
-        json_object_object_add(r, "topk_group", json_object_new_int(c->topk_group));
         json_object_object_add(r, "moe_intermediate_size", json_object_new_int(c->moe_intermediate_size));
         json_object_object_add(r, "num_nextn_predict_layers", json_object_new_int(c->num_nextn_predict_layers));
         json_object_object_add(r, "n_tensors", json_object_new_int(m.tt.n_tensors));
@@ -129,17 +130,17 @@ int cmd_inspect(int argc, char **argv)
         printf("model_type   %s (%d layers: %d dense + %d MoE%s)\n", c->model_type, c->n_layers,
                c->n_layers - m.n_moe_layers, m.n_moe_layers,
                c->num_nextn_predict_layers ? ", MTP layers ignored" : "");
-        printf("widths       hidden %d, vocab %d, heads %d, q_lora %s%d, kv_lora %d, nope/rope/v %d/%d/%d\n",
-               c->hidden_size, c->vocab_size, c->n_heads, c->q_lora_rank ? "" : "null ", c->q_lora_rank,
-               c->kv_lora_rank, c->qk_nope_head_dim, c->qk_rope_head_dim, c->v_head_dim);
+        if (c->wrapper_type[0]) printf("wrapper      %s (text model %s)\n", c->wrapper_type, c->model_type);
+        ms_strbuf desc = {0};
+        json_object *ignored = json_object_new_object();
+        c->family->describe(c, &desc, ignored);
+        json_object_put(ignored);
+        fputs(ms_sb_str(&desc), stdout);
+        ms_sb_free(&desc);
         if (m.n_moe_layers)
-            printf("experts      %d routed (top-%d, groups %d keep %d) + %d shared, width %d, layout %s\n",
-                   c->n_routed_experts, c->n_experts_per_tok, c->n_group, c->topk_group, c->n_shared_experts,
-                   c->moe_intermediate_size, layout_name(m.layout));
-        printf("rope         theta %g%s", c->rope.theta, c->rope.type == MS_ROPE_YARN ? ", YaRN" : "");
-        if (c->rope.type == MS_ROPE_YARN)
-            printf(" factor %g over %" PRId64, c->rope.factor, c->rope.orig_max_pos);
-        printf(", max positions %" PRId64 "\n", c->max_position_embeddings);
+            printf("experts      %d routed (top-%d) + %d shared, width %d, layout %s, %d parts each\n",
+                   c->n_routed_experts, c->n_experts_per_tok, c->n_shared_experts, c->moe_intermediate_size,
+                   layout_name(m.layout), m.n_parts);
         printf("files        %d shard(s), %d tensors\n", m.tt.n_files, m.tt.n_tensors);
         printf("resident     %s\n", ms_fmt_bytes(m.resident_bytes, b1, sizeof b1));
         printf("experts      %s (%d x %d experts)\n", ms_fmt_bytes(m.expert_bytes_total, b1, sizeof b1),

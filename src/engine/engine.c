@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arch.h"
 #include "expert_cache.h"
 #include "plan.h"
 #include "util.h"

@@ -224,13 +224,17 @@ static void classify(ms_model *m)
     }
 }
 
-int ms_model_open(const char *dir, ms_model *m, ms_err *err)
+int ms_model_open_cfg(const char *dir, ms_config *cfg, ms_model *m, ms_err *err)
 {
     memset(m, 0, sizeof *m);
+    m->cfg = *cfg; /* ownership of the family's block moves here */
+    cfg->arch = NULL;
     int rc;
     m->dir = strdup(dir);
-    if (!m->dir) return ms_errf(err, ENOMEM, "out of memory");
-    if ((rc = ms_config_load(dir, &m->cfg, err)) < 0) goto fail;
+    if (!m->dir) {
+        ms_config_free(&m->cfg);
+        return ms_errf(err, ENOMEM, "out of memory");
+    }
     if ((rc = ms_qconfig_load(dir, &m->qcfg, err)) < 0) goto fail;
     if ((rc = ms_tt_open_dir(dir, &m->tt, err)) < 0) goto fail;
     if (ms_tt_find(&m->tt, "model.embed_tokens.weight")) m->prefix[0] = 0;
@@ -307,6 +311,7 @@ void ms_model_close(ms_model *m)
     free(m->role);
     ms_tt_free(&m->tt);
     ms_qconfig_free(&m->qcfg);
+    ms_config_free(&m->cfg);
     free(m->dir);
     memset(m, 0, sizeof *m);
 }

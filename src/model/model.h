@@ -76,7 +76,10 @@ typedef struct ms_model {
 
 enum { MS_ROLE_RESIDENT = 0, MS_ROLE_EXPERT = 1, MS_ROLE_IGNORED = 2 };
 
-int ms_model_open(const char *dir, ms_model *m, ms_err *err);
+/* Open a model directory with its config.json already parsed (cfg moves into
+ * m). src/arch's ms_model_open parses config.json through the family registry
+ * and calls this. */
+int ms_model_open_cfg(const char *dir, ms_config *cfg, ms_model *m, ms_err *err);
 void ms_model_close(ms_model *m);
 
 /* Resolve a linear module (path without ".weight", prefix added automatically) and
