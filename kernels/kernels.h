@@ -3,7 +3,7 @@
  * A weight matrix is described by ms_mat: a logical [rows=out, cols=in] matrix,
  * either dense (f32 / f16 / bf16) or MLX affine-quantized (b-bit codes packed
  * LSB-first into uint32 words along `cols`, one scale and one bias per group of
- * `group_size` columns; w = scale * q + bias, see ../shared/spec/mlx-quant.md).
+ * `group_size` columns; w = scale * q + bias, as mlx.core.quantize "affine").
  * The descriptor only points at memory; whoever owns the bytes (resident weights,
  * the expert cache) keeps them alive while a kernel runs.
  *

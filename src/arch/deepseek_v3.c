@@ -1,7 +1,7 @@
 /* deepseek_v3.c - the DeepSeek-V3 family (DeepSeek-V3/R1, GigaChat3/3.1,
  * Kimi-K2; glm4_moe_lite differs only in config values): config keys, weight
  * binding and the forward pass, all activations in f32. See
- * ../shared/spec/deepseek-v3.md and deepseek_v3.h.
+ * docs/VERIFICATION.md (sources, reference checks) and deepseek_v3.h.
  *
  *   h = embed[token]
  *   for each layer:

@@ -2,7 +2,7 @@
  * + architecture weights + expert source + KV cache/scratch + thread pool and
  * kernels. One engine holds one conversation (its KV cache); ms_engine_reset
  * starts over. ms_engine_eval feeds tokens (split into chunks of --batch) and
- * returns logits. The public C API in include/moestream.h wraps this. */
+ * returns logits. */
 #ifndef MS_ENGINE_H
 #define MS_ENGINE_H
 
