@@ -94,17 +94,32 @@ void ms_matmul(const ms_compute *c, const ms_mat *m, const float *X, int n, floa
 /* Dequantize/convert row r of m into out[cols] (embedding lookup). */
 void ms_mat_get_row(const ms_kern *k, const ms_mat *m, int64_t r, float *out);
 
-/* SwiGLU feed-forward on n tokens: Y[n, down.rows] = down( silu(gate X) * up X ).
+/* The gated activation of an FFN, a = act(g, u) elementwise:
+ *   MS_ACT_SWIGLU               silu(g) * u
+ *   MS_ACT_SWIGLU_CLAMP_AFTER   min(silu(g), L) * clip(u, -L, L)   (Step-3.5/3.7 swiglu_limits)
+ *   MS_ACT_SWIGLU_CLAMP_BEFORE  silu(min(g, L)) * clip(u, -L, L)   (DeepSeek-V4 swiglu_limit)
+ * A clamped kind with limit <= 0 is plain SwiGLU. */
+typedef enum ms_act_kind { MS_ACT_SWIGLU = 0, MS_ACT_SWIGLU_CLAMP_AFTER, MS_ACT_SWIGLU_CLAMP_BEFORE } ms_act_kind;
+typedef struct ms_act {
+    ms_act_kind kind;
+    float limit;
+} ms_act;
+
+/* SwiGLU feed-forward on n tokens: Y[n, down.rows] = down( act(gate X, up X) ).
  * gate/up: [inter, D], down: [D, inter]. scratch must hold ms_ffn_scratch_floats(...)
- * floats. Used for dense MLPs, shared experts and routed experts alike. */
+ * floats. Used for dense MLPs, shared experts and routed experts alike. act may be
+ * NULL (plain SwiGLU). */
 size_t ms_ffn_scratch_floats(const ms_mat *gate, int n);
 void ms_ffn(const ms_compute *c, const ms_mat *gate, const ms_mat *up, const ms_mat *down, const float *X,
             int n, float *Y, float *scratch);
+void ms_ffn_act(const ms_compute *c, const ms_mat *gate, const ms_mat *up, const ms_mat *down, const float *X, int n,
+                float *Y, float *scratch, const ms_act *act);
 
 /* Small ops (f32). */
 void ms_rmsnorm(float *out, const float *x, const float *w, int n, float eps); /* w may be NULL (= 1) */
 void ms_softmax(float *x, int n);
 void ms_silu_mul(float *gate, const float *up, int n);       /* gate[i] = silu(gate[i]) * up[i] */
+void ms_act_mul(float *gate, const float *up, int n, const ms_act *act); /* gate[i] = act(gate[i], up[i]) */
 /* Rotate pairs in place: interleaved (x[2i], x[2i+1]) or half-split (x[i], x[i+d/2]).
  * cos_/sin_ hold d/2 values (angle per pair, already scaled by any mscale). */
 void ms_rope_interleaved(float *x, int d, const float *cos_, const float *sin_);

@@ -153,7 +153,7 @@ int ms_moe_forward(ms_moe *moe, const ms_fwd_env *env, const ms_moe_router *r, c
         if ((rc = src->ops->acquire(src->impl, layer, moe->uniq + w0, nw, err)) < 0) return rc;
         if (w0 == 0 && env->prefetch && n == 1) prefetch_next(moe, env, r, layer);
         if (!shared_done) { /* overlaps the first wave's reads */
-            ms_ffn(cp, blk->sh_gate, blk->sh_up, blk->sh_down, x, n, out, moe->ffn_scr);
+            ms_ffn_act(cp, blk->sh_gate, blk->sh_up, blk->sh_down, x, n, out, moe->ffn_scr, &blk->act_shared);
             shared_done = true;
         }
         for (int i = 0; i < nw; i++) {
@@ -170,7 +170,7 @@ int ms_moe_forward(ms_moe *moe, const ms_fwd_env *env, const ms_moe_router *r, c
             const int *lst = moe->list + moe->start[e];
             for (int q = 0; q < ne; q++)
                 memcpy(moe->xe + (size_t)q * D, x + (size_t)(lst[q] / K) * D, (size_t)D * sizeof(float));
-            ms_ffn(cp, &g, &u, &d, moe->xe, ne, moe->ye, moe->ffn_scr);
+            ms_ffn_act(cp, &g, &u, &d, moe->xe, ne, moe->ye, moe->ffn_scr, &blk->act_routed);
             for (int q = 0; q < ne; q++)
                 memcpy(moe->yk + (size_t)lst[q] * D, moe->ye + (size_t)q * D, (size_t)D * sizeof(float));
         }

@@ -67,6 +67,7 @@ typedef struct ms_moe_router {
 typedef struct ms_moe_block {
     const ms_moe_layer *experts;            /* formats and parts (model store) */
     const ms_mat *sh_gate, *sh_up, *sh_down; /* shared expert, NULL if none */
+    ms_act act_routed, act_shared;          /* gated activations ({0} = plain SwiGLU) */
 } ms_moe_block;
 
 /* Sizes the MoE scratch is built for. */
