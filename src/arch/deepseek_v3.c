@@ -48,13 +48,11 @@ const ms_ds3_config *ms_ds3_config_of(const ms_config *c)
     return c->family == &ms_family_deepseek_v3 ? c->arch : NULL;
 }
 
-static double yarn_get_m(double factor, double m) { return factor <= 1 ? 1.0 : 0.1 * m * log(factor) + 1.0; }
-
 double ms_ds3_softmax_scale(const ms_ds3_config *d)
 {
     double s = 1.0 / sqrt((double)(d->qk_nope_head_dim + d->qk_rope_head_dim));
     if (d->rope.type == MS_ROPE_YARN && d->rope.mscale_all_dim != 0 && d->rope.factor > 1) {
-        double m = yarn_get_m(d->rope.factor, d->rope.mscale_all_dim);
+        double m = ms_rope_yarn_get_m(d->rope.factor, d->rope.mscale_all_dim);
         s *= m * m;
     }
     return s;
@@ -202,63 +200,6 @@ typedef struct ds3_weights {
     ms_mat *head_mats;        /* storage for wk / wv */
 } ds3_weights;
 
-/* f32 copy of a resident vector (norm weights, router bias). */
-static int bind_vec(const ms_model *m, const ms_resident *r, const char *name, int64_t n, float **cursor,
-                    const float **out, ms_err *err)
-{
-    const ms_tensor *t;
-    int rc = ms_model_vector(m, name, n, &t, err);
-    if (rc < 0) return rc;
-    float *dst = *cursor;
-    ms_convert_to_f32(t->dtype, ms_resident_data(r, m, t), dst, (size_t)n);
-    for (int64_t i = 0; i < n; i++)
-        if (!isfinite(dst[i]))
-            return ms_errf(err, EINVAL, "%s: tensor %s holds a non-finite value at %lld",
-                           m->tt.files[t->file].path, t->name, (long long)i);
-    *cursor += n;
-    *out = dst;
-    return 0;
-}
-
-static int bind_mat(const ms_model *m, const ms_resident *r, const char *module, int64_t rows, int64_t cols,
-                    ms_mat *out, ms_err *err)
-{
-    ms_linear l;
-    int rc = ms_model_linear(m, module, 0, rows, cols, &l, err);
-    if (rc < 0) return rc;
-    *out = ms_linear_mat(&l, 0, ms_resident_data(r, m, l.w), ms_resident_data(r, m, l.scales),
-                         ms_resident_data(r, m, l.biases));
-    return 0;
-}
-
-static void yarn_inv_freq(const ms_ds3_config *c, double *inv, float *mscale_out)
-{
-    int d = c->qk_rope_head_dim;
-    double base = c->rope.theta;
-    *mscale_out = 1.0f;
-    for (int i = 0; i < d / 2; i++) inv[i] = pow(base, -2.0 * i / d);
-    if (c->rope.type == MS_ROPE_LINEAR) {
-        for (int i = 0; i < d / 2; i++) inv[i] /= c->rope.factor;
-        return;
-    }
-    if (c->rope.type != MS_ROPE_YARN) return;
-    double f = c->rope.factor, L0 = (double)c->rope.orig_max_pos;
-#define CORR(r) ((double)d * log(L0 / (2.0 * M_PI * (r))) / (2.0 * log(base)))
-    double low = floor(CORR(c->rope.beta_fast)), high = ceil(CORR(c->rope.beta_slow));
-#undef CORR
-    if (low < 0) low = 0;
-    if (high > d - 1) high = d - 1;
-    if (low == high) high += 0.001;
-    for (int i = 0; i < d / 2; i++) {
-        double ramp = ((double)i - low) / (high - low);
-        if (ramp < 0) ramp = 0;
-        if (ramp > 1) ramp = 1;
-        double keep = 1.0 - ramp;
-        inv[i] = inv[i] * keep + inv[i] / f * (1.0 - keep);
-    }
-    *mscale_out = (float)(yarn_get_m(f, c->rope.mscale) / yarn_get_m(f, c->rope.mscale_all_dim));
-}
-
 static void ds3_unbind(void *wp)
 {
     ds3_weights *w = wp;
@@ -306,14 +247,14 @@ static int ds3_bind(const ms_model *m, const ms_resident *r, void **out, uint64_
         goto fail;
     }
     *extra_bytes = nvec * sizeof(float) + (size_t)L * 2 * (size_t)H * sizeof(ms_mat);
-    yarn_inv_freq(d, w->inv_freq, &w->rope_mscale);
+    ms_rope_inv_freq(&d->rope, d->rope.theta, w->rope, w->inv_freq, &w->rope_mscale);
     float *vc = w->vecs;
     char name[256];
 
-    if ((rc = bind_mat(m, r, "model.embed_tokens", c->vocab_size, D, &w->embed, err)) < 0) goto fail;
-    if ((rc = bind_vec(m, r, "model.norm.weight", D, &vc, &w->final_norm, err)) < 0) goto fail;
+    if ((rc = ms_arch_bind_mat(m, r, "model.embed_tokens", c->vocab_size, D, &w->embed, err)) < 0) goto fail;
+    if ((rc = ms_arch_bind_vec(m, r, "model.norm.weight", D, &vc, &w->final_norm, err)) < 0) goto fail;
     if (ms_model_find(m, "lm_head.weight")) {
-        if ((rc = bind_mat(m, r, "lm_head", c->vocab_size, D, &w->lm_head, err)) < 0) goto fail;
+        if ((rc = ms_arch_bind_mat(m, r, "lm_head", c->vocab_size, D, &w->lm_head, err)) < 0) goto fail;
     } else if (c->tie_word_embeddings) {
         w->lm_head = w->embed;
     } else {
@@ -325,22 +266,22 @@ static int ds3_bind(const ms_model *m, const ms_resident *r, void **out, uint64_
         char p[128];
         snprintf(p, sizeof p, "model.layers.%d", l);
 #define NAME(fmt) (snprintf(name, sizeof name, "%s." fmt, p), name)
-        if ((rc = bind_vec(m, r, NAME("input_layernorm.weight"), D, &vc, &ly->attn_norm, err)) < 0) goto fail;
-        if ((rc = bind_vec(m, r, NAME("post_attention_layernorm.weight"), D, &vc, &ly->ffn_norm, err)) < 0) goto fail;
+        if ((rc = ms_arch_bind_vec(m, r, NAME("input_layernorm.weight"), D, &vc, &ly->attn_norm, err)) < 0) goto fail;
+        if ((rc = ms_arch_bind_vec(m, r, NAME("post_attention_layernorm.weight"), D, &vc, &ly->ffn_norm, err)) < 0) goto fail;
         /* attention */
         int64_t qrows = (int64_t)H * w->qdim;
         if (d->q_lora_rank > 0) {
-            if ((rc = bind_mat(m, r, NAME("self_attn.q_a_proj"), d->q_lora_rank, D, &ly->q_a, err)) < 0) goto fail;
-            if ((rc = bind_vec(m, r, NAME("self_attn.q_a_layernorm.weight"), d->q_lora_rank, &vc, &ly->q_a_norm,
+            if ((rc = ms_arch_bind_mat(m, r, NAME("self_attn.q_a_proj"), d->q_lora_rank, D, &ly->q_a, err)) < 0) goto fail;
+            if ((rc = ms_arch_bind_vec(m, r, NAME("self_attn.q_a_layernorm.weight"), d->q_lora_rank, &vc, &ly->q_a_norm,
                                err)) < 0)
                 goto fail;
-            if ((rc = bind_mat(m, r, NAME("self_attn.q_b_proj"), qrows, d->q_lora_rank, &ly->q_b, err)) < 0) goto fail;
+            if ((rc = ms_arch_bind_mat(m, r, NAME("self_attn.q_b_proj"), qrows, d->q_lora_rank, &ly->q_b, err)) < 0) goto fail;
         } else {
-            if ((rc = bind_mat(m, r, NAME("self_attn.q_proj"), qrows, D, &ly->q, err)) < 0) goto fail;
+            if ((rc = ms_arch_bind_mat(m, r, NAME("self_attn.q_proj"), qrows, D, &ly->q, err)) < 0) goto fail;
         }
-        if ((rc = bind_mat(m, r, NAME("self_attn.kv_a_proj_with_mqa"), w->kvl + w->rope, D, &ly->kv_a, err)) < 0)
+        if ((rc = ms_arch_bind_mat(m, r, NAME("self_attn.kv_a_proj_with_mqa"), w->kvl + w->rope, D, &ly->kv_a, err)) < 0)
             goto fail;
-        if ((rc = bind_vec(m, r, NAME("self_attn.kv_a_layernorm.weight"), w->kvl, &vc, &ly->kv_a_norm, err)) < 0)
+        if ((rc = ms_arch_bind_vec(m, r, NAME("self_attn.kv_a_layernorm.weight"), w->kvl, &vc, &ly->kv_a_norm, err)) < 0)
             goto fail;
         ly->wk = &w->head_mats[(size_t)l * 2 * H];
         ly->wv = ly->wk + H;
@@ -357,7 +298,7 @@ static int ds3_bind(const ms_model *m, const ms_resident *r, void **out, uint64_
             }
         } else {
             ms_mat kvb;
-            if ((rc = bind_mat(m, r, NAME("self_attn.kv_b_proj"), (int64_t)H * (w->nope + w->vd), w->kvl, &kvb,
+            if ((rc = ms_arch_bind_mat(m, r, NAME("self_attn.kv_b_proj"), (int64_t)H * (w->nope + w->vd), w->kvl, &kvb,
                                err)) < 0)
                 goto fail;
             for (int h = 0; h < H; h++) {
@@ -365,28 +306,28 @@ static int ds3_bind(const ms_model *m, const ms_resident *r, void **out, uint64_
                 ly->wv[h] = ms_mat_rows(&kvb, (int64_t)h * (w->nope + w->vd) + w->nope, w->vd);
             }
         }
-        if ((rc = bind_mat(m, r, NAME("self_attn.o_proj"), D, (int64_t)H * w->vd, &ly->o, err)) < 0) goto fail;
+        if ((rc = ms_arch_bind_mat(m, r, NAME("self_attn.o_proj"), D, (int64_t)H * w->vd, &ly->o, err)) < 0) goto fail;
         /* feed-forward */
         ly->moe = ms_config_is_moe_layer(c, l);
         if (!ly->moe) {
             int I = c->intermediate_size;
-            if ((rc = bind_mat(m, r, NAME("mlp.gate_proj"), I, D, &ly->gate, err)) < 0) goto fail;
-            if ((rc = bind_mat(m, r, NAME("mlp.up_proj"), I, D, &ly->up, err)) < 0) goto fail;
-            if ((rc = bind_mat(m, r, NAME("mlp.down_proj"), D, I, &ly->down, err)) < 0) goto fail;
+            if ((rc = ms_arch_bind_mat(m, r, NAME("mlp.gate_proj"), I, D, &ly->gate, err)) < 0) goto fail;
+            if ((rc = ms_arch_bind_mat(m, r, NAME("mlp.up_proj"), I, D, &ly->up, err)) < 0) goto fail;
+            if ((rc = ms_arch_bind_mat(m, r, NAME("mlp.down_proj"), D, I, &ly->down, err)) < 0) goto fail;
         } else {
             ly->blk.experts = ms_model_moe(m, l);
-            if ((rc = bind_mat(m, r, NAME("mlp.gate"), w->E, D, &ly->router, err)) < 0) goto fail;
+            if ((rc = ms_arch_bind_mat(m, r, NAME("mlp.gate"), w->E, D, &ly->router, err)) < 0) goto fail;
             ly->router_bias = NULL;
             if (ms_model_find(m, "%s.mlp.gate.e_score_correction_bias", p)) {
-                if ((rc = bind_vec(m, r, NAME("mlp.gate.e_score_correction_bias"), w->E, &vc, &ly->router_bias,
+                if ((rc = ms_arch_bind_vec(m, r, NAME("mlp.gate.e_score_correction_bias"), w->E, &vc, &ly->router_bias,
                                    err)) < 0)
                     goto fail;
             }
             if (c->n_shared_experts > 0) {
                 int S = c->n_shared_experts * c->moe_intermediate_size;
-                if ((rc = bind_mat(m, r, NAME("mlp.shared_experts.gate_proj"), S, D, &ly->sh_gate, err)) < 0) goto fail;
-                if ((rc = bind_mat(m, r, NAME("mlp.shared_experts.up_proj"), S, D, &ly->sh_up, err)) < 0) goto fail;
-                if ((rc = bind_mat(m, r, NAME("mlp.shared_experts.down_proj"), D, S, &ly->sh_down, err)) < 0)
+                if ((rc = ms_arch_bind_mat(m, r, NAME("mlp.shared_experts.gate_proj"), S, D, &ly->sh_gate, err)) < 0) goto fail;
+                if ((rc = ms_arch_bind_mat(m, r, NAME("mlp.shared_experts.up_proj"), S, D, &ly->sh_up, err)) < 0) goto fail;
+                if ((rc = ms_arch_bind_mat(m, r, NAME("mlp.shared_experts.down_proj"), D, S, &ly->sh_down, err)) < 0)
                     goto fail;
                 ly->blk.sh_gate = &ly->sh_gate;
                 ly->blk.sh_up = &ly->sh_up;
@@ -529,13 +470,6 @@ oom:
 
 /* ---- pieces of the forward pass ------------------------------------------ */
 
-/* Y[n][rows] = X[n][cols] W^T: one matvec when n == 1 (the decode path). */
-static void linear(const ms_compute *cp, const ms_mat *m, const float *X, int n, float *Y)
-{
-    if (n == 1) ms_matvec(cp, m, X, Y);
-    else ms_matmul(cp, m, X, n, Y);
-}
-
 static void rope_pair_rotate(float *x, int d, const float *cs, const float *sn)
 {
     ms_rope_interleaved(x, d, cs, sn);
@@ -607,12 +541,6 @@ static void attn_worker(void *arg, int tid, int nth)
     (void)nth;
 }
 
-static void run_tasks(const ms_compute *cp, ms_task_fn fn, void *arg)
-{
-    if (cp->pool) ms_pool_run(cp->pool, fn, arg);
-    else fn(arg, 0, 1);
-}
-
 /* h[n][D] += MLA(x[n][D]) at positions pos0.. ; writes the layer's KV cache. */
 static void attention(const ds3_weights *w, const ds3_layer *ly, ds3_state *s, const ms_compute *cp, int layer,
                       int n, int pos0)
@@ -621,17 +549,17 @@ static void attention(const ds3_weights *w, const ds3_layer *ly, ds3_state *s, c
     int H = w->H, kvl = w->kvl, rope = w->rope, half = rope / 2;
     /* 1. queries */
     if (c->q_lora_rank > 0) {
-        linear(cp, &ly->q_a, s->x, n, s->qa);
+        ms_arch_linear(cp, &ly->q_a, s->x, n, s->qa);
         for (int t = 0; t < n; t++) {
             float *r = s->qa + (size_t)t * c->q_lora_rank;
             ms_rmsnorm(r, r, ly->q_a_norm, c->q_lora_rank, (float)c->latent_norm_eps);
         }
-        linear(cp, &ly->q_b, s->qa, n, s->q);
+        ms_arch_linear(cp, &ly->q_b, s->qa, n, s->q);
     } else {
-        linear(cp, &ly->q, s->x, n, s->q);
+        ms_arch_linear(cp, &ly->q, s->x, n, s->q);
     }
     /* 2. latent kv */
-    linear(cp, &ly->kv_a, s->x, n, s->kv);
+    ms_arch_linear(cp, &ly->kv_a, s->x, n, s->kv);
     /* 3. rope tables for the chunk's positions */
     for (int t = 0; t < n; t++)
         for (int i = 0; i < half; i++) {
@@ -665,9 +593,9 @@ static void attention(const ds3_weights *w, const ds3_layer *ly, ds3_state *s, c
     /* 6. attention per (token, head) */
     attn_task task = {.w = w, .ly = ly, .s = s, .kern = cp->kern, .layer = layer, .n = n, .pos0 = pos0};
     atomic_init(&task.next, 0);
-    run_tasks(cp, attn_worker, &task);
+    ms_arch_run(cp, attn_worker, &task);
     /* 7. output projection, residual */
-    linear(cp, &ly->o, s->o, n, s->attn);
+    ms_arch_linear(cp, &ly->o, s->o, n, s->attn);
     for (size_t i = 0; i < (size_t)n * w->D; i++) s->h[i] += s->attn[i];
 }
 
@@ -676,39 +604,9 @@ static void route_token(const ds3_weights *w, const ds3_layer *ly, const float *
                         float *tmp /* [2E] */)
 {
     const ms_ds3_config *c = w->d;
-    int E = w->E, K = w->K;
-    float *sc = tmp, *sel = tmp + E;
-    for (int e = 0; e < E; e++) {
-        sc[e] = 1.0f / (1.0f + expf(-logits[e]));
-        sel[e] = sc[e] + (ly->router_bias ? ly->router_bias[e] : 0.0f);
-    }
-    if (c->n_group > 1 && c->topk_group < c->n_group) {
-        int G = c->n_group, per = E / G;
-        float gs[1024];
-        int keep[1024];
-        for (int g = 0; g < G; g++) {
-            int top2[2];
-            ms_topk(sel + g * per, per, 2, top2);
-            gs[g] = sel[g * per + top2[0]] + sel[g * per + top2[1]];
-        }
-        ms_topk(gs, G, c->topk_group, keep);
-        bool kept[1024] = {0};
-        for (int i = 0; i < c->topk_group; i++) kept[keep[i]] = true;
-        for (int g = 0; g < G; g++)
-            if (!kept[g])
-                for (int e = g * per; e < (g + 1) * per; e++) sel[e] = -INFINITY;
-    }
-    ms_topk(sel, E, K, ids);
-    float sum = 0;
-    for (int j = 0; j < K; j++) {
-        wts[j] = sc[ids[j]];
-        sum += wts[j];
-    }
-    if (c->norm_topk_prob) {
-        float d = sum + 1e-20f;
-        for (int j = 0; j < K; j++) wts[j] /= d;
-    }
-    for (int j = 0; j < K; j++) wts[j] *= (float)c->routed_scaling_factor;
+    ms_sigmoid_router r = {.E = w->E, .K = w->K, .n_group = c->n_group, .topk_group = c->topk_group,
+                           .norm = c->norm_topk_prob, .scale = c->routed_scaling_factor};
+    ms_route_sigmoid(&r, logits, ly->router_bias, ids, wts, tmp);
 }
 
 /* The router op (moe.h): this layer's router on the block's input. */
@@ -721,7 +619,7 @@ static int ds3_route(void *fam, const ms_compute *cp, int layer, const float *x,
     const ds3_layer *ly = &w->layers[layer];
     if (!ly->moe) return ms_errf(err, EINVAL, "layer %d is not a MoE layer", layer);
     int E = w->E, K = w->K;
-    linear(cp, &ly->router, x, n, s->rlog);
+    ms_arch_linear(cp, &ly->router, x, n, s->rlog);
     for (int t = 0; t < n; t++)
         route_token(w, ly, s->rlog + (size_t)t * E, ids + (size_t)t * K, wts + (size_t)t * K, s->rtmp);
     return 0;
@@ -737,7 +635,7 @@ static int ds3_predict(void *fam, const ms_compute *cp, int layer, int *ids)
     if (layer >= w->c->n_layers || !w->layers[layer].moe) return 0;
     const ds3_layer *ny = &w->layers[layer];
     ms_rmsnorm(s->px, s->h, ny->ffn_norm, w->D, (float)w->c->rms_norm_eps);
-    linear(cp, &ny->router, s->px, 1, s->rlog);
+    ms_arch_linear(cp, &ny->router, s->px, 1, s->rlog);
     route_token(w, ny, s->rlog, ids, s->pwt, s->rtmp);
     return w->K;
 }
@@ -781,7 +679,7 @@ static int ds3_forward(const void *wp, void *sp, const ms_fwd_env *env, const in
     int t0 = all_logits ? 0 : n - 1, nl = all_logits ? n : 1;
     for (int t = t0; t < n; t++)
         ms_rmsnorm(s->x + (size_t)(t - t0) * D, s->h + (size_t)t * D, w->final_norm, D, eps);
-    linear(cp, &w->lm_head, s->x, nl, logits);
+    ms_arch_linear(cp, &w->lm_head, s->x, nl, logits);
     return 0;
 }
 

@@ -198,7 +198,7 @@ static bool under_experts(const ms_moe_layer *ml, const char *name)
 }
 
 /* Mark tensors: experts (the expert table's, marked while it was built, and
- * the rest of their containers), ignored (MTP layers, inv_freq, foreign
+ * the rest of their containers), ignored (MTP layers and ".mtp" modules, inv_freq, foreign
  * prefixes such as vision towers), resident (the rest). */
 static void classify(ms_model *m)
 {
@@ -212,8 +212,8 @@ static void classify(ms_model *m)
         else if (strncmp(t->name, m->prefix, pl) != 0 ||
                  (strncmp(t->name + pl, "model.", 6) != 0 && strncmp(t->name + pl, "lm_head.", 8) != 0))
             role = MS_ROLE_IGNORED;
-        else if (strstr(t->name, "rotary_emb.inv_freq"))
-            role = MS_ROLE_IGNORED;
+        else if (strstr(t->name, "rotary_emb.inv_freq") || strstr(t->name, ".mtp"))
+            role = MS_ROLE_IGNORED; /* rotary tables; MTP modules outside model.layers (Step) */
         else if (l >= m->cfg.n_layers)
             role = MS_ROLE_IGNORED; /* MTP / next-n prediction layers */
         else if (l >= 0 && m->moe_index[l] >= 0 && under_experts(&m->moe[m->moe_index[l]], t->name + pl))
