@@ -79,6 +79,16 @@ void ms_arch_linear(const ms_compute *cp, const ms_mat *m, const float *X, int n
 /* fn on every thread of the pool (or on the caller when there is none). */
 void ms_arch_run(const ms_compute *cp, ms_task_fn fn, void *arg);
 
+/* The start of a forward pass over a chunk: checks n <= batch and pos0 + n <=
+ * ctx (ENOSPC: "context is full") and every token id, then h[n][D] = the
+ * embedding rows of tokens[n]. */
+int ms_arch_embed(const ms_compute *cp, const ms_mat *embed, int vocab, const int *tokens, int n, int pos0,
+                  int batch, int ctx, float *h, ms_err *err);
+/* The end of one: logits = head(rmsnorm(h, norm)) for the last token
+ * (logits[vocab]) or every token (logits[n][vocab]); x is [n][D] scratch. */
+void ms_arch_head(const ms_compute *cp, const float *norm, const ms_mat *head, const float *h, float *x, int n,
+                  float eps, float *logits, bool all_logits);
+
 /* The sigmoid router (DeepSeek-V3 noaux_tc, Step): s = sigmoid(logits), the K
  * experts with the largest s + bias (bias may be NULL), within the topk_group
  * best of n_group groups (group score = sum of its top 2; n_group 1 = no
@@ -91,6 +101,10 @@ typedef struct ms_sigmoid_router {
 /* One token: ids[K] best first, wts[K]; tmp holds 2E floats. */
 void ms_route_sigmoid(const ms_sigmoid_router *r, const float *logits, const float *bias, int *ids, float *wts,
                       float *tmp);
+/* n tokens x[n][D]: rlog[n][E] = router x, then ms_route_sigmoid per token into
+ * ids[n][K], wts[n][K] (the body of a family's route and predict ops). */
+void ms_arch_route_sigmoid(const ms_compute *cp, const ms_sigmoid_router *r, const ms_mat *router, const float *bias,
+                           const float *x, int n, float *rlog, float *tmp, int *ids, float *wts);
 
 /* The family running model_type, or NULL. */
 const ms_family *ms_family_find(const char *model_type);

@@ -51,6 +51,28 @@ void ms_arch_run(const ms_compute *cp, ms_task_fn fn, void *arg)
     else fn(arg, 0, 1);
 }
 
+int ms_arch_embed(const ms_compute *cp, const ms_mat *embed, int vocab, const int *tokens, int n, int pos0,
+                  int batch, int ctx, float *h, ms_err *err)
+{
+    if (n <= 0 || n > batch) return ms_errf(err, EINVAL, "chunk of %d tokens (batch is %d)", n, batch);
+    if (pos0 < 0 || pos0 + n > ctx)
+        return ms_errf(err, ENOSPC, "context is full: %d + %d tokens exceed --ctx %d", pos0, n, ctx);
+    for (int t = 0; t < n; t++) {
+        if (tokens[t] < 0 || tokens[t] >= vocab)
+            return ms_errf(err, EINVAL, "token id %d is outside the vocabulary (0..%d)", tokens[t], vocab - 1);
+        ms_mat_get_row(cp->kern, embed, tokens[t], h + (size_t)t * embed->cols);
+    }
+    return 0;
+}
+
+void ms_arch_head(const ms_compute *cp, const float *norm, const ms_mat *head, const float *h, float *x, int n,
+                  float eps, float *logits, bool all_logits)
+{
+    int D = (int)head->cols, t0 = all_logits ? 0 : n - 1;
+    for (int t = t0; t < n; t++) ms_rmsnorm(x + (size_t)(t - t0) * D, h + (size_t)t * D, norm, D, eps);
+    ms_arch_linear(cp, head, x, n - t0, logits);
+}
+
 void ms_route_sigmoid(const ms_sigmoid_router *r, const float *logits, const float *bias, int *ids, float *wts,
                       float *tmp)
 {
@@ -90,4 +112,12 @@ void ms_route_sigmoid(const ms_sigmoid_router *r, const float *logits, const flo
         for (int j = 0; j < K; j++) wts[j] /= d;
     }
     for (int j = 0; j < K; j++) wts[j] *= (float)r->scale;
+}
+
+void ms_arch_route_sigmoid(const ms_compute *cp, const ms_sigmoid_router *r, const ms_mat *router, const float *bias,
+                           const float *x, int n, float *rlog, float *tmp, int *ids, float *wts)
+{
+    ms_arch_linear(cp, router, x, n, rlog);
+    for (int t = 0; t < n; t++)
+        ms_route_sigmoid(r, rlog + (size_t)t * r->E, bias, ids + (size_t)t * r->K, wts + (size_t)t * r->K, tmp);
 }

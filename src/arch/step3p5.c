@@ -893,12 +893,13 @@ static void attention(const step_weights *w, const step_layer *ly, step_state *s
 
 /* ---- router ---------------------------------------------------------------- */
 
-static void route_token(const step_weights *w, const step_layer *ly, const float *logits, int *ids, float *wts,
-                        float *tmp /* [2E] */)
+/* This layer's router on n tokens x[n][D]: ids[n][K] (best first), wts[n][K]. */
+static void route(const step_weights *w, step_state *s, const ms_compute *cp, const step_layer *ly, const float *x,
+                  int n, int *ids, float *wts)
 {
     ms_sigmoid_router r = {.E = w->E, .K = w->K, .n_group = 1, .topk_group = 1, .norm = w->d->norm_expert_weight,
                            .scale = w->d->scaling};
-    ms_route_sigmoid(&r, logits, ly->router_bias, ids, wts, tmp);
+    ms_arch_route_sigmoid(cp, &r, &ly->router, ly->router_bias, x, n, s->rlog, s->rtmp, ids, wts);
 }
 
 /* The router op (moe.h): this layer's router on the block's input. */
@@ -910,9 +911,7 @@ static int step_route(void *fam, const ms_compute *cp, int layer, const float *x
     const step_weights *w = s->w;
     const step_layer *ly = &w->layers[layer];
     if (!ly->moe) return ms_errf(err, EINVAL, "layer %d is not a MoE layer", layer);
-    ms_arch_linear(cp, &ly->router, x, n, s->rlog);
-    for (int t = 0; t < n; t++)
-        route_token(w, ly, s->rlog + (size_t)t * w->E, ids + (size_t)t * w->K, wts + (size_t)t * w->K, s->rtmp);
+    route(w, s, cp, ly, x, n, ids, wts);
     return 0;
 }
 
@@ -926,8 +925,7 @@ static int step_predict(void *fam, const ms_compute *cp, int layer, int *ids)
     if (layer >= w->c->n_layers || !w->layers[layer].moe) return 0;
     const step_layer *ny = &w->layers[layer];
     ms_rmsnorm(s->px, s->h, ny->ffn_norm, w->D, (float)w->c->rms_norm_eps);
-    ms_arch_linear(cp, &ny->router, s->px, 1, s->rlog);
-    route_token(w, ny, s->rlog, ids, s->pwt, s->rtmp);
+    route(w, s, cp, ny, s->px, 1, ids, s->pwt);
     return w->K;
 }
 
@@ -943,15 +941,9 @@ static int step_forward(const void *wp, void *sp, const ms_fwd_env *env, const i
     const ms_compute *cp = &env->compute;
     int D = w->D;
     float eps = (float)c->rms_norm_eps;
-    if (n <= 0 || n > s->batch) return ms_errf(err, EINVAL, "chunk of %d tokens (batch is %d)", n, s->batch);
-    if (pos0 < 0 || pos0 + n > s->ctx)
-        return ms_errf(err, ENOSPC, "context is full: %d + %d tokens exceed --ctx %d", pos0, n, s->ctx);
     /* 1. embeddings */
-    for (int t = 0; t < n; t++) {
-        if (tokens[t] < 0 || tokens[t] >= c->vocab_size)
-            return ms_errf(err, EINVAL, "token id %d is outside the vocabulary (0..%d)", tokens[t], c->vocab_size - 1);
-        ms_mat_get_row(cp->kern, &w->embed, tokens[t], s->h + (size_t)t * D);
-    }
+    int rc = ms_arch_embed(cp, &w->embed, c->vocab_size, tokens, n, pos0, s->batch, s->ctx, s->h, err);
+    if (rc < 0) return rc;
     for (int l = 0; l < c->n_layers; l++) {
         const step_layer *ly = &w->layers[l];
         /* 2. attention block: h += attention(rmsnorm(h)) */
@@ -960,19 +952,15 @@ static int step_forward(const void *wp, void *sp, const ms_fwd_env *env, const i
         /* 3. feed-forward block: h += MoE or MLP (rmsnorm(h)) */
         for (int t = 0; t < n; t++) ms_rmsnorm(s->x + (size_t)t * D, s->h + (size_t)t * D, ly->ffn_norm, D, eps);
         if (ly->moe) {
-            int rc = ms_moe_forward(s->moe, env, &s->router, &ly->blk, l, s->x, tokens, n, s->ffn_out, err);
-            if (rc < 0) return rc;
+            if ((rc = ms_moe_forward(s->moe, env, &s->router, &ly->blk, l, s->x, tokens, n, s->ffn_out, err)) < 0)
+                return rc;
         } else {
             ms_ffn_act(cp, &ly->gate, &ly->up, &ly->down, s->x, n, s->ffn_out, ms_moe_ffn_scratch(s->moe), &ly->act);
         }
         for (size_t i = 0; i < (size_t)n * D; i++) s->h[i] += s->ffn_out[i];
     }
     /* 4. final norm + lm_head */
-    if (!logits) return 0;
-    int t0 = all_logits ? 0 : n - 1, nl = all_logits ? n : 1;
-    for (int t = t0; t < n; t++)
-        ms_rmsnorm(s->x + (size_t)(t - t0) * D, s->h + (size_t)t * D, w->final_norm, D, eps);
-    ms_arch_linear(cp, &w->lm_head, s->x, nl, logits);
+    if (logits) ms_arch_head(cp, w->final_norm, &w->lm_head, s->h, s->x, n, eps, logits, all_logits);
     return 0;
 }
 
