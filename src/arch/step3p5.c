@@ -402,6 +402,7 @@ static void step_describe(const ms_config *c, ms_strbuf *text, json_object *json
     json_object_object_add(json, "sliding_window", d->window ? json_object_new_int(d->window) : NULL);
     json_object_object_add(json, "head_gate", json_object_new_boolean(d->head_gate));
     json_object_object_add(json, "share_expert_dim", json_object_new_int(d->share_dim));
+    json_object_object_add(json, "router_scaling", json_object_new_double(d->scaling));
 }
 
 /* ---- weights ------------------------------------------------------------ */
