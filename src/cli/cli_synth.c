@@ -283,6 +283,7 @@ int cmd_synth(int argc, char **argv)
     if (ms_synth_preset(preset, &o, &err) < 0) return ms_cli_usage_error(CMD, "%s", err.msg);
     if (format && ms_synth_parse_format(format, &o.format, &err) < 0) return ms_cli_usage_error(CMD, "%s", err.msg);
     if (recipe && ms_synth_parse_recipe(recipe, &o.recipe, &err) < 0) return ms_cli_usage_error(CMD, "%s", err.msg);
+    if (o.format == MS_SYNTH_HF && !recipe) o.recipe = MS_SYNTH_UNIFORM; /* a preset's MLX recipe (step: dq4) */
     if (o.format == MS_SYNTH_HF && (recipe || INTOPT(O_BITS) || INTOPT(O_GS)))
         return ms_cli_usage_error(CMD, "--recipe, --bits and --group-size apply to --format mlx only");
     if (INTOPT(O_BITS) && o.recipe != MS_SYNTH_UNIFORM)
