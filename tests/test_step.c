@@ -15,8 +15,11 @@
  *   - defaults for missing keys: mlx-lm's for a plain step3p5 config, mlx-vlm's
  *     for the step3p7 wrapper;
  *   - bad configs: one error line each, naming config.json and the key.
- * Generated step models (bit-identical across budgets, backends, threads) and
- * the independent numpy reference are in test_step_synth.c. */
+ * Generated step models (bit-identical across budgets, backends, threads,
+ * policies, prefetch; trace replay) are in test_stream.c; the independent
+ * numpy reference (tests/ref/step_ref.py), the mlx-lm and original HF layouts
+ * of the golden checkpoint and generated cases in test_crosscheck.c; the
+ * presets' layouts in test_synth.c. */
 #include <json-c/json.h>
 #include <math.h>
 #include <stdio.h>
