@@ -29,6 +29,7 @@ import numpy as np
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import compare_logits  # noqa: E402
+from ds3_ref import Model as Ds3Model  # noqa: E402
 from ds3_ref import RefError, Weights, logits_json, rmsnorm, silu  # noqa: E402
 
 MUTATIONS = {
@@ -178,7 +179,7 @@ class Model:
         return self.P + n
 
     def linear(self, x, path, n_in, n_out):
-        return x @ self.w.get(self.name(path), n_in, (n_out, n_in)).T
+        return Ds3Model.linear(self, x, self.name(path), n_in, n_out)  # dequantizes in blocks of rows
 
     def norm(self, name, n):
         v = self.w.vector(self.name(name), n)
