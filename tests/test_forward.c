@@ -18,24 +18,12 @@
 
 #define GOLDEN MS_TEST_DATA "/golden/ds3-tiny"
 
-/* Logits at every position: decode path (batch 1, one token per eval) or prefill (chunks of `batch`). */
-static float *run(const mst_golden *g, int threads, bool force_ref, int batch, bool prefill)
-{
-    ms_engine_opts o = {.threads = threads, .force_ref = force_ref, .ctx = 64, .batch = batch};
-    return mst_golden_run(g, &o, prefill);
-}
-
 static void test_decode_matches_golden(void **state)
 {
     (void)state;
     mst_golden g;
     mst_golden_load(GOLDEN, &g);
-    float *lg = run(&g, 2, false, 1, false);
-    double worst = mst_golden_compare(&g, lg);
-    print_message("decode path: max rel error %.3g\n", worst);
-    assert_true(worst <= 1e-3);
-    assert_true(worst < 2e-5);
-    free(lg);
+    mst_golden_check(&g, 2, false, 1, false, 2e-5);
     mst_golden_free(&g);
 }
 
@@ -45,13 +33,7 @@ static void test_prefill_matches_golden(void **state)
     mst_golden g;
     mst_golden_load(GOLDEN, &g);
     int batches[] = {16, 5, 1};
-    for (int i = 0; i < 3; i++) {
-        float *lg = run(&g, 2, false, batches[i], true);
-        double worst = mst_golden_compare(&g, lg);
-        print_message("prefill path (chunks of %d): max rel error %.3g\n", batches[i], worst);
-        assert_true(worst < 2e-5);
-        free(lg);
-    }
+    for (int i = 0; i < 3; i++) mst_golden_check(&g, 2, false, batches[i], true, 2e-5);
     mst_golden_free(&g);
 }
 
@@ -60,16 +42,7 @@ static void test_threads_bit_identical(void **state)
     (void)state;
     mst_golden g;
     mst_golden_load(GOLDEN, &g);
-    float *a = run(&g, 1, false, 1, false), *b = run(&g, 2, false, 1, false), *c = run(&g, 3, false, 1, false);
-    assert_memory_equal(a, b, sizeof(float) * (size_t)g.n * g.vocab);
-    assert_memory_equal(a, c, sizeof(float) * (size_t)g.n * g.vocab);
-    float *pa = run(&g, 1, false, 8, true), *pb = run(&g, 2, false, 8, true);
-    assert_memory_equal(pa, pb, sizeof(float) * (size_t)g.n * g.vocab);
-    free(a);
-    free(b);
-    free(c);
-    free(pa);
-    free(pb);
+    mst_golden_threads_identical(&g, 8);
     mst_golden_free(&g);
 }
 
@@ -78,11 +51,7 @@ static void test_reference_kernels(void **state)
     (void)state;
     mst_golden g;
     mst_golden_load(GOLDEN, &g);
-    float *lg = run(&g, 2, true, 1, false);
-    double worst = mst_golden_compare(&g, lg);
-    print_message("reference kernels: max rel error %.3g\n", worst);
-    assert_true(worst < 2e-5);
-    free(lg);
+    mst_golden_check(&g, 2, true, 1, false, 2e-5);
     mst_golden_free(&g);
 }
 

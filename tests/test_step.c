@@ -35,24 +35,12 @@
 
 #define GOLDEN MS_TEST_DATA "/golden/step-tiny"
 
-/* Logits at every position with the given threads / kernels / chunking. */
-static float *run(const mst_golden *g, int threads, bool force_ref, int batch, bool prefill)
-{
-    ms_engine_opts o = {.threads = threads, .force_ref = force_ref, .ctx = 64, .batch = batch};
-    return mst_golden_run(g, &o, prefill);
-}
-
 static void test_decode_matches_golden(void **state)
 {
     (void)state;
     mst_golden g;
     mst_golden_load(GOLDEN, &g);
-    float *lg = run(&g, 2, false, 1, false);
-    double worst = mst_golden_compare(&g, lg);
-    print_message("decode: max rel error %.3g\n", worst);
-    assert_true(worst <= 1e-3);
-    assert_true(worst < 5e-6);
-    free(lg);
+    mst_golden_check(&g, 2, false, 1, false, 5e-6);
     mst_golden_free(&g);
 }
 
@@ -62,15 +50,8 @@ static void test_prefill_matches_golden(void **state)
     mst_golden g;
     mst_golden_load(GOLDEN, &g);
     static const int batches[] = {32, 16, 9, 8, 7, 5, 3, 1};
-    for (size_t i = 0; i < sizeof batches / sizeof batches[0]; i++) {
-        for (int threads = 1; threads <= 2; threads++) {
-            float *lg = run(&g, threads, false, batches[i], true);
-            double worst = mst_golden_compare(&g, lg);
-            print_message("prefill in chunks of %d, %d thread(s): max rel error %.3g\n", batches[i], threads, worst);
-            assert_true(worst < 5e-6);
-            free(lg);
-        }
-    }
+    for (size_t i = 0; i < sizeof batches / sizeof batches[0]; i++)
+        for (int threads = 1; threads <= 2; threads++) mst_golden_check(&g, threads, false, batches[i], true, 5e-6);
     mst_golden_free(&g);
 }
 
@@ -79,30 +60,17 @@ static void test_threads_bit_identical(void **state)
     (void)state;
     mst_golden g;
     mst_golden_load(GOLDEN, &g);
-    size_t bytes = sizeof(float) * (size_t)g.n * g.vocab;
-    float *a = run(&g, 1, false, 1, false), *b = run(&g, 2, false, 1, false), *c = run(&g, 3, false, 1, false);
-    assert_memory_equal(a, b, bytes);
-    assert_memory_equal(a, c, bytes);
-    float *pa = run(&g, 1, false, 5, true), *pb = run(&g, 3, false, 5, true);
-    assert_memory_equal(pa, pb, bytes);
-    free(a);
-    free(b);
-    free(c);
-    free(pa);
-    free(pb);
+    mst_golden_threads_identical(&g, 5);
     mst_golden_free(&g);
 }
 
+/* the scalar sums in another order: 4.3e-6 reached */
 static void test_reference_kernels(void **state)
 {
     (void)state;
     mst_golden g;
     mst_golden_load(GOLDEN, &g);
-    float *lg = run(&g, 2, true, 1, false);
-    double worst = mst_golden_compare(&g, lg);
-    print_message("reference kernels: max rel error %.3g\n", worst);
-    assert_true(worst < 1e-5); /* scalar sums in another order: 4.3e-6 reached */
-    free(lg);
+    mst_golden_check(&g, 2, true, 1, false, 1e-5);
     mst_golden_free(&g);
 }
 

@@ -436,94 +436,89 @@ static int add_layer(synth_build *b, int l)
     snprintf(pre, sizeof pre, "model.layers.%d", l);
     int rc = 0;
 #define P(fmt) (snprintf(p, sizeof p, "%s." fmt, pre), p)
-#define TRY(x)                                                                                                    \
-    do {                                                                                                          \
-        if ((rc = (x)) < 0) return rc;                                                                            \
-    } while (0)
 
     if (mtp) { /* DeepSeek-V3 MTP module (HF names, spec §2.3) around a full decoder layer */
-        TRY(synth_add_module(b, P("embed_tokens"), "weight", ROLE_EMBED, l, false, 2, SHAPE2(a->vocab_size, D), 0, 1.0f));
-        TRY(add_norm(b, P("enorm"), D));
-        TRY(add_norm(b, P("hnorm"), D));
-        TRY(synth_add_module(b, P("eh_proj"), "weight", ROLE_MTP_PROJ, l, false, 2, SHAPE2(D, 2 * D), 0,
+        SYNTH_TRY(synth_add_module(b, P("embed_tokens"), "weight", ROLE_EMBED, l, false, 2, SHAPE2(a->vocab_size, D), 0, 1.0f));
+        SYNTH_TRY(add_norm(b, P("enorm"), D));
+        SYNTH_TRY(add_norm(b, P("hnorm"), D));
+        SYNTH_TRY(synth_add_module(b, P("eh_proj"), "weight", ROLE_MTP_PROJ, l, false, 2, SHAPE2(D, 2 * D), 0,
                        (float)(1.0 / sqrt(2.0 * D))));
     }
-    TRY(add_norm(b, P("input_layernorm"), D));
+    SYNTH_TRY(add_norm(b, P("input_layernorm"), D));
     /* attention (MLA) */
     if (ql > 0) {
-        TRY(synth_add_module(b, P("self_attn.q_a_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(ql, D), 0,
+        SYNTH_TRY(synth_add_module(b, P("self_attn.q_a_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(ql, D), 0,
                        (float)(1.0 / sqrt((double)D))));
-        TRY(add_norm(b, P("self_attn.q_a_layernorm"), ql));
-        TRY(synth_add_module(b, P("self_attn.q_b_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(H * (nope + rope), ql), 0,
+        SYNTH_TRY(add_norm(b, P("self_attn.q_a_layernorm"), ql));
+        SYNTH_TRY(synth_add_module(b, P("self_attn.q_b_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(H * (nope + rope), ql), 0,
                        (float)(1.0 / sqrt((double)ql))));
     } else {
-        TRY(synth_add_module(b, P("self_attn.q_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(H * (nope + rope), D), 0,
+        SYNTH_TRY(synth_add_module(b, P("self_attn.q_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(H * (nope + rope), D), 0,
                        (float)(1.0 / sqrt((double)D))));
     }
-    TRY(synth_add_module(b, P("self_attn.kv_a_proj_with_mqa"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(kvl + rope, D), 0,
+    SYNTH_TRY(synth_add_module(b, P("self_attn.kv_a_proj_with_mqa"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(kvl + rope, D), 0,
                    (float)(1.0 / sqrt((double)D))));
-    TRY(add_norm(b, P("self_attn.kv_a_layernorm"), kvl));
+    SYNTH_TRY(add_norm(b, P("self_attn.kv_a_layernorm"), kvl));
     const float kvb_std = (float)(1.0 / sqrt((double)kvl));
     if (mlx) { /* mlx-lm >= 0.30.6: kv_b_proj split into per-head MultiLinear weights */
-        TRY(synth_add_module(b, P("self_attn.embed_q"), "weight", ROLE_ATTN, l, false, 3, SHAPE3(H, kvl, nope), 0, kvb_std));
-        TRY(synth_add_module(b, P("self_attn.unembed_out"), "weight", ROLE_ATTN, l, false, 3, SHAPE3(H, v, kvl), 0,
+        SYNTH_TRY(synth_add_module(b, P("self_attn.embed_q"), "weight", ROLE_ATTN, l, false, 3, SHAPE3(H, kvl, nope), 0, kvb_std));
+        SYNTH_TRY(synth_add_module(b, P("self_attn.unembed_out"), "weight", ROLE_ATTN, l, false, 3, SHAPE3(H, v, kvl), 0,
                        kvb_std));
     } else {
-        TRY(synth_add_module(b, P("self_attn.kv_b_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(H * (nope + v), kvl), 0,
+        SYNTH_TRY(synth_add_module(b, P("self_attn.kv_b_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(H * (nope + v), kvl), 0,
                        kvb_std));
     }
-    TRY(synth_add_module(b, P("self_attn.o_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(D, H * v), 0,
+    SYNTH_TRY(synth_add_module(b, P("self_attn.o_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(D, H * v), 0,
                    (float)(out_scale / sqrt((double)(H * v)))));
-    TRY(add_norm(b, P("post_attention_layernorm"), D));
+    SYNTH_TRY(add_norm(b, P("post_attention_layernorm"), D));
 
     const float in_std = (float)(1.0 / sqrt((double)D));
     if (!is_moe_layer(a, l)) {
         const int64_t I = a->intermediate_size;
         const float down_std = (float)(out_scale / sqrt((double)I));
-        TRY(synth_add_module(b, P("mlp.gate_proj"), "weight", ROLE_DENSE, l, false, 2, SHAPE2(I, D), 0, in_std));
-        TRY(synth_add_module(b, P("mlp.up_proj"), "weight", ROLE_DENSE, l, false, 2, SHAPE2(I, D), 0, in_std));
-        TRY(synth_add_module(b, P("mlp.down_proj"), "weight", ROLE_DENSE, l, true, 2, SHAPE2(D, I), 0, down_std));
+        SYNTH_TRY(synth_add_module(b, P("mlp.gate_proj"), "weight", ROLE_DENSE, l, false, 2, SHAPE2(I, D), 0, in_std));
+        SYNTH_TRY(synth_add_module(b, P("mlp.up_proj"), "weight", ROLE_DENSE, l, false, 2, SHAPE2(I, D), 0, in_std));
+        SYNTH_TRY(synth_add_module(b, P("mlp.down_proj"), "weight", ROLE_DENSE, l, true, 2, SHAPE2(D, I), 0, down_std));
     } else {
         const int64_t E = a->n_routed_experts, M = a->moe_intermediate_size;
         const float down_std = (float)(out_scale / sqrt((double)M));
         /* router: a bare parameter (never quantized) + f32 correction bias */
-        TRY(synth_add_module(b, P("mlp.gate"), "weight", ROLE_NONE, l, false, 2, SHAPE2(E, D), 0, in_std));
-        TRY(synth_add_router_bias(b, P("mlp.gate.e_score_correction_bias"), l, E, MS_DT_F32));
+        SYNTH_TRY(synth_add_module(b, P("mlp.gate"), "weight", ROLE_NONE, l, false, 2, SHAPE2(E, D), 0, in_std));
+        SYNTH_TRY(synth_add_router_bias(b, P("mlp.gate.e_score_correction_bias"), l, E, MS_DT_F32));
         if (mlx) { /* stacked SwitchLinear weights */
-            TRY(synth_add_module(b, P("mlp.switch_mlp.gate_proj"), "weight", ROLE_ROUTED, l, false, 3, SHAPE3(E, M, D), 0,
+            SYNTH_TRY(synth_add_module(b, P("mlp.switch_mlp.gate_proj"), "weight", ROLE_ROUTED, l, false, 3, SHAPE3(E, M, D), 0,
                            in_std));
-            TRY(synth_add_module(b, P("mlp.switch_mlp.up_proj"), "weight", ROLE_ROUTED, l, false, 3, SHAPE3(E, M, D), 0,
+            SYNTH_TRY(synth_add_module(b, P("mlp.switch_mlp.up_proj"), "weight", ROLE_ROUTED, l, false, 3, SHAPE3(E, M, D), 0,
                            in_std));
-            TRY(synth_add_module(b, P("mlp.switch_mlp.down_proj"), "weight", ROLE_ROUTED, l, true, 3, SHAPE3(E, D, M), 0,
+            SYNTH_TRY(synth_add_module(b, P("mlp.switch_mlp.down_proj"), "weight", ROLE_ROUTED, l, true, 3, SHAPE3(E, D, M), 0,
                            down_std));
         } else { /* one tensor per expert and projection */
             for (int e = 0; e < E; e++) {
                 char q[192];
                 snprintf(q, sizeof q, "%s.mlp.experts.%d.gate_proj", pre, e);
-                TRY(synth_add_module(b, q, "weight", ROLE_ROUTED, l, false, 2, SHAPE2(M, D), 0, in_std));
+                SYNTH_TRY(synth_add_module(b, q, "weight", ROLE_ROUTED, l, false, 2, SHAPE2(M, D), 0, in_std));
                 snprintf(q, sizeof q, "%s.mlp.experts.%d.up_proj", pre, e);
-                TRY(synth_add_module(b, q, "weight", ROLE_ROUTED, l, false, 2, SHAPE2(M, D), 0, in_std));
+                SYNTH_TRY(synth_add_module(b, q, "weight", ROLE_ROUTED, l, false, 2, SHAPE2(M, D), 0, in_std));
                 snprintf(q, sizeof q, "%s.mlp.experts.%d.down_proj", pre, e);
-                TRY(synth_add_module(b, q, "weight", ROLE_ROUTED, l, true, 2, SHAPE2(D, M), 0, down_std));
+                SYNTH_TRY(synth_add_module(b, q, "weight", ROLE_ROUTED, l, true, 2, SHAPE2(D, M), 0, down_std));
             }
         }
         if (a->n_shared_experts > 0) {
             const int64_t S = (int64_t)a->n_shared_experts * M;
-            TRY(synth_add_module(b, P("mlp.shared_experts.gate_proj"), "weight", ROLE_SHARED, l, false, 2, SHAPE2(S, D), 0,
+            SYNTH_TRY(synth_add_module(b, P("mlp.shared_experts.gate_proj"), "weight", ROLE_SHARED, l, false, 2, SHAPE2(S, D), 0,
                            in_std));
-            TRY(synth_add_module(b, P("mlp.shared_experts.up_proj"), "weight", ROLE_SHARED, l, false, 2, SHAPE2(S, D), 0,
+            SYNTH_TRY(synth_add_module(b, P("mlp.shared_experts.up_proj"), "weight", ROLE_SHARED, l, false, 2, SHAPE2(S, D), 0,
                            in_std));
-            TRY(synth_add_module(b, P("mlp.shared_experts.down_proj"), "weight", ROLE_SHARED, l, true, 2, SHAPE2(D, S), 0,
+            SYNTH_TRY(synth_add_module(b, P("mlp.shared_experts.down_proj"), "weight", ROLE_SHARED, l, true, 2, SHAPE2(D, S), 0,
                            (float)(out_scale / sqrt((double)S))));
         }
     }
     if (mtp) {
-        TRY(add_norm(b, P("shared_head.norm"), D));
-        TRY(synth_add_module(b, P("shared_head.head"), "weight", ROLE_LM_HEAD, l, false, 2, SHAPE2(a->vocab_size, D), 0,
+        SYNTH_TRY(add_norm(b, P("shared_head.norm"), D));
+        SYNTH_TRY(synth_add_module(b, P("shared_head.head"), "weight", ROLE_LM_HEAD, l, false, 2, SHAPE2(a->vocab_size, D), 0,
                        in_std));
     }
 #undef P
-#undef TRY
     return 0;
 }
 

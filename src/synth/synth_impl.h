@@ -65,6 +65,12 @@ typedef struct synth_build {
                            (long long)(lo), (long long)(hi));                                                     \
     } while (0)
 
+/* x (an int call); on error return it from the function (which has an int rc) */
+#define SYNTH_TRY(x)                                                                                              \
+    do {                                                                                                          \
+        if ((rc = (x)) < 0) return rc;                                                                            \
+    } while (0)
+
 #define SHAPE2(a, c) ((const int64_t[]){(a), (c)})
 #define SHAPE3(a, c, d) ((const int64_t[]){(a), (c), (d)})
 

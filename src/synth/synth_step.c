@@ -142,63 +142,58 @@ static int add_layer(synth_build *b, const char *P, int l)
     snprintf(pre, sizeof pre, "%s.layers.%d", P, l);
     int rc = 0;
 #define N(fmt) (snprintf(p, sizeof p, "%s." fmt, pre), p)
-#define TRY(x)                                                                                                    \
-    do {                                                                                                          \
-        if ((rc = (x)) < 0) return rc;                                                                            \
-    } while (0)
     if (l >= a->n_layers) { /* MTP module around a decoder layer (HF names) */
-        TRY(synth_add_vector(b, N("enorm"), D, norm_mean, 0.02f));
-        TRY(synth_add_vector(b, N("hnorm"), D, norm_mean, 0.02f));
-        TRY(synth_add_module(b, N("eh_proj"), "weight", ROLE_MTP_PROJ, l, false, 2, SHAPE2(D, 2 * D), 0,
+        SYNTH_TRY(synth_add_vector(b, N("enorm"), D, norm_mean, 0.02f));
+        SYNTH_TRY(synth_add_vector(b, N("hnorm"), D, norm_mean, 0.02f));
+        SYNTH_TRY(synth_add_module(b, N("eh_proj"), "weight", ROLE_MTP_PROJ, l, false, 2, SHAPE2(D, 2 * D), 0,
                              (float)(1.0 / sqrt(2.0 * D))));
     }
-    TRY(synth_add_vector(b, N("input_layernorm"), D, norm_mean, 0.02f));
+    SYNTH_TRY(synth_add_vector(b, N("input_layernorm"), D, norm_mean, 0.02f));
     /* attention: GQA with q/k norms and the head-wise gate */
-    TRY(synth_add_module(b, N("self_attn.q_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(H * hd, D), 0, in_std));
-    TRY(synth_add_module(b, N("self_attn.k_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(KV * hd, D), 0, in_std));
-    TRY(synth_add_module(b, N("self_attn.v_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(KV * hd, D), 0, in_std));
-    TRY(synth_add_module(b, N("self_attn.o_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(D, H * hd), 0,
+    SYNTH_TRY(synth_add_module(b, N("self_attn.q_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(H * hd, D), 0, in_std));
+    SYNTH_TRY(synth_add_module(b, N("self_attn.k_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(KV * hd, D), 0, in_std));
+    SYNTH_TRY(synth_add_module(b, N("self_attn.v_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(KV * hd, D), 0, in_std));
+    SYNTH_TRY(synth_add_module(b, N("self_attn.o_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(D, H * hd), 0,
                          (float)(out_scale / sqrt((double)(H * hd)))));
-    TRY(synth_add_module(b, N("self_attn.g_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(H, D), 0, in_std));
-    TRY(synth_add_vector(b, N("self_attn.q_norm"), hd, norm_mean, 0.02f));
-    TRY(synth_add_vector(b, N("self_attn.k_norm"), hd, norm_mean, 0.02f));
-    TRY(synth_add_vector(b, N("post_attention_layernorm"), D, norm_mean, 0.02f));
+    SYNTH_TRY(synth_add_module(b, N("self_attn.g_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(H, D), 0, in_std));
+    SYNTH_TRY(synth_add_vector(b, N("self_attn.q_norm"), hd, norm_mean, 0.02f));
+    SYNTH_TRY(synth_add_vector(b, N("self_attn.k_norm"), hd, norm_mean, 0.02f));
+    SYNTH_TRY(synth_add_vector(b, N("post_attention_layernorm"), D, norm_mean, 0.02f));
     if (l < a->first_k_dense_replace) { /* dense MLP */
         const int64_t I = a->intermediate_size;
-        TRY(synth_add_module(b, N("mlp.gate_proj"), "weight", ROLE_DENSE, l, false, 2, SHAPE2(I, D), 0, in_std));
-        TRY(synth_add_module(b, N("mlp.up_proj"), "weight", ROLE_DENSE, l, false, 2, SHAPE2(I, D), 0, in_std));
-        TRY(synth_add_module(b, N("mlp.down_proj"), "weight", ROLE_DENSE, l, true, 2, SHAPE2(D, I), 0,
+        SYNTH_TRY(synth_add_module(b, N("mlp.gate_proj"), "weight", ROLE_DENSE, l, false, 2, SHAPE2(I, D), 0, in_std));
+        SYNTH_TRY(synth_add_module(b, N("mlp.up_proj"), "weight", ROLE_DENSE, l, false, 2, SHAPE2(I, D), 0, in_std));
+        SYNTH_TRY(synth_add_module(b, N("mlp.down_proj"), "weight", ROLE_DENSE, l, true, 2, SHAPE2(D, I), 0,
                              (float)(out_scale / sqrt((double)I))));
     } else { /* router + routed experts + shared expert */
         const int64_t E = a->n_routed_experts, M = a->moe_intermediate_size, S = a->share_expert_dim;
         const float down_std = (float)(out_scale / sqrt((double)M));
         if (mlx) {
-            TRY(synth_add_module(b, N("mlp.gate.gate"), "weight", ROLE_ROUTER, l, false, 2, SHAPE2(E, D), 0, in_std));
-            TRY(synth_add_router_bias(b, N("mlp.gate.router_bias"), l, E, MS_DT_BF16));
+            SYNTH_TRY(synth_add_module(b, N("mlp.gate.gate"), "weight", ROLE_ROUTER, l, false, 2, SHAPE2(E, D), 0, in_std));
+            SYNTH_TRY(synth_add_router_bias(b, N("mlp.gate.router_bias"), l, E, MS_DT_BF16));
         } else {
-            TRY(synth_add_module(b, N("moe.gate"), "weight", ROLE_NONE, l, false, 2, SHAPE2(E, D), 0, in_std));
-            TRY(synth_add_router_bias(b, N("moe.router_bias"), l, E, MS_DT_F32));
+            SYNTH_TRY(synth_add_module(b, N("moe.gate"), "weight", ROLE_NONE, l, false, 2, SHAPE2(E, D), 0, in_std));
+            SYNTH_TRY(synth_add_router_bias(b, N("moe.router_bias"), l, E, MS_DT_F32));
         }
         const char *ex = mlx ? "mlp.switch_mlp" : "moe", *sh = mlx ? "mlp.share_expert" : "share_expert";
         static const char *const proj[3] = {"gate_proj", "up_proj", "down_proj"};
         for (int k = 0; k < 3; k++) {
             snprintf(p, sizeof p, "%s.%s.%s", pre, ex, proj[k]);
-            TRY(synth_add_module(b, p, "weight", ROLE_ROUTED, l, k == 2, 3, k == 2 ? SHAPE3(E, D, M) : SHAPE3(E, M, D),
+            SYNTH_TRY(synth_add_module(b, p, "weight", ROLE_ROUTED, l, k == 2, 3, k == 2 ? SHAPE3(E, D, M) : SHAPE3(E, M, D),
                                  0, k == 2 ? down_std : in_std));
         }
         for (int k = 0; k < 3; k++) {
             snprintf(p, sizeof p, "%s.%s.%s", pre, sh, proj[k]);
-            TRY(synth_add_module(b, p, "weight", ROLE_SHARED, l, k == 2, 2, k == 2 ? SHAPE2(D, S) : SHAPE2(S, D), 0,
+            SYNTH_TRY(synth_add_module(b, p, "weight", ROLE_SHARED, l, k == 2, 2, k == 2 ? SHAPE2(D, S) : SHAPE2(S, D), 0,
                                  k == 2 ? (float)(out_scale / sqrt((double)S)) : in_std));
         }
     }
     if (l >= a->n_layers) {
-        TRY(synth_add_vector(b, N("shared_head.norm"), D, norm_mean, 0.02f));
-        TRY(synth_add_module(b, N("shared_head.head"), "weight", ROLE_LM_HEAD, l, false, 2, SHAPE2(a->vocab_size, D),
+        SYNTH_TRY(synth_add_vector(b, N("shared_head.norm"), D, norm_mean, 0.02f));
+        SYNTH_TRY(synth_add_module(b, N("shared_head.head"), "weight", ROLE_LM_HEAD, l, false, 2, SHAPE2(a->vocab_size, D),
                              0, in_std));
     }
 #undef N
-#undef TRY
     return 0;
 }
 

@@ -4,6 +4,7 @@
 #include <json-c/json.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ms_test.h"
 
@@ -93,4 +94,31 @@ float *mst_golden_run(const mst_golden *g, const ms_engine_opts *o, bool prefill
     }
     ms_engine_close(e);
     return lg;
+}
+
+double mst_golden_check(const mst_golden *g, int threads, bool force_ref, int batch, bool prefill, double bound)
+{
+    ms_engine_opts o = {.threads = threads, .force_ref = force_ref, .ctx = 64, .batch = batch};
+    float *lg = mst_golden_run(g, &o, prefill);
+    double worst = mst_golden_compare(g, lg);
+    print_message("%s%s, chunks of %d, %d thread(s): max rel error %.3g (bound %.3g)\n", prefill ? "prefill" : "decode",
+                  force_ref ? " (scalar kernels)" : "", batch, threads, worst, bound);
+    assert_true(worst <= 1e-3);
+    assert_true(worst < bound);
+    free(lg);
+    return worst;
+}
+
+void mst_golden_threads_identical(const mst_golden *g, int batch)
+{
+    size_t bytes = sizeof(float) * (size_t)g->n * g->vocab;
+    float *lg[5];
+    for (int i = 0; i < 5; i++) {
+        ms_engine_opts o = {.threads = i < 3 ? i + 1 : (i == 3 ? 1 : 3), .ctx = 64, .batch = i < 3 ? 1 : batch};
+        lg[i] = mst_golden_run(g, &o, i >= 3);
+    }
+    assert_memory_equal(lg[0], lg[1], bytes);
+    assert_memory_equal(lg[0], lg[2], bytes);
+    assert_memory_equal(lg[3], lg[4], bytes);
+    for (int i = 0; i < 5; i++) free(lg[i]);
 }

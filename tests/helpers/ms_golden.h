@@ -26,5 +26,12 @@ double mst_golden_compare(const mst_golden *g, const float *lg);
  * token by token (prefill false) or one ms_engine_eval of the whole prompt,
  * which runs in chunks of o->batch. */
 float *mst_golden_run(const mst_golden *g, const ms_engine_opts *o, bool prefill);
+/* One run (ctx 64, `threads`, scalar kernels if force_ref, chunks of `batch`)
+ * checked against the golden rule and the tighter `bound` the test reaches;
+ * prints and returns the max relative error. */
+double mst_golden_check(const mst_golden *g, int threads, bool force_ref, int batch, bool prefill, double bound);
+/* Decode with 1, 2 and 3 threads and prefill in chunks of `batch` with 1 and
+ * 3 threads give byte-identical logits. */
+void mst_golden_threads_identical(const mst_golden *g, int batch);
 
 #endif

@@ -30,7 +30,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import compare_logits  # noqa: E402
 from ds3_ref import Model as Ds3Model  # noqa: E402
-from ds3_ref import RefError, Weights, logits_json, rmsnorm, silu  # noqa: E402
+from ds3_ref import RefError, Weights, emit, parse_tokens, rmsnorm, silu  # noqa: E402
 
 MUTATIONS = {
     "no-window": "sliding layers see every earlier position",
@@ -162,10 +162,7 @@ class Stats:
 
 class Model:
     def __init__(self, model_dir, mutations=()):
-        self.mut = frozenset(mutations)
-        for m in self.mut:
-            if m not in MUTATIONS:
-                raise RefError("unknown mutation %s" % m)
+        self.mut = frozenset(mutations)                       # names checked by argparse (MUTATIONS)
         self.cfg = StepConfig(model_dir)
         self.w = Weights(model_dir, self.cfg.doc)
         st = self.w.st
@@ -294,40 +291,20 @@ def main(argv):
     ap.add_argument("--tol", type=float, default=1e-3)
     ap.add_argument("--mutate", action="append", default=[], choices=sorted(MUTATIONS))
     a = ap.parse_args(argv)
-    try:
-        tokens = [int(t) for t in a.tokens.split(",") if t.strip() != ""]
-    except ValueError:
-        ap.error("--tokens: not a comma-separated list of integers")
+    tokens = parse_tokens(ap, a.tokens)
     try:
         m = Model(a.model, a.mutate)
         logits, st = m.forward(tokens)
     except (RefError, OSError, ValueError, KeyError) as e:
         print("step_ref: %s" % e, file=sys.stderr)
         return 1
-    if a.out:
-        with open(a.out, "w") as f:
-            f.write(logits_json(logits))
-    elif not a.compare:
-        sys.stdout.write(logits_json(logits))
-    srt = np.sort(logits, axis=1)
-    gap = float((srt[:, -1] - srt[:, -2]).min()) if logits.shape[1] > 1 else math.inf
+    gap = emit(a, logits)
     if a.stats:
         print(json.dumps({"tokens": len(tokens), "min_route_margin": None if math.isinf(st.route_margin) else st.route_margin,
                           "route_margin_at": st.route_where, "clamped": st.clamped, "min_top2_gap": gap,
                           "vanilla_hf": m.vanilla, "notes": m.w.notes}), file=sys.stderr)
-    rc = 0
-    for f in a.compare:
-        try:
-            other = compare_logits.load(f)
-        except compare_logits.CompareError as e:
-            print("step_ref: %s" % e, file=sys.stderr)
-            return 1
-        r = compare_logits.compare(logits, other, a.tol)
-        print("%s: %s%s" % (f, compare_logits.describe(r),
-                            "" if math.isinf(st.route_margin) else " route_margin=%.3g" % st.route_margin))
-        if not r["ok"]:
-            rc = 1
-    return rc
+    note = "" if math.isinf(st.route_margin) else " route_margin=%.3g" % st.route_margin
+    return compare_logits.check_files(logits, a.compare, a.tol, "step_ref", note)
 
 
 if __name__ == "__main__":
