@@ -64,6 +64,16 @@ typedef struct ms_arch_ops {
      * of a one-row step (the logits of a row do not depend on the other rows);
      * otherwise prefill kernels (GEMM) may be used. */
     int (*forward)(const void *weights, void *state, const ms_fwd_env *env, const ms_batch *b, ms_err *err);
+    /* Optional: the MTP draft head (multi-token prediction), when the model was
+     * opened with MTP layers. Row i: b->tokens[i] is the token that follows
+     * position b->pos[i] (sampled or verified), hidden[i][D] the main model's
+     * final hidden state at that position (ms_batch.hidden), or the previous
+     * draft step's out_hidden for chained drafts. Writes b->logits ([n][vocab]:
+     * the draft distribution for position pos + 2) and, if b->hidden is set,
+     * the MTP layer's output state for the next draft step. The MTP layer has
+     * its own KV cache per sequence, indexed by pos. */
+    int (*mtp_forward)(const void *weights, void *state, const ms_fwd_env *env, const ms_batch *b,
+                       const float *hidden, ms_err *err);
 } ms_arch_ops;
 
 typedef struct ms_family {
@@ -97,5 +107,9 @@ const ms_arch_ops *ms_arch_for(const ms_config *c, ms_err *err);
 
 /* Open a model directory: config through the registry, then the model store. */
 int ms_model_open(const char *dir, ms_model *m, ms_err *err);
+/* The same including the checkpoint's first mtp_layers MTP layers (their
+ * experts become routed experts of the expert table, their other tensors
+ * resident); an error when the checkpoint or the family has none. */
+int ms_model_open_mtp(const char *dir, int mtp_layers, ms_model *m, ms_err *err);
 
 #endif

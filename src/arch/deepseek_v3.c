@@ -82,11 +82,14 @@ static int ds3_parse_config(const ms_jctx *jc, json_object *o, json_object *root
     if ((rc = ms_json_int32(jc, o, "first_k_dense_replace", false, 0, 0, 4096, &d->first_k_dense_replace)) < 0)
         return rc;
     if ((rc = ms_json_int32(jc, o, "moe_layer_freq", false, 1, 1, 4096, &d->moe_layer_freq)) < 0) return rc;
-    /* MoE layers (mlx-lm rule): l >= first_k_dense_replace && l % moe_layer_freq == 0 */
+    /* MoE layers (mlx-lm rule): l >= first_k_dense_replace && l % moe_layer_freq == 0;
+     * the MTP layers after the main ones follow the same rule */
     bool any_moe = false;
-    for (int l = 0; l < cfg->n_layers; l++) {
+    if (cfg->n_layers + cfg->num_nextn_predict_layers > MS_MAX_LAYERS)
+        return ms_errf(err, EINVAL, "%s: num_hidden_layers + num_nextn_predict_layers exceed %d", what, MS_MAX_LAYERS);
+    for (int l = 0; l < cfg->n_layers + cfg->num_nextn_predict_layers; l++) {
         cfg->moe_layer[l] = l >= d->first_k_dense_replace && l % d->moe_layer_freq == 0;
-        any_moe |= cfg->moe_layer[l];
+        if (l < cfg->n_layers) any_moe |= cfg->moe_layer[l];
     }
     bool any_dense = d->first_k_dense_replace > 0 || d->moe_layer_freq > 1;
     if ((rc = ms_json_int32(jc, o, "intermediate_size", any_dense, 0, 1, 1 << 22, &cfg->intermediate_size)) < 0)
@@ -197,7 +200,13 @@ typedef struct ds3_weights {
     ms_mat embed;             /* [vocab, D] */
     ms_mat lm_head;           /* [vocab, D] */
     const float *final_norm;  /* [D] */
-    ds3_layer *layers;        /* [n_layers] */
+    ds3_layer *layers;        /* [n_layers + n_mtp]: the MTP decoder blocks after the main ones */
+    int n_mtp;                /* MTP layers bound (cfg->mtp_layers) */
+    struct ds3_mtp {
+        const float *enorm, *hnorm; /* [D] norms of the embedding / hidden half */
+        ms_mat eh_proj;             /* [D, 2D]: columns 0..D-1 take enorm(e), D..2D-1 hnorm(h) */
+        const float *head_norm;     /* [D] shared_head.norm (lm_head is the main one's copy) */
+    } *mtp;                   /* [n_mtp] */
     float *vecs;              /* f32 copies of norm / bias vectors */
     ms_mat *head_mats;        /* storage for wk / wv */
 } ds3_weights;
@@ -267,7 +276,93 @@ static void ds3_unbind(void *wp)
     free(w->layers);
     free(w->vecs);
     free(w->head_mats);
+    free(w->mtp);
     free(w);
+}
+
+/* One decoder block (model layer l: a main layer, or an MTP layer's block). */
+static int bind_layer(const ms_model *m, const ms_resident *r, ds3_weights *w, int l, float **cursor, ms_err *err)
+{
+    const ms_config *c = w->c;
+    const ms_ds3_config *d = w->d;
+    int D = w->D, H = w->H, rc;
+    float *vc = *cursor;
+    char name[256];
+    ds3_layer *ly = &w->layers[l];
+    char p[128];
+    snprintf(p, sizeof p, "model.layers.%d", l);
+#define NAME(fmt) (snprintf(name, sizeof name, "%s." fmt, p), name)
+    if ((rc = bind_vec(m, r, NAME("input_layernorm.weight"), D, &vc, &ly->attn_norm, err)) < 0) return rc;
+    if ((rc = bind_vec(m, r, NAME("post_attention_layernorm.weight"), D, &vc, &ly->ffn_norm, err)) < 0) return rc;
+    /* attention */
+    int64_t qrows = (int64_t)H * w->qdim;
+    if (d->q_lora_rank > 0) {
+        if ((rc = bind_mat(m, r, NAME("self_attn.q_a_proj"), d->q_lora_rank, D, &ly->q_a, err)) < 0) return rc;
+        if ((rc = bind_vec(m, r, NAME("self_attn.q_a_layernorm.weight"), d->q_lora_rank, &vc, &ly->q_a_norm,
+                           err)) < 0)
+            return rc;
+        if ((rc = bind_mat(m, r, NAME("self_attn.q_b_proj"), qrows, d->q_lora_rank, &ly->q_b, err)) < 0) return rc;
+    } else {
+        if ((rc = bind_mat(m, r, NAME("self_attn.q_proj"), qrows, D, &ly->q, err)) < 0) return rc;
+    }
+    if ((rc = bind_mat(m, r, NAME("self_attn.kv_a_proj_with_mqa"), w->kvl + w->rope, D, &ly->kv_a, err)) < 0)
+        return rc;
+    if ((rc = bind_vec(m, r, NAME("self_attn.kv_a_layernorm.weight"), w->kvl, &vc, &ly->kv_a_norm, err)) < 0)
+        return rc;
+    ly->wk = &w->head_mats[(size_t)l * 2 * H];
+    ly->wv = ly->wk + H;
+    if (ms_model_find(m, "%s.self_attn.embed_q.weight", p)) {
+        ms_linear eq, uo;
+        ly->split_mla = true;
+        if ((rc = ms_model_linear(m, NAME("self_attn.embed_q"), H, w->kvl, w->nope, &eq, err)) < 0) return rc;
+        if ((rc = ms_model_linear(m, NAME("self_attn.unembed_out"), H, w->vd, w->kvl, &uo, err)) < 0) return rc;
+        for (int h = 0; h < H; h++) {
+            ly->wk[h] = ms_linear_mat(&eq, h, ms_resident_data(r, m, eq.w), ms_resident_data(r, m, eq.scales),
+                                      ms_resident_data(r, m, eq.biases));
+            ly->wv[h] = ms_linear_mat(&uo, h, ms_resident_data(r, m, uo.w), ms_resident_data(r, m, uo.scales),
+                                      ms_resident_data(r, m, uo.biases));
+        }
+    } else {
+        ms_mat kvb;
+        if ((rc = bind_mat(m, r, NAME("self_attn.kv_b_proj"), (int64_t)H * (w->nope + w->vd), w->kvl, &kvb,
+                           err)) < 0)
+            return rc;
+        for (int h = 0; h < H; h++) {
+            ly->wk[h] = ms_mat_rows(&kvb, (int64_t)h * (w->nope + w->vd), w->nope);
+            ly->wv[h] = ms_mat_rows(&kvb, (int64_t)h * (w->nope + w->vd) + w->nope, w->vd);
+        }
+    }
+    if ((rc = bind_mat(m, r, NAME("self_attn.o_proj"), D, (int64_t)H * w->vd, &ly->o, err)) < 0) return rc;
+    /* feed-forward */
+    ly->moe = ms_config_is_moe_layer(c, l);
+    if (!ly->moe) {
+        int I = c->intermediate_size;
+        if ((rc = bind_mat(m, r, NAME("mlp.gate_proj"), I, D, &ly->gate, err)) < 0) return rc;
+        if ((rc = bind_mat(m, r, NAME("mlp.up_proj"), I, D, &ly->up, err)) < 0) return rc;
+        if ((rc = bind_mat(m, r, NAME("mlp.down_proj"), D, I, &ly->down, err)) < 0) return rc;
+    } else {
+        ly->blk.experts = ms_model_moe(m, l);
+        if ((rc = bind_mat(m, r, NAME("mlp.gate"), w->E, D, &ly->router, err)) < 0) return rc;
+        ly->router_bias = NULL;
+        if (ms_model_find(m, "%s.mlp.gate.e_score_correction_bias", p)) {
+            if ((rc = bind_vec(m, r, NAME("mlp.gate.e_score_correction_bias"), w->E, &vc, &ly->router_bias,
+                               err)) < 0)
+                return rc;
+        }
+        if (c->n_shared_experts > 0) {
+            int S = c->n_shared_experts * c->moe_intermediate_size;
+            if ((rc = bind_mat(m, r, NAME("mlp.shared_experts.gate_proj"), S, D, &ly->sh_gate, err)) < 0) return rc;
+            if ((rc = bind_mat(m, r, NAME("mlp.shared_experts.up_proj"), S, D, &ly->sh_up, err)) < 0) return rc;
+            if ((rc = bind_mat(m, r, NAME("mlp.shared_experts.down_proj"), D, S, &ly->sh_down, err)) < 0)
+                return rc;
+            ly->blk.sh_gate = &ly->sh_gate;
+            ly->blk.sh_up = &ly->sh_up;
+            ly->blk.sh_down = &ly->sh_down;
+        }
+    }
+#undef NAME
+    *cursor = vc;
+    return 0;
 }
 
 static int ds3_bind(const ms_model *m, const ms_resident *r, void **out, uint64_t *extra_bytes, ms_err *err)
@@ -291,21 +386,25 @@ static int ds3_bind(const ms_model *m, const ms_resident *r, void **out, uint64_
     w->K = c->n_experts_per_tok;
     w->scale = (float)ms_ds3_softmax_scale(d);
     int L = c->n_layers, D = w->D, H = w->H;
+    w->n_mtp = c->mtp_layers;
+    int LA = L + w->n_mtp; /* layers with a decoder block */
     int rc = 0;
     if (d->attention_bias) {
         rc = ms_errf(err, ENOTSUP, "%s/config.json: attention_bias: true is not supported", m->dir);
         goto fail;
     }
     w->inv_freq = calloc((size_t)w->rope / 2, sizeof *w->inv_freq);
-    w->layers = calloc((size_t)L, sizeof *w->layers);
-    size_t nvec = (size_t)D + (size_t)L * (2 * (size_t)D + (size_t)d->q_lora_rank + (size_t)w->kvl + (size_t)w->E);
+    w->layers = calloc((size_t)LA, sizeof *w->layers);
+    w->mtp = calloc((size_t)MS_MAX(1, w->n_mtp), sizeof *w->mtp);
+    size_t nvec = (size_t)D + (size_t)LA * (2 * (size_t)D + (size_t)d->q_lora_rank + (size_t)w->kvl + (size_t)w->E) +
+                  (size_t)w->n_mtp * 3 * (size_t)D;
     w->vecs = malloc(nvec * sizeof(float));
-    w->head_mats = calloc((size_t)L * 2 * (size_t)H, sizeof(ms_mat));
-    if (!w->inv_freq || !w->layers || !w->vecs || !w->head_mats) {
+    w->head_mats = calloc((size_t)LA * 2 * (size_t)H, sizeof(ms_mat));
+    if (!w->inv_freq || !w->layers || !w->mtp || !w->vecs || !w->head_mats) {
         rc = ms_errf(err, ENOMEM, "out of memory");
         goto fail;
     }
-    *extra_bytes = nvec * sizeof(float) + (size_t)L * 2 * (size_t)H * sizeof(ms_mat);
+    *extra_bytes = nvec * sizeof(float) + (size_t)LA * 2 * (size_t)H * sizeof(ms_mat);
     yarn_inv_freq(d, w->inv_freq, &w->rope_mscale);
     float *vc = w->vecs;
     char name[256];
@@ -320,80 +419,21 @@ static int ds3_bind(const ms_model *m, const ms_resident *r, void **out, uint64_
         rc = ms_errf(err, ENOENT, "%s: tensor lm_head.weight is missing (and tie_word_embeddings is false)", m->dir);
         goto fail;
     }
-    for (int l = 0; l < L; l++) {
-        ds3_layer *ly = &w->layers[l];
-        char p[128];
-        snprintf(p, sizeof p, "model.layers.%d", l);
-#define NAME(fmt) (snprintf(name, sizeof name, "%s." fmt, p), name)
-        if ((rc = bind_vec(m, r, NAME("input_layernorm.weight"), D, &vc, &ly->attn_norm, err)) < 0) goto fail;
-        if ((rc = bind_vec(m, r, NAME("post_attention_layernorm.weight"), D, &vc, &ly->ffn_norm, err)) < 0) goto fail;
-        /* attention */
-        int64_t qrows = (int64_t)H * w->qdim;
-        if (d->q_lora_rank > 0) {
-            if ((rc = bind_mat(m, r, NAME("self_attn.q_a_proj"), d->q_lora_rank, D, &ly->q_a, err)) < 0) goto fail;
-            if ((rc = bind_vec(m, r, NAME("self_attn.q_a_layernorm.weight"), d->q_lora_rank, &vc, &ly->q_a_norm,
-                               err)) < 0)
-                goto fail;
-            if ((rc = bind_mat(m, r, NAME("self_attn.q_b_proj"), qrows, d->q_lora_rank, &ly->q_b, err)) < 0) goto fail;
-        } else {
-            if ((rc = bind_mat(m, r, NAME("self_attn.q_proj"), qrows, D, &ly->q, err)) < 0) goto fail;
-        }
-        if ((rc = bind_mat(m, r, NAME("self_attn.kv_a_proj_with_mqa"), w->kvl + w->rope, D, &ly->kv_a, err)) < 0)
-            goto fail;
-        if ((rc = bind_vec(m, r, NAME("self_attn.kv_a_layernorm.weight"), w->kvl, &vc, &ly->kv_a_norm, err)) < 0)
-            goto fail;
-        ly->wk = &w->head_mats[(size_t)l * 2 * H];
-        ly->wv = ly->wk + H;
-        if (ms_model_find(m, "%s.self_attn.embed_q.weight", p)) {
-            ms_linear eq, uo;
-            ly->split_mla = true;
-            if ((rc = ms_model_linear(m, NAME("self_attn.embed_q"), H, w->kvl, w->nope, &eq, err)) < 0) goto fail;
-            if ((rc = ms_model_linear(m, NAME("self_attn.unembed_out"), H, w->vd, w->kvl, &uo, err)) < 0) goto fail;
-            for (int h = 0; h < H; h++) {
-                ly->wk[h] = ms_linear_mat(&eq, h, ms_resident_data(r, m, eq.w), ms_resident_data(r, m, eq.scales),
-                                          ms_resident_data(r, m, eq.biases));
-                ly->wv[h] = ms_linear_mat(&uo, h, ms_resident_data(r, m, uo.w), ms_resident_data(r, m, uo.scales),
-                                          ms_resident_data(r, m, uo.biases));
-            }
-        } else {
-            ms_mat kvb;
-            if ((rc = bind_mat(m, r, NAME("self_attn.kv_b_proj"), (int64_t)H * (w->nope + w->vd), w->kvl, &kvb,
-                               err)) < 0)
-                goto fail;
-            for (int h = 0; h < H; h++) {
-                ly->wk[h] = ms_mat_rows(&kvb, (int64_t)h * (w->nope + w->vd), w->nope);
-                ly->wv[h] = ms_mat_rows(&kvb, (int64_t)h * (w->nope + w->vd) + w->nope, w->vd);
-            }
-        }
-        if ((rc = bind_mat(m, r, NAME("self_attn.o_proj"), D, (int64_t)H * w->vd, &ly->o, err)) < 0) goto fail;
-        /* feed-forward */
-        ly->moe = ms_config_is_moe_layer(c, l);
-        if (!ly->moe) {
-            int I = c->intermediate_size;
-            if ((rc = bind_mat(m, r, NAME("mlp.gate_proj"), I, D, &ly->gate, err)) < 0) goto fail;
-            if ((rc = bind_mat(m, r, NAME("mlp.up_proj"), I, D, &ly->up, err)) < 0) goto fail;
-            if ((rc = bind_mat(m, r, NAME("mlp.down_proj"), D, I, &ly->down, err)) < 0) goto fail;
-        } else {
-            ly->blk.experts = ms_model_moe(m, l);
-            if ((rc = bind_mat(m, r, NAME("mlp.gate"), w->E, D, &ly->router, err)) < 0) goto fail;
-            ly->router_bias = NULL;
-            if (ms_model_find(m, "%s.mlp.gate.e_score_correction_bias", p)) {
-                if ((rc = bind_vec(m, r, NAME("mlp.gate.e_score_correction_bias"), w->E, &vc, &ly->router_bias,
-                                   err)) < 0)
-                    goto fail;
-            }
-            if (c->n_shared_experts > 0) {
-                int S = c->n_shared_experts * c->moe_intermediate_size;
-                if ((rc = bind_mat(m, r, NAME("mlp.shared_experts.gate_proj"), S, D, &ly->sh_gate, err)) < 0) goto fail;
-                if ((rc = bind_mat(m, r, NAME("mlp.shared_experts.up_proj"), S, D, &ly->sh_up, err)) < 0) goto fail;
-                if ((rc = bind_mat(m, r, NAME("mlp.shared_experts.down_proj"), D, S, &ly->sh_down, err)) < 0)
-                    goto fail;
-                ly->blk.sh_gate = &ly->sh_gate;
-                ly->blk.sh_up = &ly->sh_up;
-                ly->blk.sh_down = &ly->sh_down;
-            }
-        }
-#undef NAME
+    for (int l = 0; l < L; l++)
+        if ((rc = bind_layer(m, r, w, l, &vc, err)) < 0) goto fail;
+    /* MTP draft head(s): enorm, hnorm, eh_proj, shared_head.norm + a decoder block */
+    for (int i = 0; i < w->n_mtp; i++) {
+        int l = c->n_layers + i;
+        struct ds3_mtp *mt = &w->mtp[i];
+        snprintf(name, sizeof name, "model.layers.%d.enorm.weight", l);
+        if ((rc = bind_vec(m, r, name, D, &vc, &mt->enorm, err)) < 0) goto fail;
+        snprintf(name, sizeof name, "model.layers.%d.hnorm.weight", l);
+        if ((rc = bind_vec(m, r, name, D, &vc, &mt->hnorm, err)) < 0) goto fail;
+        snprintf(name, sizeof name, "model.layers.%d.shared_head.norm.weight", l);
+        if ((rc = bind_vec(m, r, name, D, &vc, &mt->head_norm, err)) < 0) goto fail;
+        snprintf(name, sizeof name, "model.layers.%d.eh_proj", l);
+        if ((rc = bind_mat(m, r, name, D, 2 * (int64_t)D, &mt->eh_proj, err)) < 0) goto fail;
+        if ((rc = bind_layer(m, r, w, l, &vc, err)) < 0) goto fail;
     }
     *out = w;
     return 0;
@@ -427,7 +467,8 @@ fail:
     X(rlog, float, B * E)                  /* [B][E] router logits */                            \
     X(rtmp, float, 2 * E)                  /* [2E] router scratch */                             \
     X(px, float, D)                        /* [D] hidden state normed for the next router */     \
-    X(pwt, float, K)                       /* [K] weights of a prediction (unused) */
+    X(pwt, float, K)                       /* [K] weights of a prediction (unused) */            \
+    X(cat, float, M * B * 2 * D)           /* [B][2D] MTP: enorm(e) | hnorm(h) */
 
 typedef struct ds3_state {
     const ds3_weights *w;
@@ -443,7 +484,8 @@ typedef struct ds3_state {
 
 /* The sizes the list above needs. */
 #define DS3_DIMS(c, d, ctx_, batch_, nseq_, nth_, kvbf_)                                                    \
-    size_t L = (size_t)(c)->n_layers, ctx = (size_t)(ctx_), B = (size_t)(batch_), nth = (size_t)(nth_);    \
+    size_t L = (size_t)ms_config_n_layers_all(c), M = (size_t)((c)->mtp_layers > 0);                        \
+    size_t ctx = (size_t)(ctx_), B = (size_t)(batch_), nth = (size_t)(nth_);                               \
     size_t S = (size_t)(nseq_);                                                                             \
     size_t KL = (kvbf_) ? 1 : S * L, BL = (kvbf_) ? S * L : 0;                                              \
     size_t D = (size_t)(c)->hidden_size, H = (size_t)(d)->n_heads, kvl = (size_t)(d)->kv_lora_rank;          \
@@ -453,14 +495,14 @@ typedef struct ds3_state {
     size_t E = (size_t)MS_MAX(1, (c)->n_routed_experts), K = (size_t)MS_MAX(1, (c)->n_experts_per_tok);    \
     size_t tls_stride = MS_ALIGN_UP(kvl * 2 + ctx + rope + 16, 16);                                          \
     (void)L; (void)ctx; (void)B; (void)nth; (void)D; (void)H; (void)kvl; (void)rope; (void)vd; (void)qdim;   \
-    (void)KL; (void)BL; (void)qlr; (void)E; (void)K; (void)tls_stride; (void)S
+    (void)KL; (void)BL; (void)qlr; (void)E; (void)K; (void)tls_stride; (void)S; (void)M
 
 /* The MoE scratch's dims; its FFN scratch also serves the dense MLPs. */
 static ms_moe_dims moe_dims(const ms_config *c, int batch)
 {
     int widest = MS_MAX(c->intermediate_size, c->moe_intermediate_size * MS_MAX(1, c->n_shared_experts));
     widest = MS_MAX(widest, c->moe_intermediate_size);
-    return (ms_moe_dims){.n_layers = c->n_layers, .D = c->hidden_size, .E = MS_MAX(1, c->n_routed_experts),
+    return (ms_moe_dims){.n_layers = ms_config_n_layers_all(c), .D = c->hidden_size, .E = MS_MAX(1, c->n_routed_experts),
                          .K = MS_MAX(1, c->n_experts_per_tok), .batch = batch, .ffn_widest = widest};
 }
 
@@ -562,7 +604,7 @@ static int row_seq(const ms_batch *b, int r) { return b->seq ? b->seq[r] : 0; }
 static size_t cache_base(const ds3_state *s, int seq, int layer, bool staging)
 {
     if (staging) return 0;
-    return ((size_t)seq * s->w->c->n_layers + (size_t)layer) * (size_t)s->ctx;
+    return ((size_t)seq * (size_t)ms_config_n_layers_all(s->w->c) + (size_t)layer) * (size_t)s->ctx;
 }
 
 /* One (token, head): absorbed attention over positions 0..pos. */
@@ -766,18 +808,13 @@ static int ds3_predict(void *fam, const ms_fwd_env *env, int layer, int *ids)
     return w->K;
 }
 
-/* The forward pass over one step's rows (see ms_batch). */
-static int ds3_forward(const void *wp, void *sp, const ms_fwd_env *env, const ms_batch *b, ms_err *err)
+/* Every row names a token of the vocabulary, a sequence of the state and a
+ * position inside --ctx; rows of one sequence go up in position. */
+static int check_rows(const ds3_state *s, const ms_batch *b, ms_err *err)
 {
-    const ds3_weights *w = wp;
-    ds3_state *s = sp;
-    const ms_config *c = w->c;
-    const ms_compute *cp = &env->compute;
-    int n = b->n, D = w->D;
-    float eps = (float)c->rms_norm_eps;
-    if (n <= 0 || n > s->batch) return ms_errf(err, EINVAL, "step of %d rows (batch is %d)", n, s->batch);
-    /* 1. embeddings (rows checked: token, sequence, position) */
-    for (int t = 0; t < n; t++) {
+    const ms_config *c = s->w->c;
+    if (b->n <= 0 || b->n > s->batch) return ms_errf(err, EINVAL, "step of %d rows (batch is %d)", b->n, s->batch);
+    for (int t = 0; t < b->n; t++) {
         if (b->tokens[t] < 0 || b->tokens[t] >= c->vocab_size)
             return ms_errf(err, EINVAL, "token id %d is outside the vocabulary (0..%d)", b->tokens[t], c->vocab_size - 1);
         if (row_seq(b, t) < 0 || row_seq(b, t) >= s->n_seq)
@@ -786,32 +823,96 @@ static int ds3_forward(const void *wp, void *sp, const ms_fwd_env *env, const ms
             return ms_errf(err, ENOSPC, "context is full: position %d exceeds --ctx %d", b->pos[t], s->ctx);
         if (t > 0 && row_seq(b, t) == row_seq(b, t - 1) && b->pos[t] <= b->pos[t - 1])
             return ms_errf(err, EINVAL, "rows of a sequence must be in increasing position order");
-        ms_mat_get_row(cp->kern, &w->embed, b->tokens[t], s->h + (size_t)t * D);
     }
-    for (int l = 0; l < c->n_layers; l++) {
-        const ds3_layer *ly = &w->layers[l];
-        /* 2. attention block: h += MLA(rmsnorm(h)) */
-        for (int t = 0; t < n; t++) ms_rmsnorm(s->x + (size_t)t * D, s->h + (size_t)t * D, ly->attn_norm, D, eps);
-        attention(w, ly, s, env, l, b);
-        /* 3. feed-forward block: h += MoE or MLP (rmsnorm(h)) */
-        for (int t = 0; t < n; t++) ms_rmsnorm(s->x + (size_t)t * D, s->h + (size_t)t * D, ly->ffn_norm, D, eps);
-        if (ly->moe) {
-            int rc = ms_moe_forward(s->moe, env, &s->router, &ly->blk, l, s->x, b->tokens, n, s->ffn_out, err);
-            if (rc < 0) return rc;
-        } else {
-            ms_ffn_act(cp, &ly->gate, &ly->up, &ly->down, s->x, n, s->ffn_out, ms_moe_ffn_scratch(s->moe), NULL,
-                       env->exact);
-        }
-        for (size_t i = 0; i < (size_t)n * D; i++) s->h[i] += s->ffn_out[i];
+    return 0;
+}
+
+/* One decoder block over the step's residual stream h[n][D] (layer l: main or MTP). */
+static int block(const ds3_weights *w, ds3_state *s, const ms_fwd_env *env, int l, const ms_batch *b, ms_err *err)
+{
+    const ds3_layer *ly = &w->layers[l];
+    int n = b->n, D = w->D;
+    float eps = (float)w->c->rms_norm_eps;
+    /* attention: h += MLA(rmsnorm(h)) */
+    for (int t = 0; t < n; t++) ms_rmsnorm(s->x + (size_t)t * D, s->h + (size_t)t * D, ly->attn_norm, D, eps);
+    attention(w, ly, s, env, l, b);
+    /* feed-forward: h += MoE or MLP (rmsnorm(h)) */
+    for (int t = 0; t < n; t++) ms_rmsnorm(s->x + (size_t)t * D, s->h + (size_t)t * D, ly->ffn_norm, D, eps);
+    if (ly->moe) {
+        int rc = ms_moe_forward(s->moe, env, &s->router, &ly->blk, l, s->x, b->tokens, n, s->ffn_out, err);
+        if (rc < 0) return rc;
+    } else {
+        ms_ffn_act(&env->compute, &ly->gate, &ly->up, &ly->down, s->x, n, s->ffn_out, ms_moe_ffn_scratch(s->moe),
+                   NULL, env->exact);
     }
-    /* 4. final norm (every row when the hidden states are wanted) + lm_head */
-    if (b->hidden)
-        for (int t = 0; t < n; t++) ms_rmsnorm(b->hidden + (size_t)t * D, s->h + (size_t)t * D, w->final_norm, D, eps);
-    if (!b->logits) return 0;
-    int t0 = b->all_logits ? 0 : n - 1, nl = b->all_logits ? n : 1;
+    for (size_t i = 0; i < (size_t)n * D; i++) s->h[i] += s->ffn_out[i];
+    return 0;
+}
+
+/* logits = lm_head(rmsnorm(h, norm)) for the last row, or every row. */
+static void head(const ds3_weights *w, ds3_state *s, const ms_fwd_env *env, const ms_batch *b, const float *norm)
+{
+    int n = b->n, D = w->D, t0 = b->all_logits ? 0 : n - 1, nl = b->all_logits ? n : 1;
     for (int t = t0; t < n; t++)
-        ms_rmsnorm(s->x + (size_t)(t - t0) * D, s->h + (size_t)t * D, w->final_norm, D, eps);
+        ms_rmsnorm(s->x + (size_t)(t - t0) * D, s->h + (size_t)t * D, norm, D, (float)w->c->rms_norm_eps);
     linear(env, &w->lm_head, s->x, nl, b->logits);
+}
+
+/* The forward pass over one step's rows (see ms_batch). */
+static int ds3_forward(const void *wp, void *sp, const ms_fwd_env *env, const ms_batch *b, ms_err *err)
+{
+    const ds3_weights *w = wp;
+    ds3_state *s = sp;
+    const ms_config *c = w->c;
+    int n = b->n, D = w->D, rc;
+    if ((rc = check_rows(s, b, err)) < 0) return rc;
+    /* 1. embeddings */
+    for (int t = 0; t < n; t++) ms_mat_get_row(env->compute.kern, &w->embed, b->tokens[t], s->h + (size_t)t * D);
+    /* 2. the decoder blocks */
+    for (int l = 0; l < c->n_layers; l++)
+        if ((rc = block(w, s, env, l, b, err)) < 0) return rc;
+    /* 3. final norm (every row when the hidden states are wanted: MTP's input) + lm_head */
+    if (b->hidden)
+        for (int t = 0; t < n; t++)
+            ms_rmsnorm(b->hidden + (size_t)t * D, s->h + (size_t)t * D, w->final_norm, D, (float)c->rms_norm_eps);
+    if (b->logits) head(w, s, env, b, w->final_norm);
+    return 0;
+}
+
+/* The MTP draft head (DeepSeek-V3 multi-token prediction, as vLLM's and
+ * SGLang's deepseek_mtp compute it), row i = (token x at pos+1, hidden h at pos):
+ *   u = eh_proj([enorm(embed(x)) | hnorm(h)])     embedding half first
+ *   y = MTP decoder block over u (its own KV cache, RoPE position pos)
+ *   logits = lm_head(shared_head.norm(y))         the draft for pos + 2
+ * Routing of the MTP block is not reported to traces (they record the main
+ * model's), and it does not prefetch. */
+static int ds3_mtp_forward(const void *wp, void *sp, const ms_fwd_env *env0, const ms_batch *b, const float *hidden,
+                           ms_err *err)
+{
+    const ds3_weights *w = wp;
+    ds3_state *s = sp;
+    int n = b->n, D = w->D, rc;
+    float eps = (float)w->c->rms_norm_eps;
+    if (w->n_mtp < 1) return ms_errf(err, EINVAL, "the model was opened without its MTP layer");
+    if ((rc = check_rows(s, b, err)) < 0) return rc;
+    ms_fwd_env env = *env0;
+    env.on_route = env.on_predict = NULL;
+    env.prefetch = false;
+    const struct ds3_mtp *mt = &w->mtp[0];
+    /* 1. [enorm(embed(x)) | hnorm(h)] per row */
+    for (int t = 0; t < n; t++) {
+        float *cat = s->cat + (size_t)t * 2 * D;
+        ms_mat_get_row(env.compute.kern, &w->embed, b->tokens[t], s->x + (size_t)t * D);
+        ms_rmsnorm(cat, s->x + (size_t)t * D, mt->enorm, D, eps);
+        ms_rmsnorm(cat + D, hidden + (size_t)t * D, mt->hnorm, D, eps);
+    }
+    /* 2. u = eh_proj(cat): the MTP block's residual stream */
+    linear(&env, &mt->eh_proj, s->cat, n, s->h);
+    /* 3. the MTP decoder block (layer index n_layers) */
+    if ((rc = block(w, s, &env, w->c->n_layers, b, err)) < 0) return rc;
+    /* 4. its output state (the next draft step's hidden) and the draft logits */
+    if (b->hidden) memcpy(b->hidden, s->h, (size_t)n * D * sizeof(float));
+    if (b->logits) head(w, s, &env, b, mt->head_norm);
     return 0;
 }
 
@@ -823,6 +924,7 @@ static const ms_arch_ops ds3_ops = {
     .state_destroy = ds3_state_destroy,
     .state_bytes = ds3_state_bytes,
     .forward = ds3_forward,
+    .mtp_forward = ds3_mtp_forward,
 };
 
 static const char *const ds3_types[] = {"deepseek_v3", "kimi_k2", "glm4_moe_lite", NULL};

@@ -23,7 +23,7 @@ int ms_engine_open(const char *dir, const ms_engine_opts *o, ms_engine **out, ms
     ms_engine *e = calloc(1, sizeof *e);
     if (!e) return ms_errf(err, ENOMEM, "out of memory");
     double t0 = ms_now_s();
-    int rc = ms_model_open(dir, &e->model, err);
+    int rc = ms_model_open_mtp(dir, o->mtp > 0 ? 1 : 0, &e->model, err);
     if (rc < 0) {
         free(e);
         return rc;
@@ -37,6 +37,7 @@ int ms_engine_open(const char *dir, const ms_engine_opts *o, ms_engine **out, ms
     e->ctx = o->ctx > 0 ? o->ctx : (int)MS_MIN((int64_t)4096, c->max_position_embeddings);
     e->batch = o->batch > 0 ? o->batch : 128;
     e->n_seq = o->n_seq > 0 ? o->n_seq : 1;
+    e->mtp = o->mtp > 0 ? o->mtp : 0;
     e->threads = o->threads > 0 ? o->threads : ms_physical_cores();
     const char *io = o->io && *o->io ? o->io : "uring";
     snprintf(e->io_name, sizeof e->io_name, "%.*s", (int)strcspn(io, ":"), io);
@@ -137,6 +138,19 @@ int ms_engine_step(ms_engine *e, const ms_batch *b, bool exact, ms_err *err)
         e->stats.prefill_tokens += (uint64_t)b->n;
         e->stats.prefill_s += dt;
     }
+    return 0;
+}
+
+int ms_engine_mtp(ms_engine *e, const ms_batch *b, const float *hidden, bool exact, ms_err *err)
+{
+    if (!e->mtp || !e->arch->mtp_forward) return ms_errf(err, EINVAL, "the engine was opened without --mtp");
+    e->env.exact = exact;
+    double t0 = ms_now_s();
+    int rc = e->arch->mtp_forward(e->weights, e->state, &e->env, b, hidden, err);
+    e->env.exact = false;
+    if (rc < 0) return rc;
+    e->stats.draft_rows += (uint64_t)b->n;
+    e->stats.draft_s += ms_now_s() - t0;
     return 0;
 }
 
