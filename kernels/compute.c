@@ -339,15 +339,32 @@ static void ffn1_worker(void *arg, int tid, int nth)
     }
 }
 
+void ms_mat_apply(const ms_compute *c, const ms_mat *m, const float *X, int n, float *Y, bool exact)
+{
+    if (n == 1) {
+        ms_matvec(c, m, X, Y);
+    } else if (exact) { /* one matvec per row: the per-row arithmetic of decode */
+        for (int i = 0; i < n; i++) ms_matvec(c, m, X + (size_t)i * (size_t)m->cols, Y + (size_t)i * (size_t)m->rows);
+    } else {
+        ms_matmul(c, m, X, n, Y);
+    }
+}
+
 void ms_ffn(const ms_compute *c, const ms_mat *gate, const ms_mat *up, const ms_mat *down, const float *X, int n,
             float *Y, float *scratch)
 {
-    ms_ffn_act(c, gate, up, down, X, n, Y, scratch, NULL);
+    ms_ffn_act(c, gate, up, down, X, n, Y, scratch, NULL, false);
 }
 
 void ms_ffn_act(const ms_compute *c, const ms_mat *gate, const ms_mat *up, const ms_mat *down, const float *X, int n,
-                float *Y, float *scratch, const ms_act *act)
+                float *Y, float *scratch, const ms_act *act, bool exact)
 {
+    if (exact && n > 1) {
+        for (int i = 0; i < n; i++)
+            ms_ffn_act(c, gate, up, down, X + (size_t)i * (size_t)gate->cols, 1, Y + (size_t)i * (size_t)down->rows,
+                       scratch, act, false);
+        return;
+    }
     if (n <= 0) return;
     const int64_t inter = gate->rows;
     float *G = scratch, *U = scratch + (size_t)n * (size_t)inter;

@@ -91,6 +91,11 @@ void ms_matvec(const ms_compute *c, const ms_mat *m, const float *x, float *y);
  * agree with ms_matvec within float rounding (not necessarily bit-identical). */
 void ms_matmul(const ms_compute *c, const ms_mat *m, const float *X, int n, float *Y);
 
+/* Y[n, rows] = X[n, cols] W^T for a forward pass: n == 1 is ms_matvec; with
+ * exact, every row is bit-identical to ms_matvec of that row alone (decode over
+ * several sequences, MTP verification); otherwise ms_matmul (prefill). */
+void ms_mat_apply(const ms_compute *c, const ms_mat *m, const float *X, int n, float *Y, bool exact);
+
 /* Dequantize/convert row r of m into out[cols] (embedding lookup). */
 void ms_mat_get_row(const ms_kern *k, const ms_mat *m, int64_t r, float *out);
 
@@ -112,8 +117,17 @@ typedef struct ms_act {
 size_t ms_ffn_scratch_floats(const ms_mat *gate, int n);
 void ms_ffn(const ms_compute *c, const ms_mat *gate, const ms_mat *up, const ms_mat *down, const float *X,
             int n, float *Y, float *scratch);
+/* exact: each row computed as a one-row call would (bit-identical to n calls
+ * with n = 1, whatever else is in the call). */
 void ms_ffn_act(const ms_compute *c, const ms_mat *gate, const ms_mat *up, const ms_mat *down, const float *X, int n,
-                float *Y, float *scratch, const ms_act *act);
+                float *Y, float *scratch, const ms_act *act, bool exact);
+
+/* C[M][N] = alpha * op(A)[M][K] op(B)[K][N] + beta * C (row-major f32,
+ * op = transpose when asked) on the calling thread: OpenBLAS sgemm, single
+ * threaded (callers split work over the pool themselves, by shape only, so
+ * results never depend on the thread count). */
+void ms_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+              int ldb, float beta, float *C, int ldc);
 
 /* Small ops (f32). */
 void ms_rmsnorm(float *out, const float *x, const float *w, int n, float eps); /* w may be NULL (= 1) */

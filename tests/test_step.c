@@ -11,7 +11,8 @@
  *     layers' ring wraps inside chunks), 1 / 2 / 3 threads bit-identical, the
  *     scalar reference kernels, and the bf16 KV cache;
  *   - the KV cache the plan counts: ctx rows on full layers, min(window, ctx)
- *     on sliding layers, exactly (f32 and bf16);
+ *     on sliding layers, exactly (f32 and bf16); a step that goes back further
+ *     than a ring still holds is refused;
  *   - defaults for missing keys: mlx-lm's for a plain step3p5 config, mlx-vlm's
  *     for the step3p7 wrapper;
  *   - bad configs: one error line each, naming config.json and the key.
@@ -122,7 +123,7 @@ static void test_kv_bytes(void **state)
     ms_engine_opts o = {.threads = 2, .ctx = 5, .batch = 3};
     ms_engine *e;
     assert_int_equal(ms_engine_open(GOLDEN, &o, &e, &err), 0);
-    uint64_t kv = 0, total = e->arch->state_bytes(&e->model.cfg, 5, 3, 2, false, &kv);
+    uint64_t kv = 0, total = e->arch->state_bytes(&e->model.cfg, 5, 3, 1, 2, false, &kv);
     assert_int_equal(e->stats.state_bytes, total);
     assert_int_equal(kv, expected_kv(5, 4));
     assert_int_equal(e->plan->kv_bytes, kv);
@@ -143,6 +144,43 @@ static void test_kv_bytes(void **state)
     assert_non_null(strstr(out, want));
     free(want);
     free(out);
+}
+
+/* Positions may go back (a new request over a kept prefix, a rejected draft):
+ * full layers simply overwrite by position, but a sliding layer's ring only
+ * holds the last 8 positions, so a step that needs an older one it no longer
+ * holds is refused with one clear line; starting over from 0 needs none. */
+static void test_ring_rewind(void **state)
+{
+    (void)state;
+    mst_golden g;
+    mst_golden_load(GOLDEN, &g);
+    ms_engine_opts o = {.threads = 2, .ctx = 64, .batch = 4};
+    ms_engine *e;
+    ms_err err = {0};
+    assert_int_equal(ms_engine_open(GOLDEN, &o, &e, &err), 0);
+    float *lg = malloc(sizeof(float) * (size_t)g.n * g.vocab);
+    assert_int_equal(ms_engine_eval(e, g.tokens, 12, NULL, false, &err), 0);
+    /* back to position 3: its window needs positions 0..2, whose slots now hold 8..10 */
+    int pos = 3;
+    ms_batch b = {.n = 1, .tokens = g.tokens + 3, .pos = &pos, .logits = lg};
+    assert_true(ms_engine_step(e, &b, false, &err) < 0);
+    print_message("%s\n", err.msg);
+    assert_non_null(strstr(err.msg, "no longer holds position 0"));
+    assert_null(strchr(err.msg, '\n'));
+    /* back to position 11 (re-running the last position) needs nothing lost */
+    pos = 11;
+    b.tokens = g.tokens + 11;
+    assert_int_equal(ms_engine_step(e, &b, false, &err), 0);
+    for (int v = 0; v < g.vocab; v++)
+        assert_true(fabs(lg[v] - g.logits[(size_t)11 * g.vocab + v]) <= 5e-6 * fmax(1.0, fabs(g.logits[(size_t)11 * g.vocab + v])));
+    /* starting over from position 0 reads nothing from the rings */
+    ms_engine_reset(e);
+    assert_int_equal(ms_engine_eval(e, g.tokens, g.n, lg, true, &err), 0);
+    assert_true(mst_golden_compare(&g, lg) < 5e-6);
+    ms_engine_close(e);
+    free(lg);
+    mst_golden_free(&g);
 }
 
 /* ---- config.json variants ---- */
@@ -354,6 +392,7 @@ int main(void)
         cmocka_unit_test(test_decode_matches_golden), cmocka_unit_test(test_prefill_matches_golden),
         cmocka_unit_test(test_threads_bit_identical), cmocka_unit_test(test_reference_kernels),
         cmocka_unit_test(test_kv_bf16),               cmocka_unit_test(test_kv_bytes),
+        cmocka_unit_test(test_ring_rewind),
         cmocka_unit_test(test_defaults),              cmocka_unit_test(test_bad_configs),
         cmocka_unit_test(test_bad_models),
     };

@@ -1,9 +1,10 @@
 /* family.c - small pieces every family file shares (declared in arch.h):
  * binding resident tensors (an f32 copy of a vector with a finiteness check, a
- * matrix view of a linear module), the one-token-or-chunk linear, running a
- * task on the pool, and the sigmoid router of DeepSeek-V3 and Step (scores for
- * the weights, scores + bias for the choice, optional group limit). Keeping
- * them here keeps each family file about its own model math only. */
+ * matrix view of a linear module), the step's linear (decode arithmetic per
+ * row when exact, else GEMM), running a task on the pool, checking a step's
+ * rows, the final norm + head, and the sigmoid router of DeepSeek-V3 and Step
+ * (scores for the weights, scores + bias for the choice, optional group
+ * limit). Keeping them here keeps each family file about its own model math. */
 #include <math.h>
 #include <stdbool.h>
 #include <string.h>
@@ -39,10 +40,9 @@ int ms_arch_bind_mat(const ms_model *m, const ms_resident *r, const char *module
     return 0;
 }
 
-void ms_arch_linear(const ms_compute *cp, const ms_mat *m, const float *X, int n, float *Y)
+void ms_arch_linear(const ms_fwd_env *env, const ms_mat *m, const float *X, int n, float *Y)
 {
-    if (n == 1) ms_matvec(cp, m, X, Y);
-    else ms_matmul(cp, m, X, n, Y);
+    ms_mat_apply(&env->compute, m, X, n, Y, env->exact);
 }
 
 void ms_arch_run(const ms_compute *cp, ms_task_fn fn, void *arg)
@@ -51,26 +51,28 @@ void ms_arch_run(const ms_compute *cp, ms_task_fn fn, void *arg)
     else fn(arg, 0, 1);
 }
 
-int ms_arch_embed(const ms_compute *cp, const ms_mat *embed, int vocab, const int *tokens, int n, int pos0,
-                  int batch, int ctx, float *h, ms_err *err)
+int ms_arch_check_rows(const ms_batch *b, int batch, int n_seq, int ctx, int vocab, ms_err *err)
 {
-    if (n <= 0 || n > batch) return ms_errf(err, EINVAL, "chunk of %d tokens (batch is %d)", n, batch);
-    if (pos0 < 0 || pos0 + n > ctx)
-        return ms_errf(err, ENOSPC, "context is full: %d + %d tokens exceed --ctx %d", pos0, n, ctx);
-    for (int t = 0; t < n; t++) {
-        if (tokens[t] < 0 || tokens[t] >= vocab)
-            return ms_errf(err, EINVAL, "token id %d is outside the vocabulary (0..%d)", tokens[t], vocab - 1);
-        ms_mat_get_row(cp->kern, embed, tokens[t], h + (size_t)t * embed->cols);
+    if (b->n <= 0 || b->n > batch) return ms_errf(err, EINVAL, "step of %d rows (batch is %d)", b->n, batch);
+    for (int t = 0; t < b->n; t++) {
+        if (b->tokens[t] < 0 || b->tokens[t] >= vocab)
+            return ms_errf(err, EINVAL, "token id %d is outside the vocabulary (0..%d)", b->tokens[t], vocab - 1);
+        if (ms_arch_row_seq(b, t) < 0 || ms_arch_row_seq(b, t) >= n_seq)
+            return ms_errf(err, EINVAL, "sequence %d of %d", ms_arch_row_seq(b, t), n_seq);
+        if (b->pos[t] < 0 || b->pos[t] >= ctx)
+            return ms_errf(err, ENOSPC, "context is full: position %d exceeds --ctx %d", b->pos[t], ctx);
+        if (t > 0 && ms_arch_row_seq(b, t) == ms_arch_row_seq(b, t - 1) && b->pos[t] <= b->pos[t - 1])
+            return ms_errf(err, EINVAL, "rows of a sequence must be in increasing position order");
     }
     return 0;
 }
 
-void ms_arch_head(const ms_compute *cp, const float *norm, const ms_mat *head, const float *h, float *x, int n,
-                  float eps, float *logits, bool all_logits)
+void ms_arch_head(const ms_fwd_env *env, const float *norm, const ms_mat *head, const ms_batch *b, const float *h,
+                  float *x, float eps)
 {
-    int D = (int)head->cols, t0 = all_logits ? 0 : n - 1;
+    int n = b->n, D = (int)head->cols, t0 = b->all_logits ? 0 : n - 1;
     for (int t = t0; t < n; t++) ms_rmsnorm(x + (size_t)(t - t0) * D, h + (size_t)t * D, norm, D, eps);
-    ms_arch_linear(cp, head, x, n - t0, logits);
+    ms_arch_linear(env, head, x, n - t0, b->logits);
 }
 
 void ms_route_sigmoid(const ms_sigmoid_router *r, const float *logits, const float *bias, int *ids, float *wts,
@@ -114,10 +116,10 @@ void ms_route_sigmoid(const ms_sigmoid_router *r, const float *logits, const flo
     for (int j = 0; j < K; j++) wts[j] *= (float)r->scale;
 }
 
-void ms_arch_route_sigmoid(const ms_compute *cp, const ms_sigmoid_router *r, const ms_mat *router, const float *bias,
+void ms_arch_route_sigmoid(const ms_fwd_env *env, const ms_sigmoid_router *r, const ms_mat *router, const float *bias,
                            const float *x, int n, float *rlog, float *tmp, int *ids, float *wts)
 {
-    ms_arch_linear(cp, router, x, n, rlog);
+    ms_arch_linear(env, router, x, n, rlog);
     for (int t = 0; t < n; t++)
         ms_route_sigmoid(r, rlog + (size_t)t * r->E, bias, ids + (size_t)t * r->K, wts + (size_t)t * r->K, tmp);
 }

@@ -626,19 +626,27 @@ fail:
 
 /* ---- state: KV cache + scratch ------------------------------------------ */
 
-/* Elements of the KV cache for ctx positions: layer l holds K then V, each
- * [slots_l][Hkv_l][hd] with slots_l = ctx (full) or min(window, ctx)
- * (sliding). off[l] (optional) receives the offset of layer l's K. */
-static size_t kv_elems(const ms_config *c, int ctx, size_t *off)
+/* Cache slots of layer l for ctx positions: ctx (full), or a ring of
+ * min(window, ctx) (sliding). */
+static int layer_slots(const step_config *d, int l, int ctx)
+{
+    return d->layer[l].sliding && d->window ? MS_MIN(d->window, ctx) : ctx;
+}
+
+/* One sequence's KV cache: layer l holds K then V, each [slots_l][Hkv_l][hd].
+ * Returns its elements; off[l] (optional) receives layer l's offset, and
+ * *ring (optional) the slots of all sliding layers (their position tags). */
+static size_t kv_elems(const ms_config *c, int ctx, size_t *off, size_t *ring)
 {
     const step_config *d = c->arch;
-    size_t total = 0;
+    size_t total = 0, tags = 0;
     for (int l = 0; l < c->n_layers; l++) {
-        const step_layer_cfg *y = &d->layer[l];
-        size_t slots = (size_t)(y->sliding && d->window ? MS_MIN(d->window, ctx) : ctx);
+        size_t slots = (size_t)layer_slots(d, l, ctx);
         if (off) off[l] = total;
-        total += 2 * slots * (size_t)y->n_kv * (size_t)d->head_dim;
+        total += 2 * slots * (size_t)d->layer[l].n_kv * (size_t)d->head_dim;
+        if (d->layer[l].sliding && d->window) tags += slots;
     }
+    if (ring) *ring = tags;
     return total;
 }
 
@@ -646,19 +654,22 @@ static size_t kv_elems(const ms_config *c, int ctx, size_t *off)
  * struct, the allocation and the size report (the plan uses the size before
  * anything is allocated). The MoE block's scratch (moe.c) comes on top. */
 #define STEP_BUFFERS(X)                                                                            \
-    X(kv_off, size_t, L)                  /* [L] offset of layer l's K (its V follows) */          \
-    X(kv, float, KVF)                     /* f32 KV cache: per layer K, V [slots][Hkv][hd] */      \
-    X(kv16, uint16_t, KVH)                /* the same in bf16 (--kv bf16) */                       \
+    X(kv_off, size_t, L)                  /* [L] offset of layer l's K in a sequence's cache */    \
+    X(tag_off, size_t, L)                 /* [L] offset of a sliding layer's ring tags */          \
+    X(kv, float, S * KVF)                 /* [S] f32 KV caches: per layer K, V [slots][Hkv][hd] */ \
+    X(kv16, uint16_t, S * KVH)            /* [S] the same in bf16 (--kv bf16) */                   \
+    X(tag, int, S * RING)                 /* [S][sliding layers][slots] position held, -1 none */  \
     X(h, float, B * D)                    /* [B][D] residual stream */                             \
     X(x, float, B * D)                    /* [B][D] normed input */                                \
     X(q, float, B * HQ * hd)              /* [B][Hq][hd] queries (normed, rotated) */              \
-    X(k, float, B * HK * hd)              /* [B][Hkv][hd] the chunk's keys */                      \
-    X(v, float, B * HK * hd)              /* [B][Hkv][hd] the chunk's values */                    \
+    X(k, float, B * HK * hd)              /* [B][Hkv][hd] the step's keys */                       \
+    X(v, float, B * HK * hd)              /* [B][Hkv][hd] the step's values */                     \
     X(g, float, B * HQ)                   /* [B][Hq] head gates */                                 \
     X(o, float, B * HQ * hd)              /* [B][Hq][hd] attention outputs */                      \
     X(attn, float, B * D)                 /* [B][D] */                                             \
     X(cosb, float, B * hd / 2)            /* [B][rope/2] */                                        \
     X(sinb, float, B * hd / 2)            /* [B][rope/2] */                                        \
+    X(run0, int, B)                       /* [B] first row of each row's sequence in the step */   \
     X(tls, float, nth * tls_stride)       /* [nth][ctx scores + 3 hd] per thread */                \
     X(ffn_out, float, B * D)              /* [B][D] */                                             \
     X(rlog, float, B * E)                 /* [B][E] router logits */                               \
@@ -668,9 +679,9 @@ static size_t kv_elems(const ms_config *c, int ctx, size_t *off)
 
 typedef struct step_state {
     const step_weights *w;
-    int ctx, batch, nth;
+    int ctx, batch, n_seq, nth;
     bool kv_bf16;
-    size_t tls_stride;
+    size_t tls_stride, seq_kv, seq_tags; /* per-sequence KV elements and ring tags */
     ms_moe *moe;
     ms_moe_router router;
 #define X(name, type, count) type *name;
@@ -679,36 +690,38 @@ typedef struct step_state {
 } step_state;
 
 /* The sizes the list above needs. */
-#define STEP_DIMS(c, ctx_, batch_, nth_, kvbf_)                                                              \
+#define STEP_DIMS(c, ctx_, batch_, nseq_, nth_, kvbf_)                                                       \
     const step_config *d_ = (c)->arch;                                                                       \
     size_t L = (size_t)(c)->n_layers, ctx = (size_t)(ctx_), B = (size_t)(batch_), nth = (size_t)(nth_);     \
-    size_t D = (size_t)(c)->hidden_size, hd = (size_t)d_->head_dim;                                          \
-    size_t HQ = (size_t)d_->max_heads, HK = (size_t)d_->max_kv;                                              \
-    size_t KV = kv_elems((c), (int)ctx, NULL), KVF = (kvbf_) ? 0 : KV, KVH = (kvbf_) ? KV : 0;               \
+    size_t S = (size_t)(nseq_), D = (size_t)(c)->hidden_size, hd = (size_t)d_->head_dim;                     \
+    size_t HQ = (size_t)d_->max_heads, HK = (size_t)d_->max_kv, RING;                                        \
+    size_t KV = kv_elems((c), (int)ctx, NULL, &RING), KVF = (kvbf_) ? 0 : KV, KVH = (kvbf_) ? KV : 0;        \
     size_t E = (size_t)MS_MAX(1, (c)->n_routed_experts), K = (size_t)MS_MAX(1, (c)->n_experts_per_tok);     \
     size_t tls_stride = MS_ALIGN_UP(ctx + 3 * hd + 16, 16);                                                  \
     (void)L; (void)ctx; (void)B; (void)nth; (void)D; (void)hd; (void)HQ; (void)HK; (void)KVF; (void)KVH;     \
-    (void)E; (void)K; (void)tls_stride
+    (void)E; (void)K; (void)tls_stride; (void)S
 
 /* The MoE scratch's dims; its FFN scratch also serves the dense MLPs. */
 static ms_moe_dims moe_dims(const ms_config *c, int batch)
 {
     const step_config *d = c->arch;
     int widest = MS_MAX(c->intermediate_size, MS_MAX(c->moe_intermediate_size, d->share_dim));
-    return (ms_moe_dims){.n_layers = c->n_layers, .D = c->hidden_size, .E = MS_MAX(1, c->n_routed_experts),
-                         .K = MS_MAX(1, c->n_experts_per_tok), .batch = batch, .ffn_widest = widest};
+    return (ms_moe_dims){.n_layers = ms_config_n_layers_all(c), .D = c->hidden_size,
+                         .E = MS_MAX(1, c->n_routed_experts), .K = MS_MAX(1, c->n_experts_per_tok), .batch = batch,
+                         .ffn_widest = widest};
 }
 
-static uint64_t step_state_bytes(const ms_config *c, int ctx_, int batch_, int nth_, bool kv_bf16, uint64_t *kv_bytes)
+static uint64_t step_state_bytes(const ms_config *c, int ctx_, int batch_, int n_seq, int nth_, bool kv_bf16,
+                                 uint64_t *kv_bytes)
 {
-    STEP_DIMS(c, ctx_, batch_, nth_ > 0 ? nth_ : 1, kv_bf16);
+    STEP_DIMS(c, ctx_, batch_, MS_MAX(1, n_seq), nth_ > 0 ? nth_ : 1, kv_bf16);
     uint64_t total = 0;
 #define X(name, type, count) total += (uint64_t)MS_MAX((size_t)(count), (size_t)1) * sizeof(type);
     STEP_BUFFERS(X)
 #undef X
     ms_moe_dims md = moe_dims(c, batch_);
     total += ms_moe_bytes(&md);
-    if (kv_bytes) *kv_bytes = (uint64_t)KV * (kv_bf16 ? sizeof(uint16_t) : sizeof(float));
+    if (kv_bytes) *kv_bytes = (uint64_t)S * KV * (kv_bf16 ? sizeof(uint16_t) : sizeof(float));
     return total;
 }
 
@@ -723,32 +736,41 @@ static void step_state_destroy(void *sp)
     free(s);
 }
 
-static int step_route(void *fam, const ms_compute *cp, int layer, const float *x, const int *tokens, int n, int *ids,
+static int step_route(void *fam, const ms_fwd_env *env, int layer, const float *x, const int *tokens, int n, int *ids,
                       float *wts, ms_err *err);
-static int step_predict(void *fam, const ms_compute *cp, int layer, int *ids);
+static int step_predict(void *fam, const ms_fwd_env *env, int layer, int *ids);
 
-static int step_state_create(const void *wp, int ctx_, int batch_, int nthreads, bool kv_bf16, void **out,
+static int step_state_create(const void *wp, int ctx_, int batch_, int n_seq, int nthreads, bool kv_bf16, void **out,
                              uint64_t *bytes, ms_err *err)
 {
     const step_weights *w = wp;
     const ms_config *c = w->c;
-    if (ctx_ <= 0 || batch_ <= 0) return ms_errf(err, EINVAL, "context and batch must be positive");
+    if (ctx_ <= 0 || batch_ <= 0 || n_seq <= 0)
+        return ms_errf(err, EINVAL, "context, batch and sequences must be positive");
     step_state *s = calloc(1, sizeof *s);
     if (!s) return ms_errf(err, ENOMEM, "out of memory");
     s->w = w;
     s->ctx = ctx_;
     s->batch = batch_;
+    s->n_seq = n_seq;
     s->nth = nthreads > 0 ? nthreads : 1;
     s->kv_bf16 = kv_bf16;
     s->router = (ms_moe_router){.fam = s, .route = step_route, .predict = step_predict};
-    STEP_DIMS(c, ctx_, batch_, s->nth, kv_bf16);
+    STEP_DIMS(c, ctx_, batch_, n_seq, s->nth, kv_bf16);
     s->tls_stride = tls_stride;
+    s->seq_kv = KV;
+    s->seq_tags = RING;
 #define X(name, type, count)                                                   \
     s->name = calloc(MS_MAX((size_t)(count), (size_t)1), sizeof(type));        \
     if (!s->name) goto oom;
     STEP_BUFFERS(X)
 #undef X
-    kv_elems(c, ctx_, s->kv_off);
+    kv_elems(c, ctx_, s->kv_off, NULL);
+    for (size_t l = 0, t = 0; l < L; l++) { /* ring tags of the sliding layers, all empty */
+        s->tag_off[l] = t;
+        if (w->d->layer[l].sliding && w->d->window) t += (size_t)layer_slots(w->d, (int)l, ctx_);
+    }
+    for (size_t i = 0; i < S * RING; i++) s->tag[i] = -1;
     ms_moe_dims md = moe_dims(c, batch_);
     int rc = ms_moe_create(&md, &s->moe, err);
     if (rc < 0) {
@@ -756,7 +778,7 @@ static int step_state_create(const void *wp, int ctx_, int batch_, int nthreads,
         return rc;
     }
     *out = s;
-    if (bytes) *bytes = step_state_bytes(c, ctx_, batch_, s->nth, kv_bf16, NULL);
+    if (bytes) *bytes = step_state_bytes(c, ctx_, batch_, n_seq, s->nth, kv_bf16, NULL);
     return 0;
 oom:
     step_state_destroy(s);
@@ -769,42 +791,55 @@ typedef struct attn_task {
     const step_weights *w;
     const step_layer *ly;
     step_state *s;
-    int layer, n, pos0, slots;
+    const ms_batch *b;
+    int layer, slots;
     _Atomic int next;
 } attn_task;
 
-/* Row j (a position) of the keys (which 0) or values (1) of KV head kh: the
- * chunk's own from scratch, earlier ones from the cache (bf16 widened into buf). */
-static const float *kv_row(const attn_task *t, int which, int j, int kh, float *buf)
+/* Element offset of (sequence, layer, K or V, slot) in the KV cache. */
+static size_t kv_at(const step_state *s, int seq, int layer, int which, int slots, int slot)
+{
+    size_t row = (size_t)s->w->d->layer[layer].n_kv * (size_t)s->w->hd;
+    return (size_t)seq * s->seq_kv + s->kv_off[layer] + ((size_t)which * (size_t)slots + (size_t)slot) * row;
+}
+
+/* Key (which 0) or value (1) of position j for row ti, KV head kh: a row of
+ * the step (its sequence's rows up to ti, found by walking *k forward from the
+ * sequence's first row) from scratch, else the cache (bf16 widened into buf). */
+static const float *kv_row(const attn_task *t, int which, int ti, int j, int *k, int kh, float *buf)
 {
     const step_state *s = t->s;
+    const ms_batch *b = t->b;
     int hd = t->w->hd, nkv = t->ly->cfg->n_kv;
-    if (j >= t->pos0) return (which ? s->v : s->k) + ((size_t)(j - t->pos0) * nkv + kh) * hd;
-    size_t at = s->kv_off[t->layer] + (size_t)which * t->slots * nkv * hd + ((size_t)(j % t->slots) * nkv + kh) * hd;
+    while (*k < ti && b->pos[*k] < j) (*k)++;
+    if (b->pos[*k] == j) return (which ? s->v : s->k) + ((size_t)*k * nkv + kh) * hd;
+    size_t at = kv_at(s, ms_arch_row_seq(b, ti), t->layer, which, t->slots, j % t->slots) + (size_t)kh * hd;
     if (!s->kv_bf16) return s->kv + at;
     for (int i = 0; i < hd; i++) buf[i] = ms_bf16_to_f32(s->kv16[at + i]);
     return buf;
 }
 
-/* One (token, query head): softmax attention over its visible keys, gated. */
+/* One (row, query head): softmax attention over its visible keys, gated. */
 static void attn_one(attn_task *t, int idx, float *tls)
 {
     const step_layer *ly = t->ly;
     const step_layer_cfg *y = ly->cfg;
     const step_state *s = t->s;
     int hd = t->w->hd, H = y->n_heads;
-    int ti = idx / H, h = idx % H, kh = h / (H / y->n_kv), pos = t->pos0 + ti;
+    int ti = idx / H, h = idx % H, kh = h / (H / y->n_kv), pos = t->b->pos[ti];
     int window = t->w->d->window;
     int lo = y->sliding && window ? MS_MAX(0, pos - window + 1) : 0;
     const float *q = s->q + ((size_t)ti * H + h) * hd;
     float *sc = tls;                          /* [pos - lo + 1] */
     float *acc = tls + s->ctx;                /* [hd] */
     float *row = acc + hd;                    /* [hd] bf16 rows widened */
-    for (int j = lo; j <= pos; j++) sc[j - lo] = t->w->scale * ms_dot_f32(q, kv_row(t, 0, j, kh, row), hd);
+    int k = s->run0[ti];
+    for (int j = lo; j <= pos; j++) sc[j - lo] = t->w->scale * ms_dot_f32(q, kv_row(t, 0, ti, j, &k, kh, row), hd);
     ms_softmax(sc, pos - lo + 1);
     memset(acc, 0, (size_t)hd * sizeof *acc);
+    k = s->run0[ti];
     for (int j = lo; j <= pos; j++) {
-        const float *vj = kv_row(t, 1, j, kh, row);
+        const float *vj = kv_row(t, 1, ti, j, &k, kh, row);
         float p = sc[j - lo];
         for (int i = 0; i < hd; i++) acc[i] += p * vj[i];
     }
@@ -817,7 +852,7 @@ static void attn_worker(void *arg, int tid, int nth)
 {
     attn_task *t = arg;
     float *tls = t->s->tls + (size_t)tid * t->s->tls_stride;
-    int total = t->n * t->ly->cfg->n_heads;
+    int total = t->b->n * t->ly->cfg->n_heads;
     for (;;) {
         int idx = atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed);
         if (idx >= total) break;
@@ -826,23 +861,49 @@ static void attn_worker(void *arg, int tid, int nth)
     (void)nth;
 }
 
-/* h[n][D] += attention_l(x[n][D]) at positions pos0..; then the chunk's last
- * keys/values go to the layer's cache. */
-static void attention(const step_weights *w, const step_layer *ly, step_state *s, const ms_compute *cp, int layer,
-                      int n, int pos0)
+/* A sliding layer's ring must still hold every earlier position a row reads
+ * from it: positions that went back further than the window (a rewound
+ * sequence) would find newer keys in their slots. */
+static int check_ring(const step_state *s, const ms_batch *b, int layer, int slots, ms_err *err)
+{
+    const int *tags = s->tag + s->tag_off[layer];
+    int window = s->w->d->window;
+    for (int r = 0; r < b->n; r++) {
+        int seq = ms_arch_row_seq(b, r), k = s->run0[r], pos = b->pos[r];
+        for (int j = MS_MAX(0, pos - window + 1); j < pos; j++) {
+            while (k < r && b->pos[k] < j) k++;
+            if (b->pos[k] == j) continue; /* a row of this step */
+            if (tags[(size_t)seq * s->seq_tags + (size_t)(j % slots)] != j)
+                return ms_errf(err, EINVAL, "layer %d: the sliding-window cache of sequence %d no longer holds "
+                               "position %d (the sequence went back more than the window)", layer, seq, j);
+        }
+    }
+    return 0;
+}
+
+/* h[n][D] += attention_l(x[n][D]) for the step's rows; then their keys and
+ * values go to the layer's cache. */
+static int attention(const step_weights *w, const step_layer *ly, step_state *s, const ms_fwd_env *env, int layer,
+                     const ms_batch *b, ms_err *err)
 {
     const step_layer_cfg *y = ly->cfg;
-    int hd = w->hd, H = y->n_heads, HK = y->n_kv, rd = y->rope_dims, half = rd / 2;
+    int n = b->n, hd = w->hd, H = y->n_heads, HK = y->n_kv, rd = y->rope_dims, half = rd / 2;
     float eps = (float)w->c->rms_norm_eps;
+    int slots = layer_slots(w->d, layer, s->ctx);
+    bool ring = y->sliding && w->d->window;
+    if (ring) {
+        int rc = check_ring(s, b, layer, slots, err);
+        if (rc < 0) return rc;
+    }
     /* 1. projections (and the head gates' logits) */
-    ms_arch_linear(cp, &ly->q, s->x, n, s->q);
-    ms_arch_linear(cp, &ly->k, s->x, n, s->k);
-    ms_arch_linear(cp, &ly->v, s->x, n, s->v);
-    if (ly->g.w) ms_arch_linear(cp, &ly->g, s->x, n, s->g);
-    /* 2. RoPE tables for the chunk's positions */
+    ms_arch_linear(env, &ly->q, s->x, n, s->q);
+    ms_arch_linear(env, &ly->k, s->x, n, s->k);
+    ms_arch_linear(env, &ly->v, s->x, n, s->v);
+    if (ly->g.w) ms_arch_linear(env, &ly->g, s->x, n, s->g);
+    /* 2. RoPE tables for the rows' positions */
     for (int t = 0; t < n; t++)
         for (int i = 0; i < half; i++) {
-            double a = (double)(pos0 + t) * ly->inv_freq[i];
+            double a = (double)b->pos[t] * ly->inv_freq[i];
             s->cosb[(size_t)t * half + i] = (float)cos(a) * ly->rope_mscale;
             s->sinb[(size_t)t * half + i] = (float)sin(a) * ly->rope_mscale;
         }
@@ -860,51 +921,53 @@ static void attention(const step_weights *w, const step_layer *ly, step_state *s
             ms_rope_halfsplit(kh, rd, cs, sn);
         }
     }
-    /* 4. bf16 KV: the chunk's own keys/values rounded as the cache will hold them */
+    /* 4. bf16 KV: the step's own keys/values rounded as the cache will hold them */
     size_t kvn = (size_t)n * HK * hd;
     if (s->kv_bf16)
         for (size_t i = 0; i < kvn; i++) {
             s->k[i] = ms_bf16_to_f32(ms_f32_to_bf16(s->k[i]));
             s->v[i] = ms_bf16_to_f32(ms_f32_to_bf16(s->v[i]));
         }
-    /* 5. attention per (token, query head) */
-    int slots = y->sliding && w->d->window ? MS_MIN(w->d->window, s->ctx) : s->ctx;
-    attn_task task = {.w = w, .ly = ly, .s = s, .layer = layer, .n = n, .pos0 = pos0, .slots = slots};
+    /* 5. attention per (row, query head) */
+    attn_task task = {.w = w, .ly = ly, .s = s, .b = b, .layer = layer, .slots = slots};
     atomic_init(&task.next, 0);
-    ms_arch_run(cp, attn_worker, &task);
-    /* 6. the chunk's keys/values into the cache (a ring keeps only the last slots) */
-    size_t row = (size_t)HK * hd, kbase = s->kv_off[layer], vbase = kbase + (size_t)slots * row;
-    for (int t = MS_MAX(0, n - slots); t < n; t++) {
-        size_t at = (size_t)((pos0 + t) % slots) * row;
+    ms_arch_run(&env->compute, attn_worker, &task);
+    /* 6. the rows' keys/values into the cache, in row order (a ring keeps the latest) */
+    size_t row = (size_t)HK * hd;
+    for (int t = 0; t < n; t++) {
+        int seq = ms_arch_row_seq(b, t), slot = b->pos[t] % slots;
+        size_t ka = kv_at(s, seq, layer, 0, slots, slot), va = kv_at(s, seq, layer, 1, slots, slot);
         const float *kt = s->k + (size_t)t * row, *vt = s->v + (size_t)t * row;
         if (s->kv_bf16) {
             for (size_t i = 0; i < row; i++) {
-                s->kv16[kbase + at + i] = ms_f32_to_bf16(kt[i]);
-                s->kv16[vbase + at + i] = ms_f32_to_bf16(vt[i]);
+                s->kv16[ka + i] = ms_f32_to_bf16(kt[i]);
+                s->kv16[va + i] = ms_f32_to_bf16(vt[i]);
             }
         } else {
-            memcpy(s->kv + kbase + at, kt, row * sizeof(float));
-            memcpy(s->kv + vbase + at, vt, row * sizeof(float));
+            memcpy(s->kv + ka, kt, row * sizeof(float));
+            memcpy(s->kv + va, vt, row * sizeof(float));
         }
+        if (ring) s->tag[s->tag_off[layer] + (size_t)seq * s->seq_tags + (size_t)slot] = b->pos[t];
     }
     /* 7. output projection, residual */
-    ms_arch_linear(cp, &ly->o, s->o, n, s->attn);
+    ms_arch_linear(env, &ly->o, s->o, n, s->attn);
     for (size_t i = 0; i < (size_t)n * w->D; i++) s->h[i] += s->attn[i];
+    return 0;
 }
 
 /* ---- router ---------------------------------------------------------------- */
 
 /* This layer's router on n tokens x[n][D]: ids[n][K] (best first), wts[n][K]. */
-static void route(const step_weights *w, step_state *s, const ms_compute *cp, const step_layer *ly, const float *x,
+static void route(const step_weights *w, step_state *s, const ms_fwd_env *env, const step_layer *ly, const float *x,
                   int n, int *ids, float *wts)
 {
     ms_sigmoid_router r = {.E = w->E, .K = w->K, .n_group = 1, .topk_group = 1, .norm = w->d->norm_expert_weight,
                            .scale = w->d->scaling};
-    ms_arch_route_sigmoid(cp, &r, &ly->router, ly->router_bias, x, n, s->rlog, s->rtmp, ids, wts);
+    ms_arch_route_sigmoid(env, &r, &ly->router, ly->router_bias, x, n, s->rlog, s->rtmp, ids, wts);
 }
 
 /* The router op (moe.h): this layer's router on the block's input. */
-static int step_route(void *fam, const ms_compute *cp, int layer, const float *x, const int *tokens, int n, int *ids,
+static int step_route(void *fam, const ms_fwd_env *env, int layer, const float *x, const int *tokens, int n, int *ids,
                       float *wts, ms_err *err)
 {
     (void)tokens;
@@ -912,56 +975,60 @@ static int step_route(void *fam, const ms_compute *cp, int layer, const float *x
     const step_weights *w = s->w;
     const step_layer *ly = &w->layers[layer];
     if (!ly->moe) return ms_errf(err, EINVAL, "layer %d is not a MoE layer", layer);
-    route(w, s, cp, ly, x, n, ids, wts);
+    route(w, s, env, ly, x, n, ids, wts);
     return 0;
 }
 
 /* The predict op (moe.h), one token: layer's router on the current residual
  * stream normed with layer's post-attention norm (the input it will see, up to
  * its own attention's contribution). */
-static int step_predict(void *fam, const ms_compute *cp, int layer, int *ids)
+static int step_predict(void *fam, const ms_fwd_env *env, int layer, int *ids)
 {
     step_state *s = fam;
     const step_weights *w = s->w;
     if (layer >= w->c->n_layers || !w->layers[layer].moe) return 0;
     const step_layer *ny = &w->layers[layer];
     ms_rmsnorm(s->px, s->h, ny->ffn_norm, w->D, (float)w->c->rms_norm_eps);
-    route(w, s, cp, ny, s->px, 1, ids, s->pwt);
+    route(w, s, env, ny, s->px, 1, ids, s->pwt);
     return w->K;
 }
 
 /* ---- forward ------------------------------------------------------------------ */
 
-/* The forward pass over a chunk of n tokens at positions pos0.. */
-static int step_forward(const void *wp, void *sp, const ms_fwd_env *env, const int *tokens, int n, int pos0,
-                        float *logits, bool all_logits, ms_err *err)
+/* The forward pass over one step's rows (see ms_batch). */
+static int step_forward(const void *wp, void *sp, const ms_fwd_env *env, const ms_batch *b, ms_err *err)
 {
     const step_weights *w = wp;
     step_state *s = sp;
     const ms_config *c = w->c;
-    const ms_compute *cp = &env->compute;
-    int D = w->D;
+    int n = b->n, D = w->D, rc;
     float eps = (float)c->rms_norm_eps;
+    if ((rc = ms_arch_check_rows(b, s->batch, s->n_seq, s->ctx, c->vocab_size, err)) < 0) return rc;
+    for (int t = 0; t < n; t++) /* each row's first row of its sequence in this step */
+        s->run0[t] = t > 0 && ms_arch_row_seq(b, t) == ms_arch_row_seq(b, t - 1) ? s->run0[t - 1] : t;
     /* 1. embeddings */
-    int rc = ms_arch_embed(cp, &w->embed, c->vocab_size, tokens, n, pos0, s->batch, s->ctx, s->h, err);
-    if (rc < 0) return rc;
+    for (int t = 0; t < n; t++) ms_mat_get_row(env->compute.kern, &w->embed, b->tokens[t], s->h + (size_t)t * D);
     for (int l = 0; l < c->n_layers; l++) {
         const step_layer *ly = &w->layers[l];
         /* 2. attention block: h += attention(rmsnorm(h)) */
         for (int t = 0; t < n; t++) ms_rmsnorm(s->x + (size_t)t * D, s->h + (size_t)t * D, ly->attn_norm, D, eps);
-        attention(w, ly, s, cp, l, n, pos0);
+        if ((rc = attention(w, ly, s, env, l, b, err)) < 0) return rc;
         /* 3. feed-forward block: h += MoE or MLP (rmsnorm(h)) */
         for (int t = 0; t < n; t++) ms_rmsnorm(s->x + (size_t)t * D, s->h + (size_t)t * D, ly->ffn_norm, D, eps);
         if (ly->moe) {
-            if ((rc = ms_moe_forward(s->moe, env, &s->router, &ly->blk, l, s->x, tokens, n, s->ffn_out, err)) < 0)
+            if ((rc = ms_moe_forward(s->moe, env, &s->router, &ly->blk, l, s->x, b->tokens, n, s->ffn_out, err)) < 0)
                 return rc;
         } else {
-            ms_ffn_act(cp, &ly->gate, &ly->up, &ly->down, s->x, n, s->ffn_out, ms_moe_ffn_scratch(s->moe), &ly->act);
+            ms_ffn_act(&env->compute, &ly->gate, &ly->up, &ly->down, s->x, n, s->ffn_out, ms_moe_ffn_scratch(s->moe),
+                       &ly->act, env->exact);
         }
         for (size_t i = 0; i < (size_t)n * D; i++) s->h[i] += s->ffn_out[i];
     }
-    /* 4. final norm + lm_head */
-    if (logits) ms_arch_head(cp, w->final_norm, &w->lm_head, s->h, s->x, n, eps, logits, all_logits);
+    /* 4. final norm (every row when the hidden states are wanted) + lm_head */
+    if (b->hidden)
+        for (int t = 0; t < n; t++)
+            ms_rmsnorm(b->hidden + (size_t)t * D, s->h + (size_t)t * D, w->final_norm, D, eps);
+    if (b->logits) ms_arch_head(env, w->final_norm, &w->lm_head, b, s->h, s->x, eps);
     return 0;
 }
 

@@ -375,27 +375,40 @@ int synth_add_module(synth_build *b, const char *path, const char *leaf, synth_r
                       const int64_t *shape, float mean, float std)
 {
     const ms_synth_opts *o = b->o;
-    char name[256];
+    char name[256], src[256];
     uint64_t numel = 1;
     for (int i = 0; i < ndim; i++) numel *= (uint64_t)shape[i];
     b->n_params += numel;
+    /* An MTP layer's embed_tokens and shared_head.head are exact copies of the
+     * main embedding and lm_head, as in DeepSeek-V3 checkpoints: same values,
+     * same quantization (generated from the main tensor's stream). */
+    const char *from = path, *layers = strstr(path, "model.layers.");
+    char main_name[96];
+    int pre = layers ? (int)(layers - path) : 0; /* "" or a wrapper's "language_model." */
+    if (layer >= 0 && strstr(path, ".embed_tokens"))
+        from = (snprintf(main_name, sizeof main_name, "%.*smodel.embed_tokens", pre, path), main_name);
+    else if (layer >= 0 && strstr(path, ".shared_head.head"))
+        from = (snprintf(main_name, sizeof main_name, "%.*slm_head", pre, path), main_name);
+    if (from != path) layer = -1;
     int64_t in = shape[ndim - 1];
     int bits = module_bits(o, r, layer, is_down, in);
     if (!bits) {
         snprintf(name, sizeof name, "%s.%s", path, leaf);
-        sgen g = {.kind = GEN_FLOAT, .mean = mean, .std = std, .layer = layer, .stream = ms_hash64(name)};
+        snprintf(src, sizeof src, "%s.%s", from, leaf);
+        sgen g = {.kind = GEN_FLOAT, .mean = mean, .std = std, .layer = layer, .stream = ms_hash64(src)};
         return synth_add_tensor(b, name, o->dtype, ndim, shape, &g);
     }
     int64_t qs[MS_STW_MAX_DIMS];
     memcpy(qs, shape, (size_t)ndim * sizeof *qs);
     snprintf(name, sizeof name, "%s.weight", path);
+    snprintf(src, sizeof src, "%s.weight", from);
     qs[ndim - 1] = in * bits / 32;
-    sgen g = {.kind = GEN_QWEIGHT, .bits = (uint8_t)bits, .std = std, .layer = layer, .stream = ms_hash64(name)};
+    sgen g = {.kind = GEN_QWEIGHT, .bits = (uint8_t)bits, .std = std, .layer = layer, .stream = ms_hash64(src)};
     int rc = synth_add_tensor(b, name, MS_DT_U32, ndim, qs, &g);
     if (rc < 0) return rc;
     int group = module_group(o, r);
     qs[ndim - 1] = in / group;
-    g.stream = ms_hash64(path) ^ SALT_SCALES; /* shared by scales and biases: biases replay the scales */
+    g.stream = ms_hash64(from) ^ SALT_SCALES; /* shared by scales and biases: biases replay the scales */
     g.kind = GEN_QSCALES;
     snprintf(name, sizeof name, "%s.scales", path);
     rc = synth_add_tensor(b, name, o->dtype, ndim, qs, &g);
