@@ -46,7 +46,7 @@ void mst_golden_free(mst_golden *g)
     g->logits = NULL;
 }
 
-static int argmax_f(const float *x, int n)
+int mst_argmax_f(const float *x, int n)
 {
     int b = 0;
     for (int i = 1; i < n; i++)
@@ -54,7 +54,7 @@ static int argmax_f(const float *x, int n)
     return b;
 }
 
-static int argmax_d(const double *x, int n)
+int mst_argmax_d(const double *x, int n)
 {
     int b = 0;
     for (int i = 1; i < n; i++)
@@ -72,7 +72,7 @@ double mst_golden_compare(const mst_golden *g, const float *lg)
             double d = fabs((double)got[v] - ref[v]) / fmax(1.0, fabs(ref[v]));
             if (d > worst) worst = d;
         }
-        assert_int_equal(argmax_f(got, g->vocab), argmax_d(ref, g->vocab));
+        assert_int_equal(mst_argmax_f(got, g->vocab), mst_argmax_d(ref, g->vocab));
     }
     return worst;
 }

@@ -19,6 +19,9 @@ typedef struct mst_golden {
 } mst_golden;
 
 void mst_golden_load(const char *dir, mst_golden *g);
+/* Index of the largest value (the first of equal ones). */
+int mst_argmax_f(const float *x, int n);
+int mst_argmax_d(const double *x, int n);
 void mst_golden_free(mst_golden *g);
 /* Max relative error of lg[n][vocab] against the reference; asserts the argmax. */
 double mst_golden_compare(const mst_golden *g, const float *lg);
