@@ -190,6 +190,7 @@ static void test_greedy_identical_synth(void **state)
     assert_int_equal(system(cmd), 0);
     free(cmd);
     check_identical(dir);
+    free(dir);
 }
 
 /* The rejection rule on its own: target p over 4 tokens (through the sampler's
@@ -310,6 +311,7 @@ static void test_sampling_keeps_distribution(void **state)
                   (unsigned long long)accepted, (unsigned long long)drafted);
     assert_true(accepted > 0 && accepted < drafted);
     assert_true(tv < 0.06);
+    free(dir);
 }
 
 int main(void)
