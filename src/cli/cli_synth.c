@@ -47,7 +47,8 @@ static void usage(FILE *f)
             "model may be far larger than RAM. Same options and seed => same bytes.\n"
             "\n"
             "required:\n"
-            "  --preset NAME        tiny | demo | gigachat-702b | glm-4.7-flash | step-3.7-flash | step-tiny\n"
+            "  --preset NAME        tiny | demo | gigachat-702b | gigachat3-10b | glm-4.7-flash |\n"
+            "                       step-3.7-flash | step-tiny\n"
             "                         tiny           deepseek_v3, hidden 128, 4 layers (1 dense), 16 experts\n"
             "                                        top-4 in 4 groups (keep 2), ~2 MB at 4 bits (tests)\n"
             "                         demo           deepseek_v3, hidden 2048, 12 layers, 64 experts top-6,\n"
@@ -55,10 +56,16 @@ static void usage(FILE *f)
             "                         gigachat-702b  DeepSeek-V3 / GigaChat3.1-702B widths (hidden 7168, 256\n"
             "                                        experts top-8, MLA 1536/512/128/64/128, 128 heads, vocab\n"
             "                                        129280) with 4 layers (1 dense + 3 MoE, ~20 GB at 4 bits);\n"
-            "                                        each extra MoE layer adds ~6.3 GB\n"
+            "                                        each extra MoE layer adds ~6.3 GB; with --format hf, its\n"
+            "                                        MTP layer too\n"
+            "                         gigachat3-10b  GigaChat3.1-10B-A1.8B as published: bf16 HF with its MTP\n"
+            "                                        layer, 26 layers, no q_lora (the known facts); hidden 1536,\n"
+            "                                        64 experts of 1280 top-6 + 2 shared inferred from its\n"
+            "                                        10B/1.8B totals (its config.json was not reachable): ~21 GB\n"
             "                         glm-4.7-flash  GLM-4.7-Flash geometry with its real model_type\n"
             "                                        glm4_moe_lite (no YaRN, no group routing, 1.8 scaling),\n"
-            "                                        4 of its 47 layers (~1.4 GB at 4 bits)\n"
+            "                                        4 of its 47 layers (~1.4 GB at 4 bits); with --format hf,\n"
+            "                                        its MTP layer too\n"
             "                         step-3.7-flash Step-3.7-Flash (step3p5 in the step3p7 wrapper): hidden\n"
             "                                        4096, 45 layers, full attention every 4th (64/8 heads,\n"
             "                                        theta 5e6, half rotary, llama3 x2), sliding otherwise\n"
@@ -70,7 +77,7 @@ static void usage(FILE *f)
             "  --out DIR            output directory (created; must be empty unless --force)\n"
             "\n"
             "format and quantization:\n"
-            "  --format mlx|hf      checkpoint layout (default mlx)\n"
+            "  --format mlx|hf      checkpoint layout (default mlx; gigachat3-10b: hf)\n"
             "  --recipe R           MLX quantization recipe (default uniform):\n"
             "                         uniform    every quantizable module at --bits\n"
             "                         mixed-8-5  routed experts 5-bit; attention, shared experts, dense\n"
@@ -341,6 +348,7 @@ int cmd_synth(int argc, char **argv)
         }
     }
     /* --layers below the preset's first_k_dense_replace makes every layer dense (unless --first-dense says otherwise) */
+    if (!INTOPT(O_MTP) && o.format == MS_SYNTH_HF) o.arch.n_mtp = o.arch.n_mtp_hf; /* as published */
     if (!INTOPT(O_FIRST_DENSE) && o.arch.first_k_dense_replace > o.arch.n_layers)
         o.arch.first_k_dense_replace = o.arch.n_layers;
     if (qlora) {

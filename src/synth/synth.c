@@ -34,7 +34,10 @@
 
 /* ---- presets ---- */
 
-const char *ms_synth_preset_list(void) { return "tiny, demo, gigachat-702b, glm-4.7-flash, step-3.7-flash, step-tiny"; }
+const char *ms_synth_preset_list(void)
+{
+    return "tiny, demo, gigachat-702b, gigachat3-10b, glm-4.7-flash, step-3.7-flash, step-tiny";
+}
 
 static void arch_deepseek(ms_synth_arch *a)
 {
@@ -138,6 +141,39 @@ int ms_synth_preset(const char *name, ms_synth_opts *o, ms_err *err)
         a->yarn_factor = 40;
         a->yarn_original_max_pos = 4096;
         a->max_position_embeddings = 163840;
+        a->n_mtp_hf = 1; /* the HF checkpoint keeps its MTP layer at index 64 */
+    } else if (!strcmp(name, "gigachat3-10b")) {
+        /* GigaChat3.1-10B-A1.8B ("Lightning"), published as bf16 HF safetensors with
+         * one MTP layer (its card serves it with vLLM MTP speculation). Known: model_type
+         * deepseek_v3, 26 layers (llama.cpp #17420 detects it by that count as the
+         * "lite" DeepSeek variant: no q_lora), MLA, MTP, ~10B total / ~1.8B active,
+         * 256K context. Its config.json was not reachable here; the widths below are
+         * inferred to match those totals with the lite DeepSeek layout: hidden 1536,
+         * 16 heads, 64 routed experts of 1280 (top-6) + 2 shared -> 10.4B, ~1.7B
+         * active. ~21 GB in bf16. */
+        arch_deepseek(a);
+        a->vocab_size = 128256;
+        a->hidden_size = 1536;
+        a->intermediate_size = 8960;
+        a->moe_intermediate_size = 1280;
+        a->n_layers = 26;
+        a->n_heads = 16;
+        a->q_lora_rank = 0;
+        a->kv_lora_rank = 512;
+        a->qk_nope_head_dim = 128;
+        a->qk_rope_head_dim = 64;
+        a->v_head_dim = 128;
+        a->n_routed_experts = 64;
+        a->n_shared_experts = 2;
+        a->n_experts_per_tok = 6;
+        a->n_group = 1;
+        a->topk_group = 1;
+        a->first_k_dense_replace = 1;
+        a->yarn_factor = 64;
+        a->yarn_original_max_pos = 4096;
+        a->max_position_embeddings = 262144;
+        a->n_mtp_hf = 1;
+        o->format = MS_SYNTH_HF;
     } else if (!strcmp(name, "glm-4.7-flash")) {
         /* GLM-4.7-Flash geometry (glm4_moe_lite): no YaRN, no group routing,
          * latent norms at rms_norm_eps; 4 of its 47 layers by default. */
@@ -165,6 +201,7 @@ int ms_synth_preset(const char *name, ms_synth_opts *o, ms_err *err)
         a->rope_theta = 1000000.0;
         a->yarn = false;
         a->max_position_embeddings = 202752;
+        a->n_mtp_hf = 1; /* GLM-4.7-Flash's HF checkpoint has its MTP layer at index 47 */
     } else if (!strcmp(name, "step-3.7-flash") || !strcmp(name, "step-tiny")) {
         synth_step_preset(o, !strcmp(name, "step-tiny"));
     } else {

@@ -74,6 +74,8 @@ typedef struct ms_synth_arch {
     int max_position_embeddings;
     int bos_token_id, eos_token_id;
     int n_mtp;                   /* num_nextn_predict_layers: MTP layers at index n_layers.. */
+    int n_mtp_hf;                /* MTP layers the published HF checkpoint carries (written by
+                                    --format hf unless --mtp says otherwise; mlx-lm drops them) */
     /* step3p5 family (model_type "step3p5"): n_heads, rope_theta, routed_scaling_factor,
      * first_k_dense_replace (the first MoE layer) as above, and */
     int n_kv_heads;              /* num_attention_groups of full layers */
