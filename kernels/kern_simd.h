@@ -1,0 +1,369 @@
+/* kern_simd.h - the SIMD kernels, written once over the mappings of
+ * simd_map.h and included by each instruction-set file (kern_avx2.c,
+ * kern_avx512.c, kern_neon.c) after it has defined its hooks. Everything here
+ * is static: each file gets its own copy compiled for its instruction set.
+ *
+ * Hooks the including file defines first (all always-inline; bits and gs are
+ * compile-time constants after inlining):
+ *   ISA_MT                    tokens per pass of the multi-token row kernel
+ *   ISA_CODES_MAX             most vectors one chunk of codes unpacks to
+ *   isa_dot_chunks(bits, gs)  chunks of codes per group (matvec layout)
+ *   isa_dot_codes(wg, bits, gs, c, q)  unpack chunk c of the group at wg into
+ *                             q[0..nq) as f32 and return nq; vector v = c*nq + j
+ *                             multiplies x[v*MSV_L ..) of the prepared input
+ *                             (the table's prep permutes x to match)
+ *   isa_dot_overread(bits, gs)  bytes those loads may read past a group's end
+ *   isa_dq_chunk(bits), isa_dq_codes(wg, bits, c, q), isa_dq_overread(bits)
+ *                             the same in natural code order (dequantization)
+ *   isa_sb_to_f32: nothing - the bf16/f16 loads of the mappings do it.
+ *
+ * Affine matvec, exact f32 activations (the algebra of kernels_impl.h):
+ * per group, acc = sum_v q_v * x_v into four accumulators (vector v into
+ * accumulator v & 3), combined as (a0 + a1) + (a2 + a3); the row sum is
+ * sum_g s_g * acc_g (FMA with the broadcast scale into two accumulators, even
+ * and odd groups) + sum_g b_g * xsum_g (a vector dot of the row's biases with
+ * the per-group sums of x). Every row is computed by the same instructions
+ * whatever rows a call covers, and a multi-token call performs each token's
+ * operations in the single-token order: results depend neither on the row
+ * split nor on the other tokens. Loads that may run past a row's packs read
+ * the row's last groups from a zero-padded local copy instead.
+ *
+ * Dequantization is exact and bit-identical to the reference: s*q then +b as
+ * two roundings (msv_opaque keeps GCC from contracting them into an FMA). */
+#ifndef MS_KERN_SIMD_H
+#define MS_KERN_SIMD_H
+
+#include "kernels_impl.h"
+#include "quant.h"
+#include "util.h"
+
+/* ---- scales / biases, group sums ------------------------------------------- */
+
+/* n scales or biases of dtype t -> f32 (exact). */
+static void sb_to_f32(const void *src, ms_dtype t, int64_t n, float *dst)
+{
+    int64_t i = 0;
+    if (t == MS_DT_BF16) {
+        const uint16_t *s = src;
+        for (; i + MSV_L <= n; i += MSV_L) msv_store(dst + i, msv_load_bf16(s + i));
+        for (; i < n; i++) dst[i] = ms_bf16_to_f32(s[i]);
+    } else if (t == MS_DT_F16) {
+        const uint16_t *s = src;
+        for (; i + MSV_L <= n; i += MSV_L) msv_store(dst + i, msv_load_f16(s + i));
+        for (; i < n; i++) dst[i] = ms_f16_to_f32(s[i]);
+    } else {
+        memcpy(dst, src, (size_t)n * sizeof(float));
+    }
+}
+
+/* xsum[g] = sum of group g of x: two accumulators over 2*MSV_L elements. */
+static void group_sums_simd(const float *x, int64_t cols, int gs, float *xsum)
+{
+    for (int64_t g = 0; g < cols / gs; g++) {
+        const float *xg = x + g * gs;
+        msv a0 = msv_load(xg), a1 = msv_load(xg + MSV_L);
+        for (int j = 2 * MSV_L; j < gs; j += 2 * MSV_L) {
+            a0 = msv_add(a0, msv_load(xg + j));
+            a1 = msv_add(a1, msv_load(xg + j + MSV_L));
+        }
+        xsum[g] = msv_hsum(msv_add(a0, a1));
+    }
+}
+
+/* Input in natural order: only the group sums. */
+static const float *prep_natural(const ms_mat *m, const float *x, float *xp, float *xsum)
+{
+    group_sums_simd(x, m->cols, m->group_size, xsum);
+    return x;
+}
+
+/* Permuted input for unpackers that put code per*i + s of a block of
+ * MSV_L*per into lane i of vector s: xp[b + MSV_L*s + i] = x[b + per*i + s]. */
+static inline void permute_blocks(const float *x, float *xp, int64_t cols, const int per)
+{
+    for (int64_t b = 0; b < cols; b += MSV_L * per)
+        for (int s = 0; s < per; s++)
+            for (int i = 0; i < MSV_L; i++) xp[b + MSV_L * s + i] = x[b + per * i + s];
+}
+
+/* ---- row tails --------------------------------------------------------------- */
+
+/* Largest over-read is 16 bytes past at most two groups of <= 96 bytes. */
+#define TAIL_BYTES (2 * 96 + 16)
+
+/* First group read from the padded copy: the groups within `over` bytes of the
+ * row's end (ng if nothing is read past a group). */
+AINL int64_t tail_start(int64_t ng, size_t gbytes, int over)
+{
+    if (over <= 0) return ng;
+    int64_t nt = (int64_t)((over + (int64_t)gbytes - 1) / (int64_t)gbytes);
+    return ng > nt ? ng - nt : 0;
+}
+AINL void tail_copy(uint8_t *tail, const uint8_t *w, int64_t t0, int64_t ng, size_t gbytes)
+{
+    size_t n = (size_t)(ng - t0) * gbytes;
+    memcpy(tail, w + (size_t)t0 * gbytes, n);
+    memset(tail + n, 0, 16);
+}
+
+/* ---- affine matvec ------------------------------------------------------------- */
+
+/* For T tokens: out[t] = lanes of sum_j q_j * x_t[j] over one group (x in the
+ * prepared layout, token t at xg + t*ldx). Codes are unpacked once for all T. */
+AINL void group_dot(const uint8_t *wg, const float *xg, int64_t ldx, const int bits, const int gs, const int T,
+                    msv *out)
+{
+    msv a[ISA_MT][4];
+    for (int t = 0; t < T; t++)
+        for (int k = 0; k < 4; k++) a[t][k] = msv_zero();
+    const int nc = isa_dot_chunks(bits, gs);
+    for (int c = 0; c < nc; c++) {
+        msv q[ISA_CODES_MAX];
+        const int nq = isa_dot_codes(wg, bits, gs, c, q);
+        for (int j = 0; j < nq; j++) {
+            const int v = c * nq + j;
+            for (int t = 0; t < T; t++) a[t][v & 3] = msv_fma(q[j], msv_load(xg + t * ldx + v * MSV_L), a[t][v & 3]);
+        }
+    }
+    for (int t = 0; t < T; t++) out[t] = msv_add(msv_add(a[t][0], a[t][1]), msv_add(a[t][2], a[t][3]));
+}
+
+/* Groups whose scales/biases are converted per batch (bounds the stack use). */
+#define SB_CHUNK 256
+
+/* Row r for T tokens: y[t*ldy] = W[r,:] . x_t, x_t = x + t*ldx (prepared),
+ * group sums at xsum + t*ldxs. */
+AINL void affine_row(const ms_mat *m, int64_t r, const float *x, int64_t ldx, const float *xsum, int64_t ldxs,
+                     const int bits, const int gs, const int T, float *y, int64_t ldy)
+{
+    const int64_t ng = m->cols / gs;
+    const size_t gbytes = (size_t)gs * bits / 8, sbsz = ms_dtype_size(m->sb_dtype);
+    const uint8_t *w = (const uint8_t *)m->w + (size_t)r * (size_t)ng * gbytes;
+    const char *sp = (const char *)m->scales + (size_t)(r * ng) * sbsz;
+    const char *bp = (const char *)m->biases + (size_t)(r * ng) * sbsz;
+    float sc[SB_CHUNK], bi[SB_CHUNK];
+    uint8_t tail[TAIL_BYTES] __attribute__((aligned(64)));
+    const int64_t t0 = tail_start(ng, gbytes, isa_dot_overread(bits, gs));
+    if (t0 < ng) tail_copy(tail, w, t0, ng, gbytes);
+    msv y0[ISA_MT], y1[ISA_MT], yb[ISA_MT], a[ISA_MT];
+    float bt[ISA_MT];
+    for (int t = 0; t < T; t++) {
+        y0[t] = y1[t] = yb[t] = msv_zero();
+        bt[t] = 0.0f;
+    }
+    for (int64_t g0 = 0; g0 < ng; g0 += SB_CHUNK) {
+        const int64_t cn = MS_MIN(SB_CHUNK, ng - g0);
+        ms_prefetch_lines(sp + g0 * sbsz, (size_t)cn * sbsz);
+        ms_prefetch_lines(bp + g0 * sbsz, (size_t)cn * sbsz);
+        sb_to_f32(sp + g0 * sbsz, m->sb_dtype, cn, sc);
+        sb_to_f32(bp + g0 * sbsz, m->sb_dtype, cn, bi);
+        /* Pairs of groups before the tail (even -> y0, odd -> y1), then the rest. */
+        const int64_t npair = MS_MAX(0, MS_MIN(cn, t0 - g0)) & ~(int64_t)1;
+        const uint8_t *wc = w + g0 * gbytes;
+        const float *xc = x + g0 * gs;
+        int64_t i = 0;
+        for (; i < npair; i += 2) {
+            const uint8_t *wg = wc + i * gbytes;
+            if (2 * gbytes >= 64)
+                ms_prefetch_lines(wg, 2 * gbytes);
+            else if ((size_t)(g0 + i) * gbytes % 64 < 2 * gbytes)
+                ms_prefetch_lines(wg, gbytes);
+            group_dot(wg, xc + i * gs, ldx, bits, gs, T, a);
+            const msv s0 = msv_set1(sc[i]);
+            for (int t = 0; t < T; t++) y0[t] = msv_fma(s0, a[t], y0[t]);
+            group_dot(wg + gbytes, xc + (i + 1) * gs, ldx, bits, gs, T, a);
+            const msv s1 = msv_set1(sc[i + 1]);
+            for (int t = 0; t < T; t++) y1[t] = msv_fma(s1, a[t], y1[t]);
+        }
+        for (; i < cn; i++) {
+            const int64_t g = g0 + i;
+            const uint8_t *wg = g < t0 ? w + g * gbytes : tail + (g - t0) * gbytes;
+            ms_prefetch_group(w + g * gbytes, g, gbytes);
+            group_dot(wg, x + g * gs, ldx, bits, gs, T, a);
+            const msv s = msv_set1(sc[i]);
+            for (int t = 0; t < T; t++) {
+                if (i & 1)
+                    y1[t] = msv_fma(s, a[t], y1[t]);
+                else
+                    y0[t] = msv_fma(s, a[t], y0[t]);
+            }
+        }
+        for (int t = 0; t < T; t++) {
+            const float *xs = xsum + t * ldxs;
+            int64_t i = 0;
+            for (; i + MSV_L <= cn; i += MSV_L) yb[t] = msv_fma(msv_load(bi + i), msv_load(xs + g0 + i), yb[t]);
+            for (; i < cn; i++) bt[t] = __builtin_fmaf(bi[i], xs[g0 + i], bt[t]);
+        }
+    }
+    for (int t = 0; t < T; t++) y[t * ldy] = msv_hsum(msv_add(y0[t], y1[t])) + (msv_hsum(yb[t]) + bt[t]);
+}
+
+/* Rows [r0, r1) for n tokens; n == 1 is the matvec. Tokens go in batches of
+ * ISA_MT, then 1 (per-token results do not depend on the batch). */
+AINL void affine_rows(const ms_mat *m, int64_t r0, int64_t r1, const float *X, const float *XS, int n, float *Y,
+                      int64_t ldy, const int bits, const int gs)
+{
+    const int64_t ldx = m->cols, ldxs = m->cols / gs;
+    int t = 0;
+    for (; t + ISA_MT <= n; t += ISA_MT) /* the batch's x stays in L1, the block's rows in L2 */
+        for (int64_t r = r0; r < r1; r++)
+            affine_row(m, r, X + t * ldx, ldx, XS + t * ldxs, ldxs, bits, gs, ISA_MT, Y + t * ldy + (r - r0), ldy);
+    for (; t < n; t++)
+        for (int64_t r = r0; r < r1; r++)
+            affine_row(m, r, X + t * ldx, ldx, XS + t * ldxs, ldxs, bits, gs, 1, Y + t * ldy + (r - r0), ldy);
+}
+
+#define AFFINE_ROWS(B)                                                                                                 \
+    static void rows_n_affine##B(const ms_mat *m, int64_t r0, int64_t r1, const float *X, const float *XS, int n,      \
+                                 float *Y, int64_t ldy)                                                                \
+    {                                                                                                                  \
+        switch (m->group_size) {                                                                                       \
+        case 32: affine_rows(m, r0, r1, X, XS, n, Y, ldy, B, 32); break;                                               \
+        case 64: affine_rows(m, r0, r1, X, XS, n, Y, ldy, B, 64); break;                                               \
+        default: affine_rows(m, r0, r1, X, XS, n, Y, ldy, B, 128); break;                                              \
+        }                                                                                                              \
+    }                                                                                                                  \
+    static void rows_affine##B(const ms_mat *m, int64_t r0, int64_t r1, const float *x, const float *xsum, float *y)   \
+    {                                                                                                                  \
+        rows_n_affine##B(m, r0, r1, x, xsum, 1, y, 0);                                                                 \
+    }
+AFFINE_ROWS(2)
+AFFINE_ROWS(3)
+AFFINE_ROWS(4)
+AFFINE_ROWS(5)
+AFFINE_ROWS(6)
+AFFINE_ROWS(8)
+#undef AFFINE_ROWS
+
+/* ---- affine dequantization (natural order, exact) ------------------------------- */
+
+/* q*s + b with two roundings, like the reference. */
+AINL msv mul_add_2r(msv q, msv s, msv b)
+{
+    return msv_add(msv_opaque(msv_mul(q, s)), b);
+}
+
+static void dequant_affine(const ms_mat *m, int64_t r, float *out)
+{
+    const int bits = m->bits, gs = m->group_size;
+    const int64_t ng = m->cols / gs;
+    const size_t gbytes = (size_t)gs * bits / 8;
+    const uint8_t *w = (const uint8_t *)m->w + (size_t)r * (size_t)ng * gbytes;
+    const int64_t sb0 = r * ng;
+    uint8_t tail[TAIL_BYTES];
+    const int64_t t0 = tail_start(ng, gbytes, isa_dq_overread(bits));
+    if (t0 < ng) tail_copy(tail, w, t0, ng, gbytes);
+    const int K = isa_dq_chunk(bits);
+    for (int64_t g = 0; g < ng; g++) {
+        const msv s = msv_set1(ms_sb_get(m->scales, m->sb_dtype, sb0 + g)),
+                  b = msv_set1(ms_sb_get(m->biases, m->sb_dtype, sb0 + g));
+        const uint8_t *wg = g < t0 ? w + g * gbytes : tail + (g - t0) * gbytes;
+        float *o = out + g * gs;
+        for (int c = 0; c < gs / K; c++) {
+            msv q[ISA_CODES_MAX];
+            const int nq = isa_dq_codes(wg, bits, c, q);
+            for (int j = 0; j < nq; j++) msv_store(o + c * K + j * MSV_L, mul_add_2r(q[j], s, b));
+        }
+    }
+}
+
+/* ---- dense ------------------------------------------------------------------------ */
+
+AINL msv loadw(const void *w, int64_t j, const ms_wtype t)
+{
+    if (t == MS_WT_F32) return msv_load((const float *)w + j);
+    return t == MS_WT_BF16 ? msv_load_bf16((const uint16_t *)w + j) : msv_load_f16((const uint16_t *)w + j);
+}
+
+AINL float loadw1(const void *w, int64_t j, const ms_wtype t)
+{
+    if (t == MS_WT_F32) return ((const float *)w)[j];
+    return t == MS_WT_BF16 ? ms_bf16_to_f32(((const uint16_t *)w)[j]) : ms_f16_to_f32(((const uint16_t *)w)[j]);
+}
+
+/* Dense row dot: 8 accumulators over 8 vectors, then one vector at a time,
+ * then the tail (masked vector, or scalar where there are no masked loads). */
+AINL float dense_row(const void *w, const float *x, int64_t n, const ms_wtype t)
+{
+    msv a[8];
+    for (int k = 0; k < 8; k++) a[k] = msv_zero();
+    int64_t j = 0;
+    const size_t es = t == MS_WT_F32 ? 4 : 2;
+    for (; j + 8 * MSV_L <= n; j += 8 * MSV_L) {
+        ms_prefetch_lines((const char *)w + (size_t)j * es, 8 * MSV_L * es);
+        for (int k = 0; k < 8; k++)
+            a[k] = msv_fma(loadw(w, j + k * MSV_L, t), msv_load(x + j + k * MSV_L), a[k]);
+    }
+    for (; j + MSV_L <= n; j += MSV_L) a[0] = msv_fma(loadw(w, j, t), msv_load(x + j), a[0]);
+    float tl = 0.0f;
+#if MSV_MASKED_TAIL
+    if (j < n) {
+        const int64_t rem = n - j;
+        const msv wv = t == MS_WT_F32    ? msv_load_part((const float *)w + j, rem)
+                       : t == MS_WT_BF16 ? msv_load_bf16_part((const uint16_t *)w + j, rem)
+                                         : msv_load_f16_part((const uint16_t *)w + j, rem);
+        a[1] = msv_fma(wv, msv_load_part(x + j, rem), a[1]);
+    }
+#else
+    for (; j < n; j++) tl = __builtin_fmaf(loadw1(w, j, t), x[j], tl);
+#endif
+    const msv s0 = msv_add(msv_add(a[0], a[4]), msv_add(a[1], a[5]));
+    const msv s1 = msv_add(msv_add(a[2], a[6]), msv_add(a[3], a[7]));
+#if MSV_MASKED_TAIL
+    (void)tl;
+    return msv_hsum(msv_add(s0, s1));
+#else
+    return msv_hsum(msv_add(s0, s1)) + tl;
+#endif
+}
+
+#define DENSE_ROWS(NAME, T, ES)                                                                                        \
+    static void NAME(const ms_mat *m, int64_t r0, int64_t r1, const float *x, const float *xsum, float *y)             \
+    {                                                                                                                  \
+        for (int64_t r = r0; r < r1; r++)                                                                              \
+            y[r - r0] = dense_row((const char *)m->w + (size_t)r * (size_t)m->cols * (ES), x, m->cols, T);             \
+    }
+DENSE_ROWS(rows_f32, MS_WT_F32, 4)
+DENSE_ROWS(rows_f16, MS_WT_F16, 2)
+DENSE_ROWS(rows_bf16, MS_WT_BF16, 2)
+#undef DENSE_ROWS
+
+static void dequant_dense(const ms_mat *m, int64_t r, float *out)
+{
+    const int64_t n = m->cols;
+    if (m->type == MS_WT_F32) {
+        memcpy(out, (const float *)m->w + (size_t)r * (size_t)n, (size_t)n * 4);
+        return;
+    }
+    const uint16_t *w = (const uint16_t *)m->w + (size_t)r * (size_t)n;
+    const ms_wtype t = m->type;
+    int64_t j = 0;
+    if (t == MS_WT_BF16)
+        for (; j + MSV_L <= n; j += MSV_L) msv_store(out + j, loadw(w, j, MS_WT_BF16));
+    else
+        for (; j + MSV_L <= n; j += MSV_L) msv_store(out + j, loadw(w, j, MS_WT_F16));
+    for (; j < n; j++) out[j] = loadw1(w, j, t);
+}
+
+/* ---- memory bandwidth probe --------------------------------------------------------- */
+
+static double read_sum_simd(const float *p, size_t n)
+{
+    msv a0 = msv_zero(), a1 = a0, a2 = a0, a3 = a0;
+    size_t i = 0;
+    for (; i + 4 * MSV_L <= n; i += 4 * MSV_L) {
+        a0 = msv_add(a0, msv_load(p + i));
+        a1 = msv_add(a1, msv_load(p + i + MSV_L));
+        a2 = msv_add(a2, msv_load(p + i + 2 * MSV_L));
+        a3 = msv_add(a3, msv_load(p + i + 3 * MSV_L));
+    }
+    double s = msv_hsum(msv_add(msv_add(a0, a1), msv_add(a2, a3)));
+    for (; i < n; i++) s += p[i];
+    return s;
+}
+
+/* The parts of a table every instruction set shares (prep and gemm_min_n differ). */
+#define SIMD_AFFINE(B, PREP, GMIN) {rows_affine##B, dequant_affine, PREP, rows_n_affine##B, GMIN}
+#define SIMD_DENSE(ROWS, GMIN) {ROWS, dequant_dense, NULL, NULL, GMIN}
+
+#endif
