@@ -77,6 +77,12 @@ AINL void split_codes(__m256i v, const int bits, const int n, msv *q)
 /* ---- hooks of kern_simd.h ---------------------------------------------------- */
 
 #define ISA_MT 2
+/* Prefill GEMM: 6 tokens x 16 rows of Y in 12 registers; 256-column panels
+ * (16 KiB) of 64-row blocks. */
+#define ISA_GEMM_MR 6
+#define ISA_GEMM_NRV 2
+#define ISA_GEMM_KC 256
+#define ISA_GEMM_ROWS 64
 #define ISA_CODES_MAX 8
 
 AINL int isa_dot_chunks(const int bits, const int gs)
@@ -167,15 +173,16 @@ static const float *prep_3bit(const ms_mat *m, const float *x, float *xp, float 
 
 const ms_kern ms_kern_avx2 = {
     .name = "avx2",
-    .dense = {[MS_WT_F32] = SIMD_DENSE(rows_f32, 4),
-              [MS_WT_F16] = SIMD_DENSE(rows_f16, 4),
-              [MS_WT_BF16] = SIMD_DENSE(rows_bf16, 4)},
+    .dense = {[MS_WT_F32] = SIMD_DENSE(f32, 4),
+              [MS_WT_F16] = SIMD_DENSE(f16, 4),
+              [MS_WT_BF16] = SIMD_DENSE(bf16, 4)},
     .affine = {[2] = SIMD_AFFINE(2, prep_stride4, 32),
                [3] = SIMD_AFFINE(3, prep_3bit, 16),
                [4] = SIMD_AFFINE(4, prep_4bit, 24),
                [5] = SIMD_AFFINE(5, prep_natural, 16),
                [6] = SIMD_AFFINE(6, prep_stride4, 16),
                [8] = SIMD_AFFINE(8, prep_natural, 8)},
+    SIMD_GEMM,
     .group_sums = group_sums_simd,
     .read_sum = read_sum_simd,
 };

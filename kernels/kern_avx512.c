@@ -91,6 +91,12 @@ AINL __m512i load16_u8(const uint8_t *p)
 
 /* 2 tokens per pass measured best for 4-bit on Zen 5 (4 tokens x 4 accumulators spill). */
 #define ISA_MT 2
+/* Prefill GEMM: 6 tokens x 64 rows of Y in 24 registers; 128-column panels
+ * (32 KiB, in L1) of 128-row blocks. */
+#define ISA_GEMM_MR 6
+#define ISA_GEMM_NRV 4
+#define ISA_GEMM_KC 128
+#define ISA_GEMM_ROWS 128
 #define ISA_CODES_MAX 8
 
 AINL int isa_dot_chunks(const int bits, const int gs)
@@ -180,15 +186,16 @@ static const float *prep_4bit(const ms_mat *m, const float *x, float *xp, float 
 
 const ms_kern ms_kern_avx512 = {
     .name = "avx512",
-    .dense = {[MS_WT_F32] = SIMD_DENSE(rows_f32, 8),
-              [MS_WT_F16] = SIMD_DENSE(rows_f16, 8),
-              [MS_WT_BF16] = SIMD_DENSE(rows_bf16, 8)},
+    .dense = {[MS_WT_F32] = SIMD_DENSE(f32, 8),
+              [MS_WT_F16] = SIMD_DENSE(f16, 8),
+              [MS_WT_BF16] = SIMD_DENSE(bf16, 8)},
     .affine = {[2] = SIMD_AFFINE(2, prep_natural, 32),
                [3] = SIMD_AFFINE(3, prep_packs48, 24),
                [4] = SIMD_AFFINE(4, prep_4bit, 32),
                [5] = SIMD_AFFINE(5, prep_natural, 16),
                [6] = SIMD_AFFINE(6, prep_packs48, 16),
                [8] = SIMD_AFFINE(8, prep_natural, 8)},
+    SIMD_GEMM,
     .group_sums = group_sums_simd,
     .read_sum = read_sum_simd,
 };

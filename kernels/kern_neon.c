@@ -47,6 +47,12 @@ AINL void widen16(uint8x16_t b, msv q[4])
 /* ---- hooks of kern_simd.h: one layout (natural order) for matvec and dequant -- */
 
 #define ISA_MT 2
+/* Prefill GEMM: 6 tokens x 16 rows of Y in 24 registers (block sizes not
+ * tuned on ARM hardware yet). */
+#define ISA_GEMM_MR 6
+#define ISA_GEMM_NRV 4
+#define ISA_GEMM_KC 256
+#define ISA_GEMM_ROWS 64
 #define ISA_CODES_MAX 4
 
 AINL int isa_dq_chunk(const int bits)
@@ -100,15 +106,16 @@ AINL int isa_dot_overread(const int bits, const int gs)
 /* gemm_min_n: not measured on an ARM host yet; the AVX2 values as a start. */
 const ms_kern ms_kern_neon = {
     .name = "neon",
-    .dense = {[MS_WT_F32] = SIMD_DENSE(rows_f32, 4),
-              [MS_WT_F16] = SIMD_DENSE(rows_f16, 4),
-              [MS_WT_BF16] = SIMD_DENSE(rows_bf16, 4)},
+    .dense = {[MS_WT_F32] = SIMD_DENSE(f32, 4),
+              [MS_WT_F16] = SIMD_DENSE(f16, 4),
+              [MS_WT_BF16] = SIMD_DENSE(bf16, 4)},
     .affine = {[2] = SIMD_AFFINE(2, prep_natural, 32),
                [3] = SIMD_AFFINE(3, prep_natural, 16),
                [4] = SIMD_AFFINE(4, prep_natural, 24),
                [5] = SIMD_AFFINE(5, prep_natural, 16),
                [6] = SIMD_AFFINE(6, prep_natural, 16),
                [8] = SIMD_AFFINE(8, prep_natural, 8)},
+    SIMD_GEMM,
     .group_sums = group_sums_simd,
     .read_sum = read_sum_simd,
 };

@@ -122,7 +122,14 @@ AINL void group_dot(const uint8_t *wg, const float *xg, int64_t ldx, const int b
         const int nq = isa_dot_codes(wg, bits, gs, c, q);
         for (int j = 0; j < nq; j++) {
             const int v = c * nq + j;
-            for (int t = 0; t < T; t++) a[t][v & 3] = msv_fma(q[j], msv_load(xg + t * ldx + v * MSV_L), a[t][v & 3]);
+            /* An accumulator's first product is a multiply: the same value as an
+             * FMA onto +0 but for the sign of a zero, which cannot reach y (its
+             * accumulators start at +0), and no register copies. Opaque so that
+             * GCC does not contract it with the adds below into an FMA. */
+            for (int t = 0; t < T; t++) {
+                const msv xv = msv_load(xg + t * ldx + v * MSV_L);
+                a[t][v & 3] = v < 4 ? msv_opaque(msv_mul(q[j], xv)) : msv_fma(q[j], xv, a[t][v & 3]);
+            }
         }
     }
     for (int t = 0; t < T; t++) out[t] = msv_add(msv_add(a[t][0], a[t][1]), msv_add(a[t][2], a[t][3]));
@@ -199,15 +206,22 @@ AINL void affine_row(const ms_mat *m, int64_t r, const float *x, int64_t ldx, co
 }
 
 /* Rows [r0, r1) for n tokens; n == 1 is the matvec. Tokens go in batches of
- * ISA_MT, then 1 (per-token results do not depend on the batch). */
+ * ISA_MT (then 2, then 1), each batch over all rows of the block: the block's
+ * rows stay in L2, the batch's x in L1. Per-token results do not depend on the
+ * batch. */
 AINL void affine_rows(const ms_mat *m, int64_t r0, int64_t r1, const float *X, const float *XS, int n, float *Y,
                       int64_t ldy, const int bits, const int gs)
 {
     const int64_t ldx = m->cols, ldxs = m->cols / gs;
     int t = 0;
-    for (; t + ISA_MT <= n; t += ISA_MT) /* the batch's x stays in L1, the block's rows in L2 */
+    for (; t + ISA_MT <= n; t += ISA_MT)
         for (int64_t r = r0; r < r1; r++)
             affine_row(m, r, X + t * ldx, ldx, XS + t * ldxs, ldxs, bits, gs, ISA_MT, Y + t * ldy + (r - r0), ldy);
+#if ISA_MT > 2
+    for (; t + 2 <= n; t += 2)
+        for (int64_t r = r0; r < r1; r++)
+            affine_row(m, r, X + t * ldx, ldx, XS + t * ldxs, ldxs, bits, gs, 2, Y + t * ldy + (r - r0), ldy);
+#endif
     for (; t < n; t++)
         for (int64_t r = r0; r < r1; r++)
             affine_row(m, r, X + t * ldx, ldx, XS + t * ldxs, ldxs, bits, gs, 1, Y + t * ldy + (r - r0), ldy);
@@ -243,22 +257,22 @@ AINL msv mul_add_2r(msv q, msv s, msv b)
     return msv_add(msv_opaque(msv_mul(q, s)), b);
 }
 
-static void dequant_affine(const ms_mat *m, int64_t r, float *out)
+static void dequant_affine(const ms_mat *m, int64_t r, int64_t c0, int64_t c1, float *out)
 {
     const int bits = m->bits, gs = m->group_size;
-    const int64_t ng = m->cols / gs;
+    const int64_t ng = m->cols / gs, g1 = c1 / gs;
     const size_t gbytes = (size_t)gs * bits / 8;
     const uint8_t *w = (const uint8_t *)m->w + (size_t)r * (size_t)ng * gbytes;
     const int64_t sb0 = r * ng;
     uint8_t tail[TAIL_BYTES];
     const int64_t t0 = tail_start(ng, gbytes, isa_dq_overread(bits));
-    if (t0 < ng) tail_copy(tail, w, t0, ng, gbytes);
+    if (t0 < g1) tail_copy(tail, w, t0, ng, gbytes);
     const int K = isa_dq_chunk(bits);
-    for (int64_t g = 0; g < ng; g++) {
+    for (int64_t g = c0 / gs; g < g1; g++) {
         const msv s = msv_set1(ms_sb_get(m->scales, m->sb_dtype, sb0 + g)),
                   b = msv_set1(ms_sb_get(m->biases, m->sb_dtype, sb0 + g));
         const uint8_t *wg = g < t0 ? w + g * gbytes : tail + (g - t0) * gbytes;
-        float *o = out + g * gs;
+        float *o = out + g * gs - c0;
         for (int c = 0; c < gs / K; c++) {
             msv q[ISA_CODES_MAX];
             const int nq = isa_dq_codes(wg, bits, c, q);
@@ -281,61 +295,97 @@ AINL float loadw1(const void *w, int64_t j, const ms_wtype t)
     return t == MS_WT_BF16 ? ms_bf16_to_f32(((const uint16_t *)w)[j]) : ms_f16_to_f32(((const uint16_t *)w)[j]);
 }
 
-/* Dense row dot: 8 accumulators over 8 vectors, then one vector at a time,
- * then the tail (masked vector, or scalar where there are no masked loads). */
-AINL float dense_row(const void *w, const float *x, int64_t n, const ms_wtype t)
+/* Tokens per pass of the dense multi-token rows: 8 accumulators per token, so
+ * two tokens only where there are 32 vector registers. */
+#define DENSE_MT (MSV_NREGS >= 32 ? 2 : 1)
+
+/* Dense row dot for T tokens (x_t = x + t*ldx, y[t*ldy]): per token 8
+ * accumulators over 8 vectors, then one vector at a time, then the tail (masked
+ * vector, or scalar where there are no masked loads). The weights are converted
+ * once for all T; each token's operations are those of T = 1. */
+AINL void dense_row(const void *w, const float *x, int64_t ldx, int64_t n, const ms_wtype t, const int T, float *y,
+                    int64_t ldy)
 {
-    msv a[8];
-    for (int k = 0; k < 8; k++) a[k] = msv_zero();
+    msv a[DENSE_MT][8];
+    for (int u = 0; u < T; u++)
+        for (int k = 0; k < 8; k++) a[u][k] = msv_zero();
     int64_t j = 0;
     const size_t es = t == MS_WT_F32 ? 4 : 2;
     for (; j + 8 * MSV_L <= n; j += 8 * MSV_L) {
         ms_prefetch_lines((const char *)w + (size_t)j * es, 8 * MSV_L * es);
-        for (int k = 0; k < 8; k++)
-            a[k] = msv_fma(loadw(w, j + k * MSV_L, t), msv_load(x + j + k * MSV_L), a[k]);
+        for (int k = 0; k < 8; k++) {
+            const msv wv = loadw(w, j + k * MSV_L, t);
+            for (int u = 0; u < T; u++) a[u][k] = msv_fma(wv, msv_load(x + u * ldx + j + k * MSV_L), a[u][k]);
+        }
     }
-    for (; j + MSV_L <= n; j += MSV_L) a[0] = msv_fma(loadw(w, j, t), msv_load(x + j), a[0]);
-    float tl = 0.0f;
+    for (; j + MSV_L <= n; j += MSV_L) {
+        const msv wv = loadw(w, j, t);
+        for (int u = 0; u < T; u++) a[u][0] = msv_fma(wv, msv_load(x + u * ldx + j), a[u][0]);
+    }
 #if MSV_MASKED_TAIL
     if (j < n) {
         const int64_t rem = n - j;
         const msv wv = t == MS_WT_F32    ? msv_load_part((const float *)w + j, rem)
                        : t == MS_WT_BF16 ? msv_load_bf16_part((const uint16_t *)w + j, rem)
                                          : msv_load_f16_part((const uint16_t *)w + j, rem);
-        a[1] = msv_fma(wv, msv_load_part(x + j, rem), a[1]);
+        for (int u = 0; u < T; u++) a[u][1] = msv_fma(wv, msv_load_part(x + u * ldx + j, rem), a[u][1]);
     }
 #else
-    for (; j < n; j++) tl = __builtin_fmaf(loadw1(w, j, t), x[j], tl);
+    float tl[DENSE_MT] = {0.0f};
+    for (; j < n; j++)
+        for (int u = 0; u < T; u++) tl[u] = __builtin_fmaf(loadw1(w, j, t), x[u * ldx + j], tl[u]);
 #endif
-    const msv s0 = msv_add(msv_add(a[0], a[4]), msv_add(a[1], a[5]));
-    const msv s1 = msv_add(msv_add(a[2], a[6]), msv_add(a[3], a[7]));
+    for (int u = 0; u < T; u++) {
+        const msv s0 = msv_add(msv_add(a[u][0], a[u][4]), msv_add(a[u][1], a[u][5]));
+        const msv s1 = msv_add(msv_add(a[u][2], a[u][6]), msv_add(a[u][3], a[u][7]));
 #if MSV_MASKED_TAIL
-    (void)tl;
-    return msv_hsum(msv_add(s0, s1));
+        y[u * ldy] = msv_hsum(msv_add(s0, s1));
 #else
-    return msv_hsum(msv_add(s0, s1)) + tl;
+        y[u * ldy] = msv_hsum(msv_add(s0, s1)) + tl[u];
 #endif
+    }
 }
 
-#define DENSE_ROWS(NAME, T, ES)                                                                                        \
-    static void NAME(const ms_mat *m, int64_t r0, int64_t r1, const float *x, const float *xsum, float *y)             \
+/* Rows [r0, r1) for n tokens: token batches of DENSE_MT, each over the block. */
+AINL void dense_rows(const ms_mat *m, int64_t r0, int64_t r1, const float *X, int n, float *Y, int64_t ldy,
+                     const ms_wtype t)
+{
+    const size_t rb = (size_t)m->cols * (t == MS_WT_F32 ? 4 : 2);
+    const int64_t ldx = m->cols;
+    int u = 0;
+    for (; u + DENSE_MT <= n; u += DENSE_MT)
+        for (int64_t r = r0; r < r1; r++)
+            dense_row((const char *)m->w + (size_t)r * rb, X + u * ldx, ldx, m->cols, t, DENSE_MT,
+                      Y + u * ldy + (r - r0), ldy);
+    for (; u < n; u++)
+        for (int64_t r = r0; r < r1; r++)
+            dense_row((const char *)m->w + (size_t)r * rb, X + u * ldx, ldx, m->cols, t, 1, Y + u * ldy + (r - r0), ldy);
+}
+
+#define DENSE_ROWS(NAME, T)                                                                                            \
+    static void rows_n_##NAME(const ms_mat *m, int64_t r0, int64_t r1, const float *X, const float *XS, int n,         \
+                              float *Y, int64_t ldy)                                                                   \
     {                                                                                                                  \
-        for (int64_t r = r0; r < r1; r++)                                                                              \
-            y[r - r0] = dense_row((const char *)m->w + (size_t)r * (size_t)m->cols * (ES), x, m->cols, T);             \
+        dense_rows(m, r0, r1, X, n, Y, ldy, T);                                                                        \
+    }                                                                                                                  \
+    static void rows_##NAME(const ms_mat *m, int64_t r0, int64_t r1, const float *x, const float *xsum, float *y)      \
+    {                                                                                                                  \
+        dense_rows(m, r0, r1, x, 1, y, 0, T);                                                                          \
     }
-DENSE_ROWS(rows_f32, MS_WT_F32, 4)
-DENSE_ROWS(rows_f16, MS_WT_F16, 2)
-DENSE_ROWS(rows_bf16, MS_WT_BF16, 2)
+DENSE_ROWS(f32, MS_WT_F32)
+DENSE_ROWS(f16, MS_WT_F16)
+DENSE_ROWS(bf16, MS_WT_BF16)
 #undef DENSE_ROWS
 
-static void dequant_dense(const ms_mat *m, int64_t r, float *out)
+static void dequant_dense(const ms_mat *m, int64_t r, int64_t c0, int64_t c1, float *out)
 {
-    const int64_t n = m->cols;
+    const size_t base = (size_t)r * (size_t)m->cols + (size_t)c0;
+    const int64_t n = c1 - c0;
     if (m->type == MS_WT_F32) {
-        memcpy(out, (const float *)m->w + (size_t)r * (size_t)n, (size_t)n * 4);
+        memcpy(out, (const float *)m->w + base, (size_t)n * 4);
         return;
     }
-    const uint16_t *w = (const uint16_t *)m->w + (size_t)r * (size_t)n;
+    const uint16_t *w = (const uint16_t *)m->w + base;
     const ms_wtype t = m->type;
     int64_t j = 0;
     if (t == MS_WT_BF16)
@@ -343,6 +393,92 @@ static void dequant_dense(const ms_mat *m, int64_t r, float *out)
     else
         for (; j + MSV_L <= n; j += MSV_L) msv_store(out + j, loadw(w, j, MS_WT_F16));
     for (; j < n; j++) out[j] = loadw1(w, j, t);
+}
+
+/* ---- prefill GEMM ------------------------------------------------------------------ */
+
+/* Y[t, r] = sum_k X[t, k] W[r, k] for a block of rows and every token, with
+ * W dequantized (exactly) into packed panels once per block of GEMM_KC columns:
+ * panel p holds rows r0 + p*GEMM_NR .. + GEMM_NR, element (k, i) at k*GEMM_NR + i
+ * (rows past the end are zero). The micro-kernel keeps a GEMM_MR x GEMM_NR
+ * block of Y in registers (GEMM_MR tokens x ISA_GEMM_NRV vectors of rows): per
+ * k, ISA_GEMM_NRV panel loads, GEMM_MR broadcasts of X, GEMM_MR * NRV FMAs.
+ * Each Y element is one FMA chain over the k of a column block, starting from
+ * 0, and the blocks' sums are added to Y in column order: its value depends on
+ * its row and token only (not on n, the tile or the thread), within float
+ * rounding of the matvec. */
+#define GEMM_MR ISA_GEMM_MR
+#define GEMM_NR (ISA_GEMM_NRV * MSV_L)
+#define GEMM_KC ISA_GEMM_KC
+#define GEMM_ROWS ISA_GEMM_ROWS
+/* Packed rows x columns, then MSV_L dequantized rows. */
+#define GEMM_BUF_FLOATS ((size_t)(GEMM_ROWS + MSV_L) * GEMM_KC)
+
+/* Dequantize MSV_L rows at a time into tmp, transpose them into the panel. */
+static void gemm_pack(const ms_mat *m, int64_t r0, int64_t r1, int64_t k0, int64_t kc, float *buf, float *tmp)
+{
+    const int64_t nr = r1 - r0, np = (nr + GEMM_NR - 1) / GEMM_NR;
+    for (int64_t i0 = 0; i0 < np * GEMM_NR; i0 += MSV_L) {
+        for (int u = 0; u < MSV_L; u++) {
+            float *row = tmp + u * kc;
+            if (i0 + u >= nr)
+                memset(row, 0, (size_t)kc * sizeof(float));
+            else if (m->type == MS_WT_AFFINE)
+                dequant_affine(m, r0 + i0 + u, k0, k0 + kc, row);
+            else
+                dequant_dense(m, r0 + i0 + u, k0, k0 + kc, row);
+        }
+        float *panel = buf + (i0 / GEMM_NR) * GEMM_NR * kc + i0 % GEMM_NR;
+        int64_t k = 0;
+        for (; k + MSV_L <= kc; k += MSV_L) msv_transpose(tmp + k, kc, panel + k * GEMM_NR, GEMM_NR);
+        for (; k < kc; k++)
+            for (int u = 0; u < MSV_L; u++) panel[k * GEMM_NR + u] = tmp[u * kc + k];
+    }
+}
+
+/* One GEMM_MR x GEMM_NR block: C[i*ldc + j] (+)= sum_k x_i[k] panel[k*NR + j]
+ * for i < mr tokens, j < nr rows; add = false for the first column block. */
+AINL void gemm_micro(const float *panel, int64_t kc, const float *x, int64_t ldx, int mr, float *C, int64_t ldc,
+                     int64_t nr, bool add)
+{
+    msv acc[GEMM_MR][ISA_GEMM_NRV];
+    const float *xi[GEMM_MR];
+    for (int i = 0; i < GEMM_MR; i++) {
+        xi[i] = x + (i < mr ? i : mr - 1) * ldx; /* past the last token: recompute it, store nothing */
+        for (int j = 0; j < ISA_GEMM_NRV; j++) acc[i][j] = msv_zero();
+    }
+    for (int64_t k = 0; k < kc; k++) {
+        msv w[ISA_GEMM_NRV];
+        for (int j = 0; j < ISA_GEMM_NRV; j++) w[j] = msv_load(panel + k * GEMM_NR + j * MSV_L);
+        for (int i = 0; i < GEMM_MR; i++) {
+            const msv xb = msv_bcast(xi[i] + k);
+            for (int j = 0; j < ISA_GEMM_NRV; j++) acc[i][j] = msv_fma(xb, w[j], acc[i][j]);
+        }
+    }
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < ISA_GEMM_NRV; j++) {
+            float *c = C + i * ldc + j * MSV_L;
+            const int64_t nv = nr - j * MSV_L;
+            if (nv >= MSV_L)
+                msv_store(c, add ? msv_add(msv_load(c), acc[i][j]) : acc[i][j]);
+            else if (nv > 0)
+                msv_store_part(c, add ? msv_add(msv_load_part(c, nv), acc[i][j]) : acc[i][j], nv);
+        }
+}
+
+static void gemm_simd(const ms_mat *m, int64_t r0, int64_t r1, const float *X, int n, float *Y, int64_t ldy,
+                      float *buf)
+{
+    const int64_t K = m->cols, nr = r1 - r0, np = (nr + GEMM_NR - 1) / GEMM_NR;
+    float *tmp = buf + (size_t)GEMM_ROWS * GEMM_KC;
+    for (int64_t k0 = 0; k0 < K; k0 += GEMM_KC) {
+        const int64_t kc = MS_MIN(GEMM_KC, K - k0);
+        gemm_pack(m, r0, r1, k0, kc, buf, tmp);
+        for (int t0 = 0; t0 < n; t0 += GEMM_MR)
+            for (int64_t p = 0; p < np; p++)
+                gemm_micro(buf + p * GEMM_NR * kc, kc, X + (size_t)t0 * K + k0, K, MS_MIN(GEMM_MR, n - t0),
+                           Y + (size_t)t0 * ldy + r0 + p * GEMM_NR, ldy, nr - p * GEMM_NR, k0 > 0);
+    }
 }
 
 /* ---- memory bandwidth probe --------------------------------------------------------- */
@@ -363,7 +499,8 @@ static double read_sum_simd(const float *p, size_t n)
 }
 
 /* The parts of a table every instruction set shares (prep and gemm_min_n differ). */
+#define SIMD_GEMM .gemm = gemm_simd, .gemm_rows = GEMM_ROWS, .gemm_buf_floats = GEMM_BUF_FLOATS
 #define SIMD_AFFINE(B, PREP, GMIN) {rows_affine##B, dequant_affine, PREP, rows_n_affine##B, GMIN}
-#define SIMD_DENSE(ROWS, GMIN) {ROWS, dequant_dense, NULL, NULL, GMIN}
+#define SIMD_DENSE(T, GMIN) {rows_##T, dequant_dense, NULL, DENSE_MT > 1 ? rows_n_##T : NULL, GMIN}
 
 #endif

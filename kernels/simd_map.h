@@ -17,6 +17,7 @@
  *   msv_load_part, msv_store_part  the first n < MSV_L lanes (rest zero / untouched)
  *   MSV_MASKED_TAIL 1 where partial loads exist (dense row tails are vector),
  *                  0 on NEON (scalar tails)
+ *   msv_transpose  an MSV_L x MSV_L block: dst[j*ldd + i] = src[i*lds + j]
  */
 #ifndef MS_SIMD_MAP_H
 #define MS_SIMD_MAP_H
@@ -82,6 +83,32 @@ AINL void msv_store_part(float *p, msv v, int64_t n)
 {
     _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1u), v);
 }
+AINL void msv_transpose(const float *src, int64_t lds, float *dst, int64_t ldd)
+{
+    __m512 r[16], t[16];
+    for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + i * lds);
+    for (int i = 0; i < 16; i += 2) { /* per 128-bit lane: rows i, i+1 interleaved */
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) { /* r[i + c], lane l: column 4l + c of rows i..i+3 */
+        const __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 1]), c = _mm512_castps_pd(t[i + 2]),
+                      d = _mm512_castps_pd(t[i + 3]);
+        r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int c = 0; c < 4; c++) { /* column 4l + c: lane l of r[c], r[4+c], r[8+c], r[12+c] */
+        const __m512 u0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x44), u1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xEE);
+        const __m512 u2 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x44),
+                     u3 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xEE);
+        _mm512_storeu_ps(dst + c * ldd, _mm512_shuffle_f32x4(u0, u2, 0x88));
+        _mm512_storeu_ps(dst + (4 + c) * ldd, _mm512_shuffle_f32x4(u0, u2, 0xDD));
+        _mm512_storeu_ps(dst + (8 + c) * ldd, _mm512_shuffle_f32x4(u1, u3, 0x88));
+        _mm512_storeu_ps(dst + (12 + c) * ldd, _mm512_shuffle_f32x4(u1, u3, 0xDD));
+    }
+}
 
 #elif defined(MSV_AVX2)
 #include <immintrin.h>
@@ -143,6 +170,27 @@ AINL void msv_store_part(float *p, msv v, int64_t n)
 {
     _mm256_maskstore_ps(p, msv_mask_(n), v);
 }
+AINL void msv_transpose(const float *src, int64_t lds, float *dst, int64_t ldd)
+{
+    __m256 r[8], t[8];
+    for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(src + i * lds);
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) { /* r[i + c], lane l: column 4l + c of rows i..i+3 */
+        const __m256d a = _mm256_castps_pd(t[i]), b = _mm256_castps_pd(t[i + 1]), c = _mm256_castps_pd(t[i + 2]),
+                      d = _mm256_castps_pd(t[i + 3]);
+        r[i] = _mm256_castpd_ps(_mm256_unpacklo_pd(a, c));
+        r[i + 1] = _mm256_castpd_ps(_mm256_unpackhi_pd(a, c));
+        r[i + 2] = _mm256_castpd_ps(_mm256_unpacklo_pd(b, d));
+        r[i + 3] = _mm256_castpd_ps(_mm256_unpackhi_pd(b, d));
+    }
+    for (int c = 0; c < 4; c++) {
+        _mm256_storeu_ps(dst + c * ldd, _mm256_permute2f128_ps(r[c], r[4 + c], 0x20));
+        _mm256_storeu_ps(dst + (4 + c) * ldd, _mm256_permute2f128_ps(r[c], r[4 + c], 0x31));
+    }
+}
 
 #elif defined(MSV_NEON)
 #include <arm_neon.h>
@@ -183,6 +231,15 @@ AINL void msv_store_part(float *p, msv v, int64_t n)
     float t[4];
     vst1q_f32(t, v);
     memcpy(p, t, (size_t)n * sizeof(float));
+}
+AINL void msv_transpose(const float *src, int64_t lds, float *dst, int64_t ldd)
+{
+    const float32x4x2_t p = vtrnq_f32(vld1q_f32(src), vld1q_f32(src + lds));
+    const float32x4x2_t q = vtrnq_f32(vld1q_f32(src + 2 * lds), vld1q_f32(src + 3 * lds));
+    vst1q_f32(dst, vcombine_f32(vget_low_f32(p.val[0]), vget_low_f32(q.val[0])));
+    vst1q_f32(dst + ldd, vcombine_f32(vget_low_f32(p.val[1]), vget_low_f32(q.val[1])));
+    vst1q_f32(dst + 2 * ldd, vcombine_f32(vget_high_f32(p.val[0]), vget_high_f32(q.val[0])));
+    vst1q_f32(dst + 3 * ldd, vcombine_f32(vget_high_f32(p.val[1]), vget_high_f32(q.val[1])));
 }
 
 #else

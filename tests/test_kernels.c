@@ -289,8 +289,8 @@ static void check_opt_vs_ref(const ms_kern *k, const ms_mat *m, rng *r)
                  m->group_size, m->sb_dtype, (long long)m->rows, (long long)m->cols, e);
     /* Dequantization is exact: bit-identical to the reference. */
     for (int64_t i = 0; i < m->rows; i++) {
-        ms_kern_for(k, m)->dequant(m, i, row);
-        ms_kern_for(&ms_kern_ref, m)->dequant(m, i, rowr);
+        ms_kern_for(k, m)->dequant(m, i, 0, m->cols, row);
+        ms_kern_for(&ms_kern_ref, m)->dequant(m, i, 0, m->cols, rowr);
         if (memcmp(row, rowr, (size_t)m->cols * 4) != 0) {
             int64_t j = 0;
             while (row[j] == rowr[j] || (isnan(row[j]) && isnan(rowr[j]))) j++;
@@ -543,6 +543,164 @@ static void test_ffn(void **state)
     ms_pool_destroy(p3);
 }
 
+/* ms_matvec_multi: every output vector bit-identical to ms_matvec on that vector
+ * alone, for every table, weight type and B, on 1 and 3 threads (the serve /
+ * MTP batch-invariance contract). */
+static void test_matvec_multi(void **state)
+{
+    (void)state;
+    const ms_kern *ks[5];
+    int nk = tables(ks, true);
+    ms_err err = {0};
+    ms_pool *pools[2] = {ms_pool_create(1, &err), ms_pool_create(3, &err)};
+    assert_non_null(pools[0]);
+    assert_non_null(pools[1]);
+    rng r = {777};
+    const int Bs[] = {1, 2, 3, 4, 5, 7, 8, 16, 17};
+    for (int ki = 0; ki < nk; ki++)
+        for (int ci = 0; ci < n_configs(); ci++) {
+            const ms_kern *k = ks[ki];
+            /* 300 rows x 8 groups: above the parallel threshold for most types */
+            tmat t = make_config(&r, ci, ci & 1 ? 300 : 37, 8);
+            const ms_mat *m = &t.m;
+            const int Bmax = 17;
+            float *X = rand_vec(&r, (int64_t)Bmax * m->cols), *Y = malloc((size_t)Bmax * m->rows * 4);
+            float *y = malloc((size_t)m->rows * 4);
+            for (size_t bi = 0; bi < MS_ARRAY_LEN(Bs); bi++)
+                for (int p = 0; p < 2; p++) {
+                    const int B = Bs[bi];
+                    ms_compute c = {k, pools[p]};
+                    /* a window of X shifted by B: every vector sits in batches with other companions */
+                    const float *Xb = X + (size_t)(Bmax - B) * m->cols;
+                    memset(Y, 0xff, (size_t)B * m->rows * 4);
+                    ms_matvec_multi(&c, m, Xb, B, Y);
+                    for (int b = 0; b < B; b++) {
+                        ms_compute c1 = {k, pools[(p + b) & 1]};
+                        ms_matvec(&c1, m, Xb + (size_t)b * m->cols, y);
+                        if (memcmp(y, Y + (size_t)b * m->rows, (size_t)m->rows * 4) != 0)
+                            fail_msg("%s config %d B %d vector %d (%d threads): not bit-identical to ms_matvec", k->name,
+                                     ci, B, b, p ? 3 : 1);
+                    }
+                }
+            free(X);
+            free(Y);
+            free(y);
+            tmat_free(&t);
+        }
+    ms_pool_destroy(pools[0]);
+    ms_pool_destroy(pools[1]);
+}
+
+/* ms_ffn_multi: every output bit-identical to the single-token ms_ffn. */
+static void test_ffn_multi(void **state)
+{
+    (void)state;
+    const ms_kern *ks[5];
+    int nk = tables(ks, true);
+    ms_err err = {0};
+    ms_pool *pool = ms_pool_create(2, &err);
+    assert_non_null(pool);
+    rng r = {4711};
+    const int D = 512, I = 320;
+    for (int ki = 0; ki < nk; ki++)
+        for (int ci = 0; ci < 4; ci++) {
+            const ms_kern *k = ks[ki];
+            tmat g = ci < 3 ? make_affine(&r, I, D, kBits[ci * 2 + 1], 64, MS_DT_BF16) : make_dense(&r, I, D, MS_WT_F16);
+            tmat u = ci < 3 ? make_affine(&r, I, D, kBits[ci * 2 + 1], 64, MS_DT_BF16) : make_dense(&r, I, D, MS_WT_F16);
+            tmat d = make_affine(&r, D, I, ci == 3 ? 6 : 4, 32, MS_DT_F16);
+            for (int B = 1; B <= 9; B += 2) {
+                float *X = rand_vec(&r, (int64_t)B * D), *Y = malloc((size_t)B * D * 4), *y = malloc((size_t)D * 4);
+                float *scr = malloc(ms_ffn_scratch_floats(&g.m, B) * 4);
+                ms_compute c = {k, pool};
+                ms_ffn_multi(&c, &g.m, &u.m, &d.m, X, B, Y, scr);
+                for (int b = 0; b < B; b++) {
+                    ms_ffn(&c, &g.m, &u.m, &d.m, X + (size_t)b * D, 1, y, scr);
+                    if (memcmp(y, Y + (size_t)b * D, (size_t)D * 4) != 0)
+                        fail_msg("%s ffn config %d B %d vector %d: not bit-identical to ms_ffn", k->name, ci, B, b);
+                }
+                free(X);
+                free(Y);
+                free(y);
+                free(scr);
+            }
+            tmat_free(&g);
+            tmat_free(&u);
+            tmat_free(&d);
+        }
+    ms_pool_destroy(pool);
+}
+
+/* The prefill GEMM: within DOT_TOL of a double-precision reference, and a
+ * token's output does not depend on n or on the other tokens (shapes with
+ * partial row panels and partial column blocks). */
+static void test_gemm(void **state)
+{
+    (void)state;
+    const ms_kern *ks[5];
+    int nk = tables(ks, false);
+    ms_err err = {0};
+    ms_pool *pool = ms_pool_create(2, &err);
+    assert_non_null(pool);
+    rng r = {90210};
+    for (int ki = 0; ki < nk; ki++) {
+        const ms_kern *k = ks[ki];
+        tmat ts[4] = {make_affine(&r, 77, 1152, 4, 64, MS_DT_BF16), make_affine(&r, 130, 384, 3, 128, MS_DT_F16),
+                      make_affine(&r, 19, 640, 8, 32, MS_DT_F32), make_dense(&r, 61, 1003, MS_WT_BF16)};
+        for (int i = 0; i < 4; i++) {
+            const ms_mat *m = &ts[i].m;
+            const int n1 = 70, n2 = 41; /* both above every gemm_min_n */
+            assert_true(n2 >= ms_kern_for(k, m)->gemm_min_n && ms_kern_for(k, m)->gemm_min_n > 0);
+            float *X = rand_vec(&r, (int64_t)n1 * m->cols), *Y1 = malloc((size_t)n1 * m->rows * 4);
+            float *Y2 = malloc((size_t)n2 * m->rows * 4);
+            double *yd = malloc((size_t)m->rows * 8), *mag = malloc((size_t)m->rows * 8);
+            ms_compute c = {k, pool};
+            ms_matmul(&c, m, X, n1, Y1);
+            ms_matmul(&c, m, X + (size_t)(n1 - n2) * m->cols, n2, Y2); /* the last n2 tokens, other positions */
+            assert_memory_equal(Y1 + (size_t)(n1 - n2) * m->rows, Y2, (size_t)n2 * m->rows * 4);
+            for (int tok = 0; tok < n1; tok += 3) {
+                naive_matvec(m, X + (size_t)tok * m->cols, yd, mag);
+                double e = max_err_vs(Y1 + (size_t)tok * m->rows, yd, mag, m->rows);
+                if (e > DOT_TOL) fail_msg("%s gemm matrix %d token %d: err %.3g vs double", k->name, i, tok, e);
+            }
+            free(X);
+            free(Y1);
+            free(Y2);
+            free(yd);
+            free(mag);
+        }
+        for (int i = 0; i < 4; i++) tmat_free(&ts[i]);
+    }
+    ms_pool_destroy(pool);
+}
+
+/* The scratch bound: prepared inputs only below every GEMM threshold, plus a
+ * tile per thread from the lowest threshold on; grows with threads and width. */
+static void test_scratch_bytes(void **state)
+{
+    (void)state;
+    const ms_kern *ks[5];
+    int nk = tables(ks, true);
+    for (int ki = 0; ki < nk; ki++) {
+        const ms_kern *k = ks[ki];
+        int gmin = 1 << 30;
+        for (int b = 2; b <= 8; b++)
+            if (k->affine[b].gemm_min_n > 0) gmin = MS_MIN(gmin, k->affine[b].gemm_min_n);
+        for (int t = 0; t < 3; t++)
+            if (k->dense[t].gemm_min_n > 0) gmin = MS_MIN(gmin, k->dense[t].gemm_min_n);
+        size_t small = ms_compute_scratch_bytes(k, 2, 7168, 1);
+        assert_true(small >= 2 * (7168 + 7168 / 32) * sizeof(float)); /* gate and up inputs of one token */
+        assert_true(ms_compute_scratch_bytes(k, 8, 7168, 1) == small);  /* no tiles below the thresholds */
+        if (gmin == 1 << 30) continue;                                  /* ref: never a GEMM */
+        size_t big2 = ms_compute_scratch_bytes(k, 2, 7168, 512), big4 = ms_compute_scratch_bytes(k, 4, 7168, 512);
+        size_t tile = k->gemm ? k->gemm_buf_floats * sizeof(float) : 0;
+        assert_true(big2 > ms_compute_scratch_bytes(k, 2, 7168, 1));
+        assert_true(big4 - big2 >= 2 * tile && big4 > big2);
+        assert_true(ms_compute_scratch_bytes(k, 2, 7168, gmin) > ms_compute_scratch_bytes(k, 2, 7168, gmin - 1) ||
+                    gmin == 1);
+        assert_true(ms_compute_scratch_bytes(k, 2, 16384, 512) > big2);
+    }
+}
+
 /* Selection: best table by default, MOESTREAM_FORCE_REF wins, MOESTREAM_KERNELS
  * picks a supported table by name and is ignored otherwise. */
 static void test_select(void **state)
@@ -748,6 +906,10 @@ int main(void)
         cmocka_unit_test(test_matmul_many_tokens),
         cmocka_unit_test(test_row_split_invariance),
         cmocka_unit_test(test_ffn),
+        cmocka_unit_test(test_matvec_multi),
+        cmocka_unit_test(test_ffn_multi),
+        cmocka_unit_test(test_gemm),
+        cmocka_unit_test(test_scratch_bytes),
         cmocka_unit_test(test_select),
         cmocka_unit_test(test_validate),
         cmocka_unit_test(test_small_ops),
