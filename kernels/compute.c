@@ -149,7 +149,6 @@ typedef struct xin {
     const float *X;   /* [n, cols]: the caller's X or the permuted copy */
     const float *xs;  /* [n, ng] group sums, NULL for dense */
     int64_t ng;
-    float *heap;
 } xin;
 
 /* Floats the prepared input of n vectors needs (permuted copy + group sums). */
@@ -159,28 +158,33 @@ static size_t xin_floats(const ms_kern *k, const ms_mat *m, int n)
     return (size_t)n * ((ms_kern_for(k, m)->prep ? (size_t)m->cols : 0) + (size_t)ng);
 }
 
-/* Prepare X[n, cols] into stack[cap] if it fits, else a malloc'd buffer.
- * Returns -ENOMEM (nothing allocated) if that allocation fails. */
-static int xin_prep(xin *in, const ms_kern *k, const ms_mat *m, const float *X, int n, float *stack, size_t cap)
+/* Room for `need` floats of prepared input: the stack buffer if it fits, else
+ * the pool's input buffer (kept between calls), else malloc (*heap, to free).
+ * NULL if none could be had. */
+static float *xin_room(const ms_compute *c, size_t need, float *stack, size_t cap, float **heap)
+{
+    *heap = NULL;
+    if (need <= cap) return stack;
+    float *b = ms_pool_xbuf(c->pool, need * sizeof(float));
+    return b ? b : (*heap = malloc(need * sizeof(float)));
+}
+
+/* Prepare X[n, cols] for table k into buf (xin_floats(k, m, n) floats). */
+static void xin_prep(xin *in, const ms_kern *k, const ms_mat *m, const float *X, int n, float *buf)
 {
     const ms_wkern *wk = ms_kern_for(k, m);
     in->k = k;
     in->X = X;
     in->xs = NULL;
-    in->heap = NULL;
     in->ng = m->type == MS_WT_AFFINE ? m->cols / m->group_size : 0;
-    size_t xpn = wk->prep ? (size_t)n * (size_t)m->cols : 0, need = xin_floats(k, m, n);
-    if (need == 0) return 0;
-    float *buf = stack;
-    if (need > cap && !(buf = in->heap = malloc(need * sizeof(float)))) return -ENOMEM;
-    float *xp = buf, *xs = buf + xpn;
+    if (xin_floats(k, m, n) == 0) return;
+    float *xp = buf, *xs = buf + (wk->prep ? (size_t)n * (size_t)m->cols : 0);
     for (int t = 0; t < n; t++) {
         const float *xt = X + (size_t)t * (size_t)m->cols;
         const float *r = ms_kern_prep(k, m, xt, xp + (size_t)t * (size_t)m->cols, xs + (size_t)t * (size_t)in->ng);
         if (t == 0) in->X = r == xt ? X : xp;
     }
     in->xs = in->ng ? xs : NULL;
-    return 0;
 }
 
 /* The reference kernels need no prepared input (they sum groups themselves):
@@ -229,18 +233,20 @@ static void run_rows(const ms_compute *c, const ms_mat *m, const xin *in, int n,
 void ms_matvec_multi(const ms_compute *c, const ms_mat *m, const float *X, int B, float *Y)
 {
     if (B <= 0) return;
-    float stack[MS_XIN_STACK];
+    float stack[MS_XIN_STACK], *heap;
+    float *buf = xin_room(c, xin_floats(c->kern, m, B), stack, MS_ARRAY_LEN(stack), &heap);
     xin in;
-    if (xin_prep(&in, c->kern, m, X, B, stack, MS_ARRAY_LEN(stack)) < 0) {
-        if (B > 1) { /* one vector at a time: the same bits, weights read B times */
-            for (int b = 0; b < B; b++)
-                ms_matvec_multi(c, m, X + (size_t)b * (size_t)m->cols, 1, Y + (size_t)b * (size_t)m->rows);
-            return;
-        }
+    if (buf) {
+        xin_prep(&in, c->kern, m, X, B, buf);
+    } else if (B > 1) { /* one vector at a time: the same bits, weights read B times */
+        for (int b = 0; b < B; b++)
+            ms_matvec_multi(c, m, X + (size_t)b * (size_t)m->cols, 1, Y + (size_t)b * (size_t)m->rows);
+        return;
+    } else {
         xin_ref(&in, m, X);
     }
     run_rows(c, m, &in, B, Y);
-    free(in.heap);
+    free(heap);
 }
 
 void ms_matvec(const ms_compute *c, const ms_mat *m, const float *x, float *y)
@@ -401,24 +407,24 @@ void ms_ffn_multi(const ms_compute *c, const ms_mat *gate, const ms_mat *up, con
 {
     if (B <= 0) return;
     const int64_t inter = gate->rows;
-    float sg[MS_XIN_STACK], su[MS_XIN_STACK];
+    float stack[2 * MS_XIN_STACK], *heap;
     ffn1_task t = {.gate = gate, .up = up, .G = scratch, .U = scratch + (size_t)B * (size_t)inter, .B = B};
-    int rg = xin_prep(&t.ig, c->kern, gate, X, B, sg, MS_ARRAY_LEN(sg));
-    int ru = rg < 0 ? -ENOMEM : xin_prep(&t.iu, c->kern, up, X, B, su, MS_ARRAY_LEN(su));
-    if (ru < 0) {
-        if (rg == 0) free(t.ig.heap);
-        if (B > 1) { /* one vector at a time: the same bits */
-            for (int b = 0; b < B; b++)
-                ms_ffn_multi(c, gate, up, down, X + (size_t)b * (size_t)gate->cols, 1, Y + (size_t)b * (size_t)down->rows,
-                             scratch);
-            return;
-        }
+    const size_t ng = xin_floats(c->kern, gate, B), nu = xin_floats(c->kern, up, B);
+    float *buf = xin_room(c, ng + nu, stack, MS_ARRAY_LEN(stack), &heap);
+    if (buf) {
+        xin_prep(&t.ig, c->kern, gate, X, B, buf);
+        xin_prep(&t.iu, c->kern, up, X, B, buf + ng);
+    } else if (B > 1) { /* one vector at a time: the same bits */
+        for (int b = 0; b < B; b++)
+            ms_ffn_multi(c, gate, up, down, X + (size_t)b * (size_t)gate->cols, 1, Y + (size_t)b * (size_t)down->rows,
+                         scratch);
+        return;
+    } else {
         xin_ref(&t.ig, gate, X);
         xin_ref(&t.iu, up, X);
     }
     run_blocks(c, inter, ms_mat_bytes(gate) + ms_mat_bytes(up), gate, ffn1_block, &t, &t.block);
-    free(t.ig.heap);
-    free(t.iu.heap);
+    free(heap);
     ms_matvec_multi(c, down, t.G, B, Y);
 }
 

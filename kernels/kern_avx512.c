@@ -89,8 +89,9 @@ AINL __m512i load16_u8(const uint8_t *p)
 
 /* ---- hooks of kern_simd.h ---------------------------------------------------- */
 
-/* 2 tokens per pass measured best for 4-bit on Zen 5 (4 tokens x 4 accumulators spill). */
-#define ISA_MT 2
+/* Tokens per pass of the multi-token rows: 4 measured best on Zen 5 (B = 4, 8:
+ * ~10% over 2 per pass for 3/4/8-bit; docs/KERNELS.md). */
+#define ISA_MT 4
 /* Prefill GEMM: 6 tokens x 64 rows of Y in 24 registers; 128-column panels
  * (32 KiB, in L1) of 128-row blocks. */
 #define ISA_GEMM_MR 6

@@ -138,63 +138,83 @@ AINL void group_dot(const uint8_t *wg, const float *xg, int64_t ldx, const int b
 /* Groups whose scales/biases are converted per batch (bounds the stack use). */
 #define SB_CHUNK 256
 
-/* Row r for T tokens: y[t*ldy] = W[r,:] . x_t, x_t = x + t*ldx (prepared),
- * group sums at xsum + t*ldxs. */
-AINL void affine_row(const ms_mat *m, int64_t r, const float *x, int64_t ldx, const float *xsum, int64_t ldxs,
-                     const int bits, const int gs, const int T, float *y, int64_t ldy)
-{
-    const int64_t ng = m->cols / gs;
-    const size_t gbytes = (size_t)gs * bits / 8, sbsz = ms_dtype_size(m->sb_dtype);
-    const uint8_t *w = (const uint8_t *)m->w + (size_t)r * (size_t)ng * gbytes;
-    const char *sp = (const char *)m->scales + (size_t)(r * ng) * sbsz;
-    const char *bp = (const char *)m->biases + (size_t)(r * ng) * sbsz;
-    float sc[SB_CHUNK], bi[SB_CHUNK];
+/* One affine row: its codes, scales, biases and the padded copy of its last
+ * groups (for unpackers that read past a group). */
+typedef struct arow {
+    const uint8_t *w;
+    const char *sp, *bp;
+    int64_t ng, t0; /* groups; first group read from tail */
+    size_t gbytes, sbsz;
     uint8_t tail[TAIL_BYTES] __attribute__((aligned(64)));
-    const int64_t t0 = tail_start(ng, gbytes, isa_dot_overread(bits, gs));
-    if (t0 < ng) tail_copy(tail, w, t0, ng, gbytes);
-    msv y0[ISA_MT], y1[ISA_MT], yb[ISA_MT], a[ISA_MT];
+} arow;
+
+AINL void arow_init(arow *a, const ms_mat *m, int64_t r, const int bits, const int gs, bool copy_tail)
+{
+    a->ng = m->cols / gs;
+    a->gbytes = (size_t)gs * bits / 8;
+    a->sbsz = ms_dtype_size(m->sb_dtype);
+    a->w = (const uint8_t *)m->w + (size_t)r * (size_t)a->ng * a->gbytes;
+    a->sp = (const char *)m->scales + (size_t)(r * a->ng) * a->sbsz;
+    a->bp = (const char *)m->biases + (size_t)(r * a->ng) * a->sbsz;
+    a->t0 = tail_start(a->ng, a->gbytes, isa_dot_overread(bits, gs));
+    if (copy_tail && a->t0 < a->ng) tail_copy(a->tail, a->w, a->t0, a->ng, a->gbytes);
+}
+
+/* Groups [ga, gb) of a row for T tokens (ga even; sc[g - ga] = scale of g):
+ * y0[t] += s_g * (q_g . x_t,g) for even g, y1[t] for odd g. Pairs of groups
+ * before the tail, then one at a time. x: group ga of token 0 (token t at
+ * + t*ldx). */
+AINL void arow_groups(const arow *a, int64_t ga, int64_t gb, const float *sc, const float *x, int64_t ldx,
+                      const int bits, const int gs, const int T, msv *y0, msv *y1)
+{
+    const size_t gbytes = a->gbytes;
+    const int64_t npair = MS_MAX(0, MS_MIN(gb, a->t0) - ga) & ~(int64_t)1;
+    msv d[ISA_MT];
+    int64_t i = 0;
+    for (; i < npair; i += 2) {
+        const uint8_t *wg = a->w + (ga + i) * gbytes;
+        if (2 * gbytes >= 64)
+            ms_prefetch_lines(wg, 2 * gbytes);
+        else if ((size_t)(ga + i) * gbytes % 64 < 2 * gbytes)
+            ms_prefetch_lines(wg, gbytes);
+        group_dot(wg, x + i * gs, ldx, bits, gs, T, d);
+        const msv s0 = msv_set1(sc[i]);
+        for (int t = 0; t < T; t++) y0[t] = msv_fma(s0, d[t], y0[t]);
+        group_dot(wg + gbytes, x + (i + 1) * gs, ldx, bits, gs, T, d);
+        const msv s1 = msv_set1(sc[i + 1]);
+        for (int t = 0; t < T; t++) y1[t] = msv_fma(s1, d[t], y1[t]);
+    }
+    for (; ga + i < gb; i++) {
+        const int64_t g = ga + i;
+        const uint8_t *wg = g < a->t0 ? a->w + g * gbytes : a->tail + (g - a->t0) * gbytes;
+        ms_prefetch_group(a->w + g * gbytes, g, gbytes);
+        group_dot(wg, x + i * gs, ldx, bits, gs, T, d);
+        const msv s = msv_set1(sc[i]);
+        for (int t = 0; t < T; t++) {
+            if (g & 1)
+                y1[t] = msv_fma(s, d[t], y1[t]);
+            else
+                y0[t] = msv_fma(s, d[t], y0[t]);
+        }
+    }
+}
+
+/* The bias term and the row's result for T tokens: per SB_CHUNK groups, a
+ * vector dot of the biases with the group sums (scalar for the chunk's last
+ * groups), then y[t*ldy] = hsum(y0 + y1) + (hsum(yb) + bt). */
+AINL void arow_finish(const arow *a, ms_dtype sbdt, const float *xsum, int64_t ldxs, const int T, const msv *y0,
+                      const msv *y1, float *y, int64_t ldy)
+{
+    float bi[SB_CHUNK];
+    msv yb[ISA_MT];
     float bt[ISA_MT];
     for (int t = 0; t < T; t++) {
-        y0[t] = y1[t] = yb[t] = msv_zero();
+        yb[t] = msv_zero();
         bt[t] = 0.0f;
     }
-    for (int64_t g0 = 0; g0 < ng; g0 += SB_CHUNK) {
-        const int64_t cn = MS_MIN(SB_CHUNK, ng - g0);
-        ms_prefetch_lines(sp + g0 * sbsz, (size_t)cn * sbsz);
-        ms_prefetch_lines(bp + g0 * sbsz, (size_t)cn * sbsz);
-        sb_to_f32(sp + g0 * sbsz, m->sb_dtype, cn, sc);
-        sb_to_f32(bp + g0 * sbsz, m->sb_dtype, cn, bi);
-        /* Pairs of groups before the tail (even -> y0, odd -> y1), then the rest. */
-        const int64_t npair = MS_MAX(0, MS_MIN(cn, t0 - g0)) & ~(int64_t)1;
-        const uint8_t *wc = w + g0 * gbytes;
-        const float *xc = x + g0 * gs;
-        int64_t i = 0;
-        for (; i < npair; i += 2) {
-            const uint8_t *wg = wc + i * gbytes;
-            if (2 * gbytes >= 64)
-                ms_prefetch_lines(wg, 2 * gbytes);
-            else if ((size_t)(g0 + i) * gbytes % 64 < 2 * gbytes)
-                ms_prefetch_lines(wg, gbytes);
-            group_dot(wg, xc + i * gs, ldx, bits, gs, T, a);
-            const msv s0 = msv_set1(sc[i]);
-            for (int t = 0; t < T; t++) y0[t] = msv_fma(s0, a[t], y0[t]);
-            group_dot(wg + gbytes, xc + (i + 1) * gs, ldx, bits, gs, T, a);
-            const msv s1 = msv_set1(sc[i + 1]);
-            for (int t = 0; t < T; t++) y1[t] = msv_fma(s1, a[t], y1[t]);
-        }
-        for (; i < cn; i++) {
-            const int64_t g = g0 + i;
-            const uint8_t *wg = g < t0 ? w + g * gbytes : tail + (g - t0) * gbytes;
-            ms_prefetch_group(w + g * gbytes, g, gbytes);
-            group_dot(wg, x + g * gs, ldx, bits, gs, T, a);
-            const msv s = msv_set1(sc[i]);
-            for (int t = 0; t < T; t++) {
-                if (i & 1)
-                    y1[t] = msv_fma(s, a[t], y1[t]);
-                else
-                    y0[t] = msv_fma(s, a[t], y0[t]);
-            }
-        }
+    for (int64_t g0 = 0; g0 < a->ng; g0 += SB_CHUNK) {
+        const int64_t cn = MS_MIN(SB_CHUNK, a->ng - g0);
+        sb_to_f32(a->bp + g0 * a->sbsz, sbdt, cn, bi);
         for (int t = 0; t < T; t++) {
             const float *xs = xsum + t * ldxs;
             int64_t i = 0;
@@ -205,22 +225,93 @@ AINL void affine_row(const ms_mat *m, int64_t r, const float *x, int64_t ldx, co
     for (int t = 0; t < T; t++) y[t * ldy] = msv_hsum(msv_add(y0[t], y1[t])) + (msv_hsum(yb[t]) + bt[t]);
 }
 
+/* Row r for T tokens: y[t*ldy] = W[r,:] . x_t, x_t = x + t*ldx (prepared),
+ * group sums at xsum + t*ldxs. */
+AINL void affine_row(const ms_mat *m, int64_t r, const float *x, int64_t ldx, const float *xsum, int64_t ldxs,
+                     const int bits, const int gs, const int T, float *y, int64_t ldy)
+{
+    arow a;
+    arow_init(&a, m, r, bits, gs, true);
+    float sc[SB_CHUNK];
+    msv y0[ISA_MT], y1[ISA_MT];
+    for (int t = 0; t < T; t++) y0[t] = y1[t] = msv_zero();
+    for (int64_t g0 = 0; g0 < a.ng; g0 += SB_CHUNK) {
+        const int64_t cn = MS_MIN(SB_CHUNK, a.ng - g0);
+        ms_prefetch_lines(a.sp + g0 * a.sbsz, (size_t)cn * a.sbsz);
+        ms_prefetch_lines(a.bp + g0 * a.sbsz, (size_t)cn * a.sbsz);
+        sb_to_f32(a.sp + g0 * a.sbsz, m->sb_dtype, cn, sc);
+        arow_groups(&a, g0, g0 + cn, sc, x + g0 * gs, ldx, bits, gs, T, y0, y1);
+    }
+    arow_finish(&a, m->sb_dtype, xsum, ldxs, T, y0, y1, y, ldy);
+}
+
+/* Several tokens (T >= 2) over rows [r0, r1): the T input vectors of a long
+ * row do not fit L1 next to the codes, so rows go in sub-blocks of MT_ROWS
+ * and columns in chunks whose T input slices take MT_CHUNK floats; each row's
+ * y0/y1 accumulators are kept between chunks (a store and load are exact, and
+ * each accumulator sees the same operations in the same order as in
+ * affine_row). */
+#define MT_ROWS 32
+#define MT_CHUNK 4096
+
+AINL void affine_rows_mt(const ms_mat *m, int64_t r0, int64_t r1, const float *X, const float *XS, float *Y,
+                         int64_t ldy, const int bits, const int gs, const int T)
+{
+    const int64_t ng = m->cols / gs, ldx = m->cols, ldxs = ng;
+    const int64_t cg = MS_MAX(2, (MT_CHUNK / (T * gs)) & ~1); /* groups per chunk, even */
+    msv st[MT_ROWS][2][ISA_MT];
+    float sc[MT_CHUNK / 32];
+    arow a;
+    for (int64_t rb = r0; rb < r1; rb += MT_ROWS) {
+        const int64_t re = MS_MIN(r1, rb + MT_ROWS);
+        for (int64_t r = rb; r < re; r++)
+            for (int t = 0; t < T; t++) st[r - rb][0][t] = st[r - rb][1][t] = msv_zero();
+        for (int64_t ga = 0; ga < ng; ga += cg) {
+            const int64_t gb = MS_MIN(ng, ga + cg);
+            for (int64_t r = rb; r < re; r++) {
+                arow_init(&a, m, r, bits, gs, false);
+                if (gb > a.t0) tail_copy(a.tail, a.w, a.t0, a.ng, a.gbytes);
+                sb_to_f32(a.sp + ga * a.sbsz, m->sb_dtype, gb - ga, sc);
+                msv y0[ISA_MT], y1[ISA_MT]; /* in registers while the chunk runs */
+                for (int t = 0; t < T; t++) {
+                    y0[t] = st[r - rb][0][t];
+                    y1[t] = st[r - rb][1][t];
+                }
+                arow_groups(&a, ga, gb, sc, X + ga * gs, ldx, bits, gs, T, y0, y1);
+                for (int t = 0; t < T; t++) {
+                    st[r - rb][0][t] = y0[t];
+                    st[r - rb][1][t] = y1[t];
+                }
+            }
+        }
+        for (int64_t r = rb; r < re; r++) {
+            arow_init(&a, m, r, bits, gs, false);
+            arow_finish(&a, m->sb_dtype, XS, ldxs, T, st[r - rb][0], st[r - rb][1], Y + (r - r0), ldy);
+        }
+    }
+}
+
 /* Rows [r0, r1) for n tokens; n == 1 is the matvec. Tokens go in batches of
- * ISA_MT (then 2, then 1), each batch over all rows of the block: the block's
- * rows stay in L2, the batch's x in L1. Per-token results do not depend on the
- * batch. */
+ * ISA_MT, the rest in one batch of 3 or 2, or alone. Per-token results do not
+ * depend on the batch. */
 AINL void affine_rows(const ms_mat *m, int64_t r0, int64_t r1, const float *X, const float *XS, int n, float *Y,
                       int64_t ldy, const int bits, const int gs)
 {
     const int64_t ldx = m->cols, ldxs = m->cols / gs;
     int t = 0;
     for (; t + ISA_MT <= n; t += ISA_MT)
-        for (int64_t r = r0; r < r1; r++)
-            affine_row(m, r, X + t * ldx, ldx, XS + t * ldxs, ldxs, bits, gs, ISA_MT, Y + t * ldy + (r - r0), ldy);
+        affine_rows_mt(m, r0, r1, X + t * ldx, XS + t * ldxs, Y + t * ldy, ldy, bits, gs, ISA_MT);
+#if ISA_MT > 3
+    if (n - t == 3) {
+        affine_rows_mt(m, r0, r1, X + t * ldx, XS + t * ldxs, Y + t * ldy, ldy, bits, gs, 3);
+        t += 3;
+    }
+#endif
 #if ISA_MT > 2
-    for (; t + 2 <= n; t += 2)
-        for (int64_t r = r0; r < r1; r++)
-            affine_row(m, r, X + t * ldx, ldx, XS + t * ldxs, ldxs, bits, gs, 2, Y + t * ldy + (r - r0), ldy);
+    if (n - t >= 2) {
+        affine_rows_mt(m, r0, r1, X + t * ldx, XS + t * ldxs, Y + t * ldy, ldy, bits, gs, 2);
+        t += 2;
+    }
 #endif
     for (; t < n; t++)
         for (int64_t r = r0; r < r1; r++)

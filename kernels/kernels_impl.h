@@ -126,5 +126,10 @@ void ms_ref_group_sums(const float *x, int64_t cols, int gs, float *xsum);
  * returns thread tid's buffer (64-byte aligned). */
 int ms_pool_reserve(ms_pool *p, size_t bytes);
 void *ms_pool_scratch(ms_pool *p, int tid);
+/* The calling thread's buffer of at least `bytes` (64-byte aligned; grown as
+ * needed, kept until ms_pool_destroy; NULL if p is NULL or out of memory): the
+ * prepared inputs of the row kernels. Only for the thread that calls
+ * ms_pool_run, outside tasks; its contents do not survive the next call. */
+void *ms_pool_xbuf(ms_pool *p, size_t bytes);
 
 #endif
