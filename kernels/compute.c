@@ -87,13 +87,15 @@ static int nthreads_of(const ms_compute *c)
     return ms_pool_size(c->pool);
 }
 
-/* Rows per scheduling block: ~8 blocks per thread, at least ~16 KiB of weights,
- * a multiple of 4 rows. */
+/* Rows per scheduling block: ~8 blocks per thread, between ~16 KiB and
+ * ~256 KiB of weights (a block stays in L2 while the multi-token kernels make
+ * several passes over it), a multiple of 4 rows. */
 static int64_t block_rows(const ms_mat *m, int nth)
 {
     size_t rb = ms_mat_row_bytes(m) + 2 * ms_mat_sb_row_bytes(m);
-    int64_t min_rows = (int64_t)((16 * 1024 + rb - 1) / rb);
+    int64_t min_rows = (int64_t)((16 * 1024 + rb - 1) / rb), max_rows = (int64_t)(256 * 1024 / rb);
     int64_t b = (m->rows + nth * 8 - 1) / (nth * 8);
+    if (b > max_rows) b = max_rows;
     if (b < min_rows) b = min_rows;
     b = MS_ALIGN_UP(b, 4);
     return b > 0 ? b : 4;
@@ -118,21 +120,20 @@ static void blocks_worker(void *arg, int tid, int nth)
     }
 }
 
-/* Returns the rows per block it chose (all rows when inline). */
-static int64_t run_blocks(const ms_compute *c, int64_t rows, size_t bytes, const ms_mat *shape,
-                          void (*fn)(void *, int64_t), void *arg, int64_t *block)
+/* Blocks of block_rows(shape) rows; on the calling thread alone when the
+ * matrix is small or there is one thread. */
+static void run_blocks(const ms_compute *c, int64_t rows, size_t bytes, const ms_mat *shape,
+                       void (*fn)(void *, int64_t), void *arg, int64_t *block)
 {
     int nth = nthreads_of(c);
-    if (nth == 1 || bytes < MS_PAR_MIN_BYTES) {
-        *block = rows;
-        fn(arg, 0);
-        return rows;
-    }
-    *block = block_rows(shape, nth);
+    bool inline_ = nth == 1 || bytes < MS_PAR_MIN_BYTES;
+    *block = block_rows(shape, inline_ ? 1 : nth);
     blocks bl = {.fn = fn, .arg = arg, .nblocks = (rows + *block - 1) / *block};
     atomic_init(&bl.next, 0);
-    ms_pool_run(c->pool, blocks_worker, &bl);
-    return *block;
+    if (inline_)
+        blocks_worker(&bl, 0, 1);
+    else
+        ms_pool_run(c->pool, blocks_worker, &bl);
 }
 
 const float *ms_kern_prep(const ms_kern *k, const ms_mat *m, const float *x, float *xp, float *xsum)
@@ -279,6 +280,17 @@ static void gemm_geometry(const ms_kern *k, int64_t cols, int64_t *tile, size_t 
     }
 }
 
+/* Most per-thread GEMM scratch over widths <= max_cols (the OpenBLAS tile is
+ * largest at 2048 columns: 128 rows x 2048). */
+static size_t gemm_max_floats(const ms_kern *k, int64_t max_cols)
+{
+    int64_t tile;
+    size_t f, f2;
+    gemm_geometry(k, max_cols, &tile, &f);
+    gemm_geometry(k, MS_MIN(max_cols, 2048), &tile, &f2);
+    return MS_MAX(f, f2);
+}
+
 typedef struct mm_task {
     const ms_mat *m;
     const ms_kern *k;
@@ -353,10 +365,7 @@ size_t ms_compute_scratch_bytes(const ms_kern *k, int nthreads, int64_t max_cols
      * ms_ffn_multi, each up to max_n x (cols + cols/32) floats. */
     size_t xin = 2 * (size_t)max_n * (size_t)(max_cols + max_cols / 32 + 1) * sizeof(float);
     /* GEMM tiles: one per thread, when some type has a GEMM threshold <= max_n. */
-    int64_t tile;
-    size_t floats;
-    gemm_geometry(k, max_cols, &tile, &floats);
-    size_t gemm = 0;
+    size_t floats = gemm_max_floats(k, max_cols), gemm = 0;
     for (int i = 0; i < 3; i++)
         if (k->dense[i].gemm_min_n > 0 && k->dense[i].gemm_min_n <= max_n) gemm = floats;
     for (int b = 0; b < 9; b++)

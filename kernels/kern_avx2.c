@@ -135,6 +135,19 @@ AINL int isa_dq_overread(const int bits)
     return bits == 8 ? 0 : 8 - bits;
 }
 
+/* Chunk vectors interleave P ways: lane i of vector j = element P*i + j of
+ * the chunk (P = the vectors per chunk except for the natural-order widths). */
+AINL int isa_dot_interleave(const int bits, const int gs)
+{
+    switch (bits) {
+    case 8: return 1;
+    case 4: return 2;
+    case 2:
+    case 6: return 4;
+    default: return uses_generic(bits, gs) ? 1 : 8;
+    }
+}
+
 #include "kern_simd.h"
 
 /* ---- input preparation ------------------------------------------------------ */

@@ -156,6 +156,14 @@ AINL int isa_dq_overread(const int bits)
     return bits == 8 ? 0 : 16 - 2 * bits;
 }
 
+/* Chunk vectors interleave P ways: lane i of vector j = element P*i + j of
+ * the chunk (4-bit even/odd; 3-byte packs per = 24/bits ways). */
+AINL int isa_dot_interleave(const int bits, const int gs)
+{
+    if (bits == 4) return 2;
+    return bits != 8 && !uses_generic(bits, gs) ? 24 / bits : 1;
+}
+
 #include "kern_simd.h"
 
 /* ---- input preparation ------------------------------------------------------ */

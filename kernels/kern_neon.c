@@ -101,6 +101,12 @@ AINL int isa_dot_overread(const int bits, const int gs)
     return isa_dq_overread(bits);
 }
 
+/* Natural order everywhere. */
+AINL int isa_dot_interleave(const int bits, const int gs)
+{
+    return 1;
+}
+
 #include "kern_simd.h"
 
 /* gemm_min_n: not measured on an ARM host yet; the AVX2 values as a start. */

@@ -13,6 +13,8 @@
  *                             multiplies x[v*MSV_L ..) of the prepared input
  *                             (the table's prep permutes x to match)
  *   isa_dot_overread(bits, gs)  bytes those loads may read past a group's end
+ *   isa_dot_interleave(bits, gs)  P: lane i of chunk vector j is element P*i + j
+ *                             of the chunk (1: natural order)
  *   isa_dq_chunk(bits), isa_dq_codes(wg, bits, c, q), isa_dq_overread(bits)
  *                             the same in natural code order (dequantization)
  *   isa_sb_to_f32: nothing - the bf16/f16 loads of the mappings do it.
@@ -505,24 +507,89 @@ static void dequant_dense(const ms_mat *m, int64_t r, int64_t c0, int64_t c1, fl
 /* Packed rows x columns, then MSV_L dequantized rows. */
 #define GEMM_BUF_FLOATS ((size_t)(GEMM_ROWS + MSV_L) * GEMM_KC)
 
-/* Dequantize MSV_L rows at a time into tmp, transpose them into the panel. */
+/* Columns [c0, c1) of affine row r dequantized exactly (s*q then +b, the
+ * reference's bits) in the matvec's code layout: per chunk of codes, vector j
+ * holds elements P*i + j (P = isa_dot_interleave; 1 = natural order). The
+ * fast unpacking of the matvec, for the GEMM's packing. */
+AINL void dequant_dot(const ms_mat *m, int64_t r, int64_t c0, int64_t c1, float *out, const int bits, const int gs)
+{
+    arow a;
+    arow_init(&a, m, r, bits, gs, false);
+    const int64_t g0 = c0 / gs, g1 = c1 / gs;
+    if (g1 > a.t0) tail_copy(a.tail, a.w, a.t0, a.ng, a.gbytes);
+    float sc[GEMM_KC / 32], bi[GEMM_KC / 32];
+    sb_to_f32(a.sp + g0 * a.sbsz, m->sb_dtype, g1 - g0, sc);
+    sb_to_f32(a.bp + g0 * a.sbsz, m->sb_dtype, g1 - g0, bi);
+    for (int64_t g = g0; g < g1; g++) {
+        const msv s = msv_set1(sc[g - g0]), b = msv_set1(bi[g - g0]);
+        const uint8_t *wg = g < a.t0 ? a.w + g * a.gbytes : a.tail + (g - a.t0) * a.gbytes;
+        float *o = out + g * gs - c0;
+        for (int c = 0; c < isa_dot_chunks(bits, gs); c++) {
+            msv q[ISA_CODES_MAX];
+            const int nq = isa_dot_codes(wg, bits, gs, c, q);
+            for (int j = 0; j < nq; j++) msv_store(o + (c * nq + j) * MSV_L, mul_add_2r(q[j], s, b));
+        }
+    }
+}
+
+#define DQ_DOT(B)                                                                                                      \
+    static void dequant_dot##B(const ms_mat *m, int64_t r, int64_t c0, int64_t c1, float *out)                         \
+    {                                                                                                                  \
+        switch (m->group_size) {                                                                                       \
+        case 32: dequant_dot(m, r, c0, c1, out, B, 32); break;                                                         \
+        case 64: dequant_dot(m, r, c0, c1, out, B, 64); break;                                                         \
+        default: dequant_dot(m, r, c0, c1, out, B, 128); break;                                                        \
+        }                                                                                                              \
+    }
+DQ_DOT(2)
+DQ_DOT(3)
+DQ_DOT(4)
+DQ_DOT(5)
+DQ_DOT(6)
+DQ_DOT(8)
+#undef DQ_DOT
+
+/* Row dequantizer and code interleave P for the packing of m. */
+static ms_dequant_fn gemm_dequant(const ms_mat *m, int *P)
+{
+    *P = 1;
+    if (m->type != MS_WT_AFFINE) return dequant_dense;
+    switch (m->group_size) {
+    case 32: *P = isa_dot_interleave(m->bits, 32); break;
+    case 64: *P = isa_dot_interleave(m->bits, 64); break;
+    default: *P = isa_dot_interleave(m->bits, 128); break;
+    }
+    switch (m->bits) {
+    case 2: return dequant_dot2;
+    case 3: return dequant_dot3;
+    case 4: return dequant_dot4;
+    case 5: return dequant_dot5;
+    case 6: return dequant_dot6;
+    default: return dequant_dot8;
+    }
+}
+
+/* Dequantize MSV_L rows at a time into tmp, transpose them into the panel:
+ * with interleave P, vector j of each P*MSV_L block of tmp holds elements
+ * P*i + j, i.e. panel rows base + j, base + j + P, ... */
 static void gemm_pack(const ms_mat *m, int64_t r0, int64_t r1, int64_t k0, int64_t kc, float *buf, float *tmp)
 {
     const int64_t nr = r1 - r0, np = (nr + GEMM_NR - 1) / GEMM_NR;
+    int P;
+    const ms_dequant_fn dq = gemm_dequant(m, &P);
     for (int64_t i0 = 0; i0 < np * GEMM_NR; i0 += MSV_L) {
         for (int u = 0; u < MSV_L; u++) {
-            float *row = tmp + u * kc;
-            if (i0 + u >= nr)
-                memset(row, 0, (size_t)kc * sizeof(float));
-            else if (m->type == MS_WT_AFFINE)
-                dequant_affine(m, r0 + i0 + u, k0, k0 + kc, row);
+            if (i0 + u < nr)
+                dq(m, r0 + i0 + u, k0, k0 + kc, tmp + u * kc);
             else
-                dequant_dense(m, r0 + i0 + u, k0, k0 + kc, row);
+                memset(tmp + u * kc, 0, (size_t)kc * sizeof(float));
         }
         float *panel = buf + (i0 / GEMM_NR) * GEMM_NR * kc + i0 % GEMM_NR;
         int64_t k = 0;
-        for (; k + MSV_L <= kc; k += MSV_L) msv_transpose(tmp + k, kc, panel + k * GEMM_NR, GEMM_NR);
-        for (; k < kc; k++)
+        for (; k + P * MSV_L <= kc; k += P * MSV_L)
+            for (int j = 0; j < P; j++)
+                msv_transpose(tmp + k + j * MSV_L, kc, panel + (k + j) * GEMM_NR, P * GEMM_NR);
+        for (; k < kc; k++) /* dense rows of any width */
             for (int u = 0; u < MSV_L; u++) panel[k * GEMM_NR + u] = tmp[u * kc + k];
     }
 }

@@ -129,6 +129,8 @@ void ms_ffn_multi(const ms_compute *c, const ms_mat *gate, const ms_mat *up, con
  * max_n) plus the prepared inputs of the row kernels. What a plan counts
  * inside its RAM budget. */
 size_t ms_compute_scratch_bytes(const ms_kern *k, int nthreads, int64_t max_cols, int max_n);
+/* Scratch bytes the pool holds now (GEMM tiles + prepared-input buffer). */
+size_t ms_pool_scratch_bytes(const ms_pool *p);
 
 /* Small ops (f32). */
 void ms_rmsnorm(float *out, const float *x, const float *w, int n, float eps); /* w may be NULL (= 1) */

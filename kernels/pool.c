@@ -212,7 +212,7 @@ void *ms_pool_xbuf(ms_pool *p, size_t bytes)
 {
     if (!p) return NULL;
     if (p->xbuf_cap < bytes) {
-        size_t cap = MS_ALIGN_UP(MS_MAX(bytes, p->xbuf_cap + p->xbuf_cap / 2), 4096);
+        size_t cap = MS_ALIGN_UP(bytes, 4096); /* exact: ms_compute_scratch_bytes bounds it */
         void *nb = ms_aligned_alloc(64, cap);
         if (!nb) return NULL;
         free(p->xbuf);
@@ -220,6 +220,14 @@ void *ms_pool_xbuf(ms_pool *p, size_t bytes)
         p->xbuf_cap = cap;
     }
     return p->xbuf;
+}
+
+size_t ms_pool_scratch_bytes(const ms_pool *p)
+{
+    if (!p) return 0;
+    size_t n = p->xbuf_cap;
+    for (int i = 0; i < p->n; i++) n += p->t[i].scratch_cap;
+    return n;
 }
 
 void *ms_pool_scratch(ms_pool *p, int tid)

@@ -226,6 +226,12 @@ AINL msv msv_load_f16(const uint16_t *p)
 {
     return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
 }
+AINL msv msv_load_part(const float *p, int64_t n)
+{
+    float t[4] = {0};
+    memcpy(t, p, (size_t)n * sizeof(float));
+    return vld1q_f32(t);
+}
 AINL void msv_store_part(float *p, msv v, int64_t n)
 {
     float t[4];

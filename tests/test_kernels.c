@@ -699,6 +699,36 @@ static void test_scratch_bytes(void **state)
                     gmin == 1);
         assert_true(ms_compute_scratch_bytes(k, 2, 16384, 512) > big2);
     }
+    /* What the pool really holds after the widest calls stays within the bound. */
+    ms_err err = {0};
+    rng r = {31};
+    for (int ki = 0; ki < nk; ki++) {
+        ms_pool *pool = ms_pool_create(3, &err);
+        assert_non_null(pool);
+        const int64_t cols = 2304;
+        const int max_n = 40;
+        tmat ts[3] = {make_affine(&r, 96, cols, 4, 64, MS_DT_BF16), make_affine(&r, 96, cols, 3, 32, MS_DT_F16),
+                      make_dense(&r, 96, cols, MS_WT_F32)};
+        float *X = rand_vec(&r, (int64_t)max_n * cols), *Y = malloc((size_t)max_n * cols * 4);
+        float *scr = malloc(ms_ffn_scratch_floats(&ts[0].m, max_n) * 4);
+        ms_compute c = {ks[ki], pool};
+        for (int i = 0; i < 3; i++)
+            for (int n = 1; n <= max_n; n += 13) {
+                ms_matmul(&c, &ts[i].m, X, n, Y);
+                ms_matvec_multi(&c, &ts[i].m, X, n, Y);
+            }
+        tmat d = make_affine(&r, cols, 96, 4, 32, MS_DT_BF16);
+        ms_ffn_multi(&c, &ts[0].m, &ts[1].m, &d.m, X, max_n, Y, scr);
+        size_t held = ms_pool_scratch_bytes(pool), bound = ms_compute_scratch_bytes(ks[ki], 3, cols, max_n);
+        if (held > bound) fail_msg("%s: pool holds %zu bytes, bound %zu", ks[ki]->name, held, bound);
+        if (ks[ki]->gemm) assert_true(held > 0); /* tiles were reserved */
+        for (int i = 0; i < 3; i++) tmat_free(&ts[i]);
+        tmat_free(&d);
+        free(X);
+        free(Y);
+        free(scr);
+        ms_pool_destroy(pool);
+    }
 }
 
 /* Selection: best table by default, MOESTREAM_FORCE_REF wins, MOESTREAM_KERNELS
