@@ -185,18 +185,5 @@ static const float *prep_3bit(const ms_mat *m, const float *x, float *xp, float 
     return xp;
 }
 
-const ms_kern ms_kern_avx2 = {
-    .name = "avx2",
-    .dense = {[MS_WT_F32] = SIMD_DENSE(f32, 4),
-              [MS_WT_F16] = SIMD_DENSE(f16, 4),
-              [MS_WT_BF16] = SIMD_DENSE(bf16, 4)},
-    .affine = {[2] = SIMD_AFFINE(2, prep_stride4, 32),
-               [3] = SIMD_AFFINE(3, prep_3bit, 16),
-               [4] = SIMD_AFFINE(4, prep_4bit, 24),
-               [5] = SIMD_AFFINE(5, prep_natural, 16),
-               [6] = SIMD_AFFINE(6, prep_stride4, 16),
-               [8] = SIMD_AFFINE(8, prep_natural, 8)},
-    SIMD_GEMM,
-    .group_sums = group_sums_simd,
-    .read_sum = read_sum_simd,
-};
+const ms_kern ms_kern_avx2 = SIMD_TABLE("avx2", prep_stride4, 32, prep_3bit, 16, prep_4bit, 24, prep_natural, 16, prep_stride4, 16,
+                                         prep_natural, 8, 4, 4, 4);

@@ -193,18 +193,5 @@ static const float *prep_4bit(const ms_mat *m, const float *x, float *xp, float 
     return xp;
 }
 
-const ms_kern ms_kern_avx512 = {
-    .name = "avx512",
-    .dense = {[MS_WT_F32] = SIMD_DENSE(f32, 8),
-              [MS_WT_F16] = SIMD_DENSE(f16, 8),
-              [MS_WT_BF16] = SIMD_DENSE(bf16, 8)},
-    .affine = {[2] = SIMD_AFFINE(2, prep_natural, 32),
-               [3] = SIMD_AFFINE(3, prep_packs48, 24),
-               [4] = SIMD_AFFINE(4, prep_4bit, 32),
-               [5] = SIMD_AFFINE(5, prep_natural, 16),
-               [6] = SIMD_AFFINE(6, prep_packs48, 16),
-               [8] = SIMD_AFFINE(8, prep_natural, 8)},
-    SIMD_GEMM,
-    .group_sums = group_sums_simd,
-    .read_sum = read_sum_simd,
-};
+const ms_kern ms_kern_avx512 = SIMD_TABLE("avx512", prep_natural, 32, prep_packs48, 24, prep_4bit, 32, prep_natural, 16, prep_packs48, 16,
+                                           prep_natural, 8, 8, 8, 8);

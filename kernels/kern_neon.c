@@ -110,18 +110,5 @@ AINL int isa_dot_interleave(const int bits, const int gs)
 #include "kern_simd.h"
 
 /* gemm_min_n: not measured on an ARM host yet; the AVX2 values as a start. */
-const ms_kern ms_kern_neon = {
-    .name = "neon",
-    .dense = {[MS_WT_F32] = SIMD_DENSE(f32, 4),
-              [MS_WT_F16] = SIMD_DENSE(f16, 4),
-              [MS_WT_BF16] = SIMD_DENSE(bf16, 4)},
-    .affine = {[2] = SIMD_AFFINE(2, prep_natural, 32),
-               [3] = SIMD_AFFINE(3, prep_natural, 16),
-               [4] = SIMD_AFFINE(4, prep_natural, 24),
-               [5] = SIMD_AFFINE(5, prep_natural, 16),
-               [6] = SIMD_AFFINE(6, prep_natural, 16),
-               [8] = SIMD_AFFINE(8, prep_natural, 8)},
-    SIMD_GEMM,
-    .group_sums = group_sums_simd,
-    .read_sum = read_sum_simd,
-};
+const ms_kern ms_kern_neon = SIMD_TABLE("neon", prep_natural, 32, prep_natural, 16, prep_natural, 24, prep_natural, 16, prep_natural, 16,
+                                         prep_natural, 8, 4, 4, 4);

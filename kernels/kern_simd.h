@@ -657,8 +657,19 @@ static double read_sum_simd(const float *p, size_t n)
 }
 
 /* The parts of a table every instruction set shares (prep and gemm_min_n differ). */
-#define SIMD_GEMM .gemm = gemm_simd, .gemm_rows = GEMM_ROWS, .gemm_buf_floats = GEMM_BUF_FLOATS
 #define SIMD_AFFINE(B, PREP, GMIN) {rows_affine##B, dequant_affine, PREP, rows_n_affine##B, GMIN}
 #define SIMD_DENSE(T, GMIN) {rows_##T, dequant_dense, NULL, DENSE_MT > 1 ? rows_n_##T : NULL, GMIN}
+/* The table of an instruction set: its name, the prep and GEMM threshold of
+ * each affine width, the GEMM thresholds of f32 / f16 / bf16 weights. */
+#define SIMD_TABLE(NAME, P2, G2, P3, G3, P4, G4, P5, G5, P6, G6, P8, G8, GF32, GF16, GBF16)                           \
+    {                                                                                                                  \
+        .name = NAME,                                                                                                  \
+        .dense = {[MS_WT_F32] = SIMD_DENSE(f32, GF32), [MS_WT_F16] = SIMD_DENSE(f16, GF16),                            \
+                  [MS_WT_BF16] = SIMD_DENSE(bf16, GBF16)},                                                             \
+        .affine = {[2] = SIMD_AFFINE(2, P2, G2), [3] = SIMD_AFFINE(3, P3, G3), [4] = SIMD_AFFINE(4, P4, G4),           \
+                   [5] = SIMD_AFFINE(5, P5, G5), [6] = SIMD_AFFINE(6, P6, G6), [8] = SIMD_AFFINE(8, P8, G8)},          \
+        .gemm = gemm_simd, .gemm_rows = GEMM_ROWS, .gemm_buf_floats = GEMM_BUF_FLOATS, .group_sums = group_sums_simd,  \
+        .read_sum = read_sum_simd,                                                                                     \
+    }
 
 #endif
