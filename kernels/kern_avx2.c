@@ -78,9 +78,10 @@ AINL void split_codes(__m256i v, const int bits, const int n, msv *q)
 
 /* Tokens per pass of the multi-token rows: 3 (16 registers; 25% over 2 at B = 3). */
 #define ISA_MT 3
-/* Prefill GEMM: 6 tokens x 16 rows of Y in 12 registers; 256-column panels
- * (16 KiB) of 64-row blocks. */
-#define ISA_GEMM_MR 6
+/* Prefill GEMM: 5 tokens x 16 rows of Y in 10 registers (with 6 x 16, GCC 12
+ * -O3 keeps a copy of every accumulator on the stack at each k: 16 registers
+ * are too few); 256-column panels (16 KiB) of 64-row blocks. */
+#define ISA_GEMM_MR 5
 #define ISA_GEMM_NRV 2
 #define ISA_GEMM_KC 256
 #define ISA_GEMM_ROWS 64
@@ -185,5 +186,6 @@ static const float *prep_3bit(const ms_mat *m, const float *x, float *xp, float 
     return xp;
 }
 
-const ms_kern ms_kern_avx2 = SIMD_TABLE("avx2", prep_stride4, 32, prep_3bit, 16, prep_4bit, 24, prep_natural, 16, prep_stride4, 16,
-                                         prep_natural, 8, 4, 4, 4);
+/* gemm_min_n (2, 3, 4, 5, 6, 8 bits; f32, f16, bf16): where the GEMM overtakes the
+ * multi-token rows on Zen 5 (docs/KERNELS.md). */
+const ms_kern ms_kern_avx2 = SIMD_TABLE("avx2", prep_stride4, 16, prep_3bit, 12, prep_4bit, 20, prep_natural, 8, prep_stride4, 12, prep_natural, 8, 8, 8, 8);

@@ -193,5 +193,6 @@ static const float *prep_4bit(const ms_mat *m, const float *x, float *xp, float 
     return xp;
 }
 
-const ms_kern ms_kern_avx512 = SIMD_TABLE("avx512", prep_natural, 32, prep_packs48, 24, prep_4bit, 32, prep_natural, 16, prep_packs48, 16,
-                                           prep_natural, 8, 8, 8, 8);
+/* gemm_min_n (2, 3, 4, 5, 6, 8 bits; f32, f16, bf16): where the GEMM overtakes the
+ * multi-token rows on Zen 5 (docs/KERNELS.md). */
+const ms_kern ms_kern_avx512 = SIMD_TABLE("avx512", prep_natural, 10, prep_packs48, 10, prep_4bit, 20, prep_natural, 10, prep_packs48, 12, prep_natural, 10, 12, 12, 12);

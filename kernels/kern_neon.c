@@ -110,5 +110,4 @@ AINL int isa_dot_interleave(const int bits, const int gs)
 #include "kern_simd.h"
 
 /* gemm_min_n: not measured on an ARM host yet; the AVX2 values as a start. */
-const ms_kern ms_kern_neon = SIMD_TABLE("neon", prep_natural, 32, prep_natural, 16, prep_natural, 24, prep_natural, 16, prep_natural, 16,
-                                         prep_natural, 8, 4, 4, 4);
+const ms_kern ms_kern_neon = SIMD_TABLE("neon", prep_natural, 16, prep_natural, 12, prep_natural, 20, prep_natural, 8, prep_natural, 12, prep_natural, 8, 8, 8, 8);

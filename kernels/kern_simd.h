@@ -594,26 +594,24 @@ static void gemm_pack(const ms_mat *m, int64_t r0, int64_t r1, int64_t k0, int64
     }
 }
 
-/* One GEMM_MR x GEMM_NR block: C[i*ldc + j] (+)= sum_k x_i[k] panel[k*NR + j]
- * for i < mr tokens, j < nr rows; add = false for the first column block. */
-AINL void gemm_micro(const float *panel, int64_t kc, const float *x, int64_t ldx, int mr, float *C, int64_t ldc,
+/* One MR x GEMM_NR block (MR <= GEMM_MR tokens, a compile-time constant):
+ * C[i*ldc + j] (+)= sum_k x_i[k] panel[k*NR + j] for j < nr rows; add = false
+ * for the first column block. */
+AINL void gemm_micro(const float *panel, int64_t kc, const float *x, int64_t ldx, const int MR, float *C, int64_t ldc,
                      int64_t nr, bool add)
 {
     msv acc[GEMM_MR][ISA_GEMM_NRV];
-    const float *xi[GEMM_MR];
-    for (int i = 0; i < GEMM_MR; i++) {
-        xi[i] = x + (i < mr ? i : mr - 1) * ldx; /* past the last token: recompute it, store nothing */
+    for (int i = 0; i < MR; i++)
         for (int j = 0; j < ISA_GEMM_NRV; j++) acc[i][j] = msv_zero();
-    }
     for (int64_t k = 0; k < kc; k++) {
         msv w[ISA_GEMM_NRV];
         for (int j = 0; j < ISA_GEMM_NRV; j++) w[j] = msv_load(panel + k * GEMM_NR + j * MSV_L);
-        for (int i = 0; i < GEMM_MR; i++) {
-            const msv xb = msv_bcast(xi[i] + k);
+        for (int i = 0; i < MR; i++) {
+            const msv xb = msv_bcast(x + i * ldx + k);
             for (int j = 0; j < ISA_GEMM_NRV; j++) acc[i][j] = msv_fma(xb, w[j], acc[i][j]);
         }
     }
-    for (int i = 0; i < mr; i++)
+    for (int i = 0; i < MR; i++)
         for (int j = 0; j < ISA_GEMM_NRV; j++) {
             float *c = C + i * ldc + j * MSV_L;
             const int64_t nv = nr - j * MSV_L;
@@ -622,6 +620,23 @@ AINL void gemm_micro(const float *panel, int64_t kc, const float *x, int64_t ldx
             else if (nv > 0)
                 msv_store_part(c, add ? msv_add(msv_load_part(c, nv), acc[i][j]) : acc[i][j], nv);
         }
+}
+
+/* The last block of tokens with its own (compile-time) count. */
+static void gemm_micro_tail(const float *panel, int64_t kc, const float *x, int64_t ldx, int mr, float *C,
+                            int64_t ldc, int64_t nr, bool add)
+{
+    switch (mr) {
+#if GEMM_MR > 5
+    case 5: gemm_micro(panel, kc, x, ldx, 5, C, ldc, nr, add); break;
+#endif
+#if GEMM_MR > 4
+    case 4: gemm_micro(panel, kc, x, ldx, 4, C, ldc, nr, add); break;
+#endif
+    case 3: gemm_micro(panel, kc, x, ldx, 3, C, ldc, nr, add); break;
+    case 2: gemm_micro(panel, kc, x, ldx, 2, C, ldc, nr, add); break;
+    default: gemm_micro(panel, kc, x, ldx, 1, C, ldc, nr, add); break;
+    }
 }
 
 static void gemm_simd(const ms_mat *m, int64_t r0, int64_t r1, const float *X, int n, float *Y, int64_t ldy,
@@ -633,9 +648,14 @@ static void gemm_simd(const ms_mat *m, int64_t r0, int64_t r1, const float *X, i
         const int64_t kc = MS_MIN(GEMM_KC, K - k0);
         gemm_pack(m, r0, r1, k0, kc, buf, tmp);
         for (int t0 = 0; t0 < n; t0 += GEMM_MR)
-            for (int64_t p = 0; p < np; p++)
-                gemm_micro(buf + p * GEMM_NR * kc, kc, X + (size_t)t0 * K + k0, K, MS_MIN(GEMM_MR, n - t0),
-                           Y + (size_t)t0 * ldy + r0 + p * GEMM_NR, ldy, nr - p * GEMM_NR, k0 > 0);
+            for (int64_t p = 0; p < np; p++) {
+                const float *panel = buf + p * GEMM_NR * kc, *x = X + (size_t)t0 * K + k0;
+                float *C = Y + (size_t)t0 * ldy + r0 + p * GEMM_NR;
+                if (n - t0 >= GEMM_MR)
+                    gemm_micro(panel, kc, x, K, GEMM_MR, C, ldy, nr - p * GEMM_NR, k0 > 0);
+                else
+                    gemm_micro_tail(panel, kc, x, K, n - t0, C, ldy, nr - p * GEMM_NR, k0 > 0);
+            }
     }
 }
 
