@@ -63,7 +63,7 @@ static void read_trace_keys(const char *path, ms_trace *t, uint32_t **keys, size
 static void test_registry(void **state)
 {
     (void)state;
-    const char *want[] = {"lru", "lfu", "lru-layer", "2q", "tinylfu", "lfu-decay", "next-use", "pin", "belady"};
+    const char *want[] = {"lru", "lfu", "lru-layer", "2q", "tinylfu", "lfu-decay", "next-use", "eva-duel", "pin", "belady"};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         const ms_policy_ops *o = ms_policy_find(want[i]);
         assert_non_null(o);

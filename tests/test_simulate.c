@@ -69,7 +69,7 @@ static void test_help(void **state)
 static void test_json_schema(void **state)
 {
     (void)state;
-    json_object *j = run_json("--trace " SMALL " --slots 8,16 --policy lru,next-use,lfu-decay:hl=4,belady");
+    json_object *j = run_json("--trace " SMALL " --slots 8,16 --policy lru,eva-duel,lfu-decay:hl=4,belady");
     assert_int_equal(json_object_array_length(j), 8);
     ms_trace t;
     ms_err err = {0};
