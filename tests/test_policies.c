@@ -293,6 +293,42 @@ static void test_sim_batches(void **state)
     free(dir);
 }
 
+/* A counting window (from_token, to_token) counts the passes in it while the
+ * cache sees the whole trace: for a policy that does not look ahead, the window
+ * [a, b) is the run up to b minus the run up to a (runs on truncated traces). */
+static void test_sim_window(void **state)
+{
+    (void)state;
+    ms_trace t;
+    make_trace(&t, 4, 16, 3, 300, 21, 60, 40);
+    ms_err err = {0};
+    const char *pols[] = {"lru", "lfu", ms_policy_default()};
+    for (size_t pi = 0; pi < sizeof pols / sizeof pols[0]; pi++) {
+        ms_sim_result w, full, pre;
+        ms_sim_opts o = {.from_token = 100, .to_token = 250};
+        assert_int_equal(ms_simulate(&t, NULL, 0, pols[pi], 20, &o, &w, &err), 0);
+        uint64_t n = t.n_tokens;
+        t.n_tokens = 250;
+        assert_int_equal(ms_simulate(&t, NULL, 0, pols[pi], 20, NULL, &full, &err), 0);
+        t.n_tokens = 100;
+        assert_int_equal(ms_simulate(&t, NULL, 0, pols[pi], 20, NULL, &pre, &err), 0);
+        t.n_tokens = n;
+        assert_int_equal(w.stats.accesses, full.stats.accesses - pre.stats.accesses);
+        assert_int_equal(w.stats.accesses, 150 * 4 * 3);
+        assert_int_equal(w.stats.hits, full.stats.hits - pre.stats.hits);
+        assert_int_equal(w.stats.misses, full.stats.misses - pre.stats.misses);
+        assert_int_equal(w.stats.tokens, 150);
+    }
+    /* belady sees the future beyond the window: never more misses in it than a
+     * policy that does not */
+    ms_sim_result b, l;
+    ms_sim_opts o = {.from_token = 100, .to_token = 250};
+    assert_int_equal(ms_simulate(&t, NULL, 0, "belady", 20, &o, &b, &err), 0);
+    assert_int_equal(ms_simulate(&t, NULL, 0, "lru", 20, &o, &l, &err), 0);
+    assert_true(b.stats.misses < l.stats.misses);
+    ms_trace_free(&t);
+}
+
 /* Predictions replayed as prefetches: perfect predictions turn every miss after the
  * first layer into a (LOADING) hit when the cache is big enough. */
 static void test_sim_prefetch_replay(void **state)
@@ -407,6 +443,7 @@ int main(void)
         cmocka_unit_test(test_belady_upper_bound),
         cmocka_unit_test(test_sim_equals_runtime_replay),
         cmocka_unit_test(test_sim_batches),
+        cmocka_unit_test(test_sim_window),
         cmocka_unit_test(test_sim_prefetch_replay),
         cmocka_unit_test(test_next_use_adapts),
         cmocka_unit_test(test_real_trace_reference),
