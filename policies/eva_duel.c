@@ -315,7 +315,7 @@ static inline uint32_t ed_dist(const ed_state *s, uint32_t l, uint32_t c)
  * layer s->cur is processed; pf = a prefetch not used yet. */
 static double ed_v0(const ed_state *s, const ed_rule *ru, uint32_t key, bool pf)
 {
-    if (ru->type == ED_LRU) return (double)s->kclock[key];
+    if (ru->type == ED_LRU) return (double)(pf ? s->clock : s->kclock[key]); /* a prefetch is the newest */
     const ed_est *e = &s->est[ru->est];
     if (ru->type == ED_PK) {
         double q = pf ? (s->pf_used + 1.0) / (s->pf_in + 2.0) : 0.0;
@@ -730,6 +730,11 @@ static void ed_on_group(void *st, const uint32_t *keys, int n)
     /* values: at a layer's turn all its keys move on; otherwise only the group's */
     const ed_rule *cr = &s->rule[s->cur_rule];
     if (fresh) {
+        /* a prediction was for this turn: unused now, the key is valued as any other */
+        for (uint32_t i = 0; i < s->real.hn[l]; i++) {
+            uint32_t key = l * s->E + s->real.heap[(size_t)l * s->E + i];
+            if (s->gmark[key] != s->gen) s->pf[s->slot_of[key]] = 0;
+        }
         ed_dir_rekey(s, &s->real, cr, l, true);
         for (uint32_t i = 0; i < s->n_rules; i++)
             if (ed_dueling(s, &s->rule[i])) ed_dir_rekey(s, &s->rule[i].shadow, &s->rule[i], l, false);
@@ -783,7 +788,10 @@ static int64_t ed_victim(void *st, uint32_t key, uint32_t n_empty, ms_policy_eli
 {
     ed_state *s = st;
     ed_ok o = {.s = s, .fn = ok, .ctx = ctx};
-    uint32_t v = ed_dir_victim(s, &s->real, &s->rule[s->cur_rule], key / s->E, &o);
+    /* distances from the layer being computed: a prefetch for the next layer
+     * must not make that layer look just processed (its experts are due next) */
+    (void)key;
+    uint32_t v = ed_dir_victim(s, &s->real, &s->rule[s->cur_rule], s->cur, &o);
     return v == MS_NIL ? -1 : (int64_t)s->slot_of[v];
 }
 
