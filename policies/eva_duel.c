@@ -815,8 +815,7 @@ const ms_policy_ops ms_policy_eva_duel = {
     .name = "eva-duel",
     .version = MS_POLICY_API_VERSION,
     .flags = 0,
-    .summary = "keep experts whose learned reuse chance (age x frequency class, layer cycle) pays for the slot; "
-               "set dueling with shadows of expected-time and LRU rules",
+    .summary = "keep experts whose learned reuse chance pays for their slot; set dueling of rule shadows incl. lru",
     .opt_names = ed_opts,
     .create = ed_create,
     .destroy = ed_destroy,
