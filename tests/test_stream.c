@@ -141,7 +141,7 @@ static void test_bit_identical(void **state)
         free(b);
     }
     g_prefetch = NULL;
-    const char *pols[] = {"lru", "lfu", "lru-layer", "2q", "tinylfu"};
+    const char *pols[] = {"lru", "lfu", "lru-layer", "2q", "tinylfu", "next-use"};
     for (size_t i = 0; i < sizeof pols / sizeof pols[0]; i++) {
         float *b = run_logits("uring", lo, 2, pols[i], NULL);
         if (memcmp(b, ref, n * sizeof(float)) != 0) fail_msg("policy %s differs", pols[i]);
@@ -242,9 +242,9 @@ static void test_trace_replay_matches_runtime(void **state)
         {16, prompt, min_budget(64, 16, 2) + (64u << 10), true},
         {16, prompt, min_budget(64, 16, 2) + (400u << 10), true},
     };
-    const char *pols[] = {"lru", "next-use", "lfu", "lru-layer"};
+    const char *pols[] = {"lru", "next-use", "eva-duel", "lfu", "lru-layer"};
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
-        for (int p = 0; p < 4; p++) {
+        for (int p = 0; p < (int)(sizeof pols / sizeof pols[0]); p++) {
             int rc = mst_run(NULL, NULL,
                              "%s run --model %s --tokens %s -n 24 --temp 0.8 --seed 3 --batch %d --ctx 64 --threads 2 "
                              "--ram %llu --policy %s --trace %s/t.jsonl --stats-json %s/s.json --quiet",
@@ -415,7 +415,7 @@ static void test_prefill_waves(void **state)
     char *ref = NULL;
     assert_int_equal(mst_run(&ref, NULL, "%s run --model %s --tokens %s -n 6 --temp 0 --batch 48 --ctx 64 --threads 2 "
                                          "--io resident --quiet", MS_BIN, dir, toks), 0);
-    const char *pols[] = {"next-use", "lru", "lfu", "lru-layer", "2q", "tinylfu", "lfu-decay"};
+    const char *pols[] = {"eva-duel", "next-use", "lru", "lfu", "lru-layer", "2q", "tinylfu", "lfu-decay"};
     for (size_t i = 0; i < sizeof pols / sizeof pols[0]; i++) {
         char *out = NULL, *errs = NULL;
         int rc = mst_run(&out, &errs, "%s run --model %s --tokens %s -n 6 --temp 0 --batch 48 --ctx 64 --threads 2 "
