@@ -5,7 +5,10 @@
  * we also assert the error we actually reach (< 2e-5) so a regression that is
  * still inside the loose bound does not go unnoticed. Both paths (decode one
  * token at a time, prefill in one or several chunks), 1 and N threads
- * (bit-identical), and the scalar reference kernels are checked. */
+ * (bit-identical), and the scalar reference kernels are checked.
+ * ds3-tiny has n_group 1; tests/data/golden/ds3-tiny-grouped is the same weights
+ * with 4 groups keeping 2 and logits from the independent numpy reference
+ * tests/ref/ds3_ref.py, so a router that scores groups wrongly fails here too. */
 #include <json-c/json.h>
 #include <math.h>
 #include <stdio.h>
@@ -16,6 +19,7 @@
 #include "ms_test.h"
 
 #define GOLDEN MS_TEST_DATA "/golden/ds3-tiny"
+#define GROUPED MS_TEST_DATA "/golden/ds3-tiny-grouped"
 
 typedef struct golden {
     int tokens[64];
@@ -23,9 +27,9 @@ typedef struct golden {
     double *logits; /* [n][vocab] */
 } golden;
 
-static void load_golden(golden *g)
+static void load_golden_from(const char *ref_json, golden *g)
 {
-    char *text = mst_slurp(GOLDEN "/ref.json", NULL);
+    char *text = mst_slurp(ref_json, NULL);
     assert_non_null(text);
     json_object *r = json_tokener_parse(text);
     free(text);
@@ -46,6 +50,8 @@ static void load_golden(golden *g)
     }
     json_object_put(r);
 }
+
+static void load_golden(golden *g) { load_golden_from(GOLDEN "/ref.json", g); }
 
 static int argmax_f(const float *x, int n)
 {
@@ -79,13 +85,14 @@ static double compare(const golden *g, const float *lg)
     return worst;
 }
 
-/* Logits at every position: decode path (batch 1, one token per eval) or prefill (chunks of `batch`). */
-static float *run(const golden *g, int threads, bool force_ref, int batch, bool prefill)
+/* Logits at every position of model dir: decode path (batch 1, one token per
+ * eval) or prefill (chunks of `batch`). */
+static float *run_dir(const char *dir, const golden *g, int threads, bool force_ref, int batch, bool prefill)
 {
     ms_engine_opts o = {.threads = threads, .force_ref = force_ref, .ctx = 64, .batch = batch};
     ms_engine *e;
     ms_err err = {0};
-    int rc = ms_engine_open(GOLDEN, &o, &e, &err);
+    int rc = ms_engine_open(dir, &o, &e, &err);
     if (rc < 0) fail_msg("%s", err.msg);
     assert_int_equal(ms_engine_vocab(e), g->vocab);
     float *lg = malloc(sizeof(float) * (size_t)g->n * g->vocab);
@@ -97,6 +104,50 @@ static float *run(const golden *g, int threads, bool force_ref, int batch, bool 
     }
     ms_engine_close(e);
     return lg;
+}
+
+static float *run(const golden *g, int threads, bool force_ref, int batch, bool prefill)
+{
+    return run_dir(GOLDEN, g, threads, force_ref, batch, prefill);
+}
+
+/* Group-limited routing: ds3-tiny's weights with the grouped config (a scratch
+ * directory: that config.json + a link to ds3-tiny's safetensors), against the
+ * numpy reference's logits; decode, prefill, and the scalar kernels. The grouped
+ * reference must differ from the ungrouped golden logits, or the case would not
+ * test grouping at all. */
+static void test_grouped_routing(void **state)
+{
+    (void)state;
+    char *dir = mst_tmpdir("forward_grouped");
+    assert_non_null(dir);
+    char *cmd = mst_fmt("cp '%s/config.json' '%s/' && ln -s '%s/model.safetensors' '%s/'", GROUPED, dir, GOLDEN, dir);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+    golden g, plain;
+    load_golden_from(GROUPED "/ref.json", &g);
+    load_golden(&plain);
+    assert_int_equal(g.n, plain.n);
+    assert_memory_equal(g.tokens, plain.tokens, sizeof(int) * (size_t)g.n);
+    double apart = 0;
+    for (size_t i = 0; i < (size_t)g.n * g.vocab; i++) apart = fmax(apart, fabs(g.logits[i] - plain.logits[i]));
+    assert_true(apart > 0.1); /* grouping changes the routing of this prompt */
+    struct {
+        int batch;
+        bool prefill, ref;
+    } modes[] = {{1, false, false}, {16, true, false}, {5, true, false}, {1, false, true}};
+    for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+        float *lg = run_dir(dir, &g, 2, modes[m].ref, modes[m].batch, modes[m].prefill);
+        double worst = compare(&g, lg);
+        print_message("grouped routing, %s%s (batch %d): max rel error %.3g (ungrouped logits differ by %.3g)\n",
+                      modes[m].prefill ? "prefill" : "decode", modes[m].ref ? ", reference kernels" : "",
+                      modes[m].batch, worst, apart);
+        assert_true(worst < 2e-5);
+        free(lg);
+    }
+    free(g.logits);
+    free(plain.logits);
+    free(dir);
 }
 
 static void test_decode_matches_golden(void **state)
@@ -260,7 +311,7 @@ int main(void)
         cmocka_unit_test(test_decode_matches_golden),  cmocka_unit_test(test_prefill_matches_golden),
         cmocka_unit_test(test_threads_bit_identical),  cmocka_unit_test(test_reference_kernels),
         cmocka_unit_test(test_context_full_and_bad_token), cmocka_unit_test(test_cli_logits),
-        cmocka_unit_test(test_kv_bf16),
+        cmocka_unit_test(test_kv_bf16),               cmocka_unit_test(test_grouped_routing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

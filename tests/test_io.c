@@ -179,7 +179,7 @@ static bool backend_ok(const char *name)
 static void check_backend(const char *backend, unsigned flags, unsigned qd, uint64_t chunk)
 {
     if (!backend_ok(backend)) {
-        skip();
+        MST_SKIP("backend %s unavailable (io_uring refused by this kernel or sandbox)", backend);
         return;
     }
     const uint64_t sizes[2] = {(uint64_t)FILE_MB << 20, ((uint64_t)FILE_MB << 19) + 1234};
@@ -355,7 +355,7 @@ static void test_open_errors(void **state)
 static void check_truncated(const char *backend)
 {
     if (!backend_ok(backend)) {
-        skip();
+        MST_SKIP("backend %s unavailable (io_uring refused by this kernel or sandbox)", backend);
         return;
     }
     char *p = make_file(g_dir, "t.bin", 4 << 20, 5);
@@ -427,7 +427,7 @@ static void test_tmpfs_fallback(void **state)
     (void)state;
     struct stat st;
     if (stat("/dev/shm", &st) != 0 || access("/dev/shm", W_OK) != 0) {
-        skip();
+        MST_SKIP("no writable /dev/shm (tmpfs)");
         return;
     }
     char name[64];
@@ -466,7 +466,7 @@ static void test_tmpfs_fallback(void **state)
 static void check_page_cache(const char *backend, unsigned flags, bool expect_cached)
 {
     if (!backend_ok(backend)) {
-        skip();
+        MST_SKIP("backend %s unavailable (io_uring refused by this kernel or sandbox)", backend);
         return;
     }
     uint64_t size = (8 << 20) + 1000; /* the last page is partial */
@@ -481,7 +481,7 @@ static void check_page_cache(const char *backend, unsigned flags, bool expect_ca
     if (!expect_cached && !(flags & MS_IO_F_NO_DIRECT) && !ms_io_file_direct(io, 0)) {
         ms_io_close(io); /* scratch dir on a filesystem without O_DIRECT */
         free(p);
-        skip();
+        MST_SKIP("the scratch directory's filesystem refuses O_DIRECT");
         return;
     }
     uint8_t *buf = ms_aligned_alloc(4096, size + 16384);

@@ -121,7 +121,7 @@ static void run(const char *backend, unsigned flags, int n, uint64_t max_len, ui
 static void survive(const char *inner)
 {
     if (!strcmp(inner, "uring") && !ms_io_uring_available()) {
-        skip();
+        MST_SKIP("io_uring unavailable (refused by this kernel or sandbox)");
         return;
     }
     char spec[256];
@@ -163,7 +163,7 @@ static void test_eio_at_offset(void **state)
 {
     (void)state;
     if (!ms_io_uring_available()) {
-        skip();
+        MST_SKIP("io_uring unavailable (refused by this kernel or sandbox)");
         return;
     }
     const uint64_t bad = 2u << 20; /* byte 2 MiB, in either file */
@@ -233,7 +233,7 @@ static void test_nodirect_fallback(void **state)
         assert_int_equal(ms_io_open(&io, &cfg, paths, 2, &err), 0);
         if (!ms_io_file_direct(io, 0)) { /* scratch dir without O_DIRECT at all */
             ms_io_close(io);
-            skip();
+            MST_SKIP("the scratch directory's filesystem refuses O_DIRECT");
             return;
         }
         ms_io_close(io);

@@ -1,7 +1,8 @@
 /* test_policies.c - eviction policies and the simulator (policies/): registry and
  * spec parsing, profiles, belady >= every online policy on random traces, the
  * simulator equals a hand-driven runtime-style replay of the slot core, and on
- * the real FLAME-MoE trace (skipped without ../shared): LRU / LFU / per-layer LRU
+ * the real FLAME-MoE trace (read from ../shared, never committed: no license; a
+ * visible skip without it): LRU / LFU / per-layer LRU
  * / Belady reproduce the README's reference table to 3 decimals and the default
  * policy beats every baseline at every capacity. */
 #include <math.h>
@@ -364,7 +365,7 @@ static void test_real_trace_reference(void **state)
 {
     (void)state;
     const char *p = MS_SHARED_DIR "/data/traces/flame-moe-290m.trace.jsonl";
-    if (!mst_exists(p)) skip();
+    if (!mst_exists(p)) MST_SKIP("%s not found (not redistributable: read from ../shared only)", p);
     ms_trace t;
     ms_err err = {0};
     uint32_t *keys;

@@ -1,6 +1,7 @@
 /* ms_test.h - shared helpers for the cmocka tests: run the CLI and capture its
- * output, make scratch directories, read files, and locate fixtures
- * (MS_TEST_DATA, MS_SHARED_DIR, MS_BIN, MS_TMP_DIR come from tests/CMakeLists.txt). */
+ * output, make scratch directories, read files, locate fixtures (MS_TEST_DATA,
+ * MS_BIN, MS_TMP_DIR, MS_SKIP_LOG come from tests/CMakeLists.txt), skip visibly
+ * (a failure under CI=true) and bound a test's wall time. */
 #ifndef MS_TEST_H
 #define MS_TEST_H
 
@@ -27,5 +28,34 @@ bool mst_exists(const char *path);
 
 /* printf into a malloc'd string. */
 char *mst_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Skip the running test, visibly. Prints "[  SKIP    ] <binary> <test>: <reason>"
+ * and appends that line to MS_SKIP_LOG (the build tree's skipped-tests.txt,
+ * listed by scripts/test.sh and .ci/run). Under CI (environment CI=true or
+ * CI=1) the skip is a failure instead: CI must run every test, except the tests
+ * named in MS_TEST_ALLOW_SKIP (space-separated function names, set by .ci/run
+ * with its reason; the log still lists them). Every test that can skip goes
+ * through this, never through cmocka's skip() directly. */
+#define MST_SKIP(...)                                          \
+    do {                                                       \
+        mst_skip_(__FILE__, __LINE__, __func__, __VA_ARGS__); \
+        skip();                                                \
+    } while (0)
+void mst_skip_(const char *file, int line, const char *func, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* True when running under CI (CI=true or CI=1 in the environment). */
+bool mst_in_ci(void);
+
+/* /usr/bin/python3 with numpy importable (checked once). The reference scripts
+ * in tests/ref need it. */
+bool mst_have_numpy(void);
+#define MST_PYTHON "/usr/bin/python3 -B" /* no __pycache__ in the source tree */
+
+/* Bound the running test's wall time: after `seconds` the process prints
+ * "<what> did not finish within N s (hung?)" and exits 1, so a hang fails in
+ * seconds instead of at ctest's TIMEOUT. mst_deadline(0, NULL) disarms it. One
+ * deadline at a time (SIGALRM). */
+void mst_deadline(unsigned seconds, const char *what);
 
 #endif

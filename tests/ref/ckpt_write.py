@@ -54,23 +54,24 @@ def bf16_value(bits):
 
 
 def quantize(w, bits, gs):
-    """MLX affine quantization of w [..., out, in] along the last axis.
+    """MLX affine quantization of w [..., out, in] along the last axis, exactly as
+    mlx-quant.md 3.1 states it: float32 arithmetic, q from the float32 scale and bias,
+    then scales and biases stored as bf16 (round to nearest even).
     -> (packed uint32 [..., out, in*bits/32], scales bf16 bits, biases bf16 bits)."""
-    n = (1 << bits) - 1
+    f32 = np.float32
+    n = f32((1 << bits) - 1)
     shp = w.shape
-    g = np.asarray(w, dtype=np.float32).reshape(-1, shp[-1] // gs, gs).astype(np.float64)
+    g = np.asarray(w, dtype=np.float32).reshape(-1, shp[-1] // gs, gs)
     wmax, wmin = g.max(axis=-1), g.min(axis=-1)
     mask = np.abs(wmin) > np.abs(wmax)
-    s = np.maximum((wmax - wmin) / n, 1e-7)
+    s = np.maximum((wmax - wmin) / n, f32(1e-7))
     s = np.where(mask, s, -s)
     edge = np.where(mask, wmin, wmax)
     q0 = np.rint(edge / s)
-    s = np.where(q0 != 0, edge / np.where(q0 != 0, q0, 1), s)
-    b = np.where(q0 != 0, edge, 0.0)
-    # the stored scales/biases are bf16: quantize against those so dequant is consistent
+    s = np.where(q0 != 0, edge / np.where(q0 != 0, q0, f32(1)), s)
+    b = np.where(q0 != 0, edge, f32(0))
+    q = np.clip(np.rint((g - b[..., None]) / s[..., None]), 0, n).astype(np.uint8)
     sb, bb = to_bf16_bits(s), to_bf16_bits(b)
-    s16, b16 = bf16_value(sb), bf16_value(bb)
-    q = np.clip(np.rint((g - b16[..., None]) / s16[..., None]), 0, n).astype(np.uint8)
     # LSB-first bit stream: element j at bits [j*bits, (j+1)*bits), bit k of the value first
     qbits = ((q.reshape(-1, shp[-1])[..., None] >> np.arange(bits, dtype=np.uint8)) & 1).astype(np.uint8)
     packed = np.packbits(qbits.reshape(-1, shp[-1] * bits), axis=-1, bitorder="little")
