@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <json-c/json.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,10 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "model.h"
+#include "plan.h"
+#include "util.h"
 
 char *mst_fmt(const char *fmt, ...)
 {
@@ -151,4 +156,57 @@ void mst_deadline(unsigned seconds, const char *what)
     sa.sa_handler = deadline_hit;
     sigaction(SIGALRM, &sa, NULL);
     alarm(seconds);
+}
+
+static long long json_int(json_object *o, const char *k)
+{
+    json_object *v;
+    if (!json_object_object_get_ex(o, k, &v)) fail_msg("stats JSON has no \"%s\"", k);
+    return (long long)json_object_get_int64(v);
+}
+
+void mst_check_budget_split(const char *model_dir, uint64_t ram, int ctx, int batch, int threads,
+                            const char *stats_json, long long peak, bool upper, const char *what)
+{
+    ms_model m;
+    ms_err err = {0};
+#ifdef MST_ASAN
+    upper = false;
+#endif
+    if (ms_model_open(model_dir, &m, &err) < 0) fail_msg("%s: %s", model_dir, err.msg);
+    ms_plan p;
+    if (ms_plan_compute(&m, ram, ctx, batch, threads, &p, &err) < 0) fail_msg("plan: %s", err.msg);
+    ms_model_close(&m);
+    char *text = mst_slurp(stats_json, NULL);
+    if (!text) fail_msg("no stats JSON at %s", stats_json);
+    json_object *st = json_tokener_parse(text);
+    free(text);
+    if (!st) fail_msg("%s: not JSON", stats_json);
+    long long arena = json_int(st, "cache_bytes"), resident = json_int(st, "resident_bytes"),
+              state = json_int(st, "state_bytes");
+    if (peak < 0) peak = json_int(st, "peak_rss_bytes");
+    json_object_put(st);
+    const double M = 1024.0 * 1024.0;
+    uint64_t fixed = p.resident_bytes + p.kv_bytes + p.scratch_bytes + p.overhead_bytes;
+    uint64_t cache_max = ram > fixed ? ram - fixed : 0;
+    uint64_t rest = (uint64_t)MS_MAX((long long)p.resident_bytes, resident) + p.kv_bytes + p.scratch_bytes;
+    uint64_t lo = (uint64_t)resident + (uint64_t)arena, hi = rest + (uint64_t)arena + MST_RSS_SLACK;
+    print_message("%s: --ram %.1f MiB: arena %.2f MiB (plan %.2f MiB, at most %.2f MiB), resident %.2f MiB, state "
+                  "%.2f MiB (plan KV %.2f + scratch %.2f); peak %.2f MiB in [%.2f, %.2f%s]: %.2f MiB beyond resident + "
+                  "state + arena\n",
+                  what, ram / M, arena / M, p.cache_used / M, cache_max / M, resident / M, state / M, p.kv_bytes / M,
+                  p.scratch_bytes / M, peak / M, lo / M, hi / M, upper ? "" : ", not checked", (peak - (double)rest - arena) / M);
+    if (peak <= 0) fail_msg("%s: peak memory unknown (%lld)", what, peak);
+    if ((uint64_t)arena != p.cache_used)
+        fail_msg("%s: the expert arena is %lld bytes, the plan's cache split %llu", what, arena,
+                 (unsigned long long)p.cache_used);
+    if ((uint64_t)arena > cache_max)
+        fail_msg("%s: the expert arena (%lld bytes) takes part of the fixed allowance: at most %llu", what, arena,
+                 (unsigned long long)cache_max);
+    if ((uint64_t)peak < lo)
+        fail_msg("%s: peak %lld < resident + arena %llu: the arena is not committed?", what, peak,
+                 (unsigned long long)lo);
+    if (upper && (uint64_t)peak > hi)
+        fail_msg("%s: peak %lld > resident + KV + scratch + arena + %llu MiB slack = %llu", what, peak,
+                 MST_RSS_SLACK >> 20, (unsigned long long)hi);
 }

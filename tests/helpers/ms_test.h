@@ -12,6 +12,15 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+/* Built with AddressSanitizer (gcc or clang). */
+#if defined(__SANITIZE_ADDRESS__)
+#define MST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MST_ASAN 1
+#endif
+#endif
+
 /* Run a shell command line; capture stdout (and stderr) into malloc'd strings
  * (either pointer may be NULL). Returns the exit status (or -1 / 128+signal). */
 int mst_run(char **out, char **errout, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -51,6 +60,29 @@ bool mst_in_ci(void);
  * in tests/ref need it. */
 bool mst_have_numpy(void);
 #define MST_PYTHON "/usr/bin/python3 -B" /* no __pycache__ in the source tree */
+
+/* The one-budget promise, measured: a `run --stats-json` of model_dir at --ram
+ * ram with --ctx/--batch/--threads (f32 KV) reported its expert arena
+ * ("cache_bytes"), resident and state bytes. Asserts
+ *   - the arena is the plan's cache split (ms_plan_compute's cache_used) and at
+ *     most ram - (resident + KV + scratch + the plan's fixed overhead
+ *     allowance): the cache never takes the allowance;
+ *   - resident + arena <= peak (the arena is committed up front) and, when
+ *     upper, peak <= resident + KV + scratch + arena + MST_RSS_SLACK (never in
+ *     an ASan build: its shadow memory and allocator are not the runtime's).
+ * peak: the caller's measurement (-1: the stats' peak_rss_bytes, i.e. VmHWM).
+ * Prints the figures with `what`. */
+void mst_check_budget_split(const char *model_dir, uint64_t ram, int ctx, int batch, int threads,
+                            const char *stats_json, long long peak, bool upper, const char *what);
+
+/* What a run really needs beyond resident + KV + scratch + expert arena: the
+ * binary and its libraries' touched pages, thread stacks, io_uring rings,
+ * allocator slack (and, for a cgroup's peak, kernel memory charged to it).
+ * Measured (Release, 2026-12): 5.9 MiB of VmHWM in test_stream, 1.7 MiB of
+ * VmHWM and -2.5 MiB of the cgroup's peak (pages shared with the parent are not
+ * charged; KV not yet written) in test_cgroup; docs/RELIABILITY.md. The plan
+ * reserves 96 MiB for it: a cache that took that reserve is caught here. */
+#define MST_RSS_SLACK (16ull << 20)
 
 /* Bound the running test's wall time: after `seconds` the process prints
  * "<what> did not finish within N s (hung?)" and exits 1, so a hang fails in
