@@ -1,7 +1,10 @@
 /* test_stream.c - expert streaming end to end on generated models:
  *   - logits are bit-identical for the minimum budget, a middle budget and
  *     everything cached, for the uring / pread / mmap / resident sources, 1 and
- *     N threads, and several eviction policies;
+ *     N threads, every eviction policy (pin with a profile of this model), the
+ *     bf16 KV cache, prefill chunks larger than the cache (every position's
+ *     logits), and a model with several expert size classes (mlx-lm's
+ *     mixed_3_6: the streamed layers' slots differ in size) at its minimum budget;
  *   - a small budget really streams (misses and evictions happen) and stays
  *     within the budget (peak RSS of a child process);
  *   - the page cache does not fill with the model (mincore on the shards);
@@ -22,6 +25,7 @@
 #include "expert_cache.h"
 #include "ms_test.h"
 #include "plan.h"
+#include "quantize.h"
 #include "synth.h"
 
 static char *g_model; /* generated once per test binary */
@@ -63,26 +67,38 @@ static uint64_t min_budget(int ctx, int batch, int threads)
     return p.min_budget;
 }
 
-/* Decode logits at every position (vocab * NT floats) with the given source. */
-static const char *g_prefetch; /* prefetch mode for run_logits */
-
-static float *run_logits(const char *io, uint64_t ram, int threads, const char *policy, ms_cache_stats *cs)
+/* Logits at every position (vocab floats per token) of a model (NULL = g_model)
+ * for `tokens`: the first n_prefill as one prefill (chunks of o->batch, logits
+ * at every position), the rest decoded one by one. */
+static float *logits_of(const char *model, const ms_engine_opts *o, const int *tokens, int n, int n_prefill,
+                        ms_cache_stats *cs)
 {
-    ms_engine_opts o = {.ram = ram, .io = io, .threads = threads, .ctx = 64, .batch = 1, .policy = policy,
-                        .prefetch = g_prefetch};
     ms_engine *e;
     ms_err err = {0};
-    if (ms_engine_open(g_model, &o, &e, &err) < 0) fail_msg("engine (%s, %llu): %s", io, (unsigned long long)ram, err.msg);
+    if (ms_engine_open(model ? model : g_model, o, &e, &err) < 0)
+        fail_msg("engine (%s, %llu, %s): %s", o->io, (unsigned long long)o->ram, o->policy ? o->policy : "default",
+                 err.msg);
     int V = ms_engine_vocab(e);
-    float *lg = malloc(sizeof(float) * (size_t)V * NT);
-    for (int i = 0; i < NT; i++)
-        if (ms_engine_eval(e, g_tokens + i, 1, lg + (size_t)i * V, false, &err) < 0) fail_msg("eval: %s", err.msg);
+    float *lg = malloc(sizeof(float) * (size_t)V * (size_t)n);
+    if (n_prefill > 0 && ms_engine_eval(e, tokens, n_prefill, lg, true, &err) < 0) fail_msg("prefill: %s", err.msg);
+    for (int i = n_prefill; i < n; i++)
+        if (ms_engine_eval(e, tokens + i, 1, lg + (size_t)i * V, false, &err) < 0) fail_msg("eval: %s", err.msg);
     if (cs) {
         memset(cs, 0, sizeof *cs);
         if (e->cache) ms_cache_get_stats(e->cache, cs);
     }
     ms_engine_close(e);
     return lg;
+}
+
+/* Decode logits at every position of g_tokens (vocab * NT floats) with the given source. */
+static const char *g_prefetch; /* prefetch mode for run_logits */
+
+static float *run_logits(const char *io, uint64_t ram, int threads, const char *policy, ms_cache_stats *cs)
+{
+    ms_engine_opts o = {.ram = ram, .io = io, .threads = threads, .ctx = 64, .batch = 1, .policy = policy,
+                        .prefetch = g_prefetch};
+    return logits_of(NULL, &o, g_tokens, NT, 0, cs);
 }
 
 static void test_bit_identical(void **state)
@@ -123,13 +139,112 @@ static void test_bit_identical(void **state)
         free(b);
     }
     g_prefetch = NULL;
-    const char *pols[] = {"lru", "lfu", "lru-layer", "2q", "tinylfu"};
+    /* every policy at the minimum budget, evicting; pin with a profile of this model */
+    char *tdir = mst_tmpdir("stream_pin");
+    assert_int_equal(mst_run(NULL, NULL,
+                             "%s run --model %s --tokens 1,2,3,4,5,6,7,8 -n 24 --temp 0.8 --seed 5 --ctx 64 "
+                             "--batch 1 --threads 2 --ram %llu --trace %s/t.jsonl --quiet && "
+                             "%s simulate --trace %s/t.jsonl --slots 8 --policy lru --save-profile %s/p.json",
+                             MS_BIN, g_model, (unsigned long long)lo, tdir, MS_BIN, tdir, tdir),
+                     0);
+    char *profile = mst_fmt("%s/p.json", tdir);
+    const char *pols[] = {"lru", "lfu", "lru-layer", "2q", "tinylfu", "lfu-decay", "lfu-decay:hl=4", "pin", "next-use"};
     for (size_t i = 0; i < sizeof pols / sizeof pols[0]; i++) {
-        float *b = run_logits("uring", lo, 2, pols[i], NULL);
+        ms_engine_opts o = {.ram = lo, .io = "uring", .threads = 2, .ctx = 64, .batch = 1, .policy = pols[i],
+                            .profile = strcmp(pols[i], "pin") ? NULL : profile};
+        float *b = logits_of(NULL, &o, g_tokens, NT, 0, &cs);
         if (memcmp(b, ref, n * sizeof(float)) != 0) fail_msg("policy %s differs", pols[i]);
+        if (cs.evictions == 0) fail_msg("policy %s: no eviction at the minimum budget", pols[i]);
+        free(b);
+    }
+    free(profile);
+    free(tdir);
+    free(ref);
+}
+
+/* --kv bf16: lossy, but the same logits whatever the expert source and budget
+ * (the bf16 KV plan's minimum budget evicts). */
+static void test_bit_identical_kv_bf16(void **state)
+{
+    (void)state;
+    ms_model m;
+    ms_err err = {0};
+    assert_int_equal(ms_model_open(g_model, &m, &err), 0);
+    size_t n = (size_t)m.cfg.vocab_size * NT;
+    ms_plan p;
+    assert_int_equal(ms_plan_compute_kv(&m, 1ull << 40, 64, 1, 2, true, &p, &err), 0);
+    ms_model_close(&m);
+    ms_engine_opts o = {.ram = 1ull << 30, .io = "resident", .threads = 2, .ctx = 64, .batch = 1, .kv_bf16 = true};
+    float *ref = logits_of(NULL, &o, g_tokens, NT, 0, NULL);
+    o.kv_bf16 = false;
+    float *f32 = logits_of(NULL, &o, g_tokens, NT, 0, NULL);
+    assert_true(memcmp(ref, f32, n * sizeof(float)) != 0); /* the KV cache really is bf16 */
+    free(f32);
+    const char *ios[] = {"uring", "pread", "uring"};
+    const uint64_t rams[] = {p.min_budget, p.min_budget, p.min_budget + (1u << 20)};
+    for (int i = 0; i < 3; i++) {
+        ms_cache_stats cs;
+        ms_engine_opts s = {.ram = rams[i], .io = ios[i], .threads = 1 + i, .ctx = 64, .batch = 1, .kv_bf16 = true};
+        float *b = logits_of(NULL, &s, g_tokens, NT, 0, &cs);
+        if (memcmp(b, ref, n * sizeof(float)) != 0) fail_msg("bf16 KV: io %s ram %llu differs", ios[i],
+                                                              (unsigned long long)rams[i]);
+        assert_true(cs.evictions > 0);
         free(b);
     }
     free(ref);
+}
+
+/* Several expert size classes: an HF model of 8 layers quantized with mlx-lm's
+ * mixed_3_6 (down_proj at 6 bits in layers 0, 3, 6, 7, 3 bits elsewhere, so the
+ * MoE layers' experts come in two sizes) streams through per-class slots at its
+ * minimum budget, evicting, to the resident logits bit for bit (decode and a
+ * prefill in chunks of 5). A cache that put every layer in one class would read
+ * a large expert into a small slot. */
+static void test_mixed_size_classes(void **state)
+{
+    (void)state;
+    char *hf = mst_tmpdir("stream_mixed_hf"), *dir = mst_tmpdir("stream_mixed");
+    ms_synth_opts so;
+    ms_err err = {0};
+    assert_int_equal(ms_synth_preset("tiny", &so, &err), 0);
+    so.format = MS_SYNTH_HF;
+    so.arch.n_layers = 8;
+    so.seed = 17;
+    ms_synth_result sr;
+    if (ms_synth_write(hf, &so, &sr, &err) < 0) fail_msg("synth: %s", err.msg);
+    ms_quantize_opts qo = {.bits = 3, .group_size = 64, .recipe = "mixed_3_6", .dtype = MS_DT_COUNT};
+    if (ms_quantize(hf, dir, &qo, NULL, &err) < 0) fail_msg("quantize: %s", err.msg);
+    ms_model m;
+    assert_int_equal(ms_model_open(dir, &m, &err), 0);
+    size_t V = (size_t)m.cfg.vocab_size;
+    ms_plan p;
+    assert_int_equal(ms_plan_compute(&m, 1ull << 40, 64, 1, 2, &p, &err), 0);
+    ms_plan pb;
+    assert_int_equal(ms_plan_compute(&m, 1ull << 40, 64, 5, 2, &pb, &err), 0);
+    print_message("mixed_3_6: %d size classes, experts %llu..%llu bytes, minimum budget %llu\n", p.n_classes,
+                  (unsigned long long)m.min_expert_bytes, (unsigned long long)m.max_expert_bytes,
+                  (unsigned long long)p.min_budget);
+    assert_true(p.n_classes >= 2);
+    assert_true(m.max_expert_bytes > m.min_expert_bytes);
+    ms_model_close(&m);
+    for (int prefill = 0; prefill < 2; prefill++) {
+        ms_engine_opts o = {.ram = 1ull << 30, .io = "resident", .threads = 2, .ctx = 64, .batch = prefill ? 5 : 1};
+        float *ref = logits_of(dir, &o, g_tokens, NT, prefill ? NT : 0, NULL);
+        o.io = "uring";
+        o.ram = prefill ? pb.min_budget : p.min_budget;
+        ms_cache_stats cs;
+        float *b = logits_of(dir, &o, g_tokens, NT, prefill ? NT : 0, &cs);
+        print_message("  %s at the minimum budget: %lld slots, %llu misses, %llu evictions\n",
+                      prefill ? "prefill (chunks of 5)" : "decode", (long long)cs.slots,
+                      (unsigned long long)cs.misses, (unsigned long long)cs.evictions);
+        assert_true(cs.evictions > 0);
+        if (memcmp(b, ref, V * NT * sizeof(float)) != 0) fail_msg("mixed size classes: %s logits differ",
+                                                                   prefill ? "prefill" : "decode");
+        free(b);
+        free(ref);
+    }
+    free(hf);
+    free(dir);
 }
 
 static void test_faults(void **state)
@@ -146,11 +261,17 @@ static void test_faults(void **state)
     assert_memory_equal(a, ref, n * sizeof(float));
     free(a);
     free(ref);
-    /* EIO: a clean error naming the file and offset, from the CLI too */
+    /* EIO: exactly one clean error line naming the file and offset, from the CLI
+     * too, within seconds (a hang is killed by timeout: exit 124) */
     char *errs = NULL;
-    int rc = mst_run(NULL, &errs, "%s run --model %s --tokens 1,2,3,4 -n 4 --ram %llu --io fault:eio=1 --quiet", MS_BIN,
-                     g_model, (unsigned long long)(lo + (8u << 20)));
+    int rc = mst_run(NULL, &errs,
+                     "timeout -k 5 30 %s run --model %s --tokens 1,2,3,4 -n 4 --ram %llu --io fault:eio=1 --quiet",
+                     MS_BIN, g_model, (unsigned long long)(lo + (8u << 20)));
+    print_message("EIO run (exit %d): %s", rc, errs);
     assert_int_equal(rc, 1);
+    const char *nl = strchr(errs, '\n');
+    assert_non_null(nl);
+    assert_int_equal(nl[1], 0); /* one line */
     assert_non_null(strstr(errs, "safetensors"));
     assert_non_null(strstr(errs, "offset"));
     assert_non_null(strstr(errs, "Input/output error"));
@@ -431,7 +552,9 @@ static void test_refuses_small_budget(void **state)
 
 /* Prefill chunks larger than the cache: experts come in waves; every policy must
  * find victims in groups far larger than top_k (regression: next-use once found
- * none when a group's recent keys overflowed its recent lists). */
+ * none when a group's recent keys overflowed its recent lists), and the logits of
+ * every prompt position (one 48-token chunk) and of 6 decoded tokens after it are
+ * the resident run's, bit for bit. */
 static void test_prefill_waves(void **state)
 {
     (void)state;
@@ -448,24 +571,27 @@ static void test_prefill_waves(void **state)
     if (ms_synth_write(dir, &o, &r, &err) < 0) fail_msg("synth: %s", err.msg);
     ms_model m;
     assert_int_equal(ms_model_open(dir, &m, &err), 0);
+    size_t V = (size_t)m.cfg.vocab_size;
     ms_plan p;
     assert_int_equal(ms_plan_compute(&m, 1ull << 40, 64, 48, 2, &p, &err), 0);
     ms_model_close(&m);
-    const char *toks = "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,"
-                       "35,36,37,38,39,40,41,42,43,44,45,46,47,48";
-    char *ref = NULL;
-    assert_int_equal(mst_run(&ref, NULL, "%s run --model %s --tokens %s -n 6 --temp 0 --batch 48 --ctx 64 --threads 2 "
-                                         "--io resident --quiet", MS_BIN, dir, toks), 0);
+    enum { NP = 48, ND = 6 };
+    int toks[NP + ND];
+    for (int i = 0; i < NP + ND; i++) toks[i] = 1 + (i * 37) % 500;
+    ms_engine_opts ro = {.ram = 1ull << 30, .io = "resident", .threads = 2, .ctx = 64, .batch = NP};
+    float *ref = logits_of(dir, &ro, toks, NP + ND, NP, NULL);
     const char *pols[] = {"next-use", "lru", "lfu", "lru-layer", "2q", "tinylfu", "lfu-decay"};
     for (size_t i = 0; i < sizeof pols / sizeof pols[0]; i++) {
-        char *out = NULL, *errs = NULL;
-        int rc = mst_run(&out, &errs, "%s run --model %s --tokens %s -n 6 --temp 0 --batch 48 --ctx 64 --threads 2 "
-                                      "--ram %llu --policy %s --quiet", MS_BIN, dir, toks,
-                         (unsigned long long)p.min_budget, pols[i]);
-        if (rc != 0) fail_msg("%s: %s", pols[i], errs);
-        assert_string_equal(out, ref);
-        free(out);
-        free(errs);
+        ms_engine_opts so = {.ram = p.min_budget, .io = "uring", .threads = 2, .ctx = 64, .batch = NP,
+                             .policy = pols[i]};
+        ms_cache_stats cs;
+        float *b = logits_of(dir, &so, toks, NP + ND, NP, &cs);
+        if (i == 0)
+            print_message("prefill of %d tokens at the minimum budget: %lld slots, %llu misses, %llu evictions\n", NP,
+                          (long long)cs.slots, (unsigned long long)cs.misses, (unsigned long long)cs.evictions);
+        assert_true(cs.evictions > 0);
+        if (memcmp(b, ref, V * (NP + ND) * sizeof(float)) != 0) fail_msg("%s: prefill under eviction differs", pols[i]);
+        free(b);
     }
     free(ref);
     free(dir);
@@ -477,7 +603,8 @@ int main(void)
         cmocka_unit_test(test_bit_identical),       cmocka_unit_test(test_faults),
         cmocka_unit_test(test_truncated_under_run), cmocka_unit_test(test_trace_replay_matches_runtime),
         cmocka_unit_test(test_budget_and_page_cache), cmocka_unit_test(test_refuses_small_budget),
-        cmocka_unit_test(test_prefill_waves),
+        cmocka_unit_test(test_prefill_waves),       cmocka_unit_test(test_bit_identical_kv_bf16),
+        cmocka_unit_test(test_mixed_size_classes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
