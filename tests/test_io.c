@@ -2,7 +2,8 @@
  * exactly the bytes pread returns for many random unaligned ranges, in one big
  * batch larger than the queue depth; range checks; files truncated or replaced
  * under an open context; the buffered fallback on tmpfs; and the page cache not
- * growing under the O_DIRECT backends (mincore), while it does grow under mmap. */
+ * growing under the O_DIRECT backends (mincore), while it does grow under mmap.
+ * Every test is bounded by MST_TEST_DEADLINE_S (a hung reap fails in seconds). */
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -579,25 +580,25 @@ int main(void)
 {
     g_dir = mst_tmpdir("test_io");
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_span),
-        cmocka_unit_test(test_uring),
-        cmocka_unit_test(test_uring_big_chunks),
-        cmocka_unit_test(test_pread),
-        cmocka_unit_test(test_mmap),
-        cmocka_unit_test(test_mmap_nocopy),
-        cmocka_unit_test(test_buffered_flag),
-        cmocka_unit_test(test_bad_requests),
-        cmocka_unit_test(test_open_errors),
-        cmocka_unit_test(test_truncated_uring),
-        cmocka_unit_test(test_truncated_pread),
-        cmocka_unit_test(test_truncated_mmap),
-        cmocka_unit_test(test_tmpfs_fallback),
-        cmocka_unit_test(test_page_cache_uring),
-        cmocka_unit_test(test_page_cache_pread),
-        cmocka_unit_test(test_page_cache_buffered),
-        cmocka_unit_test(test_page_cache_buffered_short),
-        cmocka_unit_test(test_page_cache_mmap),
-        cmocka_unit_test(test_close_inflight_and_poll),
+        MST_BOUNDED_TEST(test_span),
+        MST_BOUNDED_TEST(test_uring),
+        MST_BOUNDED_TEST(test_uring_big_chunks),
+        MST_BOUNDED_TEST(test_pread),
+        MST_BOUNDED_TEST(test_mmap),
+        MST_BOUNDED_TEST(test_mmap_nocopy),
+        MST_BOUNDED_TEST(test_buffered_flag),
+        MST_BOUNDED_TEST(test_bad_requests),
+        MST_BOUNDED_TEST(test_open_errors),
+        MST_BOUNDED_TEST(test_truncated_uring),
+        MST_BOUNDED_TEST(test_truncated_pread),
+        MST_BOUNDED_TEST(test_truncated_mmap),
+        MST_BOUNDED_TEST(test_tmpfs_fallback),
+        MST_BOUNDED_TEST(test_page_cache_uring),
+        MST_BOUNDED_TEST(test_page_cache_pread),
+        MST_BOUNDED_TEST(test_page_cache_buffered),
+        MST_BOUNDED_TEST(test_page_cache_buffered_short),
+        MST_BOUNDED_TEST(test_page_cache_mmap),
+        MST_BOUNDED_TEST(test_close_inflight_and_poll),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     free(g_dir);

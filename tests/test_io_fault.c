@@ -4,7 +4,8 @@
  * error naming file, offset and errno, without a hang and without disturbing
  * the other requests; persistent EAGAIN gives up after the bounded retries; a
  * filesystem that refuses O_DIRECT reads falls back to buffered reads; the same
- * seed gives the same faults; MOESTREAM_IO_FAULT wraps any backend. */
+ * seed gives the same faults; MOESTREAM_IO_FAULT wraps any backend. Every test
+ * is bounded by MST_TEST_DEADLINE_S (a hung reap fails in seconds). */
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -304,15 +305,15 @@ int main(void)
     g_path[0] = make_file("f0.bin", g_size[0], 100, &g_ref[0]);
     g_path[1] = make_file("f1.bin", g_size[1], 200, &g_ref[1]);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_survive_uring),
-        cmocka_unit_test(test_survive_pread),
-        cmocka_unit_test(test_survive_mmap),
-        cmocka_unit_test(test_eio_random),
-        cmocka_unit_test(test_eio_at_offset),
-        cmocka_unit_test(test_eagain_forever),
-        cmocka_unit_test(test_nodirect_fallback),
-        cmocka_unit_test(test_deterministic),
-        cmocka_unit_test(test_env),
+        MST_BOUNDED_TEST(test_survive_uring),
+        MST_BOUNDED_TEST(test_survive_pread),
+        MST_BOUNDED_TEST(test_survive_mmap),
+        MST_BOUNDED_TEST(test_eio_random),
+        MST_BOUNDED_TEST(test_eio_at_offset),
+        MST_BOUNDED_TEST(test_eagain_forever),
+        MST_BOUNDED_TEST(test_nodirect_fallback),
+        MST_BOUNDED_TEST(test_deterministic),
+        MST_BOUNDED_TEST(test_env),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     for (int i = 0; i < 2; i++) {

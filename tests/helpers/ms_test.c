@@ -143,6 +143,20 @@ static void deadline_hit(int sig)
     _exit(1);
 }
 
+int mst_deadline_arm(void **state)
+{
+    (void)state;
+    mst_deadline(MST_TEST_DEADLINE_S, "the test of the last [ RUN      ] line");
+    return 0;
+}
+
+int mst_deadline_off(void **state)
+{
+    (void)state;
+    mst_deadline(0, NULL);
+    return 0;
+}
+
 void mst_deadline(unsigned seconds, const char *what)
 {
     if (!seconds) {

@@ -90,4 +90,12 @@ void mst_check_budget_split(const char *model_dir, uint64_t ram, int ctx, int ba
  * deadline at a time (SIGALRM). */
 void mst_deadline(unsigned seconds, const char *what);
 
+/* A cmocka test bounded by MST_TEST_DEADLINE_S (per-test setup arms
+ * mst_deadline, teardown disarms it): for tests whose failure mode is a hang
+ * (a reap that never returns, a read that never completes). */
+#define MST_TEST_DEADLINE_S 20
+#define MST_BOUNDED_TEST(f) cmocka_unit_test_setup_teardown(f, mst_deadline_arm, mst_deadline_off)
+int mst_deadline_arm(void **state);
+int mst_deadline_off(void **state);
+
 #endif
