@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "arch.h"
 #include "bench.h"
 #include "bench_io_core.h"
 #include "cli.h"

@@ -33,13 +33,27 @@ static bool env_force_ref(void)
     return e && *e && strcmp(e, "0") != 0;
 }
 
+#if defined(__x86_64__)
+#if defined(__clang__) && __clang_major__ < 15
+/* clang 14 (the fuzz build) lacks __builtin_cpu_supports("f16c"): ask CPUID. */
+#include <cpuid.h>
+static bool cpu_f16c(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+#else
+static bool cpu_f16c(void) { return __builtin_cpu_supports("f16c"); }
+#endif
+#endif
+
 const ms_kern *ms_kern_by_name(const char *name)
 {
     if (!name) return NULL;
     if (!strcmp(name, "ref")) return &ms_kern_ref;
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_f16c();
     if (!strcmp(name, "avx2")) return avx2 ? &ms_kern_avx2 : NULL;
     if (!strcmp(name, "avx512"))
         return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&

@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "arch.h"
 #include "engine.h"
 #include "expert_cache.h"
 #include "ms_test.h"

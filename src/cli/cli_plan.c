@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arch.h"
 #include "cli.h"
 #include "model.h"
 #include "plan.h"
@@ -86,7 +87,8 @@ int cmd_plan(int argc, char **argv)
     if (!ram) ram = ms_plan_default_budget();
     if (!ctx) ctx = MS_MIN((int64_t)4096, m.cfg.max_position_embeddings);
     ms_plan p;
-    if (ms_plan_compute_kv(&m, ram, (int)ctx, (int)batch, (int)threads, kv_bf16, &p, &err) < 0) {
+    ms_plan_opts po = {.budget = ram, .ctx = (int)ctx, .batch = (int)batch, .threads = (int)threads, .kv_bf16 = kv_bf16};
+    if (ms_plan_make(&m, &po, &p, &err) < 0) {
         ms_model_close(&m);
         return ms_cli_fail("plan", &err);
     }

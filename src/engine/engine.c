@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arch.h"
 #include "expert_cache.h"
 #include "plan.h"
 #include "util.h"
@@ -40,12 +41,20 @@ int ms_engine_open(const char *dir, const ms_engine_opts *o, ms_engine **out, ms
     snprintf(e->io_name, sizeof e->io_name, "%.*s", (int)strcspn(io, ":"), io);
     bool streaming = strcmp(io, "mmap") != 0 && strcmp(io, "resident") != 0;
     e->budget = o->ram ? o->ram : ms_plan_default_budget();
-    /* 1. the budget must fit before anything is loaded */
-    ms_plan plan;
-    if ((rc = ms_plan_compute_kv(&e->model, e->budget, e->ctx, e->batch, e->threads, o->kv_bf16, &plan, err)) < 0)
+    /* 1. the budget must fit before anything is loaded; the plan's split (with
+     *    the files' I/O alignment) is the one the expert cache gets */
+    ms_plan *plan = malloc(sizeof *plan);
+    if (!plan) {
+        rc = ms_errf(err, ENOMEM, "out of memory");
         goto fail;
-    if (streaming && e->model.n_moe_layers && !plan.fits) {
-        rc = ms_plan_refuse(&plan, err);
+    }
+    ms_plan_opts po = {.budget = e->budget, .ctx = e->ctx, .batch = e->batch, .threads = e->threads,
+                       .kv_bf16 = o->kv_bf16, .io = io, .align = o->io_align};
+    rc = ms_plan_make(&e->model, &po, plan, err);
+    e->plan = plan;
+    if (rc < 0) goto fail;
+    if (streaming && e->model.n_moe_layers && !plan->fits) {
+        rc = ms_plan_refuse(plan, err);
         goto fail;
     }
     if ((rc = ms_resident_load(&e->model, &e->res, res_progress, (void *)o, err)) < 0) goto fail;
@@ -63,20 +72,13 @@ int ms_engine_open(const char *dir, const ms_engine_opts *o, ms_engine **out, ms
                                     err)) < 0)
         goto fail;
     if (e->model.n_moe_layers) {
-        if (!strcmp(io, "resident")) {
-            rc = ms_experts_resident_create(&e->model, &e->env.experts, &e->stats.expert_mem_bytes, err);
-        } else if (!strcmp(io, "mmap")) {
-            rc = ms_experts_mmap_create(&e->model, &e->env.experts, err);
+        if (!strcmp(io, "resident") || !strcmp(io, "mmap")) {
+            rc = ms_experts_mem_create(&e->model.experts, !strcmp(io, "mmap") ? MS_EXPERTS_MMAP : MS_EXPERTS_RESIDENT,
+                                       &e->env.experts, &e->stats.expert_mem_bytes, err);
         } else {
-            /* the cache gets what the measured parts leave of the budget */
-            /* the plan's split (the measured resident/state sizes differ by alignment and
-             * small f32 copies, which the fixed overhead covers), so the minimum budget
-             * `plan` reports is exactly the minimum that runs */
-            uint64_t used = plan.resident_bytes + plan.kv_bytes + plan.scratch_bytes + plan.overhead_bytes;
-            ms_cache_opts co = {.cache_bytes = e->budget > used ? e->budget - used : 0, .io_backend = io,
-                                .queue_depth = o->queue_depth, .policy = o->policy, .profile_path = o->profile,
-                                .mlock = o->mlock};
-            rc = ms_cache_create(&e->model, &co, &e->cache, err);
+            ms_cache_opts co = {.layout = &plan->layout, .io_backend = io, .queue_depth = o->queue_depth,
+                                .policy = o->policy, .profile_path = o->profile, .mlock = o->mlock};
+            rc = ms_cache_create(&e->model.experts, &co, &e->cache, err);
             if (rc == 0) {
                 e->env.experts = ms_cache_source(e->cache);
                 ms_cache_stats cs;
@@ -110,6 +112,7 @@ void ms_engine_close(ms_engine *e)
     if (e->pool) ms_pool_destroy(e->pool);
     ms_resident_free(&e->res);
     ms_model_close(&e->model);
+    free(e->plan);
     free(e);
 }
 

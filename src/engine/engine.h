@@ -21,6 +21,7 @@ typedef struct ms_engine_opts {
                          cache in the budget), "mmap" (page-cache baseline, not bounded by
                          the budget), "resident" (read every expert at start-up) */
     unsigned queue_depth; /* reads in flight (0 = default) */
+    uint64_t io_align;    /* I/O alignment to size cache slots for (0 = what the files need) */
     const char *policy;   /* eviction policy spec (NULL = default) */
     const char *profile;  /* policy profile file (optional) */
     bool mlock;           /* lock the expert cache in RAM */
@@ -36,6 +37,7 @@ typedef struct ms_engine_opts {
 } ms_engine_opts;
 
 typedef struct ms_cache ms_cache;
+typedef struct ms_plan ms_plan;
 
 typedef struct ms_engine_stats {
     uint64_t prefill_tokens, decode_tokens;
@@ -53,6 +55,7 @@ typedef struct ms_engine {
     ms_pool *pool;
     ms_fwd_env env;
     ms_cache *cache;  /* NULL unless the expert source is the streaming cache */
+    ms_plan *plan;    /* the budget split the engine was built with */
     char io_name[32];
     uint64_t budget;
     int ctx, batch, threads;

@@ -30,6 +30,7 @@
 #include <sys/stat.h>
 #include <utf8proc.h>
 
+#include "json.h"
 #include "util.h"
 
 #define TK_MAX_FILE (512u << 20)
@@ -358,20 +359,11 @@ typedef struct {
     ms_err *err;
 } tk_ctx;
 
-static json_object *jget(json_object *o, const char *key)
-{
-    json_object *v = NULL;
-    if (!o || !json_object_is_type(o, json_type_object)) return NULL;
-    if (!json_object_object_get_ex(o, key, &v)) return NULL;
-    return v;
-}
-
-static bool jnull(json_object *o) { return o == NULL || json_object_is_type(o, json_type_null); }
 
 static int jbool(tk_ctx *c, json_object *o, const char *key, bool dflt, bool *out, const char *where)
 {
-    json_object *v = jget(o, key);
-    if (jnull(v)) {
+    json_object *v = ms_json_get(o, key);
+    if (ms_json_null(v)) {
         *out = dflt;
         return 0;
     }
@@ -383,7 +375,7 @@ static int jbool(tk_ctx *c, json_object *o, const char *key, bool dflt, bool *ou
 
 static int jstr(tk_ctx *c, json_object *o, const char *key, const char **s, size_t *n, const char *where)
 {
-    json_object *v = jget(o, key);
+    json_object *v = ms_json_get(o, key);
     if (!v || !json_object_is_type(v, json_type_string))
         return ms_errf(c->err, EINVAL, "%s: %s.%s: missing or not a string", c->file, where, key);
     *s = json_object_get_string(v);
@@ -393,53 +385,6 @@ static int jstr(tk_ctx *c, json_object *o, const char *key, const char **s, size
     size_t bad = utf8_check(*s, *n);
     if (bad < *n)
         return ms_errf(c->err, EILSEQ, "%s: %s.%s: not valid UTF-8 (byte %zu)", c->file, where, key, bad);
-    return 0;
-}
-
-static int parse_json_file(const char *path, json_object **out, bool optional, ms_err *err)
-{
-    *out = NULL;
-    struct stat st;
-    if (optional && stat(path, &st) != 0) return 0;
-    char *text;
-    size_t len;
-    int rc = ms_read_file(path, TK_MAX_FILE, &text, &len, err);
-    if (rc < 0) return rc;
-    json_tokener *tk = json_tokener_new_ex(JSON_TOKENER_DEFAULT_DEPTH);
-    if (!tk) {
-        free(text);
-        return ms_errf(err, ENOMEM, "%s: out of memory", path);
-    }
-    json_object *o = json_tokener_parse_ex(tk, text, (int)len);
-    enum json_tokener_error je = json_tokener_get_error(tk);
-    size_t off = json_tokener_get_parse_end(tk);
-    if (!o || je != json_tokener_success || off < len) {
-        /* trailing whitespace after a complete document is fine */
-        size_t p = off;
-        while (o && je == json_tokener_success && p < len && (text[p] == ' ' || text[p] == '\n' || text[p] == '\r' || text[p] == '\t'))
-            p++;
-        if (!o || je != json_tokener_success || p < len) {
-            size_t line = 1, col = 1;
-            for (size_t i = 0; i < off && i < len; i++) {
-                if (text[i] == '\n') {
-                    line++;
-                    col = 1;
-                } else
-                    col++;
-            }
-            const char *why = je != json_tokener_success ? json_tokener_error_desc(je)
-                              : o                         ? "trailing data after the JSON document"
-                                                          : "empty document";
-            if (je == json_tokener_continue) why = "unexpected end of file";
-            json_object_put(o);
-            json_tokener_free(tk);
-            free(text);
-            return ms_errf(err, EINVAL, "%s: invalid JSON at line %zu column %zu: %s", path, line, col, why);
-        }
-    }
-    json_tokener_free(tk);
-    free(text);
-    *out = o;
     return 0;
 }
 
@@ -552,7 +497,7 @@ static int ensure_ids(ms_tokenizer *t, int64_t id)
 
 static int load_vocab(ms_tokenizer *t, tk_ctx *c, json_object *model, int32_t *max_id)
 {
-    json_object *vocab = jget(model, "vocab");
+    json_object *vocab = ms_json_get(model, "vocab");
     if (!vocab || !json_object_is_type(vocab, json_type_object))
         return ms_errf(c->err, EINVAL, "%s: model.vocab: missing or not an object", c->file);
     size_t nv = (size_t)json_object_object_length(vocab);
@@ -590,8 +535,8 @@ static int load_vocab(ms_tokenizer *t, tk_ctx *c, json_object *model, int32_t *m
 
 static int load_merges(ms_tokenizer *t, tk_ctx *c, json_object *model)
 {
-    json_object *merges = jget(model, "merges");
-    if (jnull(merges)) return 0;
+    json_object *merges = ms_json_get(model, "merges");
+    if (ms_json_null(merges)) return 0;
     if (!json_object_is_type(merges, json_type_array))
         return ms_errf(c->err, EINVAL, "%s: model.merges: not an array", c->file);
     size_t nm = json_object_array_length(merges);
@@ -697,8 +642,8 @@ static int trie_add(tk_trie *tr, const char *s, size_t n, int32_t added)
 
 static int load_added(ms_tokenizer *t, tk_ctx *c, json_object *root, int32_t *max_id)
 {
-    json_object *arr = jget(root, "added_tokens");
-    if (jnull(arr)) return 0;
+    json_object *arr = ms_json_get(root, "added_tokens");
+    if (ms_json_null(arr)) return 0;
     if (!json_object_is_type(arr, json_type_array))
         return ms_errf(c->err, EINVAL, "%s: added_tokens: not an array", c->file);
     size_t n = json_object_array_length(arr);
@@ -710,7 +655,7 @@ static int load_added(ms_tokenizer *t, tk_ctx *c, json_object *root, int32_t *ma
         snprintf(where, sizeof where, "added_tokens[%zu]", i);
         if (!o || !json_object_is_type(o, json_type_object))
             return ms_errf(c->err, EINVAL, "%s: %s: not an object", c->file, where);
-        json_object *jid = jget(o, "id");
+        json_object *jid = ms_json_get(o, "id");
         if (!jid || !json_object_is_type(jid, json_type_int))
             return ms_errf(c->err, EINVAL, "%s: %s.id: missing or not an integer", c->file, where);
         int64_t id = json_object_get_int64(jid);
@@ -749,12 +694,12 @@ static int load_added(ms_tokenizer *t, tk_ctx *c, json_object *root, int32_t *ma
 
 static int pattern_of(tk_ctx *c, json_object *o, const char *where, pcre2_code **re, char **lit, size_t *litlen)
 {
-    json_object *p = jget(o, "pattern");
+    json_object *p = ms_json_get(o, "pattern");
     char w[160];
     snprintf(w, sizeof w, "%s.pattern", where);
     if (!p || !json_object_is_type(p, json_type_object))
         return ms_errf(c->err, EINVAL, "%s: %s: missing or not an object {\"Regex\": ...} / {\"String\": ...}", c->file, w);
-    json_object *rx = jget(p, "Regex"), *st = jget(p, "String");
+    json_object *rx = ms_json_get(p, "Regex"), *st = ms_json_get(p, "String");
     if (rx && json_object_is_type(rx, json_type_string)) {
         snprintf(w, sizeof w, "%s.pattern.Regex", where);
         return regex_compile(c, json_object_get_string(rx), (size_t)json_object_get_string_len(rx), re, w);
@@ -796,13 +741,13 @@ static int push_norm(ms_tokenizer *t, tk_ctx *c, tk_norm n)
 
 static int load_normalizer(ms_tokenizer *t, tk_ctx *c, json_object *o, const char *where)
 {
-    if (jnull(o)) return 0;
+    if (ms_json_null(o)) return 0;
     const char *type;
     size_t tl;
     int rc = jstr(c, o, "type", &type, &tl, where);
     if (rc < 0) return rc;
     if (!strcmp(type, "Sequence")) {
-        json_object *arr = jget(o, "normalizers");
+        json_object *arr = ms_json_get(o, "normalizers");
         if (!arr || !json_object_is_type(arr, json_type_array))
             return ms_errf(c->err, EINVAL, "%s: %s.normalizers: missing or not an array", c->file, where);
         for (size_t i = 0; i < json_object_array_length(arr); i++) {
@@ -885,8 +830,8 @@ static int split_regex_step(ms_tokenizer *t, tk_ctx *c, const char *re, int beha
 
 static int parse_behavior(tk_ctx *c, json_object *o, const char *where, int dflt, int *out)
 {
-    json_object *b = jget(o, "behavior");
-    if (jnull(b)) {
+    json_object *b = ms_json_get(o, "behavior");
+    if (ms_json_null(b)) {
         *out = dflt;
         return 0;
     }
@@ -905,7 +850,7 @@ static const char GPT2_RE[] = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\
 
 static int load_pretok(ms_tokenizer *t, tk_ctx *c, json_object *o, const char *where)
 {
-    if (jnull(o)) return 0;
+    if (ms_json_null(o)) return 0;
     if (t->byte_level)
         return ms_errf(c->err, ENOTSUP, "%s: %s: pre-tokenizers after ByteLevel are not supported", c->file, where);
     const char *type;
@@ -913,7 +858,7 @@ static int load_pretok(ms_tokenizer *t, tk_ctx *c, json_object *o, const char *w
     int rc = jstr(c, o, "type", &type, &tl, where);
     if (rc < 0) return rc;
     if (!strcmp(type, "Sequence")) {
-        json_object *arr = jget(o, "pretokenizers");
+        json_object *arr = ms_json_get(o, "pretokenizers");
         if (!arr || !json_object_is_type(arr, json_type_array))
             return ms_errf(c->err, EINVAL, "%s: %s.pretokenizers: missing or not an array", c->file, where);
         for (size_t i = 0; i < json_object_array_length(arr); i++) {
@@ -957,7 +902,7 @@ static int load_pretok(ms_tokenizer *t, tk_ctx *c, json_object *o, const char *w
         tk_pretok p = {.kind = PT_METASPACE, .prepend = 2, .split = true};
         const char *r = "\xE2\x96\x81";
         size_t rl = 3;
-        json_object *jr = jget(o, "replacement");
+        json_object *jr = ms_json_get(o, "replacement");
         if (jr && json_object_is_type(jr, json_type_string)) {
             r = json_object_get_string(jr);
             rl = (size_t)json_object_get_string_len(jr);
@@ -966,7 +911,7 @@ static int load_pretok(ms_tokenizer *t, tk_ctx *c, json_object *o, const char *w
             return ms_errf(c->err, EINVAL, "%s: %s.replacement: must be one character", c->file, where);
         memcpy(p.repl, r, rl);
         p.repl_len = (int)rl;
-        json_object *ps = jget(o, "prepend_scheme");
+        json_object *ps = ms_json_get(o, "prepend_scheme");
         if (ps && json_object_is_type(ps, json_type_string)) {
             const char *s = json_object_get_string(ps);
             if (!strcmp(s, "always")) p.prepend = 2;
@@ -999,13 +944,13 @@ typedef struct {
 
 static int load_decoder(tk_ctx *c, json_object *o, const char *where, tk_dec *d)
 {
-    if (jnull(o)) return 0;
+    if (ms_json_null(o)) return 0;
     const char *type;
     size_t tl;
     int rc = jstr(c, o, "type", &type, &tl, where);
     if (rc < 0) return rc;
     if (!strcmp(type, "Sequence")) {
-        json_object *arr = jget(o, "decoders");
+        json_object *arr = ms_json_get(o, "decoders");
         if (!arr || !json_object_is_type(arr, json_type_array))
             return ms_errf(c->err, EINVAL, "%s: %s.decoders: missing or not an array", c->file, where);
         for (size_t i = 0; i < json_object_array_length(arr); i++) {
@@ -1023,8 +968,8 @@ static int load_decoder(tk_ctx *c, json_object *o, const char *where, tk_dec *d)
         const char *p, *s;
         size_t pl, sl;
         if (!strcmp(type, "Replace")) {
-            json_object *pat = jget(o, "pattern");
-            json_object *st = jget(pat, "String");
+            json_object *pat = ms_json_get(o, "pattern");
+            json_object *st = ms_json_get(pat, "String");
             if (!st || !json_object_is_type(st, json_type_string))
                 return ms_errf(c->err, ENOTSUP, "%s: %s.pattern: only {\"String\": ...} patterns are supported in decoders",
                                c->file, where);
@@ -1034,14 +979,14 @@ static int load_decoder(tk_ctx *c, json_object *o, const char *where, tk_dec *d)
         } else {
             p = "\xE2\x96\x81";
             pl = 3;
-            json_object *jr = jget(o, "replacement");
+            json_object *jr = ms_json_get(o, "replacement");
             if (jr && json_object_is_type(jr, json_type_string)) {
                 p = json_object_get_string(jr);
                 pl = (size_t)json_object_get_string_len(jr);
             }
             s = " ";
             sl = 1;
-            json_object *ps = jget(o, "prepend_scheme");
+            json_object *ps = ms_json_get(o, "prepend_scheme");
             bool strip = true;
             if (ps && json_object_is_type(ps, json_type_string)) strip = strcmp(json_object_get_string(ps), "never") != 0;
             else if ((rc = jbool(c, o, "add_prefix_space", true, &strip, where)) < 0) return rc;
@@ -1061,7 +1006,7 @@ static int load_decoder(tk_ctx *c, json_object *o, const char *where, tk_dec *d)
         const char *s;
         size_t sl;
         if ((rc = jstr(c, o, "content", &s, &sl, where)) < 0) return rc;
-        json_object *st = jget(o, "start"), *sp = jget(o, "stop");
+        json_object *st = ms_json_get(o, "start"), *sp = ms_json_get(o, "stop");
         int start = st && json_object_is_type(st, json_type_int) ? json_object_get_int(st) : 0;
         int stop = sp && json_object_is_type(sp, json_type_int) ? json_object_get_int(sp) : 0;
         if (sl != 1 || s[0] != ' ' || stop != 0 || start < 0 || start > 16)
@@ -1186,9 +1131,9 @@ static int token_field(ms_tokenizer *t, tk_ctx *c, json_object *cfg, const char 
                        int32_t *id)
 {
     *id = -1;
-    json_object *v = jget(cfg, key);
-    if (jnull(v)) return 0;
-    if (json_object_is_type(v, json_type_object)) v = jget(v, "content");
+    json_object *v = ms_json_get(cfg, key);
+    if (ms_json_null(v)) return 0;
+    if (json_object_is_type(v, json_type_object)) v = ms_json_get(v, "content");
     if (!v || !json_object_is_type(v, json_type_string))
         return ms_errf(c->err, EINVAL, "%s: %s: expected a string or an object with \"content\"", c->file, key);
     size_t n = (size_t)json_object_get_string_len(v);
@@ -1202,8 +1147,8 @@ static int token_field(ms_tokenizer *t, tk_ctx *c, json_object *cfg, const char 
 static int id_field(ms_tokenizer *t, tk_ctx *c, json_object *cfg, const char *key, bool stop, int32_t *first)
 {
     *first = -1;
-    json_object *v = jget(cfg, key);
-    if (jnull(v)) return 0;
+    json_object *v = ms_json_get(cfg, key);
+    if (ms_json_null(v)) return 0;
     size_t n = json_object_is_type(v, json_type_array) ? json_object_array_length(v) : 1;
     for (size_t i = 0; i < n; i++) {
         json_object *x = json_object_is_type(v, json_type_array) ? json_object_array_get_idx(v, i) : v;
@@ -1224,7 +1169,7 @@ static int load_specials(ms_tokenizer *t, ms_err *err)
     json_object *tc = NULL, *cfg = NULL, *gen = NULL;
     int rc;
     snprintf(p, sizeof p, "%s/tokenizer_config.json", t->dir);
-    if ((rc = parse_json_file(p, &tc, true, err)) < 0) return rc;
+    if ((rc = ms_json_load(p, TK_MAX_FILE, true, &tc, err)) < 0) return rc;
     tk_ctx c = {p, err};
     int32_t bos = -1, eos = -1, x;
     if (tc) {
@@ -1235,7 +1180,7 @@ static int load_specials(ms_tokenizer *t, ms_err *err)
     }
     char p2[4200];
     snprintf(p2, sizeof p2, "%s/generation_config.json", t->dir);
-    if ((rc = parse_json_file(p2, &gen, true, err)) < 0) goto out;
+    if ((rc = ms_json_load(p2, TK_MAX_FILE, true, &gen, err)) < 0) goto out;
     if (gen) {
         tk_ctx g = {p2, err};
         if ((rc = id_field(t, &g, gen, "bos_token_id", false, &x)) < 0) goto out;
@@ -1245,7 +1190,7 @@ static int load_specials(ms_tokenizer *t, ms_err *err)
     }
     char p3[4200];
     snprintf(p3, sizeof p3, "%s/config.json", t->dir);
-    if ((rc = parse_json_file(p3, &cfg, true, err)) < 0) goto out;
+    if ((rc = ms_json_load(p3, TK_MAX_FILE, true, &cfg, err)) < 0) goto out;
     if (cfg) {
         tk_ctx g = {p3, err};
         if ((rc = id_field(t, &g, cfg, "bos_token_id", false, &x)) < 0) goto out;
@@ -1273,19 +1218,19 @@ out:
 
 static int load_model(ms_tokenizer *t, tk_ctx *c, json_object *root)
 {
-    json_object *model = jget(root, "model");
+    json_object *model = ms_json_get(root, "model");
     if (!model || !json_object_is_type(model, json_type_object))
         return ms_errf(c->err, EINVAL, "%s: model: missing or not an object", c->file);
-    json_object *jt = jget(model, "type");
+    json_object *jt = ms_json_get(model, "type");
     const char *type = jt && json_object_is_type(jt, json_type_string) ? json_object_get_string(jt) : NULL;
     if (!type) { /* older files omit the type: BPE is recognised by its merges */
-        if (!jget(model, "merges")) return ms_errf(c->err, EINVAL, "%s: model.type: missing", c->file);
+        if (!ms_json_get(model, "merges")) return ms_errf(c->err, EINVAL, "%s: model.type: missing", c->file);
         type = "BPE";
     }
     if (strcmp(type, "BPE") != 0)
         return ms_errf(c->err, ENOTSUP, "%s: model.type: \"%s\" is not supported (only BPE)", c->file, type);
-    json_object *dp = jget(model, "dropout");
-    if (!jnull(dp) && json_object_get_double(dp) > 0)
+    json_object *dp = ms_json_get(model, "dropout");
+    if (!ms_json_null(dp) && json_object_get_double(dp) > 0)
         return ms_errf(c->err, ENOTSUP, "%s: model.dropout: BPE dropout is not supported", c->file);
     int rc;
     int32_t max_id = -1;
@@ -1296,8 +1241,8 @@ static int load_model(ms_tokenizer *t, tk_ctx *c, json_object *root)
         (rc = jbool(c, model, "ignore_merges", false, &t->ignore_merges, "model")) < 0)
         return rc;
     t->unk_id = -1;
-    json_object *unk = jget(model, "unk_token");
-    if (!jnull(unk)) {
+    json_object *unk = ms_json_get(model, "unk_token");
+    if (!ms_json_null(unk)) {
         if (!json_object_is_type(unk, json_type_string))
             return ms_errf(c->err, EINVAL, "%s: model.unk_token: not a string", c->file);
         t->unk_id = vmap_find(t, json_object_get_string(unk), (size_t)json_object_get_string_len(unk));
@@ -1308,8 +1253,8 @@ static int load_model(ms_tokenizer *t, tk_ctx *c, json_object *root)
     const char *keys[2] = {"continuing_subword_prefix", "end_of_word_suffix"};
     char **dst[2] = {&t->cont_prefix, &t->eow_suffix};
     for (int i = 0; i < 2; i++) {
-        json_object *v = jget(model, keys[i]);
-        if (jnull(v)) continue;
+        json_object *v = ms_json_get(model, keys[i]);
+        if (ms_json_null(v)) continue;
         if (!json_object_is_type(v, json_type_string))
             return ms_errf(c->err, EINVAL, "%s: model.%s: not a string", c->file, keys[i]);
         if (json_object_get_string_len(v) == 0) continue;
@@ -1359,15 +1304,15 @@ int ms_tokenizer_load(const char *path, ms_tokenizer **out, ms_err *err)
     json_object *root = NULL;
     tk_ctx c = {t->path, err};
     tk_dec dec = {0};
-    if ((rc = parse_json_file(t->path, &root, false, err)) < 0) goto fail;
+    if ((rc = ms_json_load(t->path, TK_MAX_FILE, false, &root, err)) < 0) goto fail;
     if (!json_object_is_type(root, json_type_object)) {
         rc = ms_errf(err, EINVAL, "%s: top level is not a JSON object", t->path);
         goto fail;
     }
     if ((rc = load_model(t, &c, root)) < 0) goto fail;
-    if ((rc = load_normalizer(t, &c, jget(root, "normalizer"), "normalizer")) < 0) goto fail;
-    if ((rc = load_pretok(t, &c, jget(root, "pre_tokenizer"), "pre_tokenizer")) < 0) goto fail;
-    if ((rc = load_decoder(&c, jget(root, "decoder"), "decoder", &dec)) < 0) goto fail;
+    if ((rc = load_normalizer(t, &c, ms_json_get(root, "normalizer"), "normalizer")) < 0) goto fail;
+    if ((rc = load_pretok(t, &c, ms_json_get(root, "pre_tokenizer"), "pre_tokenizer")) < 0) goto fail;
+    if ((rc = load_decoder(&c, ms_json_get(root, "decoder"), "decoder", &dec)) < 0) goto fail;
     t->strip_start = dec.strip_start;
     if (build_decoded(t, &dec) < 0) {
         rc = ms_errf(err, ENOMEM, "out of memory");

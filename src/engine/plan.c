@@ -1,12 +1,12 @@
 /* plan.c - budget split (see plan.h). Uses the architecture's exact state size
- * and the expert cache's slot geometry at the minimum O_DIRECT alignment. */
+ * and the expert cache's slot geometry at the shard files' O_DIRECT alignment. */
 #include "plan.h"
 
 #include <stdio.h>
 #include <string.h>
 
 #include "arch.h"
-#include "expert_cache.h"
+#include "io.h"
 #include "util.h"
 
 uint64_t ms_plan_default_budget(void)
@@ -19,49 +19,53 @@ uint64_t ms_plan_default_budget(void)
 
 int ms_plan_compute(const ms_model *m, uint64_t budget, int ctx, int batch, int threads, ms_plan *p, ms_err *err)
 {
-    return ms_plan_compute_kv(m, budget, ctx, batch, threads, false, p, err);
+    ms_plan_opts o = {.budget = budget, .ctx = ctx, .batch = batch, .threads = threads};
+    return ms_plan_make(m, &o, p, err);
 }
 
-int ms_plan_compute_kv(const ms_model *m, uint64_t budget, int ctx, int batch, int threads, bool kv_bf16, ms_plan *p,
-                       ms_err *err)
+int ms_plan_make(const ms_model *m, const ms_plan_opts *o, ms_plan *p, ms_err *err)
 {
     const ms_config *c = &m->cfg;
     memset(p, 0, sizeof *p);
-    if (ctx <= 0) return ms_errf(err, EINVAL, "--ctx must be positive");
-    if (batch <= 0) batch = 1;
-    if (threads <= 0) threads = ms_physical_cores();
+    if (o->ctx <= 0) return ms_errf(err, EINVAL, "--ctx must be positive");
+    int batch = o->batch > 0 ? o->batch : 1;
+    int threads = o->threads > 0 ? o->threads : ms_physical_cores();
     const ms_arch_ops *arch = ms_arch_for(c, err);
     if (!arch) return -ENOTSUP;
-    p->budget = budget;
-    p->ctx = ctx;
+    p->budget = o->budget;
+    p->ctx = o->ctx;
     p->batch = batch;
     p->threads = threads;
     p->resident_bytes = m->resident_bytes;
-    uint64_t state = arch->state_bytes(c, ctx, batch, threads, kv_bf16, &p->kv_bytes);
+    uint64_t state = arch->state_bytes(c, o->ctx, batch, threads, o->kv_bf16, &p->kv_bytes);
     p->scratch_bytes = state - p->kv_bytes;
     p->overhead_bytes = MS_PLAN_OVERHEAD;
     uint64_t fixed = p->resident_bytes + state + p->overhead_bytes;
     p->total_experts = (int64_t)m->n_moe_layers * c->n_routed_experts;
     p->expert_bytes_total = m->expert_bytes_total;
+    p->align = o->align;
     if (m->n_moe_layers) {
-        ms_cache_layout lay;
-        int rc = ms_cache_layout_init(m, 4096, &lay, err);
-        if (rc < 0) return rc;
-        p->min_cache_bytes = lay.min_bytes;
-        p->all_fit_budget = fixed + lay.all_bytes;
-        p->n_classes = lay.n_classes;
-        if (budget > fixed) p->cache_bytes = budget - fixed;
-        if (p->cache_bytes >= lay.min_bytes) {
-            p->cache_used = ms_cache_layout_split(m, &lay, p->cache_bytes);
-            for (int k = 0; k < lay.n_classes; k++) p->expert_slots += lay.cls[k].n_slots;
+        int rc;
+        if (!p->align) {
+            ms_io_config ioc = {.backend = o->io && strcmp(o->io, "mmap") && strcmp(o->io, "resident") ? o->io : NULL};
+            if ((rc = ms_io_probe_alignment(&ioc, m->paths, m->tt.n_files, &p->align, err)) < 0) return rc;
         }
-        ms_cache_layout_free(&lay);
+        ms_cache_layout *lay = &p->layout;
+        if ((rc = ms_cache_layout_init(&m->experts, p->align, lay, err)) < 0) return rc;
+        p->min_cache_bytes = lay->min_bytes;
+        p->all_fit_budget = fixed + lay->all_bytes;
+        p->n_classes = lay->n_classes;
+        if (o->budget > fixed) p->cache_bytes = o->budget - fixed;
+        if (p->cache_bytes >= lay->min_bytes) {
+            p->cache_used = ms_cache_layout_split(lay, p->cache_bytes);
+            p->expert_slots = ms_cache_layout_slots(lay);
+        }
     } else {
         p->all_fit_budget = fixed;
-        if (budget > fixed) p->cache_bytes = budget - fixed;
+        if (o->budget > fixed) p->cache_bytes = o->budget - fixed;
     }
     p->min_budget = fixed + p->min_cache_bytes;
-    p->fits = budget >= p->min_budget;
+    p->fits = o->budget >= p->min_budget;
     p->all_fit = p->fits && p->expert_slots >= p->total_experts;
     return 0;
 }
@@ -86,7 +90,9 @@ int ms_plan_expert_slots(const char *model_dir, uint64_t ram, int ctx, int batch
     if (rc < 0) return rc;
     ms_plan p;
     if (ctx <= 0) ctx = (int)MS_MIN((int64_t)4096, m.cfg.max_position_embeddings);
-    rc = ms_plan_compute_kv(&m, ram, ctx, batch > 0 ? batch : 128, threads > 0 ? threads : 0, kv_bf16, &p, err);
+    ms_plan_opts o = {.budget = ram, .ctx = ctx, .batch = batch > 0 ? batch : 128, .threads = threads,
+                      .kv_bf16 = kv_bf16};
+    rc = ms_plan_make(&m, &o, &p, err);
     if (rc == 0 && !p.fits) rc = ms_plan_refuse(&p, err);
     if (rc == 0) *slots = p.expert_slots;
     ms_model_close(&m);
