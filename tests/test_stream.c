@@ -173,7 +173,8 @@ static void test_bit_identical_kv_bf16(void **state)
     assert_int_equal(ms_model_open(g_model, &m, &err), 0);
     size_t n = (size_t)m.cfg.vocab_size * NT;
     ms_plan p;
-    assert_int_equal(ms_plan_compute_kv(&m, 1ull << 40, 64, 1, 2, true, &p, &err), 0);
+    ms_plan_opts po = {.budget = 1ull << 40, .ctx = 64, .batch = 1, .threads = 2, .kv_bf16 = true};
+    assert_int_equal(ms_plan_make(&m, &po, &p, &err), 0);
     ms_model_close(&m);
     ms_engine_opts o = {.ram = 1ull << 30, .io = "resident", .threads = 2, .ctx = 64, .batch = 1, .kv_bf16 = true};
     float *ref = logits_of(NULL, &o, g_tokens, NT, 0, NULL);

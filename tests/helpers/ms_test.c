@@ -12,7 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "model.h"
+#include "arch.h"
 #include "plan.h"
 #include "util.h"
 
