@@ -14,9 +14,9 @@ set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 work="${MUTANTS_DIR:-/tmp/moestream-mutants}"
 
-# name | file | sed expression (must change exactly one line) | description
+# name | file | sed script (must change exactly one line) | description
 mutations=(
-  "cache-takes-allowance|src/engine/plan.c|s/p->cache_bytes = o->budget - fixed;/p->cache_bytes = o->budget - fixed + p->overhead_bytes;/|the expert cache also takes the plan's fixed 96 MiB allowance"
+  "cache-takes-allowance|src/engine/plan.c|0,/p->cache_bytes = o->budget - fixed;/s//p->cache_bytes = o->budget - fixed + p->overhead_bytes;/|the expert cache also takes the plan's fixed 96 MiB allowance"
   "one-size-class|cache/expert_cache.c|s/lay->layer_class\[li\] = (uint8_t)c;/lay->layer_class[li] = 0;/|every MoE layer mapped to expert size class 0 (ms_cache_layout_init)"
   "group-score-top1|src/arch/deepseek_v3.c|s/gs\[g\] = sel\[g \* per + top2\[0\]\] + sel\[g \* per + top2\[1\]\];/gs[g] = sel[g * per + top2[0]];/|router group score from the group's top-1 instead of the sum of its top 2 (route_token)"
 )
