@@ -179,15 +179,8 @@ static void test_structure_and_dequant(void **state)
 static void test_hf_synth_with_mtp_and_recipes(void **state)
 {
     (void)state;
-    char *hf = mst_tmpdir("quant_hf");
-    ms_synth_opts o;
+    char *hf = mst_synth_hf("quant_hf", 0, 1, 3);
     ms_err err = {0};
-    assert_int_equal(ms_synth_preset("tiny", &o, &err), 0);
-    o.format = MS_SYNTH_HF;
-    o.arch.n_mtp = 1;
-    o.seed = 3;
-    ms_synth_result r;
-    if (ms_synth_write(hf, &o, &r, &err) < 0) fail_msg("synth: %s", err.msg);
     const char *recipes[] = {"uniform", "mixed-8-5", "dq4", "mixed_3_6"};
     for (int i = 0; i < 4; i++) {
         char *out = mst_tmpdir("quant_hf_out");
@@ -227,20 +220,7 @@ static void test_hf_synth_with_mtp_and_recipes(void **state)
 }
 
 /* An 8-layer HF bf16 model with an MTP layer (layer 0 dense, 1-7 MoE). */
-static char *hf8_model(void)
-{
-    char *hf = mst_tmpdir("quant_hf8");
-    ms_synth_opts o;
-    ms_err err = {0};
-    assert_int_equal(ms_synth_preset("tiny", &o, &err), 0);
-    o.format = MS_SYNTH_HF;
-    o.arch.n_layers = 8;
-    o.arch.n_mtp = 1;
-    o.seed = 3;
-    ms_synth_result r;
-    if (ms_synth_write(hf, &o, &r, &err) < 0) fail_msg("synth: %s", err.msg);
-    return hf;
-}
+static char *hf8_model(void) { return mst_synth_hf("quant_hf8", 8, 1, 3); }
 
 /* Layer index of a module path ("model.layers.N....", else -1). */
 static int module_layer(const char *mod)

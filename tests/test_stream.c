@@ -205,15 +205,8 @@ static void test_bit_identical_kv_bf16(void **state)
 static void test_mixed_size_classes(void **state)
 {
     (void)state;
-    char *hf = mst_tmpdir("stream_mixed_hf"), *dir = mst_tmpdir("stream_mixed");
-    ms_synth_opts so;
+    char *hf = mst_synth_hf("stream_mixed_hf", 8, 0, 17), *dir = mst_tmpdir("stream_mixed");
     ms_err err = {0};
-    assert_int_equal(ms_synth_preset("tiny", &so, &err), 0);
-    so.format = MS_SYNTH_HF;
-    so.arch.n_layers = 8;
-    so.seed = 17;
-    ms_synth_result sr;
-    if (ms_synth_write(hf, &so, &sr, &err) < 0) fail_msg("synth: %s", err.msg);
     ms_quantize_opts qo = {.bits = 3, .group_size = 64, .recipe = "mixed_3_6", .dtype = MS_DT_COUNT};
     if (ms_quantize(hf, dir, &qo, NULL, &err) < 0) fail_msg("quantize: %s", err.msg);
     ms_model m;

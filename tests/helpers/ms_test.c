@@ -14,6 +14,7 @@
 
 #include "arch.h"
 #include "plan.h"
+#include "synth.h"
 #include "util.h"
 
 char *mst_fmt(const char *fmt, ...)
@@ -223,4 +224,20 @@ void mst_check_budget_split(const char *model_dir, uint64_t ram, int ctx, int ba
     if (upper && (uint64_t)peak > hi)
         fail_msg("%s: peak %lld > resident + KV + scratch + arena + %llu MiB slack = %llu", what, peak,
                  MST_RSS_SLACK >> 20, (unsigned long long)hi);
+}
+
+char *mst_synth_hf(const char *name, int n_layers, int n_mtp, uint64_t seed)
+{
+    char *dir = mst_tmpdir(name);
+    if (!dir) fail_msg("cannot make %s/%s", MS_TMP_DIR, name);
+    ms_synth_opts o;
+    ms_err err = {0};
+    if (ms_synth_preset("tiny", &o, &err) < 0) fail_msg("synth preset: %s", err.msg);
+    o.format = MS_SYNTH_HF;
+    if (n_layers > 0) o.arch.n_layers = n_layers;
+    o.arch.n_mtp = n_mtp;
+    o.seed = seed;
+    ms_synth_result r;
+    if (ms_synth_write(dir, &o, &r, &err) < 0) fail_msg("synth: %s", err.msg);
+    return dir;
 }

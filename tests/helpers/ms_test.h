@@ -84,6 +84,11 @@ void mst_check_budget_split(const char *model_dir, uint64_t ram, int ctx, int ba
  * reserves 96 MiB for it: a cache that took that reserve is caught here. */
 #define MST_RSS_SLACK (16ull << 20)
 
+/* A `synth --preset tiny --format hf` model (bf16) in MS_TMP_DIR/<name>, with
+ * n_layers layers (0: the preset's 4) and n_mtp MTP layers; returns the
+ * directory (malloc'd). Fails the test if synth fails. */
+char *mst_synth_hf(const char *name, int n_layers, int n_mtp, uint64_t seed);
+
 /* Bound the running test's wall time: after `seconds` the process prints
  * "<what> did not finish within N s (hung?)" and exits 1, so a hang fails in
  * seconds instead of at ctest's TIMEOUT. mst_deadline(0, NULL) disarms it. One
