@@ -1,7 +1,8 @@
 /* ms_test.h - shared helpers for the cmocka tests: run the CLI and capture its
  * output, make scratch directories, read files, locate fixtures (MS_TEST_DATA,
- * MS_BIN, MS_TMP_DIR, MS_SKIP_LOG come from tests/CMakeLists.txt), skip visibly
- * (a failure under CI=true) and bound a test's wall time. */
+ * MS_SHARED_DIR, MS_BIN, MS_TMP_DIR, MS_SKIP_LOG come from tests/CMakeLists.txt),
+ * skip visibly (a failure under CI=true), bound a test's wall time, and check a
+ * run's memory against the budget plan. */
 #ifndef MS_TEST_H
 #define MS_TEST_H
 
