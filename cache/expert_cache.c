@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "invariant.h"
 #include "schedule.h"
 #include "slots.h"
 #include "util.h"
@@ -199,6 +200,8 @@ static int handle_cqes(ms_cache *c, int n, ms_err *err)
             if (!rc) rc = (int)q->res;
             continue;
         }
+        MS_INVARIANT(k < c->lay.n_classes && slot < (uint32_t)c->lay.cls[k].n_slots);
+        MS_INVARIANT(cs->pending[slot] > 0 || ms_slots_state(cs->slots, slot) != MS_SLOT_LOADING);
         if (cs->pending[slot] && --cs->pending[slot] == 0 && ms_slots_state(cs->slots, slot) == MS_SLOT_LOADING)
             ms_slots_ready(cs->slots, slot);
     }
@@ -342,6 +345,7 @@ static int c_next(void *impl, ms_expert_ptrs *out, ms_err *err)
             if (c->g_done[i]) continue;
             remaining++;
             if (ms_slots_state(cs->slots, c->g_refs[i].slot) == MS_SLOT_READY) {
+                MS_INVARIANT(ms_slots_pins(cs->slots, c->g_refs[i].slot) > 0); /* acquired = pinned */
                 c->g_done[i] = 1;
                 fill_ptrs(c, i, out);
                 return i;

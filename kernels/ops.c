@@ -46,6 +46,26 @@ void ms_silu_mul(float *gate, const float *up, int n)
     }
 }
 
+void ms_act_mul(float *gate, const float *up, int n, const ms_act *act)
+{
+    if (!act || act->kind == MS_ACT_SWIGLU || !(act->limit > 0)) {
+        ms_silu_mul(gate, up, n);
+        return;
+    }
+    float L = act->limit;
+    if (act->kind == MS_ACT_SWIGLU_CLAMP_AFTER) {
+        for (int i = 0; i < n; i++) {
+            float g = gate[i], u = fminf(fmaxf(up[i], -L), L);
+            gate[i] = fminf(g / (1.0f + expf(-g)), L) * u;
+        }
+    } else {
+        for (int i = 0; i < n; i++) {
+            float g = fminf(gate[i], L), u = fminf(fmaxf(up[i], -L), L);
+            gate[i] = g / (1.0f + expf(-g)) * u;
+        }
+    }
+}
+
 void ms_rope_interleaved(float *x, int d, const float *cos_, const float *sin_)
 {
     for (int i = 0; i < d / 2; i++) {

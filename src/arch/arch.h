@@ -30,23 +30,50 @@
 #include "resident.h"
 #include "strbuf.h"
 
+/* One forward step: n rows, each a token of sequence seq[i] at position pos[i].
+ * Rows of one sequence are consecutive and in increasing position order; a row
+ * sees its sequence's cache up to its own position, including the rows of the
+ * same step before it (prefill chunks, MTP verification). Positions may go back
+ * (a rejected draft, a new request reusing a prefix): the caches are indexed by
+ * position, so a later step simply overwrites them. */
+typedef struct ms_batch {
+    int n;                  /* rows (<= the state's batch) */
+    const int *tokens;      /* [n] token ids */
+    const int *pos;         /* [n] position of each row in its sequence (< ctx) */
+    const int *seq;         /* [n] sequence (KV cache) of each row; NULL = all 0 */
+    float *logits;          /* NULL, or [n][vocab] (all_logits) / [vocab] (last row) */
+    bool all_logits;
+    float *hidden;          /* NULL, or [n][D]: each row's final hidden state after the
+                               final norm (what lm_head multiplies; MTP's input) */
+} ms_batch;
+
 typedef struct ms_arch_ops {
     const char *name;
     /* Validate every resident tensor against the config and bind them. */
     int (*bind)(const ms_model *m, const ms_resident *r, void **weights, uint64_t *extra_bytes, ms_err *err);
     void (*unbind)(void *weights);
-    /* KV cache for ctx positions and scratch for chunks of up to batch tokens
-     * (kv_bf16: keep the KV cache in bf16; half the memory, lossy, opt-in). */
-    int (*state_create)(const void *weights, int ctx, int batch, int nthreads, bool kv_bf16, void **state,
+    /* KV caches of n_seq sequences of ctx positions each, and scratch for steps
+     * of up to batch rows (kv_bf16: KV cache in bf16; half the memory, lossy). */
+    int (*state_create)(const void *weights, int ctx, int batch, int n_seq, int nthreads, bool kv_bf16, void **state,
                         uint64_t *bytes, ms_err *err);
     void (*state_destroy)(void *state);
     /* Bytes state_create will allocate (kv_bytes: the KV-cache part). */
-    uint64_t (*state_bytes)(const ms_config *c, int ctx, int batch, int nthreads, bool kv_bf16, uint64_t *kv_bytes);
-    /* Run tokens[0..n) at positions pos0.. (n <= batch, pos0 + n <= ctx). Writes
-     * logits for the last token (logits[vocab]) or, with all_logits, for every
-     * token (logits[n][vocab]). logits may be NULL (prompt prefix). */
-    int (*forward)(const void *weights, void *state, const ms_fwd_env *env, const int *tokens, int n, int pos0,
-                   float *logits, bool all_logits, ms_err *err);
+    uint64_t (*state_bytes)(const ms_config *c, int ctx, int batch, int n_seq, int nthreads, bool kv_bf16,
+                            uint64_t *kv_bytes);
+    /* Run one step (see ms_batch). With env->exact every row's arithmetic is that
+     * of a one-row step (the logits of a row do not depend on the other rows);
+     * otherwise prefill kernels (GEMM) may be used. */
+    int (*forward)(const void *weights, void *state, const ms_fwd_env *env, const ms_batch *b, ms_err *err);
+    /* Optional: the MTP draft head (multi-token prediction), when the model was
+     * opened with MTP layers. Row i: b->tokens[i] is the token that follows
+     * position b->pos[i] (sampled or verified), hidden[i][D] the main model's
+     * final hidden state at that position (ms_batch.hidden), or the previous
+     * draft step's out_hidden for chained drafts. Writes b->logits ([n][vocab]:
+     * the draft distribution for position pos + 2) and, if b->hidden is set,
+     * the MTP layer's output state for the next draft step. The MTP layer has
+     * its own KV cache per sequence, indexed by pos. */
+    int (*mtp_forward)(const void *weights, void *state, const ms_fwd_env *env, const ms_batch *b,
+                       const float *hidden, ms_err *err);
 } ms_arch_ops;
 
 typedef struct ms_family {
@@ -80,5 +107,9 @@ const ms_arch_ops *ms_arch_for(const ms_config *c, ms_err *err);
 
 /* Open a model directory: config through the registry, then the model store. */
 int ms_model_open(const char *dir, ms_model *m, ms_err *err);
+/* The same including the checkpoint's first mtp_layers MTP layers (their
+ * experts become routed experts of the expert table, their other tensors
+ * resident); an error when the checkpoint or the family has none. */
+int ms_model_open_mtp(const char *dir, int mtp_layers, ms_model *m, ms_err *err);
 
 #endif

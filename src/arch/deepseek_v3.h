@@ -1,7 +1,8 @@
 /* deepseek_v3.h - the DeepSeek-V3 family's private config (DeepSeek-V3/R1,
  * GigaChat3/3.1, Kimi-K2 and GLM-4.7-Flash's glm4_moe_lite), for the few
  * places outside the family that need it: the HF -> MLX converter (which
- * splits kv_b_proj) and tests. See ../shared/spec/deepseek-v3.md §1. */
+ * splits kv_b_proj) and tests. The keys are those of the HF DeepseekV3Config
+ * (docs/VERIFICATION.md lists the sources the forward pass was checked against). */
 #ifndef MS_DEEPSEEK_V3_H
 #define MS_DEEPSEEK_V3_H
 

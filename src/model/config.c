@@ -19,13 +19,13 @@ void ms_config_free(ms_config *c)
 
 bool ms_config_is_moe_layer(const ms_config *c, int l)
 {
-    return l >= 0 && l < c->n_layers && c->moe_layer[l] && c->n_routed_experts > 0;
+    return l >= 0 && l < ms_config_n_layers_all(c) && c->moe_layer[l] && c->n_routed_experts > 0;
 }
 
 int ms_config_n_moe_layers(const ms_config *c)
 {
     int n = 0;
-    for (int l = 0; l < c->n_layers; l++) n += ms_config_is_moe_layer(c, l);
+    for (int l = 0; l < ms_config_n_layers_all(c); l++) n += ms_config_is_moe_layer(c, l);
     return n;
 }
 

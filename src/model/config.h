@@ -58,11 +58,13 @@ typedef struct ms_config {
     int n_routed_experts;       /* E (0 = no MoE layer) */
     int n_experts_per_tok;      /* K */
     int n_shared_experts;
-    uint8_t moe_layer[MS_MAX_LAYERS]; /* [n_layers] 1 = routed experts at this layer */
+    uint8_t moe_layer[MS_MAX_LAYERS]; /* [n_layers + num_nextn_predict_layers] 1 = routed experts */
     double rms_norm_eps;
     int64_t max_position_embeddings;
     bool tie_word_embeddings;
     int num_nextn_predict_layers;
+    int mtp_layers;             /* MTP layers the model store includes (0 = ignored; set by the
+                                   opener for --mtp): layers n_layers .. n_layers + mtp_layers - 1 */
     int bos_token_id;           /* -1 if absent */
     int eos_token_ids[MS_MAX_EOS];
     int n_eos;
@@ -73,8 +75,11 @@ typedef struct ms_config {
 /* Release the family's private block. */
 void ms_config_free(ms_config *c);
 
-/* Is layer l a MoE layer? */
+/* Layers the model store includes: n_layers + mtp_layers. */
+static inline int ms_config_n_layers_all(const ms_config *c) { return c->n_layers + c->mtp_layers; }
+/* Is layer l (< ms_config_n_layers_all) a MoE layer? */
 bool ms_config_is_moe_layer(const ms_config *c, int l);
+/* MoE layers among the included layers. */
 int ms_config_n_moe_layers(const ms_config *c);
 
 /* Fields every family reads the same way, from the text model's config object
