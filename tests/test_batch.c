@@ -131,6 +131,7 @@ static void test_synth_under_eviction(void **state)
     check_model(dir, 2, "uring", min_ram + (1u << 20));
     check_model(dir, 1, "pread", min_ram + (1u << 20));
     check_model(dir, 2, "resident", 0);
+    free(dir);
 }
 
 int main(void)
