@@ -260,7 +260,7 @@ static void test_faults(void **state)
      * too, within seconds (a hang is killed by timeout: exit 124) */
     char *errs = NULL;
     int rc = mst_run(NULL, &errs,
-                     "timeout -k 5 30 %s run --model %s --tokens 1,2,3,4 -n 4 --ram %llu --io fault:eio=1 --quiet",
+                     "timeout -k 5 30 %s run --model %s --tokens 1,2,3,4 -n 4 --ctx 64 --batch 1 --ram %llu --io fault:eio=1 --quiet",
                      MS_BIN, g_model, (unsigned long long)(lo + (8u << 20)));
     print_message("EIO run (exit %d): %s", rc, errs);
     assert_int_equal(rc, 1);

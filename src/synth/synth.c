@@ -401,26 +401,35 @@ static int add_module(build *b, const char *path, const char *leaf, role r, int 
                       const int64_t *shape, float mean, float std)
 {
     const ms_synth_opts *o = b->o;
-    char name[256];
+    char name[256], src[256];
     uint64_t numel = 1;
     for (int i = 0; i < ndim; i++) numel *= (uint64_t)shape[i];
     b->n_params += numel;
+    /* An MTP layer's embed_tokens and shared_head.head are exact copies of the
+     * main embedding and lm_head, as in DeepSeek-V3 checkpoints: same values,
+     * same quantization (generated from the main tensor's stream). */
+    const char *from = path;
+    if (layer >= 0 && strstr(path, ".embed_tokens")) from = "model.embed_tokens";
+    else if (layer >= 0 && strstr(path, ".shared_head.head")) from = "lm_head";
+    if (from != path) layer = -1;
     int64_t in = shape[ndim - 1];
     int bits = module_bits(o, r, layer, is_down, in);
     if (!bits) {
         snprintf(name, sizeof name, "%s.%s", path, leaf);
-        sgen g = {.kind = GEN_FLOAT, .mean = mean, .std = std, .layer = layer, .stream = ms_hash64(name)};
+        snprintf(src, sizeof src, "%s.%s", from, leaf);
+        sgen g = {.kind = GEN_FLOAT, .mean = mean, .std = std, .layer = layer, .stream = ms_hash64(src)};
         return add_tensor(b, name, o->dtype, ndim, shape, &g);
     }
     int64_t qs[MS_STW_MAX_DIMS];
     memcpy(qs, shape, (size_t)ndim * sizeof *qs);
     snprintf(name, sizeof name, "%s.weight", path);
+    snprintf(src, sizeof src, "%s.weight", from);
     qs[ndim - 1] = in * bits / 32;
-    sgen g = {.kind = GEN_QWEIGHT, .bits = (uint8_t)bits, .std = std, .layer = layer, .stream = ms_hash64(name)};
+    sgen g = {.kind = GEN_QWEIGHT, .bits = (uint8_t)bits, .std = std, .layer = layer, .stream = ms_hash64(src)};
     int rc = add_tensor(b, name, MS_DT_U32, ndim, qs, &g);
     if (rc < 0) return rc;
     qs[ndim - 1] = in / o->group_size;
-    g.stream = ms_hash64(path) ^ SALT_SCALES; /* shared by scales and biases: biases replay the scales */
+    g.stream = ms_hash64(from) ^ SALT_SCALES; /* shared by scales and biases: biases replay the scales */
     g.kind = GEN_QSCALES;
     snprintf(name, sizeof name, "%s.scales", path);
     rc = add_tensor(b, name, o->dtype, ndim, qs, &g);
