@@ -205,7 +205,10 @@ int ms_bench_decode(int argc, char **argv)
     if (ctx < prompt_n + 2 * n) ctx = prompt_n + 2 * n;
     uint64_t *rams;
     int n_ram;
-    if (ms_parse_size_list(ram_s, &rams, &n_ram, "--ram", &err) < 0) return ms_cli_usage_error("bench decode", "%s", err.msg);
+    if (ms_parse_size_list(ram_s, &rams, &n_ram, "--ram", &err) < 0) {
+        free(mtps);
+        return ms_cli_usage_error("bench decode", "%s", err.msg);
+    }
     char *ios[8], *pols[8], *pfs[4];
     int n_io = 0, n_pol = 0, n_pf = 0;
     char *io_copy = strdup(io_s ? io_s : "uring"), *pol_copy = pol_s ? strdup(pol_s) : NULL, *save;
@@ -243,6 +246,7 @@ int ms_bench_decode(int argc, char **argv)
             snprintf(why, sizeof why, "%s", cerr.msg);
         }
     if (bad) {
+        free(mtps);
         free(rams);
         free(io_copy);
         free(pol_copy);
@@ -252,6 +256,7 @@ int ms_bench_decode(int argc, char **argv)
     ms_model m;
     int rc = 0;
     if (ms_model_open(model, &m, &err) < 0) {
+        free(mtps);
         free(rams);
         free(io_copy);
         free(pol_copy);

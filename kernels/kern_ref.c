@@ -49,18 +49,18 @@ float ms_ref_dot_dense_row(const ms_mat *m, int64_t r, const float *x)
     float acc = 0.0f;
     switch (m->type) {
     case MS_WT_F32: {
-        const float *w = (const float *)m->w + (size_t)r * (size_t)n;
-        for (int64_t j = 0; j < n; j++) acc += w[j] * x[j];
+        const char *w = (const char *)m->w + (size_t)r * (size_t)n * 4;
+        for (int64_t j = 0; j < n; j++) acc += ms_ld_f32(w, (size_t)j) * x[j];
         break;
     }
     case MS_WT_F16: {
-        const uint16_t *w = (const uint16_t *)m->w + (size_t)r * (size_t)n;
-        for (int64_t j = 0; j < n; j++) acc += ms_f16_to_f32(w[j]) * x[j];
+        const char *w = (const char *)m->w + (size_t)r * (size_t)n * 2;
+        for (int64_t j = 0; j < n; j++) acc += ms_f16_to_f32(ms_ld_u16(w, (size_t)j)) * x[j];
         break;
     }
     case MS_WT_BF16: {
-        const uint16_t *w = (const uint16_t *)m->w + (size_t)r * (size_t)n;
-        for (int64_t j = 0; j < n; j++) acc += ms_bf16_to_f32(w[j]) * x[j];
+        const char *w = (const char *)m->w + (size_t)r * (size_t)n * 2;
+        for (int64_t j = 0; j < n; j++) acc += ms_bf16_to_f32(ms_ld_u16(w, (size_t)j)) * x[j];
         break;
     }
     default: break;
@@ -105,18 +105,18 @@ static void ref_dequant_dense(const ms_mat *m, int64_t r, float *out)
     const int64_t n = m->cols;
     switch (m->type) {
     case MS_WT_F32: {
-        const float *w = (const float *)m->w + (size_t)r * (size_t)n;
-        for (int64_t j = 0; j < n; j++) out[j] = w[j];
+        const char *w = (const char *)m->w + (size_t)r * (size_t)n * 4;
+        for (int64_t j = 0; j < n; j++) out[j] = ms_ld_f32(w, (size_t)j);
         break;
     }
     case MS_WT_F16: {
-        const uint16_t *w = (const uint16_t *)m->w + (size_t)r * (size_t)n;
-        for (int64_t j = 0; j < n; j++) out[j] = ms_f16_to_f32(w[j]);
+        const char *w = (const char *)m->w + (size_t)r * (size_t)n * 2;
+        for (int64_t j = 0; j < n; j++) out[j] = ms_f16_to_f32(ms_ld_u16(w, (size_t)j));
         break;
     }
     case MS_WT_BF16: {
-        const uint16_t *w = (const uint16_t *)m->w + (size_t)r * (size_t)n;
-        for (int64_t j = 0; j < n; j++) out[j] = ms_bf16_to_f32(w[j]);
+        const char *w = (const char *)m->w + (size_t)r * (size_t)n * 2;
+        for (int64_t j = 0; j < n; j++) out[j] = ms_bf16_to_f32(ms_ld_u16(w, (size_t)j));
         break;
     }
     default: break;

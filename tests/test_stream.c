@@ -1,4 +1,5 @@
-/* test_stream.c - expert streaming end to end on generated models:
+/* test_stream.c - expert streaming end to end on generated models (a
+ * deepseek_v3 one, and for the family-dependent tests also a step3p5 one):
  *   - logits are bit-identical for the minimum budget, a middle budget and
  *     everything cached, for the uring / pread / mmap / resident sources, 1 and
  *     N threads, every eviction policy (pin with a profile of this model), the
@@ -11,7 +12,9 @@
  *   - a trace recorded by `run` (token by token, or with prefill chunks and
  *     waves) replays in `simulate` to exactly the runtime's hit count;
  *   - faults: injected short reads / EAGAIN give the same logits, an injected
- *     EIO and a shard truncated under a running engine give a clean error. */
+ *     EIO and a shard truncated under a running engine give a clean error;
+ *   - step3p5: greedy tokens after a chunked prefill are the same for every
+ *     budget, backend and thread count. */
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <stdio.h>
@@ -33,14 +36,14 @@ static char *g_model; /* generated once per test binary */
 static const int g_tokens[] = {0, 17, 300, 45, 99, 2, 311, 7, 64, 128, 256, 5};
 #define NT ((int)(sizeof g_tokens / sizeof g_tokens[0]))
 
-static int setup(void **state)
+/* The generated model every test of a group runs on. */
+static int make_model(const char *preset, const char *dir, int layers)
 {
-    (void)state;
-    g_model = mst_tmpdir("stream_model");
+    g_model = mst_tmpdir(dir);
     ms_synth_opts o;
     ms_err err = {0};
-    if (ms_synth_preset("tiny", &o, &err) < 0) return -1;
-    o.arch.n_layers = 5; /* 4 MoE layers */
+    if (ms_synth_preset(preset, &o, &err) < 0) return -1;
+    o.arch.n_layers = layers;
     o.seed = 11;
     ms_synth_result r;
     if (ms_synth_write(g_model, &o, &r, &err) < 0) {
@@ -48,6 +51,20 @@ static int setup(void **state)
         return -1;
     }
     return 0;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    return make_model("tiny", "stream_model", 5); /* deepseek_v3: 4 MoE layers */
+}
+
+/* step3p5 (mlx-vlm wrapper, DQ4): 6 layers (2 dense, 4 MoE), full and sliding
+ * (window 8) attention, so prompts here wrap the sliding layers' rings. */
+static int setup_step(void **state)
+{
+    (void)state;
+    return make_model("step-tiny", "stream_step_model", 6);
 }
 
 static int teardown(void **state)
@@ -260,7 +277,8 @@ static void test_faults(void **state)
      * too, within seconds (a hang is killed by timeout: exit 124) */
     char *errs = NULL;
     int rc = mst_run(NULL, &errs,
-                     "timeout -k 5 30 %s run --model %s --tokens 1,2,3,4 -n 4 --ctx 64 --batch 1 --ram %llu --io fault:eio=1 --quiet",
+                     "timeout -k 5 30 %s run --model %s --tokens 1,2,3,4 -n 4 --ctx 64 --batch 1 --threads 2 --ram %llu "
+                     "--io fault:eio=1 --quiet",
                      MS_BIN, g_model, (unsigned long long)(lo + (8u << 20)));
     print_message("EIO run (exit %d): %s", rc, errs);
     assert_int_equal(rc, 1);
@@ -592,6 +610,33 @@ static void test_prefill_waves(void **state)
     free(dir);
 }
 
+/* Greedy generation after a prompt prefilled in chunks of 5 (chunks across the
+ * window): the same tokens for every budget, backend and thread count. */
+static void test_run_tokens_identical(void **state)
+{
+    (void)state;
+    const char *toks = "1,17,300,45,99,2,311,7,64,128,256,5,88,401,3,9,27,81,243,500";
+    char *ref = NULL;
+    assert_int_equal(mst_run(&ref, NULL, "%s run --model %s --tokens %s -n 24 --temp 0 --batch 5 --ctx 64 --threads 2 "
+                                         "--io resident --quiet", MS_BIN, g_model, toks), 0);
+    assert_true(strlen(ref) > 24);
+    uint64_t lo = min_budget(64, 5, 2);
+    const char *ios[] = {"uring", "pread", "mmap"};
+    uint64_t rams[] = {lo, lo + (300u << 10), 1ull << 30};
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) {
+            char *out = NULL;
+            int threads = 1 + (i + j) % 3;
+            assert_int_equal(mst_run(&out, NULL, "%s run --model %s --tokens %s -n 24 --temp 0 --batch 5 --ctx 64 "
+                                                 "--threads %d --io %s --ram %llu --quiet", MS_BIN, g_model, toks,
+                                     threads, ios[i], (unsigned long long)rams[j]), 0);
+            if (strcmp(out, ref)) fail_msg("io %s ram %llu threads %d: %s vs %s", ios[i], (unsigned long long)rams[j],
+                                           threads, out, ref);
+            free(out);
+        }
+    free(ref);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -601,5 +646,12 @@ int main(void)
         cmocka_unit_test(test_prefill_waves),       cmocka_unit_test(test_bit_identical_kv_bf16),
         cmocka_unit_test(test_mixed_size_classes),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    /* what depends on the family (the forward pass, its routing, its KV cache) again on a step model */
+    const struct CMUnitTest step_tests[] = {
+        cmocka_unit_test(test_bit_identical),       cmocka_unit_test(test_faults),
+        cmocka_unit_test(test_trace_replay_matches_runtime), cmocka_unit_test(test_refuses_small_budget),
+        cmocka_unit_test(test_run_tokens_identical),
+    };
+    int rc = cmocka_run_group_tests_name("deepseek_v3", tests, setup, teardown);
+    return rc | cmocka_run_group_tests_name("step3p5", step_tests, setup_step, teardown);
 }
