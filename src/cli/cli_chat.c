@@ -5,6 +5,7 @@
  * diverges, e.g. after a stop token that was not fed). Lines starting with '/'
  * are commands: /reset, /stats, /quit. One user message per input line. */
 #include <getopt.h>
+#include <json-c/json.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,35 +45,20 @@ static void usage(FILE *f)
     ms_cli_engine_help(f);
 }
 
-typedef struct conv {
-    ms_chat_msg *msgs;
-    char **owned;
-    size_t n, cap;
-} conv;
-
-static int conv_add(conv *c, const char *role, const char *content)
+static int conv_add(json_object *conv, const char *role, const char *content)
 {
-    if (c->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 16;
-        ms_chat_msg *m = realloc(c->msgs, cap * sizeof *m);
-        char **o = realloc(c->owned, cap * sizeof *o);
-        if (!m || !o) {
-            free(m);
-            return -ENOMEM;
-        }
-        c->msgs = m;
-        c->owned = o;
-        c->cap = cap;
-    }
-    c->owned[c->n] = strdup(content);
-    c->msgs[c->n] = (ms_chat_msg){.role = role, .content = c->owned[c->n]};
-    c->n++;
+    json_object *m = json_object_new_object();
+    if (!m) return -ENOMEM;
+    json_object_object_add(m, "role", json_object_new_string(role));
+    json_object_object_add(m, "content", json_object_new_string(content));
+    json_object_array_add(conv, m);
     return 0;
 }
 
-static void conv_clear(conv *c, size_t keep)
+static void conv_clear(json_object *conv, size_t keep)
 {
-    while (c->n > keep) free(c->owned[--c->n]);
+    size_t n = json_object_array_length(conv);
+    if (n > keep) json_object_array_del_idx(conv, keep, n - keep);
 }
 
 enum { O_TEMP = 2000, O_TOPK, O_TOPP, O_MINP, O_SEED, O_SYSTEM };
@@ -131,12 +117,12 @@ int cmd_chat(int argc, char **argv)
 
     int rc = 1;
     ms_tokenizer *tok = NULL;
-    ms_chat_template ct = {0};
-    bool have_ct = false, gen_ok = false;
+    ms_chat_template *ct = NULL;
+    bool gen_ok = false;
     ms_engine *e = NULL;
     ms_detok *dt = NULL;
     ms_gen g = {0};
-    conv cv = {0};
+    json_object *cv = json_object_new_array();
     int32_t *hist = NULL; /* tokens in the KV cache */
     size_t n_hist = 0, cap_hist = 0;
     int32_t *ans = NULL;  /* this turn's answer */
@@ -147,16 +133,15 @@ int cmd_chat(int argc, char **argv)
     bool tty = isatty(0);
 
     if (ms_tokenizer_load(model, &tok, &err) < 0) goto out;
-    if (ms_chat_template_load(model, tok, &ct, &err) < 0) goto out;
-    have_ct = true;
-    if (ct.family == MS_CHAT_NONE) {
-        ms_errf(&err, ENOTSUP, "%s: no known chat template (DeepSeek-V3 or GigaChat3) for this model; use `run --raw`",
-                model);
-        goto out;
-    }
+    if (ms_chat_template_load(model, NULL, tok, &ct, &err) < 0) goto out;
     eo.progress = ms_cli_progress;
     if (ms_engine_open(model, &eo, &e, &err) < 0) goto out;
-    gp.n_stop = (int)ms_chat_stop_ids(&ct, false, stop, MS_ARRAY_LEN(stop));
+    {
+        size_t ns;
+        const int32_t *sid = ms_tokenizer_stop_ids(tok, &ns);
+        gp.n_stop = 0;
+        for (size_t i = 0; i < ns && gp.n_stop < (int)MS_ARRAY_LEN(stop); i++) stop[gp.n_stop++] = sid[i];
+    }
     gp.stop = stop;
     gp.interrupted = &g_interrupted;
     int max_new = gp.max_new;
@@ -166,10 +151,9 @@ int cmd_chat(int argc, char **argv)
     struct sigaction sa = {.sa_handler = on_sigint};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
-    if (system && conv_add(&cv, "system", system) < 0) goto oom;
-    size_t base = cv.n;
-    if (tty) fprintf(stderr, "moestream chat: %s (%s template). /reset, /stats, /quit\n", model,
-                     ms_chat_family_name(ct.family));
+    if (system && conv_add(cv, "system", system) < 0) goto oom;
+    size_t base = json_object_array_length(cv);
+    if (tty) fprintf(stderr, "moestream chat: %s (template: %s). /reset, /stats, /quit\n", model, ct->origin);
     for (;;) {
         if (tty) fprintf(stderr, "> ");
         ssize_t l = getline(&line, &line_cap, stdin);
@@ -178,7 +162,7 @@ int cmd_chat(int argc, char **argv)
         if (l == 0) continue;
         if (!strcmp(line, "/quit") || !strcmp(line, "/exit")) break;
         if (!strcmp(line, "/reset")) {
-            conv_clear(&cv, base);
+            conv_clear(cv, base);
             n_hist = 0;
             ms_engine_reset(e);
             ms_gen_trace_new_seq(&g);
@@ -192,13 +176,13 @@ int cmd_chat(int argc, char **argv)
             fprintf(stderr, "%s\n", ms_gen_stats_line(&st, buf, sizeof buf));
             continue;
         }
-        if (conv_add(&cv, "user", line) < 0) goto oom;
+        if (conv_add(cv, "user", line) < 0) goto oom;
         /* 1. render, encode, feed what the KV cache lacks */
         char *rendered = NULL;
         size_t rl;
         int32_t *ids = NULL;
         size_t n_ids = 0;
-        if (ms_chat_render(&ct, cv.msgs, cv.n, NULL, true, &rendered, &rl, &err) < 0) goto out;
+        if (ms_chat_template_render(ct, cv, NULL, NULL, NULL, true, &rendered, &rl, &err) < 0) goto out;
         int erc = ms_tokenizer_encode(tok, rendered, rl, 0, &ids, &n_ids, &err);
         free(rendered);
         if (erc < 0) goto out;
@@ -275,7 +259,7 @@ int cmd_chat(int argc, char **argv)
         char *text = NULL;
         size_t tl;
         if (ms_tokenizer_decode(tok, ans, keep, MS_TOK_SKIP_SPECIAL, &text, &tl, &err) < 0) goto out;
-        int arc = conv_add(&cv, "assistant", text);
+        int arc = conv_add(cv, "assistant", text);
         free(text);
         if (arc < 0) goto oom;
         if (g.stop_reason && !strcmp(g.stop_reason, "context")) {
@@ -295,15 +279,13 @@ out:
         ms_gen_free(&g);
     }
     if (rc) ms_cli_fail("chat", &err);
-    conv_clear(&cv, 0);
-    free(cv.msgs);
-    free(cv.owned);
+    json_object_put(cv);
     free(hist);
     free(ans);
     free(line);
     ms_detok_free(dt);
     ms_engine_close(e);
-    if (have_ct) ms_chat_template_free(&ct);
+    ms_chat_template_free(ct);
     ms_tokenizer_free(tok);
     return rc;
 }

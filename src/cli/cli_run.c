@@ -3,6 +3,7 @@
  * as it is produced, then one stats line on stderr (and --stats-json).
  * Ctrl-C stops generation, prints the stats and exits with 130. */
 #include <getopt.h>
+#include <json-c/json.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,8 +176,7 @@ int cmd_run(int argc, char **argv)
 
     int rc = 1;
     ms_tokenizer *tok = NULL;
-    ms_chat_template ct = {0};
-    bool have_ct = false;
+    ms_chat_template *ct = NULL;
     int32_t *ids = NULL;
     size_t n_ids = 0;
     char *text = NULL, *rendered = NULL;
@@ -202,14 +202,22 @@ int cmd_run(int argc, char **argv)
         if (!text) goto out;
         const char *to_encode = text;
         unsigned flags = 0;
-        if (!raw && ms_chat_template_load(model, tok, &ct, &err) == 0 && ct.family != MS_CHAT_NONE) {
-            have_ct = true;
-            ms_chat_msg msgs[2];
-            size_t nm = 0;
-            if (system) msgs[nm++] = (ms_chat_msg){.role = "system", .content = system};
-            msgs[nm++] = (ms_chat_msg){.role = "user", .content = text};
+        if (!raw && ms_chat_template_load(model, NULL, tok, &ct, &err) == 0) {
+            json_object *msgs = json_object_new_array();
+            if (system) {
+                json_object *m = json_object_new_object();
+                json_object_object_add(m, "role", json_object_new_string("system"));
+                json_object_object_add(m, "content", json_object_new_string(system));
+                json_object_array_add(msgs, m);
+            }
+            json_object *m = json_object_new_object();
+            json_object_object_add(m, "role", json_object_new_string("user"));
+            json_object_object_add(m, "content", json_object_new_string(text));
+            json_object_array_add(msgs, m);
             size_t rl;
-            if (ms_chat_render(&ct, msgs, nm, NULL, true, &rendered, &rl, &err) < 0) goto out;
+            int rrc = ms_chat_template_render(ct, msgs, NULL, NULL, NULL, true, &rendered, &rl, &err);
+            json_object_put(msgs);
+            if (rrc < 0) goto out;
             to_encode = rendered;
         } else {
             ms_err_clear(&err);
@@ -231,9 +239,7 @@ int cmd_run(int argc, char **argv)
             goto out;
         }
     /* 3. stop tokens: chat template, else tokenizer, else config.json */
-    if (have_ct) {
-        n_stop = (int)ms_chat_stop_ids(&ct, false, stop, MS_ARRAY_LEN(stop));
-    } else if (tok) {
+    if (tok) {
         size_t ns;
         const int32_t *s = ms_tokenizer_stop_ids(tok, &ns);
         for (size_t i = 0; i < ns && n_stop < (int)MS_ARRAY_LEN(stop); i++) stop[n_stop++] = s[i];
@@ -308,7 +314,7 @@ out:
     if (rc == 1) ms_cli_fail("run", &err);
     ms_detok_free(dt);
     ms_engine_close(e);
-    if (have_ct) ms_chat_template_free(&ct);
+    ms_chat_template_free(ct);
     ms_tokenizer_free(tok);
     free(ids);
     free(text);
