@@ -188,12 +188,17 @@ static int sorted_by(jctx *c, const jnode *at, jval items, jval attr, bool lower
     for (; built < n && rc == 0; built++) {
         idx[built] = built;
         jval item = items.l->v[built];
-        if (multi && attr.t == JT_STR && memchr(attr.s->s, ',', attr.s->len)) {
-            /* "a,b": the key is the list of the attribute values */
-            jval sep, pl;
-            if ((rc = jv_str(c, ",", 1, &sep)) < 0) break;
-            rc = jx_str_split(c, at, attr, sep, -1, false, &pl);
-            jv_dec(c, sep);
+        if (multi) {
+            /* the sort filter's key is a list: the values of "a,b" (or of the one attribute) */
+            jval pl;
+            if (attr.t == JT_STR) {
+                jval sep;
+                if ((rc = jv_str(c, ",", 1, &sep)) < 0) break;
+                rc = jx_str_split(c, at, attr, sep, -1, false, &pl);
+                jv_dec(c, sep);
+            } else if ((rc = jv_list(c, 1, LK_LIST, &pl)) == 0) {
+                jv_list_push(c, pl, jv_inc(attr));
+            }
             if (rc < 0) break;
             rc = jv_list(c, pl.l->n, LK_LIST, &keys[built]);
             for (uint32_t q = 0; q < pl.l->n && rc == 0; q++) {

@@ -773,6 +773,8 @@ static int str_method(jctx *c, const jnode *at, int id, const char *name, jval s
                       const char **kw, jval *kwv, uint32_t nkw, jval *out)
 {
     size_t a, b;
+    if (nkw && id != M_S_SPLIT && id != M_S_RSPLIT && id != M_S_SPLITLINES && id != M_S_FORMAT) /* positional-only */
+        return jx_fail(c, at, "TypeError: str.%s() takes no keyword arguments", name);
     int64_t k;
     bool r;
     switch (id) {
@@ -927,6 +929,7 @@ int jx_func_call(jctx *c, const jnode *at, jfunc *f, jval *args, uint32_t n, con
     jval self = f->self;
     const char *name = f->name;
     if (f->id <= M_S_ZFILL) return str_method(c, at, f->id, name, self, args, n, kw, kwv, nkw, out);
+    if (nkw && f->id <= M_L_COPY) return jx_fail(c, at, "TypeError: %s() takes no keyword arguments", name);
     switch (f->id) {
     case M_D_GET: {
         BIND("get", "key", "default");
