@@ -34,7 +34,7 @@ typedef struct ms_chat_template {
     ms_jinja *tool_tmpl;     /* the "tool_use" named template (NULL: none) */
     char *text, *tool_text;  /* their sources */
     struct json_object *special; /* special tokens as template variables (an object) */
-    char origin[600];        /* where the template came from, for messages */
+    char origin[4400];       /* where the template came from, for messages */
     ms_jinja_opts opts;      /* render limits and clock (zero: defaults, real clock) */
 } ms_chat_template;
 

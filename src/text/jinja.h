@@ -47,4 +47,7 @@ void ms_jinja_free(ms_jinja *t);
 int ms_jinja_render(const ms_jinja *t, struct json_object *vars, const ms_jinja_opts *opts, char **out,
                     size_t *len, ms_err *err);
 
+/* Python's repr(float): the shortest text that reads back as f (1e-05, 1e+16, 0.1, 2.0). */
+void ms_jinja_float_repr(double f, char *buf, size_t len);
+
 #endif

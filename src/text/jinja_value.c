@@ -717,6 +717,8 @@ void jv_float_repr(double f, char *buf, size_t len)
 #undef PUTC
 }
 
+void ms_jinja_float_repr(double f, char *buf, size_t len) { jv_float_repr(f, buf, len); }
+
 static int repr_str(jctx *c, const jstr *s, jbuf *b)
 {
     bool has_sq = memchr(s->s, '\'', s->len) != NULL, has_dq = memchr(s->s, '"', s->len) != NULL;
