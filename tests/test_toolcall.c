@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chat_template.h"
 #include "ms_test.h"
 #include "toolcall.h"
 
@@ -312,6 +313,68 @@ static void test_message(void **state)
     ms_chat_parser_free(p);
 }
 
+/* the parsed message goes back through the family's real template (arguments as the
+ * template wants them: text for DeepSeek/Kimi, an object elsewhere) */
+static void test_roundtrip(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *tmpl, *text;
+    } t[] = {
+        {"deepseek_v3", "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n"
+                        "{\"city\": \"Paris\"}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>"},
+        {"deepseek_v3_1", "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>{\"city\": \"Paris\"}"
+                          "<｜tool▁call▁end｜><｜tool▁calls▁end｜>"},
+        {"gigachat3_1", "<|function_call|>{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}"},
+        {"gigachat3", "<|message_sep|>\n\nfunction call<|role_sep|>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": "
+                      "\"Paris\"}}"},
+        {"glm4_7_flash", "<tool_call>get_weather<arg_key>city</arg_key><arg_value>Paris</arg_value></tool_call>"},
+        {"glm4_6", "<think>hm</think><tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Paris</arg_value>\n</tool_call>"},
+        {"step3_5_flash", "<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n</function>\n</tool_call>"},
+        {"kimi_k2", "<|tool_calls_section_begin|><|tool_call_begin|>functions.get_weather:0<|tool_call_argument_begin|>"
+                    "{\"city\": \"Paris\"}<|tool_call_end|><|tool_calls_section_end|>"},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        char *path = mst_fmt("%s/templates/%s.jinja", MS_TEST_DATA, t[i].tmpl);
+        size_t len;
+        char *src = mst_slurp(path, &len);
+        ms_chat_template *ct;
+        ms_err err = {0};
+        assert_int_equal(ms_chat_template_from_text(src, len, path, &ct, &err), 0);
+        const ms_toolcall_ops *ops = ms_toolcall_detect(src);
+        ms_chat_parser *p;
+        assert_int_equal(ms_chat_parser_new(ops, NULL, false, &p, &err), 0);
+        assert_int_equal(ms_chat_parser_feed(p, t[i].text, strlen(t[i].text), &err), 0);
+        assert_int_equal(ms_chat_parser_finish(p, &err), 0);
+        assert_int_equal(ms_chat_parser_n_calls(p), 1);
+        json_object *conv = json_tokener_parse("[{\"role\": \"user\", \"content\": \"Weather?\"}]");
+        json_object_array_add(conv, ms_chat_parser_message(p));
+        json_object *tool = json_tokener_parse("{\"role\": \"tool\", \"content\": \"{\\\"t\\\": 5}\"}");
+        json_object_object_add(tool, "tool_call_id", json_object_new_string(ms_chat_parser_call(p, 0)->id));
+        json_object_array_add(conv, tool);
+        json_object *tools = json_tokener_parse("[{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", "
+                                                "\"parameters\": {\"type\": \"object\", \"properties\": {\"city\": "
+                                                "{\"type\": \"string\"}}}}}]");
+        char *out;
+        size_t olen;
+        int rc = ms_chat_template_render(ct, conv, tools, NULL, NULL, true, &out, &olen, &err);
+        if (rc < 0) fprintf(stderr, "%s: %s\n", t[i].tmpl, err.msg);
+        assert_int_equal(rc, 0);
+        /* the call is in the prompt again: name and argument value after the user turn */
+        char *u = strstr(out, "Weather?");
+        assert_non_null(u);
+        assert_non_null(strstr(u, "get_weather"));
+        assert_non_null(strstr(u, "Paris"));
+        free(out);
+        json_object_put(conv);
+        json_object_put(tools);
+        ms_chat_parser_free(p);
+        ms_chat_template_free(ct);
+        free(src);
+        free(path);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -319,6 +382,7 @@ int main(void)
         cmocka_unit_test(test_delta_utf8),
         cmocka_unit_test(test_detect),
         cmocka_unit_test(test_message),
+        cmocka_unit_test(test_roundtrip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
