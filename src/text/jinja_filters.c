@@ -1217,7 +1217,7 @@ static int url_quote(jctx *c, jval v, bool for_qs, jbuf *b)
     int rc = 0;
     for (uint32_t i = 0; i < s.s->len && rc == 0; i++) {
         unsigned char ch = (unsigned char)s.s->s[i];
-        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || strchr("_.-~", ch) ||
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || (ch && strchr("_.-~", ch)) ||
             (ch == '/' && !for_qs))
             rc = jx_buf_putc(c, b, (char)ch);
         else if (ch == ' ' && for_qs) rc = jx_buf_putc(c, b, '+');

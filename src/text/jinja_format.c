@@ -41,6 +41,12 @@ static int put_padded(jctx *c, jbuf *b, const char *s, size_t n, int64_t width, 
     return 0;
 }
 
+/* c is one of the characters of set (never the terminating NUL) */
+static bool in_set(char c, const char *set) { return c && strchr(set, c); }
+
+/* value * 10 + digit, saturating (callers reject anything past 100000) */
+static int64_t add_digit(int64_t v, char d) { return v > 100000000 ? v : v * 10 + (d - '0'); }
+
 static bool as_number(jval v, bool *is_float, int64_t *i, double *f)
 {
     if (v.t == JT_INT || v.t == JT_BOOL) {
@@ -160,7 +166,7 @@ int jx_percent_format(jctx *c, const jnode *at, jval fmt, jval args, jval *out)
         }
         char flags[8] = "";
         size_t nf = 0;
-        while (i < n && strchr("-+ #0", p[i]) && p[i]) {
+        while (i < n && in_set(p[i], "-+ #0")) {
             if (nf < 6 && !strchr(flags, p[i])) flags[nf++] = p[i];
             i++;
         }
@@ -176,7 +182,7 @@ int jx_percent_format(jctx *c, const jnode *at, jval fmt, jval args, jval *out)
             }
             i++;
         } else {
-            while (i < n && p[i] >= '0' && p[i] <= '9') width = (width < 0 ? 0 : width) * 10 + (p[i++] - '0');
+            while (i < n && p[i] >= '0' && p[i] <= '9') width = add_digit(width < 0 ? 0 : width, p[i++]);
         }
         if (i < n && p[i] == '.') {
             i++;
@@ -187,7 +193,7 @@ int jx_percent_format(jctx *c, const jnode *at, jval fmt, jval args, jval *out)
                 prec = w.t == JT_BOOL ? w.b : w.i;
                 i++;
             } else {
-                while (i < n && p[i] >= '0' && p[i] <= '9') prec = prec * 10 + (p[i++] - '0');
+                while (i < n && p[i] >= '0' && p[i] <= '9') prec = add_digit(prec, p[i++]);
             }
         }
         if (width > 100000 || prec > 100000) FAILF("ValueError: width or precision too big");
@@ -328,25 +334,25 @@ static int parse_spec(jctx *c, const jnode *at, const char *s, size_t n, fspec *
     if (n) { /* [[fill]align] */
         size_t j = 0;
         uint32_t cp = jx_utf8_next(s, &j);
-        if (j < n && strchr("<>=^", s[j])) {
+        if (j < n && in_set(s[j], "<>=^")) {
             f->fill = cp;
             f->align = s[j];
             i = j + 1;
-        } else if (strchr("<>=^", s[0])) {
+        } else if (in_set(s[0], "<>=^")) {
             f->align = s[0];
             i = 1;
         }
     }
-    if (i < n && strchr("+- ", s[i])) f->sign = s[i++];
+    if (i < n && in_set(s[i], "+- ")) f->sign = s[i++];
     if (i < n && s[i] == '#') f->alt = true, i++;
     if (i < n && s[i] == '0') f->zero = true, i++;
-    while (i < n && s[i] >= '0' && s[i] <= '9') f->width = (f->width < 0 ? 0 : f->width) * 10 + (s[i++] - '0');
+    while (i < n && s[i] >= '0' && s[i] <= '9') f->width = add_digit(f->width < 0 ? 0 : f->width, s[i++]);
     if (i < n && (s[i] == ',' || s[i] == '_')) f->group = s[i++];
     if (i < n && s[i] == '.') {
         i++;
         f->prec = 0;
         size_t st = i;
-        while (i < n && s[i] >= '0' && s[i] <= '9') f->prec = f->prec * 10 + (s[i++] - '0');
+        while (i < n && s[i] >= '0' && s[i] <= '9') f->prec = add_digit(f->prec, s[i++]);
         if (i == st) return jx_fail(c, at, "ValueError: Format specifier missing precision");
     }
     if (i < n) f->type = s[i++];
@@ -379,7 +385,7 @@ static int format_value(jctx *c, const jnode *at, jval v, const char *spec, size
         return jx_fail(c, at, "TypeError: unsupported format string passed to %s.__format__", jv_type_name(v));
     char text[700], num[760];
     char t = f.type;
-    if (!is_float && (t == 0 || strchr("bcdoxXn", t))) {
+    if (!is_float && (t == 0 || in_set(t, "bcdoxXn"))) {
         if (f.prec >= 0) return jx_fail(c, at, "ValueError: Precision not allowed in integer format specifier");
         if (t == 'c') {
             if (iv < 0 || iv > 0x10FFFF) return jx_fail(c, at, "OverflowError: %%c arg not in range(0x110000)");
@@ -400,7 +406,7 @@ static int format_value(jctx *c, const jnode *at, jval v, const char *spec, size
         memcpy(num + o, digits, nd + 1);
         return put_padded(c, b, num, o + nd, f.width, f.fill, f.align ? f.align : '>', sl);
     }
-    if (t && !strchr("eEfFgG%n", t))
+    if (t && !in_set(t, "eEfFgG%n"))
         return jx_fail(c, at, "ValueError: Unknown format code '%c' for object of type '%s'", t, jv_type_name(v));
     double x = is_float ? fv : (double)iv;
     if (t == 0 && f.prec < 0) {

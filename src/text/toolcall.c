@@ -86,6 +86,7 @@ struct ms_chat_parser {
     sbuf content, reasoning;
     sbuf held;             /* whitespace not yet known to be inner */
     sbuf call;             /* the current call's text (after call_begin) */
+    sbuf between;          /* text between the calls of a section */
     bool content_any, reasoning_any, had_reasoning;
     size_t content_out, reasoning_out; /* delta positions */
     ms_toolcall *calls;
@@ -202,7 +203,9 @@ static int close_call(parser *p, const char *s, size_t n, bool with_end)
     return rc;
 }
 
-/* the end of a JSON object at the start of s (after whitespace): its length, 0 if not closed yet */
+/* the end of a JSON object at the start of s (after whitespace): its length, 0 if not
+ * closed yet; when s does not start with one, *bad is set and the whitespace length
+ * returned */
 static size_t json_object_end(const char *s, size_t n, bool *bad)
 {
     size_t i = 0;
@@ -211,7 +214,7 @@ static size_t json_object_end(const char *s, size_t n, bool *bad)
     if (i == n) return 0;
     if (s[i] != '{') {
         *bad = true;
-        return 0;
+        return i;
     }
     int depth = 0;
     bool str = false, esc = false;
@@ -281,10 +284,17 @@ static int step(parser *p, bool final)
         const char *m[] = {o->call_begin, o->section_end};
         at = find_marker(s, n, m, 2, &which, &hold);
         size_t upto = at >= 0 ? (size_t)at : final ? n : n - hold;
-        /* text between calls: separators; anything else stays visible as content */
+        /* text between calls: whitespace separates them; anything else stays visible as
+         * content (decided once the whole stretch is known) */
+        if ((rc = sb_put(&p->between, s, upto)) < 0) return rc;
+        if (at < 0 && !final) {
+            sb_consume(&p->pending, upto);
+            return upto > 0;
+        }
         size_t k = 0;
-        while (k < upto && is_ws(s[k])) k++;
-        if (k < upto && (rc = emit(p, false, s, upto)) < 0) return rc;
+        while (k < p->between.n && is_ws(p->between.v[k])) k++;
+        if (k < p->between.n && (rc = emit(p, false, p->between.v, p->between.n)) < 0) return rc;
+        p->between.n = 0;
         if (at < 0) {
             sb_consume(&p->pending, upto);
             return upto > 0;
@@ -305,7 +315,7 @@ static int step(parser *p, bool final)
             bool bad;
             size_t end = json_object_end(p->call.v, p->call.n, &bad);
             if (!end && !bad) return 0;
-            if (bad) end = p->call.n;
+            /* (not a JSON object: the marker and the whitespace become content, the rest is read again) */
             sbuf rest = {0};
             if (sb_put(&rest, p->call.v + end, p->call.n - end) < 0) return -ENOMEM;
             p->call.n = end;
@@ -359,6 +369,12 @@ int ms_chat_parser_finish(ms_chat_parser *p, ms_err *err)
 {
     if (p->finished) return 0;
     int rc = run(p, true);
+    if (rc == 0 && p->state == S_SECTION) { /* a section cut short: its loose text is content */
+        size_t k = 0;
+        while (k < p->between.n && is_ws(p->between.v[k])) k++;
+        if (k < p->between.n) rc = emit(p, false, p->between.v, p->between.n);
+        p->between.n = 0;
+    }
     if (rc == 0 && p->state == S_CALL) { /* cut short (a stop token, max tokens): complete it if it parses */
         rc = close_call(p, p->call.v ? p->call.v : "", p->call.n, false);
         p->state = S_CONTENT;
@@ -468,6 +484,7 @@ void ms_chat_parser_free(ms_chat_parser *p)
     free(p->reasoning.v);
     free(p->held.v);
     free(p->call.v);
+    free(p->between.v);
     json_object_put(p->tools);
     free(p);
 }
@@ -510,7 +527,9 @@ static int dumps_rec(json_object *o, sbuf *b, int depth)
     }
     case json_type_double: {
         char t[40];
-        ms_jinja_float_repr(json_object_get_double(o), t, sizeof t);
+        double d = json_object_get_double(o);
+        if (d != d || d - d != 0) return sb_puts(b, "null"); /* inf/nan: not JSON */
+        ms_jinja_float_repr(d, t, sizeof t);
         return sb_puts(b, t);
     }
     case json_type_string: return dumps_str(json_object_get_string(o), (size_t)json_object_get_string_len(o), b);
