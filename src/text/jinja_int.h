@@ -1,12 +1,16 @@
 /* jinja_int.h - internals of the Jinja renderer (jinja.h), shared by its files:
  *
  *   jinja_value.c    values: refcounted strings/lists/dicts/objects, Python str()/repr(),
- *                    equality/ordering/hash, JSON in (json-c) and out (json.dumps)
+ *                    equality/ordering/hash
+ *   jinja_json.c     JSON in (json-c) and out (json.dumps)
  *   jinja_lex.c      source -> tokens (delimiters, whitespace control, raw blocks)
  *   jinja_parse.c    tokens -> AST (Jinja's grammar and operator precedence)
+ *   jinja_scope.c    Jinja's static scoping: names a frame starts with as undefined
  *   jinja_eval.c     AST -> text: statements, scopes, expressions, calls, limits
- *   jinja_filters.c  filters and tests
- *   jinja_methods.c  Python methods of str/dict/list, globals, '%' and format()
+ *   jinja_ops.c      attribute/item lookup, slicing, iteration, operators
+ *   jinja_filters.c  filters and tests; jinja_seqfilters.c the filters over sequences
+ *   jinja_methods.c  Python methods of str/dict/list, loop/cycler/joiner, globals
+ *   jinja_format.c   Python's str % args and str.format()
  *
  * Values (jval) are small tagged unions passed by value; strings, lists, dicts and
  * objects live on the heap with a reference count. Objects that can form cycles
@@ -39,6 +43,8 @@ typedef enum {
     JT_DICT,
     JT_OBJ,    /* namespace, macro, function, loop, cycler, joiner (jobj.kind) */
 } jtype;
+
+#define JX_MAX_NEST 512 /* nesting bound of the recursive walks over values (print, JSON, compare) */
 
 #define JF_MARKUP 1u /* JT_STR: markupsafe.Markup */
 #define JF_UNSAFE 2u /* JT_UNDEF: sandbox refused the attribute (using it raises SecurityError) */
@@ -388,6 +394,8 @@ int jx_getattr(jctx *c, const jnode *at, jval obj, const char *name, jval *out);
 int jx_getitem(jctx *c, const jnode *at, jval obj, jval key, jval *out);
 /* iterate: a new list of the items (str: characters, dict: keys); TypeError if not iterable */
 int jx_iter_list(jctx *c, const jnode *at, jval v, jval *out);
+/* obj[lo:hi:st] (NONE for a missing part) */
+int jx_slice(jctx *c, const jnode *at, jval obj, jval lo, jval hi, jval st, jval *out);
 /* an Undefined used where a value is needed: its error */
 int jx_undef_fail(jctx *c, const jnode *at, jval u);
 int jx_binop(jctx *c, const jnode *at, int op, jval a, jval b, jval *out);
@@ -396,6 +404,26 @@ bool jx_contains_ok(jctx *c, const jnode *at, jval needle, jval hay, bool *res);
 /* ---- filters, tests, methods, globals ------------------------------------------------ */
 
 int jx_filter_id(const char *name); /* -1 unknown */
+
+/* filter functions: the input value, then the call's arguments */
+#define JX_FILTER_ARGS jctx *c, const jnode *at, jval v, jval *args, uint32_t n, const char **kw, jval *kwv, uint32_t nkw, jval *out
+#define JX_FILTER_FN(fname) int fname(JX_FILTER_ARGS)
+/* bind the call's arguments to named parameters A[0..] (jx_bind) */
+#define BIND(fname, ...)                                                                          \
+    static const char *const P_[] = {__VA_ARGS__};                                                \
+    jval A[sizeof P_ / sizeof P_[0]];                                                             \
+    if (jx_bind(c, at, fname, P_, sizeof P_ / sizeof P_[0], args, n, kw, kwv, nkw, A) < 0) return -1
+#define NOARGS(fname)                                                                             \
+    if (n || nkw) return jx_fail(c, at, "TypeError: %s() takes 1 positional argument but %u were given", fname, 1 + n + nkw)
+#define ARG(i, dflt) (jx_given(A[i]) ? A[i] : (dflt))
+/* the sequence filters (jinja_seqfilters.c) */
+#define JX_SEQ_FILTERS(X)                                                                                              \
+    X(batch) X(slice) X(dictsort) X(first) X(last) X(groupby) X(items) X(join) X(list) X(map) X(select) X(reject)   \
+        X(selectattr) X(rejectattr) X(max) X(min) X(reverse) X(sort) X(sum) X(unique)
+#define JX_DECLARE_FILTER(name) JX_FILTER_FN(jx_f_##name);
+JX_SEQ_FILTERS(JX_DECLARE_FILTER)
+int jx_as_int(jctx *c, const jnode *at, jval v, const char *what, int64_t *out); /* int/bool, else TypeError */
+int jx_need_len(jctx *c, const jnode *at, jval v, int64_t *len);                 /* Python len() */
 int jx_test_id(const char *name);
 int jx_filter(jctx *c, const jnode *at, int id, jval v, jval *args, uint32_t n, const char **kw, jval *kwv,
               uint32_t nkw, jval *out);

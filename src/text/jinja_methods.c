@@ -761,12 +761,8 @@ static int make_range(jctx *c, const jnode *at, jval *args, uint32_t n, uint32_t
 
 /* ---- calls ---------------------------------------------------------------------------------- */
 
-#define BIND(fname, ...)                                                                          \
-    static const char *const P_[] = {__VA_ARGS__};                                                \
-    jval A[sizeof P_ / sizeof P_[0]];                                                             \
-    if (jx_bind(c, at, fname, P_, sizeof P_ / sizeof P_[0], args, n, kw, kwv, nkw, A) < 0) return -1
-
-#define NOARGS(fname)                                                                             \
+/* Python's message for a method called with arguments it does not take */
+#define M_NOARGS(fname)                                                                           \
     if (n || nkw) return jx_fail(c, at, "TypeError: %s() takes no arguments (%u given)", fname, n + nkw)
 
 static int str_method(jctx *c, const jnode *at, int id, const char *name, jval s, jval *args, uint32_t n,
@@ -779,7 +775,7 @@ static int str_method(jctx *c, const jnode *at, int id, const char *name, jval s
     bool r;
     switch (id) {
     case M_S_UPPER: case M_S_LOWER: case M_S_CASEFOLD: case M_S_SWAPCASE: case M_S_TITLE: case M_S_CAPITALIZE: {
-        NOARGS(name);
+        M_NOARGS(name);
         char mode = id == M_S_UPPER ? 'u' : id == M_S_SWAPCASE ? 's' : id == M_S_TITLE ? 't' : id == M_S_CAPITALIZE ? 'c' : 'l';
         return jx_str_case(c, s, mode, out);
     }
@@ -917,7 +913,7 @@ static int str_method(jctx *c, const jnode *at, int id, const char *name, jval s
         return rc;
     }
     default:
-        NOARGS(name);
+        M_NOARGS(name);
         *out = jv_bool(str_pred(s, id));
         return 0;
     }
@@ -941,11 +937,11 @@ int jx_func_call(jctx *c, const jnode *at, jfunc *f, jval *args, uint32_t n, con
         return 0;
     }
     case M_D_ITEMS: case M_D_KEYS: case M_D_VALUES:
-        NOARGS(name);
+        M_NOARGS(name);
         return dict_view(c, self.d, f->id, out);
-    case M_D_COPY: NOARGS(name); return build_dict(c, at, "dict", &self, 1, NULL, NULL, 0, out);
+    case M_D_COPY: M_NOARGS(name); return build_dict(c, at, "dict", &self, 1, NULL, NULL, 0, out);
     case M_L_COPY:
-        NOARGS(name);
+        M_NOARGS(name);
         if (jv_list(c, self.l->n, LK_LIST, out) < 0) return -1;
         for (uint32_t i = 0; i < self.l->n; i++) jv_list_push(c, *out, jv_inc(self.l->v[i]));
         return 0;
@@ -999,7 +995,7 @@ int jx_func_call(jctx *c, const jnode *at, jfunc *f, jval *args, uint32_t n, con
         return 0;
     }
     case M_CYC_NEXT: {
-        NOARGS(name);
+        M_NOARGS(name);
         jcycler *cy = (jcycler *)self.o;
         if (!cy->items) return jx_fail(c, at, "cycler is gone");
         *out = jv_inc(cy->items->v[cy->pos]);
@@ -1007,12 +1003,12 @@ int jx_func_call(jctx *c, const jnode *at, jfunc *f, jval *args, uint32_t n, con
         return 0;
     }
     case M_CYC_RESET:
-        NOARGS(name);
+        M_NOARGS(name);
         ((jcycler *)self.o)->pos = 0;
         *out = jv_none();
         return 0;
     case M_JOINER: {
-        NOARGS("joiner");
+        M_NOARGS("joiner");
         jjoiner *j = (jjoiner *)self.o;
         if (!j->used) {
             j->used = true;
