@@ -75,8 +75,8 @@ typedef struct lexer {
     jtok *toks;
     size_t nt, cap;
     /* line/column bookkeeping (positions are visited in increasing order) */
-    size_t lc_pos, lc_line_start;
-    uint32_t lc_line;
+    size_t lc_pos;
+    uint32_t lc_line, lc_col;
     char balance[256];
     int nbal;
 } lexer;
@@ -86,17 +86,19 @@ static void where(lexer *L, size_t pos, uint32_t *line, uint32_t *col)
     if (pos < L->lc_pos) { /* rare: restart */
         L->lc_pos = 0;
         L->lc_line = 1;
-        L->lc_line_start = 0;
+        L->lc_col = 1;
     }
-    for (; L->lc_pos < pos && L->lc_pos < L->n; L->lc_pos++)
-        if (L->s[L->lc_pos] == '\n') {
+    for (; L->lc_pos < pos && L->lc_pos < L->n; L->lc_pos++) {
+        unsigned char ch = (unsigned char)L->s[L->lc_pos];
+        if (ch == '\n') {
             L->lc_line++;
-            L->lc_line_start = L->lc_pos + 1;
+            L->lc_col = 1;
+        } else if ((ch & 0xC0) != 0x80) {
+            L->lc_col++; /* columns count characters */
         }
-    uint32_t c = 1;
-    for (size_t i = L->lc_line_start; i < pos; i++) c += ((unsigned char)L->s[i] & 0xC0) != 0x80;
+    }
     *line = L->lc_line;
-    *col = c;
+    *col = L->lc_col;
 }
 
 static int lex_fail(lexer *L, size_t pos, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -563,7 +565,7 @@ int jx_lex(const char *src, size_t len, const char *name, jarena *a, jtok **toks
     if (n > 0 && s[n - 1] == '\n') n--;
     s[n] = 0;
 
-    lexer L = {.s = s, .n = n, .name = name, .a = a, .err = err, .lc_line = 1};
+    lexer L = {.s = s, .n = n, .name = name, .a = a, .err = err, .lc_line = 1, .lc_col = 1};
     bool line_starting = true;
     int rc = 0;
     while (rc == 0 && L.pos < n) {
