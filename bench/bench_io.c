@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arch.h"
 #include "bench.h"
 #include "bench_io_core.h"
 #include "cli.h"
@@ -37,7 +38,7 @@ int ms_bench_model_workload(const ms_model *m, ms_bench_io_workload *w)
     memset(w, 0, sizeof *w);
     int E = m->cfg.n_routed_experts;
     size_t n_exp = (size_t)m->n_moe_layers * (size_t)E, nr = 0, ei = 0;
-    ms_bench_io_range *ranges = malloc((n_exp ? n_exp : 1) * MS_EXPERT_RANGES * sizeof *ranges);
+    ms_bench_io_range *ranges = malloc((n_exp ? n_exp : 1) * (size_t)(m->n_parts ? m->n_parts : 1) * sizeof *ranges);
     size_t *start = malloc((n_exp + 1) * sizeof *start);
     const char **paths = malloc((size_t)(m->tt.n_files ? m->tt.n_files : 1) * sizeof *paths);
     if (!ranges || !start || !paths) {
@@ -50,10 +51,9 @@ int ms_bench_model_workload(const ms_model *m, ms_bench_io_workload *w)
     for (int li = 0; li < m->n_moe_layers; li++)
         for (int e = 0; e < E; e++) {
             start[ei++] = nr;
-            for (int r = 0; r < MS_EXPERT_RANGES; r++) {
-                const ms_range *rg = &m->moe[li].ranges[(size_t)e * MS_EXPERT_RANGES + r];
-                if (rg->len) ranges[nr++] = (ms_bench_io_range){(uint32_t)rg->file, rg->offset, rg->len};
-            }
+            const ms_range *rg = ms_expert_ranges(&m->experts, li, e);
+            for (int r = 0; r < m->n_parts; r++)
+                if (rg[r].len) ranges[nr++] = (ms_bench_io_range){(uint32_t)rg[r].file, rg[r].offset, rg[r].len};
         }
     start[ei] = nr;
     *w = (ms_bench_io_workload){.paths = paths, .n_files = m->tt.n_files, .ranges = ranges, .n_ranges = nr,

@@ -20,47 +20,49 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "invariant.h"
+#include "schedule.h"
 #include "slots.h"
 #include "util.h"
 
 /* ---- layout ---------------------------------------------------------------- */
 
-static void range_bounds(const ms_model *m, int li, uint64_t align, uint64_t *bound)
+static void range_bounds(const ms_expert_table *t, int li, uint64_t align, uint64_t *bound)
 {
-    int E = m->cfg.n_routed_experts;
-    const ms_moe_layer *ml = &m->moe[li];
-    for (int r = 0; r < MS_EXPERT_RANGES; r++) {
-        uint64_t mx = 0;
-        for (int e = 0; e < E; e++) {
-            const ms_range *rg = &ml->ranges[(size_t)e * MS_EXPERT_RANGES + r];
-            if (!rg->len) continue;
+    for (int r = 0; r < MS_MAX_EXPERT_PARTS; r++) bound[r] = 0;
+    for (int e = 0; e < t->n_experts; e++) {
+        const ms_range *rg = ms_expert_ranges(t, li, e);
+        for (int r = 0; r < t->n_parts; r++) {
+            if (!rg[r].len) continue;
             ms_io_span sp;
-            ms_io_span_align(align, rg->offset, rg->len, &sp);
-            if (sp.aligned_len > mx) mx = sp.aligned_len;
+            ms_io_span_align(align, rg[r].offset, rg[r].len, &sp);
+            if (sp.aligned_len > bound[r]) bound[r] = sp.aligned_len;
         }
-        bound[r] = mx;
     }
 }
 
-int ms_cache_layout_init(const ms_model *m, uint64_t align, ms_cache_layout *lay, ms_err *err)
+int ms_cache_layout_init(const ms_expert_table *t, uint64_t align, ms_cache_layout *lay, ms_err *err)
 {
     memset(lay, 0, sizeof *lay);
     lay->align = align;
-    int nl = m->n_moe_layers;
-    lay->layer_class = calloc((size_t)(nl ? nl : 1), sizeof *lay->layer_class);
-    if (!lay->layer_class) return ms_errf(err, ENOMEM, "out of memory");
-    uint64_t bounds[MS_CACHE_MAX_CLASSES][MS_EXPERT_RANGES];
-    int E = m->cfg.n_routed_experts, K = m->cfg.n_experts_per_tok;
+    lay->top_k = t->top_k;
+    int nl = t->n_moe_layers;
+    if (nl > MS_CACHE_MAX_LAYERS)
+        return ms_errf(err, EINVAL, "expert cache: %d MoE layers (at most %d)", nl, MS_CACHE_MAX_LAYERS);
+    if (t->n_parts < 1 || t->n_parts > MS_MAX_EXPERT_PARTS)
+        return ms_errf(err, EINVAL, "expert cache: %d parts per expert (1..%d)", t->n_parts, MS_MAX_EXPERT_PARTS);
+    lay->n_moe_layers = nl;
+    uint64_t bounds[MS_CACHE_MAX_CLASSES][MS_MAX_EXPERT_PARTS];
     for (int li = 0; li < nl; li++) {
-        uint64_t b[MS_EXPERT_RANGES];
-        range_bounds(m, li, align, b);
+        uint64_t b[MS_MAX_EXPERT_PARTS];
+        range_bounds(t, li, align, b);
         int c;
         for (c = 0; c < lay->n_classes; c++)
             if (!memcmp(bounds[c], b, sizeof b)) break;
         if (c == lay->n_classes) {
             if (c == MS_CACHE_MAX_CLASSES) {
                 /* Too many distinct layouts: merge into the largest-bound class. */
-                for (int r = 0; r < MS_EXPERT_RANGES; r++)
+                for (int r = 0; r < MS_MAX_EXPERT_PARTS; r++)
                     if (b[r] > bounds[c - 1][r]) bounds[c - 1][r] = b[r];
                 c = c - 1;
             } else {
@@ -68,27 +70,27 @@ int ms_cache_layout_init(const ms_model *m, uint64_t align, ms_cache_layout *lay
                 lay->n_classes++;
             }
         }
-        lay->layer_class[li] = c;
+        lay->layer_class[li] = (uint8_t)c;
         lay->cls[c].n_layers++;
     }
     for (int c = 0; c < lay->n_classes; c++) {
         ms_cache_class *k = &lay->cls[c];
         uint64_t off = 0;
-        for (int r = 0; r < MS_EXPERT_RANGES; r++) {
+        for (int r = 0; r < MS_MAX_EXPERT_PARTS; r++) {
             k->range_off[r] = off;
             off += bounds[c][r];
         }
         k->slot_bytes = off;
-        k->n_experts_total = (int64_t)k->n_layers * E;
-        lay->min_bytes += 2ull * (uint64_t)K * k->slot_bytes;
+        k->n_experts_total = (int64_t)k->n_layers * t->n_experts;
+        lay->min_bytes += 2ull * (uint64_t)t->top_k * k->slot_bytes;
         lay->all_bytes += (uint64_t)k->n_experts_total * k->slot_bytes;
     }
     return 0;
 }
 
-uint64_t ms_cache_layout_split(const ms_model *m, ms_cache_layout *lay, uint64_t cache_bytes)
+uint64_t ms_cache_layout_split(ms_cache_layout *lay, uint64_t cache_bytes)
 {
-    int K = m->cfg.n_experts_per_tok;
+    int K = lay->top_k;
     uint64_t used = 0;
     double f = lay->all_bytes ? (double)cache_bytes / (double)lay->all_bytes : 0;
     if (f > 1) f = 1;
@@ -110,13 +112,22 @@ uint64_t ms_cache_layout_split(const ms_model *m, ms_cache_layout *lay, uint64_t
         lay->cls[best].n_slots--;
         used -= lay->cls[best].slot_bytes;
     }
+    lay->used_bytes = used;
     return used;
 }
 
-void ms_cache_layout_free(ms_cache_layout *lay)
+int64_t ms_cache_layout_slots(const ms_cache_layout *lay)
 {
-    free(lay->layer_class);
-    lay->layer_class = NULL;
+    int64_t n = 0;
+    for (int c = 0; c < lay->n_classes; c++) n += lay->cls[c].n_slots;
+    return n;
+}
+
+int64_t ms_cache_layout_min_slots(const ms_cache_layout *lay)
+{
+    int64_t mn = INT64_MAX;
+    for (int c = 0; c < lay->n_classes; c++) mn = MS_MIN(mn, lay->cls[c].n_slots);
+    return lay->n_classes ? mn : 0;
 }
 
 /* ---- the cache ------------------------------------------------------------ */
@@ -128,7 +139,7 @@ typedef struct cls_state {
 } cls_state;
 
 struct ms_cache {
-    const ms_model *m;
+    const ms_expert_table *t;
     ms_cache_layout lay;
     ms_io *io;
     uint8_t *arena;
@@ -152,6 +163,9 @@ struct ms_cache {
     uint64_t wait_ns;
     uint64_t submit_ns;       /* time inside ms_io_submit (blocking submission shows here) */
     uint64_t ticks;
+    uint32_t *pf_keys;        /* [n_experts] prefetch scratch */
+    bool *pf_mapped;
+    int64_t *pf_slots;
     bool pf_stopped;          /* prefetch stopped itself */
     uint64_t pf_stopped_at;   /* token (tick) at which it did */
     uint64_t pf_used0, pf_wasted0; /* counters at the start of the judging window */
@@ -186,6 +200,8 @@ static int handle_cqes(ms_cache *c, int n, ms_err *err)
             if (!rc) rc = (int)q->res;
             continue;
         }
+        MS_INVARIANT(k < c->lay.n_classes && slot < (uint32_t)c->lay.cls[k].n_slots);
+        MS_INVARIANT(cs->pending[slot] > 0 || ms_slots_state(cs->slots, slot) != MS_SLOT_LOADING);
         if (cs->pending[slot] && --cs->pending[slot] == 0 && ms_slots_state(cs->slots, slot) == MS_SLOT_LOADING)
             ms_slots_ready(cs->slots, slot);
     }
@@ -205,14 +221,14 @@ static int handle_cqes(ms_cache *c, int n, ms_err *err)
 /* Queue the reads of one expert into a slot. */
 static int queue_expert(ms_cache *c, int k, int li, int expert, uint32_t slot, ms_err *err)
 {
-    const ms_moe_layer *ml = &c->m->moe[li];
+    const ms_range *ranges = ms_expert_ranges(c->t, li, expert);
     const ms_cache_class *cl = &c->lay.cls[k];
     cls_state *cs = &c->cls[k];
-    ms_io_req req[MS_EXPERT_RANGES];
+    ms_io_req req[MS_MAX_EXPERT_PARTS];
     int n = 0;
     uint8_t *base = cs->arena + (uint64_t)slot * cl->slot_bytes;
-    for (int r = 0; r < MS_EXPERT_RANGES; r++) {
-        const ms_range *rg = &ml->ranges[(size_t)expert * MS_EXPERT_RANGES + r];
+    for (int r = 0; r < c->t->n_parts; r++) {
+        const ms_range *rg = &ranges[r];
         if (!rg->len) continue;
         req[n++] = (ms_io_req){.file = (uint32_t)rg->file, .offset = rg->offset, .len = rg->len,
                                .dst = base + cl->range_off[r], .tag = make_tag(k, slot, r)};
@@ -227,10 +243,8 @@ static int queue_expert(ms_cache *c, int k, int li, int expert, uint32_t slot, m
 static int c_max_acquire(void *impl)
 {
     ms_cache *c = impl;
-    int64_t mn = INT32_MAX;
-    for (int k = 0; k < c->lay.n_classes; k++) mn = MS_MIN(mn, c->lay.cls[k].n_slots);
-    /* keep headroom for prefetched slots still loading */
-    return (int)MS_MAX(c->m->cfg.n_experts_per_tok, mn - (int64_t)c->m->cfg.n_experts_per_tok);
+    /* the schedule's wave: headroom for prefetched slots still loading */
+    return ms_sched_wave(ms_cache_layout_min_slots(&c->lay), c->t->top_k);
 }
 
 static int c_acquire(void *impl, int layer, const int *ids, int n, ms_err *err)
@@ -240,12 +254,13 @@ static int c_acquire(void *impl, int layer, const int *ids, int n, ms_err *err)
         *err = c->broken_err;
         return c->broken;
     }
-    int li = c->m->moe_index[layer];
-    if (li < 0) return ms_errf(err, EINVAL, "layer %d has no routed experts", layer);
+    if (layer < 0 || layer >= c->t->n_layers || c->t->moe_index[layer] < 0)
+        return ms_errf(err, EINVAL, "layer %d has no routed experts", layer);
+    int li = c->t->moe_index[layer];
     if (n > c->g_cap) return ms_errf(err, EINVAL, "acquire of %d experts exceeds the cache's group size", n);
     int k = c->lay.layer_class[li];
     cls_state *cs = &c->cls[k];
-    int E = c->m->cfg.n_routed_experts;
+    int E = c->t->n_experts;
     for (int i = 0; i < n; i++) c->g_keys[i] = (uint32_t)(li * E + ids[i]);
     int misses;
     for (;;) {
@@ -299,15 +314,13 @@ static void fill_ptrs(ms_cache *c, int pos, ms_expert_ptrs *out)
 {
     int k = c->g_class, li = c->g_layer;
     const ms_cache_class *cl = &c->lay.cls[k];
-    const ms_moe_layer *ml = &c->m->moe[li];
-    int E = c->m->cfg.n_routed_experts;
+    int E = c->t->n_experts;
     int expert = (int)(c->g_keys[pos] - (uint32_t)(li * E));
+    const ms_range *rg = ms_expert_ranges(c->t, li, expert);
     uint8_t *base = c->cls[k].arena + (uint64_t)c->g_refs[pos].slot * cl->slot_bytes;
     out->pos = pos;
-    for (int r = 0; r < MS_EXPERT_RANGES; r++) {
-        const ms_range *rg = &ml->ranges[(size_t)expert * MS_EXPERT_RANGES + r];
-        out->p[r] = rg->len ? base + cl->range_off[r] + rg->offset % c->lay.align : NULL;
-    }
+    for (int r = 0; r < c->t->n_parts; r++)
+        out->p[r] = rg[r].len ? base + cl->range_off[r] + rg[r].offset % c->lay.align : NULL;
 }
 
 static int c_next(void *impl, ms_expert_ptrs *out, ms_err *err)
@@ -332,6 +345,7 @@ static int c_next(void *impl, ms_expert_ptrs *out, ms_err *err)
             if (c->g_done[i]) continue;
             remaining++;
             if (ms_slots_state(cs->slots, c->g_refs[i].slot) == MS_SLOT_READY) {
+                MS_INVARIANT(ms_slots_pins(cs->slots, c->g_refs[i].slot) > 0); /* acquired = pinned */
                 c->g_done[i] = 1;
                 fill_ptrs(c, i, out);
                 return i;
@@ -384,32 +398,33 @@ static void prefetch_judge(ms_cache *c)
 static void c_prefetch(void *impl, int layer, const int *ids, int n)
 {
     ms_cache *c = impl;
-    if (c->broken || c->pf_stopped || n > 256) return;
+    if (c->broken || c->pf_stopped) return;
+    if (layer < 0 || layer >= c->t->n_layers || c->t->moe_index[layer] < 0) return;
     prefetch_judge(c);
     if (c->pf_stopped) return;
-    int li = c->m->moe_index[layer];
-    if (li < 0) return;
+    int li = c->t->moe_index[layer];
     int k = c->lay.layer_class[li];
-    int E = c->m->cfg.n_routed_experts;
-    uint32_t keys[256];
-    bool was_mapped[256];
-    int64_t slots[256];
+    int E = c->t->n_experts;
+    /* a prediction names distinct experts of one layer: at most E */
+    if (n > E) n = E;
     for (int i = 0; i < n; i++) {
-        keys[i] = (uint32_t)(li * E + ids[i]);
-        was_mapped[i] = ms_slots_lookup(c->cls[k].slots, keys[i]) >= 0;
+        c->pf_keys[i] = (uint32_t)(li * E + ids[i]);
+        c->pf_mapped[i] = ms_slots_lookup(c->cls[k].slots, c->pf_keys[i]) >= 0;
     }
     ms_err err = {0};
-    int ins = ms_slots_prefetch_set(c->cls[k].slots, keys, n, slots, &err);
-    if (ins <= 0) return;
+    int ins = ms_slots_prefetch_set(c->cls[k].slots, c->pf_keys, n, c->pf_slots, &err);
+    if (ins <= 0) return; /* refused (no eligible slot) or a bad id: nothing was queued */
     for (int i = 0; i < n; i++) {
-        if (was_mapped[i] || slots[i] < 0) continue;
-        if (queue_expert(c, k, li, ids[i], (uint32_t)slots[i], &err) < 0) {
-            fail(c, -EIO, &err);
+        if (c->pf_mapped[i] || c->pf_slots[i] < 0) continue;
+        int rc = queue_expert(c, k, li, ids[i], (uint32_t)c->pf_slots[i], &err);
+        if (rc < 0) {
+            fail(c, rc, &err); /* the next acquire reports it */
             return;
         }
         c->prefetch_issued++;
     }
-    if (ms_io_submit(c->io, &err) < 0) fail(c, -EIO, &err);
+    int rc = ms_io_submit(c->io, &err);
+    if (rc < 0) fail(c, rc, &err);
 }
 
 static void c_destroy(void *impl) { ms_cache_destroy(impl); }
@@ -441,36 +456,38 @@ static void populate(uint8_t *p, size_t len)
     for (size_t i = 0; i < len; i += 4096) p[i] = 0; /* kernels before 5.14 */
 }
 
-int ms_cache_create(const ms_model *m, const ms_cache_opts *o, ms_cache **out, ms_err *err)
+int ms_cache_create(const ms_expert_table *t, const ms_cache_opts *o, ms_cache **out, ms_err *err)
 {
+    if (!o->layout || o->layout->n_moe_layers != t->n_moe_layers || o->layout->top_k != t->top_k)
+        return ms_errf(err, EINVAL, "expert cache: the layout does not describe this model's experts");
     ms_cache *c = calloc(1, sizeof *c);
     if (!c) return ms_errf(err, ENOMEM, "out of memory");
-    c->m = m;
+    c->t = t;
+    c->lay = *o->layout;
     int rc;
-    /* 1. I/O over the shard files (same file indices as the tensor table) */
-    const char **paths = malloc((size_t)m->tt.n_files * sizeof *paths);
-    if (!paths) {
-        free(c);
-        return ms_errf(err, ENOMEM, "out of memory");
-    }
-    for (int i = 0; i < m->tt.n_files; i++) paths[i] = m->tt.files[i].path;
-    /* Deep enough that every read of a layer's misses (top-k experts x 9 ranges in
-     * <= 1 MiB pieces) is in flight at once: the compute thread reaps only between
-     * experts, and reads still queued in the driver would wait for it. */
-    ms_io_config ioc = {.backend = o->io_backend, .queue_depth = o->queue_depth ? o->queue_depth : 256};
-    rc = ms_io_open(&c->io, &ioc, paths, m->tt.n_files, err);
-    free(paths);
+    /* 1. I/O over the shard files (same file indices as the expert table), with
+     *    the alignment the plan sized the slots for. Deep enough that every read
+     *    of a layer's misses (top-k experts x their parts in <= 1 MiB pieces) is in
+     *    flight at once: the compute thread reaps only between experts, and reads
+     *    still queued in the driver would wait for it. */
+    ms_io_config ioc = {.backend = o->io_backend, .queue_depth = o->queue_depth ? o->queue_depth : 256,
+                        .min_align = MS_MAX(c->lay.align, o->io_min_align)};
+    rc = ms_io_open(&c->io, &ioc, t->files, t->n_files, err);
     if (rc < 0) goto fail;
-    /* 2. slot geometry and the split of the budget */
-    if ((rc = ms_cache_layout_init(m, ms_io_alignment(c->io), &c->lay, err)) < 0) goto fail;
-    if (o->cache_bytes < c->lay.min_bytes) {
-        char a[32], b[32];
-        rc = ms_errf(err, ENOMEM, "expert cache of %s is below the minimum %s (2 x top-%d experts per size class)",
-                     ms_fmt_bytes(o->cache_bytes, a, sizeof a), ms_fmt_bytes(c->lay.min_bytes, b, sizeof b),
-                     m->cfg.n_experts_per_tok);
+    /* 2. the plan's split must hold for this alignment */
+    if (ms_io_alignment(c->io) != c->lay.align) {
+        rc = ms_errf(err, EINVAL, "expert cache: the files need %llu-byte aligned reads, the budget plan used %llu",
+                     (unsigned long long)ms_io_alignment(c->io), (unsigned long long)c->lay.align);
         goto fail;
     }
-    c->arena_bytes = ms_cache_layout_split(m, &c->lay, o->cache_bytes);
+    if (c->lay.used_bytes < c->lay.min_bytes || ms_cache_layout_min_slots(&c->lay) < 2 * t->top_k) {
+        char a[32], b[32];
+        rc = ms_errf(err, ENOMEM, "expert cache of %s is below the minimum %s (2 x top-%d experts per size class)",
+                     ms_fmt_bytes(c->lay.used_bytes, a, sizeof a), ms_fmt_bytes(c->lay.min_bytes, b, sizeof b),
+                     t->top_k);
+        goto fail;
+    }
+    c->arena_bytes = c->lay.used_bytes;
     /* 3. the arena */
     c->arena = mmap(NULL, c->arena_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (c->arena == MAP_FAILED) {
@@ -521,9 +538,9 @@ int ms_cache_create(const ms_model *m, const ms_cache_opts *o, ms_cache **out, m
     int64_t maxg = 0;
     for (int k = 0; k < c->lay.n_classes; k++) {
         const ms_cache_class *cl = &c->lay.cls[k];
-        ms_slots_cfg sc = {.n_slots = (uint32_t)cl->n_slots, .n_layers = (uint32_t)m->n_moe_layers,
-                           .n_experts = (uint32_t)m->cfg.n_routed_experts,
-                           .top_k = (uint32_t)m->cfg.n_experts_per_tok, .policy = pops, .policy_params = &pp};
+        ms_slots_cfg sc = {.n_slots = (uint32_t)cl->n_slots, .n_layers = (uint32_t)t->n_moe_layers,
+                           .n_experts = (uint32_t)t->n_experts, .top_k = (uint32_t)t->top_k, .policy = pops,
+                           .policy_params = &pp};
         if ((rc = ms_slots_create(&sc, &c->cls[k].slots, err)) < 0) goto fail;
         c->cls[k].arena = p;
         c->cls[k].pending = calloc((size_t)cl->n_slots, 1);
@@ -534,11 +551,14 @@ int ms_cache_create(const ms_model *m, const ms_cache_opts *o, ms_cache **out, m
         p += (uint64_t)cl->n_slots * cl->slot_bytes;
         maxg = MS_MAX(maxg, cl->n_slots);
     }
-    c->g_cap = (int)MS_MAX(maxg, m->cfg.n_routed_experts);
+    c->g_cap = (int)MS_MAX(maxg, t->n_experts);
     c->g_keys = malloc((size_t)c->g_cap * sizeof *c->g_keys);
     c->g_refs = malloc((size_t)c->g_cap * sizeof *c->g_refs);
     c->g_done = malloc((size_t)c->g_cap);
-    if (!c->g_keys || !c->g_refs || !c->g_done) {
+    c->pf_keys = malloc((size_t)t->n_experts * sizeof *c->pf_keys);
+    c->pf_mapped = malloc((size_t)t->n_experts * sizeof *c->pf_mapped);
+    c->pf_slots = malloc((size_t)t->n_experts * sizeof *c->pf_slots);
+    if (!c->g_keys || !c->g_refs || !c->g_done || !c->pf_keys || !c->pf_mapped || !c->pf_slots) {
         rc = ms_errf(err, ENOMEM, "out of memory");
         goto fail;
     }
@@ -558,8 +578,10 @@ void ms_cache_destroy(ms_cache *c)
         free(c->cls[k].pending);
     }
     if (c->arena) munmap(c->arena, c->arena_bytes);
-    ms_cache_layout_free(&c->lay);
     free(c->policy_spec);
+    free(c->pf_keys);
+    free(c->pf_mapped);
+    free(c->pf_slots);
     free(c->g_keys);
     free(c->g_refs);
     free(c->g_done);

@@ -6,7 +6,8 @@
  *   +----------------------------------------------------------------------+
  *   | class 0: slot 0 | slot 1 | ... | class 1: slot 0 | ...               |
  *   +----------------------------------------------------------------------+
- *   one slot = the 9 ranges of one expert, each at its own aligned offset:
+ *   one slot = the parts of one expert (n_parts byte ranges of the expert
+ *   table), each at its own aligned offset; for MLX affine experts:
  *   | gate.w (+A) | gate.s (+A) | gate.b (+A) | up.w ... | down.b (+A) |
  *   each range buffer holds the O_DIRECT aligned superset of the payload; the
  *   payload starts at (file offset mod A) inside it.
@@ -14,7 +15,9 @@
  * Size classes: layers whose experts need the same slot size share a class
  * (uniform recipes: one class; mixed recipes such as dq4: several). The cache
  * bytes are split so every class holds the same fraction of its experts, and
- * every class holds at least 2 x top_k slots. Each class has its own slot-table
+ * every class holds at least 2 x top_k slots. The split is computed ONCE, by the
+ * budget plan (with the I/O alignment the files really need), and handed to
+ * ms_cache_create: `plan`, `simulate --ram` and `run` agree on every slot. Each class has its own slot-table
  * core (cache/slots.h) and policy instance; the bookkeeping (hits, victims) is
  * exactly what `moestream simulate` replays.
  *
@@ -34,14 +37,14 @@
 #include "err.h"
 #include "experts.h"
 #include "io.h"
-#include "model.h"
 #include "policy.h"
 
 #define MS_CACHE_MAX_CLASSES 16
+#define MS_CACHE_MAX_LAYERS 4096       /* MoE layers a layout describes */
 
 typedef struct ms_cache_class {
     uint64_t slot_bytes;               /* bytes of one slot (aligned range buffers) */
-    uint64_t range_off[MS_EXPERT_RANGES]; /* offset of each range buffer in a slot */
+    uint64_t range_off[MS_MAX_EXPERT_PARTS]; /* offset of each part's buffer in a slot */
     int n_layers;                      /* MoE layers in this class */
     int64_t n_experts_total;           /* n_layers * E */
     int64_t n_slots;                   /* filled in by ms_cache_layout_split */
@@ -49,22 +52,30 @@ typedef struct ms_cache_class {
 
 typedef struct ms_cache_layout {
     uint64_t align;
+    int top_k;
     int n_classes;
     ms_cache_class cls[MS_CACHE_MAX_CLASSES];
-    int *layer_class;                  /* [n_moe_layers] */
+    int n_moe_layers;
+    uint8_t layer_class[MS_CACHE_MAX_LAYERS]; /* [n_moe_layers] */
     uint64_t min_bytes;                /* 2 * top_k slots of every class */
     uint64_t all_bytes;                /* every expert cached */
+    uint64_t used_bytes;               /* whole slots after ms_cache_layout_split */
 } ms_cache_layout;
 
-/* Slot geometry for an alignment (>= 4096). */
-int ms_cache_layout_init(const ms_model *m, uint64_t align, ms_cache_layout *lay, ms_err *err);
+/* Slot geometry of a table's experts for an I/O alignment (>= 4096). */
+int ms_cache_layout_init(const ms_expert_table *t, uint64_t align, ms_cache_layout *lay, ms_err *err);
 /* Split cache_bytes into slots per class; returns the bytes actually used. */
-uint64_t ms_cache_layout_split(const ms_model *m, ms_cache_layout *lay, uint64_t cache_bytes);
-void ms_cache_layout_free(ms_cache_layout *lay);
+uint64_t ms_cache_layout_split(ms_cache_layout *lay, uint64_t cache_bytes);
+/* Slots of every class together. */
+int64_t ms_cache_layout_slots(const ms_cache_layout *lay);
+/* The smallest class: what one acquire may pin is ms_sched_wave(this, top_k). */
+int64_t ms_cache_layout_min_slots(const ms_cache_layout *lay);
 
 typedef struct ms_cache_opts {
-    uint64_t cache_bytes;     /* arena size budget */
+    const ms_cache_layout *layout; /* split by the plan (ms_cache_layout_split); its
+                                      alignment must be a multiple of what the files need */
     const char *io_backend;   /* "uring" (default), "pread", "fault:..." */
+    uint64_t io_min_align;    /* alignment the I/O layer must use at least (0 = 4096) */
     unsigned queue_depth;     /* 0 = default */
     const char *policy;       /* spec "name[:opt=v...]"; NULL = default */
     const char *profile_path; /* optional policy profile */
@@ -90,7 +101,7 @@ typedef struct ms_cache_stats {
 
 typedef struct ms_cache ms_cache;
 
-int ms_cache_create(const ms_model *m, const ms_cache_opts *o, ms_cache **out, ms_err *err);
+int ms_cache_create(const ms_expert_table *t, const ms_cache_opts *o, ms_cache **out, ms_err *err);
 void ms_cache_destroy(ms_cache *c);
 /* The expert-source view (ops + impl) for the forward pass. */
 ms_expert_src ms_cache_source(ms_cache *c);

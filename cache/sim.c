@@ -1,13 +1,15 @@
 /* sim.c - see sim.h. One ms_slots instance per (policy, capacity) run; the
  * access stream is the runtime's: per forward pass (one token, or a recorded
- * batch) and layer, the union of the pass's experts in order of first
- * appearance (the order arch_deepseek_v3.c's moe() acquires them), in waves of
- * max(top_k, n_slots - top_k) like the expert cache's max_acquire. */
+ * batch) and layer, the experts in the acquisition schedule of
+ * cache/schedule.h (the function the runtime's MoE block and the expert cache
+ * use too). */
 #include "sim.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "schedule.h"
 
 /* Length of the forward pass starting at token i. */
 static uint64_t pass_len(const ms_trace *t, uint64_t i)
@@ -16,27 +18,34 @@ static uint64_t pass_len(const ms_trace *t, uint64_t i)
     return i + n <= t->n_tokens ? n : t->n_tokens - i;
 }
 
-/* keys of the union of layer l's experts over tokens [i, i + n) in order of
- * first appearance (token order, then rank): the order the runtime's moe()
- * acquires them; for one token, the trace's order. seen[n_experts] is all zero
- * on entry and on return. */
-static uint32_t pass_union(const ms_trace *t, uint64_t i, uint64_t n, uint32_t l, uint8_t *seen, uint32_t *out)
+/* Longest forward pass of the trace (tokens). */
+static uint64_t max_pass(const ms_trace *t)
+{
+    uint64_t mx = 1;
+    for (uint64_t i = 0; i < t->n_tokens;) {
+        uint64_t np = pass_len(t, i);
+        if (np > mx) mx = np;
+        i += np;
+    }
+    return mx;
+}
+
+/* keys of layer l's experts over tokens [i, i + n) in the acquisition order of
+ * cache/schedule.h (the order the runtime's MoE block acquires them); for one
+ * token, the trace's order. ids has room for n * top_k, seen[n_experts] is all
+ * zero on entry and on return. */
+static uint32_t pass_union(const ms_trace *t, uint64_t i, uint64_t n, uint32_t l, uint8_t *seen, int *ids,
+                           uint32_t *out)
 {
     const ms_trace_info *in = &t->info;
-    uint32_t m = 0;
+    int m = 0;
     for (uint64_t q = i; q < i + n; q++) {
         const uint16_t *e = ms_trace_experts(t, q, l);
-        for (uint32_t j = 0; j < in->top_k; j++)
-            if (!seen[e[j]]) {
-                seen[e[j]] = 1;
-                out[m++] = e[j];
-            }
+        for (uint32_t j = 0; j < in->top_k; j++) ids[m++] = e[j];
     }
-    for (uint32_t r = 0; r < m; r++) {
-        seen[out[r]] = 0;
-        out[r] += l * in->n_experts;
-    }
-    return m;
+    m = ms_sched_union(ids, m, seen, ids);
+    for (int r = 0; r < m; r++) out[r] = (uint32_t)ids[r] + l * in->n_experts;
+    return (uint32_t)m;
 }
 
 int ms_trace_keys(const ms_trace *t, uint32_t **keys, size_t *n, ms_err *err)
@@ -45,18 +54,21 @@ int ms_trace_keys(const ms_trace *t, uint32_t **keys, size_t *n, ms_err *err)
     size_t total = (size_t)t->n_tokens * in->n_layers * in->top_k; /* an upper bound (batches share experts) */
     uint32_t *k = malloc((total ? total : 1) * sizeof *k);
     uint8_t *seen = calloc(in->n_experts, 1);
-    if (!k || !seen) {
+    int *ids = malloc((size_t)max_pass(t) * in->top_k * sizeof *ids);
+    if (!k || !seen || !ids) {
         free(k);
         free(seen);
+        free(ids);
         return ms_errf(err, ENOMEM, "simulate: out of memory for %zu accesses", total);
     }
     size_t m = 0;
     for (uint64_t i = 0; i < t->n_tokens;) {
         uint64_t np = pass_len(t, i);
-        for (uint32_t l = 0; l < in->n_layers; l++) m += pass_union(t, i, np, l, seen, k + m);
+        for (uint32_t l = 0; l < in->n_layers; l++) m += pass_union(t, i, np, l, seen, ids, k + m);
         i += np;
     }
     free(seen);
+    free(ids);
     *keys = k;
     *n = m;
     return 0;
@@ -119,8 +131,9 @@ int ms_simulate(const ms_trace *t, const uint32_t *keys, size_t n_keys_in, const
     ms_slot_ref *refs = malloc(in->n_experts * sizeof *refs);
     uint32_t *grp = malloc(in->n_experts * sizeof *grp);
     uint8_t *seen = calloc(in->n_experts, 1);
+    int *ids = malloc((size_t)max_pass(t) * in->top_k * sizeof *ids);
     uint32_t *pending = malloc(((size_t)MS_TRACE_MAX_PRED + 1) * sizeof *pending);
-    if (!spec || !refs || !grp || !seen || !pending) {
+    if (!spec || !refs || !grp || !seen || !ids || !pending) {
         rc = ms_errf(err, ENOMEM, "simulate: out of memory");
         goto out;
     }
@@ -132,12 +145,12 @@ int ms_simulate(const ms_trace *t, const uint32_t *keys, size_t n_keys_in, const
     if (pol->ops->set_future && (rc = pol->ops->set_future(pol->state, keys, n_keys, err)) < 0) goto out;
     bool prefetch = o.prefetch && t->max_pred > 0;
     uint32_t n_pending = 0;
-    uint32_t wave = n_slots > 2 * in->top_k ? n_slots - in->top_k : in->top_k; /* the cache's max_acquire */
+    uint32_t wave = (uint32_t)ms_sched_wave(n_slots, (int)in->top_k); /* the cache's max_acquire */
     for (uint64_t i = 0; i < t->n_tokens;) {
         uint64_t np = pass_len(t, i);
         ms_slots_tick(s); /* one tick per forward pass, as the runtime */
         for (uint32_t l = 0; l < in->n_layers; l++) {
-            uint32_t m = pass_union(t, i, np, l, seen, grp); /* the same group as in ms_trace_keys */
+            uint32_t m = pass_union(t, i, np, l, seen, ids, grp); /* the same group as in ms_trace_keys */
             for (uint32_t w0 = 0; w0 < m; w0 += wave) {
                 int nw = (int)(m - w0 < wave ? m - w0 : wave);
                 rc = ms_slots_acquire(s, grp + w0, nw, refs, err);
@@ -170,6 +183,7 @@ out:
     free(refs);
     free(grp);
     free(seen);
+    free(ids);
     free(pending);
     free(own_keys);
     return rc;

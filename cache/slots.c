@@ -8,6 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <stdio.h>
+
+#include "invariant.h"
+
 #define NIL UINT32_MAX
 
 struct ms_slots {
@@ -27,6 +31,20 @@ struct ms_slots {
 };
 
 static uint32_t next_gen(ms_slots *s);
+
+/* Full check after each public mutation, in builds with invariants. */
+static void check_all(const ms_slots *s)
+{
+#if MS_INVARIANTS_ON
+    ms_err e = {0};
+    if (ms_slots_check(s, &e) < 0) {
+        fprintf(stderr, "moestream: %s\n", e.msg);
+        MS_INVARIANT(!"slot table invariant");
+    }
+#else
+    (void)s;
+#endif
+}
 
 static inline bool avail(const ms_slots *s, uint32_t i)
 {
@@ -130,6 +148,7 @@ static uint32_t take_slot(ms_slots *s, uint32_t key, bool prefetch, int *refused
     if (v < 0 && s->n_free > 0) return s->free_stack[--s->n_free];
     if (v < 0 || !eligible(s, (uint32_t)v)) return NIL;
     uint32_t i = (uint32_t)v;
+    MS_INVARIANT(s->pins[i] == 0 && s->state[i] == MS_SLOT_READY); /* pinned slots are never victims */
     if (prefetch && s->policy.ops->admit && !s->policy.ops->admit(s->policy.state, key, s->key[i])) {
         *refused = 1;
         return NIL;
@@ -205,6 +224,7 @@ int ms_slots_acquire(ms_slots *s, const uint32_t *keys, int k, ms_slot_ref *refs
         s->policy.ops->on_insert(s->policy.state, i, key, false);
     }
     s->st.groups++;
+    check_all(s);
     return (int)misses;
 }
 
@@ -213,6 +233,7 @@ int ms_slots_ready(ms_slots *s, uint32_t slot)
     if (slot >= s->n_slots || s->state[slot] != MS_SLOT_LOADING) return -EINVAL;
     s->state[slot] = MS_SLOT_READY;
     if (s->pins[slot] == 0) s->n_avail++;
+    check_all(s);
     return 0;
 }
 
@@ -226,6 +247,7 @@ int ms_slots_fail(ms_slots *s, uint32_t slot)
         s->free_stack[s->n_free++] = slot;
         s->n_avail++;
     }
+    check_all(s);
     return 0;
 }
 
@@ -242,6 +264,7 @@ void ms_slots_release(ms_slots *s, const ms_slot_ref *refs, int k)
             s->n_avail++;
         }
     }
+    check_all(s);
 }
 
 int ms_slots_prefetch(ms_slots *s, uint32_t key, uint32_t *slot, ms_err *err)
@@ -311,6 +334,7 @@ int ms_slots_prefetch_set(ms_slots *s, const uint32_t *keys, int n, int64_t *slo
         ms_slot_ref r = {.slot = i};
         ms_slots_release(s, &r, 1);
     }
+    check_all(s);
     return inserted;
 }
 
@@ -338,3 +362,36 @@ uint32_t ms_slots_key(const ms_slots *s, uint32_t slot) { return slot < s->n_slo
 uint32_t ms_slots_count(const ms_slots *s) { return s->n_slots; }
 
 const ms_slots_stats *ms_slots_get_stats(const ms_slots *s) { return &s->st; }
+
+int ms_slots_check(const ms_slots *s, ms_err *err)
+{
+#define FAIL(...) return ms_errf(err, EPROTO, "slots invariant: " __VA_ARGS__)
+    uint32_t avail_n = 0, free_empty = 0;
+    for (uint32_t i = 0; i < s->n_slots; i++) {
+        uint32_t k = s->key[i];
+        if (s->state[i] > MS_SLOT_READY) FAIL("slot %u has state %u", i, s->state[i]);
+        if ((k == NIL) != (s->state[i] == MS_SLOT_EMPTY)) FAIL("slot %u: key %u with state %u", i, k, s->state[i]);
+        if (k != NIL && (k >= s->n_keys || s->map[k] != i)) FAIL("slot %u holds key %u, which maps elsewhere", i, k);
+        if (s->prefetched[i] && k == NIL) FAIL("slot %u is marked prefetched but empty", i);
+        if (s->pins[i] == 0 && s->state[i] != MS_SLOT_LOADING) avail_n++;
+        if (s->pins[i] == 0 && s->state[i] == MS_SLOT_EMPTY) free_empty++;
+    }
+    for (uint32_t k = 0; k < s->n_keys; k++)
+        if (s->map[k] != NIL && (s->map[k] >= s->n_slots || s->key[s->map[k]] != k))
+            FAIL("key %u maps to slot %u, which does not hold it", k, s->map[k]);
+    if (avail_n != s->n_avail) FAIL("n_avail %u, but %u slots are unpinned and not loading", s->n_avail, avail_n);
+    if (free_empty != s->n_free) FAIL("%u slots on the free stack, but %u are empty and unpinned", s->n_free, free_empty);
+    for (uint32_t j = 0; j < s->n_free; j++) {
+        uint32_t i = s->free_stack[j];
+        if (i >= s->n_slots || s->state[i] != MS_SLOT_EMPTY || s->pins[i]) FAIL("free stack entry %u is slot %u, not free", j, i);
+    }
+    const ms_slots_stats *st = &s->st;
+    if (st->accesses != st->hits + st->misses)
+        FAIL("accesses %llu != hits %llu + misses %llu", (unsigned long long)st->accesses,
+             (unsigned long long)st->hits, (unsigned long long)st->misses);
+    if (st->hits_loading > st->hits) FAIL("LOADING hits exceed hits");
+    if (st->prefetch_used + st->prefetch_wasted > st->prefetch_inserted) FAIL("more prefetches used/wasted than inserted");
+    if (st->evictions > st->misses + st->prefetch_inserted) FAIL("more evictions than insertions");
+#undef FAIL
+    return 0;
+}

@@ -31,7 +31,8 @@
  * as if the keys were accessed one after the other.
  *
  * Deterministic: the same sequence of calls gives the same decisions.
- * Not thread-safe: the caller serialises calls (the runtime holds its cache lock). */
+ * Not thread-safe: the caller serialises calls (the runtime drives each slot
+ * table from the one thread that runs the forward pass). */
 #ifndef MS_SLOTS_H
 #define MS_SLOTS_H
 
@@ -129,6 +130,13 @@ uint32_t ms_slots_pins(const ms_slots *s, uint32_t slot);
 /* Key held by a slot (UINT32_MAX if EMPTY). */
 uint32_t ms_slots_key(const ms_slots *s, uint32_t slot);
 uint32_t ms_slots_count(const ms_slots *s);
+/* Check every invariant of the table (O(slots + keys)); 0, or -EPROTO with the
+ * first violation in err. Every call above checks them itself in builds with
+ * MS_INVARIANTS (invariant.h): key <-> slot maps agree, EMPTY slots hold no key,
+ * the free stack holds exactly the EMPTY unpinned slots, n_avail counts the
+ * slots a miss could take, pinned or LOADING slots are never eviction
+ * candidates, counters agree (accesses = hits + misses, ...). */
+int ms_slots_check(const ms_slots *s, ms_err *err);
 const ms_slots_stats *ms_slots_get_stats(const ms_slots *s);
 
 #endif

@@ -10,7 +10,13 @@
  * allows; refusals are quiet and only visible in the stats. No SQPOLL: it would
  * burn a core the compute threads need. No SINGLE_ISSUER: it ties the ring to
  * the thread that created it, and the context may be created on one thread and
- * driven from another (one at a time). */
+ * driven from another (one at a time).
+ *
+ * A full SQ ring (which the queue-depth bound should prevent) is handled as
+ * liburing's users do: submit what is filled and take the SQE again; if the
+ * kernel still holds the ring (EBUSY/EAGAIN), the read waits in a deferral
+ * list of queue_depth entries that every submit and reap drains first, so
+ * queue() never loses or refuses a read. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +32,34 @@ typedef struct uring_priv {
     unsigned unsubmitted;    /* SQEs filled but not yet accepted by the kernel */
     bool buffers_registered;
     struct io_uring_cqe **cqes;
+    ms_io_chunk **defer;     /* [queue_depth] reads waiting for an SQE */
+    unsigned n_defer, defer_cap;
 } uring_priv;
+
+static void fill_sqe(ms_io_engine *e, struct io_uring_sqe *sqe, ms_io_chunk *c)
+{
+    uring_priv *u = e->priv;
+    int fd = e->fixed_files ? (int)c->file : c->fd;
+    if (c->buf_index >= 0) io_uring_prep_read_fixed(sqe, fd, c->buf, c->len, c->off, c->buf_index);
+    else io_uring_prep_read(sqe, fd, c->buf, c->len, c->off);
+    if (e->fixed_files) sqe->flags |= IOSQE_FIXED_FILE;
+    io_uring_sqe_set_data(sqe, c);
+    u->unsubmitted++;
+}
+
+/* Move deferred reads into free SQEs, oldest first. */
+static void drain_defer(ms_io_engine *e)
+{
+    uring_priv *u = e->priv;
+    unsigned done = 0;
+    while (done < u->n_defer) {
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+        if (!sqe) break;
+        fill_sqe(e, sqe, u->defer[done++]);
+    }
+    memmove(u->defer, u->defer + done, (u->n_defer - done) * sizeof *u->defer);
+    u->n_defer -= done;
+}
 
 static int u_init(ms_io_engine *e, const ms_io_engine_args *a, ms_err *err)
 {
@@ -49,7 +82,11 @@ static int u_init(ms_io_engine *e, const ms_io_engine_args *a, ms_err *err)
                        strerror(-rc));
     }
     u->cqes = calloc(entries * 2, sizeof *u->cqes);
-    if (!u->cqes) {
+    u->defer_cap = a->queue_depth ? a->queue_depth : 1;
+    u->defer = calloc(u->defer_cap, sizeof *u->defer);
+    if (!u->cqes || !u->defer) {
+        free(u->cqes);
+        free(u->defer);
         io_uring_queue_exit(&u->ring);
         free(u);
         return ms_errf(err, ENOMEM, "io_uring: out of memory");
@@ -62,22 +99,24 @@ static int u_init(ms_io_engine *e, const ms_io_engine_args *a, ms_err *err)
 static void u_queue(ms_io_engine *e, ms_io_chunk *c)
 {
     uring_priv *u = e->priv;
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
-    if (!sqe) { /* cannot happen with entries >= queue depth; be safe anyway */
-        io_uring_submit(&u->ring);
+    struct io_uring_sqe *sqe = u->n_defer ? NULL : io_uring_get_sqe(&u->ring);
+    if (!sqe && !u->n_defer) { /* SQ full: hand the filled SQEs to the kernel, try again */
+        int rc = io_uring_submit(&u->ring);
+        if (rc > 0) u->unsubmitted -= MS_MIN((unsigned)rc, u->unsubmitted);
         sqe = io_uring_get_sqe(&u->ring);
     }
-    int fd = e->fixed_files ? (int)c->file : c->fd;
-    if (c->buf_index >= 0) io_uring_prep_read_fixed(sqe, fd, c->buf, c->len, c->off, c->buf_index);
-    else io_uring_prep_read(sqe, fd, c->buf, c->len, c->off);
-    if (e->fixed_files) sqe->flags |= IOSQE_FIXED_FILE;
-    io_uring_sqe_set_data(sqe, c);
-    u->unsubmitted++;
+    if (sqe) {
+        fill_sqe(e, sqe, c);
+        return;
+    }
+    /* the driver keeps at most queue_depth reads in the engine, so this fits */
+    if (u->n_defer < u->defer_cap) u->defer[u->n_defer++] = c;
 }
 
 static int u_submit(ms_io_engine *e, ms_err *err)
 {
     uring_priv *u = e->priv;
+    drain_defer(e);
     while (u->unsubmitted) {
         int rc = io_uring_submit(&u->ring);
         if (rc >= 0) {
@@ -108,9 +147,10 @@ static int u_reap(ms_io_engine *e, ms_io_chunk **out, int max, bool wait, ms_err
             return (int)n;
         }
         if (!wait) {
-            if (u->unsubmitted) u_submit(e, NULL);
+            if (u->unsubmitted || u->n_defer) u_submit(e, NULL);
             return 0;
         }
+        drain_defer(e);
         /* Submits anything left over (EAGAIN earlier) and waits for one. */
         int rc = io_uring_submit_and_wait(&u->ring, 1);
         if (rc >= 0) {
@@ -143,6 +183,7 @@ static void u_exit(ms_io_engine *e)
     if (!u) return;
     io_uring_queue_exit(&u->ring);
     free(u->cqes);
+    free(u->defer);
     free(u);
     e->priv = NULL;
 }

@@ -349,6 +349,14 @@ int ms_io_open(ms_io **out, const ms_io_config *cfg, const char *const *paths, i
     for (int i = 0; i < n_paths; i++) io->files[i].fd = -1;
     io->n_files = n_paths;
     io->align = MS_IO_ALIGN_MIN;
+    if (cfg->min_align) {
+        if (!is_pow2(cfg->min_align) || cfg->min_align > (1u << 20)) {
+            rc = ms_errf(err, EINVAL, "io: alignment %llu is not a power of two <= 1 MiB",
+                         (unsigned long long)cfg->min_align);
+            goto fail;
+        }
+        io->align = MS_MAX(io->align, cfg->min_align);
+    }
     bool via_fd = data_ops->caps & MS_IO_CAP_DIRECT;
     bool want_direct = via_fd && !(io->flags & MS_IO_F_NO_DIRECT);
     for (int i = 0; i < n_paths; i++) {
@@ -708,6 +716,17 @@ int ms_io_register_buffers(ms_io *io, void *base, size_t len, ms_err *err)
 /* ---------------------------------------------------------------- queue/reap */
 
 uint64_t ms_io_alignment(const ms_io *io) { return io->align; }
+
+int ms_io_probe_alignment(const ms_io_config *cfg, const char *const *paths, int n_paths, uint64_t *align,
+                          ms_err *err)
+{
+    ms_io *io;
+    int rc = ms_io_open(&io, cfg, paths, n_paths, err);
+    if (rc < 0) return rc;
+    *align = io->align;
+    ms_io_close(io);
+    return 0;
+}
 
 void ms_io_span_of(const ms_io *io, uint64_t offset, uint64_t len, ms_io_span *s)
 {

@@ -81,6 +81,8 @@ typedef struct ms_io_config {
                               0 = MS_IO_DEFAULT_CHUNK; capped at MS_IO_MAX_CHUNK */
     unsigned max_retries;  /* 0 = MS_IO_DEFAULT_RETRIES */
     unsigned flags;        /* MS_IO_F_* */
+    uint64_t min_align;    /* alignment to use at least (a power of two <= 1 MiB;
+                              0 = MS_IO_ALIGN_MIN); the files may ask for more */
 } ms_io_config;
 
 /* One read request: the payload range [offset, offset + len) of file `file`
@@ -142,6 +144,12 @@ int ms_io_open(ms_io **out, const ms_io_config *cfg, const char *const *paths, i
  * memory before this returns), stop the backend, close the files. NULL is ok.
  * Completions not yet reaped are dropped. */
 void ms_io_close(ms_io *io);
+
+/* The alignment ms_io_open would choose for these files and this config
+ * (opens the files and closes them again): what a budget plan needs to size
+ * cache slots before the cache exists. */
+int ms_io_probe_alignment(const ms_io_config *cfg, const char *const *paths, int n_paths, uint64_t *align,
+                          ms_err *err);
 
 /* Register a memory region (the cache arena) for fixed-buffer reads. uring
  * registers every region so far as fixed buffers in pieces of <= 1 GiB; if the

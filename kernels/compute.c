@@ -33,13 +33,27 @@ static bool env_force_ref(void)
     return e && *e && strcmp(e, "0") != 0;
 }
 
+#if defined(__x86_64__)
+#if defined(__clang__) && __clang_major__ < 15
+/* clang 14 (the fuzz build) lacks __builtin_cpu_supports("f16c"): ask CPUID. */
+#include <cpuid.h>
+static bool cpu_f16c(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+#else
+static bool cpu_f16c(void) { return __builtin_cpu_supports("f16c"); }
+#endif
+#endif
+
 const ms_kern *ms_kern_by_name(const char *name)
 {
     if (!name) return NULL;
     if (!strcmp(name, "ref")) return &ms_kern_ref;
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_f16c();
     if (!strcmp(name, "avx2")) return avx2 ? &ms_kern_avx2 : NULL;
     if (!strcmp(name, "avx512"))
         return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
@@ -302,6 +316,7 @@ typedef struct ffn1_task {
     const ms_wkern *wg, *wu;
     const float *xg, *xu, *xs_g, *xs_u;
     float *g, *u;
+    const ms_act *act;
     int64_t block, nblocks;
     _Atomic int64_t next;
 } ffn1_task;
@@ -311,7 +326,7 @@ static void ffn1_block(ffn1_task *t, int64_t b)
     int64_t r0 = b * t->block, r1 = MS_MIN(t->gate->rows, r0 + t->block);
     t->wg->rows(t->gate, r0, r1, t->xg, t->xs_g, t->g + r0);
     t->wu->rows(t->up, r0, r1, t->xu, t->xs_u, t->u + r0);
-    ms_silu_mul(t->g + r0, t->u + r0, (int)(r1 - r0));
+    ms_act_mul(t->g + r0, t->u + r0, (int)(r1 - r0), t->act);
 }
 
 static void ffn1_worker(void *arg, int tid, int nth)
@@ -324,16 +339,39 @@ static void ffn1_worker(void *arg, int tid, int nth)
     }
 }
 
+void ms_mat_apply(const ms_compute *c, const ms_mat *m, const float *X, int n, float *Y, bool exact)
+{
+    if (n == 1) {
+        ms_matvec(c, m, X, Y);
+    } else if (exact) { /* one matvec per row: the per-row arithmetic of decode */
+        for (int i = 0; i < n; i++) ms_matvec(c, m, X + (size_t)i * (size_t)m->cols, Y + (size_t)i * (size_t)m->rows);
+    } else {
+        ms_matmul(c, m, X, n, Y);
+    }
+}
+
 void ms_ffn(const ms_compute *c, const ms_mat *gate, const ms_mat *up, const ms_mat *down, const float *X, int n,
             float *Y, float *scratch)
 {
+    ms_ffn_act(c, gate, up, down, X, n, Y, scratch, NULL, false);
+}
+
+void ms_ffn_act(const ms_compute *c, const ms_mat *gate, const ms_mat *up, const ms_mat *down, const float *X, int n,
+                float *Y, float *scratch, const ms_act *act, bool exact)
+{
+    if (exact && n > 1) {
+        for (int i = 0; i < n; i++)
+            ms_ffn_act(c, gate, up, down, X + (size_t)i * (size_t)gate->cols, 1, Y + (size_t)i * (size_t)down->rows,
+                       scratch, act, false);
+        return;
+    }
     if (n <= 0) return;
     const int64_t inter = gate->rows;
     float *G = scratch, *U = scratch + (size_t)n * (size_t)inter;
     if (n > 1) {
         ms_matmul(c, gate, X, n, G);
         ms_matmul(c, up, X, n, U);
-        ms_silu_mul(G, U, (int)((size_t)n * (size_t)inter));
+        ms_act_mul(G, U, (int)((size_t)n * (size_t)inter), act);
         ms_matmul(c, down, G, n, Y);
         return;
     }
@@ -342,7 +380,7 @@ void ms_ffn(const ms_compute *c, const ms_mat *gate, const ms_mat *up, const ms_
     xin ing, inu;
     xin_prep(&ing, c->kern, gate, X, 1, sg, MS_ARRAY_LEN(sg));
     xin_prep(&inu, c->kern, up, X, 1, su, MS_ARRAY_LEN(su));
-    ffn1_task t = {.gate = gate, .up = up, .g = G, .u = U};
+    ffn1_task t = {.gate = gate, .up = up, .g = G, .u = U, .act = act};
     t.wg = ms_kern_for(ing.k, gate);
     t.wu = ms_kern_for(inu.k, up);
     t.xg = ing.X;

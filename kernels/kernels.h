@@ -3,7 +3,7 @@
  * A weight matrix is described by ms_mat: a logical [rows=out, cols=in] matrix,
  * either dense (f32 / f16 / bf16) or MLX affine-quantized (b-bit codes packed
  * LSB-first into uint32 words along `cols`, one scale and one bias per group of
- * `group_size` columns; w = scale * q + bias, see ../shared/spec/mlx-quant.md).
+ * `group_size` columns; w = scale * q + bias, as mlx.core.quantize "affine").
  * The descriptor only points at memory; whoever owns the bytes (resident weights,
  * the expert cache) keeps them alive while a kernel runs.
  *
@@ -91,20 +91,49 @@ void ms_matvec(const ms_compute *c, const ms_mat *m, const float *x, float *y);
  * agree with ms_matvec within float rounding (not necessarily bit-identical). */
 void ms_matmul(const ms_compute *c, const ms_mat *m, const float *X, int n, float *Y);
 
+/* Y[n, rows] = X[n, cols] W^T for a forward pass: n == 1 is ms_matvec; with
+ * exact, every row is bit-identical to ms_matvec of that row alone (decode over
+ * several sequences, MTP verification); otherwise ms_matmul (prefill). */
+void ms_mat_apply(const ms_compute *c, const ms_mat *m, const float *X, int n, float *Y, bool exact);
+
 /* Dequantize/convert row r of m into out[cols] (embedding lookup). */
 void ms_mat_get_row(const ms_kern *k, const ms_mat *m, int64_t r, float *out);
 
-/* SwiGLU feed-forward on n tokens: Y[n, down.rows] = down( silu(gate X) * up X ).
+/* The gated activation of an FFN, a = act(g, u) elementwise:
+ *   MS_ACT_SWIGLU               silu(g) * u
+ *   MS_ACT_SWIGLU_CLAMP_AFTER   min(silu(g), L) * clip(u, -L, L)   (Step-3.5/3.7 swiglu_limits)
+ *   MS_ACT_SWIGLU_CLAMP_BEFORE  silu(min(g, L)) * clip(u, -L, L)   (DeepSeek-V4 swiglu_limit)
+ * A clamped kind with limit <= 0 is plain SwiGLU. */
+typedef enum ms_act_kind { MS_ACT_SWIGLU = 0, MS_ACT_SWIGLU_CLAMP_AFTER, MS_ACT_SWIGLU_CLAMP_BEFORE } ms_act_kind;
+typedef struct ms_act {
+    ms_act_kind kind;
+    float limit;
+} ms_act;
+
+/* SwiGLU feed-forward on n tokens: Y[n, down.rows] = down( act(gate X, up X) ).
  * gate/up: [inter, D], down: [D, inter]. scratch must hold ms_ffn_scratch_floats(...)
- * floats. Used for dense MLPs, shared experts and routed experts alike. */
+ * floats. Used for dense MLPs, shared experts and routed experts alike. act may be
+ * NULL (plain SwiGLU). */
 size_t ms_ffn_scratch_floats(const ms_mat *gate, int n);
 void ms_ffn(const ms_compute *c, const ms_mat *gate, const ms_mat *up, const ms_mat *down, const float *X,
             int n, float *Y, float *scratch);
+/* exact: each row computed as a one-row call would (bit-identical to n calls
+ * with n = 1, whatever else is in the call). */
+void ms_ffn_act(const ms_compute *c, const ms_mat *gate, const ms_mat *up, const ms_mat *down, const float *X, int n,
+                float *Y, float *scratch, const ms_act *act, bool exact);
+
+/* C[M][N] = alpha * op(A)[M][K] op(B)[K][N] + beta * C (row-major f32,
+ * op = transpose when asked) on the calling thread: OpenBLAS sgemm, single
+ * threaded (callers split work over the pool themselves, by shape only, so
+ * results never depend on the thread count). */
+void ms_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+              int ldb, float beta, float *C, int ldc);
 
 /* Small ops (f32). */
 void ms_rmsnorm(float *out, const float *x, const float *w, int n, float eps); /* w may be NULL (= 1) */
 void ms_softmax(float *x, int n);
 void ms_silu_mul(float *gate, const float *up, int n);       /* gate[i] = silu(gate[i]) * up[i] */
+void ms_act_mul(float *gate, const float *up, int n, const ms_act *act); /* gate[i] = act(gate[i], up[i]) */
 /* Rotate pairs in place: interleaved (x[2i], x[2i+1]) or half-split (x[i], x[i+d/2]).
  * cos_/sin_ hold d/2 values (angle per pair, already scaled by any mscale). */
 void ms_rope_interleaved(float *x, int d, const float *cos_, const float *sin_);

@@ -2,7 +2,7 @@
  * words), the quantizer MLX uses (mlx ops.cpp affine_quantize, current version:
  * the extreme-magnitude end of each group is reproduced exactly; scales may be
  * negative), and a scalar dequantizer. These are the reference definitions the
- * kernels, `synth` and `quantize` all share. See ../shared/spec/mlx-quant.md. */
+ * kernels, `synth` and `quantize` all share (mlx.core.quantize, mode "affine"). */
 #ifndef MS_QUANT_H
 #define MS_QUANT_H
 

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arch.h"
+#include "deepseek_v3.h"
 #include "config.h"
 #include "model.h"
 #include "ms_test.h"
@@ -183,21 +185,32 @@ static void test_config(void **state)
     ms_err err = {0};
     assert_int_equal(parse_cfg("", &c, &err), 0);
     assert_int_equal(c.n_eos, 2);
-    assert_int_equal(c.rope.type, MS_ROPE_YARN);
+    const ms_ds3_config *d = ms_ds3_config_of(&c);
+    assert_non_null(d);
+    assert_string_equal(c.family->name, "deepseek_v3");
+    assert_int_equal(d->rope.type, MS_ROPE_YARN);
     assert_int_equal(ms_config_n_moe_layers(&c), 3);
-    assert_true(fabs(ms_config_softmax_scale(&c) - pow(24, -0.5) * pow(1 + 0.1 * log(4), 2)) < 1e-12);
+    assert_true(fabs(ms_ds3_softmax_scale(d) - pow(24, -0.5) * pow(1 + 0.1 * log(4), 2)) < 1e-12);
+    ms_config_free(&c);
     /* q_lora_rank null, rope_parameters (transformers v5) */
     assert_int_equal(parse_cfg(",\"q_lora_rank\":null,\"rope_scaling\":null,\"rope_parameters\":{\"rope_theta\":50000,"
                                "\"rope_type\":\"yarn\",\"factor\":8,\"original_max_position_embeddings\":32}",
                                &c, &err),
                      0);
-    assert_int_equal(c.q_lora_rank, 0);
-    assert_true(c.rope.theta == 10000.0); /* top-level rope_theta wins */
-    assert_true(c.rope.factor == 8.0);
-    assert_int_equal(c.rope.orig_max_pos, 32);
+    d = ms_ds3_config_of(&c);
+    assert_int_equal(d->q_lora_rank, 0);
+    assert_true(d->rope.theta == 10000.0); /* top-level rope_theta wins */
+    assert_true(d->rope.factor == 8.0);
+    assert_int_equal(d->rope.orig_max_pos, 32);
+    ms_config_free(&c);
     /* deepseek_v3 keeps 1e-6 for the latent norms, glm uses the config eps */
     assert_int_equal(parse_cfg(",\"rms_norm_eps\":1e-5", &c, &err), 0);
-    assert_true(c.latent_norm_eps == 1e-6);
+    assert_true(ms_ds3_config_of(&c)->latent_norm_eps == 1e-6);
+    ms_config_free(&c);
+    assert_int_equal(parse_cfg(",\"rms_norm_eps\":1e-5,\"model_type\":\"glm4_moe_lite\"", &c, &err), 0);
+    assert_true(ms_ds3_config_of(&c)->latent_norm_eps == 1e-5);
+    assert_true(ms_ds3_config_of(&c)->norm_topk_prob);
+    ms_config_free(&c);
     struct {
         const char *extra, *needle;
     } bad[] = {
@@ -223,7 +236,7 @@ static void test_config(void **state)
     }
     ms_err e = {0};
     assert_true(ms_config_parse("{\"model_type\":", "x/config.json", &c, &e) < 0);
-    assert_non_null(strstr(e.msg, "not valid JSON"));
+    assert_non_null(strstr(e.msg, "invalid JSON"));
 }
 
 static void test_qconfig(void **state)
@@ -265,14 +278,18 @@ static void test_golden_opens(void **state)
     ms_err err = {0};
     assert_int_equal(ms_model_open(GOLDEN, &m, &err), 0);
     assert_int_equal(m.n_moe_layers, 3);
-    assert_int_equal(m.layout, MS_EXPERTS_HF);
+    assert_non_null(m.layout);
+    assert_int_equal(m.layout->id, MS_EXPERTS_HF);
+    assert_int_equal(m.n_parts, 3); /* f32: gate, up, down weights */
     const ms_moe_layer *ml = ms_model_moe(&m, 1);
     assert_non_null(ml);
     assert_null(ms_model_moe(&m, 0));
     /* expert 5 of layer 2 = its three f32 tensors */
     ml = ms_model_moe(&m, 2);
     const ms_tensor *t = ms_tt_find(&m.tt, "model.layers.2.mlp.experts.5.up_proj.weight");
-    const ms_range *r = &ml->ranges[5 * MS_EXPERT_RANGES + 3];
+    const ms_range *r = &ml->ranges[5 * m.n_parts + 1];
+    assert_int_equal(ml->proj[MS_PROJ_UP].part[MS_PART_W], 1);
+    assert_int_equal(ml->proj[MS_PROJ_UP].part[MS_PART_SCALES], -1);
     assert_int_equal(r->offset, t->offset);
     assert_int_equal(r->len, 32 * 64 * 4);
     assert_int_equal(ml->expert_bytes, 3 * 32 * 64 * 4);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arch.h"
 #include "engine.h"
 #include "model.h"
 #include "ms_test.h"
@@ -113,7 +114,7 @@ static void test_structure_and_dequant(void **state)
     ms_err err = {0};
     assert_int_equal(ms_model_open(GOLDEN, &src, &err), 0);
     assert_int_equal(ms_model_open(dir, &q, &err), 0);
-    assert_int_equal(q.layout, MS_EXPERTS_MLX_STACKED);
+    assert_int_equal(q.layout->id, MS_EXPERTS_MLX_STACKED);
     assert_true(q.tt.n_files > 1); /* 256 KiB shards */
     assert_non_null(ms_tt_find(&q.tt, "model.layers.1.mlp.switch_mlp.gate_proj.scales"));
     assert_null(ms_tt_find(&q.tt, "model.layers.1.self_attn.kv_b_proj.weight"));
@@ -191,7 +192,7 @@ static void test_hf_synth_with_mtp_and_recipes(void **state)
         assert_null(ms_tt_find(&m.tt, "model.layers.4.eh_proj.weight")); /* MTP dropped */
         assert_non_null(ms_tt_find(&m.tt, "model.layers.3.mlp.switch_mlp.down_proj.weight"));
         if (!strcmp(recipes[i], "mixed-8-5")) {
-            assert_int_equal(ms_model_moe(&m, 2)->fmt[0].bits, 5);
+            assert_int_equal(ms_model_moe(&m, 2)->proj[0].fmt.bits, 5);
             ms_linear l;
             assert_int_equal(ms_model_linear(&m, "model.layers.0.self_attn.o_proj", 0, 128, 4 * 32, &l, &err), 0);
             assert_int_equal(l.bits, 8);

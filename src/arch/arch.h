@@ -1,74 +1,115 @@
-/* arch.h - the architecture ops table. Each model family lives in one file
- * (src/arch/<family>.c) behind this table: bind the resident weights, create the
- * per-session state (KV cache + scratch), run the forward pass over a chunk of
- * tokens. deepseek_v3 is the first family; glm4_moe_lite shares its code. */
+/* arch.h - model families. A family is one file of model math
+ * (src/arch/<family>.c) behind two tables:
+ *
+ *   ms_family    what the registry knows: the model_type values it runs, how
+ *                to read its config.json (common fields from its own key names,
+ *                private fields into cfg->arch), where its experts live, how
+ *                `inspect` describes it, and its ops;
+ *   ms_arch_ops  bind the resident weights, create the per-session state (KV
+ *                cache + scratch, sized exactly for the plan), run the forward
+ *                pass over a chunk of tokens.
+ *
+ * The registry (arch.c) maps model_type to a family, unwrapping VLM configs
+ * that nest the text model in `text_config` (e.g. step3p7 around step3p5), and
+ * is the only way config.json is read: ms_config_load / ms_model_open.
+ * What every family shares lives beside it: the MoE block (moe.h). Adding a
+ * family: see docs/ARCHITECTURE.md "Adding a family". */
 #ifndef MS_ARCH_H
 #define MS_ARCH_H
 
+#include <json-c/json.h>
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "err.h"
-#include "experts.h"
+#include "json.h"
 #include "kernels.h"
 #include "model.h"
+#include "moe.h"
 #include "resident.h"
+#include "strbuf.h"
 
-/* Called for every token and MoE layer with the experts the router chose (best
- * first) - the source of routing traces. */
-typedef void (*ms_route_cb)(void *arg, int layer, int token_index, const int *ids, const float *w, int k);
-/* Called after layer L's attention with the normalized hidden state that layer
- * L+1's router would see approximately (next-layer prefetch), n tokens. */
-typedef void (*ms_lookahead_cb)(void *arg, int layer, const float *h, int n);
-
-/* Next-layer prediction quality: of the experts predicted for a layer, how many
- * the router then chose (precision = recall = correct / predicted at top-k). */
-typedef struct ms_pred_stats {
-    uint64_t predicted, correct;
-} ms_pred_stats;
-
-typedef struct ms_fwd_env {
-    ms_compute compute;        /* kernels + pool */
-    ms_expert_src experts;     /* routed experts */
-    ms_route_cb on_route;      /* optional */
-    void *on_route_arg;
-    ms_lookahead_cb on_attn_done; /* optional */
-    void *on_attn_done_arg;
-    /* Next-layer prefetch (decode): after layer L's experts are acquired, layer
-     * L+1's router is applied to the current hidden state and its top-k handed
-     * to experts.prefetch. on_predict reports each prediction (traces). */
-    bool prefetch;
-    ms_pred_stats *pred;       /* optional counters */
-    ms_route_cb on_predict;    /* optional; w is NULL */
-    void *on_predict_arg;
-} ms_fwd_env;
+/* One forward step: n rows, each a token of sequence seq[i] at position pos[i].
+ * Rows of one sequence are consecutive and in increasing position order; a row
+ * sees its sequence's cache up to its own position, including the rows of the
+ * same step before it (prefill chunks, MTP verification). Positions may go back
+ * (a rejected draft, a new request reusing a prefix): the caches are indexed by
+ * position, so a later step simply overwrites them. */
+typedef struct ms_batch {
+    int n;                  /* rows (<= the state's batch) */
+    const int *tokens;      /* [n] token ids */
+    const int *pos;         /* [n] position of each row in its sequence (< ctx) */
+    const int *seq;         /* [n] sequence (KV cache) of each row; NULL = all 0 */
+    float *logits;          /* NULL, or [n][vocab] (all_logits) / [vocab] (last row) */
+    bool all_logits;
+    float *hidden;          /* NULL, or [n][D]: each row's final hidden state after the
+                               final norm (what lm_head multiplies; MTP's input) */
+} ms_batch;
 
 typedef struct ms_arch_ops {
     const char *name;
     /* Validate every resident tensor against the config and bind them. */
     int (*bind)(const ms_model *m, const ms_resident *r, void **weights, uint64_t *extra_bytes, ms_err *err);
     void (*unbind)(void *weights);
-    /* KV cache for ctx positions and scratch for chunks of up to batch tokens. */
-    /* kv_bf16: keep the KV cache in bf16 (half the memory; lossy, opt-in). */
-    int (*state_create)(const void *weights, int ctx, int batch, int nthreads, bool kv_bf16, void **state,
+    /* KV caches of n_seq sequences of ctx positions each, and scratch for steps
+     * of up to batch rows (kv_bf16: KV cache in bf16; half the memory, lossy). */
+    int (*state_create)(const void *weights, int ctx, int batch, int n_seq, int nthreads, bool kv_bf16, void **state,
                         uint64_t *bytes, ms_err *err);
     void (*state_destroy)(void *state);
     /* Bytes state_create will allocate (kv_bytes: the KV-cache part). */
-    uint64_t (*state_bytes)(const ms_config *c, int ctx, int batch, int nthreads, bool kv_bf16, uint64_t *kv_bytes);
-    /* Run tokens[0..n) at positions pos0.. (n <= batch, pos0 + n <= ctx). Writes
-     * logits for the last token (logits[vocab]) or, with all_logits, for every
-     * token (logits[n][vocab]). logits may be NULL (prompt prefix). */
-    int (*forward)(const void *weights, void *state, const ms_fwd_env *env, const int *tokens, int n, int pos0,
-                   float *logits, bool all_logits, ms_err *err);
-    /* Router of MoE layer `layer` applied to normalized hidden states x[n][D]:
-     * top-k ids per token (prediction for prefetch). Returns k or -errno. */
-    int (*route)(const void *weights, void *state, const ms_fwd_env *env, int layer, const float *x, int n, int *ids,
-                 ms_err *err);
+    uint64_t (*state_bytes)(const ms_config *c, int ctx, int batch, int n_seq, int nthreads, bool kv_bf16,
+                            uint64_t *kv_bytes);
+    /* Run one step (see ms_batch). With env->exact every row's arithmetic is that
+     * of a one-row step (the logits of a row do not depend on the other rows);
+     * otherwise prefill kernels (GEMM) may be used. */
+    int (*forward)(const void *weights, void *state, const ms_fwd_env *env, const ms_batch *b, ms_err *err);
+    /* Optional: the MTP draft head (multi-token prediction), when the model was
+     * opened with MTP layers. Row i: b->tokens[i] is the token that follows
+     * position b->pos[i] (sampled or verified), hidden[i][D] the main model's
+     * final hidden state at that position (ms_batch.hidden), or the previous
+     * draft step's out_hidden for chained drafts. Writes b->logits ([n][vocab]:
+     * the draft distribution for position pos + 2) and, if b->hidden is set,
+     * the MTP layer's output state for the next draft step. The MTP layer has
+     * its own KV cache per sequence, indexed by pos. */
+    int (*mtp_forward)(const void *weights, void *state, const ms_fwd_env *env, const ms_batch *b,
+                       const float *hidden, ms_err *err);
 } ms_arch_ops;
 
-/* The ops for a config (NULL + error if the family is not supported). */
+typedef struct ms_family {
+    const char *name;                 /* e.g. "deepseek_v3" */
+    const char *const *model_types;   /* NULL-terminated model_type values it runs */
+    const char *const *moe_modules;   /* MoE module names to probe for experts (NULL = default) */
+    /* Read the family's keys of the text model's config o (root = the whole
+     * document): the common MoE fields (which layers, experts, widths) and
+     * everything private into cfg->arch (one malloc'd block). The registry has
+     * already parsed the common non-MoE fields and set model_type/wrapper_type.
+     * Errors: one line naming jc->what and the field. */
+    int (*parse_config)(const ms_jctx *jc, json_object *o, json_object *root, ms_config *cfg);
+    /* For `inspect`: architecture lines (each ending in '\n', aligned like
+     * "widths       hidden 4096, ...") and the same facts as JSON members. */
+    void (*describe)(const ms_config *c, ms_strbuf *text, json_object *json);
+    const ms_arch_ops *ops;
+} ms_family;
+
+/* The family running model_type, or NULL. */
+const ms_family *ms_family_find(const char *model_type);
+/* "deepseek_v3, kimi_k2, ..." : every model_type the registry knows. */
+void ms_family_list(ms_strbuf *out);
+
+/* Parse config.json text (`what` names it in errors) through the registry. */
+int ms_config_parse(const char *json, const char *what, ms_config *cfg, ms_err *err);
+/* Read DIR/config.json (or a .json path) and parse it. */
+int ms_config_load(const char *path, ms_config *cfg, ms_err *err);
+
+/* The ops for a parsed config (NULL + error if it has no family). */
 const ms_arch_ops *ms_arch_for(const ms_config *c, ms_err *err);
 
-extern const ms_arch_ops ms_arch_deepseek_v3;
+/* Open a model directory: config through the registry, then the model store. */
+int ms_model_open(const char *dir, ms_model *m, ms_err *err);
+/* The same including the checkpoint's first mtp_layers MTP layers (their
+ * experts become routed experts of the expert table, their other tensors
+ * resident); an error when the checkpoint or the family has none. */
+int ms_model_open_mtp(const char *dir, int mtp_layers, ms_model *m, ms_err *err);
 
 #endif

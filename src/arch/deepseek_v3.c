@@ -1,13 +1,14 @@
-/* arch_deepseek_v3.c - the DeepSeek-V3 family (DeepSeek-V3/R1, GigaChat3/3.1,
- * Kimi-K2; glm4_moe_lite differs only in config values): weight binding and the
- * forward pass, all activations in f32. See ../shared/spec/deepseek-v3.md.
+/* deepseek_v3.c - the DeepSeek-V3 family (DeepSeek-V3/R1, GigaChat3/3.1,
+ * Kimi-K2; glm4_moe_lite differs only in config values): config keys, weight
+ * binding and the forward pass, all activations in f32. See
+ * docs/VERIFICATION.md (sources, reference checks) and deepseek_v3.h.
  *
  *   h = embed[token]
  *   for each layer:
  *       x = rmsnorm(h)                                   input_layernorm
  *       h += MLA(x)                                      absorbed form, latent KV cache
  *       x = rmsnorm(h)                                   post_attention_layernorm
- *       h += dense ? mlp(x) : shared(x) + sum_j w_j expert_j(x)
+ *       h += dense ? mlp(x) : MoE(x)                     moe.c: shared + sum_j w_j expert_j(x)
  *   logits = lm_head(rmsnorm(h))
  *
  * MLA, absorbed (one form for decode and prefill; a chunk of n tokens first
@@ -23,13 +24,13 @@
  * W_UK / W_UV come from embed_q / unembed_out (MLX >= 0.30.6) or from the rows
  * of kv_b_proj (HF and older MLX); q_lat from kv_b_proj is a transposed product.
  *
- * MoE: sigmoid router, e_score_correction_bias for selection only, group-limited
- * top-k, norm_topk_prob, routed_scaling_factor. Tokens of a chunk are grouped by
- * expert; experts are acquired from the expert source in waves that fit it and
- * each expert's output goes to its own buffer, summed afterwards in the router's
- * order: the result never depends on when experts arrive (bit-identical for any
- * budget, policy, backend or thread count).
+ * Router (this family's ms_moe_router): sigmoid scores,
+ * e_score_correction_bias for selection only, group-limited top-k (sum of the
+ * top-2 of each group), norm_topk_prob, routed_scaling_factor. The MoE block
+ * itself (acquisition, waves, fixed-order combine) is moe.c's.
  */
+#include "deepseek_v3.h"
+
 #include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -38,6 +39,129 @@
 
 #include "arch.h"
 #include "util.h"
+
+/* ---- config ---------------------------------------------------------------- */
+
+const ms_ds3_config *ms_ds3_config_of(const ms_config *c)
+{
+    extern const ms_family ms_family_deepseek_v3;
+    return c->family == &ms_family_deepseek_v3 ? c->arch : NULL;
+}
+
+static double yarn_get_m(double factor, double m) { return factor <= 1 ? 1.0 : 0.1 * m * log(factor) + 1.0; }
+
+double ms_ds3_softmax_scale(const ms_ds3_config *d)
+{
+    double s = 1.0 / sqrt((double)(d->qk_nope_head_dim + d->qk_rope_head_dim));
+    if (d->rope.type == MS_ROPE_YARN && d->rope.mscale_all_dim != 0 && d->rope.factor > 1) {
+        double m = yarn_get_m(d->rope.factor, d->rope.mscale_all_dim);
+        s *= m * m;
+    }
+    return s;
+}
+
+/* The family's keys of config.json (spec §1); common fields are parsed already. */
+static int ds3_parse_config(const ms_jctx *jc, json_object *o, json_object *root, ms_config *cfg)
+{
+    (void)root;
+    ms_err *err = jc->err;
+    const char *what = jc->what;
+    ms_ds3_config *d = calloc(1, sizeof *d);
+    if (!d) return ms_errf(err, ENOMEM, "out of memory");
+    cfg->arch = d;
+    d->glm = !strcmp(cfg->model_type, "glm4_moe_lite");
+    int rc;
+    if ((rc = ms_json_int32(jc, o, "num_attention_heads", true, 0, 1, 4096, &d->n_heads)) < 0) return rc;
+    if ((rc = ms_json_int32(jc, o, "q_lora_rank", false, 0, 0, 1 << 20, &d->q_lora_rank)) < 0) return rc;
+    if ((rc = ms_json_int32(jc, o, "kv_lora_rank", true, 0, 1, 1 << 20, &d->kv_lora_rank)) < 0) return rc;
+    if ((rc = ms_json_int32(jc, o, "qk_nope_head_dim", true, 0, 1, 1 << 16, &d->qk_nope_head_dim)) < 0) return rc;
+    if ((rc = ms_json_int32(jc, o, "qk_rope_head_dim", true, 0, 2, 1 << 16, &d->qk_rope_head_dim)) < 0) return rc;
+    if ((rc = ms_json_int32(jc, o, "v_head_dim", true, 0, 1, 1 << 16, &d->v_head_dim)) < 0) return rc;
+    if (d->qk_rope_head_dim % 2)
+        return ms_errf(err, EINVAL, "%s: qk_rope_head_dim %d must be even", what, d->qk_rope_head_dim);
+    if ((rc = ms_json_int32(jc, o, "first_k_dense_replace", false, 0, 0, 4096, &d->first_k_dense_replace)) < 0)
+        return rc;
+    if ((rc = ms_json_int32(jc, o, "moe_layer_freq", false, 1, 1, 4096, &d->moe_layer_freq)) < 0) return rc;
+    /* MoE layers (mlx-lm rule): l >= first_k_dense_replace && l % moe_layer_freq == 0;
+     * the MTP layers after the main ones follow the same rule */
+    bool any_moe = false;
+    if (cfg->n_layers + cfg->num_nextn_predict_layers > MS_MAX_LAYERS)
+        return ms_errf(err, EINVAL, "%s: num_hidden_layers + num_nextn_predict_layers exceed %d", what, MS_MAX_LAYERS);
+    for (int l = 0; l < cfg->n_layers + cfg->num_nextn_predict_layers; l++) {
+        cfg->moe_layer[l] = l >= d->first_k_dense_replace && l % d->moe_layer_freq == 0;
+        if (l < cfg->n_layers) any_moe |= cfg->moe_layer[l];
+    }
+    bool any_dense = d->first_k_dense_replace > 0 || d->moe_layer_freq > 1;
+    if ((rc = ms_json_int32(jc, o, "intermediate_size", any_dense, 0, 1, 1 << 22, &cfg->intermediate_size)) < 0)
+        return rc;
+    if ((rc = ms_json_int32(jc, o, "n_routed_experts", any_moe, 0, 1, 1 << 16, &cfg->n_routed_experts)) < 0) return rc;
+    if ((rc = ms_json_int32(jc, o, "moe_intermediate_size", any_moe, 0, 1, 1 << 22, &cfg->moe_intermediate_size)) < 0)
+        return rc;
+    if ((rc = ms_json_int32(jc, o, "num_experts_per_tok", any_moe, 0, 1, 1 << 16, &cfg->n_experts_per_tok)) < 0)
+        return rc;
+    if ((rc = ms_json_int32(jc, o, "n_shared_experts", false, 0, 0, 1024, &cfg->n_shared_experts)) < 0) return rc;
+    if ((rc = ms_json_int32(jc, o, "n_group", false, 1, 1, 1024, &d->n_group)) < 0) return rc;
+    if ((rc = ms_json_int32(jc, o, "topk_group", false, 1, 1, 1 << 16, &d->topk_group)) < 0) return rc;
+    if (any_moe) {
+        int E = cfg->n_routed_experts;
+        if (cfg->n_experts_per_tok > E)
+            return ms_errf(err, EINVAL, "%s: num_experts_per_tok %d exceeds n_routed_experts %d", what,
+                           cfg->n_experts_per_tok, E);
+        if (E % d->n_group)
+            return ms_errf(err, EINVAL, "%s: n_routed_experts %d is not divisible by n_group %d", what, E, d->n_group);
+        if (d->topk_group > d->n_group)
+            return ms_errf(err, EINVAL, "%s: topk_group %d exceeds n_group %d", what, d->topk_group, d->n_group);
+        if (cfg->n_experts_per_tok > d->topk_group * (E / d->n_group))
+            return ms_errf(err, EINVAL, "%s: num_experts_per_tok %d exceeds the experts in topk_group groups (%d)",
+                           what, cfg->n_experts_per_tok, d->topk_group * (E / d->n_group));
+        if (d->n_group > 1 && E / d->n_group < 2)
+            return ms_errf(err, EINVAL, "%s: group-limited routing needs at least 2 experts per group", what);
+        char method[32], scoring[32];
+        if ((rc = ms_json_str(jc, o, "topk_method", false, "noaux_tc", method, sizeof method)) < 0) return rc;
+        if ((rc = ms_json_str(jc, o, "scoring_func", false, "sigmoid", scoring, sizeof scoring)) < 0) return rc;
+        if (strcmp(method, "noaux_tc") != 0)
+            return ms_errf(err, EINVAL, "%s: topk_method \"%s\" is not supported (deepseek_v3 uses noaux_tc)", what,
+                           method);
+        if (strcmp(scoring, "sigmoid") != 0)
+            return ms_errf(err, EINVAL, "%s: scoring_func \"%s\" is not supported (deepseek_v3 uses sigmoid)", what,
+                           scoring);
+    } else {
+        cfg->n_routed_experts = 0;
+    }
+    char act[32];
+    if ((rc = ms_json_str(jc, o, "hidden_act", false, "silu", act, sizeof act)) < 0) return rc;
+    if (strcmp(act, "silu") != 0) return ms_errf(err, EINVAL, "%s: hidden_act \"%s\" is not supported (silu)", what, act);
+    if ((rc = ms_json_bool(jc, o, "norm_topk_prob", d->glm, &d->norm_topk_prob)) < 0) return rc;
+    if ((rc = ms_json_num(jc, o, "routed_scaling_factor", false, 1.0, 0, 1e6, &d->routed_scaling_factor)) < 0)
+        return rc;
+    d->latent_norm_eps = d->glm ? cfg->rms_norm_eps : 1e-6;
+    if ((rc = ms_config_parse_rope(jc, o, true, cfg->max_position_embeddings, &d->rope)) < 0) return rc;
+    if (d->rope.type == MS_ROPE_LLAMA3)
+        return ms_errf(err, EINVAL, "%s: rope scaling \"llama3\" is not supported by %s (yarn, linear, default)", what,
+                       cfg->model_type);
+    if ((rc = ms_json_bool(jc, o, "attention_bias", false, &d->attention_bias)) < 0) return rc;
+    return 0;
+}
+
+static void ds3_describe(const ms_config *c, ms_strbuf *text, json_object *json)
+{
+    const ms_ds3_config *d = c->arch;
+    ms_sb_printf(text, "widths       hidden %d, vocab %d, heads %d, q_lora %s%d, kv_lora %d, nope/rope/v %d/%d/%d\n",
+                 c->hidden_size, c->vocab_size, d->n_heads, d->q_lora_rank ? "" : "null ", d->q_lora_rank,
+                 d->kv_lora_rank, d->qk_nope_head_dim, d->qk_rope_head_dim, d->v_head_dim);
+    if (c->n_routed_experts)
+        ms_sb_printf(text, "router       sigmoid + correction bias, groups %d keep %d, scaling %g%s\n", d->n_group,
+                     d->topk_group, d->routed_scaling_factor, d->norm_topk_prob ? ", normalized" : "");
+    ms_sb_printf(text, "rope         theta %g%s", d->rope.theta, d->rope.type == MS_ROPE_YARN ? ", YaRN" : "");
+    if (d->rope.type == MS_ROPE_YARN)
+        ms_sb_printf(text, " factor %g over %lld", d->rope.factor, (long long)d->rope.orig_max_pos);
+    ms_sb_printf(text, ", max positions %lld\n", (long long)c->max_position_embeddings);
+    json_object_object_add(json, "n_heads", json_object_new_int(d->n_heads));
+    json_object_object_add(json, "q_lora_rank", d->q_lora_rank ? json_object_new_int(d->q_lora_rank) : NULL);
+    json_object_object_add(json, "kv_lora_rank", json_object_new_int(d->kv_lora_rank));
+    json_object_object_add(json, "n_group", json_object_new_int(d->n_group));
+    json_object_object_add(json, "topk_group", json_object_new_int(d->topk_group));
+}
 
 /* ---- weights ------------------------------------------------------------ */
 
@@ -61,14 +185,14 @@ typedef struct ds3_layer {
     /* MoE */
     ms_mat router;            /* [E, D] */
     const float *router_bias; /* [E] (NULL = zeros) */
-    bool has_shared;
     ms_mat sh_gate, sh_up, sh_down; /* [S, D], [S, D], [D, S] */
-    const ms_moe_layer *ml;
+    ms_moe_block blk;         /* experts + shared expert, for moe.c */
 } ds3_layer;
 
 typedef struct ds3_weights {
     const ms_model *m;
-    ms_config c;
+    const ms_config *c;
+    const ms_ds3_config *d;
     int D, H, nope, rope, vd, kvl, qdim, E, K;
     float scale;              /* softmax scale incl. YaRN mscale */
     float rope_mscale;        /* YaRN magnitude factor on cos/sin */
@@ -76,7 +200,13 @@ typedef struct ds3_weights {
     ms_mat embed;             /* [vocab, D] */
     ms_mat lm_head;           /* [vocab, D] */
     const float *final_norm;  /* [D] */
-    ds3_layer *layers;        /* [n_layers] */
+    ds3_layer *layers;        /* [n_layers + n_mtp]: the MTP decoder blocks after the main ones */
+    int n_mtp;                /* MTP layers bound (cfg->mtp_layers) */
+    struct ds3_mtp {
+        const float *enorm, *hnorm; /* [D] norms of the embedding / hidden half */
+        ms_mat eh_proj;             /* [D, 2D]: columns 0..D-1 take enorm(e), D..2D-1 hnorm(h) */
+        const float *head_norm;     /* [D] shared_head.norm (lm_head is the main one's copy) */
+    } *mtp;                   /* [n_mtp] */
     float *vecs;              /* f32 copies of norm / bias vectors */
     ms_mat *head_mats;        /* storage for wk / wv */
 } ds3_weights;
@@ -110,7 +240,7 @@ static int bind_mat(const ms_model *m, const ms_resident *r, const char *module,
     return 0;
 }
 
-static void yarn_inv_freq(const ms_config *c, double *inv, float *mscale_out)
+static void yarn_inv_freq(const ms_ds3_config *c, double *inv, float *mscale_out)
 {
     int d = c->qk_rope_head_dim;
     double base = c->rope.theta;
@@ -135,9 +265,7 @@ static void yarn_inv_freq(const ms_config *c, double *inv, float *mscale_out)
         double keep = 1.0 - ramp;
         inv[i] = inv[i] * keep + inv[i] / f * (1.0 - keep);
     }
-    double gm = f <= 1 ? 1.0 : 0.1 * c->rope.mscale * log(f) + 1.0;
-    double ga = f <= 1 ? 1.0 : 0.1 * c->rope.mscale_all_dim * log(f) + 1.0;
-    *mscale_out = (float)(gm / ga);
+    *mscale_out = (float)(yarn_get_m(f, c->rope.mscale) / yarn_get_m(f, c->rope.mscale_all_dim));
 }
 
 static void ds3_unbind(void *wp)
@@ -148,43 +276,136 @@ static void ds3_unbind(void *wp)
     free(w->layers);
     free(w->vecs);
     free(w->head_mats);
+    free(w->mtp);
     free(w);
+}
+
+/* One decoder block (model layer l: a main layer, or an MTP layer's block). */
+static int bind_layer(const ms_model *m, const ms_resident *r, ds3_weights *w, int l, float **cursor, ms_err *err)
+{
+    const ms_config *c = w->c;
+    const ms_ds3_config *d = w->d;
+    int D = w->D, H = w->H, rc;
+    float *vc = *cursor;
+    char name[256];
+    ds3_layer *ly = &w->layers[l];
+    char p[128];
+    snprintf(p, sizeof p, "model.layers.%d", l);
+#define NAME(fmt) (snprintf(name, sizeof name, "%s." fmt, p), name)
+    if ((rc = bind_vec(m, r, NAME("input_layernorm.weight"), D, &vc, &ly->attn_norm, err)) < 0) return rc;
+    if ((rc = bind_vec(m, r, NAME("post_attention_layernorm.weight"), D, &vc, &ly->ffn_norm, err)) < 0) return rc;
+    /* attention */
+    int64_t qrows = (int64_t)H * w->qdim;
+    if (d->q_lora_rank > 0) {
+        if ((rc = bind_mat(m, r, NAME("self_attn.q_a_proj"), d->q_lora_rank, D, &ly->q_a, err)) < 0) return rc;
+        if ((rc = bind_vec(m, r, NAME("self_attn.q_a_layernorm.weight"), d->q_lora_rank, &vc, &ly->q_a_norm,
+                           err)) < 0)
+            return rc;
+        if ((rc = bind_mat(m, r, NAME("self_attn.q_b_proj"), qrows, d->q_lora_rank, &ly->q_b, err)) < 0) return rc;
+    } else {
+        if ((rc = bind_mat(m, r, NAME("self_attn.q_proj"), qrows, D, &ly->q, err)) < 0) return rc;
+    }
+    if ((rc = bind_mat(m, r, NAME("self_attn.kv_a_proj_with_mqa"), w->kvl + w->rope, D, &ly->kv_a, err)) < 0)
+        return rc;
+    if ((rc = bind_vec(m, r, NAME("self_attn.kv_a_layernorm.weight"), w->kvl, &vc, &ly->kv_a_norm, err)) < 0)
+        return rc;
+    ly->wk = &w->head_mats[(size_t)l * 2 * H];
+    ly->wv = ly->wk + H;
+    if (ms_model_find(m, "%s.self_attn.embed_q.weight", p)) {
+        ms_linear eq, uo;
+        ly->split_mla = true;
+        if ((rc = ms_model_linear(m, NAME("self_attn.embed_q"), H, w->kvl, w->nope, &eq, err)) < 0) return rc;
+        if ((rc = ms_model_linear(m, NAME("self_attn.unembed_out"), H, w->vd, w->kvl, &uo, err)) < 0) return rc;
+        for (int h = 0; h < H; h++) {
+            ly->wk[h] = ms_linear_mat(&eq, h, ms_resident_data(r, m, eq.w), ms_resident_data(r, m, eq.scales),
+                                      ms_resident_data(r, m, eq.biases));
+            ly->wv[h] = ms_linear_mat(&uo, h, ms_resident_data(r, m, uo.w), ms_resident_data(r, m, uo.scales),
+                                      ms_resident_data(r, m, uo.biases));
+        }
+    } else {
+        ms_mat kvb;
+        if ((rc = bind_mat(m, r, NAME("self_attn.kv_b_proj"), (int64_t)H * (w->nope + w->vd), w->kvl, &kvb,
+                           err)) < 0)
+            return rc;
+        for (int h = 0; h < H; h++) {
+            ly->wk[h] = ms_mat_rows(&kvb, (int64_t)h * (w->nope + w->vd), w->nope);
+            ly->wv[h] = ms_mat_rows(&kvb, (int64_t)h * (w->nope + w->vd) + w->nope, w->vd);
+        }
+    }
+    if ((rc = bind_mat(m, r, NAME("self_attn.o_proj"), D, (int64_t)H * w->vd, &ly->o, err)) < 0) return rc;
+    /* feed-forward */
+    ly->moe = ms_config_is_moe_layer(c, l);
+    if (!ly->moe) {
+        int I = c->intermediate_size;
+        if ((rc = bind_mat(m, r, NAME("mlp.gate_proj"), I, D, &ly->gate, err)) < 0) return rc;
+        if ((rc = bind_mat(m, r, NAME("mlp.up_proj"), I, D, &ly->up, err)) < 0) return rc;
+        if ((rc = bind_mat(m, r, NAME("mlp.down_proj"), D, I, &ly->down, err)) < 0) return rc;
+    } else {
+        ly->blk.experts = ms_model_moe(m, l);
+        if ((rc = bind_mat(m, r, NAME("mlp.gate"), w->E, D, &ly->router, err)) < 0) return rc;
+        ly->router_bias = NULL;
+        if (ms_model_find(m, "%s.mlp.gate.e_score_correction_bias", p)) {
+            if ((rc = bind_vec(m, r, NAME("mlp.gate.e_score_correction_bias"), w->E, &vc, &ly->router_bias,
+                               err)) < 0)
+                return rc;
+        }
+        if (c->n_shared_experts > 0) {
+            int S = c->n_shared_experts * c->moe_intermediate_size;
+            if ((rc = bind_mat(m, r, NAME("mlp.shared_experts.gate_proj"), S, D, &ly->sh_gate, err)) < 0) return rc;
+            if ((rc = bind_mat(m, r, NAME("mlp.shared_experts.up_proj"), S, D, &ly->sh_up, err)) < 0) return rc;
+            if ((rc = bind_mat(m, r, NAME("mlp.shared_experts.down_proj"), D, S, &ly->sh_down, err)) < 0)
+                return rc;
+            ly->blk.sh_gate = &ly->sh_gate;
+            ly->blk.sh_up = &ly->sh_up;
+            ly->blk.sh_down = &ly->sh_down;
+        }
+    }
+#undef NAME
+    *cursor = vc;
+    return 0;
 }
 
 static int ds3_bind(const ms_model *m, const ms_resident *r, void **out, uint64_t *extra_bytes, ms_err *err)
 {
     const ms_config *c = &m->cfg;
+    const ms_ds3_config *d = ms_ds3_config_of(c);
+    if (!d) return ms_errf(err, EINVAL, "%s: not a deepseek_v3-family config", m->dir);
     ds3_weights *w = calloc(1, sizeof *w);
     if (!w) return ms_errf(err, ENOMEM, "out of memory");
     w->m = m;
-    w->c = *c;
+    w->c = c;
+    w->d = d;
     w->D = c->hidden_size;
-    w->H = c->n_heads;
-    w->nope = c->qk_nope_head_dim;
-    w->rope = c->qk_rope_head_dim;
-    w->vd = c->v_head_dim;
-    w->kvl = c->kv_lora_rank;
+    w->H = d->n_heads;
+    w->nope = d->qk_nope_head_dim;
+    w->rope = d->qk_rope_head_dim;
+    w->vd = d->v_head_dim;
+    w->kvl = d->kv_lora_rank;
     w->qdim = w->nope + w->rope;
     w->E = c->n_routed_experts;
     w->K = c->n_experts_per_tok;
-    w->scale = (float)ms_config_softmax_scale(c);
+    w->scale = (float)ms_ds3_softmax_scale(d);
     int L = c->n_layers, D = w->D, H = w->H;
+    w->n_mtp = c->mtp_layers;
+    int LA = L + w->n_mtp; /* layers with a decoder block */
     int rc = 0;
-    if (c->attention_bias) {
+    if (d->attention_bias) {
         rc = ms_errf(err, ENOTSUP, "%s/config.json: attention_bias: true is not supported", m->dir);
         goto fail;
     }
     w->inv_freq = calloc((size_t)w->rope / 2, sizeof *w->inv_freq);
-    w->layers = calloc((size_t)L, sizeof *w->layers);
-    size_t nvec = (size_t)D + (size_t)L * (2 * (size_t)D + (size_t)c->q_lora_rank + (size_t)w->kvl + (size_t)w->E);
+    w->layers = calloc((size_t)LA, sizeof *w->layers);
+    w->mtp = calloc((size_t)MS_MAX(1, w->n_mtp), sizeof *w->mtp);
+    size_t nvec = (size_t)D + (size_t)LA * (2 * (size_t)D + (size_t)d->q_lora_rank + (size_t)w->kvl + (size_t)w->E) +
+                  (size_t)w->n_mtp * 3 * (size_t)D;
     w->vecs = malloc(nvec * sizeof(float));
-    w->head_mats = calloc((size_t)L * 2 * (size_t)H, sizeof(ms_mat));
-    if (!w->inv_freq || !w->layers || !w->vecs || !w->head_mats) {
+    w->head_mats = calloc((size_t)LA * 2 * (size_t)H, sizeof(ms_mat));
+    if (!w->inv_freq || !w->layers || !w->mtp || !w->vecs || !w->head_mats) {
         rc = ms_errf(err, ENOMEM, "out of memory");
         goto fail;
     }
-    *extra_bytes = nvec * sizeof(float) + (size_t)L * 2 * (size_t)H * sizeof(ms_mat);
-    yarn_inv_freq(c, w->inv_freq, &w->rope_mscale);
+    *extra_bytes = nvec * sizeof(float) + (size_t)LA * 2 * (size_t)H * sizeof(ms_mat);
+    yarn_inv_freq(d, w->inv_freq, &w->rope_mscale);
     float *vc = w->vecs;
     char name[256];
 
@@ -198,78 +419,21 @@ static int ds3_bind(const ms_model *m, const ms_resident *r, void **out, uint64_
         rc = ms_errf(err, ENOENT, "%s: tensor lm_head.weight is missing (and tie_word_embeddings is false)", m->dir);
         goto fail;
     }
-    for (int l = 0; l < L; l++) {
-        ds3_layer *ly = &w->layers[l];
-        char p[128];
-        snprintf(p, sizeof p, "model.layers.%d", l);
-#define NAME(fmt) (snprintf(name, sizeof name, "%s." fmt, p), name)
-        if ((rc = bind_vec(m, r, NAME("input_layernorm.weight"), D, &vc, &ly->attn_norm, err)) < 0) goto fail;
-        if ((rc = bind_vec(m, r, NAME("post_attention_layernorm.weight"), D, &vc, &ly->ffn_norm, err)) < 0) goto fail;
-        /* attention */
-        int64_t qrows = (int64_t)H * w->qdim;
-        if (c->q_lora_rank > 0) {
-            if ((rc = bind_mat(m, r, NAME("self_attn.q_a_proj"), c->q_lora_rank, D, &ly->q_a, err)) < 0) goto fail;
-            if ((rc = bind_vec(m, r, NAME("self_attn.q_a_layernorm.weight"), c->q_lora_rank, &vc, &ly->q_a_norm,
-                               err)) < 0)
-                goto fail;
-            if ((rc = bind_mat(m, r, NAME("self_attn.q_b_proj"), qrows, c->q_lora_rank, &ly->q_b, err)) < 0) goto fail;
-        } else {
-            if ((rc = bind_mat(m, r, NAME("self_attn.q_proj"), qrows, D, &ly->q, err)) < 0) goto fail;
-        }
-        if ((rc = bind_mat(m, r, NAME("self_attn.kv_a_proj_with_mqa"), w->kvl + w->rope, D, &ly->kv_a, err)) < 0)
-            goto fail;
-        if ((rc = bind_vec(m, r, NAME("self_attn.kv_a_layernorm.weight"), w->kvl, &vc, &ly->kv_a_norm, err)) < 0)
-            goto fail;
-        ly->wk = &w->head_mats[(size_t)l * 2 * H];
-        ly->wv = ly->wk + H;
-        if (ms_model_find(m, "%s.self_attn.embed_q.weight", p)) {
-            ms_linear eq, uo;
-            ly->split_mla = true;
-            if ((rc = ms_model_linear(m, NAME("self_attn.embed_q"), H, w->kvl, w->nope, &eq, err)) < 0) goto fail;
-            if ((rc = ms_model_linear(m, NAME("self_attn.unembed_out"), H, w->vd, w->kvl, &uo, err)) < 0) goto fail;
-            for (int h = 0; h < H; h++) {
-                ly->wk[h] = ms_linear_mat(&eq, h, ms_resident_data(r, m, eq.w), ms_resident_data(r, m, eq.scales),
-                                          ms_resident_data(r, m, eq.biases));
-                ly->wv[h] = ms_linear_mat(&uo, h, ms_resident_data(r, m, uo.w), ms_resident_data(r, m, uo.scales),
-                                          ms_resident_data(r, m, uo.biases));
-            }
-        } else {
-            ms_mat kvb;
-            if ((rc = bind_mat(m, r, NAME("self_attn.kv_b_proj"), (int64_t)H * (w->nope + w->vd), w->kvl, &kvb,
-                               err)) < 0)
-                goto fail;
-            for (int h = 0; h < H; h++) {
-                ly->wk[h] = ms_mat_rows(&kvb, (int64_t)h * (w->nope + w->vd), w->nope);
-                ly->wv[h] = ms_mat_rows(&kvb, (int64_t)h * (w->nope + w->vd) + w->nope, w->vd);
-            }
-        }
-        if ((rc = bind_mat(m, r, NAME("self_attn.o_proj"), D, (int64_t)H * w->vd, &ly->o, err)) < 0) goto fail;
-        /* feed-forward */
-        ly->moe = ms_config_is_moe_layer(c, l);
-        if (!ly->moe) {
-            int I = c->intermediate_size;
-            if ((rc = bind_mat(m, r, NAME("mlp.gate_proj"), I, D, &ly->gate, err)) < 0) goto fail;
-            if ((rc = bind_mat(m, r, NAME("mlp.up_proj"), I, D, &ly->up, err)) < 0) goto fail;
-            if ((rc = bind_mat(m, r, NAME("mlp.down_proj"), D, I, &ly->down, err)) < 0) goto fail;
-        } else {
-            ly->ml = ms_model_moe(m, l);
-            if ((rc = bind_mat(m, r, NAME("mlp.gate"), w->E, D, &ly->router, err)) < 0) goto fail;
-            ly->router_bias = NULL;
-            if (ms_model_find(m, "%s.mlp.gate.e_score_correction_bias", p)) {
-                if ((rc = bind_vec(m, r, NAME("mlp.gate.e_score_correction_bias"), w->E, &vc, &ly->router_bias,
-                                   err)) < 0)
-                    goto fail;
-            }
-            ly->has_shared = c->n_shared_experts > 0;
-            if (ly->has_shared) {
-                int S = c->n_shared_experts * c->moe_intermediate_size;
-                if ((rc = bind_mat(m, r, NAME("mlp.shared_experts.gate_proj"), S, D, &ly->sh_gate, err)) < 0) goto fail;
-                if ((rc = bind_mat(m, r, NAME("mlp.shared_experts.up_proj"), S, D, &ly->sh_up, err)) < 0) goto fail;
-                if ((rc = bind_mat(m, r, NAME("mlp.shared_experts.down_proj"), D, S, &ly->sh_down, err)) < 0)
-                    goto fail;
-            }
-        }
-#undef NAME
+    for (int l = 0; l < L; l++)
+        if ((rc = bind_layer(m, r, w, l, &vc, err)) < 0) goto fail;
+    /* MTP draft head(s): enorm, hnorm, eh_proj, shared_head.norm + a decoder block */
+    for (int i = 0; i < w->n_mtp; i++) {
+        int l = c->n_layers + i;
+        struct ds3_mtp *mt = &w->mtp[i];
+        snprintf(name, sizeof name, "model.layers.%d.enorm.weight", l);
+        if ((rc = bind_vec(m, r, name, D, &vc, &mt->enorm, err)) < 0) goto fail;
+        snprintf(name, sizeof name, "model.layers.%d.hnorm.weight", l);
+        if ((rc = bind_vec(m, r, name, D, &vc, &mt->hnorm, err)) < 0) goto fail;
+        snprintf(name, sizeof name, "model.layers.%d.shared_head.norm.weight", l);
+        if ((rc = bind_vec(m, r, name, D, &vc, &mt->head_norm, err)) < 0) goto fail;
+        snprintf(name, sizeof name, "model.layers.%d.eh_proj", l);
+        if ((rc = bind_mat(m, r, name, D, 2 * (int64_t)D, &mt->eh_proj, err)) < 0) goto fail;
+        if ((rc = bind_layer(m, r, w, l, &vc, err)) < 0) goto fail;
     }
     *out = w;
     return 0;
@@ -280,15 +444,19 @@ fail:
 
 /* ---- state: KV cache + scratch ------------------------------------------ */
 
+/* Tiles of the naive-form attention: query rows and keys per score tile. */
+#define NV_ROWS 64
+#define NV_KEYS 256
+
 /* Every buffer of the state: X(name, type, element count). One list drives the
  * struct, the allocation and the size report (plan uses the size before
- * anything is allocated). */
+ * anything is allocated). The MoE block's scratch (moe.c) comes on top. */
 #define DS3_BUFFERS(X)                                                                          \
-    X(ckv, float, KL * ctx * kvl)          /* [L][ctx][kv_lora]  normalized latents (f32 KV), or */ \
-    X(kpe, float, KL * ctx * rope)         /* [L][ctx][rope]     rotated rope keys; with a bf16 */ \
-                                           /* KV: one layer's rows widened for attention */       \
-    X(ckv16, uint16_t, BL * ctx * kvl)     /* [L][ctx][kv_lora]  bf16 KV cache (--kv bf16) */     \
-    X(kpe16, uint16_t, BL * ctx * rope)    /* [L][ctx][rope] */                                  \
+    X(ckv, float, KL * ctx * kvl)          /* [S][L][ctx][kv_lora] normalized latents (f32 KV), or */ \
+    X(kpe, float, KL * ctx * rope)         /* [S][L][ctx][rope] rotated rope keys; with a bf16 KV: */ \
+                                           /* one sequence's layer rows widened for attention */  \
+    X(ckv16, uint16_t, BL * ctx * kvl)     /* [S][L][ctx][kv_lora] bf16 KV cache (--kv bf16) */   \
+    X(kpe16, uint16_t, BL * ctx * rope)    /* [S][L][ctx][rope] */                               \
     X(h, float, B * D)                     /* [B][D] residual stream */                          \
     X(x, float, B * D)                     /* [B][D] normed input */                             \
     X(qa, float, B * qlr)                  /* [B][q_lora] */                                     \
@@ -299,57 +467,68 @@ fail:
     X(cosb, float, B * rope / 2)           /* [B][rope/2] */                                     \
     X(sinb, float, B * rope / 2)           /* [B][rope/2] */                                     \
     X(tls, float, nth * tls_stride)        /* [nth][2 kv_lora + ctx + rope] per-thread */        \
+    X(nv, float, nth * nv_stride)          /* [nth] naive-form prefill scratch (B > 1): W_UK and */ \
+                                           /* W_UV of a head [kv_lora][nope+v], a key tile's */    \
+                                           /* K [NV_KEYS][nope] and V [NV_KEYS][v], scores */      \
+                                           /* [NV_ROWS][NV_KEYS], O [B][v], max [B], sum [B] */    \
     X(ffn_out, float, B * D)               /* [B][D] */                                          \
-    X(ffn_scr, float, 2 * B * widest + 64) /* ms_ffn scratch for B tokens of the widest FFN */    \
     X(rlog, float, B * E)                  /* [B][E] router logits */                            \
-    X(ids, int, B * K)                     /* [B][K] chosen experts, best first */               \
-    X(wts, float, B * K)                   /* [B][K] their weights */                            \
-    X(yk, float, B * K * D)                /* [B][K][D] output of each (token, rank) */          \
-    X(xe, float, B * D)                    /* [B][D] gathered inputs of one expert */            \
-    X(ye, float, B * D)                    /* [B][D] its outputs */                              \
-    X(uniq, int, B * K)                    /* distinct experts of the chunk */                   \
-    X(cnt, int, E)                         /* [E] tokens per expert */                           \
-    X(start, int, E + 1)                   /* [E+1] */                                           \
-    X(list, int, B * K)                    /* (token*K + rank) grouped by expert */              \
     X(rtmp, float, 2 * E)                  /* [2E] router scratch */                             \
     X(px, float, D)                        /* [D] hidden state normed for the next router */     \
-    X(pids, int, L * K)                    /* [L][K] experts predicted for each layer */          \
-    X(pvalid, int, L)                      /* [L] a prediction is pending */
+    X(pwt, float, K)                       /* [K] weights of a prediction (unused) */            \
+    X(cat, float, M * B * 2 * D)           /* [B][2D] MTP: enorm(e) | hnorm(h) */
 
 typedef struct ds3_state {
-    int ctx, batch, nth;
+    const ds3_weights *w;
+    int ctx, batch, n_seq, nth;
     bool kv_bf16;
-    size_t tls_stride;
+    size_t tls_stride, nv_stride;
+    ms_moe *moe;
+    ms_moe_router router;
 #define X(name, type, count) type *name;
     DS3_BUFFERS(X)
 #undef X
 } ds3_state;
 
 /* The sizes the list above needs. */
-#define DS3_DIMS(c, ctx_, batch_, nth_, kvbf_)                                                              \
-    size_t L = (size_t)(c)->n_layers, ctx = (size_t)(ctx_), B = (size_t)(batch_), nth = (size_t)(nth_);    \
-    size_t KL = (kvbf_) ? 1 : L, BL = (kvbf_) ? L : 0;                                                      \
-    size_t D = (size_t)(c)->hidden_size, H = (size_t)(c)->n_heads, kvl = (size_t)(c)->kv_lora_rank;          \
-    size_t rope = (size_t)(c)->qk_rope_head_dim, vd = (size_t)(c)->v_head_dim;                              \
-    size_t qdim = (size_t)((c)->qk_nope_head_dim + (c)->qk_rope_head_dim);                                  \
-    size_t qlr = (size_t)MS_MAX(1, (c)->q_lora_rank);                                                       \
+#define DS3_DIMS(c, d, ctx_, batch_, nseq_, nth_, kvbf_)                                                    \
+    size_t L = (size_t)ms_config_n_layers_all(c), M = (size_t)((c)->mtp_layers > 0);                        \
+    size_t ctx = (size_t)(ctx_), B = (size_t)(batch_), nth = (size_t)(nth_);                               \
+    size_t S = (size_t)(nseq_);                                                                             \
+    size_t KL = (kvbf_) ? 1 : S * L, BL = (kvbf_) ? S * L : 0;                                              \
+    size_t D = (size_t)(c)->hidden_size, H = (size_t)(d)->n_heads, kvl = (size_t)(d)->kv_lora_rank;          \
+    size_t rope = (size_t)(d)->qk_rope_head_dim, vd = (size_t)(d)->v_head_dim;                              \
+    size_t qdim = (size_t)((d)->qk_nope_head_dim + (d)->qk_rope_head_dim);                                  \
+    size_t qlr = (size_t)MS_MAX(1, (d)->q_lora_rank);                                                       \
     size_t E = (size_t)MS_MAX(1, (c)->n_routed_experts), K = (size_t)MS_MAX(1, (c)->n_experts_per_tok);    \
-    size_t widest = (size_t)MS_MAX((c)->intermediate_size,                                                  \
-                                   (c)->moe_intermediate_size * MS_MAX(1, (c)->n_shared_experts));        \
-    widest = MS_MAX(widest, (size_t)(c)->moe_intermediate_size);                                            \
     size_t tls_stride = MS_ALIGN_UP(kvl * 2 + ctx + rope + 16, 16);                                          \
+    size_t nope_ = (size_t)(d)->qk_nope_head_dim;                                                           \
+    size_t nv_stride = B > 1 ? MS_ALIGN_UP(kvl * (nope_ + vd) + NV_KEYS * (nope_ + vd + NV_ROWS) + B * (vd + 2), 16) \
+                             : 0;                                                                            \
     (void)L; (void)ctx; (void)B; (void)nth; (void)D; (void)H; (void)kvl; (void)rope; (void)vd; (void)qdim;   \
-    (void)KL; (void)BL;                                                                                    \
-    (void)qlr; (void)E; (void)K; (void)widest; (void)tls_stride
+    (void)KL; (void)BL; (void)qlr; (void)E; (void)K; (void)tls_stride; (void)S; (void)M; (void)nv_stride
 
-static uint64_t ds3_state_bytes(const ms_config *c, int ctx_, int batch_, int nth_, bool kv_bf16, uint64_t *kv_bytes)
+/* The MoE scratch's dims; its FFN scratch also serves the dense MLPs. */
+static ms_moe_dims moe_dims(const ms_config *c, int batch)
 {
-    DS3_DIMS(c, ctx_, batch_, nth_ > 0 ? nth_ : 1, kv_bf16);
+    int widest = MS_MAX(c->intermediate_size, c->moe_intermediate_size * MS_MAX(1, c->n_shared_experts));
+    widest = MS_MAX(widest, c->moe_intermediate_size);
+    return (ms_moe_dims){.n_layers = ms_config_n_layers_all(c), .D = c->hidden_size, .E = MS_MAX(1, c->n_routed_experts),
+                         .K = MS_MAX(1, c->n_experts_per_tok), .batch = batch, .ffn_widest = widest};
+}
+
+static uint64_t ds3_state_bytes(const ms_config *c, int ctx_, int batch_, int n_seq, int nth_, bool kv_bf16,
+                                uint64_t *kv_bytes)
+{
+    const ms_ds3_config *d = c->arch;
+    DS3_DIMS(c, d, ctx_, batch_, MS_MAX(1, n_seq), nth_ > 0 ? nth_ : 1, kv_bf16);
     uint64_t total = 0;
 #define X(name, type, count) total += (uint64_t)MS_MAX((size_t)(count), (size_t)1) * sizeof(type);
     DS3_BUFFERS(X)
 #undef X
-    if (kv_bytes) *kv_bytes = (uint64_t)L * ctx * (kvl + rope) * (kv_bf16 ? sizeof(uint16_t) : sizeof(float));
+    ms_moe_dims md = moe_dims(c, batch_);
+    total += ms_moe_bytes(&md);
+    if (kv_bytes) *kv_bytes = (uint64_t)S * L * ctx * (kvl + rope) * (kv_bf16 ? sizeof(uint16_t) : sizeof(float));
     return total;
 }
 
@@ -360,30 +539,46 @@ static void ds3_state_destroy(void *sp)
 #define X(name, type, count) free(s->name);
     DS3_BUFFERS(X)
 #undef X
+    ms_moe_destroy(s->moe);
     free(s);
 }
 
-static int ds3_state_create(const void *wp, int ctx_, int batch_, int nthreads, bool kv_bf16, void **out,
+static int ds3_route(void *fam, const ms_fwd_env *env, int layer, const float *x, const int *tokens, int n, int *ids,
+                     float *wts, ms_err *err);
+static int ds3_predict(void *fam, const ms_fwd_env *env, int layer, int *ids);
+
+static int ds3_state_create(const void *wp, int ctx_, int batch_, int n_seq, int nthreads, bool kv_bf16, void **out,
                             uint64_t *bytes, ms_err *err)
 {
     const ds3_weights *w = wp;
-    const ms_config *c = &w->c;
-    if (ctx_ <= 0 || batch_ <= 0) return ms_errf(err, EINVAL, "context and batch must be positive");
+    const ms_config *c = w->c;
+    if (ctx_ <= 0 || batch_ <= 0 || n_seq <= 0)
+        return ms_errf(err, EINVAL, "context, batch and sequences must be positive");
     ds3_state *s = calloc(1, sizeof *s);
     if (!s) return ms_errf(err, ENOMEM, "out of memory");
+    s->w = w;
     s->ctx = ctx_;
     s->batch = batch_;
+    s->n_seq = n_seq;
     s->nth = nthreads > 0 ? nthreads : 1;
     s->kv_bf16 = kv_bf16;
-    DS3_DIMS(c, ctx_, batch_, s->nth, kv_bf16);
+    s->router = (ms_moe_router){.fam = s, .route = ds3_route, .predict = ds3_predict};
+    DS3_DIMS(c, w->d, ctx_, batch_, n_seq, s->nth, kv_bf16);
     s->tls_stride = tls_stride;
+    s->nv_stride = nv_stride;
 #define X(name, type, count)                                                   \
     s->name = calloc(MS_MAX((size_t)(count), (size_t)1), sizeof(type));        \
     if (!s->name) goto oom;
     DS3_BUFFERS(X)
 #undef X
+    ms_moe_dims md = moe_dims(c, batch_);
+    int rc = ms_moe_create(&md, &s->moe, err);
+    if (rc < 0) {
+        ds3_state_destroy(s);
+        return rc;
+    }
     *out = s;
-    if (bytes) *bytes = ds3_state_bytes(c, ctx_, batch_, s->nth, kv_bf16, NULL);
+    if (bytes) *bytes = ds3_state_bytes(c, ctx_, batch_, n_seq, s->nth, kv_bf16, NULL);
     return 0;
 oom:
     ds3_state_destroy(s);
@@ -392,11 +587,11 @@ oom:
 
 /* ---- pieces of the forward pass ------------------------------------------ */
 
-/* Y[n][rows] = X[n][cols] W^T: one matvec when n == 1 (the decode path). */
-static void linear(const ms_compute *cp, const ms_mat *m, const float *X, int n, float *Y)
+/* Y[n][rows] = X[n][cols] W^T: decode arithmetic per row when n == 1 or the
+ * step is exact (ms_mat_apply), a GEMM for prefill chunks. */
+static void linear(const ms_fwd_env *env, const ms_mat *m, const float *X, int n, float *Y)
 {
-    if (n == 1) ms_matvec(cp, m, X, Y);
-    else ms_matmul(cp, m, X, n, Y);
+    ms_mat_apply(&env->compute, m, X, n, Y, env->exact);
 }
 
 static void rope_pair_rotate(float *x, int d, const float *cs, const float *sn)
@@ -409,9 +604,20 @@ typedef struct attn_task {
     const ds3_layer *ly;
     ds3_state *s;
     const ms_kern *kern;
-    int layer, n, pos0;
+    const ms_batch *b;
+    int layer, r0, n;      /* rows r0 .. r0+n-1 of the step */
     _Atomic int next;
 } attn_task;
+
+static int row_seq(const ms_batch *b, int r) { return b->seq ? b->seq[r] : 0; }
+
+/* First cache row of (sequence, layer): f32 caches hold every (sequence, layer);
+ * a bf16 cache's f32 staging holds the one (sequence, layer) being attended. */
+static size_t cache_base(const ds3_state *s, int seq, int layer, bool staging)
+{
+    if (staging) return 0;
+    return ((size_t)seq * (size_t)ms_config_n_layers_all(s->w->c) + (size_t)layer) * (size_t)s->ctx;
+}
 
 /* One (token, head): absorbed attention over positions 0..pos. */
 static void attn_one(attn_task *t, int idx, float *tls)
@@ -420,7 +626,7 @@ static void attn_one(attn_task *t, int idx, float *tls)
     const ds3_layer *ly = t->ly;
     ds3_state *s = t->s;
     int H = w->H, kvl = w->kvl, rope = w->rope, nope = w->nope;
-    int ti = idx / H, h = idx % H, pos = t->pos0 + ti;
+    int ti = t->r0 + idx / H, h = idx % H, pos = t->b->pos[ti];
     const float *qh = s->q + ((size_t)ti * H + h) * w->qdim; /* q_nope | q_pe (already rotated) */
     float *qlat = tls;             /* [kvl] */
     float *olat = tls + kvl;       /* [kvl] */
@@ -440,7 +646,7 @@ static void attn_one(attn_task *t, int idx, float *tls)
             for (int c = 0; c < kvl; c++) qlat[c] += a * tmp[c];
         }
     }
-    size_t lo = s->kv_bf16 ? 0 : (size_t)t->layer * s->ctx; /* bf16 KV: rows widened into layer 0's place */
+    size_t lo = cache_base(s, row_seq(t->b, ti), t->layer, s->kv_bf16);
     const float *ckv = s->ckv + lo * kvl;
     const float *kpe = s->kpe + lo * w->rope;
     const float *qpe = qh + nope;
@@ -476,29 +682,139 @@ static void run_tasks(const ms_compute *cp, ms_task_fn fn, void *arg)
     else fn(arg, 0, 1);
 }
 
-/* h[n][D] += MLA(x[n][D]) at positions pos0.. ; writes the layer's KV cache. */
-static void attention(const ds3_weights *w, const ds3_layer *ly, ds3_state *s, const ms_compute *cp, int layer,
-                      int n, int pos0)
+/* MLA in the naive form, for a prefill chunk of one sequence (rows at
+ * positions p0 .. p0+n-1, keys 0 .. P-1 = p0+n-1): per head and tile of
+ * NV_KEYS keys, decompress the cached latents into K_nope and V, then GEMMs:
+ *   S = scale (Q_nope K_nope^T + Q_pe K_pe^T)   [rows][keys], causal
+ *   O += softmax-so-far(S) V                    online softmax (running max, sum)
+ * Fewer operations than the absorbed form once many queries share the keys
+ * (naive_cheaper), GEMM-shaped, scratch independent of the context length.
+ * Same result within float rounding; tiles depend on the shape only, so the
+ * result does not depend on the thread count. */
+typedef struct naive_task {
+    const ds3_weights *w;
+    const ds3_layer *ly;
+    ds3_state *s;
+    const ms_kern *kern;
+    const float *ckv, *kpe;  /* [P][kv_lora], [P][rope]: the sequence's layer cache (f32) */
+    int n, p0, P;
+    _Atomic int next;
+} naive_task;
+
+static bool naive_cheaper(const ds3_weights *w, int n, int P)
 {
-    const ms_config *c = &w->c;
-    int H = w->H, kvl = w->kvl, rope = w->rope, half = rope / 2;
+    double kvl = w->kvl, nope = w->nope, rope = w->rope, vd = w->vd;
+    double absorbed = (double)n * (nope * kvl + (double)P * (2 * kvl + rope) + vd * kvl);
+    double naive = (double)P * kvl * (nope + vd) + (double)n * (double)P * (nope + rope + vd) + kvl * (nope + vd);
+    return naive < absorbed;
+}
+
+static void naive_head(naive_task *t, int h, float *scr)
+{
+    const ds3_weights *w = t->w;
+    const ds3_layer *ly = t->ly;
+    ds3_state *s = t->s;
+    int H = w->H, kvl = w->kvl, nope = w->nope, rope = w->rope, vd = w->vd, n = t->n, P = t->P;
+    float *wk = scr;                              /* split: [kv_lora][nope]; else [nope][kv_lora] */
+    float *wv = wk + (size_t)kvl * nope;          /* [v][kv_lora] */
+    float *K = wv + (size_t)kvl * vd;             /* [NV_KEYS][nope] this key tile's K_nope */
+    float *V = K + (size_t)NV_KEYS * nope;        /* [NV_KEYS][v] */
+    float *S = V + (size_t)NV_KEYS * vd;          /* [NV_ROWS][NV_KEYS] scores of a query tile */
+    float *O = S + (size_t)NV_ROWS * NV_KEYS;     /* [n][v] running output */
+    float *mx = O + (size_t)n * vd;               /* [n] running max of each row's scores */
+    float *sum = mx + n;                          /* [n] running softmax denominator */
+    int ldq = H * w->qdim;
+    /* 1. this head's W_UK and W_UV in f32 */
+    int wk_rows = ly->split_mla ? kvl : nope;
+    for (int r = 0; r < wk_rows; r++) ms_mat_get_row(t->kern, &ly->wk[h], r, wk + (size_t)r * ly->wk[h].cols);
+    for (int r = 0; r < vd; r++) ms_mat_get_row(t->kern, &ly->wv[h], r, wv + (size_t)r * kvl);
+    memset(O, 0, (size_t)n * vd * sizeof *O);
+    for (int i = 0; i < n; i++) {
+        mx[i] = -INFINITY;
+        sum[i] = 0.0f;
+    }
+    /* 2. one key tile at a time (online softmax: scratch independent of the context) */
+    for (int k0 = 0; k0 < P; k0 += NV_KEYS) {
+        int kt = MS_MIN(NV_KEYS, P - k0);
+        /* 2a. decompress the tile: K_nope = C W_UK^T, V = C W_UV^T */
+        const float *C = t->ckv + (size_t)k0 * kvl;
+        ms_sgemm(false, !ly->split_mla, kt, nope, kvl, 1.0f, C, kvl, wk, ly->split_mla ? nope : kvl, 0.0f, K, nope);
+        ms_sgemm(false, true, kt, vd, kvl, 1.0f, C, kvl, wv, kvl, 0.0f, V, vd);
+        /* 2b. per query tile that sees any of these keys */
+        for (int i0 = 0; i0 < n; i0 += NV_ROWS) {
+            int m = MS_MIN(NV_ROWS, n - i0);
+            if (t->p0 + i0 + m - 1 < k0) continue; /* causal: none of its rows reaches this tile */
+            const float *q = s->q + (size_t)i0 * ldq + (size_t)h * w->qdim;
+            ms_sgemm(false, true, m, kt, nope, w->scale, q, ldq, K, nope, 0.0f, S, kt);
+            ms_sgemm(false, true, m, kt, rope, w->scale, q + nope, ldq, t->kpe + (size_t)k0 * rope, rope, 1.0f, S, kt);
+            for (int i = 0; i < m; i++) {
+                int r = i0 + i, valid = MS_MIN(kt, t->p0 + r - k0 + 1); /* keys k0 .. p0+r */
+                float *row = S + (size_t)i * kt;
+                if (valid <= 0) {
+                    memset(row, 0, (size_t)kt * sizeof *row);
+                    continue;
+                }
+                float nm = mx[r];
+                for (int j = 0; j < valid; j++) nm = fmaxf(nm, row[j]);
+                float f = expf(mx[r] - nm); /* rescale what the earlier tiles summed */
+                sum[r] *= f;
+                for (int c = 0; c < vd; c++) O[(size_t)r * vd + c] *= f;
+                mx[r] = nm;
+                float add = 0.0f;
+                for (int j = 0; j < valid; j++) {
+                    row[j] = expf(row[j] - nm);
+                    add += row[j];
+                }
+                for (int j = valid; j < kt; j++) row[j] = 0.0f;
+                sum[r] += add;
+            }
+            ms_sgemm(false, false, m, vd, kt, 1.0f, S, kt, V, vd, 1.0f, O + (size_t)i0 * vd, vd);
+        }
+    }
+    /* 3. O / sum into the head's slot of each row */
+    for (int r = 0; r < n; r++) {
+        float inv = 1.0f / sum[r];
+        float *dst = s->o + ((size_t)r * H + h) * vd;
+        for (int c = 0; c < vd; c++) dst[c] = O[(size_t)r * vd + c] * inv;
+    }
+}
+
+static void naive_worker(void *arg, int tid, int nth)
+{
+    naive_task *t = arg;
+    float *scr = t->s->nv + (size_t)tid * t->s->nv_stride;
+    for (;;) {
+        int h = atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed);
+        if (h >= t->w->H) break;
+        naive_head(t, h, scr);
+    }
+    (void)nth;
+}
+
+/* h[n][D] += MLA(x[n][D]) for the step's rows; writes the layer's KV cache. */
+static void attention(const ds3_weights *w, const ds3_layer *ly, ds3_state *s, const ms_fwd_env *env, int layer,
+                      const ms_batch *b)
+{
+    const ms_ds3_config *c = w->d;
+    const ms_compute *cp = &env->compute;
+    int n = b->n, H = w->H, kvl = w->kvl, rope = w->rope, half = rope / 2;
     /* 1. queries */
     if (c->q_lora_rank > 0) {
-        linear(cp, &ly->q_a, s->x, n, s->qa);
+        linear(env, &ly->q_a, s->x, n, s->qa);
         for (int t = 0; t < n; t++) {
             float *r = s->qa + (size_t)t * c->q_lora_rank;
             ms_rmsnorm(r, r, ly->q_a_norm, c->q_lora_rank, (float)c->latent_norm_eps);
         }
-        linear(cp, &ly->q_b, s->qa, n, s->q);
+        linear(env, &ly->q_b, s->qa, n, s->q);
     } else {
-        linear(cp, &ly->q, s->x, n, s->q);
+        linear(env, &ly->q, s->x, n, s->q);
     }
     /* 2. latent kv */
-    linear(cp, &ly->kv_a, s->x, n, s->kv);
-    /* 3. rope tables for the chunk's positions */
+    linear(env, &ly->kv_a, s->x, n, s->kv);
+    /* 3. rope tables for the rows' positions */
     for (int t = 0; t < n; t++)
         for (int i = 0; i < half; i++) {
-            double a = (double)(pos0 + t) * w->inv_freq[i];
+            double a = (double)b->pos[t] * w->inv_freq[i];
             s->cosb[(size_t)t * half + i] = (float)cos(a) * w->rope_mscale;
             s->sinb[(size_t)t * half + i] = (float)sin(a) * w->rope_mscale;
         }
@@ -506,31 +822,56 @@ static void attention(const ds3_weights *w, const ds3_layer *ly, ds3_state *s, c
     for (int t = 0; t < n; t++) {
         const float *cs = s->cosb + (size_t)t * half, *sn = s->sinb + (size_t)t * half;
         float *kvt = s->kv + (size_t)t * (kvl + rope);
-        size_t row = (s->kv_bf16 ? 0 : (size_t)layer * s->ctx) + (size_t)(pos0 + t);
+        size_t at = cache_base(s, row_seq(b, t), layer, false) + (size_t)b->pos[t];
+        size_t row = s->kv_bf16 ? (size_t)b->pos[t] : at; /* bf16: f32 staging row */
         float *ck = s->ckv + row * kvl;
         float *kp = s->kpe + row * rope;
         ms_rmsnorm(ck, kvt, ly->kv_a_norm, kvl, (float)c->latent_norm_eps);
         memcpy(kp, kvt + kvl, (size_t)rope * sizeof *kp);
         rope_pair_rotate(kp, rope, cs, sn);
         if (s->kv_bf16) { /* store rounded; attention below reads the rounded values back */
-            size_t at = (size_t)layer * s->ctx + (size_t)(pos0 + t);
             for (int i = 0; i < kvl; i++) s->ckv16[at * kvl + i] = ms_f32_to_bf16(ck[i]);
             for (int i = 0; i < rope; i++) s->kpe16[at * rope + i] = ms_f32_to_bf16(kp[i]);
         }
         for (int h = 0; h < H; h++) rope_pair_rotate(s->q + ((size_t)t * H + h) * w->qdim + w->nope, rope, cs, sn);
     }
-    /* 5. bf16 KV: widen this layer's rows 0 .. pos0+n-1 into the f32 staging rows */
-    if (s->kv_bf16) {
-        size_t nrow = (size_t)(pos0 + n), base = (size_t)layer * s->ctx;
-        for (size_t j = 0; j < nrow * kvl; j++) s->ckv[j] = ms_bf16_to_f32(s->ckv16[base * kvl + j]);
-        for (size_t j = 0; j < nrow * rope; j++) s->kpe[j] = ms_bf16_to_f32(s->kpe16[base * rope + j]);
+    /* 5-6. attention per (row, head); a bf16 cache first widens one sequence's
+     *      rows 0 .. its last position into the f32 staging rows, so it goes one
+     *      run of same-sequence rows at a time. A prefill chunk of one sequence
+     *      takes the naive form when that is cheaper. */
+    int P = b->pos[n - 1] + 1;
+    bool one_run = n > 1 && row_seq(b, 0) == row_seq(b, n - 1) && b->pos[n - 1] - b->pos[0] == n - 1;
+    if (!env->exact && one_run && s->nv_stride && naive_cheaper(w, n, P)) {
+        size_t base = cache_base(s, row_seq(b, 0), layer, false);
+        if (s->kv_bf16) {
+            for (size_t j = 0; j < (size_t)P * kvl; j++) s->ckv[j] = ms_bf16_to_f32(s->ckv16[base * kvl + j]);
+            for (size_t j = 0; j < (size_t)P * rope; j++) s->kpe[j] = ms_bf16_to_f32(s->kpe16[base * rope + j]);
+            base = 0;
+        }
+        naive_task nt = {.w = w, .ly = ly, .s = s, .kern = cp->kern, .ckv = s->ckv + base * kvl,
+                         .kpe = s->kpe + base * rope, .n = n, .p0 = b->pos[0], .P = P};
+        atomic_init(&nt.next, 0);
+        run_tasks(cp, naive_worker, &nt);
+    } else {
+        for (int r0 = 0; r0 < n;) {
+            int r1 = r0 + 1;
+            if (s->kv_bf16) {
+                while (r1 < n && row_seq(b, r1) == row_seq(b, r0)) r1++;
+                size_t nrow = (size_t)b->pos[r1 - 1] + 1, base = cache_base(s, row_seq(b, r0), layer, false);
+                for (size_t j = 0; j < nrow * kvl; j++) s->ckv[j] = ms_bf16_to_f32(s->ckv16[base * kvl + j]);
+                for (size_t j = 0; j < nrow * rope; j++) s->kpe[j] = ms_bf16_to_f32(s->kpe16[base * rope + j]);
+            } else {
+                r1 = n;
+            }
+            attn_task task = {.w = w, .ly = ly, .s = s, .kern = cp->kern, .b = b, .layer = layer, .r0 = r0,
+                              .n = r1 - r0};
+            atomic_init(&task.next, 0);
+            run_tasks(cp, attn_worker, &task);
+            r0 = r1;
+        }
     }
-    /* 6. attention per (token, head) */
-    attn_task task = {.w = w, .ly = ly, .s = s, .kern = cp->kern, .layer = layer, .n = n, .pos0 = pos0};
-    atomic_init(&task.next, 0);
-    run_tasks(cp, attn_worker, &task);
     /* 7. output projection, residual */
-    linear(cp, &ly->o, s->o, n, s->attn);
+    linear(env, &ly->o, s->o, n, s->attn);
     for (size_t i = 0; i < (size_t)n * w->D; i++) s->h[i] += s->attn[i];
 }
 
@@ -538,7 +879,7 @@ static void attention(const ds3_weights *w, const ds3_layer *ly, ds3_state *s, c
 static void route_token(const ds3_weights *w, const ds3_layer *ly, const float *logits, int *ids, float *wts,
                         float *tmp /* [2E] */)
 {
-    const ms_config *c = &w->c;
+    const ms_ds3_config *c = w->d;
     int E = w->E, K = w->K;
     float *sc = tmp, *sel = tmp + E;
     for (int e = 0; e < E; e++) {
@@ -574,176 +915,146 @@ static void route_token(const ds3_weights *w, const ds3_layer *ly, const float *
     for (int j = 0; j < K; j++) wts[j] *= (float)c->routed_scaling_factor;
 }
 
-/* Next-layer lookahead (one token): layer L+1's router on the current residual
- * stream (normed with L+1's post-attention norm), its top-k prefetched. Called
- * after layer L's experts are acquired (pinned), so a prefetch can never evict
- * them, and queued behind layer L's demand reads. */
-static void prefetch_next(const ds3_weights *w, ds3_state *s, const ms_fwd_env *env, int layer)
+/* The router op (moe.h): this layer's router on the block's input. */
+static int ds3_route(void *fam, const ms_fwd_env *env, int layer, const float *x, const int *tokens, int n, int *ids,
+                     float *wts, ms_err *err)
 {
-    int next = layer + 1, K = w->K;
-    if (next >= w->c.n_layers || !w->layers[next].moe || !env->experts.ops->prefetch) return;
-    const ds3_layer *ny = &w->layers[next];
-    ms_rmsnorm(s->px, s->h, ny->ffn_norm, w->D, (float)w->c.rms_norm_eps);
-    float wt[256];
-    if (K > 256) return;
-    linear(&env->compute, &ny->router, s->px, 1, s->rlog);
-    int *pid = s->pids + (size_t)next * K;
-    route_token(w, ny, s->rlog, pid, wt, s->rtmp);
-    s->pvalid[next] = 1;
-    if (env->on_predict) env->on_predict(env->on_predict_arg, next, 0, pid, NULL, K);
-    env->experts.ops->prefetch(env->experts.impl, next, pid, K);
-}
-
-/* ffn_out[n][D] = MoE(x[n][D]). */
-static int moe(const ds3_weights *w, const ds3_layer *ly, ds3_state *s, const ms_fwd_env *env, int layer, int n,
-               ms_err *err)
-{
-    const ms_compute *cp = &env->compute;
-    int E = w->E, K = w->K, D = w->D;
-    /* 1. route every token */
-    linear(cp, &ly->router, s->x, n, s->rlog);
-    for (int t = 0; t < n; t++) {
-        route_token(w, ly, s->rlog + (size_t)t * E, s->ids + (size_t)t * K, s->wts + (size_t)t * K, s->rtmp);
-        if (env->on_route) env->on_route(env->on_route_arg, layer, t, s->ids + (size_t)t * K, s->wts + (size_t)t * K, K);
-    }
-    /* score the prediction made for this layer (decode) */
-    if (s->pvalid[layer]) {
-        s->pvalid[layer] = 0;
-        if (n == 1 && env->pred) {
-            int correct = 0;
-            for (int i = 0; i < K; i++)
-                for (int j = 0; j < K; j++) correct += s->pids[(size_t)layer * K + i] == s->ids[j];
-            env->pred->predicted += (uint64_t)K;
-            env->pred->correct += (uint64_t)correct;
-        }
-    }
-    /* 2. group tokens by expert (counting sort: deterministic). The distinct
-     *    experts are acquired in order of first appearance (token order, then
-     *    the router's rank): for one token that is the trace's order, which the
-     *    simulator replays (cache/sim.c). The order changes I/O, not output. */
-    memset(s->cnt, 0, (size_t)E * sizeof *s->cnt);
-    int nu = 0;
-    for (int i = 0; i < n * K; i++)
-        if (!s->cnt[s->ids[i]]++) s->uniq[nu++] = s->ids[i];
-    s->start[0] = 0;
-    for (int e = 0; e < E; e++) s->start[e + 1] = s->start[e] + s->cnt[e];
-    memset(s->cnt, 0, (size_t)E * sizeof *s->cnt);
-    for (int i = 0; i < n * K; i++) {
-        int e = s->ids[i];
-        s->list[s->start[e] + s->cnt[e]++] = i;
-    }
-    /* 3. experts in waves that the source can hold; shared expert during the first wave's reads */
-    const ms_expert_src *src = &env->experts;
-    int wave = src->ops->max_acquire(src->impl);
-    if (wave < 1) return ms_errf(err, EINVAL, "expert source cannot hold any expert");
-    bool shared_done = !ly->has_shared;
-    const ms_moe_layer *ml = ly->ml;
-    for (int w0 = 0; w0 < nu; w0 += wave) {
-        int nw = MS_MIN(wave, nu - w0);
-        int rc = src->ops->acquire(src->impl, layer, s->uniq + w0, nw, err);
-        if (rc < 0) return rc;
-        if (w0 == 0 && env->prefetch && n == 1) prefetch_next(w, s, env, layer);
-        if (!shared_done) {
-            ms_ffn(cp, &ly->sh_gate, &ly->sh_up, &ly->sh_down, s->x, n, s->ffn_out, s->ffn_scr);
-            shared_done = true;
-        }
-        for (int i = 0; i < nw; i++) {
-            ms_expert_ptrs ep;
-            rc = src->ops->next(src->impl, &ep, err);
-            if (rc < 0) {
-                src->ops->release(src->impl);
-                return rc;
-            }
-            int e = s->uniq[w0 + ep.pos];
-            ms_mat g = ms_linear_mat(&ml->fmt[0], 0, ep.p[0], ep.p[1], ep.p[2]);
-            ms_mat u = ms_linear_mat(&ml->fmt[1], 0, ep.p[3], ep.p[4], ep.p[5]);
-            ms_mat d = ms_linear_mat(&ml->fmt[2], 0, ep.p[6], ep.p[7], ep.p[8]);
-            int ne = s->start[e + 1] - s->start[e];
-            const int *lst = s->list + s->start[e];
-            for (int r = 0; r < ne; r++)
-                memcpy(s->xe + (size_t)r * D, s->x + (size_t)(lst[r] / K) * D, (size_t)D * sizeof(float));
-            ms_ffn(cp, &g, &u, &d, s->xe, ne, s->ye, s->ffn_scr);
-            for (int r = 0; r < ne; r++)
-                memcpy(s->yk + (size_t)lst[r] * D, s->ye + (size_t)r * D, (size_t)D * sizeof(float));
-        }
-        src->ops->release(src->impl);
-    }
-    if (!ly->has_shared) memset(s->ffn_out, 0, (size_t)n * D * sizeof(float));
-    /* 4. combine in the router's order: routed sum, then the shared expert */
-    for (int t = 0; t < n; t++) {
-        float *out = s->ffn_out + (size_t)t * D;
-        for (int i = 0; i < D; i++) {
-            float acc = 0.0f;
-            for (int j = 0; j < K; j++) acc += s->wts[(size_t)t * K + j] * s->yk[((size_t)t * K + j) * D + i];
-            out[i] += acc;
-        }
-    }
-    return 0;
-}
-
-static int ds3_forward(const void *wp, void *sp, const ms_fwd_env *env, const int *tokens, int n, int pos0,
-                       float *logits, bool all_logits, ms_err *err)
-{
-    const ds3_weights *w = wp;
-    ds3_state *s = sp;
-    const ms_config *c = &w->c;
-    const ms_compute *cp = &env->compute;
-    int D = w->D;
-    if (n <= 0 || n > s->batch) return ms_errf(err, EINVAL, "chunk of %d tokens (batch is %d)", n, s->batch);
-    if (pos0 < 0 || pos0 + n > s->ctx)
-        return ms_errf(err, ENOSPC, "context is full: %d + %d tokens exceed --ctx %d", pos0, n, s->ctx);
-    /* 1. embeddings */
-    for (int t = 0; t < n; t++) {
-        if (tokens[t] < 0 || tokens[t] >= c->vocab_size)
-            return ms_errf(err, EINVAL, "token id %d is outside the vocabulary (0..%d)", tokens[t], c->vocab_size - 1);
-        ms_mat_get_row(cp->kern, &w->embed, tokens[t], s->h + (size_t)t * D);
-    }
-    for (int l = 0; l < c->n_layers; l++) {
-        const ds3_layer *ly = &w->layers[l];
-        /* 2. attention block */
-        for (int t = 0; t < n; t++)
-            ms_rmsnorm(s->x + (size_t)t * D, s->h + (size_t)t * D, ly->attn_norm, D, (float)c->rms_norm_eps);
-        attention(w, ly, s, cp, l, n, pos0);
-        /* 3. feed-forward block */
-        for (int t = 0; t < n; t++)
-            ms_rmsnorm(s->x + (size_t)t * D, s->h + (size_t)t * D, ly->ffn_norm, D, (float)c->rms_norm_eps);
-        if (env->on_attn_done) env->on_attn_done(env->on_attn_done_arg, l, s->x, n);
-        if (ly->moe) {
-            int rc = moe(w, ly, s, env, l, n, err);
-            if (rc < 0) return rc;
-        } else {
-            ms_ffn(cp, &ly->gate, &ly->up, &ly->down, s->x, n, s->ffn_out, s->ffn_scr);
-        }
-        for (size_t i = 0; i < (size_t)n * D; i++) s->h[i] += s->ffn_out[i];
-    }
-    /* 4. final norm + lm_head */
-    if (!logits) return 0;
-    int t0 = all_logits ? 0 : n - 1, nl = all_logits ? n : 1;
-    for (int t = t0; t < n; t++)
-        ms_rmsnorm(s->x + (size_t)(t - t0) * D, s->h + (size_t)t * D, w->final_norm, D, (float)c->rms_norm_eps);
-    linear(cp, &w->lm_head, s->x, nl, logits);
-    return 0;
-}
-
-static int ds3_route(const void *wp, void *sp, const ms_fwd_env *env, int layer, const float *x, int n, int *ids,
-                     ms_err *err)
-{
-    const ds3_weights *w = wp;
-    ds3_state *s = sp;
-    if (layer < 0 || layer >= w->c.n_layers || !w->layers[layer].moe) return ms_errf(err, EINVAL, "not a MoE layer");
-    if (n > s->batch) return ms_errf(err, EINVAL, "too many tokens");
+    (void)tokens;
+    ds3_state *s = fam;
+    const ds3_weights *w = s->w;
     const ds3_layer *ly = &w->layers[layer];
+    if (!ly->moe) return ms_errf(err, EINVAL, "layer %d is not a MoE layer", layer);
     int E = w->E, K = w->K;
-    float *lg = malloc((size_t)n * E * sizeof(float) + 2 * (size_t)E * sizeof(float) + (size_t)K * sizeof(float));
-    if (!lg) return ms_errf(err, ENOMEM, "out of memory");
-    linear(&env->compute, &ly->router, x, n, lg);
-    float *tmp = lg + (size_t)n * E, *wt = tmp + 2 * E;
-    for (int t = 0; t < n; t++) route_token(w, ly, lg + (size_t)t * E, ids + (size_t)t * K, wt, tmp);
-    free(lg);
-    return K;
+    linear(env, &ly->router, x, n, s->rlog);
+    for (int t = 0; t < n; t++)
+        route_token(w, ly, s->rlog + (size_t)t * E, ids + (size_t)t * K, wts + (size_t)t * K, s->rtmp);
+    return 0;
 }
 
-const ms_arch_ops ms_arch_deepseek_v3 = {
+/* The predict op (moe.h), one token: layer's router on the current residual
+ * stream normed with layer's post-attention norm (the input it will see, up to
+ * its own attention's contribution). */
+static int ds3_predict(void *fam, const ms_fwd_env *env, int layer, int *ids)
+{
+    ds3_state *s = fam;
+    const ds3_weights *w = s->w;
+    if (layer >= w->c->n_layers || !w->layers[layer].moe) return 0;
+    const ds3_layer *ny = &w->layers[layer];
+    ms_rmsnorm(s->px, s->h, ny->ffn_norm, w->D, (float)w->c->rms_norm_eps);
+    linear(env, &ny->router, s->px, 1, s->rlog);
+    route_token(w, ny, s->rlog, ids, s->pwt, s->rtmp);
+    return w->K;
+}
+
+/* Every row names a token of the vocabulary, a sequence of the state and a
+ * position inside --ctx; rows of one sequence go up in position. */
+static int check_rows(const ds3_state *s, const ms_batch *b, ms_err *err)
+{
+    const ms_config *c = s->w->c;
+    if (b->n <= 0 || b->n > s->batch) return ms_errf(err, EINVAL, "step of %d rows (batch is %d)", b->n, s->batch);
+    for (int t = 0; t < b->n; t++) {
+        if (b->tokens[t] < 0 || b->tokens[t] >= c->vocab_size)
+            return ms_errf(err, EINVAL, "token id %d is outside the vocabulary (0..%d)", b->tokens[t], c->vocab_size - 1);
+        if (row_seq(b, t) < 0 || row_seq(b, t) >= s->n_seq)
+            return ms_errf(err, EINVAL, "sequence %d of %d", row_seq(b, t), s->n_seq);
+        if (b->pos[t] < 0 || b->pos[t] >= s->ctx)
+            return ms_errf(err, ENOSPC, "context is full: position %d exceeds --ctx %d", b->pos[t], s->ctx);
+        if (t > 0 && row_seq(b, t) == row_seq(b, t - 1) && b->pos[t] <= b->pos[t - 1])
+            return ms_errf(err, EINVAL, "rows of a sequence must be in increasing position order");
+    }
+    return 0;
+}
+
+/* One decoder block over the step's residual stream h[n][D] (layer l: main or MTP). */
+static int block(const ds3_weights *w, ds3_state *s, const ms_fwd_env *env, int l, const ms_batch *b, ms_err *err)
+{
+    const ds3_layer *ly = &w->layers[l];
+    int n = b->n, D = w->D;
+    float eps = (float)w->c->rms_norm_eps;
+    /* attention: h += MLA(rmsnorm(h)) */
+    for (int t = 0; t < n; t++) ms_rmsnorm(s->x + (size_t)t * D, s->h + (size_t)t * D, ly->attn_norm, D, eps);
+    attention(w, ly, s, env, l, b);
+    /* feed-forward: h += MoE or MLP (rmsnorm(h)) */
+    for (int t = 0; t < n; t++) ms_rmsnorm(s->x + (size_t)t * D, s->h + (size_t)t * D, ly->ffn_norm, D, eps);
+    if (ly->moe) {
+        int rc = ms_moe_forward(s->moe, env, &s->router, &ly->blk, l, s->x, b->tokens, n, s->ffn_out, err);
+        if (rc < 0) return rc;
+    } else {
+        ms_ffn_act(&env->compute, &ly->gate, &ly->up, &ly->down, s->x, n, s->ffn_out, ms_moe_ffn_scratch(s->moe),
+                   NULL, env->exact);
+    }
+    for (size_t i = 0; i < (size_t)n * D; i++) s->h[i] += s->ffn_out[i];
+    return 0;
+}
+
+/* logits = lm_head(rmsnorm(h, norm)) for the last row, or every row. */
+static void head(const ds3_weights *w, ds3_state *s, const ms_fwd_env *env, const ms_batch *b, const float *norm)
+{
+    int n = b->n, D = w->D, t0 = b->all_logits ? 0 : n - 1, nl = b->all_logits ? n : 1;
+    for (int t = t0; t < n; t++)
+        ms_rmsnorm(s->x + (size_t)(t - t0) * D, s->h + (size_t)t * D, norm, D, (float)w->c->rms_norm_eps);
+    linear(env, &w->lm_head, s->x, nl, b->logits);
+}
+
+/* The forward pass over one step's rows (see ms_batch). */
+static int ds3_forward(const void *wp, void *sp, const ms_fwd_env *env, const ms_batch *b, ms_err *err)
+{
+    const ds3_weights *w = wp;
+    ds3_state *s = sp;
+    const ms_config *c = w->c;
+    int n = b->n, D = w->D, rc;
+    if ((rc = check_rows(s, b, err)) < 0) return rc;
+    /* 1. embeddings */
+    for (int t = 0; t < n; t++) ms_mat_get_row(env->compute.kern, &w->embed, b->tokens[t], s->h + (size_t)t * D);
+    /* 2. the decoder blocks */
+    for (int l = 0; l < c->n_layers; l++)
+        if ((rc = block(w, s, env, l, b, err)) < 0) return rc;
+    /* 3. final norm (every row when the hidden states are wanted: MTP's input) + lm_head */
+    if (b->hidden)
+        for (int t = 0; t < n; t++)
+            ms_rmsnorm(b->hidden + (size_t)t * D, s->h + (size_t)t * D, w->final_norm, D, (float)c->rms_norm_eps);
+    if (b->logits) head(w, s, env, b, w->final_norm);
+    return 0;
+}
+
+/* The MTP draft head (DeepSeek-V3 multi-token prediction, as vLLM's and
+ * SGLang's deepseek_mtp compute it), row i = (token x at pos+1, hidden h at pos):
+ *   u = eh_proj([enorm(embed(x)) | hnorm(h)])     embedding half first
+ *   y = MTP decoder block over u (its own KV cache, RoPE position pos)
+ *   logits = lm_head(shared_head.norm(y))         the draft for pos + 2
+ * Routing of the MTP block is not reported to traces (they record the main
+ * model's), and it does not prefetch. */
+static int ds3_mtp_forward(const void *wp, void *sp, const ms_fwd_env *env0, const ms_batch *b, const float *hidden,
+                           ms_err *err)
+{
+    const ds3_weights *w = wp;
+    ds3_state *s = sp;
+    int n = b->n, D = w->D, rc;
+    float eps = (float)w->c->rms_norm_eps;
+    if (w->n_mtp < 1) return ms_errf(err, EINVAL, "the model was opened without its MTP layer");
+    if ((rc = check_rows(s, b, err)) < 0) return rc;
+    ms_fwd_env env = *env0;
+    env.on_route = env.on_predict = NULL;
+    env.prefetch = false;
+    const struct ds3_mtp *mt = &w->mtp[0];
+    /* 1. [enorm(embed(x)) | hnorm(h)] per row */
+    for (int t = 0; t < n; t++) {
+        float *cat = s->cat + (size_t)t * 2 * D;
+        ms_mat_get_row(env.compute.kern, &w->embed, b->tokens[t], s->x + (size_t)t * D);
+        ms_rmsnorm(cat, s->x + (size_t)t * D, mt->enorm, D, eps);
+        ms_rmsnorm(cat + D, hidden + (size_t)t * D, mt->hnorm, D, eps);
+    }
+    /* 2. u = eh_proj(cat): the MTP block's residual stream */
+    linear(&env, &mt->eh_proj, s->cat, n, s->h);
+    /* 3. the MTP decoder block (layer index n_layers) */
+    if ((rc = block(w, s, &env, w->c->n_layers, b, err)) < 0) return rc;
+    /* 4. its output state (the next draft step's hidden) and the draft logits */
+    if (b->hidden) memcpy(b->hidden, s->h, (size_t)n * D * sizeof(float));
+    if (b->logits) head(w, s, &env, b, mt->head_norm);
+    return 0;
+}
+
+static const ms_arch_ops ds3_ops = {
     .name = "deepseek_v3",
     .bind = ds3_bind,
     .unbind = ds3_unbind,
@@ -751,15 +1062,16 @@ const ms_arch_ops ms_arch_deepseek_v3 = {
     .state_destroy = ds3_state_destroy,
     .state_bytes = ds3_state_bytes,
     .forward = ds3_forward,
-    .route = ds3_route,
+    .mtp_forward = ds3_mtp_forward,
 };
 
-const ms_arch_ops *ms_arch_for(const ms_config *c, ms_err *err)
-{
-    switch (c->arch) {
-    case MS_ARCH_DEEPSEEK_V3:
-    case MS_ARCH_GLM4_MOE_LITE: return &ms_arch_deepseek_v3;
-    }
-    ms_errf(err, ENOTSUP, "model_type %s has no forward pass yet", c->model_type);
-    return NULL;
-}
+static const char *const ds3_types[] = {"deepseek_v3", "kimi_k2", "glm4_moe_lite", NULL};
+
+const ms_family ms_family_deepseek_v3 = {
+    .name = "deepseek_v3",
+    .model_types = ds3_types,
+    .moe_modules = NULL,
+    .parse_config = ds3_parse_config,
+    .describe = ds3_describe,
+    .ops = &ds3_ops,
+};

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arch.h"
 #include "cli.h"
 #include "model.h"
 #include "plan.h"
@@ -26,10 +27,7 @@ static void usage(FILE *f)
             "  --ctx N    context length used for the minimum-budget figure (default 4096)\n");
 }
 
-static const char *layout_name(ms_expert_layout l)
-{
-    return l == MS_EXPERTS_MLX_STACKED ? "mlx-stacked" : l == MS_EXPERTS_HF ? "hf-per-expert" : "hf-fused";
-}
+static const char *layout_name(const ms_expert_layout *l) { return l ? l->name : "none"; }
 
 static const char *fmt_of(const ms_linear *l, char *buf, size_t n)
 {
@@ -63,7 +61,7 @@ int cmd_inspect(int argc, char **argv)
     ms_model m;
     if (ms_model_open(dir, &m, &err) < 0) return ms_cli_fail("inspect", &err);
     ms_plan plan;
-    if (ms_plan_compute(&m, 0, (int)ctx, 1, 0, &plan, &err) < 0) {
+    if (ms_plan_compute(&m, 0, (int)ctx, 0, 0, &plan, &err) < 0) {
         ms_model_close(&m);
         return ms_cli_fail("inspect", &err);
     }
@@ -82,20 +80,20 @@ int cmd_inspect(int argc, char **argv)
         json_object_object_add(r, "n_layers", json_object_new_int(c->n_layers));
         json_object_object_add(r, "hidden_size", json_object_new_int(c->hidden_size));
         json_object_object_add(r, "vocab_size", json_object_new_int(c->vocab_size));
-        json_object_object_add(r, "n_heads", json_object_new_int(c->n_heads));
-        json_object_object_add(r, "q_lora_rank", c->q_lora_rank ? json_object_new_int(c->q_lora_rank) : NULL);
-        json_object_object_add(r, "kv_lora_rank", json_object_new_int(c->kv_lora_rank));
+        if (c->wrapper_type[0]) json_object_object_add(r, "wrapper_type", json_object_new_string(c->wrapper_type));
+        json_object_object_add(r, "family", json_object_new_string(c->family->name));
+        ms_strbuf ignored = {0};
+        c->family->describe(c, &ignored, r); /* family fields: n_heads, ... */
+        ms_sb_free(&ignored);
         json_object_object_add(r, "n_moe_layers", json_object_new_int(m.n_moe_layers));
         json_object_object_add(r, "n_experts", json_object_new_int(c->n_routed_experts));
         json_object_object_add(r, "n_shared_experts", json_object_new_int(c->n_shared_experts));
         json_object_object_add(r, "top_k", json_object_new_int(c->n_experts_per_tok));
-        json_object_object_add(r, "n_group", json_object_new_int(c->n_group));
-        json_object_object_add(r, "topk_group", json_object_new_int(c->topk_group));
         json_object_object_add(r, "moe_intermediate_size", json_object_new_int(c->moe_intermediate_size));
         json_object_object_add(r, "num_nextn_predict_layers", json_object_new_int(c->num_nextn_predict_layers));
         json_object_object_add(r, "n_tensors", json_object_new_int(m.tt.n_tensors));
         json_object_object_add(r, "n_files", json_object_new_int(m.tt.n_files));
-        json_object_object_add(r, "expert_layout", json_object_new_string(m.n_moe_layers ? layout_name(m.layout) : "none"));
+        json_object_object_add(r, "expert_layout", json_object_new_string(layout_name(m.layout)));
         json_object_object_add(r, "resident_bytes", json_object_new_int64((int64_t)m.resident_bytes));
         json_object_object_add(r, "expert_bytes", json_object_new_int64((int64_t)m.expert_bytes_total));
         json_object_object_add(r, "ignored_bytes", json_object_new_int64((int64_t)m.ignored_bytes));
@@ -105,9 +103,9 @@ int cmd_inspect(int argc, char **argv)
             json_object *e = json_object_new_object();
             json_object_object_add(e, "layer", json_object_new_int(m.moe[i].layer));
             json_object_object_add(e, "bytes_per_expert", json_object_new_int64((int64_t)m.moe[i].expert_bytes));
-            json_object_object_add(e, "gate", json_object_new_string(fmt_of(&m.moe[i].fmt[0], f0, sizeof f0)));
-            json_object_object_add(e, "up", json_object_new_string(fmt_of(&m.moe[i].fmt[1], f1, sizeof f1)));
-            json_object_object_add(e, "down", json_object_new_string(fmt_of(&m.moe[i].fmt[2], f2, sizeof f2)));
+            json_object_object_add(e, "gate", json_object_new_string(fmt_of(&m.moe[i].proj[0].fmt, f0, sizeof f0)));
+            json_object_object_add(e, "up", json_object_new_string(fmt_of(&m.moe[i].proj[1].fmt, f1, sizeof f1)));
+            json_object_object_add(e, "down", json_object_new_string(fmt_of(&m.moe[i].proj[2].fmt, f2, sizeof f2)));
             json_object_array_add(pl, e);
         }
         json_object_object_add(r, "experts_per_layer", pl);
@@ -132,17 +130,17 @@ int cmd_inspect(int argc, char **argv)
         printf("model_type   %s (%d layers: %d dense + %d MoE%s)\n", c->model_type, c->n_layers,
                c->n_layers - m.n_moe_layers, m.n_moe_layers,
                c->num_nextn_predict_layers ? ", MTP layers ignored" : "");
-        printf("widths       hidden %d, vocab %d, heads %d, q_lora %s%d, kv_lora %d, nope/rope/v %d/%d/%d\n",
-               c->hidden_size, c->vocab_size, c->n_heads, c->q_lora_rank ? "" : "null ", c->q_lora_rank,
-               c->kv_lora_rank, c->qk_nope_head_dim, c->qk_rope_head_dim, c->v_head_dim);
+        if (c->wrapper_type[0]) printf("wrapper      %s (text model %s)\n", c->wrapper_type, c->model_type);
+        ms_strbuf desc = {0};
+        json_object *ignored = json_object_new_object();
+        c->family->describe(c, &desc, ignored);
+        json_object_put(ignored);
+        fputs(ms_sb_str(&desc), stdout);
+        ms_sb_free(&desc);
         if (m.n_moe_layers)
-            printf("experts      %d routed (top-%d, groups %d keep %d) + %d shared, width %d, layout %s\n",
-                   c->n_routed_experts, c->n_experts_per_tok, c->n_group, c->topk_group, c->n_shared_experts,
-                   c->moe_intermediate_size, layout_name(m.layout));
-        printf("rope         theta %g%s", c->rope.theta, c->rope.type == MS_ROPE_YARN ? ", YaRN" : "");
-        if (c->rope.type == MS_ROPE_YARN)
-            printf(" factor %g over %" PRId64, c->rope.factor, c->rope.orig_max_pos);
-        printf(", max positions %" PRId64 "\n", c->max_position_embeddings);
+            printf("experts      %d routed (top-%d) + %d shared, width %d, layout %s, %d parts each\n",
+                   c->n_routed_experts, c->n_experts_per_tok, c->n_shared_experts, c->moe_intermediate_size,
+                   layout_name(m.layout), m.n_parts);
         printf("files        %d shard(s), %d tensors\n", m.tt.n_files, m.tt.n_tensors);
         printf("resident     %s\n", ms_fmt_bytes(m.resident_bytes, b1, sizeof b1));
         printf("experts      %s (%d x %d experts)\n", ms_fmt_bytes(m.expert_bytes_total, b1, sizeof b1),
@@ -151,14 +149,14 @@ int cmd_inspect(int argc, char **argv)
         if (m.n_moe_layers) {
             if (m.min_expert_bytes == m.max_expert_bytes) {
                 printf("per expert   %s (gate %s, up %s, down %s)\n", ms_fmt_bytes(m.max_expert_bytes, b1, sizeof b1),
-                       fmt_of(&m.moe[0].fmt[0], f0, sizeof f0), fmt_of(&m.moe[0].fmt[1], f1, sizeof f1),
-                       fmt_of(&m.moe[0].fmt[2], f2, sizeof f2));
+                       fmt_of(&m.moe[0].proj[0].fmt, f0, sizeof f0), fmt_of(&m.moe[0].proj[1].fmt, f1, sizeof f1),
+                       fmt_of(&m.moe[0].proj[2].fmt, f2, sizeof f2));
             } else {
                 printf("per expert   varies by layer:\n");
                 for (int i = 0; i < m.n_moe_layers; i++)
                     printf("  layer %-4d %s (gate %s, up %s, down %s)\n", m.moe[i].layer,
-                           ms_fmt_bytes(m.moe[i].expert_bytes, b1, sizeof b1), fmt_of(&m.moe[i].fmt[0], f0, sizeof f0),
-                           fmt_of(&m.moe[i].fmt[1], f1, sizeof f1), fmt_of(&m.moe[i].fmt[2], f2, sizeof f2));
+                           ms_fmt_bytes(m.moe[i].expert_bytes, b1, sizeof b1), fmt_of(&m.moe[i].proj[0].fmt, f0, sizeof f0),
+                           fmt_of(&m.moe[i].proj[1].fmt, f1, sizeof f1), fmt_of(&m.moe[i].proj[2].fmt, f2, sizeof f2));
             }
         }
         printf("\nquantization (module pattern, format, count, bytes):\n");

@@ -1,11 +1,18 @@
-/* config.h - config.json of a model directory: the architecture numbers
+/* config.h - config.json of a model directory: the numbers every family has
  * (ms_config) and the MLX quantization block (ms_qconfig).
  *
- * ms_config covers deepseek_v3 (DeepSeek-V3/R1, GigaChat3/3.1, Kimi-K2) and its
- * close relative glm4_moe_lite (GLM-4.7-Flash): every field of
- * ../shared/spec/deepseek-v3.md §1, with `q_lora_rank: null`, RoPE settings
- * under `rope_scaling` or `rope_parameters`, eos as an int or a list. Values are
- * range-checked so later allocations cannot be driven by a hostile file.
+ * ms_config holds what the core needs whatever the family: vocabulary, widths,
+ * layer count, which layers carry routed experts and how many, norms, BOS/EOS,
+ * the tensor-name conventions. The family that runs the model (src/arch: the
+ * registry maps model_type to a family) parses config.json, fills these
+ * common fields from its own key names and keeps its private fields (attention
+ * geometry, router rules, RoPE variants) in `arch`, one malloc'd block it owns.
+ * Values are range-checked so later allocations cannot be driven by a hostile
+ * file.
+ *
+ * This file also holds the parsers families share: RoPE scaling blocks
+ * (rope_scaling / rope_parameters: default, linear, yarn, llama3) and
+ * eos_token_id (an int or a list).
  *
  * ms_qconfig reproduces mlx-lm's rule: "quantization" first, else an MLX-style
  * "quantization_config" (one with bits/group_size, not a foreign quant_method);
@@ -14,71 +21,83 @@
 #ifndef MS_CONFIG_H
 #define MS_CONFIG_H
 
+#include <json-c/json.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "err.h"
+#include "json.h"
 #include "strmap.h"
 
-typedef enum ms_arch {
-    MS_ARCH_DEEPSEEK_V3 = 0, /* deepseek_v3, kimi_k2 */
-    MS_ARCH_GLM4_MOE_LITE,   /* glm4_moe_lite: latent norms use rms_norm_eps */
-} ms_arch;
+#define MS_MAX_LAYERS 4096
+#define MS_MAX_EOS 8
 
-typedef enum ms_rope_type { MS_ROPE_DEFAULT = 0, MS_ROPE_YARN, MS_ROPE_LINEAR } ms_rope_type;
+typedef enum ms_rope_type { MS_ROPE_DEFAULT = 0, MS_ROPE_YARN, MS_ROPE_LINEAR, MS_ROPE_LLAMA3 } ms_rope_type;
 
 typedef struct ms_rope_cfg {
     ms_rope_type type;
     double theta;            /* rope_theta */
     double factor;           /* scaling factor (1 = none) */
     int64_t orig_max_pos;    /* original_max_position_embeddings */
-    double beta_fast, beta_slow, mscale, mscale_all_dim;
+    double beta_fast, beta_slow, mscale, mscale_all_dim; /* yarn */
+    double low_freq_factor, high_freq_factor;            /* llama3 */
 } ms_rope_cfg;
 
-#define MS_MAX_EOS 8
+struct ms_family; /* src/arch/arch.h */
 
 typedef struct ms_config {
-    char model_type[64];
-    ms_arch arch;
+    char model_type[64];        /* the text model's type (the family's name for it) */
+    char wrapper_type[64];      /* a VLM wrapper's model_type ("" when not wrapped) */
+    const struct ms_family *family;
+    void *arch;                 /* the family's private config (one malloc'd block; ms_config_free) */
     int vocab_size;
     int hidden_size;            /* D */
-    int intermediate_size;      /* dense MLP width */
-    int moe_intermediate_size;  /* per-expert width */
     int n_layers;               /* num_hidden_layers (MTP layers not counted) */
-    int n_heads;                /* H */
-    int q_lora_rank;            /* 0 = null: plain q_proj */
-    int kv_lora_rank;
-    int qk_nope_head_dim, qk_rope_head_dim, v_head_dim;
-    int n_routed_experts;       /* E */
+    int intermediate_size;      /* dense MLP width (0 when every layer is MoE) */
+    int moe_intermediate_size;  /* routed expert width */
+    int n_routed_experts;       /* E (0 = no MoE layer) */
+    int n_experts_per_tok;      /* K */
     int n_shared_experts;
-    int n_experts_per_tok;      /* k */
-    int n_group, topk_group;
-    bool norm_topk_prob;
-    double routed_scaling_factor;
-    int first_k_dense_replace, moe_layer_freq;
+    uint8_t moe_layer[MS_MAX_LAYERS]; /* [n_layers + num_nextn_predict_layers] 1 = routed experts */
     double rms_norm_eps;
-    double latent_norm_eps;     /* q_a/kv_a layernorm eps: 1e-6 (deepseek_v3) or rms_norm_eps (glm) */
-    ms_rope_cfg rope;
     int64_t max_position_embeddings;
-    bool attention_bias;
     bool tie_word_embeddings;
     int num_nextn_predict_layers;
+    int mtp_layers;             /* MTP layers the model store includes (0 = ignored; set by the
+                                   opener for --mtp): layers n_layers .. n_layers + mtp_layers - 1 */
     int bos_token_id;           /* -1 if absent */
     int eos_token_ids[MS_MAX_EOS];
     int n_eos;
     char torch_dtype[16];
+    const char *const *moe_modules; /* MoE module names to probe for experts (NULL = default list) */
 } ms_config;
 
-/* Parse dir/config.json (or a config file path). */
-int ms_config_load(const char *path, ms_config *cfg, ms_err *err);
-/* Parse from a JSON string; `what` names the source in errors. */
-int ms_config_parse(const char *json, const char *what, ms_config *cfg, ms_err *err);
+/* Release the family's private block. */
+void ms_config_free(ms_config *c);
 
-/* Is layer l a MoE layer (mlx-lm rule: l >= first_k_dense_replace && l % moe_layer_freq == 0)? */
+/* Layers the model store includes: n_layers + mtp_layers. */
+static inline int ms_config_n_layers_all(const ms_config *c) { return c->n_layers + c->mtp_layers; }
+/* Is layer l (< ms_config_n_layers_all) a MoE layer? */
 bool ms_config_is_moe_layer(const ms_config *c, int l);
+/* MoE layers among the included layers. */
 int ms_config_n_moe_layers(const ms_config *c);
-/* Attention softmax scale including the YaRN mscale correction (spec §3.4). */
-double ms_config_softmax_scale(const ms_config *c);
+
+/* Fields every family reads the same way, from the text model's config object
+ * o (root: the whole document, for keys wrappers keep at the top level such
+ * as eos_token_id): vocab_size, hidden_size, num_hidden_layers, rms_norm_eps
+ * (default rms_eps_default), max_position_embeddings, tie_word_embeddings,
+ * num_nextn_predict_layers, bos_token_id, eos_token_id, torch_dtype / dtype. */
+int ms_config_parse_common(const ms_jctx *jc, json_object *o, json_object *root, double rms_eps_default,
+                           ms_config *cfg);
+/* A RoPE block of o: the scaling from rope_scaling or rope_parameters (types
+ * default, linear, yarn / deepseek_yarn, llama3) and, with scalar_theta, a
+ * numeric rope_theta (top level, else rope_parameters.rope_theta, else 10000;
+ * families with per-layer lists read theta themselves). */
+int ms_config_parse_rope(const ms_jctx *jc, json_object *o, bool scalar_theta, int64_t max_pos, ms_rope_cfg *r);
+
+/* Read config.json: path is the file or the model directory holding it;
+ * file[flen] receives the file's path (for messages). */
+int ms_config_read(const char *path, char *file, size_t flen, char **text, ms_err *err);
 
 /* ---- quantization ---- */
 

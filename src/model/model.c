@@ -25,7 +25,7 @@ const ms_tensor *ms_model_find(const ms_model *m, const char *fmt, ...)
 
 static const char *file_of(const ms_model *m, const ms_tensor *t) { return m->tt.files[t->file].path; }
 
-static int check_shape(const ms_model *m, const ms_tensor *t, int ndim, const int64_t *want, ms_err *err)
+int ms_model_check_shape(const ms_model *m, const ms_tensor *t, int ndim, const int64_t *want, ms_err *err)
 {
     bool ok = t->ndim == ndim;
     for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == want[i];
@@ -80,7 +80,7 @@ int ms_model_linear(const ms_model *m, const char *module, int64_t lead, int64_t
         if (b)
             return ms_errf(err, EINVAL, "%s: module %s: has .biases but no .scales", fp, qpath);
         want[o + 1] = cols;
-        int rc = check_shape(m, w, nd, want, err);
+        int rc = ms_model_check_shape(m, w, nd, want, err);
         if (rc < 0) return rc;
         out->type = dense_wtype(w->dtype);
         return 0;
@@ -121,11 +121,11 @@ int ms_model_linear(const ms_model *m, const char *module, int64_t lead, int64_t
                        "%s: module %s: config.json says %d-bit group %d, but the packed shapes give %d-bit group %d",
                        fp, qpath, qp.bits, qp.group_size, bits, gs);
     want[o + 1] = packed;
-    int rc = check_shape(m, w, nd, want, err);
+    int rc = ms_model_check_shape(m, w, nd, want, err);
     if (rc < 0) return rc;
     want[o + 1] = ng;
-    if ((rc = check_shape(m, s, nd, want, err)) < 0) return rc;
-    if ((rc = check_shape(m, b, nd, want, err)) < 0) return rc;
+    if ((rc = ms_model_check_shape(m, s, nd, want, err)) < 0) return rc;
+    if ((rc = ms_model_check_shape(m, b, nd, want, err)) < 0) return rc;
     out->type = MS_WT_AFFINE;
     out->bits = bits;
     out->group_size = gs;
@@ -143,7 +143,7 @@ int ms_model_vector(const ms_model *m, const char *name, int64_t n, const ms_ten
         return ms_errf(err, EINVAL, "%s: tensor %s: expected a float dtype, found %s", file_of(m, t), t->name,
                        ms_dtype_name(t->dtype));
     int64_t want[1] = {n};
-    int rc = check_shape(m, t, 1, want, err);
+    int rc = ms_model_check_shape(m, t, 1, want, err);
     if (rc < 0) return rc;
     *out = t;
     return 0;
@@ -187,103 +187,29 @@ static int layer_of(const char *name, const char *prefix)
     return (int)v;
 }
 
-static bool same_format(const ms_linear *a, const ms_linear *b)
+/* Is tensor name (prefix stripped) under a routed-expert container of MoE layer
+ * record ml ("<module>.switch_mlp." / "<module>.experts.")? Such tensors are never
+ * resident even when the expert table does not use them. */
+static bool under_experts(const ms_moe_layer *ml, const char *name)
 {
-    return a->type == b->type && a->bits == b->bits && a->group_size == b->group_size &&
-           (a->type != MS_WT_AFFINE || a->sb_dtype == b->sb_dtype) && a->w->dtype == b->w->dtype;
+    size_t n = strlen(ml->module);
+    if (strncmp(name, ml->module, n) != 0 || name[n] != '.') return false;
+    return !strncmp(name + n + 1, "switch_mlp.", 11) || !strncmp(name + n + 1, "experts.", 8);
 }
 
-static void set_range(ms_range *r, const ms_tensor *t, uint64_t off, uint64_t len)
+/* An included MTP layer's embed_tokens and shared_head.head are copies of the
+ * main model's embedding and lm_head (DeepSeek-V3's README_WEIGHTS: they "share
+ * parameters"); like SGLang we use the main tensors and never load the copies. */
+static bool mtp_shared_copy(const char *name)
 {
-    r->file = t->file;
-    r->offset = t->offset + off;
-    r->len = len;
+    const char *p = strstr(name, ".embed_tokens.");
+    const char *q = strstr(name, ".shared_head.head.");
+    return p || q;
 }
 
-static int build_moe_layer(ms_model *m, int l, ms_moe_layer *ml, ms_err *err)
-{
-    const ms_config *c = &m->cfg;
-    int E = c->n_routed_experts;
-    int64_t I = c->moe_intermediate_size, D = c->hidden_size;
-    static const char *proj[3] = {"gate_proj", "up_proj", "down_proj"};
-    ml->layer = l;
-    ml->ranges = calloc((size_t)E * MS_EXPERT_RANGES, sizeof *ml->ranges);
-    if (!ml->ranges) return ms_errf(err, ENOMEM, "out of memory");
-    char mod[256];
-    int rc;
-    if (ms_model_find(m, "model.layers.%d.mlp.switch_mlp.gate_proj.weight", l)) {
-        if (l > 0 && m->layout != MS_EXPERTS_MLX_STACKED && m->n_moe_layers > 0)
-            return ms_errf(err, EINVAL, "%s: layer %d stores experts stacked (switch_mlp) but earlier layers do not",
-                           m->dir, l);
-        m->layout = MS_EXPERTS_MLX_STACKED;
-        for (int p = 0; p < 3; p++) {
-            snprintf(mod, sizeof mod, "model.layers.%d.mlp.switch_mlp.%s", l, proj[p]);
-            if ((rc = ms_model_linear(m, mod, E, p == 2 ? D : I, p == 2 ? I : D, &ml->fmt[p], err)) < 0) return rc;
-        }
-        for (int e = 0; e < E; e++)
-            for (int p = 0; p < 3; p++)
-                for (int part = 0; part < 3; part++) {
-                    const ms_linear *f = &ml->fmt[p];
-                    const ms_tensor *t = part == 0 ? f->w : part == 1 ? f->scales : f->biases;
-                    if (!t) continue;
-                    uint64_t sb = ms_linear_slice_bytes(f, part);
-                    set_range(&ml->ranges[(size_t)e * MS_EXPERT_RANGES + p * 3 + part], t, (uint64_t)e * sb, sb);
-                }
-    } else if (ms_model_find(m, "model.layers.%d.mlp.experts.0.gate_proj.weight", l)) {
-        m->layout = MS_EXPERTS_HF;
-        for (int e = 0; e < E; e++)
-            for (int p = 0; p < 3; p++) {
-                ms_linear f;
-                snprintf(mod, sizeof mod, "model.layers.%d.mlp.experts.%d.%s", l, e, proj[p]);
-                if ((rc = ms_model_linear(m, mod, 0, p == 2 ? D : I, p == 2 ? I : D, &f, err)) < 0) return rc;
-                if (e == 0) ml->fmt[p] = f;
-                else if (!same_format(&f, &ml->fmt[p]))
-                    return ms_errf(err, EINVAL, "%s: tensor %s: experts of layer %d are stored in different formats",
-                                   m->dir, f.w->name, l);
-                ms_range *r = &ml->ranges[(size_t)e * MS_EXPERT_RANGES + p * 3];
-                set_range(&r[0], f.w, 0, f.w->nbytes);
-                if (f.scales) set_range(&r[1], f.scales, 0, f.scales->nbytes);
-                if (f.biases) set_range(&r[2], f.biases, 0, f.biases->nbytes);
-            }
-        /* No extra experts beyond n_routed_experts. */
-        if (ms_model_find(m, "model.layers.%d.mlp.experts.%d.gate_proj.weight", l, E))
-            return ms_errf(err, EINVAL, "%s: layer %d has more experts than n_routed_experts = %d", m->dir, l, E);
-    } else if (ms_model_find(m, "model.layers.%d.mlp.experts.gate_up_proj", l)) {
-        m->layout = MS_EXPERTS_HF_FUSED;
-        const ms_tensor *gu = ms_model_find(m, "model.layers.%d.mlp.experts.gate_up_proj", l);
-        const ms_tensor *dn = ms_model_find(m, "model.layers.%d.mlp.experts.down_proj", l);
-        if (!dn) return ms_errf(err, ENOENT, "%s: layer %d: mlp.experts.down_proj is missing", m->dir, l);
-        int64_t w1[3] = {E, 2 * I, D}, w2[3] = {E, D, I};
-        if ((rc = check_shape(m, gu, 3, w1, err)) < 0 || (rc = check_shape(m, dn, 3, w2, err)) < 0) return rc;
-        if (!is_float_dt(gu->dtype) || gu->dtype != dn->dtype)
-            return ms_errf(err, EINVAL, "%s: layer %d: fused experts must be f32/f16/bf16", m->dir, l);
-        for (int p = 0; p < 3; p++) {
-            ms_linear *f = &ml->fmt[p];
-            f->type = dense_wtype(gu->dtype);
-            f->lead = 0;
-            f->rows = p == 2 ? D : I;
-            f->cols = p == 2 ? I : D;
-            f->w = p == 2 ? dn : gu;
-        }
-        uint64_t es = ms_dtype_size(gu->dtype), half = (uint64_t)I * (uint64_t)D * es;
-        for (int e = 0; e < E; e++) {
-            ms_range *r = &ml->ranges[(size_t)e * MS_EXPERT_RANGES];
-            set_range(&r[0], gu, (uint64_t)e * 2 * half, half);
-            set_range(&r[3], gu, (uint64_t)e * 2 * half + half, half);
-            set_range(&r[6], dn, (uint64_t)e * half, half);
-        }
-    } else {
-        return ms_errf(err, ENOENT,
-                       "%s: layer %d is a MoE layer in config.json but has no routed experts (expected "
-                       "%smodel.layers.%d.mlp.switch_mlp.* or mlp.experts.<e>.*)", m->dir, l, m->prefix, l);
-    }
-    ml->expert_bytes = 0;
-    for (int i = 0; i < MS_EXPERT_RANGES; i++) ml->expert_bytes += ml->ranges[i].len;
-    return 0;
-}
-
-/* Mark tensors: experts of main MoE layers, ignored (MTP layers, inv_freq, foreign
- * prefixes), resident (the rest). */
+/* Mark tensors: experts (the expert table's, marked while it was built, and
+ * the rest of their containers), ignored (MTP layers, inv_freq, foreign
+ * prefixes such as vision towers), resident (the rest). */
 static void classify(ms_model *m)
 {
     size_t pl = strlen(m->prefix);
@@ -291,15 +217,18 @@ static void classify(ms_model *m)
         const ms_tensor *t = &m->tt.tensors[i];
         uint8_t role = MS_ROLE_RESIDENT;
         int l = layer_of(t->name, m->prefix);
-        if (strncmp(t->name, m->prefix, pl) != 0 ||
-            (strncmp(t->name + pl, "model.", 6) != 0 && strncmp(t->name + pl, "lm_head.", 8) != 0))
+        if (m->role[i] == MS_ROLE_EXPERT)
+            role = MS_ROLE_EXPERT;
+        else if (strncmp(t->name, m->prefix, pl) != 0 ||
+                 (strncmp(t->name + pl, "model.", 6) != 0 && strncmp(t->name + pl, "lm_head.", 8) != 0))
             role = MS_ROLE_IGNORED;
         else if (strstr(t->name, "rotary_emb.inv_freq"))
             role = MS_ROLE_IGNORED;
-        else if (l >= m->cfg.n_layers)
-            role = MS_ROLE_IGNORED; /* MTP / next-n prediction layers */
-        else if (l >= 0 && m->moe_index[l] >= 0 &&
-                 (strstr(t->name, ".mlp.switch_mlp.") || strstr(t->name, ".mlp.experts.")))
+        else if (l >= ms_config_n_layers_all(&m->cfg))
+            role = MS_ROLE_IGNORED; /* MTP / next-n prediction layers (unless included) */
+        else if (l >= m->cfg.n_layers && mtp_shared_copy(t->name + pl))
+            role = MS_ROLE_IGNORED; /* the MTP layer's copies of embed_tokens / lm_head */
+        else if (l >= 0 && m->moe_index[l] >= 0 && under_experts(&m->moe[m->moe_index[l]], t->name + pl))
             role = MS_ROLE_EXPERT;
         m->role[i] = role;
         if (role == MS_ROLE_RESIDENT) m->resident_bytes += t->nbytes;
@@ -307,13 +236,17 @@ static void classify(ms_model *m)
     }
 }
 
-int ms_model_open(const char *dir, ms_model *m, ms_err *err)
+int ms_model_open_cfg(const char *dir, ms_config *cfg, ms_model *m, ms_err *err)
 {
     memset(m, 0, sizeof *m);
+    m->cfg = *cfg; /* ownership of the family's block moves here */
+    cfg->arch = NULL;
     int rc;
     m->dir = strdup(dir);
-    if (!m->dir) return ms_errf(err, ENOMEM, "out of memory");
-    if ((rc = ms_config_load(dir, &m->cfg, err)) < 0) goto fail;
+    if (!m->dir) {
+        ms_config_free(&m->cfg);
+        return ms_errf(err, ENOMEM, "out of memory");
+    }
     if ((rc = ms_qconfig_load(dir, &m->qcfg, err)) < 0) goto fail;
     if ((rc = ms_tt_open_dir(dir, &m->tt, err)) < 0) goto fail;
     if (ms_tt_find(&m->tt, "model.embed_tokens.weight")) m->prefix[0] = 0;
@@ -341,7 +274,8 @@ int ms_model_open(const char *dir, ms_model *m, ms_err *err)
         goto fail;
     }
     const ms_config *c = &m->cfg;
-    m->moe_index = malloc((size_t)c->n_layers * sizeof *m->moe_index);
+    int n_all = ms_config_n_layers_all(c);
+    m->moe_index = malloc((size_t)n_all * sizeof *m->moe_index);
     m->role = calloc((size_t)(m->tt.n_tensors ? m->tt.n_tensors : 1), 1);
     int nmoe = ms_config_n_moe_layers(c);
     m->moe = calloc((size_t)(nmoe ? nmoe : 1), sizeof *m->moe);
@@ -350,21 +284,30 @@ int ms_model_open(const char *dir, ms_model *m, ms_err *err)
         goto fail;
     }
     m->min_expert_bytes = UINT64_MAX;
-    for (int l = 0; l < c->n_layers; l++) {
+    for (int l = 0; l < n_all; l++) {
         m->moe_index[l] = -1;
         if (!ms_config_is_moe_layer(c, l)) continue;
-        ms_moe_layer *ml = &m->moe[m->n_moe_layers];
-        if ((rc = build_moe_layer(m, l, ml, err)) < 0) {
-            free(ml->ranges);
-            ml->ranges = NULL;
-            goto fail;
-        }
+        m->moe[m->n_moe_layers].layer = l;
         m->moe_index[l] = m->n_moe_layers++;
+    }
+    if ((rc = ms_model_build_experts(m, err)) < 0) goto fail;
+    for (int li = 0; li < m->n_moe_layers; li++) {
+        const ms_moe_layer *ml = &m->moe[li];
         m->expert_bytes_total += ml->expert_bytes * (uint64_t)c->n_routed_experts;
         m->max_expert_bytes = MS_MAX(m->max_expert_bytes, ml->expert_bytes);
         m->min_expert_bytes = MS_MIN(m->min_expert_bytes, ml->expert_bytes);
     }
     if (m->n_moe_layers == 0) m->min_expert_bytes = 0;
+    m->paths = malloc((size_t)(m->tt.n_files ? m->tt.n_files : 1) * sizeof *m->paths);
+    if (!m->paths) {
+        rc = ms_errf(err, ENOMEM, "out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < m->tt.n_files; i++) m->paths[i] = m->tt.files[i].path;
+    m->experts = (ms_expert_table){.files = m->paths, .n_files = m->tt.n_files, .n_layers = n_all,
+                                   .moe_index = m->moe_index, .n_moe_layers = m->n_moe_layers,
+                                   .n_experts = c->n_routed_experts, .top_k = c->n_experts_per_tok,
+                                   .n_parts = m->n_parts, .ranges = m->ranges};
     classify(m);
     return 0;
 fail:
@@ -374,13 +317,14 @@ fail:
 
 void ms_model_close(ms_model *m)
 {
-    if (m->moe)
-        for (int i = 0; i < m->n_moe_layers; i++) free(m->moe[i].ranges);
     free(m->moe);
+    free(m->ranges);
+    free(m->paths);
     free(m->moe_index);
     free(m->role);
     ms_tt_free(&m->tt);
     ms_qconfig_free(&m->qcfg);
+    ms_config_free(&m->cfg);
     free(m->dir);
     memset(m, 0, sizeof *m);
 }

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "json.h"
 #include "util.h"
 
 int64_t ms_tensor_numel(const ms_tensor *t)
@@ -72,16 +73,6 @@ static long count_top_level_keys(const char *s, size_t n)
     return keys;
 }
 
-static bool json_get_i64(json_object *o, int64_t *out)
-{
-    if (!o || !json_object_is_type(o, json_type_int)) return false;
-    errno = 0;
-    int64_t v = json_object_get_int64(o);
-    if (errno == ERANGE) return false;
-    *out = v;
-    return true;
-}
-
 typedef struct span {
     uint64_t b, e;
     int t;
@@ -127,7 +118,7 @@ static int parse_entry(ms_tensor_table *tt, int fi, const char *path, const char
     int64_t shape[MS_MAX_DIMS];
     uint64_t numel = 1;
     for (size_t i = 0; i < nd; i++) {
-        if (!json_get_i64(json_object_array_get_idx(js, i), &shape[i]) || shape[i] < 0)
+        if (!ms_json_i64(json_object_array_get_idx(js, i), &shape[i]) || shape[i] < 0)
             return ms_errf(err, EINVAL, "%s: tensor %s: shape[%zu] is not a non-negative integer", path, name, i);
         if (!ms_mul_u64(numel, (uint64_t)shape[i], &numel))
             return ms_errf(err, EOVERFLOW, "%s: tensor %s: shape overflows", path, name);
@@ -136,7 +127,7 @@ static int parse_entry(ms_tensor_table *tt, int fi, const char *path, const char
         json_object_array_length(jo) != 2)
         return ms_errf(err, EINVAL, "%s: tensor %s: \"data_offsets\" must be [begin, end]", path, name);
     int64_t b, e;
-    if (!json_get_i64(json_object_array_get_idx(jo, 0), &b) || !json_get_i64(json_object_array_get_idx(jo, 1), &e) ||
+    if (!ms_json_i64(json_object_array_get_idx(jo, 0), &b) || !ms_json_i64(json_object_array_get_idx(jo, 1), &e) ||
         b < 0 || e < b)
         return ms_errf(err, EINVAL, "%s: tensor %s: invalid data_offsets", path, name);
     uint64_t need;

@@ -27,6 +27,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "arch.h"
+#include "deepseek_v3.h"
 #include "model.h"
 #include "quant.h"
 #include "st_write.h"
@@ -59,6 +61,7 @@ typedef struct qctx {
     ms_err *err;
     const ms_tensor *kvb_src; /* kv_b_proj currently held in kvb (f32) */
     float *kvb;               /* [H*(nope+v)][kv_lora] */
+    const ms_ds3_config *d;      /* the input's DeepSeek-V3-family config */
 } qctx;
 
 /* kv_b_proj of a layer as f32, read once for its embed_q and unembed_out jobs. */
@@ -151,9 +154,10 @@ static int build_jobs(qctx *q)
 {
     const ms_model *m = q->m;
     const ms_config *c = &m->cfg;
+    const ms_ds3_config *d = q->d;
     int rc;
     char a[256], b[256];
-    int D = c->hidden_size, H = c->n_heads;
+    int D = c->hidden_size, H = d->n_heads;
     if (m->prefix[0]) return ms_errf(q->err, ENOTSUP, "%s: wrapped (language_model.) checkpoints are not supported", m->dir);
     if ((rc = add_linear(q, "model.embed_tokens", "model.embed_tokens", "embed", -1, false, c->vocab_size, D)) < 0)
         return rc;
@@ -167,39 +171,39 @@ static int build_jobs(qctx *q)
         if ((rc = add_copy(q, t, q->o->dtype)) < 0) return rc;                           \
     } while (0)
         VEC("input_layernorm.weight");
-        if (c->q_lora_rank > 0) {
-            if ((rc = add_linear(q, P("self_attn.q_a_proj"), a, "attn", l, false, c->q_lora_rank, D)) < 0) return rc;
+        if (d->q_lora_rank > 0) {
+            if ((rc = add_linear(q, P("self_attn.q_a_proj"), a, "attn", l, false, d->q_lora_rank, D)) < 0) return rc;
             VEC("self_attn.q_a_layernorm.weight");
             if ((rc = add_linear(q, P("self_attn.q_b_proj"), a, "attn", l, false,
-                                 (int64_t)H * (c->qk_nope_head_dim + c->qk_rope_head_dim), c->q_lora_rank)) < 0)
+                                 (int64_t)H * (d->qk_nope_head_dim + d->qk_rope_head_dim), d->q_lora_rank)) < 0)
                 return rc;
         } else {
             if ((rc = add_linear(q, P("self_attn.q_proj"), a, "attn", l, false,
-                                 (int64_t)H * (c->qk_nope_head_dim + c->qk_rope_head_dim), D)) < 0)
+                                 (int64_t)H * (d->qk_nope_head_dim + d->qk_rope_head_dim), D)) < 0)
                 return rc;
         }
         if ((rc = add_linear(q, P("self_attn.kv_a_proj_with_mqa"), a, "attn", l, false,
-                             c->kv_lora_rank + c->qk_rope_head_dim, D)) < 0)
+                             d->kv_lora_rank + d->qk_rope_head_dim, D)) < 0)
             return rc;
         VEC("self_attn.kv_a_layernorm.weight");
         /* kv_b_proj -> embed_q / unembed_out */
         ms_linear kvb;
-        if ((rc = ms_model_linear(m, P("self_attn.kv_b_proj"), 0, (int64_t)H * (c->qk_nope_head_dim + c->v_head_dim),
-                                  c->kv_lora_rank, &kvb, q->err)) < 0)
+        if ((rc = ms_model_linear(m, P("self_attn.kv_b_proj"), 0, (int64_t)H * (d->qk_nope_head_dim + d->v_head_dim),
+                                  d->kv_lora_rank, &kvb, q->err)) < 0)
             return rc;
         if (kvb.type == MS_WT_AFFINE) return ms_errf(q->err, EINVAL, "%s: kv_b_proj is already quantized", m->dir);
-        job j = {.kind = JOB_EMBED_Q, .src = kvb.w, .lead = H, .rows = c->kv_lora_rank, .cols = c->qk_nope_head_dim,
+        job j = {.kind = JOB_EMBED_Q, .src = kvb.w, .lead = H, .rows = d->kv_lora_rank, .cols = d->qk_nope_head_dim,
                  .out_dtype = q->o->dtype == MS_DT_COUNT ? kvb.w->dtype : q->o->dtype};
         snprintf(j.out, sizeof j.out, "model.layers.%d.self_attn.embed_q", l);
         j.bits = bits_for(q, j.out, "attn", l, false, j.cols);
         if ((rc = push(q, &j)) < 0) return rc;
         j.kind = JOB_UNEMBED_OUT;
-        j.rows = c->v_head_dim;
-        j.cols = c->kv_lora_rank;
+        j.rows = d->v_head_dim;
+        j.cols = d->kv_lora_rank;
         snprintf(j.out, sizeof j.out, "model.layers.%d.self_attn.unembed_out", l);
         j.bits = bits_for(q, j.out, "attn", l, false, j.cols);
         if ((rc = push(q, &j)) < 0) return rc;
-        if ((rc = add_linear(q, P("self_attn.o_proj"), a, "attn", l, false, D, (int64_t)H * c->v_head_dim)) < 0)
+        if ((rc = add_linear(q, P("self_attn.o_proj"), a, "attn", l, false, D, (int64_t)H * d->v_head_dim)) < 0)
             return rc;
         VEC("post_attention_layernorm.weight");
         if (!ms_config_is_moe_layer(c, l)) {
@@ -223,14 +227,14 @@ static int build_jobs(qctx *q)
         }
         /* routed experts: stack */
         const ms_moe_layer *ml = ms_model_moe(m, l);
-        if (m->layout != MS_EXPERTS_HF)
+        if (!m->layout || m->layout->id != MS_EXPERTS_HF)
             return ms_errf(q->err, ENOTSUP, "%s: layer %d: quantize needs per-expert HF tensors (mlp.experts.<e>.*)",
                            m->dir, l);
         static const char *proj[3] = {"gate_proj", "up_proj", "down_proj"};
         for (int p = 0; p < 3; p++) {
             int E = c->n_routed_experts;
-            job s = {.kind = JOB_STACK, .lead = E, .rows = ml->fmt[p].rows, .cols = ml->fmt[p].cols,
-                     .out_dtype = q->o->dtype == MS_DT_COUNT ? ml->fmt[p].w->dtype : q->o->dtype};
+            job s = {.kind = JOB_STACK, .lead = E, .rows = ml->proj[p].fmt.rows, .cols = ml->proj[p].fmt.cols,
+                     .out_dtype = q->o->dtype == MS_DT_COUNT ? ml->proj[p].fmt.w->dtype : q->o->dtype};
             s.srcs = malloc((size_t)E * sizeof *s.srcs);
             if (!s.srcs) return ms_errf(q->err, ENOMEM, "out of memory");
             for (int e = 0; e < E; e++) {
@@ -296,7 +300,7 @@ static int plan_job_sb(ms_stw_plan *p, const job *j, const ms_quantize_opts *o, 
 static int get_row(qctx *q, const job *j, int64_t s, int64_t r, float *row, float *tmp, ms_err *err)
 {
     const ms_tensor *t;
-    const ms_config *c = &q->m->cfg;
+    const ms_ds3_config *d = q->d;
     size_t es;
     switch (j->kind) {
     case JOB_LINEAR:
@@ -314,12 +318,12 @@ static int get_row(qctx *q, const job *j, int64_t s, int64_t r, float *row, floa
     case JOB_UNEMBED_OUT: {
         int rc = load_kvb((qctx *)q, j->src, err);
         if (rc < 0) return rc;
-        int64_t kvl = c->kv_lora_rank, stride = c->qk_nope_head_dim + c->v_head_dim;
+        int64_t kvl = d->kv_lora_rank, stride = d->qk_nope_head_dim + d->v_head_dim;
         const float *w = q->kvb + (size_t)(s * stride) * (size_t)kvl; /* head s: [nope+v][kv_lora] */
         if (j->kind == JOB_EMBED_Q) /* embed_q[s][r][i] = W_UK[s][i][r] */
             for (int64_t i = 0; i < j->cols; i++) row[i] = w[(size_t)i * kvl + (size_t)r];
         else /* unembed_out[s][r] = W_UV[s][r] */
-            memcpy(row, w + (size_t)(c->qk_nope_head_dim + r) * kvl, (size_t)kvl * sizeof(float));
+            memcpy(row, w + (size_t)(d->qk_nope_head_dim + r) * kvl, (size_t)kvl * sizeof(float));
         (void)tmp;
         return 0;
     }
@@ -366,7 +370,7 @@ static int write_job(qctx *q, const job *j, ms_stw_writer *w, ms_err *err)
     int64_t S = j->kind == JOB_LINEAR ? 1 : j->lead, R = j->rows, C = j->cols;
     int gs = q->o->group_size;
     float *row = malloc((size_t)C * sizeof(float));
-    void *tmp = malloc((size_t)MS_MAX(C, q->m->cfg.kv_lora_rank) * 8);
+    void *tmp = malloc((size_t)MS_MAX(C, q->d->kv_lora_rank) * 8);
     if (!row || !tmp) {
         free(row);
         free(tmp);
@@ -482,7 +486,13 @@ int ms_quantize(const char *in_dir, const char *out_dir, const ms_quantize_opts 
     ms_model m;
     int rc = ms_model_open(in_dir, &m, err);
     if (rc < 0) return rc;
-    qctx q = {.m = &m, .o = o, .err = err};
+    qctx q = {.m = &m, .o = o, .err = err, .d = ms_ds3_config_of(&m.cfg)};
+    if (!q.d) {
+        rc = ms_errf(err, ENOTSUP, "%s: quantize converts deepseek_v3-family checkpoints (model_type %s)", in_dir,
+                     m.cfg.model_type);
+        ms_model_close(&m);
+        return rc;
+    }
     ms_stw_plan plan;
     ms_stw_plan_init(&plan, o->shard_bytes);
     if ((rc = build_jobs(&q)) < 0) goto out;

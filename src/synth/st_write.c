@@ -20,86 +20,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "strbuf.h"
 #include "util.h"
 
 #define STW_MAX_HEADER (100ull << 20) /* safetensors readers refuse larger headers */
-
-/* ---- growable string ---- */
-
-typedef struct sbuf {
-    char *s;
-    size_t len, cap;
-    bool oom;
-} sbuf;
-
-static void sb_reserve(sbuf *b, size_t extra)
-{
-    if (b->oom) return;
-    if (b->len + extra + 1 <= b->cap) return;
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + extra + 1) cap *= 2;
-    char *s = realloc(b->s, cap);
-    if (!s) {
-        b->oom = true;
-        return;
-    }
-    b->s = s;
-    b->cap = cap;
-}
-
-static void sb_putn(sbuf *b, const char *s, size_t n)
-{
-    sb_reserve(b, n);
-    if (b->oom) return;
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = 0;
-}
-
-static void sb_puts(sbuf *b, const char *s) { sb_putn(b, s, strlen(s)); }
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...)
-{
-    char tmp[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        b->oom = true;
-        return;
-    }
-    if ((size_t)n < sizeof tmp) {
-        sb_putn(b, tmp, (size_t)n);
-        return;
-    }
-    sb_reserve(b, (size_t)n);
-    if (b->oom) return;
-    va_start(ap, fmt);
-    vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
-/* A JSON string literal (quotes included). */
-static void sb_json_str(sbuf *b, const char *s)
-{
-    sb_putn(b, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"': sb_putn(b, "\\\"", 2); break;
-        case '\\': sb_putn(b, "\\\\", 2); break;
-        case '\n': sb_putn(b, "\\n", 2); break;
-        case '\r': sb_putn(b, "\\r", 2); break;
-        case '\t': sb_putn(b, "\\t", 2); break;
-        default:
-            if (*p < 0x20) sb_printf(b, "\\u%04x", *p);
-            else sb_putn(b, (const char *)p, 1);
-        }
-    }
-    sb_putn(b, "\"", 1);
-}
 
 /* ---- plan ---- */
 
@@ -189,18 +113,18 @@ static int *sorted_indices(const ms_stw_plan *p)
 
 static int render_header(ms_stw_plan *p, ms_stw_shard *s, ms_err *err)
 {
-    sbuf b = {0};
-    sb_putn(&b, "{", 1);
+    ms_strbuf b = {0};
+    ms_sb_putn(&b, "{", 1);
     bool first = true;
     if (p->n_meta > 0) {
-        sb_puts(&b, "\"__metadata__\":{");
+        ms_sb_puts(&b, "\"__metadata__\":{");
         for (int i = 0; i < p->n_meta; i++) {
-            if (i) sb_putn(&b, ",", 1);
-            sb_json_str(&b, p->meta_key[i]);
-            sb_putn(&b, ":", 1);
-            sb_json_str(&b, p->meta_val[i]);
+            if (i) ms_sb_putn(&b, ",", 1);
+            ms_sb_json_str(&b, p->meta_key[i], strlen(p->meta_key[i]));
+            ms_sb_putn(&b, ":", 1);
+            ms_sb_json_str(&b, p->meta_val[i], strlen(p->meta_val[i]));
         }
-        sb_putn(&b, "}", 1);
+        ms_sb_putn(&b, "}", 1);
         first = false;
     }
     int *order = malloc((size_t)(s->count ? s->count : 1) * sizeof *order);
@@ -212,16 +136,16 @@ static int render_header(ms_stw_plan *p, ms_stw_shard *s, ms_err *err)
     if (p->sort_header_keys) qsort_r(order, (size_t)s->count, sizeof *order, cmp_name_idx, p->tensors);
     for (int k = 0; k < s->count; k++) {
         const ms_stw_tensor *t = &p->tensors[order[k]];
-        if (!first) sb_putn(&b, ",", 1);
+        if (!first) ms_sb_putn(&b, ",", 1);
         first = false;
-        sb_json_str(&b, t->name);
-        sb_printf(&b, ":{\"dtype\":\"%s\",\"shape\":[", ms_dtype_name(t->dtype));
-        for (int d = 0; d < t->ndim; d++) sb_printf(&b, d ? ",%" PRId64 : "%" PRId64, t->shape[d]);
-        sb_printf(&b, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}", t->begin, t->begin + t->nbytes);
+        ms_sb_json_str(&b, t->name, strlen(t->name));
+        ms_sb_printf(&b, ":{\"dtype\":\"%s\",\"shape\":[", ms_dtype_name(t->dtype));
+        for (int d = 0; d < t->ndim; d++) ms_sb_printf(&b, d ? ",%" PRId64 : "%" PRId64, t->shape[d]);
+        ms_sb_printf(&b, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}", t->begin, t->begin + t->nbytes);
     }
     free(order);
-    sb_putn(&b, "}", 1);
-    while (!b.oom && b.len % 8) sb_putn(&b, " ", 1);
+    ms_sb_putn(&b, "}", 1);
+    while (!b.oom && b.len % 8) ms_sb_putn(&b, " ", 1);
     if (b.oom) {
         free(b.s);
         return ms_errf(err, ENOMEM, "out of memory rendering safetensors header of %s", s->name);
@@ -363,12 +287,6 @@ int ms_stw_write_text(const char *dir, const char *name, const char *text, ms_er
     return write_text_file(dir, name, text, strlen(text), err);
 }
 
-static void sb_indent(sbuf *b, int indent, int level)
-{
-    sb_putn(b, "\n", 1);
-    for (int i = 0; i < indent * level; i++) sb_putn(b, " ", 1);
-}
-
 int ms_stw_write_index(const ms_stw_plan *p, const char *dir, const ms_stw_index_opts *opts, ms_err *err)
 {
     if (!p->finished) return ms_errf(err, EINVAL, "safetensors index: plan not finished");
@@ -376,34 +294,34 @@ int ms_stw_write_index(const ms_stw_plan *p, const char *dir, const ms_stw_index
     if (indent > 16) indent = 16;
     int *idx = sorted_indices(p);
     if (!idx) return ms_errf(err, ENOMEM, "out of memory");
-    sbuf b = {0};
-    sb_putn(&b, "{", 1);
-    sb_indent(&b, indent, 1);
-    sb_puts(&b, "\"metadata\": {");
-    sb_indent(&b, indent, 2);
-    sb_printf(&b, "\"total_size\": %" PRIu64, p->total_bytes);
+    ms_strbuf b = {0};
+    ms_sb_putn(&b, "{", 1);
+    ms_sb_newline(&b, indent, 1);
+    ms_sb_puts(&b, "\"metadata\": {");
+    ms_sb_newline(&b, indent, 2);
+    ms_sb_printf(&b, "\"total_size\": %" PRIu64, p->total_bytes);
     if (opts && opts->total_parameters) {
-        sb_putn(&b, ",", 1);
-        sb_indent(&b, indent, 2);
-        sb_printf(&b, "\"total_parameters\": %" PRIu64, opts->total_parameters);
+        ms_sb_putn(&b, ",", 1);
+        ms_sb_newline(&b, indent, 2);
+        ms_sb_printf(&b, "\"total_parameters\": %" PRIu64, opts->total_parameters);
     }
-    sb_indent(&b, indent, 1);
-    sb_puts(&b, "},");
-    sb_indent(&b, indent, 1);
-    sb_puts(&b, "\"weight_map\": {");
+    ms_sb_newline(&b, indent, 1);
+    ms_sb_puts(&b, "},");
+    ms_sb_newline(&b, indent, 1);
+    ms_sb_puts(&b, "\"weight_map\": {");
     for (int i = 0; i < p->n_tensors; i++) {
         const ms_stw_tensor *t = &p->tensors[idx[i]];
-        if (i) sb_putn(&b, ",", 1);
-        sb_indent(&b, indent, 2);
-        sb_json_str(&b, t->name);
-        sb_puts(&b, ": ");
-        sb_json_str(&b, p->shards[t->shard].name);
+        if (i) ms_sb_putn(&b, ",", 1);
+        ms_sb_newline(&b, indent, 2);
+        ms_sb_json_str(&b, t->name, strlen(t->name));
+        ms_sb_puts(&b, ": ");
+        ms_sb_json_str(&b, p->shards[t->shard].name, strlen(p->shards[t->shard].name));
     }
-    if (p->n_tensors) sb_indent(&b, indent, 1);
-    sb_putn(&b, "}", 1);
-    sb_indent(&b, indent, 0);
-    sb_putn(&b, "}", 1);
-    if (indent == 2) sb_putn(&b, "\n", 1); /* transformers ends its files with a newline, mlx_lm does not */
+    if (p->n_tensors) ms_sb_newline(&b, indent, 1);
+    ms_sb_putn(&b, "}", 1);
+    ms_sb_newline(&b, indent, 0);
+    ms_sb_putn(&b, "}", 1);
+    if (indent == 2) ms_sb_putn(&b, "\n", 1); /* transformers ends its files with a newline, mlx_lm does not */
     free(idx);
     if (b.oom) {
         free(b.s);

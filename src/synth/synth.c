@@ -28,6 +28,7 @@
 #include "quant.h"
 #include "rng.h"
 #include "synth_tokenizer.h"
+#include "strbuf.h"
 #include "util.h"
 
 /* ---- presets ---- */
@@ -400,26 +401,35 @@ static int add_module(build *b, const char *path, const char *leaf, role r, int 
                       const int64_t *shape, float mean, float std)
 {
     const ms_synth_opts *o = b->o;
-    char name[256];
+    char name[256], src[256];
     uint64_t numel = 1;
     for (int i = 0; i < ndim; i++) numel *= (uint64_t)shape[i];
     b->n_params += numel;
+    /* An MTP layer's embed_tokens and shared_head.head are exact copies of the
+     * main embedding and lm_head, as in DeepSeek-V3 checkpoints: same values,
+     * same quantization (generated from the main tensor's stream). */
+    const char *from = path;
+    if (layer >= 0 && strstr(path, ".embed_tokens")) from = "model.embed_tokens";
+    else if (layer >= 0 && strstr(path, ".shared_head.head")) from = "lm_head";
+    if (from != path) layer = -1;
     int64_t in = shape[ndim - 1];
     int bits = module_bits(o, r, layer, is_down, in);
     if (!bits) {
         snprintf(name, sizeof name, "%s.%s", path, leaf);
-        sgen g = {.kind = GEN_FLOAT, .mean = mean, .std = std, .layer = layer, .stream = ms_hash64(name)};
+        snprintf(src, sizeof src, "%s.%s", from, leaf);
+        sgen g = {.kind = GEN_FLOAT, .mean = mean, .std = std, .layer = layer, .stream = ms_hash64(src)};
         return add_tensor(b, name, o->dtype, ndim, shape, &g);
     }
     int64_t qs[MS_STW_MAX_DIMS];
     memcpy(qs, shape, (size_t)ndim * sizeof *qs);
     snprintf(name, sizeof name, "%s.weight", path);
+    snprintf(src, sizeof src, "%s.weight", from);
     qs[ndim - 1] = in * bits / 32;
-    sgen g = {.kind = GEN_QWEIGHT, .bits = (uint8_t)bits, .std = std, .layer = layer, .stream = ms_hash64(name)};
+    sgen g = {.kind = GEN_QWEIGHT, .bits = (uint8_t)bits, .std = std, .layer = layer, .stream = ms_hash64(src)};
     int rc = add_tensor(b, name, MS_DT_U32, ndim, qs, &g);
     if (rc < 0) return rc;
     qs[ndim - 1] = in / o->group_size;
-    g.stream = ms_hash64(path) ^ SALT_SCALES; /* shared by scales and biases: biases replay the scales */
+    g.stream = ms_hash64(from) ^ SALT_SCALES; /* shared by scales and biases: biases replay the scales */
     g.kind = GEN_QSCALES;
     snprintf(name, sizeof name, "%s.scales", path);
     rc = add_tensor(b, name, o->dtype, ndim, qs, &g);
@@ -795,97 +805,45 @@ static void fmt_double(double v, char *buf, size_t len)
     }
 }
 
-typedef struct jbuf {
-    char *s;
-    size_t len, cap;
-    bool oom;
-} jbuf;
-
-static void jb_put(jbuf *b, const char *s, size_t n)
-{
-    if (b->oom) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *ns = realloc(b->s, cap);
-        if (!ns) {
-            b->oom = true;
-            return;
-        }
-        b->s = ns;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = 0;
-}
-
-static void jb_puts(jbuf *b, const char *s) { jb_put(b, s, strlen(s)); }
-
-static void jb_nl(jbuf *b, int indent, int level)
-{
-    jb_put(b, "\n", 1);
-    for (int i = 0; i < indent * level; i++) jb_put(b, " ", 1);
-}
-
-static void jb_str(jbuf *b, const char *s)
-{
-    jb_put(b, "\"", 1);
-    for (const unsigned char *q = (const unsigned char *)s; *q; q++) {
-        char tmp[8];
-        if (*q == '"' || *q == '\\') {
-            tmp[0] = '\\';
-            tmp[1] = (char)*q;
-            jb_put(b, tmp, 2);
-        } else if (*q < 0x20) {
-            snprintf(tmp, sizeof tmp, "\\u%04x", *q);
-            jb_puts(b, tmp);
-        } else {
-            jb_put(b, (const char *)q, 1);
-        }
-    }
-    jb_put(b, "\"", 1);
-}
-
 static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
 
 /* json.dump(obj, indent=indent[, sort_keys]) of a json-c tree. sort_depth:
  * objects at nesting depth < sort_depth get sorted keys. */
-static void jb_value(jbuf *b, struct json_object *v, int indent, int level, int sort_depth)
+static void jb_value(ms_strbuf *b, struct json_object *v, int indent, int level, int sort_depth)
 {
     char tmp[64];
     switch (json_object_get_type(v)) {
-    case json_type_null: jb_puts(b, "null"); break;
-    case json_type_boolean: jb_puts(b, json_object_get_boolean(v) ? "true" : "false"); break;
+    case json_type_null: ms_sb_puts(b, "null"); break;
+    case json_type_boolean: ms_sb_puts(b, json_object_get_boolean(v) ? "true" : "false"); break;
     case json_type_int:
         snprintf(tmp, sizeof tmp, "%" PRId64, json_object_get_int64(v));
-        jb_puts(b, tmp);
+        ms_sb_puts(b, tmp);
         break;
     case json_type_double:
         fmt_double(json_object_get_double(v), tmp, sizeof tmp);
-        jb_puts(b, tmp);
+        ms_sb_puts(b, tmp);
         break;
-    case json_type_string: jb_str(b, json_object_get_string(v)); break;
+    case json_type_string: ms_sb_json_str(b, json_object_get_string(v), (size_t)json_object_get_string_len(v)); break;
     case json_type_array: {
         size_t n = json_object_array_length(v);
         if (n == 0) {
-            jb_puts(b, "[]");
+            ms_sb_puts(b, "[]");
             break;
         }
-        jb_put(b, "[", 1);
+        ms_sb_putn(b, "[", 1);
         for (size_t i = 0; i < n; i++) {
-            if (i) jb_put(b, ",", 1);
-            jb_nl(b, indent, level + 1);
+            if (i) ms_sb_putn(b, ",", 1);
+            ms_sb_newline(b, indent, level + 1);
             jb_value(b, json_object_array_get_idx(v, i), indent, level + 1, sort_depth);
         }
-        jb_nl(b, indent, level);
-        jb_put(b, "]", 1);
+        ms_sb_newline(b, indent, level);
+        ms_sb_putn(b, "]", 1);
         break;
     }
     case json_type_object: {
         int n = json_object_object_length(v);
         if (n == 0) {
-            jb_puts(b, "{}");
+            ms_sb_puts(b, "{}");
             break;
         }
         const char **keys = malloc((size_t)n * sizeof *keys);
@@ -900,16 +858,16 @@ static void jb_value(jbuf *b, struct json_object *v, int indent, int level, int 
             keys[k++] = key;
         }
         if (level < sort_depth) qsort(keys, (size_t)n, sizeof *keys, cmp_str);
-        jb_put(b, "{", 1);
+        ms_sb_putn(b, "{", 1);
         for (int i = 0; i < n; i++) {
-            if (i) jb_put(b, ",", 1);
-            jb_nl(b, indent, level + 1);
-            jb_str(b, keys[i]);
-            jb_puts(b, ": ");
+            if (i) ms_sb_putn(b, ",", 1);
+            ms_sb_newline(b, indent, level + 1);
+            ms_sb_json_str(b, keys[i], strlen(keys[i]));
+            ms_sb_puts(b, ": ");
             jb_value(b, json_object_object_get(v, keys[i]), indent, level + 1, sort_depth);
         }
-        jb_nl(b, indent, level);
-        jb_put(b, "}", 1);
+        ms_sb_newline(b, indent, level);
+        ms_sb_putn(b, "}", 1);
         free(keys);
         break;
     }
@@ -1004,12 +962,12 @@ static int config_json(const ms_synth_opts *o, const build *b, char **out, ms_er
 #undef F
 #undef B
 #undef S
-    jbuf jb = {0};
+    ms_strbuf jb = {0};
     bool mlx = o->format == MS_SYNTH_MLX;
     /* mlx_lm save_config sorts the top level only (indent 4, no newline);
      * transformers sorts every level (indent 2, trailing newline). */
     jb_value(&jb, c, mlx ? 4 : 2, 0, mlx ? 1 : 1000);
-    if (!mlx) jb_put(&jb, "\n", 1);
+    if (!mlx) ms_sb_putn(&jb, "\n", 1);
     json_object_put(c);
     if (jb.oom) {
         free(jb.s);

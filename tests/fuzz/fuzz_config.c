@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arch.h"
 #include "config.h"
+#include "deepseek_v3.h"
 #include "fuzz_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -19,7 +21,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int n = ms_config_n_moe_layers(&cfg);
         if (n < 0 || n > cfg.n_layers) abort();
         for (int l = 0; l < cfg.n_layers && l < 4096; l++) (void)ms_config_is_moe_layer(&cfg, l);
-        (void)ms_config_softmax_scale(&cfg);
+        const ms_ds3_config *d = ms_ds3_config_of(&cfg);
+        if (d) (void)ms_ds3_softmax_scale(d);
+        ms_config_free(&cfg);
     } else if (!err.msg[0]) {
         abort();
     }

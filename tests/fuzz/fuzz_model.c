@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arch.h"
 #include "fuzz_common.h"
 #include "model.h"
 
@@ -79,8 +80,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const ms_moe_layer *ml = &m.moe[i];
         for (int e = 0; e < m.cfg.n_routed_experts; e++) {
             uint64_t sum = 0;
-            for (int r = 0; r < MS_EXPERT_RANGES; r++) {
-                const ms_range *rg = &ml->ranges[(size_t)e * MS_EXPERT_RANGES + r];
+            for (int r = 0; r < m.n_parts; r++) {
+                const ms_range *rg = &ml->ranges[(size_t)e * m.n_parts + r];
                 if (!rg->len) continue;
                 if (rg->file < 0 || rg->file >= m.tt.n_files) abort();
                 if (rg->offset > m.tt.files[rg->file].size || rg->len > m.tt.files[rg->file].size - rg->offset)
