@@ -3,8 +3,8 @@
  * conversations, rendered by transformers' rules) byte-exact through the library and
  * through `moestream template`; where templates come from (tokenizer_config.json string
  * or named list, chat_template.jinja, --chat-template, the DeepSeek-V3 fallback, synth
- * models) and the special tokens passed with them; the CLI's errors; and the
- * `moestream tokenize` CLI. */
+ * models) and the special tokens passed with them; the CLI's errors; `moestream bench
+ * template`; and the `moestream tokenize` CLI. */
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -358,6 +358,42 @@ static void test_cli_template(void **state)
     free(dir);
 }
 
+/* `moestream bench template`: one line per template of the cases file, every case that
+ * should render counted (figures themselves are not checked) */
+static void test_bench_template(void **state)
+{
+    (void)state;
+    size_t n;
+    refcase *cs = load_cases(&n);
+    char *out = NULL, *err = NULL;
+    int rc = mst_run(&out, &err, "%s bench template --dir %s --repeat 1 --json", MS_BIN, TPL_DIR);
+    assert_int_equal(rc, 0);
+    size_t lines = 0;
+    for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n"), lines++) {
+        json_object *o = json_tokener_parse(line), *v;
+        assert_non_null(o);
+        const char *name = field(o, "template");
+        assert_non_null(name);
+        int expect = 0;
+        for (size_t i = 0; i < n; i++)
+            expect += !strcmp(cs[i].tmpl, name) && !json_object_object_get_ex(cs[i].obj, "error", NULL);
+        assert_true(json_object_object_get_ex(o, "cases", &v));
+        assert_int_equal(json_object_get_int(v), expect);
+        assert_true(json_object_object_get_ex(o, "render_ms_median", &v));
+        assert_true(json_object_get_double(v) > 0);
+        json_object_put(o);
+    }
+    assert_int_equal(lines, 10);
+    free(out);
+    free(err);
+    rc = mst_run(&out, &err, "%s bench template --dir %s/missing", MS_BIN, MS_TMP_DIR);
+    assert_int_not_equal(rc, 0);
+    assert_non_null(strstr(err, "cases.jsonl"));
+    free(out);
+    free(err);
+    free_cases(cs, n);
+}
+
 /* ---- moestream tokenize ----------------------------------------------------------------------- */
 
 static void test_cli_tokenize(void **state)
@@ -438,6 +474,7 @@ int main(void)
         cmocka_unit_test(test_reference_cases_library), cmocka_unit_test(test_reference_cases_cli),
         cmocka_unit_test(test_sources),                 cmocka_unit_test(test_synth_and_fallback),
         cmocka_unit_test(test_cli_template),            cmocka_unit_test(test_cli_tokenize),
+        cmocka_unit_test(test_bench_template),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -50,7 +50,7 @@ static void test_help_lists_commands(void **state)
     (void)state;
     char *out = NULL;
     assert_int_equal(mst_run(&out, NULL, "%s --help", MS_BIN), 0);
-    const char *cmds[] = {"run", "chat", "logits", "plan", "inspect", "synth", "quantize", "tokenize", "simulate", "bench"};
+    const char *cmds[] = {"run", "chat", "logits", "plan", "inspect", "synth", "quantize", "tokenize", "template", "simulate", "bench"};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         char *needle = mst_fmt("  %s ", cmds[i]);
         assert_non_null(strstr(out, needle));
