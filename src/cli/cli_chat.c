@@ -178,36 +178,11 @@ static int answer(session *s, ms_err *err)
     memcpy(s->hist + s->n_hist, s->ans, fed * sizeof *s->ans);
     s->n_hist += fed;
     /* the answer joins the conversation as the template's format reads it back */
-    json_object *msg = ms_chat_parser_message(cp);
-    json_object_array_add(s->conv, msg);
-    json_object_put(s->pending);
-    s->pending = NULL;
-    json_object *calls;
-    if (json_object_object_get_ex(msg, "tool_calls", &calls)) {
-        s->pending = json_object_get(calls);
-        if (isatty(0)) fprintf(stderr, "(%zu tool call%s: answer with /tool RESULT)\n", n_calls, n_calls > 1 ? "s" : "");
-    }
+    if (ms_cli_prompt_add_answer(s->conv, cp, &s->pending) && isatty(0))
+        fprintf(stderr, "(%zu tool call%s: answer with /tool RESULT)\n", n_calls, n_calls > 1 ? "s" : "");
     ms_chat_parser_free(cp);
     if (s->g->stop_reason && !strcmp(s->g->stop_reason, "context")) fprintf(stderr, "(context full: /reset to start over)\n");
     return 0;
-}
-
-/* /tool RESULT: the result of the next pending call; 1 when all are answered */
-static int tool_result(session *s, const char *result)
-{
-    json_object *call = json_object_array_get_idx(s->pending, 0), *id, *fn, *name;
-    json_object *m = json_object_new_object();
-    json_object_object_add(m, "role", json_object_new_string("tool"));
-    if (json_object_object_get_ex(call, "id", &id)) json_object_object_add(m, "tool_call_id", json_object_get(id));
-    if (json_object_object_get_ex(call, "function", &fn) && json_object_object_get_ex(fn, "name", &name))
-        json_object_object_add(m, "name", json_object_get(name));
-    json_object_object_add(m, "content", json_object_new_string(result));
-    json_object_array_add(s->conv, m);
-    json_object_array_del_idx(s->pending, 0, 1);
-    if (json_object_array_length(s->pending) > 0) return 0;
-    json_object_put(s->pending);
-    s->pending = NULL;
-    return 1;
 }
 
 enum { O_TEMP = 2000, O_TOPK, O_TOPP, O_MINP, O_SEED, O_SYSTEM };
@@ -325,11 +300,9 @@ int cmd_chat(int argc, char **argv)
             continue;
         }
         if (!strncmp(line, "/tool", 5) && (line[5] == ' ' || !line[5])) {
-            if (!ss.pending) {
-                fprintf(stderr, "(no tool call to answer)\n");
-                continue;
-            }
-            if (!tool_result(&ss, line[5] ? line + 6 : "")) continue; /* more calls to answer first */
+            int k = ms_cli_prompt_tool_result(ss.conv, &ss.pending, line[5] ? line + 6 : "");
+            if (k < 0) fprintf(stderr, "(no tool call to answer)\n");
+            if (k <= 0) continue; /* nothing pending, or more calls to answer first */
         } else {
             if (ss.pending) { /* the user moved on: the calls stay unanswered */
                 json_object_put(ss.pending);

@@ -120,3 +120,36 @@ void ms_cli_prompt_print(ms_chat_parser *cp, FILE *out, FILE *reasoning_out, boo
     }
     fflush(out);
 }
+
+size_t ms_cli_prompt_add_answer(json_object *conv, ms_chat_parser *cp, json_object **pending)
+{
+    json_object *msg = ms_chat_parser_message(cp), *calls;
+    json_object_array_add(conv, msg);
+    json_object_put(*pending);
+    *pending = NULL;
+    if (!json_object_object_get_ex(msg, "tool_calls", &calls)) return 0;
+    /* a copy: answered calls leave *pending, never the message */
+    if (json_object_deep_copy(calls, pending, NULL) != 0) {
+        *pending = NULL; /* out of memory: the calls cannot be answered */
+        return 0;
+    }
+    return json_object_array_length(calls);
+}
+
+int ms_cli_prompt_tool_result(json_object *conv, json_object **pending, const char *result)
+{
+    if (!*pending || json_object_array_length(*pending) == 0) return -1;
+    json_object *call = json_object_array_get_idx(*pending, 0), *id, *fn, *name;
+    json_object *m = json_object_new_object();
+    json_object_object_add(m, "role", json_object_new_string("tool"));
+    if (json_object_object_get_ex(call, "id", &id)) json_object_object_add(m, "tool_call_id", json_object_get(id));
+    if (json_object_object_get_ex(call, "function", &fn) && json_object_object_get_ex(fn, "name", &name))
+        json_object_object_add(m, "name", json_object_get(name));
+    json_object_object_add(m, "content", json_object_new_string(result));
+    json_object_array_add(conv, m);
+    json_object_array_del_idx(*pending, 0, 1);
+    if (json_object_array_length(*pending) > 0) return 0;
+    json_object_put(*pending);
+    *pending = NULL;
+    return 1;
+}

@@ -1,8 +1,9 @@
 /* cli_prompt.h - what run and chat share to talk to a chat model: the options that
  * reach the chat template (--chat-template FILE, --chat-template-kwargs JSON,
  * --tools FILE), loading the checkpoint's template with them, stop ids for the
- * template's format, and streaming the parsed answer (content on stdout, reasoning
- * on stderr, tool calls as "[tool call] ID NAME ARGS" lines on stdout).
+ * template's format, streaming the parsed answer (content on stdout, reasoning on
+ * stderr, tool calls as "[tool call] ID NAME ARGS" lines on stdout), and keeping the
+ * conversation: the answer as a message, tool results answering its calls in order.
  * Commands put MS_CLI_PROMPT_LONGOPTS in their getopt_long table and pass unknown
  * option codes to ms_cli_prompt_opt. */
 #ifndef MS_CLI_PROMPT_H
@@ -52,5 +53,15 @@ int ms_cli_prompt_stops(const ms_cli_prompt *p, const ms_tokenizer *tok, int32_t
 /* Print what a parser has made final since the last call (see above); *line_open
  * tracks whether the last line on out is unfinished. */
 void ms_cli_prompt_print(ms_chat_parser *cp, FILE *out, FILE *reasoning_out, bool *line_open);
+
+/* The parsed answer joins the conversation (a JSON array) as the template reads it back
+ * (ms_chat_parser_message); its tool calls, if any, replace *pending (a JSON array of the
+ * calls still to answer; NULL when there are none). Returns the number of calls. */
+size_t ms_cli_prompt_add_answer(struct json_object *conv, ms_chat_parser *cp, struct json_object **pending);
+
+/* The result of the next pending call becomes a "tool" message (tool_call_id, name,
+ * content). Returns 1 when every call is answered (the model goes on), 0 when more
+ * are pending, -1 when none was pending (nothing added). */
+int ms_cli_prompt_tool_result(struct json_object *conv, struct json_object **pending, const char *result);
 
 #endif

@@ -114,6 +114,13 @@ int jx_getattr(jctx *c, const jnode *at, jval obj, const char *name, jval *out)
                 }
                 return 0;
             }
+            uint32_t f = !strcmp(name, "catch_kwargs") ? NF_KWARGS : !strcmp(name, "catch_varargs") ? NF_VARARGS
+                                                         : !strcmp(name, "caller")                  ? NF_CALLER
+                                                                                                     : 0;
+            if (f) {
+                *out = jv_bool((m->def->flags & f) != 0);
+                return 0;
+            }
             return undef_attr(c, obj, name, out);
         }
         default: break;
