@@ -15,13 +15,8 @@ static char *g_dir;
 static int setup(void **state)
 {
     (void)state;
-    g_dir = mst_tmpdir("cli_tiny");
-    char *out = NULL, *errs = NULL;
-    int rc = mst_run(&out, &errs, "%s synth --preset tiny --out %s", MS_BIN, g_dir);
-    if (rc != 0) fprintf(stderr, "synth failed: %s\n", errs);
-    free(out);
-    free(errs);
-    return rc;
+    g_dir = mst_synth_tiny("cli_tiny");
+    return g_dir ? 0 : -1;
 }
 
 static int teardown(void **state)

@@ -763,12 +763,15 @@ static const struct {
     {"xmlattr", f_xmlattr},
 };
 
-int jx_filter_id(const char *name)
+/* index of name in a table of structs whose first member is the name, -1 if absent */
+static int name_index(const void *table, size_t n, size_t size, const char *name)
 {
-    for (size_t i = 0; i < sizeof filters / sizeof filters[0]; i++)
-        if (!strcmp(filters[i].name, name)) return (int)i;
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(*(const char *const *)((const char *)table + i * size), name)) return (int)i;
     return -1;
 }
+
+int jx_filter_id(const char *name) { return name_index(filters, sizeof filters / sizeof filters[0], sizeof filters[0], name); }
 
 int jx_filter(jctx *c, const jnode *at, int id, jval v, jval *args, uint32_t n, const char **kw, jval *kwv,
               uint32_t nkw, jval *out)
@@ -805,12 +808,7 @@ static const struct {
     {"lessthan", T_LT, 1}, {"<=", T_LE, 1}, {"le", T_LE, 1},
 };
 
-int jx_test_id(const char *name)
-{
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
-        if (!strcmp(tests[i].name, name)) return (int)i;
-    return -1;
-}
+int jx_test_id(const char *name) { return name_index(tests, sizeof tests / sizeof tests[0], sizeof tests[0], name); }
 
 int jx_test(jctx *c, const jnode *at, int idx, jval v, jval *args, uint32_t n, const char **kw, jval *kwv,
             uint32_t nkw, bool *out)
