@@ -66,6 +66,21 @@ char *mst_tmpdir(const char *name)
     return p;
 }
 
+char *mst_synth_tiny(const char *name)
+{
+    char *dir = mst_tmpdir(name), *out = NULL, *errs = NULL;
+    if (!dir) return NULL;
+    int rc = mst_run(&out, &errs, "%s synth --preset tiny --out %s", MS_BIN, dir);
+    if (rc != 0) {
+        fprintf(stderr, "synth failed: %s\n", errs ? errs : "");
+        free(dir);
+        dir = NULL;
+    }
+    free(out);
+    free(errs);
+    return dir;
+}
+
 int mst_run(char **out, char **errout, const char *fmt, ...)
 {
     va_list ap;

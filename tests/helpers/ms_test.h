@@ -36,6 +36,10 @@ char *mst_slurp(const char *path, size_t *len);
 /* True if path exists. */
 bool mst_exists(const char *path);
 
+/* `moestream synth --preset tiny` into the scratch directory MS_TMP_DIR/<name>: its
+ * malloc'd path, NULL (with synth's stderr printed) if synth failed. */
+char *mst_synth_tiny(const char *name);
+
 /* printf into a malloc'd string. */
 char *mst_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
