@@ -30,6 +30,13 @@
 #include "resident.h"
 #include "strbuf.h"
 
+/* One part of a family's KV cache, for `plan` and `inspect` ("window ring", ...). */
+typedef struct ms_kv_part {
+    const char *name;
+    uint64_t bytes;
+} ms_kv_part;
+#define MS_MAX_KV_PARTS 8
+
 typedef struct ms_arch_ops {
     const char *name;
     /* Validate every resident tensor against the config and bind them. */
@@ -47,6 +54,9 @@ typedef struct ms_arch_ops {
      * token (logits[n][vocab]). logits may be NULL (prompt prefix). */
     int (*forward)(const void *weights, void *state, const ms_fwd_env *env, const int *tokens, int n, int pos0,
                    float *logits, bool all_logits, ms_err *err);
+    /* Optional: the KV cache's parts for ctx positions (their bytes add up to
+     * state_bytes' kv_bytes); returns how many (<= MS_MAX_KV_PARTS). */
+    int (*kv_parts)(const ms_config *c, int ctx, bool kv_bf16, ms_kv_part *parts);
 } ms_arch_ops;
 
 typedef struct ms_family {
