@@ -32,7 +32,6 @@
 #include "deepseek_v3.h"
 
 #include <math.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,30 +232,10 @@ static int bind_mat(const ms_model *m, const ms_resident *r, const char *module,
 
 static void yarn_inv_freq(const ms_ds3_config *c, double *inv, float *mscale_out)
 {
-    int d = c->qk_rope_head_dim;
-    double base = c->rope.theta;
+    ms_rope_inv_freq(&c->rope, c->rope.theta, c->qk_rope_head_dim, inv);
     *mscale_out = 1.0f;
-    for (int i = 0; i < d / 2; i++) inv[i] = pow(base, -2.0 * i / d);
-    if (c->rope.type == MS_ROPE_LINEAR) {
-        for (int i = 0; i < d / 2; i++) inv[i] /= c->rope.factor;
-        return;
-    }
-    if (c->rope.type != MS_ROPE_YARN) return;
-    double f = c->rope.factor, L0 = (double)c->rope.orig_max_pos;
-#define CORR(r) ((double)d * log(L0 / (2.0 * M_PI * (r))) / (2.0 * log(base)))
-    double low = floor(CORR(c->rope.beta_fast)), high = ceil(CORR(c->rope.beta_slow));
-#undef CORR
-    if (low < 0) low = 0;
-    if (high > d - 1) high = d - 1;
-    if (low == high) high += 0.001;
-    for (int i = 0; i < d / 2; i++) {
-        double ramp = ((double)i - low) / (high - low);
-        if (ramp < 0) ramp = 0;
-        if (ramp > 1) ramp = 1;
-        double keep = 1.0 - ramp;
-        inv[i] = inv[i] * keep + inv[i] / f * (1.0 - keep);
-    }
-    *mscale_out = (float)(yarn_get_m(f, c->rope.mscale) / yarn_get_m(f, c->rope.mscale_all_dim));
+    if (c->rope.type == MS_ROPE_YARN)
+        *mscale_out = (float)(yarn_get_m(c->rope.factor, c->rope.mscale) / yarn_get_m(c->rope.factor, c->rope.mscale_all_dim));
 }
 
 static void ds3_unbind(void *wp)
@@ -547,7 +526,6 @@ typedef struct attn_task {
     ds3_state *s;
     const ms_kern *kern;
     int layer, n, pos0;
-    _Atomic int next;
 } attn_task;
 
 /* One (token, head): absorbed attention over positions 0..pos. */
@@ -594,23 +572,10 @@ static void attn_one(attn_task *t, int idx, float *tls)
     ms_matvec(&single, &ly->wv[h], olat, s->o + ((size_t)ti * H + h) * w->vd);
 }
 
-static void attn_worker(void *arg, int tid, int nth)
+static void attn_index(void *arg, int idx, int tid)
 {
     attn_task *t = arg;
-    float *tls = t->s->tls + (size_t)tid * t->s->tls_stride;
-    int total = t->n * t->w->H;
-    for (;;) {
-        int idx = atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed);
-        if (idx >= total) break;
-        attn_one(t, idx, tls);
-    }
-    (void)nth;
-}
-
-static void run_tasks(const ms_compute *cp, ms_task_fn fn, void *arg)
-{
-    if (cp->pool) ms_pool_run(cp->pool, fn, arg);
-    else fn(arg, 0, 1);
+    attn_one(t, idx, t->s->tls + (size_t)tid * t->s->tls_stride);
 }
 
 /* h[n][D] += MLA(x[n][D]) at positions pos0.. ; writes the layer's KV cache. */
@@ -664,8 +629,7 @@ static void attention(const ds3_weights *w, const ds3_layer *ly, ds3_state *s, c
     }
     /* 6. attention per (token, head) */
     attn_task task = {.w = w, .ly = ly, .s = s, .kern = cp->kern, .layer = layer, .n = n, .pos0 = pos0};
-    atomic_init(&task.next, 0);
-    run_tasks(cp, attn_worker, &task);
+    ms_pool_for(cp->pool, n * H, attn_index, &task);
     /* 7. output projection, residual */
     linear(cp, &ly->o, s->o, n, s->attn);
     for (size_t i = 0; i < (size_t)n * w->D; i++) s->h[i] += s->attn[i];

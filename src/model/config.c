@@ -98,6 +98,30 @@ int ms_config_parse_rope(const ms_jctx *c, json_object *o, bool scalar_theta, in
     return 0;
 }
 
+void ms_rope_inv_freq(const ms_rope_cfg *r, double base, int dim, double *inv)
+{
+    for (int i = 0; i < dim / 2; i++) inv[i] = pow(base, -2.0 * i / dim);
+    if (r->type == MS_ROPE_LINEAR) {
+        for (int i = 0; i < dim / 2; i++) inv[i] /= r->factor;
+        return;
+    }
+    if (r->type != MS_ROPE_YARN) return;
+    double f = r->factor, L0 = (double)r->orig_max_pos;
+#define CORR(b) ((double)dim * log(L0 / (2.0 * M_PI * (b))) / (2.0 * log(base)))
+    double low = floor(CORR(r->beta_fast)), high = ceil(CORR(r->beta_slow));
+#undef CORR
+    if (low < 0) low = 0;
+    if (high > dim - 1) high = dim - 1;
+    if (low == high) high += 0.001;
+    for (int i = 0; i < dim / 2; i++) {
+        double ramp = ((double)i - low) / (high - low);
+        if (ramp < 0) ramp = 0;
+        if (ramp > 1) ramp = 1;
+        double keep = 1.0 - ramp;
+        inv[i] = inv[i] * keep + inv[i] / f * (1.0 - keep);
+    }
+}
+
 static int parse_eos(const ms_jctx *c, json_object *v, ms_config *cfg)
 {
     cfg->n_eos = 0;

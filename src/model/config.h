@@ -90,6 +90,12 @@ int ms_config_parse_common(const ms_jctx *jc, json_object *o, json_object *root,
  * families with per-layer lists read theta themselves). */
 int ms_config_parse_rope(const ms_jctx *jc, json_object *o, bool scalar_theta, int64_t max_pos, ms_rope_cfg *r);
 
+/* RoPE inverse frequencies inv[dim/2] for base: base^(-2i/dim), divided by
+ * the factor (linear) or blended towards it by the YaRN ramp (DeepSeek's
+ * find_correction_range / linear_ramp_factor); default and llama3 blocks leave
+ * them unscaled (llama3 is its family's). */
+void ms_rope_inv_freq(const ms_rope_cfg *r, double base, int dim, double *inv);
+
 /* Read config.json: path is the file or the model directory holding it;
  * file[flen] receives the file's path (for messages). */
 int ms_config_read(const char *path, char *file, size_t flen, char **text, ms_err *err);

@@ -186,7 +186,5 @@ void dsv4_attention(const dsv4_weights *w, dsv4_state *s, const ms_compute *cp, 
 
 /* Y[n][rows] = X[n][cols] W^T (one matvec when n == 1). */
 void dsv4_linear(const ms_compute *cp, const ms_mat *m, const float *X, int n, float *Y);
-/* Run fn on the pool (or on this thread). */
-void dsv4_run(const ms_compute *cp, ms_task_fn fn, void *arg);
 
 #endif

@@ -25,7 +25,6 @@
  * the entry its own token completes. Every (token, head) is one task with a
  * fixed summation order: results do not depend on threads or chunking. */
 #include <math.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,12 +35,6 @@ void dsv4_linear(const ms_compute *cp, const ms_mat *m, const float *X, int n, f
 {
     if (n == 1) ms_matvec(cp, m, X, Y);
     else ms_matmul(cp, m, X, n, Y);
-}
-
-void dsv4_run(const ms_compute *cp, ms_task_fn fn, void *arg)
-{
-    if (cp->pool) ms_pool_run(cp->pool, fn, arg);
-    else fn(arg, 0, 1);
 }
 
 /* ---- cache rows: f32, or bf16 with --kv bf16 ---- */
@@ -253,7 +246,6 @@ typedef struct attn_task {
     rows ring, pool, chunk;
     int n, pos0, kind;
     float scale;
-    _Atomic int next;
 } attn_task;
 
 static void attn_one(attn_task *t, int idx, float *sc)
@@ -298,17 +290,10 @@ static void attn_one(attn_task *t, int idx, float *sc)
     rope_inverse(o + hd - w->rd, w->rd, cs, sn);
 }
 
-static void attn_worker(void *arg, int tid, int nth)
+static void attn_index(void *arg, int idx, int tid)
 {
     attn_task *t = arg;
-    float *sc = t->s->tls + (size_t)tid * t->s->tls_stride;
-    int total = t->n * t->w->H;
-    for (;;) {
-        int idx = atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed);
-        if (idx >= total) break;
-        attn_one(t, idx, sc);
-    }
-    (void)nth;
+    attn_one(t, idx, t->s->tls + (size_t)tid * t->s->tls_stride);
 }
 
 void dsv4_attention(const dsv4_weights *w, dsv4_state *s, const ms_compute *cp, int l, int n, int pos0)
@@ -346,8 +331,7 @@ void dsv4_attention(const dsv4_weights *w, dsv4_state *s, const ms_compute *cp, 
     /* 4. attention per (token, head) over window + pooled keys, sinks, inverse rope */
     attn_task task = {.w = w, .ly = ly, .s = s, .ring = ring_rows(w, s, l), .pool = pool, .chunk = chunk,
                       .n = n, .pos0 = pos0, .kind = kind, .scale = (float)(1.0 / sqrt((double)hd))};
-    atomic_init(&task.next, 0);
-    dsv4_run(cp, attn_worker, &task);
+    ms_pool_for(cp->pool, n * H, attn_index, &task);
     /* 5. the ring keeps the last W positions */
     for (int t = MS_MAX(0, n - w->W); t < n; t++) {
         size_t slot = (size_t)((pos0 + t) % w->W);

@@ -181,27 +181,6 @@ static int tid2eid(binder *b, const char *name, const int32_t **out)
     return 0;
 }
 
-/* RoPE frequencies: base^(-2i/rd), blended towards /factor by the YaRN ramp
- * (DeepSeek's find_correction_range / linear_ramp_factor). */
-static void inv_freq(const ms_dsv4_config *d, double base, bool yarn, double *inv)
-{
-    int rd = d->rope_dim;
-    for (int i = 0; i < rd / 2; i++) inv[i] = pow(base, -2.0 * i / rd);
-    if (!yarn || d->rope.type != MS_ROPE_YARN) return;
-    double f = d->rope.factor, L0 = (double)d->rope.orig_max_pos;
-#define CORR(r) ((double)rd * log(L0 / (2.0 * M_PI * (r))) / (2.0 * log(base)))
-    double low = floor(CORR(d->rope.beta_fast)), high = ceil(CORR(d->rope.beta_slow));
-#undef CORR
-    if (low < 0) low = 0;
-    if (high > rd - 1) high = rd - 1;
-    if (low == high) high += 0.001;
-    for (int i = 0; i < rd / 2; i++) {
-        double ramp = ((double)i - low) / (high - low);
-        double keep = 1.0 - (ramp < 0 ? 0 : ramp > 1 ? 1 : ramp);
-        inv[i] = inv[i] / f * (1.0 - keep) + inv[i] * keep;
-    }
-}
-
 void dsv4_unbind(void *wp)
 {
     dsv4_weights *w = wp;
@@ -294,8 +273,11 @@ int dsv4_bind(const ms_model *m, const ms_resident *r, void **out, uint64_t *ext
     w->TK = d->index_topk;
     w->E = c->n_routed_experts;
     w->K = c->n_experts_per_tok;
-    inv_freq(d, d->rope.theta, false, w->inv_freq[0]);
-    inv_freq(d, d->compress_rope_theta, true, w->inv_freq[1]);
+    /* RoPE: rope_theta without scaling (ratio-0 layers), compress_rope_theta
+     * with the YaRN block (compressed layers) */
+    ms_rope_cfg plain = {.type = MS_ROPE_DEFAULT, .factor = 1};
+    ms_rope_inv_freq(&plain, d->rope.theta, w->rd, w->inv_freq[0]);
+    ms_rope_inv_freq(&d->rope, d->compress_rope_theta, w->rd, w->inv_freq[1]);
     int rc;
     w->layers = calloc((size_t)c->n_layers, sizeof *w->layers);
     if (!w->layers) {
