@@ -13,90 +13,22 @@
 #include <string.h>
 
 #include "engine.h"
+#include "golden.h"
 #include "ms_test.h"
 
 #define GOLDEN MS_TEST_DATA "/golden/ds3-tiny"
 
-typedef struct golden {
-    int tokens[64];
-    int n, vocab;
-    double *logits; /* [n][vocab] */
-} golden;
+typedef mst_golden golden;
 
-static void load_golden(golden *g)
-{
-    char *text = mst_slurp(GOLDEN "/ref.json", NULL);
-    assert_non_null(text);
-    json_object *r = json_tokener_parse(text);
-    free(text);
-    assert_non_null(r);
-    json_object *tk, *lg, *nv;
-    assert_true(json_object_object_get_ex(r, "tokens", &tk));
-    assert_true(json_object_object_get_ex(r, "logits", &lg));
-    assert_true(json_object_object_get_ex(r, "n_vocab", &nv));
-    g->n = (int)json_object_array_length(tk);
-    g->vocab = json_object_get_int(nv);
-    for (int i = 0; i < g->n; i++) g->tokens[i] = json_object_get_int(json_object_array_get_idx(tk, i));
-    g->logits = malloc(sizeof(double) * (size_t)g->n * g->vocab);
-    for (int p = 0; p < g->n; p++) {
-        json_object *row = json_object_array_get_idx(lg, p);
-        assert_int_equal(json_object_array_length(row), g->vocab);
-        for (int v = 0; v < g->vocab; v++)
-            g->logits[(size_t)p * g->vocab + v] = json_object_get_double(json_object_array_get_idx(row, v));
-    }
-    json_object_put(r);
-}
+static void load_golden(golden *g) { mst_golden_load(GOLDEN, g); }
 
-static int argmax_f(const float *x, int n)
-{
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[b]) b = i;
-    return b;
-}
-
-static int argmax_d(const double *x, int n)
-{
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[b]) b = i;
-    return b;
-}
-
-/* Max of |got - ref| / max(1, |ref|); asserts argmax equality per position. */
-static double compare(const golden *g, const float *lg)
-{
-    double worst = 0;
-    for (int p = 0; p < g->n; p++) {
-        const double *ref = g->logits + (size_t)p * g->vocab;
-        const float *got = lg + (size_t)p * g->vocab;
-        for (int v = 0; v < g->vocab; v++) {
-            double d = fabs((double)got[v] - ref[v]) / fmax(1.0, fabs(ref[v]));
-            if (d > worst) worst = d;
-        }
-        assert_int_equal(argmax_f(got, g->vocab), argmax_d(ref, g->vocab));
-    }
-    return worst;
-}
+static double compare(const golden *g, const float *lg) { return mst_golden_compare(g, lg); }
 
 /* Logits at every position: decode path (batch 1, one token per eval) or prefill (chunks of `batch`). */
 static float *run(const golden *g, int threads, bool force_ref, int batch, bool prefill)
 {
     ms_engine_opts o = {.threads = threads, .force_ref = force_ref, .ctx = 64, .batch = batch};
-    ms_engine *e;
-    ms_err err = {0};
-    int rc = ms_engine_open(GOLDEN, &o, &e, &err);
-    if (rc < 0) fail_msg("%s", err.msg);
-    assert_int_equal(ms_engine_vocab(e), g->vocab);
-    float *lg = malloc(sizeof(float) * (size_t)g->n * g->vocab);
-    if (prefill) {
-        assert_int_equal(ms_engine_eval(e, g->tokens, g->n, lg, true, &err), 0);
-    } else {
-        for (int i = 0; i < g->n; i++)
-            assert_int_equal(ms_engine_eval(e, g->tokens + i, 1, lg + (size_t)i * g->vocab, false, &err), 0);
-    }
-    ms_engine_close(e);
-    return lg;
+    return mst_golden_run(GOLDEN, g, &o, prefill);
 }
 
 static void test_decode_matches_golden(void **state)

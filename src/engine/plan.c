@@ -38,6 +38,7 @@ int ms_plan_make(const ms_model *m, const ms_plan_opts *o, ms_plan *p, ms_err *e
     p->threads = threads;
     p->resident_bytes = m->resident_bytes;
     uint64_t state = arch->state_bytes(c, o->ctx, batch, threads, o->kv_bf16, &p->kv_bytes);
+    if (arch->kv_parts) p->n_kv_parts = arch->kv_parts(c, o->ctx, o->kv_bf16, p->kv_parts);
     p->scratch_bytes = state - p->kv_bytes;
     p->overhead_bytes = MS_PLAN_OVERHEAD;
     uint64_t fixed = p->resident_bytes + state + p->overhead_bytes;
