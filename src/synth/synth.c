@@ -27,13 +27,17 @@
 
 #include "quant.h"
 #include "rng.h"
+#include "synth_impl.h"
 #include "synth_tokenizer.h"
 #include "strbuf.h"
 #include "util.h"
 
 /* ---- presets ---- */
 
-const char *ms_synth_preset_list(void) { return "tiny, demo, gigachat-702b, glm-4.7-flash"; }
+const char *ms_synth_preset_list(void)
+{
+    return "tiny, demo, gigachat-702b, glm-4.7-flash, deepseek-v4-flash, deepseek-v4-tiny";
+}
 
 static void arch_deepseek(ms_synth_arch *a)
 {
@@ -164,6 +168,8 @@ int ms_synth_preset(const char *name, ms_synth_opts *o, ms_err *err)
         a->rope_theta = 1000000.0;
         a->yarn = false;
         a->max_position_embeddings = 202752;
+    } else if (!strcmp(name, "deepseek-v4-flash") || !strcmp(name, "deepseek-v4-tiny")) {
+        synth_dsv4_preset(o, !strcmp(name, "deepseek-v4-tiny"));
     } else {
         return ms_errf(err, EINVAL, "--preset: unknown preset '%s' (expected one of: %s)", name,
                        ms_synth_preset_list());
@@ -180,7 +186,7 @@ int ms_synth_parse_format(const char *s, ms_synth_format *out, ms_err *err)
     return 0;
 }
 
-static const char *const recipe_names[] = {"uniform", "mixed-8-5", "dq4"};
+static const char *const recipe_names[] = {"uniform", "mixed-8-5", "dq4", "mixed-3-6"};
 
 int ms_synth_parse_recipe(const char *s, ms_synth_recipe *out, ms_err *err)
 {
@@ -189,7 +195,8 @@ int ms_synth_parse_recipe(const char *s, ms_synth_recipe *out, ms_err *err)
             *out = (ms_synth_recipe)i;
             return 0;
         }
-    return ms_errf(err, EINVAL, "--recipe: unknown recipe '%s' (expected uniform, mixed-8-5 or dq4)", s ? s : "");
+    return ms_errf(err, EINVAL, "--recipe: unknown recipe '%s' (expected uniform, mixed-8-5, dq4 or mixed-3-6)",
+                   s ? s : "");
 }
 
 const char *ms_synth_recipe_name(ms_synth_recipe r)
@@ -215,7 +222,7 @@ int ms_synth_validate(const ms_synth_opts *o, ms_err *err)
 {
     const ms_synth_arch *a = &o->arch;
     if (o->format != MS_SYNTH_MLX && o->format != MS_SYNTH_HF) return ms_errf(err, EINVAL, "--format: invalid");
-    if ((int)o->recipe < 0 || o->recipe > MS_SYNTH_DQ4) return ms_errf(err, EINVAL, "--recipe: invalid");
+    if ((int)o->recipe < 0 || o->recipe > MS_SYNTH_MIXED_3_6) return ms_errf(err, EINVAL, "--recipe: invalid");
     if (o->format == MS_SYNTH_HF && o->recipe != MS_SYNTH_UNIFORM)
         return ms_errf(err, EINVAL, "--recipe %s: quantization recipes apply to --format mlx only",
                        ms_synth_recipe_name(o->recipe));
@@ -228,6 +235,7 @@ int ms_synth_validate(const ms_synth_opts *o, ms_err *err)
     if (!(o->route_skew >= 0 && o->route_skew <= 100))
         return ms_errf(err, EINVAL, "--route-skew: %g is out of range [0, 100]", o->route_skew);
     if (o->shard_bytes == 0) return ms_errf(err, EINVAL, "--shard-size: must be > 0");
+    if (synth_is_dsv4(a)) return synth_dsv4_validate(o, err);
 
     CHECK_RANGE(a->vocab_size, 512, 1 << 24, "--vocab");
     CHECK_RANGE(a->hidden_size, 1, 1 << 16, "hidden_size");
@@ -274,17 +282,6 @@ int ms_synth_validate(const ms_synth_opts *o, ms_err *err)
 
 /* ---- recipes ---- */
 
-typedef enum role {
-    ROLE_EMBED = 0,
-    ROLE_ATTN,
-    ROLE_DENSE,
-    ROLE_SHARED,
-    ROLE_ROUTED,
-    ROLE_LM_HEAD,
-    ROLE_MTP_PROJ,
-    ROLE_NONE, /* norms, router, router bias: never quantized */
-} role;
-
 static const char *const role_names[] = {"embed", "attn", "dense", "shared", "routed", "lm_head", "mtp_proj"};
 
 static int recipe_bits(const ms_synth_opts *o, role r, int layer, bool is_down)
@@ -299,6 +296,12 @@ static int recipe_bits(const ms_synth_opts *o, role r, int layer, bool is_down)
             return layer % 5 == 0 ? 5 : 4;
         }
         return 8;
+    case MS_SYNTH_MIXED_3_6: {
+        if (r != ROLE_ROUTED && r != ROLE_DENSE && r != ROLE_MTP_PROJ) return 6;
+        int n8 = o->arch.n_layers / 8;
+        bool more = layer < n8 || layer >= 7 * o->arch.n_layers / 8 || (layer - n8) % 3 == 2;
+        return is_down && more ? 6 : 3;
+    }
     }
     return o->bits;
 }
@@ -309,6 +312,7 @@ static int recipe_default_bits(const ms_synth_opts *o)
     switch (o->recipe) {
     case MS_SYNTH_MIXED_8_5: return 5;
     case MS_SYNTH_DQ4: return 4;
+    case MS_SYNTH_MIXED_3_6: return 4; /* mlx_lm's default: --q-bits not given */
     default: return o->bits;
     }
 }
@@ -329,34 +333,6 @@ int ms_synth_module_bits(const ms_synth_opts *o, const char *role_name, int laye
 
 /* ---- inventory ---- */
 
-typedef enum gen_kind { GEN_FLOAT = 0, GEN_QWEIGHT, GEN_QSCALES, GEN_QBIASES, GEN_RBIAS } gen_kind;
-
-typedef struct sgen {
-    uint8_t kind;
-    uint8_t bits;
-    ms_dtype dtype;
-    float mean, std;
-    int layer;
-    uint64_t stream;
-} sgen;
-
-typedef struct qoverride {
-    char *path;
-    int bits;
-} qoverride;
-
-typedef struct build {
-    const ms_synth_opts *o;
-    ms_stw_plan *plan;
-    sgen *gens;
-    int n_gens, cap_gens;
-    qoverride *ov;
-    int n_ov, cap_ov;
-    uint64_t n_params;
-    ms_err *err;
-} build;
-
-#define SALT_SCALES 0x5ca1e5b1a5e5ull
 
 static int push_gen(build *b, const sgen *g)
 {
@@ -387,7 +363,7 @@ static int push_override(build *b, const char *path, int bits)
     return 0;
 }
 
-static int add_tensor(build *b, const char *name, ms_dtype dt, int ndim, const int64_t *shape, const sgen *g)
+int synth_add_tensor(build *b, const char *name, ms_dtype dt, int ndim, const int64_t *shape, const sgen *g)
 {
     int rc = ms_stw_plan_add(b->plan, name, dt, ndim, shape, b->err);
     if (rc < 0) return rc;
@@ -397,7 +373,7 @@ static int add_tensor(build *b, const char *name, ms_dtype dt, int ndim, const i
 }
 
 /* One weight: a float tensor `path.leaf`, or (quantized) path.{weight,scales,biases}. */
-static int add_module(build *b, const char *path, const char *leaf, role r, int layer, bool is_down, int ndim,
+int synth_add_module(build *b, const char *path, const char *leaf, role r, int layer, bool is_down, int ndim,
                       const int64_t *shape, float mean, float std)
 {
     const ms_synth_opts *o = b->o;
@@ -410,36 +386,43 @@ static int add_module(build *b, const char *path, const char *leaf, role r, int 
     if (!bits) {
         snprintf(name, sizeof name, "%s.%s", path, leaf);
         sgen g = {.kind = GEN_FLOAT, .mean = mean, .std = std, .layer = layer, .stream = ms_hash64(name)};
-        return add_tensor(b, name, o->dtype, ndim, shape, &g);
+        return synth_add_tensor(b, name, o->dtype, ndim, shape, &g);
     }
     int64_t qs[MS_STW_MAX_DIMS];
     memcpy(qs, shape, (size_t)ndim * sizeof *qs);
     snprintf(name, sizeof name, "%s.weight", path);
     qs[ndim - 1] = in * bits / 32;
     sgen g = {.kind = GEN_QWEIGHT, .bits = (uint8_t)bits, .std = std, .layer = layer, .stream = ms_hash64(name)};
-    int rc = add_tensor(b, name, MS_DT_U32, ndim, qs, &g);
+    int rc = synth_add_tensor(b, name, MS_DT_U32, ndim, qs, &g);
     if (rc < 0) return rc;
     qs[ndim - 1] = in / o->group_size;
     g.stream = ms_hash64(path) ^ SALT_SCALES; /* shared by scales and biases: biases replay the scales */
     g.kind = GEN_QSCALES;
     snprintf(name, sizeof name, "%s.scales", path);
-    rc = add_tensor(b, name, o->dtype, ndim, qs, &g);
+    rc = synth_add_tensor(b, name, o->dtype, ndim, qs, &g);
     if (rc < 0) return rc;
     g.kind = GEN_QBIASES;
     snprintf(name, sizeof name, "%s.biases", path);
-    rc = add_tensor(b, name, o->dtype, ndim, qs, &g);
+    rc = synth_add_tensor(b, name, o->dtype, ndim, qs, &g);
     if (rc < 0) return rc;
     if (o->recipe != MS_SYNTH_UNIFORM) return push_override(b, path, bits);
     return 0;
 }
 
-static int add_norm(build *b, const char *path, int64_t dim)
+int synth_add_norm(build *b, const char *path, int64_t dim)
 {
-    return add_module(b, path, "weight", ROLE_NONE, -1, false, 1, &dim, 1.0f, 0.02f);
+    return synth_add_module(b, path, "weight", ROLE_NONE, -1, false, 1, &dim, 1.0f, 0.02f);
 }
 
-#define SHAPE2(a, c) ((const int64_t[]){(a), (c)})
-#define SHAPE3(a, c, d) ((const int64_t[]){(a), (c), (d)})
+int synth_add_float(build *b, const char *name, ms_dtype dt, int ndim, const int64_t *shape, float mean, float std)
+{
+    uint64_t numel = 1;
+    for (int i = 0; i < ndim; i++) numel *= (uint64_t)shape[i];
+    b->n_params += numel;
+    sgen g = {.kind = GEN_FLOAT, .mean = mean, .std = std, .layer = -1, .stream = ms_hash64(name)};
+    return synth_add_tensor(b, name, dt, ndim, shape, &g);
+}
+
 
 static int add_layer(build *b, int l)
 {
@@ -460,89 +443,89 @@ static int add_layer(build *b, int l)
     } while (0)
 
     if (mtp) { /* DeepSeek-V3 MTP module (HF names, spec §2.3) around a full decoder layer */
-        TRY(add_module(b, P("embed_tokens"), "weight", ROLE_EMBED, l, false, 2, SHAPE2(a->vocab_size, D), 0, 1.0f));
-        TRY(add_norm(b, P("enorm"), D));
-        TRY(add_norm(b, P("hnorm"), D));
-        TRY(add_module(b, P("eh_proj"), "weight", ROLE_MTP_PROJ, l, false, 2, SHAPE2(D, 2 * D), 0,
+        TRY(synth_add_module(b, P("embed_tokens"), "weight", ROLE_EMBED, l, false, 2, SHAPE2(a->vocab_size, D), 0, 1.0f));
+        TRY(synth_add_norm(b, P("enorm"), D));
+        TRY(synth_add_norm(b, P("hnorm"), D));
+        TRY(synth_add_module(b, P("eh_proj"), "weight", ROLE_MTP_PROJ, l, false, 2, SHAPE2(D, 2 * D), 0,
                        (float)(1.0 / sqrt(2.0 * D))));
     }
-    TRY(add_norm(b, P("input_layernorm"), D));
+    TRY(synth_add_norm(b, P("input_layernorm"), D));
     /* attention (MLA) */
     if (ql > 0) {
-        TRY(add_module(b, P("self_attn.q_a_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(ql, D), 0,
+        TRY(synth_add_module(b, P("self_attn.q_a_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(ql, D), 0,
                        (float)(1.0 / sqrt((double)D))));
-        TRY(add_norm(b, P("self_attn.q_a_layernorm"), ql));
-        TRY(add_module(b, P("self_attn.q_b_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(H * (nope + rope), ql), 0,
+        TRY(synth_add_norm(b, P("self_attn.q_a_layernorm"), ql));
+        TRY(synth_add_module(b, P("self_attn.q_b_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(H * (nope + rope), ql), 0,
                        (float)(1.0 / sqrt((double)ql))));
     } else {
-        TRY(add_module(b, P("self_attn.q_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(H * (nope + rope), D), 0,
+        TRY(synth_add_module(b, P("self_attn.q_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(H * (nope + rope), D), 0,
                        (float)(1.0 / sqrt((double)D))));
     }
-    TRY(add_module(b, P("self_attn.kv_a_proj_with_mqa"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(kvl + rope, D), 0,
+    TRY(synth_add_module(b, P("self_attn.kv_a_proj_with_mqa"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(kvl + rope, D), 0,
                    (float)(1.0 / sqrt((double)D))));
-    TRY(add_norm(b, P("self_attn.kv_a_layernorm"), kvl));
+    TRY(synth_add_norm(b, P("self_attn.kv_a_layernorm"), kvl));
     const float kvb_std = (float)(1.0 / sqrt((double)kvl));
     if (mlx) { /* mlx-lm >= 0.30.6: kv_b_proj split into per-head MultiLinear weights */
-        TRY(add_module(b, P("self_attn.embed_q"), "weight", ROLE_ATTN, l, false, 3, SHAPE3(H, kvl, nope), 0, kvb_std));
-        TRY(add_module(b, P("self_attn.unembed_out"), "weight", ROLE_ATTN, l, false, 3, SHAPE3(H, v, kvl), 0,
+        TRY(synth_add_module(b, P("self_attn.embed_q"), "weight", ROLE_ATTN, l, false, 3, SHAPE3(H, kvl, nope), 0, kvb_std));
+        TRY(synth_add_module(b, P("self_attn.unembed_out"), "weight", ROLE_ATTN, l, false, 3, SHAPE3(H, v, kvl), 0,
                        kvb_std));
     } else {
-        TRY(add_module(b, P("self_attn.kv_b_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(H * (nope + v), kvl), 0,
+        TRY(synth_add_module(b, P("self_attn.kv_b_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(H * (nope + v), kvl), 0,
                        kvb_std));
     }
-    TRY(add_module(b, P("self_attn.o_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(D, H * v), 0,
+    TRY(synth_add_module(b, P("self_attn.o_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(D, H * v), 0,
                    (float)(out_scale / sqrt((double)(H * v)))));
-    TRY(add_norm(b, P("post_attention_layernorm"), D));
+    TRY(synth_add_norm(b, P("post_attention_layernorm"), D));
 
     const float in_std = (float)(1.0 / sqrt((double)D));
     if (!is_moe_layer(a, l)) {
         const int64_t I = a->intermediate_size;
         const float down_std = (float)(out_scale / sqrt((double)I));
-        TRY(add_module(b, P("mlp.gate_proj"), "weight", ROLE_DENSE, l, false, 2, SHAPE2(I, D), 0, in_std));
-        TRY(add_module(b, P("mlp.up_proj"), "weight", ROLE_DENSE, l, false, 2, SHAPE2(I, D), 0, in_std));
-        TRY(add_module(b, P("mlp.down_proj"), "weight", ROLE_DENSE, l, true, 2, SHAPE2(D, I), 0, down_std));
+        TRY(synth_add_module(b, P("mlp.gate_proj"), "weight", ROLE_DENSE, l, false, 2, SHAPE2(I, D), 0, in_std));
+        TRY(synth_add_module(b, P("mlp.up_proj"), "weight", ROLE_DENSE, l, false, 2, SHAPE2(I, D), 0, in_std));
+        TRY(synth_add_module(b, P("mlp.down_proj"), "weight", ROLE_DENSE, l, true, 2, SHAPE2(D, I), 0, down_std));
     } else {
         const int64_t E = a->n_routed_experts, M = a->moe_intermediate_size;
         const float down_std = (float)(out_scale / sqrt((double)M));
         /* router: a bare parameter (never quantized) + f32 correction bias */
-        TRY(add_module(b, P("mlp.gate"), "weight", ROLE_NONE, l, false, 2, SHAPE2(E, D), 0, in_std));
+        TRY(synth_add_module(b, P("mlp.gate"), "weight", ROLE_NONE, l, false, 2, SHAPE2(E, D), 0, in_std));
         {
             snprintf(p, sizeof p, "%s.mlp.gate.e_score_correction_bias", pre);
             sgen g = {.kind = GEN_RBIAS, .layer = l, .stream = ms_hash64(p)};
             b->n_params += (uint64_t)E;
-            TRY(add_tensor(b, p, MS_DT_F32, 1, &E, &g));
+            TRY(synth_add_tensor(b, p, MS_DT_F32, 1, &E, &g));
         }
         if (mlx) { /* stacked SwitchLinear weights */
-            TRY(add_module(b, P("mlp.switch_mlp.gate_proj"), "weight", ROLE_ROUTED, l, false, 3, SHAPE3(E, M, D), 0,
+            TRY(synth_add_module(b, P("mlp.switch_mlp.gate_proj"), "weight", ROLE_ROUTED, l, false, 3, SHAPE3(E, M, D), 0,
                            in_std));
-            TRY(add_module(b, P("mlp.switch_mlp.up_proj"), "weight", ROLE_ROUTED, l, false, 3, SHAPE3(E, M, D), 0,
+            TRY(synth_add_module(b, P("mlp.switch_mlp.up_proj"), "weight", ROLE_ROUTED, l, false, 3, SHAPE3(E, M, D), 0,
                            in_std));
-            TRY(add_module(b, P("mlp.switch_mlp.down_proj"), "weight", ROLE_ROUTED, l, true, 3, SHAPE3(E, D, M), 0,
+            TRY(synth_add_module(b, P("mlp.switch_mlp.down_proj"), "weight", ROLE_ROUTED, l, true, 3, SHAPE3(E, D, M), 0,
                            down_std));
         } else { /* one tensor per expert and projection */
             for (int e = 0; e < E; e++) {
                 char q[192];
                 snprintf(q, sizeof q, "%s.mlp.experts.%d.gate_proj", pre, e);
-                TRY(add_module(b, q, "weight", ROLE_ROUTED, l, false, 2, SHAPE2(M, D), 0, in_std));
+                TRY(synth_add_module(b, q, "weight", ROLE_ROUTED, l, false, 2, SHAPE2(M, D), 0, in_std));
                 snprintf(q, sizeof q, "%s.mlp.experts.%d.up_proj", pre, e);
-                TRY(add_module(b, q, "weight", ROLE_ROUTED, l, false, 2, SHAPE2(M, D), 0, in_std));
+                TRY(synth_add_module(b, q, "weight", ROLE_ROUTED, l, false, 2, SHAPE2(M, D), 0, in_std));
                 snprintf(q, sizeof q, "%s.mlp.experts.%d.down_proj", pre, e);
-                TRY(add_module(b, q, "weight", ROLE_ROUTED, l, true, 2, SHAPE2(D, M), 0, down_std));
+                TRY(synth_add_module(b, q, "weight", ROLE_ROUTED, l, true, 2, SHAPE2(D, M), 0, down_std));
             }
         }
         if (a->n_shared_experts > 0) {
             const int64_t S = (int64_t)a->n_shared_experts * M;
-            TRY(add_module(b, P("mlp.shared_experts.gate_proj"), "weight", ROLE_SHARED, l, false, 2, SHAPE2(S, D), 0,
+            TRY(synth_add_module(b, P("mlp.shared_experts.gate_proj"), "weight", ROLE_SHARED, l, false, 2, SHAPE2(S, D), 0,
                            in_std));
-            TRY(add_module(b, P("mlp.shared_experts.up_proj"), "weight", ROLE_SHARED, l, false, 2, SHAPE2(S, D), 0,
+            TRY(synth_add_module(b, P("mlp.shared_experts.up_proj"), "weight", ROLE_SHARED, l, false, 2, SHAPE2(S, D), 0,
                            in_std));
-            TRY(add_module(b, P("mlp.shared_experts.down_proj"), "weight", ROLE_SHARED, l, true, 2, SHAPE2(D, S), 0,
+            TRY(synth_add_module(b, P("mlp.shared_experts.down_proj"), "weight", ROLE_SHARED, l, true, 2, SHAPE2(D, S), 0,
                            (float)(out_scale / sqrt((double)S))));
         }
     }
     if (mtp) {
-        TRY(add_norm(b, P("shared_head.norm"), D));
-        TRY(add_module(b, P("shared_head.head"), "weight", ROLE_LM_HEAD, l, false, 2, SHAPE2(a->vocab_size, D), 0,
+        TRY(synth_add_norm(b, P("shared_head.norm"), D));
+        TRY(synth_add_module(b, P("shared_head.head"), "weight", ROLE_LM_HEAD, l, false, 2, SHAPE2(a->vocab_size, D), 0,
                        in_std));
     }
 #undef P
@@ -568,14 +551,19 @@ static int build_inventory(const ms_synth_opts *o, ms_stw_plan *plan, build *b, 
     plan->sort_header_keys = o->format == MS_SYNTH_MLX; /* mx.save_safetensors' JSON object is sorted */
     int rc = ms_stw_plan_meta(plan, "format", o->format == MS_SYNTH_MLX ? "mlx" : "pt", err);
     const int64_t D = a->hidden_size;
+    if (rc == 0 && synth_is_dsv4(a)) {
+        rc = synth_dsv4_inventory(b);
+        goto done;
+    }
     if (rc == 0)
-        rc = add_module(b, "model.embed_tokens", "weight", ROLE_EMBED, -1, false, 2, SHAPE2(a->vocab_size, D), 0,
+        rc = synth_add_module(b, "model.embed_tokens", "weight", ROLE_EMBED, -1, false, 2, SHAPE2(a->vocab_size, D), 0,
                         1.0f);
     for (int l = 0; rc == 0 && l < a->n_layers + a->n_mtp; l++) rc = add_layer(b, l);
-    if (rc == 0) rc = add_norm(b, "model.norm", D);
+    if (rc == 0) rc = synth_add_norm(b, "model.norm", D);
     if (rc == 0)
-        rc = add_module(b, "lm_head", "weight", ROLE_LM_HEAD, -1, false, 2, SHAPE2(a->vocab_size, D), 0,
+        rc = synth_add_module(b, "lm_head", "weight", ROLE_LM_HEAD, -1, false, 2, SHAPE2(a->vocab_size, D), 0,
                         (float)(1.0 / sqrt((double)D)));
+done:
     if (rc == 0) rc = ms_stw_plan_finish(plan, err);
     if (rc < 0) {
         build_free(b);
@@ -612,7 +600,7 @@ typedef struct fill_ctx {
     int cur;              /* tensor being generated */
     uint64_t next_off;    /* expected next offset in it */
     ms_rng rng;
-    float *rbias;         /* router bias of the current tensor */
+    void *whole;          /* a tensor generated whole at offset 0 (router bias, tid2eid) */
 } fill_ctx;
 
 /* Store v as dtype dt at dst[i]; return the value actually stored. */
@@ -705,11 +693,12 @@ static int gen_fill(void *vctx, int tensor, uint64_t offset, void *dst, size_t l
     if (offset == 0) {
         c->cur = tensor;
         ms_rng_seed(&c->rng, c->o->seed, g->stream);
-        if (g->kind == GEN_RBIAS) {
-            free(c->rbias);
-            c->rbias = malloc((size_t)t->shape[0] * sizeof(float) + 1); /* [E] f32 */
-            if (!c->rbias) return ms_errf(err, ENOMEM, "out of memory");
-            int rc = router_bias(c, g, c->rbias, (int)t->shape[0], err);
+        if (g->kind == GEN_RBIAS || g->kind == GEN_TID2EID) {
+            free(c->whole);
+            c->whole = malloc(t->nbytes + 1);
+            if (!c->whole) return ms_errf(err, ENOMEM, "out of memory");
+            int rc = g->kind == GEN_RBIAS ? router_bias(c, g, c->whole, (int)t->shape[0], err)
+                                          : synth_tid2eid(&c->rng, t->shape[0], t->shape[1], g->arg, c->whole, err);
             if (rc < 0) return rc;
         }
     } else if (tensor != c->cur || offset != c->next_off) {
@@ -729,7 +718,8 @@ static int gen_fill(void *vctx, int tensor, uint64_t offset, void *dst, size_t l
         }
         return 0;
     case GEN_RBIAS:
-        memcpy(out, (const uint8_t *)c->rbias + offset, len);
+    case GEN_TID2EID:
+        memcpy(out, (const uint8_t *)c->whole + offset, len);
         return 0;
     default: break;
     }
@@ -874,11 +864,10 @@ static struct json_object *qparams_obj(int gs, int bits)
     return q;
 }
 
-static int config_json(const ms_synth_opts *o, const build *b, char **out, ms_err *err)
+/* The DeepSeek-V3-family keys (deepseek_v3, glm4_moe_lite) into c. */
+static void ds3_config_keys(const ms_synth_opts *o, struct json_object *c)
 {
     const ms_synth_arch *a = &o->arch;
-    struct json_object *c = json_object_new_object();
-    if (!c) return ms_errf(err, ENOMEM, "out of memory");
 #define ADD(k, v) json_object_object_add(c, k, v)
 #define I(x) json_object_new_int(x)
 #define F(x) json_object_new_double(x)
@@ -938,6 +927,20 @@ static int config_json(const ms_synth_opts *o, const build *b, char **out, ms_er
     ADD("use_cache", B(1));
     ADD("v_head_dim", I(a->v_head_dim));
     ADD("vocab_size", I(a->vocab_size));
+#undef I
+#undef F
+#undef B
+#undef S
+#undef ADD
+}
+
+static int config_json(const ms_synth_opts *o, const build *b, char **out, ms_err *err)
+{
+    struct json_object *c = json_object_new_object();
+    if (!c) return ms_errf(err, ENOMEM, "out of memory");
+    if (synth_is_dsv4(&o->arch)) synth_dsv4_config(o, c);
+    else ds3_config_keys(o, c);
+#define ADD(k, v) json_object_object_add(c, k, v)
     if (o->format == MS_SYNTH_MLX) {
         /* mlx_lm quantize_model: defaults, then one dict per module the recipe
          * predicate decided (none for a uniform run); the same dict twice. */
@@ -949,10 +952,6 @@ static int config_json(const ms_synth_opts *o, const build *b, char **out, ms_er
         }
     }
 #undef ADD
-#undef I
-#undef F
-#undef B
-#undef S
     ms_strbuf jb = {0};
     bool mlx = o->format == MS_SYNTH_MLX;
     /* mlx_lm save_config sorts the top level only (indent 4, no newline);
@@ -1076,7 +1075,7 @@ int ms_synth_write(const char *dir, const ms_synth_opts *o, ms_synth_result *res
         };
         fill_ctx fc = {.o = o, .plan = &plan, .gens = b.gens, .cur = -1};
         rc = ms_stw_write_all(&plan, dir, &wo, gen_fill, &fc, err);
-        free(fc.rbias);
+        free(fc.whole);
         if (rc == 0 && (o->format == MS_SYNTH_MLX || plan.n_shards > 1)) {
             /* mlx_lm always writes the index (with total_parameters); transformers only when sharded */
             ms_stw_index_opts io = {.indent = o->format == MS_SYNTH_MLX ? 4 : 2,

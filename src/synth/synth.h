@@ -42,6 +42,9 @@ typedef enum ms_synth_recipe {
     MS_SYNTH_UNIFORM = 0, /* every quantizable module at `bits` */
     MS_SYNTH_MIXED_8_5,   /* 8-bit everything, 5-bit routed experts (GLM-4.7-Flash "8/5" card) */
     MS_SYNTH_DQ4,         /* 8-bit backbone, 4-bit experts, down_proj 6-bit (layers < 5) / 5-bit (every 5th) */
+    MS_SYNTH_MIXED_3_6,   /* DeepSeek-V4-Flash-MLX-Q3-mixed (its converter's mixed_3_6): 3-bit routed experts with
+                             down_proj 6-bit in layers < N/8, >= 7N/8 or (l - N/8) % 3 == 2; everything else
+                             6-bit; top-level bits 4 */
 } ms_synth_recipe;
 
 /* The architecture numbers (deepseek_v3 family), written to config.json. */
@@ -71,6 +74,15 @@ typedef struct ms_synth_arch {
     int max_position_embeddings;
     int bos_token_id, eos_token_id;
     int n_mtp;                   /* num_nextn_predict_layers: MTP layers at index n_layers.. */
+    /* deepseek_v4 only (model_type "deepseek_v4"; every layer is MoE) */
+    struct {
+        int head_dim, rope_dim, o_groups, o_lora_rank, window;
+        int index_heads, index_dim, index_topk;
+        int hc_mult, hc_iters, n_hash_layers;
+        int first_compressed;    /* compress_ratios: 0 below this layer, then 4, plain, 4, plain, ... */
+        int plain_ratio;         /* the plain-pooling ratio (128 in the published config) */
+        double swiglu_limit, compress_rope_theta;
+    } v4;
 } ms_synth_arch;
 
 typedef struct ms_synth_opts {
@@ -102,7 +114,8 @@ typedef struct ms_synth_result {
 const char *ms_synth_preset_list(void);
 
 /* Fill opts with the defaults of a preset ("tiny", "demo", "gigachat-702b",
- * "glm-4.7-flash"); -EINVAL (message lists the presets) for an unknown name. */
+ * "glm-4.7-flash", "deepseek-v4-flash", "deepseek-v4-tiny"); -EINVAL (message
+ * lists the presets) for an unknown name. */
 int ms_synth_preset(const char *name, ms_synth_opts *opts, ms_err *err);
 
 int ms_synth_parse_format(const char *s, ms_synth_format *out, ms_err *err);
