@@ -77,14 +77,20 @@ static inline float dot_row(const float *q, const void *k, int n, bool bf16)
     return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
 }
 
-static inline void axpy_row(float *o, float a, const void *v, int n, bool bf16)
+/* o += a * v (8 lanes, so that the compiler vectorizes it). */
+static inline void axpy_row(float *restrict o, float a, const void *restrict v, int n, bool bf16)
 {
+    int i = 0;
     if (!bf16) {
-        const float *f = v;
-        for (int i = 0; i < n; i++) o[i] += a * f[i];
+        const float *restrict f = v;
+        for (; i + 8 <= n; i += 8)
+            for (int j = 0; j < 8; j++) o[i + j] += a * f[i + j];
+        for (; i < n; i++) o[i] += a * f[i];
     } else {
-        const uint16_t *h = v;
-        for (int i = 0; i < n; i++) o[i] += a * ms_bf16_to_f32(h[i]);
+        const uint16_t *restrict h = v;
+        for (; i + 8 <= n; i += 8)
+            for (int j = 0; j < 8; j++) o[i + j] += a * ms_bf16_to_f32(h[i + j]);
+        for (; i < n; i++) o[i] += a * ms_bf16_to_f32(h[i]);
     }
 }
 

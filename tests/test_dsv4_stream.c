@@ -1,0 +1,297 @@
+/* test_dsv4_stream.c - the DeepSeek-V4 family through every engine feature, on
+ * a generated model (synth --preset deepseek-v4-tiny: ratios 0,4,32,4,32,
+ * window 32, indexer top-16, 2 hash-routed layers, mixed 3/6-bit g128):
+ *   - decode logits over 90 positions (windows wrap, every compressor pools,
+ *     the indexer drops entries) bit-identical for the minimum budget (which
+ *     really streams), larger budgets, uring / pread / mmap / resident, 1-3
+ *     threads, several eviction policies and next-layer prefetch; the
+ *     prefetch predictions of hash-routed layers are exact;
+ *   - greedy tokens from `run` identical across budgets, backends, threads
+ *     and prefill chunk sizes;
+ *   - a trace recorded by `run` replays in `simulate` to the runtime's hits;
+ *   - a 32768-token context: the plan's cache bytes follow the config, the
+ *     engine runs it under a streaming budget, and two prefill chunkings agree
+ *     on the last positions. */
+#include <json-c/json.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "expert_cache.h"
+#include "ms_test.h"
+#include "plan.h"
+#include "synth.h"
+
+static char *g_model;
+#define NT 90
+static int g_tokens[NT];
+
+static int setup(void **state)
+{
+    (void)state;
+    g_model = mst_tmpdir("dsv4_stream_model");
+    ms_synth_opts o;
+    ms_err err = {0};
+    if (ms_synth_preset("deepseek-v4-tiny", &o, &err) < 0) return -1;
+    o.seed = 4;
+    if (ms_synth_write(g_model, &o, NULL, &err) < 0) {
+        fprintf(stderr, "synth: %s\n", err.msg);
+        return -1;
+    }
+    for (int i = 0; i < NT; i++) g_tokens[i] = (i * 131 + 7) % 512;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    free(g_model);
+    return 0;
+}
+
+static uint64_t min_budget(const char *dir, int ctx, int batch, int threads)
+{
+    ms_model m;
+    ms_err err = {0};
+    assert_int_equal(ms_model_open(dir, &m, &err), 0);
+    ms_plan p;
+    assert_int_equal(ms_plan_compute(&m, 1ull << 40, ctx, batch, threads, &p, &err), 0);
+    ms_model_close(&m);
+    return p.min_budget;
+}
+
+typedef struct run_opts {
+    const char *io, *policy, *prefetch;
+    uint64_t ram;
+    int threads;
+} run_opts;
+
+/* Decode logits [NT][vocab]; cache and prediction counters when asked. */
+static float *run_logits(const run_opts *r, ms_cache_stats *cs, ms_pred_stats *pred)
+{
+    ms_engine_opts o = {.ram = r->ram, .io = r->io, .threads = r->threads, .ctx = 128, .batch = 1,
+                        .policy = r->policy, .prefetch = r->prefetch};
+    ms_engine *e;
+    ms_err err = {0};
+    if (ms_engine_open(g_model, &o, &e, &err) < 0) fail_msg("engine (%s): %s", r->io, err.msg);
+    int V = ms_engine_vocab(e);
+    float *lg = malloc(sizeof(float) * (size_t)V * NT);
+    for (int i = 0; i < NT; i++)
+        if (ms_engine_eval(e, g_tokens + i, 1, lg + (size_t)i * V, false, &err) < 0) fail_msg("eval: %s", err.msg);
+    if (cs) {
+        memset(cs, 0, sizeof *cs);
+        if (e->cache) ms_cache_get_stats(e->cache, cs);
+    }
+    if (pred) *pred = e->pred;
+    ms_engine_close(e);
+    return lg;
+}
+
+static void test_bit_identical(void **state)
+{
+    (void)state;
+    size_t bytes = sizeof(float) * 512 * NT;
+    float *ref = run_logits(&(run_opts){"resident", NULL, NULL, 1ull << 30, 2}, NULL, NULL);
+    for (size_t i = 0; i < bytes / sizeof(float); i++) assert_true(isfinite(ref[i]));
+    uint64_t lo = min_budget(g_model, 128, 1, 2);
+    ms_cache_stats cs;
+    float *a = run_logits(&(run_opts){"uring", NULL, NULL, lo, 2}, &cs, NULL);
+    assert_memory_equal(a, ref, bytes);
+    print_message("min budget: %lld slots, %llu hits / %llu accesses, %llu evictions\n", (long long)cs.slots,
+                  (unsigned long long)cs.hits, (unsigned long long)cs.accesses, (unsigned long long)cs.evictions);
+    assert_true(cs.misses > 0 && cs.evictions > 0);
+    free(a);
+    const char *ios[] = {"uring", "pread", "mmap"};
+    uint64_t rams[] = {lo, lo + (1u << 20), 1ull << 30};
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) {
+            float *b = run_logits(&(run_opts){ios[i], NULL, NULL, rams[j], 1 + (i + j) % 3}, NULL, NULL);
+            if (memcmp(b, ref, bytes)) fail_msg("io %s ram %llu differs", ios[i], (unsigned long long)rams[j]);
+            free(b);
+        }
+    const char *pols[] = {"lru", "lfu", "next-use", "2q"};
+    for (int i = 0; i < 4; i++) {
+        float *b = run_logits(&(run_opts){"uring", pols[i], NULL, lo, 2}, NULL, NULL);
+        if (memcmp(b, ref, bytes)) fail_msg("policy %s differs", pols[i]);
+        free(b);
+    }
+    /* next-layer prefetch: same output; layer 1 routes by token, so its
+     * predictions (made during layer 0) are all right */
+    ms_pred_stats pred;
+    float *b = run_logits(&(run_opts){"uring", NULL, "next-layer", lo + (1u << 20), 2}, &cs, &pred);
+    assert_memory_equal(b, ref, bytes);
+    print_message("prefetch: %llu issued, %llu used; predictions %llu of %llu right\n",
+                  (unsigned long long)cs.prefetch_issued, (unsigned long long)cs.prefetch_used,
+                  (unsigned long long)pred.correct, (unsigned long long)pred.predicted);
+    assert_true(cs.prefetch_issued > 0);
+    assert_true(pred.predicted == (uint64_t)4 * 4 * (NT - 1) || pred.predicted == (uint64_t)4 * 4 * NT);
+    assert_true(pred.correct >= pred.predicted / 4); /* layer 1's quarter, at least */
+    free(b);
+    free(ref);
+}
+
+static char *token_list(const int *t, int n)
+{
+    size_t cap = (size_t)n * 8 + 1, len = 0;
+    char *s = malloc(cap);
+    s[0] = 0;
+    for (int i = 0; i < n; i++) len += (size_t)snprintf(s + len, cap - len, "%s%d", i ? "," : "", t[i]);
+    return s;
+}
+
+static void test_greedy_tokens(void **state)
+{
+    (void)state;
+    char *toks = token_list(g_tokens, 70);
+    uint64_t lo = min_budget(g_model, 128, 16, 2);
+    char *ref = NULL;
+    assert_int_equal(mst_run(&ref, NULL, "%s run --model %s --tokens %s -n 20 --temp 0 --ctx 128 --batch 1 --threads 1 "
+                                         "--io resident --quiet", MS_BIN, g_model, toks), 0);
+    print_message("greedy: %s", ref);
+    struct {
+        const char *io;
+        uint64_t ram;
+        int threads, batch;
+    } v[] = {{"uring", lo, 2, 16}, {"pread", lo + (2u << 20), 1, 7}, {"mmap", 1ull << 30, 2, 70}, {"uring", 1ull << 30, 3, 5}};
+    for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
+        char *out = NULL, *errs = NULL;
+        int rc = mst_run(&out, &errs, "%s run --model %s --tokens %s -n 20 --temp 0 --ctx 128 --batch %d --threads %d "
+                                      "--io %s --ram %llu --quiet", MS_BIN, g_model, toks, v[i].batch, v[i].threads,
+                         v[i].io, (unsigned long long)v[i].ram);
+        if (rc) fail_msg("%s", errs);
+        assert_string_equal(out, ref);
+        free(out);
+        free(errs);
+    }
+    free(ref);
+    free(toks);
+}
+
+static int64_t jint(json_object *o, const char *k)
+{
+    json_object *v;
+    if (!json_object_object_get_ex(o, k, &v)) fail_msg("missing %s", k);
+    return json_object_get_int64(v);
+}
+
+/* The simulator models one expert size (slot table); the mixed recipe gives
+ * two (6-bit down_proj layers), so this model is uniform 4-bit. */
+static void test_trace_replay(void **state)
+{
+    (void)state;
+    char *dir = mst_tmpdir("dsv4_trace"), *model = mst_tmpdir("dsv4_trace_model"), *toks = token_list(g_tokens, 40);
+    ms_synth_opts o;
+    ms_err err = {0};
+    assert_int_equal(ms_synth_preset("deepseek-v4-tiny", &o, &err), 0);
+    o.recipe = MS_SYNTH_UNIFORM;
+    o.bits = 4;
+    o.seed = 6;
+    if (ms_synth_write(model, &o, NULL, &err) < 0) fail_msg("synth: %s", err.msg);
+    for (int batch = 1; batch <= 16; batch += 15) {
+        uint64_t ram = min_budget(model, 128, batch, 2) + (2u << 20);
+        int rc = mst_run(NULL, NULL, "%s run --model %s --tokens %s -n 16 --temp 0.8 --seed 2 --batch %d --ctx 128 "
+                                     "--threads 2 --ram %llu --policy lru --trace %s/t.jsonl --stats-json %s/s.json --quiet",
+                         MS_BIN, model, toks, batch, (unsigned long long)ram, dir, dir);
+        assert_int_equal(rc, 0);
+        char *sp = mst_fmt("%s/s.json", dir), *txt = mst_slurp(sp, NULL);
+        json_object *st = json_tokener_parse(txt);
+        char *out = NULL;
+        rc = mst_run(&out, NULL, "%s simulate --trace %s/t.jsonl --slots %lld --policy lru --json", MS_BIN, dir,
+                     (long long)jint(st, "cache_slots"));
+        assert_int_equal(rc, 0);
+        json_object *sim = json_tokener_parse(out), *row = json_object_array_get_idx(sim, 0);
+        print_message("batch %d: runtime %lld/%lld hits, simulator %lld/%lld\n", batch, (long long)jint(st, "hits"),
+                      (long long)jint(st, "accesses"), (long long)jint(row, "hits"), (long long)jint(row, "accesses"));
+        assert_int_equal(jint(row, "accesses"), jint(st, "accesses"));
+        assert_int_equal(jint(row, "hits"), jint(st, "hits"));
+        assert_true(jint(st, "hits") < jint(st, "accesses"));
+        json_object_put(sim);
+        json_object_put(st);
+        free(out);
+        free(txt);
+        free(sp);
+    }
+    free(toks);
+    free(model);
+    free(dir);
+}
+
+/* 32768 positions on a model shaped like the real one (window 128, ratio 128,
+ * an indexer that keeps 16 of up to 8192 entries), small enough to run. */
+static void test_long_context(void **state)
+{
+    (void)state;
+    enum { CTX = 32768 };
+    char *dir = mst_tmpdir("dsv4_long");
+    ms_synth_opts o;
+    ms_err err = {0};
+    assert_int_equal(ms_synth_preset("deepseek-v4-tiny", &o, &err), 0);
+    o.arch.n_layers = 4; /* ratios 0, 4, 128, 4 */
+    o.arch.v4.plain_ratio = 128;
+    o.arch.v4.window = 128;
+    o.arch.v4.index_heads = 1;
+    o.arch.v4.index_dim = 32;
+    o.arch.v4.rope_dim = 16;
+    o.seed = 8;
+    if (ms_synth_write(dir, &o, NULL, &err) < 0) fail_msg("synth: %s", err.msg);
+    /* the budget arithmetic: caches for 32768 positions, by hand */
+    ms_model m;
+    assert_int_equal(ms_model_open(dir, &m, &err), 0);
+    ms_plan p;
+    assert_int_equal(ms_plan_compute(&m, 1ull << 40, CTX, 512, 2, &p, &err), 0);
+    uint64_t want = 4 * 128 * 128 * 4                   /* rings */
+                    + (2 * CTX / 4 + CTX / 128) * 128 * 4 /* pooled entries */
+                    + 2 * CTX / 4 * 32 * 4                /* index keys */
+                    + (2 * (2 * 8 * 256 + 2 * 8 * 64) + 2 * 128 * 128) * 4; /* open windows */
+    assert_int_equal(p.kv_bytes, want);
+    uint64_t budget = p.min_budget + (1u << 20);
+    print_message("ctx %d: KV %llu bytes, minimum --ram %llu\n", CTX, (unsigned long long)p.kv_bytes,
+                  (unsigned long long)p.min_budget);
+    ms_model_close(&m);
+    int *toks = malloc(CTX * sizeof *toks);
+    for (int i = 0; i < CTX; i++) toks[i] = (int)((i * 2654435761u) >> 7) % 509 + 3;
+    /* A: streaming at the minimum budget, chunks of 512, the last 2 positions decoded */
+    float *la = malloc(2 * 512 * sizeof(float)), *lb = malloc(2 * 512 * sizeof(float));
+    ms_engine_opts oa = {.ram = budget, .io = "uring", .threads = 2, .ctx = CTX, .batch = 512};
+    ms_engine *e;
+    if (ms_engine_open(dir, &oa, &e, &err) < 0) fail_msg("%s", err.msg);
+    assert_int_equal(ms_engine_eval(e, toks, CTX - 2, NULL, false, &err), 0);
+    for (int i = 0; i < 2; i++) assert_int_equal(ms_engine_eval(e, toks + CTX - 2 + i, 1, la + i * 512, false, &err), 0);
+    ms_cache_stats cs;
+    ms_cache_get_stats(e->cache, &cs);
+    print_message("A: prefill %.1f tok/s, %llu expert reads\n", e->stats.prefill_tokens / e->stats.prefill_s,
+                  (unsigned long long)cs.expert_reads);
+    assert_true(cs.evictions > 0);
+    ms_engine_close(e);
+    /* B: everything resident, chunks of 1000 (boundaries inside pooling windows), last chunk ends at CTX */
+    ms_engine_opts ob = {.io = "resident", .threads = 2, .ctx = CTX, .batch = 1000};
+    if (ms_engine_open(dir, &ob, &e, &err) < 0) fail_msg("%s", err.msg);
+    assert_int_equal(ms_engine_eval(e, toks, CTX - 2, NULL, false, &err), 0);
+    assert_int_equal(ms_engine_eval(e, toks + CTX - 2, 2, lb, true, &err), 0);
+    assert_true(ms_engine_eval(e, toks, 1, NULL, false, &err) < 0); /* full */
+    ms_engine_close(e);
+    double worst = 0;
+    for (int i = 0; i < 2 * 512; i++) {
+        assert_true(isfinite(la[i]));
+        worst = fmax(worst, fabs(la[i] - lb[i]) / fmax(1.0, fabs(lb[i])));
+    }
+    print_message("32k context: decode vs prefill max rel difference %.3g\n", worst);
+    assert_true(worst < 1e-4);
+    free(la);
+    free(lb);
+    free(toks);
+    free(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bit_identical),
+        cmocka_unit_test(test_greedy_tokens),
+        cmocka_unit_test(test_trace_replay),
+        cmocka_unit_test(test_long_context),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
