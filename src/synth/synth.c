@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "json.h"
 #include "quant.h"
 #include "rng.h"
 #include "synth_impl.h"
@@ -758,103 +759,6 @@ static int gen_fill(void *vctx, int tensor, uint64_t offset, void *dst, size_t l
 
 /* ---- config.json ---- */
 
-/* Python repr() of a float: the shortest round-tripping digits, fixed notation
- * for exponents in [-4, 16), always with a '.' or an exponent. */
-static void fmt_double(double v, char *buf, size_t len)
-{
-    if (!isfinite(v)) {
-        snprintf(buf, len, v != v ? "NaN" : (v > 0 ? "Infinity" : "-Infinity"));
-        return;
-    }
-    if (v == 0) {
-        snprintf(buf, len, signbit(v) ? "-0.0" : "0.0");
-        return;
-    }
-    char e[64];
-    int p;
-    for (p = 1; p <= 17; p++) {
-        snprintf(e, sizeof e, "%.*e", p - 1, v);
-        if (strtod(e, NULL) == v) break;
-    }
-    int x = atoi(strchr(e, 'e') + 1);
-    if (x >= -4 && x < 16) {
-        int dec = p - 1 - x;
-        if (dec < 1) dec = 1;
-        snprintf(buf, len, "%.*f", dec, v);
-    } else {
-        snprintf(buf, len, "%s", e);
-    }
-}
-
-static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
-
-/* json.dump(obj, indent=indent[, sort_keys]) of a json-c tree. sort_depth:
- * objects at nesting depth < sort_depth get sorted keys. */
-static void jb_value(ms_strbuf *b, struct json_object *v, int indent, int level, int sort_depth)
-{
-    char tmp[64];
-    switch (json_object_get_type(v)) {
-    case json_type_null: ms_sb_puts(b, "null"); break;
-    case json_type_boolean: ms_sb_puts(b, json_object_get_boolean(v) ? "true" : "false"); break;
-    case json_type_int:
-        snprintf(tmp, sizeof tmp, "%" PRId64, json_object_get_int64(v));
-        ms_sb_puts(b, tmp);
-        break;
-    case json_type_double:
-        fmt_double(json_object_get_double(v), tmp, sizeof tmp);
-        ms_sb_puts(b, tmp);
-        break;
-    case json_type_string: ms_sb_json_str(b, json_object_get_string(v), (size_t)json_object_get_string_len(v)); break;
-    case json_type_array: {
-        size_t n = json_object_array_length(v);
-        if (n == 0) {
-            ms_sb_puts(b, "[]");
-            break;
-        }
-        ms_sb_putn(b, "[", 1);
-        for (size_t i = 0; i < n; i++) {
-            if (i) ms_sb_putn(b, ",", 1);
-            ms_sb_newline(b, indent, level + 1);
-            jb_value(b, json_object_array_get_idx(v, i), indent, level + 1, sort_depth);
-        }
-        ms_sb_newline(b, indent, level);
-        ms_sb_putn(b, "]", 1);
-        break;
-    }
-    case json_type_object: {
-        int n = json_object_object_length(v);
-        if (n == 0) {
-            ms_sb_puts(b, "{}");
-            break;
-        }
-        const char **keys = malloc((size_t)n * sizeof *keys);
-        if (!keys) {
-            b->oom = true;
-            return;
-        }
-        int k = 0;
-        json_object_object_foreach(v, key, val)
-        {
-            (void)val;
-            keys[k++] = key;
-        }
-        if (level < sort_depth) qsort(keys, (size_t)n, sizeof *keys, cmp_str);
-        ms_sb_putn(b, "{", 1);
-        for (int i = 0; i < n; i++) {
-            if (i) ms_sb_putn(b, ",", 1);
-            ms_sb_newline(b, indent, level + 1);
-            ms_sb_json_str(b, keys[i], strlen(keys[i]));
-            ms_sb_puts(b, ": ");
-            jb_value(b, json_object_object_get(v, keys[i]), indent, level + 1, sort_depth);
-        }
-        ms_sb_newline(b, indent, level);
-        ms_sb_putn(b, "}", 1);
-        free(keys);
-        break;
-    }
-    }
-}
-
 static struct json_object *qparams_obj(int gs, int bits)
 {
     struct json_object *q = json_object_new_object();
@@ -956,7 +860,7 @@ static int config_json(const ms_synth_opts *o, const build *b, char **out, ms_er
     bool mlx = o->format == MS_SYNTH_MLX;
     /* mlx_lm save_config sorts the top level only (indent 4, no newline);
      * transformers sorts every level (indent 2, trailing newline). */
-    jb_value(&jb, c, mlx ? 4 : 2, 0, mlx ? 1 : 1000);
+    ms_json_dump_py(&jb, c, mlx ? 4 : 2, mlx ? 1 : 1000);
     if (!mlx) ms_sb_putn(&jb, "\n", 1);
     json_object_put(c);
     if (jb.oom) {
