@@ -117,8 +117,8 @@ static void test_bit_identical(void **state)
         if (memcmp(b, ref, bytes)) fail_msg("policy %s differs", pols[i]);
         free(b);
     }
-    /* next-layer prefetch: same output; layer 1 routes by token, so its
-     * predictions (made during layer 0) are all right */
+    /* prefetch: same output; layers 0 and 1 route by token, so their
+     * predictions (at the start of the pass, during layer 0) are all right */
     ms_pred_stats pred;
     float *b = run_logits(&(run_opts){"uring", NULL, "next-layer", lo + (1u << 20), 2}, &cs, &pred);
     assert_memory_equal(b, ref, bytes);
@@ -126,8 +126,8 @@ static void test_bit_identical(void **state)
                   (unsigned long long)cs.prefetch_issued, (unsigned long long)cs.prefetch_used,
                   (unsigned long long)pred.correct, (unsigned long long)pred.predicted);
     assert_true(cs.prefetch_issued > 0);
-    assert_true(pred.predicted == (uint64_t)4 * 4 * (NT - 1) || pred.predicted == (uint64_t)4 * 4 * NT);
-    assert_true(pred.correct >= pred.predicted / 4); /* layer 1's quarter, at least */
+    assert_int_equal(pred.predicted, (uint64_t)5 * 4 * NT); /* 5 layers x top-4, every token */
+    assert_true(pred.correct >= 2 * pred.predicted / 5);     /* the hash layers' share, at least */
     free(b);
     free(ref);
 }

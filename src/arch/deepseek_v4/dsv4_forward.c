@@ -313,6 +313,9 @@ int dsv4_forward(const void *wp, void *sp, const ms_fwd_env *env, const int *tok
         for (int j = 1; j < HC; j++) memcpy(xs + (size_t)j * D, xs, (size_t)D * sizeof(float));
     }
     s->cur_token = tokens[n - 1];
+    /* decode: the first layer routes by token, so its experts are known now;
+     * their reads overlap the first attention (later layers: next-layer prefetch) */
+    if (n == 1 && w->layers[0].hash) ms_moe_prefetch(s->moe, env, &s->router, 0);
     for (int kind = 0; kind < 2; kind++)
         for (int t = 0; t < n; t++)
             for (int i = 0; i < RH; i++) {
