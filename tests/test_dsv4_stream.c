@@ -169,13 +169,6 @@ static void test_greedy_tokens(void **state)
     free(toks);
 }
 
-static int64_t jint(json_object *o, const char *k)
-{
-    json_object *v;
-    if (!json_object_object_get_ex(o, k, &v)) fail_msg("missing %s", k);
-    return json_object_get_int64(v);
-}
-
 /* The simulator models one expert size (slot table); the mixed recipe gives
  * two (6-bit down_proj layers), so this model is uniform 4-bit. */
 static void test_trace_replay(void **state)
@@ -199,14 +192,14 @@ static void test_trace_replay(void **state)
         json_object *st = json_tokener_parse(txt);
         char *out = NULL;
         rc = mst_run(&out, NULL, "%s simulate --trace %s/t.jsonl --slots %lld --policy lru --json", MS_BIN, dir,
-                     (long long)jint(st, "cache_slots"));
+                     (long long)mst_json_int(st, "cache_slots"));
         assert_int_equal(rc, 0);
         json_object *sim = json_tokener_parse(out), *row = json_object_array_get_idx(sim, 0);
-        print_message("batch %d: runtime %lld/%lld hits, simulator %lld/%lld\n", batch, (long long)jint(st, "hits"),
-                      (long long)jint(st, "accesses"), (long long)jint(row, "hits"), (long long)jint(row, "accesses"));
-        assert_int_equal(jint(row, "accesses"), jint(st, "accesses"));
-        assert_int_equal(jint(row, "hits"), jint(st, "hits"));
-        assert_true(jint(st, "hits") < jint(st, "accesses"));
+        print_message("batch %d: runtime %lld/%lld hits, simulator %lld/%lld\n", batch, (long long)mst_json_int(st, "hits"),
+                      (long long)mst_json_int(st, "accesses"), (long long)mst_json_int(row, "hits"), (long long)mst_json_int(row, "accesses"));
+        assert_int_equal(mst_json_int(row, "accesses"), mst_json_int(st, "accesses"));
+        assert_int_equal(mst_json_int(row, "hits"), mst_json_int(st, "hits"));
+        assert_true(mst_json_int(st, "hits") < mst_json_int(st, "accesses"));
         json_object_put(sim);
         json_object_put(st);
         free(out);

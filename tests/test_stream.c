@@ -196,13 +196,6 @@ static json_object *read_json(const char *path)
     return o;
 }
 
-static int64_t jint(json_object *o, const char *k)
-{
-    json_object *v;
-    if (!json_object_object_get_ex(o, k, &v)) fail_msg("missing %s", k);
-    return json_object_get_int64(v);
-}
-
 /* Record a trace with `run`, replay it with `simulate` (same slots and policy,
  * or the same --ram and run settings through the budget plan): the hit and
  * access counts must be the runtime's exactly. Decode tokens one by one
@@ -237,7 +230,7 @@ static void test_trace_replay_matches_runtime(void **state)
             char *sp = mst_fmt("%s/s.json", dir);
             json_object *st = read_json(sp);
             free(sp);
-            int64_t slots = jint(st, "cache_slots"), hits = jint(st, "hits"), acc = jint(st, "accesses");
+            int64_t slots = mst_json_int(st, "cache_slots"), hits = mst_json_int(st, "hits"), acc = mst_json_int(st, "accesses");
             char *out = NULL;
             if (cases[ci].by_ram)
                 rc = mst_run(&out, NULL,
@@ -253,10 +246,10 @@ static void test_trace_replay_matches_runtime(void **state)
             json_object *row = json_object_array_get_idx(sim, 0);
             print_message("batch %d, %s: %lld slots, runtime %lld/%lld hits, simulator %lld/%lld (%lld slots)\n",
                           cases[ci].batch, pols[p], (long long)slots, (long long)hits, (long long)acc,
-                          (long long)jint(row, "hits"), (long long)jint(row, "accesses"), (long long)jint(row, "slots"));
-            assert_int_equal(jint(row, "slots"), slots);
-            assert_int_equal(jint(row, "accesses"), acc);
-            assert_int_equal(jint(row, "hits"), hits);
+                          (long long)mst_json_int(row, "hits"), (long long)mst_json_int(row, "accesses"), (long long)mst_json_int(row, "slots"));
+            assert_int_equal(mst_json_int(row, "slots"), slots);
+            assert_int_equal(mst_json_int(row, "accesses"), acc);
+            assert_int_equal(mst_json_int(row, "hits"), hits);
             assert_true(hits < acc); /* the cache really was too small */
             if (cases[ci].batch > 1) { /* chunks share experts: fewer accesses than tokens x layers x top_k */
                 char *tp = mst_fmt("%s/t.jsonl", dir);
@@ -334,7 +327,7 @@ static void test_budget_and_page_cache(void **state)
     size_t after = 0;
     for (int i = 0; i < m.tt.n_files; i++) after += cached_pages(m.tt.files[i].path);
     json_object *st = read_json(sj);
-    int64_t peak = jint(st, "peak_rss_bytes"), reads = jint(st, "expert_reads");
+    int64_t peak = mst_json_int(st, "peak_rss_bytes"), reads = mst_json_int(st, "expert_reads");
     print_message("budget %llu: peak RSS %lld, %lld expert reads, shard pages cached %zu -> %zu\n",
                   (unsigned long long)budget, (long long)peak, (long long)reads, before, after);
     assert_true(reads > 0);

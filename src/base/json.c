@@ -22,6 +22,20 @@ json_object *ms_json_get(json_object *o, const char *key)
 
 bool ms_json_null(json_object *v) { return v == NULL || json_object_is_type(v, json_type_null); }
 
+bool ms_json_truthy(json_object *v)
+{
+    switch (v ? json_object_get_type(v) : json_type_null) {
+    case json_type_null: return false;
+    case json_type_boolean: return json_object_get_boolean(v);
+    case json_type_int: return json_object_get_int64(v) != 0;
+    case json_type_double: return json_object_get_double(v) != 0;
+    case json_type_string: return json_object_get_string_len(v) > 0;
+    case json_type_array: return json_object_array_length(v) > 0;
+    case json_type_object: return json_object_object_length(v) > 0;
+    }
+    return false;
+}
+
 bool ms_json_i64(json_object *v, int64_t *out)
 {
     if (!v || !json_object_is_type(v, json_type_int)) return false;

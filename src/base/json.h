@@ -27,6 +27,8 @@ typedef struct ms_jctx {
 json_object *ms_json_get(json_object *o, const char *key);
 /* Absent (NULL) or JSON null. */
 bool ms_json_null(json_object *v);
+/* Python's truthiness: absent/null, false, 0, "", [] and {} are false. */
+bool ms_json_truthy(json_object *v);
 /* An exact integer (no fraction, in int64 range). */
 bool ms_json_i64(json_object *v, int64_t *out);
 

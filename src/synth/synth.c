@@ -40,24 +40,29 @@ const char *ms_synth_preset_list(void)
     return "tiny, demo, gigachat-702b, glm-4.7-flash, deepseek-v4-flash, deepseek-v4-tiny";
 }
 
-static void arch_deepseek(ms_synth_arch *a)
+void synth_arch_base(ms_synth_arch *a, const char *model_type, const char *architecture)
 {
     memset(a, 0, sizeof *a);
-    snprintf(a->model_type, sizeof a->model_type, "deepseek_v3");
-    snprintf(a->architecture, sizeof a->architecture, "DeepseekV3ForCausalLM");
+    snprintf(a->model_type, sizeof a->model_type, "%s", model_type);
+    snprintf(a->architecture, sizeof a->architecture, "%s", architecture);
     a->n_shared_experts = 1;
     a->moe_layer_freq = 1;
     a->norm_topk_prob = true;
-    a->routed_scaling_factor = 2.5;
     a->rms_norm_eps = 1e-6;
     a->rope_theta = 10000.0;
     a->yarn = true;
     a->yarn_beta_fast = 32;
     a->yarn_beta_slow = 1;
-    a->yarn_mscale = 1.0;
-    a->yarn_mscale_all_dim = 1.0;
     a->bos_token_id = 0;
     a->eos_token_id = 1;
+}
+
+static void arch_deepseek(ms_synth_arch *a)
+{
+    synth_arch_base(a, "deepseek_v3", "DeepseekV3ForCausalLM");
+    a->routed_scaling_factor = 2.5;
+    a->yarn_mscale = 1.0;
+    a->yarn_mscale_all_dim = 1.0;
 }
 
 int ms_synth_preset(const char *name, ms_synth_opts *o, ms_err *err)
@@ -206,13 +211,6 @@ const char *ms_synth_recipe_name(ms_synth_recipe r)
 }
 
 /* ---- validation ---- */
-
-#define CHECK_RANGE(v, lo, hi, what)                                                                              \
-    do {                                                                                                          \
-        if ((long long)(v) < (long long)(lo) || (long long)(v) > (long long)(hi))                                 \
-            return ms_errf(err, EINVAL, "%s: %lld is out of range [%lld, %lld]", what, (long long)(v),            \
-                           (long long)(lo), (long long)(hi));                                                     \
-    } while (0)
 
 static bool is_moe_layer(const ms_synth_arch *a, int l)
 {

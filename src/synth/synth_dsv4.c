@@ -40,25 +40,13 @@ static int ratio_of(const ms_synth_arch *a, int l)
 void synth_dsv4_preset(ms_synth_opts *o, bool tiny)
 {
     ms_synth_arch *a = &o->arch;
-    snprintf(a->model_type, sizeof a->model_type, "deepseek_v4");
-    snprintf(a->architecture, sizeof a->architecture, "DeepseekV4ForCausalLM");
+    synth_arch_base(a, "deepseek_v4", "DeepseekV4ForCausalLM");
     o->recipe = MS_SYNTH_MIXED_3_6;
     o->group_size = 128;
-    a->moe_layer_freq = 1;
-    a->first_k_dense_replace = 0;
-    a->norm_topk_prob = true;
     a->routed_scaling_factor = 1.5;
-    a->rms_norm_eps = 1e-6;
-    a->rope_theta = 10000.0;
-    a->yarn = true;
     a->yarn_factor = 16;
     a->yarn_original_max_pos = 65536;
-    a->yarn_beta_fast = 32;
-    a->yarn_beta_slow = 1;
     a->max_position_embeddings = 1048576;
-    a->bos_token_id = 0;
-    a->eos_token_id = 1;
-    a->n_shared_experts = 1;
     a->v4.hc_mult = 4;
     a->v4.hc_iters = 20;
     a->v4.swiglu_limit = 10;
@@ -106,13 +94,6 @@ void synth_dsv4_preset(ms_synth_opts *o, bool tiny)
         o->shard_bytes = 512ull << 10; /* several shards */
     }
 }
-
-#define CHECK_RANGE(v, lo, hi, what)                                                                              \
-    do {                                                                                                          \
-        if ((long long)(v) < (long long)(lo) || (long long)(v) > (long long)(hi))                                 \
-            return ms_errf(err, EINVAL, "%s: %lld is out of range [%lld, %lld]", what, (long long)(v),            \
-                           (long long)(lo), (long long)(hi));                                                     \
-    } while (0)
 
 int synth_dsv4_validate(const ms_synth_opts *o, ms_err *err)
 {

@@ -64,6 +64,20 @@ typedef struct build {
 #define SHAPE2(a, c) ((const int64_t[]){(a), (c)})
 #define SHAPE3(a, c, d) ((const int64_t[]){(a), (c), (d)})
 
+/* An option or architecture number outside [lo, hi]: one error line naming it
+ * (in functions with an `ms_err *err`). */
+#define CHECK_RANGE(v, lo, hi, what)                                                                              \
+    do {                                                                                                          \
+        if ((long long)(v) < (long long)(lo) || (long long)(v) > (long long)(hi))                                 \
+            return ms_errf(err, EINVAL, "%s: %lld is out of range [%lld, %lld]", what, (long long)(v),            \
+                           (long long)(lo), (long long)(hi));                                                     \
+    } while (0)
+
+/* Defaults shared by the DeepSeek presets (architecture names, one shared
+ * expert, every layer MoE, normalized top-k, eps 1e-6, theta 1e4 + YaRN betas
+ * 32/1, BOS 0, EOS 1); everything else zero. */
+void synth_arch_base(ms_synth_arch *a, const char *model_type, const char *architecture);
+
 /* A tensor with its generator (dtype dt overrides g->dtype). */
 int synth_add_tensor(build *b, const char *name, ms_dtype dt, int ndim, const int64_t *shape, const sgen *g);
 /* One weight: a float tensor `path.leaf` (--dtype), or, when the recipe

@@ -92,21 +92,6 @@ typedef struct enc {
     ms_err *err;
 } enc;
 
-/* Python truthiness of a JSON value. */
-static bool truthy(json_object *v)
-{
-    switch (json_object_get_type(v)) {
-    case json_type_null: return false;
-    case json_type_boolean: return json_object_get_boolean(v);
-    case json_type_int: return json_object_get_int64(v) != 0;
-    case json_type_double: return json_object_get_double(v) != 0;
-    case json_type_string: return json_object_get_string_len(v) > 0;
-    case json_type_array: return json_object_array_length(v) > 0;
-    case json_type_object: return json_object_object_length(v) > 0;
-    }
-    return false;
-}
-
 /* Parse JSON text of message i's field (NULL text: NULL). */
 static int parse_field(enc *e, size_t i, const char *field, const char *text, json_object **out)
 {
@@ -155,8 +140,8 @@ static int merge(enc *e, const ms_dsv4_msg *msgs, size_t n)
         int rc;
         if ((rc = parse_field(e, i, "tools", m->tools, &p->tools)) < 0) return rc;
         if ((rc = parse_field(e, i, "response_format", m->response_format, &p->format)) < 0) return rc;
-        if (p->tools && !truthy(p->tools)) p->tools = NULL;
-        if (p->format && !truthy(p->format)) p->format = NULL;
+        if (p->tools && !ms_json_truthy(p->tools)) p->tools = NULL;
+        if (p->format && !ms_json_truthy(p->format)) p->format = NULL;
         if (p->tools && !json_object_is_type(p->tools, json_type_array))
             return ms_errf(e->err, EINVAL, "message %zu: tools must be a JSON array", i);
         for (size_t t = 0; p->tools && t < json_object_array_length(p->tools); t++)

@@ -1,6 +1,8 @@
 /* ms_test.c - see ms_test.h. */
 #include "ms_test.h"
 
+#include <json-c/json.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,4 +84,11 @@ int mst_run(char **out, char **errout, const char *fmt, ...)
     if (WIFEXITED(st)) return WEXITSTATUS(st);
     if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
     return -1;
+}
+
+int64_t mst_json_int(struct json_object *o, const char *k)
+{
+    json_object *v;
+    if (!json_object_object_get_ex(o, k, &v)) fail_msg("missing %s", k);
+    return json_object_get_int64(v);
 }

@@ -25,6 +25,10 @@ char *mst_slurp(const char *path, size_t *len);
 /* True if path exists. */
 bool mst_exists(const char *path);
 
+/* Integer member k of JSON object o (fails the test when absent). */
+struct json_object;
+int64_t mst_json_int(struct json_object *o, const char *k);
+
 /* printf into a malloc'd string. */
 char *mst_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -159,11 +159,10 @@ static void dsv4_describe(const ms_config *c, ms_strbuf *text, json_object *json
     ms_sb_printf(text, "router       sqrtsoftplus + correction bias, %d hash layer%s, scaling %g%s, SwiGLU clamp %g\n",
                  d->n_hash_layers, d->n_hash_layers == 1 ? "" : "s", d->routed_scaling_factor,
                  d->norm_topk_prob ? ", normalized" : "", d->swiglu_limit);
-    ms_sb_printf(text, "rope         theta %g (ratio 0), %g%s (compressed)", d->rope.theta, d->compress_rope_theta,
-                 d->rope.type == MS_ROPE_YARN ? " + YaRN" : "");
+    ms_sb_printf(text, "rope         theta %g on ratio-0 layers, %g", d->rope.theta, d->compress_rope_theta);
     if (d->rope.type == MS_ROPE_YARN)
-        ms_sb_printf(text, " factor %g over %lld", d->rope.factor, (long long)d->rope.orig_max_pos);
-    ms_sb_printf(text, ", max positions %lld\n", (long long)c->max_position_embeddings);
+        ms_sb_printf(text, " + YaRN factor %g over %lld", d->rope.factor, (long long)d->rope.orig_max_pos);
+    ms_sb_printf(text, " on compressed layers, max positions %lld\n", (long long)c->max_position_embeddings);
     json_object_object_add(json, "n_heads", json_object_new_int(d->n_heads));
     json_object_object_add(json, "head_dim", json_object_new_int(d->head_dim));
     json_object_object_add(json, "q_lora_rank", json_object_new_int(d->q_lora_rank));
