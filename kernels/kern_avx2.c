@@ -52,12 +52,12 @@ static void sb_to_f32(const void *src, ms_dtype t, int64_t n, float *dst)
             __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(s + i)));
             _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
         }
-        for (; i < n; i++) dst[i] = ms_bf16_to_f32(s[i]);
+        for (; i < n; i++) dst[i] = ms_bf16_to_f32(ms_ld16(s, i));
     } else if (t == MS_DT_F16) {
         const uint16_t *s = src;
         for (; i + 8 <= n; i += 8)
             _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))));
-        for (; i < n; i++) dst[i] = ms_f16_to_f32(s[i]);
+        for (; i < n; i++) dst[i] = ms_f16_to_f32(ms_ld16(s, i));
     } else {
         memcpy(dst, src, (size_t)n * sizeof(float));
     }
@@ -486,10 +486,10 @@ static void dequant_dense(const ms_mat *m, int64_t r, float *out)
     const uint16_t *w = (const uint16_t *)m->w + (size_t)r * (size_t)n;
     if (m->type == MS_WT_BF16) {
         for (; j + 8 <= n; j += 8) _mm256_storeu_ps(out + j, load8_bf16(w + j));
-        for (; j < n; j++) out[j] = ms_bf16_to_f32(w[j]);
+        for (; j < n; j++) out[j] = ms_bf16_to_f32(ms_ld16(w, j));
     } else {
         for (; j + 8 <= n; j += 8) _mm256_storeu_ps(out + j, load8_f16(w + j));
-        for (; j < n; j++) out[j] = ms_f16_to_f32(w[j]);
+        for (; j < n; j++) out[j] = ms_f16_to_f32(ms_ld16(w, j));
     }
 }
 

@@ -48,12 +48,12 @@ static void sb_to_f32(const void *src, ms_dtype t, int64_t n, float *dst)
             __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(s + i)));
             _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)));
         }
-        for (; i < n; i++) dst[i] = ms_bf16_to_f32(s[i]);
+        for (; i < n; i++) dst[i] = ms_bf16_to_f32(ms_ld16(s, i));
     } else if (t == MS_DT_F16) {
         const uint16_t *s = src;
         for (; i + 16 <= n; i += 16)
             _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + i))));
-        for (; i < n; i++) dst[i] = ms_f16_to_f32(s[i]);
+        for (; i < n; i++) dst[i] = ms_f16_to_f32(ms_ld16(s, i));
     } else {
         memcpy(dst, src, (size_t)n * sizeof(float));
     }
@@ -450,7 +450,7 @@ static void dequant_dense(const ms_mat *m, int64_t r, float *out)
     const uint16_t *w = (const uint16_t *)m->w + (size_t)r * (size_t)n;
     for (; j + 16 <= n; j += 16)
         _mm512_storeu_ps(out + j, loadw16(w, j, m->type == MS_WT_BF16 ? MS_WT_BF16 : MS_WT_F16));
-    for (; j < n; j++) out[j] = m->type == MS_WT_BF16 ? ms_bf16_to_f32(w[j]) : ms_f16_to_f32(w[j]);
+    for (; j < n; j++) out[j] = m->type == MS_WT_BF16 ? ms_bf16_to_f32(ms_ld16(w, j)) : ms_f16_to_f32(ms_ld16(w, j));
 }
 
 static double read_sum_avx512(const float *p, size_t n)

@@ -39,11 +39,11 @@ static void sb_to_f32(const void *src, ms_dtype t, int64_t n, float *dst)
     if (t == MS_DT_BF16) {
         const uint16_t *s = src;
         for (; i + 4 <= n; i += 4) vst1q_f32(dst + i, vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(s + i), 16)));
-        for (; i < n; i++) dst[i] = ms_bf16_to_f32(s[i]);
+        for (; i < n; i++) dst[i] = ms_bf16_to_f32(ms_ld16(s, i));
     } else if (t == MS_DT_F16) {
         const uint16_t *s = src;
         for (; i + 4 <= n; i += 4) vst1q_f32(dst + i, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(s + i))));
-        for (; i < n; i++) dst[i] = ms_f16_to_f32(s[i]);
+        for (; i < n; i++) dst[i] = ms_f16_to_f32(ms_ld16(s, i));
     } else {
         memcpy(dst, src, (size_t)n * sizeof(float));
     }
@@ -303,8 +303,8 @@ AINL float dense_row(const void *w, const float *x, int64_t n, const ms_wtype t)
     float tl = 0.0f;
     for (; j < n; j++) {
         float wv = t == MS_WT_F32    ? ((const float *)w)[j]
-                   : t == MS_WT_BF16 ? ms_bf16_to_f32(((const uint16_t *)w)[j])
-                                     : ms_f16_to_f32(((const uint16_t *)w)[j]);
+                   : t == MS_WT_BF16 ? ms_bf16_to_f32(ms_ld16(w, j))
+                                     : ms_f16_to_f32(ms_ld16(w, j));
         tl = __builtin_fmaf(wv, x[j], tl);
     }
     float32x4_t s0 = vaddq_f32(vaddq_f32(a[0], a[4]), vaddq_f32(a[1], a[5]));
@@ -333,7 +333,7 @@ static void dequant_dense(const ms_mat *m, int64_t r, float *out)
     const ms_wtype t = m->type;
     int64_t j = 0;
     for (; j + 4 <= n; j += 4) vst1q_f32(out + j, t == MS_WT_BF16 ? loadw4(w, j, MS_WT_BF16) : loadw4(w, j, MS_WT_F16));
-    for (; j < n; j++) out[j] = t == MS_WT_BF16 ? ms_bf16_to_f32(w[j]) : ms_f16_to_f32(w[j]);
+    for (; j < n; j++) out[j] = t == MS_WT_BF16 ? ms_bf16_to_f32(ms_ld16(w, j)) : ms_f16_to_f32(ms_ld16(w, j));
 }
 
 static double read_sum_neon(const float *p, size_t n)

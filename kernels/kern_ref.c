@@ -55,12 +55,12 @@ float ms_ref_dot_dense_row(const ms_mat *m, int64_t r, const float *x)
     }
     case MS_WT_F16: {
         const uint16_t *w = (const uint16_t *)m->w + (size_t)r * (size_t)n;
-        for (int64_t j = 0; j < n; j++) acc += ms_f16_to_f32(w[j]) * x[j];
+        for (int64_t j = 0; j < n; j++) acc += ms_f16_to_f32(ms_ld16(w, j)) * x[j];
         break;
     }
     case MS_WT_BF16: {
         const uint16_t *w = (const uint16_t *)m->w + (size_t)r * (size_t)n;
-        for (int64_t j = 0; j < n; j++) acc += ms_bf16_to_f32(w[j]) * x[j];
+        for (int64_t j = 0; j < n; j++) acc += ms_bf16_to_f32(ms_ld16(w, j)) * x[j];
         break;
     }
     default: break;
@@ -111,12 +111,12 @@ static void ref_dequant_dense(const ms_mat *m, int64_t r, float *out)
     }
     case MS_WT_F16: {
         const uint16_t *w = (const uint16_t *)m->w + (size_t)r * (size_t)n;
-        for (int64_t j = 0; j < n; j++) out[j] = ms_f16_to_f32(w[j]);
+        for (int64_t j = 0; j < n; j++) out[j] = ms_f16_to_f32(ms_ld16(w, j));
         break;
     }
     case MS_WT_BF16: {
         const uint16_t *w = (const uint16_t *)m->w + (size_t)r * (size_t)n;
-        for (int64_t j = 0; j < n; j++) out[j] = ms_bf16_to_f32(w[j]);
+        for (int64_t j = 0; j < n; j++) out[j] = ms_bf16_to_f32(ms_ld16(w, j));
         break;
     }
     default: break;

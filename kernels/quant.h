@@ -25,8 +25,8 @@ static inline uint32_t ms_unpack_one(const uint32_t *w, int bits, int64_t j)
     uint64_t bitpos = (uint64_t)j * (uint64_t)bits;
     uint32_t lo = (uint32_t)(bitpos & 31u);
     uint64_t word = bitpos >> 5;
-    uint32_t v = w[word] >> lo;
-    if (lo + (uint32_t)bits > 32) v |= w[word + 1] << (32 - lo);
+    uint32_t v = ms_ld32(w, word) >> lo; /* words may sit at any byte address */
+    if (lo + (uint32_t)bits > 32) v |= ms_ld32(w, word + 1) << (32 - lo);
     return v & ((1u << bits) - 1u);
 }
 
@@ -54,9 +54,9 @@ void ms_affine_dequantize_row(const uint32_t *w, const void *scales, const void 
 static inline float ms_sb_get(const void *p, ms_dtype t, int64_t i)
 {
     switch (t) {
-    case MS_DT_BF16: return ms_bf16_to_f32(((const uint16_t *)p)[i]);
-    case MS_DT_F16: return ms_f16_to_f32(((const uint16_t *)p)[i]);
-    default: return ((const float *)p)[i];
+    case MS_DT_BF16: return ms_bf16_to_f32(ms_ld16(p, (size_t)i));
+    case MS_DT_F16: return ms_f16_to_f32(ms_ld16(p, (size_t)i));
+    default: return ms_ldf32(p, (size_t)i);
     }
 }
 
