@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "dtype.h"
 
@@ -19,14 +20,16 @@ static inline bool ms_affine_bits_ok(int bits)
 }
 static inline bool ms_affine_group_ok(int gs) { return gs == 32 || gs == 64 || gs == 128; }
 
+/* Unaligned-safe loads ms_ld_u32 / ms_ld_u16 / ms_ld_f32: dtype.h. */
+
 /* Extract element j (bits wide) from a packed row. */
 static inline uint32_t ms_unpack_one(const uint32_t *w, int bits, int64_t j)
 {
     uint64_t bitpos = (uint64_t)j * (uint64_t)bits;
     uint32_t lo = (uint32_t)(bitpos & 31u);
     uint64_t word = bitpos >> 5;
-    uint32_t v = ms_ld32(w, word) >> lo; /* words may sit at any byte address */
-    if (lo + (uint32_t)bits > 32) v |= ms_ld32(w, word + 1) << (32 - lo);
+    uint32_t v = ms_ld_u32(w, word) >> lo;
+    if (lo + (uint32_t)bits > 32) v |= ms_ld_u32(w, word + 1) << (32 - lo);
     return v & ((1u << bits) - 1u);
 }
 
@@ -54,9 +57,9 @@ void ms_affine_dequantize_row(const uint32_t *w, const void *scales, const void 
 static inline float ms_sb_get(const void *p, ms_dtype t, int64_t i)
 {
     switch (t) {
-    case MS_DT_BF16: return ms_bf16_to_f32(ms_ld16(p, (size_t)i));
-    case MS_DT_F16: return ms_f16_to_f32(ms_ld16(p, (size_t)i));
-    default: return ms_ldf32(p, (size_t)i);
+    case MS_DT_BF16: return ms_bf16_to_f32(ms_ld_u16(p, (size_t)i));
+    case MS_DT_F16: return ms_f16_to_f32(ms_ld_u16(p, (size_t)i));
+    default: return ms_ld_f32(p, (size_t)i);
     }
 }
 

@@ -76,7 +76,7 @@ static void test_ffn_act(void **state)
     for (int k = 0; k < 3; k++)
         for (int n = 1; n <= T; n += T - 1) { /* the one-token path and the matmul path */
             ms_act a = {(ms_act_kind)k, 1.0f};
-            ms_ffn_act(&c, &G, &U, &Dn, x, n, y, scr, &a);
+            ms_ffn_act(&c, &G, &U, &Dn, x, n, y, scr, &a, false);
             for (int t = 0; t < n; t++)
                 for (int o = 0; o < D; o++) {
                     double acc = 0;

@@ -30,14 +30,14 @@ typedef struct {
 /* One cross-check case. */
 typedef struct {
     const char *name;
-    const char *synth;    /* extra `moestream synth --preset tiny` arguments */
+    const char *synth;    /* extra `moestream synth --preset tiny` arguments (a --preset here wins) */
     const char *convert;  /* NULL, "quantize <args>" or "py <ckpt_write.py args>" */
     const char *edit;     /* edit_config.py arguments, or NULL */
     int ntok;             /* prompt length */
     unsigned seed;        /* token ids seed */
     const char *modes[5]; /* extra `logits` arguments per runtime run ("@minram": the
                            * plan's minimum --ram for this prompt); NULL-terminated */
-} xc_case;
+} xc_case; /* the reference is ds3_ref.py, or step_ref.py for a case named "step..." */
 
 static int group_setup(void **state)
 {
@@ -121,6 +121,12 @@ static char *build_model(const xc_case *c, char **model)
         cmd = mst_fmt("%s %s/ckpt_write.py %s %s %s", PY, REF_DIR, src, *model, c->convert + 3);
         free(run_ok("ckpt_write.py", cmd));
         free(cmd);
+    } else if (c->convert && strncmp(c->convert, "step ", 5) == 0) { /* step_ckpt.py MODE [args] */
+        const char *mode = c->convert + 5, *args = strchr(mode, ' ');
+        cmd = mst_fmt("%s %s/step_ckpt.py %.*s %s %s %s", PY, REF_DIR, args ? (int)(args - mode) : (int)strlen(mode),
+                      mode, src, *model, args ? args : "");
+        free(run_ok("step_ckpt.py", cmd));
+        free(cmd);
     }
     if (c->edit) {
         cmd = mst_fmt("%s %s/edit_config.py %s %s", PY, REF_DIR, *model, c->edit);
@@ -151,7 +157,8 @@ static void run_case(const xc_case *c)
         assert_true(len < cap);
     }
     char *out = NULL, *err = NULL;
-    int rc = mst_run(&out, &err, "%s %s/ds3_ref.py %s --tokens %s --stats%s", PY, REF_DIR, model, toks, compare);
+    const char *ref = strncmp(c->name, "step", 4) ? "ds3_ref.py" : "step_ref.py";
+    int rc = mst_run(&out, &err, "%s %s/%s %s --tokens %s --stats%s", PY, REF_DIR, ref, model, toks, compare);
     print_message("%s (%d tokens):\n%s  stats: %s", c->name, c->ntok, out ? out : "", err ? err : "");
     for (int m = 0; m < 5 && c->modes[m]; m++) print_message("  rt%d = logits %s\n", m, c->modes[m][0] ? c->modes[m] : "(decode)");
     assert_int_equal(rc, 0);
@@ -310,6 +317,117 @@ static void test_sensitivity(void **state)
     free(dir);
 }
 
+/* ---- Step-3.5/3.7-Flash (tests/ref/step_ref.py, step_ckpt.py) ------------------------ */
+
+#define STEP_GOLDEN MS_TEST_DATA "/golden/step-tiny"
+#define STEP_TOKENS "1,86,119,104,115,48,54,49,58,61,35,122,108,113,103,114,122,35,59,47,35,106,100,119,104,47,35,102," \
+                    "111,100,112,115"
+
+/* The Step reference reproduces the golden step-tiny logits (ref.json has 7 significant
+ * digits: 5e-7), agrees with the runtime, and each deliberate deviation the golden README
+ * lists as a sensitivity run makes it disagree with the runtime. */
+static void test_step_golden(void **state)
+{
+    NEED_PYTHON(state);
+    char *dir = mst_tmpdir("crosscheck-step-golden");
+    char *cmd = mst_fmt("%s logits --model %s --tokens %s --all-positions > %s/d.json", MS_BIN, STEP_GOLDEN,
+                        STEP_TOKENS, dir);
+    free(run_ok("moestream logits", cmd));
+    free(cmd);
+    cmd = mst_fmt("%s %s/step_ref.py %s --tokens %s --stats --tol 1e-6 --compare %s/ref.json", PY, REF_DIR, STEP_GOLDEN,
+                  STEP_TOKENS, STEP_GOLDEN);
+    char *out = NULL, *err = NULL;
+    int rc = mst_run(&out, &err, "%s", cmd);
+    print_message("step_ref vs golden (tol 1e-6): %s  stats: %s", out, err);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(err, "\"clamped\": 2601")); /* the golden README's clamp counts */
+    free(out);
+    free(err);
+    free(cmd);
+    cmd = mst_fmt("%s %s/step_ref.py %s --tokens %s --tol 5e-6 --compare %s/d.json", PY, REF_DIR, STEP_GOLDEN,
+                  STEP_TOKENS, dir);
+    out = run_ok("step_ref.py vs runtime", cmd);
+    print_message("runtime vs step_ref (tol 5e-6): %s", out);
+    free(out);
+    free(cmd);
+    const char *muts[] = {"no-window",   "window-plus-1",    "no-clamp", "clamp-before-silu", "no-llama3",
+                          "full-rotary", "rope-interleaved", "no-gate",  "bias-in-weights"};
+    for (size_t i = 0; i < sizeof muts / sizeof muts[0]; i++) {
+        out = NULL;
+        rc = mst_run(&out, NULL, "%s %s/step_ref.py %s --tokens %s --mutate %s --compare %s/d.json", PY, REF_DIR,
+                     STEP_GOLDEN, STEP_TOKENS, muts[i], dir);
+        print_message("mutation %s: %s", muts[i], out ? out : "");
+        assert_int_equal(rc, 1);
+        free(out);
+    }
+    free(dir);
+}
+
+/* The golden checkpoint rewritten as mlx-lm step3p5 (text config at the top, model.*
+ * names, f32 router_bias): bit-identical logits to the wrapper; and as the original HF
+ * checkpoint (dequantized f32, .moe.* / share_expert names, zero-centered norms, 3 shards):
+ * the golden logits through decode and prefill, and wrong without the +1 on the norms. */
+static void test_step_layouts(void **state)
+{
+    NEED_PYTHON(state);
+    char *dir = mst_tmpdir("crosscheck-step-layouts");
+    char *cmd = mst_fmt("%s %s/step_ckpt.py unwrap %s %s/lm && %s %s/step_ckpt.py hf %s %s/hf --shards 3", PY,
+                        REF_DIR, STEP_GOLDEN, dir, PY, REF_DIR, STEP_GOLDEN, dir);
+    free(run_ok("step_ckpt.py", cmd));
+    free(cmd);
+    cmd = mst_fmt("%s logits --model %s --tokens %s --all-positions > %s/w.json && "
+                  "%s logits --model %s/lm --tokens %s --all-positions > %s/lm.json && cmp %s/w.json %s/lm.json && "
+                  "%s logits --model %s/hf --tokens %s --all-positions > %s/hf.json && "
+                  "%s logits --model %s/hf --tokens %s --all-positions --prefill --batch 6 > %s/hf6.json",
+                  MS_BIN, STEP_GOLDEN, STEP_TOKENS, dir, MS_BIN, dir, STEP_TOKENS, dir, dir, dir, MS_BIN, dir,
+                  STEP_TOKENS, dir, MS_BIN, dir, STEP_TOKENS, dir);
+    free(run_ok("logits of the three layouts", cmd));
+    free(cmd);
+    cmd = mst_fmt("%s %s/compare_logits.py %s/ref.json %s/hf.json --tol 1e-5 && "
+                  "%s %s/compare_logits.py %s/ref.json %s/hf6.json --tol 1e-5",
+                  PY, REF_DIR, STEP_GOLDEN, dir, PY, REF_DIR, STEP_GOLDEN, dir);
+    char *out = run_ok("HF layout vs golden", cmd);
+    print_message("original HF layout vs golden (tol 1e-5):\n%s", out);
+    free(out);
+    free(cmd);
+    out = NULL;
+    int rc = mst_run(&out, NULL, "%s %s/step_ref.py %s/hf --tokens %s --mutate no-norm-plus-1 --compare %s/hf.json", PY,
+                     REF_DIR, dir, STEP_TOKENS, dir);
+    print_message("mutation no-norm-plus-1: %s", out ? out : "");
+    assert_int_equal(rc, 1);
+    free(out);
+    free(dir);
+}
+
+/* Generated step models (synth --preset step-tiny: 6 layers, full every 4th, window 8,
+ * clamps that trigger, bf16 router_bias in the wrapper) against step_ref.py. */
+static void test_step_synth(void **state)
+{
+    NEED_PYTHON(state);
+    /* the step3p7 wrapper, DQ4, 5 shards; 40 positions = 5 windows; smallest budget */
+    xc_case a = {"step-mlx", "--preset step-tiny --seed 5", NULL, NULL, 40, 11,
+                 {"", "--prefill --batch 7", "@minram", NULL}};
+    run_case(&a);
+    /* original HF layout with an MTP layer, window 5, sharded */
+    xc_case b = {"step-hf-mtp", "--preset step-tiny --format hf --mtp 1 --seed 6 --shard-size 200K", NULL,
+                 "sliding_window=5", 48, 12, {"", "--prefill --batch 11", NULL}};
+    run_case(&b);
+    /* mlx-lm layout (unwrapped), 10 layers, window 16, other thetas / rotary shares / clamps */
+    xc_case c = {"step-lm-deep", "--preset step-tiny --layers 10 --seed 7", "step unwrap",
+                 "sliding_window=16 "
+                 "swiglu_limits=[0,0,0.9,null,2.5,0,0.6,0,0,1.2,0,0,0] "
+                 "swiglu_limits_shared=[0.7,0,0,1.1,0,0,0,0.5,0,0,0,0,0] "
+                 "rope_theta=[50000,10000,20000,10000,500000,10000,10000,30000,5000,10000,1,1,1] "
+                 "partial_rotary_factors=[0.25,1,0.5,1,0.75,1,1,1,0.5,1,1,1,1] "
+                 "moe_router_scaling_factor=1.7",
+                 36, 13, {"", "--prefill --batch 9", NULL}};
+    run_case(&c);
+    /* uniform 3-bit g32 with f16 scales (the router stays 8-bit g64), norm_expert_weight false */
+    xc_case d = {"step-q3", "--preset step-tiny --recipe uniform --bits 3 --group-size 32 --dtype f16 --seed 8",
+                 NULL, "text_config.norm_expert_weight=false", 24, 14, {"", "--prefill", NULL}};
+    run_case(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -323,6 +441,9 @@ int main(void)
         cmocka_unit_test(test_quantize_dq4),
         cmocka_unit_test(test_python_written_legacy_mlx),
         cmocka_unit_test(test_sensitivity),
+        cmocka_unit_test(test_step_golden),
+        cmocka_unit_test(test_step_layouts),
+        cmocka_unit_test(test_step_synth),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

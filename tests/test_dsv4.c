@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "engine.h"
-#include "golden.h"
+#include "ms_golden.h"
 #include "ms_test.h"
 #include "plan.h"
 
@@ -27,7 +27,7 @@
 static float *run(const mst_golden *g, int threads, bool force_ref, int batch, bool prefill, bool kv_bf16)
 {
     ms_engine_opts o = {.threads = threads, .force_ref = force_ref, .ctx = 64, .batch = batch, .kv_bf16 = kv_bf16};
-    return mst_golden_run(GOLDEN, g, &o, prefill);
+    return mst_golden_run(g, &o, prefill);
 }
 
 static void test_decode_matches_golden(void **state)

@@ -13,83 +13,46 @@
 #include <string.h>
 
 #include "engine.h"
-#include "golden.h"
+#include "ms_golden.h"
 #include "ms_test.h"
 
 #define GOLDEN MS_TEST_DATA "/golden/ds3-tiny"
 
-typedef mst_golden golden;
-
-static void load_golden(golden *g) { mst_golden_load(GOLDEN, g); }
-
-static double compare(const golden *g, const float *lg) { return mst_golden_compare(g, lg); }
-
-/* Logits at every position: decode path (batch 1, one token per eval) or prefill (chunks of `batch`). */
-static float *run(const golden *g, int threads, bool force_ref, int batch, bool prefill)
-{
-    ms_engine_opts o = {.threads = threads, .force_ref = force_ref, .ctx = 64, .batch = batch};
-    return mst_golden_run(GOLDEN, g, &o, prefill);
-}
-
 static void test_decode_matches_golden(void **state)
 {
     (void)state;
-    golden g;
-    load_golden(&g);
-    float *lg = run(&g, 2, false, 1, false);
-    double worst = compare(&g, lg);
-    print_message("decode path: max rel error %.3g\n", worst);
-    assert_true(worst <= 1e-3);
-    assert_true(worst < 2e-5);
-    free(lg);
-    free(g.logits);
+    mst_golden g;
+    mst_golden_load(GOLDEN, &g);
+    mst_golden_check(&g, 2, false, 1, false, 2e-5);
+    mst_golden_free(&g);
 }
 
 static void test_prefill_matches_golden(void **state)
 {
     (void)state;
-    golden g;
-    load_golden(&g);
+    mst_golden g;
+    mst_golden_load(GOLDEN, &g);
     int batches[] = {16, 5, 1};
-    for (int i = 0; i < 3; i++) {
-        float *lg = run(&g, 2, false, batches[i], true);
-        double worst = compare(&g, lg);
-        print_message("prefill path (chunks of %d): max rel error %.3g\n", batches[i], worst);
-        assert_true(worst < 2e-5);
-        free(lg);
-    }
-    free(g.logits);
+    for (int i = 0; i < 3; i++) mst_golden_check(&g, 2, false, batches[i], true, 2e-5);
+    mst_golden_free(&g);
 }
 
 static void test_threads_bit_identical(void **state)
 {
     (void)state;
-    golden g;
-    load_golden(&g);
-    float *a = run(&g, 1, false, 1, false), *b = run(&g, 2, false, 1, false), *c = run(&g, 3, false, 1, false);
-    assert_memory_equal(a, b, sizeof(float) * (size_t)g.n * g.vocab);
-    assert_memory_equal(a, c, sizeof(float) * (size_t)g.n * g.vocab);
-    float *pa = run(&g, 1, false, 8, true), *pb = run(&g, 2, false, 8, true);
-    assert_memory_equal(pa, pb, sizeof(float) * (size_t)g.n * g.vocab);
-    free(a);
-    free(b);
-    free(c);
-    free(pa);
-    free(pb);
-    free(g.logits);
+    mst_golden g;
+    mst_golden_load(GOLDEN, &g);
+    mst_golden_threads_identical(&g, 8);
+    mst_golden_free(&g);
 }
 
 static void test_reference_kernels(void **state)
 {
     (void)state;
-    golden g;
-    load_golden(&g);
-    float *lg = run(&g, 2, true, 1, false);
-    double worst = compare(&g, lg);
-    print_message("reference kernels: max rel error %.3g\n", worst);
-    assert_true(worst < 2e-5);
-    free(lg);
-    free(g.logits);
+    mst_golden g;
+    mst_golden_load(GOLDEN, &g);
+    mst_golden_check(&g, 2, true, 1, false, 2e-5);
+    mst_golden_free(&g);
 }
 
 /* --kv bf16 is lossy but bounded: decode and prefill still agree exactly with each
@@ -97,31 +60,21 @@ static void test_reference_kernels(void **state)
 static void test_kv_bf16(void **state)
 {
     (void)state;
-    golden g;
-    load_golden(&g);
+    mst_golden g;
+    mst_golden_load(GOLDEN, &g);
     float *lg[2];
     for (int p = 0; p < 2; p++) {
         ms_engine_opts o = {.threads = 2, .ctx = 64, .batch = p ? 16 : 1, .kv_bf16 = true};
-        ms_engine *e;
-        ms_err err = {0};
-        assert_int_equal(ms_engine_open(GOLDEN, &o, &e, &err), 0);
-        lg[p] = malloc(sizeof(float) * (size_t)g.n * g.vocab);
-        if (p) {
-            assert_int_equal(ms_engine_eval(e, g.tokens, g.n, lg[p], true, &err), 0);
-        } else {
-            for (int i = 0; i < g.n; i++)
-                assert_int_equal(ms_engine_eval(e, g.tokens + i, 1, lg[p] + (size_t)i * g.vocab, false, &err), 0);
-        }
-        ms_engine_close(e);
+        lg[p] = mst_golden_run(&g, &o, p == 1);
     }
-    double worst = compare(&g, lg[0]), wp = compare(&g, lg[1]);
+    double worst = mst_golden_compare(&g, lg[0]), wp = mst_golden_compare(&g, lg[1]);
     print_message("bf16 KV: max rel error decode %.3g, prefill %.3g\n", worst, wp);
     assert_true(worst < 2e-2 && wp < 2e-2);
     assert_true(worst > 1e-5); /* it really is bf16 */
     for (size_t i = 0; i < (size_t)g.n * g.vocab; i++) assert_true(fabsf(lg[0][i] - lg[1][i]) <= 1e-4f * fmaxf(1.0f, fabsf(lg[0][i])));
     free(lg[0]);
     free(lg[1]);
-    free(g.logits);
+    mst_golden_free(&g);
 }
 
 static void test_context_full_and_bad_token(void **state)

@@ -1,4 +1,5 @@
-/* test_stream.c - expert streaming end to end on generated models:
+/* test_stream.c - expert streaming end to end on generated models (a
+ * deepseek_v3 one, and for the family-dependent tests also a step3p5 one):
  *   - logits are bit-identical for the minimum budget, a middle budget and
  *     everything cached, for the uring / pread / mmap / resident sources, 1 and
  *     N threads, and several eviction policies;
@@ -8,7 +9,9 @@
  *   - a trace recorded by `run` (token by token, or with prefill chunks and
  *     waves) replays in `simulate` to exactly the runtime's hit count;
  *   - faults: injected short reads / EAGAIN give the same logits, an injected
- *     EIO and a shard truncated under a running engine give a clean error. */
+ *     EIO and a shard truncated under a running engine give a clean error;
+ *   - step3p5: greedy tokens after a chunked prefill are the same for every
+ *     budget, backend and thread count. */
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <stdio.h>
@@ -29,14 +32,14 @@ static char *g_model; /* generated once per test binary */
 static const int g_tokens[] = {0, 17, 300, 45, 99, 2, 311, 7, 64, 128, 256, 5};
 #define NT ((int)(sizeof g_tokens / sizeof g_tokens[0]))
 
-static int setup(void **state)
+/* The generated model every test of a group runs on. */
+static int make_model(const char *preset, const char *dir, int layers)
 {
-    (void)state;
-    g_model = mst_tmpdir("stream_model");
+    g_model = mst_tmpdir(dir);
     ms_synth_opts o;
     ms_err err = {0};
-    if (ms_synth_preset("tiny", &o, &err) < 0) return -1;
-    o.arch.n_layers = 5; /* 4 MoE layers */
+    if (ms_synth_preset(preset, &o, &err) < 0) return -1;
+    o.arch.n_layers = layers;
     o.seed = 11;
     ms_synth_result r;
     if (ms_synth_write(g_model, &o, &r, &err) < 0) {
@@ -44,6 +47,20 @@ static int setup(void **state)
         return -1;
     }
     return 0;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    return make_model("tiny", "stream_model", 5); /* deepseek_v3: 4 MoE layers */
+}
+
+/* step3p5 (mlx-vlm wrapper, DQ4): 6 layers (2 dense, 4 MoE), full and sliding
+ * (window 8) attention, so prompts here wrap the sliding layers' rings. */
+static int setup_step(void **state)
+{
+    (void)state;
+    return make_model("step-tiny", "stream_step_model", 6);
 }
 
 static int teardown(void **state)
@@ -124,7 +141,7 @@ static void test_bit_identical(void **state)
         free(b);
     }
     g_prefetch = NULL;
-    const char *pols[] = {"lru", "lfu", "lru-layer", "2q", "tinylfu"};
+    const char *pols[] = {"lru", "lfu", "lru-layer", "2q", "tinylfu", "next-use"};
     for (size_t i = 0; i < sizeof pols / sizeof pols[0]; i++) {
         float *b = run_logits("uring", lo, 2, pols[i], NULL);
         if (memcmp(b, ref, n * sizeof(float)) != 0) fail_msg("policy %s differs", pols[i]);
@@ -149,8 +166,8 @@ static void test_faults(void **state)
     free(ref);
     /* EIO: a clean error naming the file and offset, from the CLI too */
     char *errs = NULL;
-    int rc = mst_run(NULL, &errs, "%s run --model %s --tokens 1,2,3,4 -n 4 --ram %llu --io fault:eio=1 --quiet", MS_BIN,
-                     g_model, (unsigned long long)(lo + (8u << 20)));
+    int rc = mst_run(NULL, &errs, "%s run --model %s --tokens 1,2,3,4 -n 4 --ctx 64 --batch 1 --threads 2 --ram %llu "
+                                  "--io fault:eio=1 --quiet", MS_BIN, g_model, (unsigned long long)(lo + (8u << 20)));
     assert_int_equal(rc, 1);
     assert_non_null(strstr(errs, "safetensors"));
     assert_non_null(strstr(errs, "offset"));
@@ -218,9 +235,9 @@ static void test_trace_replay_matches_runtime(void **state)
         {16, prompt, min_budget(64, 16, 2) + (64u << 10), true},
         {16, prompt, min_budget(64, 16, 2) + (400u << 10), true},
     };
-    const char *pols[] = {"lru", "next-use", "lfu", "lru-layer"};
+    const char *pols[] = {"lru", "next-use", "eva-duel", "lfu", "lru-layer"};
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
-        for (int p = 0; p < 4; p++) {
+        for (int p = 0; p < (int)(sizeof pols / sizeof pols[0]); p++) {
             int rc = mst_run(NULL, NULL,
                              "%s run --model %s --tokens %s -n 24 --temp 0.8 --seed 3 --batch %d --ctx 64 --threads 2 "
                              "--ram %llu --policy %s --trace %s/t.jsonl --stats-json %s/s.json --quiet",
@@ -391,7 +408,7 @@ static void test_prefill_waves(void **state)
     char *ref = NULL;
     assert_int_equal(mst_run(&ref, NULL, "%s run --model %s --tokens %s -n 6 --temp 0 --batch 48 --ctx 64 --threads 2 "
                                          "--io resident --quiet", MS_BIN, dir, toks), 0);
-    const char *pols[] = {"next-use", "lru", "lfu", "lru-layer", "2q", "tinylfu", "lfu-decay"};
+    const char *pols[] = {"eva-duel", "next-use", "lru", "lfu", "lru-layer", "2q", "tinylfu", "lfu-decay"};
     for (size_t i = 0; i < sizeof pols / sizeof pols[0]; i++) {
         char *out = NULL, *errs = NULL;
         int rc = mst_run(&out, &errs, "%s run --model %s --tokens %s -n 6 --temp 0 --batch 48 --ctx 64 --threads 2 "
@@ -406,6 +423,33 @@ static void test_prefill_waves(void **state)
     free(dir);
 }
 
+/* Greedy generation after a prompt prefilled in chunks of 5 (chunks across the
+ * window): the same tokens for every budget, backend and thread count. */
+static void test_run_tokens_identical(void **state)
+{
+    (void)state;
+    const char *toks = "1,17,300,45,99,2,311,7,64,128,256,5,88,401,3,9,27,81,243,500";
+    char *ref = NULL;
+    assert_int_equal(mst_run(&ref, NULL, "%s run --model %s --tokens %s -n 24 --temp 0 --batch 5 --ctx 64 --threads 2 "
+                                         "--io resident --quiet", MS_BIN, g_model, toks), 0);
+    assert_true(strlen(ref) > 24);
+    uint64_t lo = min_budget(64, 5, 2);
+    const char *ios[] = {"uring", "pread", "mmap"};
+    uint64_t rams[] = {lo, lo + (300u << 10), 1ull << 30};
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) {
+            char *out = NULL;
+            int threads = 1 + (i + j) % 3;
+            assert_int_equal(mst_run(&out, NULL, "%s run --model %s --tokens %s -n 24 --temp 0 --batch 5 --ctx 64 "
+                                                 "--threads %d --io %s --ram %llu --quiet", MS_BIN, g_model, toks,
+                                     threads, ios[i], (unsigned long long)rams[j]), 0);
+            if (strcmp(out, ref)) fail_msg("io %s ram %llu threads %d: %s vs %s", ios[i], (unsigned long long)rams[j],
+                                           threads, out, ref);
+            free(out);
+        }
+    free(ref);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -414,5 +458,12 @@ int main(void)
         cmocka_unit_test(test_budget_and_page_cache), cmocka_unit_test(test_refuses_small_budget),
         cmocka_unit_test(test_prefill_waves),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    /* what depends on the family (the forward pass, its routing, its KV cache) again on a step model */
+    const struct CMUnitTest step_tests[] = {
+        cmocka_unit_test(test_bit_identical),       cmocka_unit_test(test_faults),
+        cmocka_unit_test(test_trace_replay_matches_runtime), cmocka_unit_test(test_refuses_small_budget),
+        cmocka_unit_test(test_run_tokens_identical),
+    };
+    int rc = cmocka_run_group_tests_name("deepseek_v3", tests, setup, teardown);
+    return rc | cmocka_run_group_tests_name("step3p5", step_tests, setup_step, teardown);
 }

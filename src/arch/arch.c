@@ -22,11 +22,13 @@
 
 extern const ms_family ms_family_deepseek_v3;
 extern const ms_family ms_family_deepseek_v4;
+extern const ms_family ms_family_step3p5;
 
 /* One row per family. */
 static const ms_family *const families[] = {
     &ms_family_deepseek_v3,
     &ms_family_deepseek_v4,
+    &ms_family_step3p5,
 };
 
 /* VLM wrappers: document model_type -> the text model's type when text_config
@@ -120,11 +122,27 @@ int ms_config_load(const char *path, ms_config *cfg, ms_err *err)
     return rc;
 }
 
-int ms_model_open(const char *dir, ms_model *m, ms_err *err)
+int ms_model_open(const char *dir, ms_model *m, ms_err *err) { return ms_model_open_mtp(dir, 0, m, err); }
+
+int ms_model_open_mtp(const char *dir, int mtp_layers, ms_model *m, ms_err *err)
 {
     ms_config cfg;
     memset(m, 0, sizeof *m);
     int rc = ms_config_load(dir, &cfg, err);
     if (rc < 0) return rc;
+    if (mtp_layers > 0) {
+        if (!cfg.family->ops || !cfg.family->ops->mtp_forward) {
+            rc = ms_errf(err, ENOTSUP, "%s: --mtp: model_type %s has no MTP draft head in moestream yet", dir,
+                         cfg.model_type);
+        } else if (cfg.num_nextn_predict_layers < 1) {
+            rc = ms_errf(err, EINVAL, "%s/config.json: --mtp needs an MTP layer, but num_nextn_predict_layers is 0",
+                         dir);
+        }
+        if (rc < 0) {
+            ms_config_free(&cfg);
+            return rc;
+        }
+        cfg.mtp_layers = MS_MIN(mtp_layers, cfg.num_nextn_predict_layers);
+    }
     return ms_model_open_cfg(dir, &cfg, m, err);
 }

@@ -32,6 +32,7 @@
 #include "deepseek_v3.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,13 +48,11 @@ const ms_ds3_config *ms_ds3_config_of(const ms_config *c)
     return c->family == &ms_family_deepseek_v3 ? c->arch : NULL;
 }
 
-static double yarn_get_m(double factor, double m) { return factor <= 1 ? 1.0 : 0.1 * m * log(factor) + 1.0; }
-
 double ms_ds3_softmax_scale(const ms_ds3_config *d)
 {
     double s = 1.0 / sqrt((double)(d->qk_nope_head_dim + d->qk_rope_head_dim));
     if (d->rope.type == MS_ROPE_YARN && d->rope.mscale_all_dim != 0 && d->rope.factor > 1) {
-        double m = yarn_get_m(d->rope.factor, d->rope.mscale_all_dim);
+        double m = ms_rope_yarn_get_m(d->rope.factor, d->rope.mscale_all_dim);
         s *= m * m;
     }
     return s;
@@ -81,11 +80,14 @@ static int ds3_parse_config(const ms_jctx *jc, json_object *o, json_object *root
     if ((rc = ms_json_int32(jc, o, "first_k_dense_replace", false, 0, 0, 4096, &d->first_k_dense_replace)) < 0)
         return rc;
     if ((rc = ms_json_int32(jc, o, "moe_layer_freq", false, 1, 1, 4096, &d->moe_layer_freq)) < 0) return rc;
-    /* MoE layers (mlx-lm rule): l >= first_k_dense_replace && l % moe_layer_freq == 0 */
+    /* MoE layers (mlx-lm rule): l >= first_k_dense_replace && l % moe_layer_freq == 0;
+     * the MTP layers after the main ones follow the same rule */
     bool any_moe = false;
-    for (int l = 0; l < cfg->n_layers; l++) {
+    if (cfg->n_layers + cfg->num_nextn_predict_layers > MS_MAX_LAYERS)
+        return ms_errf(err, EINVAL, "%s: num_hidden_layers + num_nextn_predict_layers exceed %d", what, MS_MAX_LAYERS);
+    for (int l = 0; l < cfg->n_layers + cfg->num_nextn_predict_layers; l++) {
         cfg->moe_layer[l] = l >= d->first_k_dense_replace && l % d->moe_layer_freq == 0;
-        any_moe |= cfg->moe_layer[l];
+        if (l < cfg->n_layers) any_moe |= cfg->moe_layer[l];
     }
     bool any_dense = d->first_k_dense_replace > 0 || d->moe_layer_freq > 1;
     if ((rc = ms_json_int32(jc, o, "intermediate_size", any_dense, 0, 1, 1 << 22, &cfg->intermediate_size)) < 0)
@@ -196,47 +198,16 @@ typedef struct ds3_weights {
     ms_mat embed;             /* [vocab, D] */
     ms_mat lm_head;           /* [vocab, D] */
     const float *final_norm;  /* [D] */
-    ds3_layer *layers;        /* [n_layers] */
+    ds3_layer *layers;        /* [n_layers + n_mtp]: the MTP decoder blocks after the main ones */
+    int n_mtp;                /* MTP layers bound (cfg->mtp_layers) */
+    struct ds3_mtp {
+        const float *enorm, *hnorm; /* [D] norms of the embedding / hidden half */
+        ms_mat eh_proj;             /* [D, 2D]: columns 0..D-1 take enorm(e), D..2D-1 hnorm(h) */
+        const float *head_norm;     /* [D] shared_head.norm (lm_head is the main one's copy) */
+    } *mtp;                   /* [n_mtp] */
     float *vecs;              /* f32 copies of norm / bias vectors */
     ms_mat *head_mats;        /* storage for wk / wv */
 } ds3_weights;
-
-/* f32 copy of a resident vector (norm weights, router bias). */
-static int bind_vec(const ms_model *m, const ms_resident *r, const char *name, int64_t n, float **cursor,
-                    const float **out, ms_err *err)
-{
-    const ms_tensor *t;
-    int rc = ms_model_vector(m, name, n, &t, err);
-    if (rc < 0) return rc;
-    float *dst = *cursor;
-    ms_convert_to_f32(t->dtype, ms_resident_data(r, m, t), dst, (size_t)n);
-    for (int64_t i = 0; i < n; i++)
-        if (!isfinite(dst[i]))
-            return ms_errf(err, EINVAL, "%s: tensor %s holds a non-finite value at %lld",
-                           m->tt.files[t->file].path, t->name, (long long)i);
-    *cursor += n;
-    *out = dst;
-    return 0;
-}
-
-static int bind_mat(const ms_model *m, const ms_resident *r, const char *module, int64_t rows, int64_t cols,
-                    ms_mat *out, ms_err *err)
-{
-    ms_linear l;
-    int rc = ms_model_linear(m, module, 0, rows, cols, &l, err);
-    if (rc < 0) return rc;
-    *out = ms_linear_mat(&l, 0, ms_resident_data(r, m, l.w), ms_resident_data(r, m, l.scales),
-                         ms_resident_data(r, m, l.biases));
-    return 0;
-}
-
-static void yarn_inv_freq(const ms_ds3_config *c, double *inv, float *mscale_out)
-{
-    ms_rope_inv_freq(&c->rope, c->rope.theta, c->qk_rope_head_dim, inv);
-    *mscale_out = 1.0f;
-    if (c->rope.type == MS_ROPE_YARN)
-        *mscale_out = (float)(yarn_get_m(c->rope.factor, c->rope.mscale) / yarn_get_m(c->rope.factor, c->rope.mscale_all_dim));
-}
 
 static void ds3_unbind(void *wp)
 {
@@ -246,7 +217,93 @@ static void ds3_unbind(void *wp)
     free(w->layers);
     free(w->vecs);
     free(w->head_mats);
+    free(w->mtp);
     free(w);
+}
+
+/* One decoder block (model layer l: a main layer, or an MTP layer's block). */
+static int bind_layer(const ms_model *m, const ms_resident *r, ds3_weights *w, int l, float **cursor, ms_err *err)
+{
+    const ms_config *c = w->c;
+    const ms_ds3_config *d = w->d;
+    int D = w->D, H = w->H, rc;
+    float *vc = *cursor;
+    char name[256];
+    ds3_layer *ly = &w->layers[l];
+    char p[128];
+    snprintf(p, sizeof p, "model.layers.%d", l);
+#define NAME(fmt) (snprintf(name, sizeof name, "%s." fmt, p), name)
+    if ((rc = ms_arch_bind_vec(m, r, NAME("input_layernorm.weight"), D, &vc, &ly->attn_norm, err)) < 0) return rc;
+    if ((rc = ms_arch_bind_vec(m, r, NAME("post_attention_layernorm.weight"), D, &vc, &ly->ffn_norm, err)) < 0) return rc;
+    /* attention */
+    int64_t qrows = (int64_t)H * w->qdim;
+    if (d->q_lora_rank > 0) {
+        if ((rc = ms_arch_bind_mat(m, r, NAME("self_attn.q_a_proj"), d->q_lora_rank, D, &ly->q_a, err)) < 0) return rc;
+        if ((rc = ms_arch_bind_vec(m, r, NAME("self_attn.q_a_layernorm.weight"), d->q_lora_rank, &vc, &ly->q_a_norm,
+                           err)) < 0)
+            return rc;
+        if ((rc = ms_arch_bind_mat(m, r, NAME("self_attn.q_b_proj"), qrows, d->q_lora_rank, &ly->q_b, err)) < 0) return rc;
+    } else {
+        if ((rc = ms_arch_bind_mat(m, r, NAME("self_attn.q_proj"), qrows, D, &ly->q, err)) < 0) return rc;
+    }
+    if ((rc = ms_arch_bind_mat(m, r, NAME("self_attn.kv_a_proj_with_mqa"), w->kvl + w->rope, D, &ly->kv_a, err)) < 0)
+        return rc;
+    if ((rc = ms_arch_bind_vec(m, r, NAME("self_attn.kv_a_layernorm.weight"), w->kvl, &vc, &ly->kv_a_norm, err)) < 0)
+        return rc;
+    ly->wk = &w->head_mats[(size_t)l * 2 * H];
+    ly->wv = ly->wk + H;
+    if (ms_model_find(m, "%s.self_attn.embed_q.weight", p)) {
+        ms_linear eq, uo;
+        ly->split_mla = true;
+        if ((rc = ms_model_linear(m, NAME("self_attn.embed_q"), H, w->kvl, w->nope, &eq, err)) < 0) return rc;
+        if ((rc = ms_model_linear(m, NAME("self_attn.unembed_out"), H, w->vd, w->kvl, &uo, err)) < 0) return rc;
+        for (int h = 0; h < H; h++) {
+            ly->wk[h] = ms_linear_mat(&eq, h, ms_resident_data(r, m, eq.w), ms_resident_data(r, m, eq.scales),
+                                      ms_resident_data(r, m, eq.biases));
+            ly->wv[h] = ms_linear_mat(&uo, h, ms_resident_data(r, m, uo.w), ms_resident_data(r, m, uo.scales),
+                                      ms_resident_data(r, m, uo.biases));
+        }
+    } else {
+        ms_mat kvb;
+        if ((rc = ms_arch_bind_mat(m, r, NAME("self_attn.kv_b_proj"), (int64_t)H * (w->nope + w->vd), w->kvl, &kvb,
+                           err)) < 0)
+            return rc;
+        for (int h = 0; h < H; h++) {
+            ly->wk[h] = ms_mat_rows(&kvb, (int64_t)h * (w->nope + w->vd), w->nope);
+            ly->wv[h] = ms_mat_rows(&kvb, (int64_t)h * (w->nope + w->vd) + w->nope, w->vd);
+        }
+    }
+    if ((rc = ms_arch_bind_mat(m, r, NAME("self_attn.o_proj"), D, (int64_t)H * w->vd, &ly->o, err)) < 0) return rc;
+    /* feed-forward */
+    ly->moe = ms_config_is_moe_layer(c, l);
+    if (!ly->moe) {
+        int I = c->intermediate_size;
+        if ((rc = ms_arch_bind_mat(m, r, NAME("mlp.gate_proj"), I, D, &ly->gate, err)) < 0) return rc;
+        if ((rc = ms_arch_bind_mat(m, r, NAME("mlp.up_proj"), I, D, &ly->up, err)) < 0) return rc;
+        if ((rc = ms_arch_bind_mat(m, r, NAME("mlp.down_proj"), D, I, &ly->down, err)) < 0) return rc;
+    } else {
+        ly->blk.experts = ms_model_moe(m, l);
+        if ((rc = ms_arch_bind_mat(m, r, NAME("mlp.gate"), w->E, D, &ly->router, err)) < 0) return rc;
+        ly->router_bias = NULL;
+        if (ms_model_find(m, "%s.mlp.gate.e_score_correction_bias", p)) {
+            if ((rc = ms_arch_bind_vec(m, r, NAME("mlp.gate.e_score_correction_bias"), w->E, &vc, &ly->router_bias,
+                               err)) < 0)
+                return rc;
+        }
+        if (c->n_shared_experts > 0) {
+            int S = c->n_shared_experts * c->moe_intermediate_size;
+            if ((rc = ms_arch_bind_mat(m, r, NAME("mlp.shared_experts.gate_proj"), S, D, &ly->sh_gate, err)) < 0) return rc;
+            if ((rc = ms_arch_bind_mat(m, r, NAME("mlp.shared_experts.up_proj"), S, D, &ly->sh_up, err)) < 0) return rc;
+            if ((rc = ms_arch_bind_mat(m, r, NAME("mlp.shared_experts.down_proj"), D, S, &ly->sh_down, err)) < 0)
+                return rc;
+            ly->blk.sh_gate = &ly->sh_gate;
+            ly->blk.sh_up = &ly->sh_up;
+            ly->blk.sh_down = &ly->sh_down;
+        }
+    }
+#undef NAME
+    *cursor = vc;
+    return 0;
 }
 
 static int ds3_bind(const ms_model *m, const ms_resident *r, void **out, uint64_t *extra_bytes, ms_err *err)
@@ -270,109 +327,54 @@ static int ds3_bind(const ms_model *m, const ms_resident *r, void **out, uint64_
     w->K = c->n_experts_per_tok;
     w->scale = (float)ms_ds3_softmax_scale(d);
     int L = c->n_layers, D = w->D, H = w->H;
+    w->n_mtp = c->mtp_layers;
+    int LA = L + w->n_mtp; /* layers with a decoder block */
     int rc = 0;
     if (d->attention_bias) {
         rc = ms_errf(err, ENOTSUP, "%s/config.json: attention_bias: true is not supported", m->dir);
         goto fail;
     }
     w->inv_freq = calloc((size_t)w->rope / 2, sizeof *w->inv_freq);
-    w->layers = calloc((size_t)L, sizeof *w->layers);
-    size_t nvec = (size_t)D + (size_t)L * (2 * (size_t)D + (size_t)d->q_lora_rank + (size_t)w->kvl + (size_t)w->E);
+    w->layers = calloc((size_t)LA, sizeof *w->layers);
+    w->mtp = calloc((size_t)MS_MAX(1, w->n_mtp), sizeof *w->mtp);
+    size_t nvec = (size_t)D + (size_t)LA * (2 * (size_t)D + (size_t)d->q_lora_rank + (size_t)w->kvl + (size_t)w->E) +
+                  (size_t)w->n_mtp * 3 * (size_t)D;
     w->vecs = malloc(nvec * sizeof(float));
-    w->head_mats = calloc((size_t)L * 2 * (size_t)H, sizeof(ms_mat));
-    if (!w->inv_freq || !w->layers || !w->vecs || !w->head_mats) {
+    w->head_mats = calloc((size_t)LA * 2 * (size_t)H, sizeof(ms_mat));
+    if (!w->inv_freq || !w->layers || !w->mtp || !w->vecs || !w->head_mats) {
         rc = ms_errf(err, ENOMEM, "out of memory");
         goto fail;
     }
-    *extra_bytes = nvec * sizeof(float) + (size_t)L * 2 * (size_t)H * sizeof(ms_mat);
-    yarn_inv_freq(d, w->inv_freq, &w->rope_mscale);
+    *extra_bytes = nvec * sizeof(float) + (size_t)LA * 2 * (size_t)H * sizeof(ms_mat);
+    ms_rope_inv_freq(&d->rope, d->rope.theta, w->rope, w->inv_freq, &w->rope_mscale);
     float *vc = w->vecs;
     char name[256];
 
-    if ((rc = bind_mat(m, r, "model.embed_tokens", c->vocab_size, D, &w->embed, err)) < 0) goto fail;
-    if ((rc = bind_vec(m, r, "model.norm.weight", D, &vc, &w->final_norm, err)) < 0) goto fail;
+    if ((rc = ms_arch_bind_mat(m, r, "model.embed_tokens", c->vocab_size, D, &w->embed, err)) < 0) goto fail;
+    if ((rc = ms_arch_bind_vec(m, r, "model.norm.weight", D, &vc, &w->final_norm, err)) < 0) goto fail;
     if (ms_model_find(m, "lm_head.weight")) {
-        if ((rc = bind_mat(m, r, "lm_head", c->vocab_size, D, &w->lm_head, err)) < 0) goto fail;
+        if ((rc = ms_arch_bind_mat(m, r, "lm_head", c->vocab_size, D, &w->lm_head, err)) < 0) goto fail;
     } else if (c->tie_word_embeddings) {
         w->lm_head = w->embed;
     } else {
         rc = ms_errf(err, ENOENT, "%s: tensor lm_head.weight is missing (and tie_word_embeddings is false)", m->dir);
         goto fail;
     }
-    for (int l = 0; l < L; l++) {
-        ds3_layer *ly = &w->layers[l];
-        char p[128];
-        snprintf(p, sizeof p, "model.layers.%d", l);
-#define NAME(fmt) (snprintf(name, sizeof name, "%s." fmt, p), name)
-        if ((rc = bind_vec(m, r, NAME("input_layernorm.weight"), D, &vc, &ly->attn_norm, err)) < 0) goto fail;
-        if ((rc = bind_vec(m, r, NAME("post_attention_layernorm.weight"), D, &vc, &ly->ffn_norm, err)) < 0) goto fail;
-        /* attention */
-        int64_t qrows = (int64_t)H * w->qdim;
-        if (d->q_lora_rank > 0) {
-            if ((rc = bind_mat(m, r, NAME("self_attn.q_a_proj"), d->q_lora_rank, D, &ly->q_a, err)) < 0) goto fail;
-            if ((rc = bind_vec(m, r, NAME("self_attn.q_a_layernorm.weight"), d->q_lora_rank, &vc, &ly->q_a_norm,
-                               err)) < 0)
-                goto fail;
-            if ((rc = bind_mat(m, r, NAME("self_attn.q_b_proj"), qrows, d->q_lora_rank, &ly->q_b, err)) < 0) goto fail;
-        } else {
-            if ((rc = bind_mat(m, r, NAME("self_attn.q_proj"), qrows, D, &ly->q, err)) < 0) goto fail;
-        }
-        if ((rc = bind_mat(m, r, NAME("self_attn.kv_a_proj_with_mqa"), w->kvl + w->rope, D, &ly->kv_a, err)) < 0)
-            goto fail;
-        if ((rc = bind_vec(m, r, NAME("self_attn.kv_a_layernorm.weight"), w->kvl, &vc, &ly->kv_a_norm, err)) < 0)
-            goto fail;
-        ly->wk = &w->head_mats[(size_t)l * 2 * H];
-        ly->wv = ly->wk + H;
-        if (ms_model_find(m, "%s.self_attn.embed_q.weight", p)) {
-            ms_linear eq, uo;
-            ly->split_mla = true;
-            if ((rc = ms_model_linear(m, NAME("self_attn.embed_q"), H, w->kvl, w->nope, &eq, err)) < 0) goto fail;
-            if ((rc = ms_model_linear(m, NAME("self_attn.unembed_out"), H, w->vd, w->kvl, &uo, err)) < 0) goto fail;
-            for (int h = 0; h < H; h++) {
-                ly->wk[h] = ms_linear_mat(&eq, h, ms_resident_data(r, m, eq.w), ms_resident_data(r, m, eq.scales),
-                                          ms_resident_data(r, m, eq.biases));
-                ly->wv[h] = ms_linear_mat(&uo, h, ms_resident_data(r, m, uo.w), ms_resident_data(r, m, uo.scales),
-                                          ms_resident_data(r, m, uo.biases));
-            }
-        } else {
-            ms_mat kvb;
-            if ((rc = bind_mat(m, r, NAME("self_attn.kv_b_proj"), (int64_t)H * (w->nope + w->vd), w->kvl, &kvb,
-                               err)) < 0)
-                goto fail;
-            for (int h = 0; h < H; h++) {
-                ly->wk[h] = ms_mat_rows(&kvb, (int64_t)h * (w->nope + w->vd), w->nope);
-                ly->wv[h] = ms_mat_rows(&kvb, (int64_t)h * (w->nope + w->vd) + w->nope, w->vd);
-            }
-        }
-        if ((rc = bind_mat(m, r, NAME("self_attn.o_proj"), D, (int64_t)H * w->vd, &ly->o, err)) < 0) goto fail;
-        /* feed-forward */
-        ly->moe = ms_config_is_moe_layer(c, l);
-        if (!ly->moe) {
-            int I = c->intermediate_size;
-            if ((rc = bind_mat(m, r, NAME("mlp.gate_proj"), I, D, &ly->gate, err)) < 0) goto fail;
-            if ((rc = bind_mat(m, r, NAME("mlp.up_proj"), I, D, &ly->up, err)) < 0) goto fail;
-            if ((rc = bind_mat(m, r, NAME("mlp.down_proj"), D, I, &ly->down, err)) < 0) goto fail;
-        } else {
-            ly->blk.experts = ms_model_moe(m, l);
-            if ((rc = bind_mat(m, r, NAME("mlp.gate"), w->E, D, &ly->router, err)) < 0) goto fail;
-            ly->router_bias = NULL;
-            if (ms_model_find(m, "%s.mlp.gate.e_score_correction_bias", p)) {
-                if ((rc = bind_vec(m, r, NAME("mlp.gate.e_score_correction_bias"), w->E, &vc, &ly->router_bias,
-                                   err)) < 0)
-                    goto fail;
-            }
-            if (c->n_shared_experts > 0) {
-                int S = c->n_shared_experts * c->moe_intermediate_size;
-                if ((rc = bind_mat(m, r, NAME("mlp.shared_experts.gate_proj"), S, D, &ly->sh_gate, err)) < 0) goto fail;
-                if ((rc = bind_mat(m, r, NAME("mlp.shared_experts.up_proj"), S, D, &ly->sh_up, err)) < 0) goto fail;
-                if ((rc = bind_mat(m, r, NAME("mlp.shared_experts.down_proj"), D, S, &ly->sh_down, err)) < 0)
-                    goto fail;
-                ly->blk.sh_gate = &ly->sh_gate;
-                ly->blk.sh_up = &ly->sh_up;
-                ly->blk.sh_down = &ly->sh_down;
-            }
-        }
-#undef NAME
+    for (int l = 0; l < L; l++)
+        if ((rc = bind_layer(m, r, w, l, &vc, err)) < 0) goto fail;
+    /* MTP draft head(s): enorm, hnorm, eh_proj, shared_head.norm + a decoder block */
+    for (int i = 0; i < w->n_mtp; i++) {
+        int l = c->n_layers + i;
+        struct ds3_mtp *mt = &w->mtp[i];
+        snprintf(name, sizeof name, "model.layers.%d.enorm.weight", l);
+        if ((rc = ms_arch_bind_vec(m, r, name, D, &vc, &mt->enorm, err)) < 0) goto fail;
+        snprintf(name, sizeof name, "model.layers.%d.hnorm.weight", l);
+        if ((rc = ms_arch_bind_vec(m, r, name, D, &vc, &mt->hnorm, err)) < 0) goto fail;
+        snprintf(name, sizeof name, "model.layers.%d.shared_head.norm.weight", l);
+        if ((rc = ms_arch_bind_vec(m, r, name, D, &vc, &mt->head_norm, err)) < 0) goto fail;
+        snprintf(name, sizeof name, "model.layers.%d.eh_proj", l);
+        if ((rc = ms_arch_bind_mat(m, r, name, D, 2 * (int64_t)D, &mt->eh_proj, err)) < 0) goto fail;
+        if ((rc = bind_layer(m, r, w, l, &vc, err)) < 0) goto fail;
     }
     *out = w;
     return 0;
@@ -383,15 +385,19 @@ fail:
 
 /* ---- state: KV cache + scratch ------------------------------------------ */
 
+/* Tiles of the naive-form attention: query rows and keys per score tile. */
+#define NV_ROWS 64
+#define NV_KEYS 256
+
 /* Every buffer of the state: X(name, type, element count). One list drives the
  * struct, the allocation and the size report (plan uses the size before
  * anything is allocated). The MoE block's scratch (moe.c) comes on top. */
 #define DS3_BUFFERS(X)                                                                          \
-    X(ckv, float, KL * ctx * kvl)          /* [L][ctx][kv_lora]  normalized latents (f32 KV), or */ \
-    X(kpe, float, KL * ctx * rope)         /* [L][ctx][rope]     rotated rope keys; with a bf16 */ \
-                                           /* KV: one layer's rows widened for attention */       \
-    X(ckv16, uint16_t, BL * ctx * kvl)     /* [L][ctx][kv_lora]  bf16 KV cache (--kv bf16) */     \
-    X(kpe16, uint16_t, BL * ctx * rope)    /* [L][ctx][rope] */                                  \
+    X(ckv, float, KL * ctx * kvl)          /* [S][L][ctx][kv_lora] normalized latents (f32 KV), or */ \
+    X(kpe, float, KL * ctx * rope)         /* [S][L][ctx][rope] rotated rope keys; with a bf16 KV: */ \
+                                           /* one sequence's layer rows widened for attention */  \
+    X(ckv16, uint16_t, BL * ctx * kvl)     /* [S][L][ctx][kv_lora] bf16 KV cache (--kv bf16) */   \
+    X(kpe16, uint16_t, BL * ctx * rope)    /* [S][L][ctx][rope] */                               \
     X(h, float, B * D)                     /* [B][D] residual stream */                          \
     X(x, float, B * D)                     /* [B][D] normed input */                             \
     X(qa, float, B * qlr)                  /* [B][q_lora] */                                     \
@@ -402,17 +408,22 @@ fail:
     X(cosb, float, B * rope / 2)           /* [B][rope/2] */                                     \
     X(sinb, float, B * rope / 2)           /* [B][rope/2] */                                     \
     X(tls, float, nth * tls_stride)        /* [nth][2 kv_lora + ctx + rope] per-thread */        \
+    X(nv, float, nth * nv_stride)          /* [nth] naive-form prefill scratch (B > 1): W_UK and */ \
+                                           /* W_UV of a head [kv_lora][nope+v], a key tile's */    \
+                                           /* K [NV_KEYS][nope] and V [NV_KEYS][v], scores */      \
+                                           /* [NV_ROWS][NV_KEYS], O [B][v], max [B], sum [B] */    \
     X(ffn_out, float, B * D)               /* [B][D] */                                          \
     X(rlog, float, B * E)                  /* [B][E] router logits */                            \
     X(rtmp, float, 2 * E)                  /* [2E] router scratch */                             \
     X(px, float, D)                        /* [D] hidden state normed for the next router */     \
-    X(pwt, float, K)                       /* [K] weights of a prediction (unused) */
+    X(pwt, float, K)                       /* [K] weights of a prediction (unused) */            \
+    X(cat, float, M * B * 2 * D)           /* [B][2D] MTP: enorm(e) | hnorm(h) */
 
 typedef struct ds3_state {
     const ds3_weights *w;
-    int ctx, batch, nth;
+    int ctx, batch, n_seq, nth;
     bool kv_bf16;
-    size_t tls_stride;
+    size_t tls_stride, nv_stride;
     ms_moe *moe;
     ms_moe_router router;
 #define X(name, type, count) type *name;
@@ -421,38 +432,44 @@ typedef struct ds3_state {
 } ds3_state;
 
 /* The sizes the list above needs. */
-#define DS3_DIMS(c, d, ctx_, batch_, nth_, kvbf_)                                                           \
-    size_t L = (size_t)(c)->n_layers, ctx = (size_t)(ctx_), B = (size_t)(batch_), nth = (size_t)(nth_);    \
-    size_t KL = (kvbf_) ? 1 : L, BL = (kvbf_) ? L : 0;                                                      \
+#define DS3_DIMS(c, d, ctx_, batch_, nseq_, nth_, kvbf_)                                                    \
+    size_t L = (size_t)ms_config_n_layers_all(c), M = (size_t)((c)->mtp_layers > 0);                        \
+    size_t ctx = (size_t)(ctx_), B = (size_t)(batch_), nth = (size_t)(nth_);                               \
+    size_t S = (size_t)(nseq_);                                                                             \
+    size_t KL = (kvbf_) ? 1 : S * L, BL = (kvbf_) ? S * L : 0;                                              \
     size_t D = (size_t)(c)->hidden_size, H = (size_t)(d)->n_heads, kvl = (size_t)(d)->kv_lora_rank;          \
     size_t rope = (size_t)(d)->qk_rope_head_dim, vd = (size_t)(d)->v_head_dim;                              \
     size_t qdim = (size_t)((d)->qk_nope_head_dim + (d)->qk_rope_head_dim);                                  \
     size_t qlr = (size_t)MS_MAX(1, (d)->q_lora_rank);                                                       \
     size_t E = (size_t)MS_MAX(1, (c)->n_routed_experts), K = (size_t)MS_MAX(1, (c)->n_experts_per_tok);    \
     size_t tls_stride = MS_ALIGN_UP(kvl * 2 + ctx + rope + 16, 16);                                          \
+    size_t nope_ = (size_t)(d)->qk_nope_head_dim;                                                           \
+    size_t nv_stride = B > 1 ? MS_ALIGN_UP(kvl * (nope_ + vd) + NV_KEYS * (nope_ + vd + NV_ROWS) + B * (vd + 2), 16) \
+                             : 0;                                                                            \
     (void)L; (void)ctx; (void)B; (void)nth; (void)D; (void)H; (void)kvl; (void)rope; (void)vd; (void)qdim;   \
-    (void)KL; (void)BL; (void)qlr; (void)E; (void)K; (void)tls_stride
+    (void)KL; (void)BL; (void)qlr; (void)E; (void)K; (void)tls_stride; (void)S; (void)M; (void)nv_stride
 
 /* The MoE scratch's dims; its FFN scratch also serves the dense MLPs. */
 static ms_moe_dims moe_dims(const ms_config *c, int batch)
 {
     int widest = MS_MAX(c->intermediate_size, c->moe_intermediate_size * MS_MAX(1, c->n_shared_experts));
     widest = MS_MAX(widest, c->moe_intermediate_size);
-    return (ms_moe_dims){.n_layers = c->n_layers, .D = c->hidden_size, .E = MS_MAX(1, c->n_routed_experts),
+    return (ms_moe_dims){.n_layers = ms_config_n_layers_all(c), .D = c->hidden_size, .E = MS_MAX(1, c->n_routed_experts),
                          .K = MS_MAX(1, c->n_experts_per_tok), .batch = batch, .ffn_widest = widest};
 }
 
-static uint64_t ds3_state_bytes(const ms_config *c, int ctx_, int batch_, int nth_, bool kv_bf16, uint64_t *kv_bytes)
+static uint64_t ds3_state_bytes(const ms_config *c, int ctx_, int batch_, int n_seq, int nth_, bool kv_bf16,
+                                uint64_t *kv_bytes)
 {
     const ms_ds3_config *d = c->arch;
-    DS3_DIMS(c, d, ctx_, batch_, nth_ > 0 ? nth_ : 1, kv_bf16);
+    DS3_DIMS(c, d, ctx_, batch_, MS_MAX(1, n_seq), nth_ > 0 ? nth_ : 1, kv_bf16);
     uint64_t total = 0;
 #define X(name, type, count) total += (uint64_t)MS_MAX((size_t)(count), (size_t)1) * sizeof(type);
     DS3_BUFFERS(X)
 #undef X
     ms_moe_dims md = moe_dims(c, batch_);
     total += ms_moe_bytes(&md);
-    if (kv_bytes) *kv_bytes = (uint64_t)L * ctx * (kvl + rope) * (kv_bf16 ? sizeof(uint16_t) : sizeof(float));
+    if (kv_bytes) *kv_bytes = (uint64_t)S * L * ctx * (kvl + rope) * (kv_bf16 ? sizeof(uint16_t) : sizeof(float));
     return total;
 }
 
@@ -467,26 +484,29 @@ static void ds3_state_destroy(void *sp)
     free(s);
 }
 
-static int ds3_route(void *fam, const ms_compute *cp, int layer, const float *x, const int *tokens, int n, int *ids,
+static int ds3_route(void *fam, const ms_fwd_env *env, int layer, const float *x, const int *tokens, int n, int *ids,
                      float *wts, ms_err *err);
-static int ds3_predict(void *fam, const ms_compute *cp, int layer, int *ids);
+static int ds3_predict(void *fam, const ms_fwd_env *env, int layer, int *ids);
 
-static int ds3_state_create(const void *wp, int ctx_, int batch_, int nthreads, bool kv_bf16, void **out,
+static int ds3_state_create(const void *wp, int ctx_, int batch_, int n_seq, int nthreads, bool kv_bf16, void **out,
                             uint64_t *bytes, ms_err *err)
 {
     const ds3_weights *w = wp;
     const ms_config *c = w->c;
-    if (ctx_ <= 0 || batch_ <= 0) return ms_errf(err, EINVAL, "context and batch must be positive");
+    if (ctx_ <= 0 || batch_ <= 0 || n_seq <= 0)
+        return ms_errf(err, EINVAL, "context, batch and sequences must be positive");
     ds3_state *s = calloc(1, sizeof *s);
     if (!s) return ms_errf(err, ENOMEM, "out of memory");
     s->w = w;
     s->ctx = ctx_;
     s->batch = batch_;
+    s->n_seq = n_seq;
     s->nth = nthreads > 0 ? nthreads : 1;
     s->kv_bf16 = kv_bf16;
     s->router = (ms_moe_router){.fam = s, .route = ds3_route, .predict = ds3_predict};
-    DS3_DIMS(c, w->d, ctx_, batch_, s->nth, kv_bf16);
+    DS3_DIMS(c, w->d, ctx_, batch_, n_seq, s->nth, kv_bf16);
     s->tls_stride = tls_stride;
+    s->nv_stride = nv_stride;
 #define X(name, type, count)                                                   \
     s->name = calloc(MS_MAX((size_t)(count), (size_t)1), sizeof(type));        \
     if (!s->name) goto oom;
@@ -499,7 +519,7 @@ static int ds3_state_create(const void *wp, int ctx_, int batch_, int nthreads, 
         return rc;
     }
     *out = s;
-    if (bytes) *bytes = ds3_state_bytes(c, ctx_, batch_, s->nth, kv_bf16, NULL);
+    if (bytes) *bytes = ds3_state_bytes(c, ctx_, batch_, n_seq, s->nth, kv_bf16, NULL);
     return 0;
 oom:
     ds3_state_destroy(s);
@@ -507,13 +527,6 @@ oom:
 }
 
 /* ---- pieces of the forward pass ------------------------------------------ */
-
-/* Y[n][rows] = X[n][cols] W^T: one matvec when n == 1 (the decode path). */
-static void linear(const ms_compute *cp, const ms_mat *m, const float *X, int n, float *Y)
-{
-    if (n == 1) ms_matvec(cp, m, X, Y);
-    else ms_matmul(cp, m, X, n, Y);
-}
 
 static void rope_pair_rotate(float *x, int d, const float *cs, const float *sn)
 {
@@ -525,8 +538,18 @@ typedef struct attn_task {
     const ds3_layer *ly;
     ds3_state *s;
     const ms_kern *kern;
-    int layer, n, pos0;
+    const ms_batch *b;
+    int layer, r0, n;      /* rows r0 .. r0+n-1 of the step */
+    _Atomic int next;
 } attn_task;
+
+/* First cache row of (sequence, layer): f32 caches hold every (sequence, layer);
+ * a bf16 cache's f32 staging holds the one (sequence, layer) being attended. */
+static size_t cache_base(const ds3_state *s, int seq, int layer, bool staging)
+{
+    if (staging) return 0;
+    return ((size_t)seq * (size_t)ms_config_n_layers_all(s->w->c) + (size_t)layer) * (size_t)s->ctx;
+}
 
 /* One (token, head): absorbed attention over positions 0..pos. */
 static void attn_one(attn_task *t, int idx, float *tls)
@@ -535,7 +558,7 @@ static void attn_one(attn_task *t, int idx, float *tls)
     const ds3_layer *ly = t->ly;
     ds3_state *s = t->s;
     int H = w->H, kvl = w->kvl, rope = w->rope, nope = w->nope;
-    int ti = idx / H, h = idx % H, pos = t->pos0 + ti;
+    int ti = t->r0 + idx / H, h = idx % H, pos = t->b->pos[ti];
     const float *qh = s->q + ((size_t)ti * H + h) * w->qdim; /* q_nope | q_pe (already rotated) */
     float *qlat = tls;             /* [kvl] */
     float *olat = tls + kvl;       /* [kvl] */
@@ -555,7 +578,7 @@ static void attn_one(attn_task *t, int idx, float *tls)
             for (int c = 0; c < kvl; c++) qlat[c] += a * tmp[c];
         }
     }
-    size_t lo = s->kv_bf16 ? 0 : (size_t)t->layer * s->ctx; /* bf16 KV: rows widened into layer 0's place */
+    size_t lo = cache_base(s, ms_arch_row_seq(t->b, ti), t->layer, s->kv_bf16);
     const float *ckv = s->ckv + lo * kvl;
     const float *kpe = s->kpe + lo * w->rope;
     const float *qpe = qh + nope;
@@ -572,35 +595,152 @@ static void attn_one(attn_task *t, int idx, float *tls)
     ms_matvec(&single, &ly->wv[h], olat, s->o + ((size_t)ti * H + h) * w->vd);
 }
 
-static void attn_index(void *arg, int idx, int tid)
+static void attn_worker(void *arg, int tid, int nth)
 {
     attn_task *t = arg;
-    attn_one(t, idx, t->s->tls + (size_t)tid * t->s->tls_stride);
+    float *tls = t->s->tls + (size_t)tid * t->s->tls_stride;
+    int total = t->n * t->w->H;
+    for (;;) {
+        int idx = atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed);
+        if (idx >= total) break;
+        attn_one(t, idx, tls);
+    }
+    (void)nth;
 }
 
-/* h[n][D] += MLA(x[n][D]) at positions pos0.. ; writes the layer's KV cache. */
-static void attention(const ds3_weights *w, const ds3_layer *ly, ds3_state *s, const ms_compute *cp, int layer,
-                      int n, int pos0)
+/* MLA in the naive form, for a prefill chunk of one sequence (rows at
+ * positions p0 .. p0+n-1, keys 0 .. P-1 = p0+n-1): per head and tile of
+ * NV_KEYS keys, decompress the cached latents into K_nope and V, then GEMMs:
+ *   S = scale (Q_nope K_nope^T + Q_pe K_pe^T)   [rows][keys], causal
+ *   O += softmax-so-far(S) V                    online softmax (running max, sum)
+ * Fewer operations than the absorbed form once many queries share the keys
+ * (naive_cheaper), GEMM-shaped, scratch independent of the context length.
+ * Same result within float rounding; tiles depend on the shape only, so the
+ * result does not depend on the thread count. */
+typedef struct naive_task {
+    const ds3_weights *w;
+    const ds3_layer *ly;
+    ds3_state *s;
+    const ms_kern *kern;
+    const float *ckv, *kpe;  /* [P][kv_lora], [P][rope]: the sequence's layer cache (f32) */
+    int n, p0, P;
+    _Atomic int next;
+} naive_task;
+
+static bool naive_cheaper(const ds3_weights *w, int n, int P)
+{
+    double kvl = w->kvl, nope = w->nope, rope = w->rope, vd = w->vd;
+    double absorbed = (double)n * (nope * kvl + (double)P * (2 * kvl + rope) + vd * kvl);
+    double naive = (double)P * kvl * (nope + vd) + (double)n * (double)P * (nope + rope + vd) + kvl * (nope + vd);
+    return naive < absorbed;
+}
+
+static void naive_head(naive_task *t, int h, float *scr)
+{
+    const ds3_weights *w = t->w;
+    const ds3_layer *ly = t->ly;
+    ds3_state *s = t->s;
+    int H = w->H, kvl = w->kvl, nope = w->nope, rope = w->rope, vd = w->vd, n = t->n, P = t->P;
+    float *wk = scr;                              /* split: [kv_lora][nope]; else [nope][kv_lora] */
+    float *wv = wk + (size_t)kvl * nope;          /* [v][kv_lora] */
+    float *K = wv + (size_t)kvl * vd;             /* [NV_KEYS][nope] this key tile's K_nope */
+    float *V = K + (size_t)NV_KEYS * nope;        /* [NV_KEYS][v] */
+    float *S = V + (size_t)NV_KEYS * vd;          /* [NV_ROWS][NV_KEYS] scores of a query tile */
+    float *O = S + (size_t)NV_ROWS * NV_KEYS;     /* [n][v] running output */
+    float *mx = O + (size_t)n * vd;               /* [n] running max of each row's scores */
+    float *sum = mx + n;                          /* [n] running softmax denominator */
+    int ldq = H * w->qdim;
+    /* 1. this head's W_UK and W_UV in f32 */
+    int wk_rows = ly->split_mla ? kvl : nope;
+    for (int r = 0; r < wk_rows; r++) ms_mat_get_row(t->kern, &ly->wk[h], r, wk + (size_t)r * ly->wk[h].cols);
+    for (int r = 0; r < vd; r++) ms_mat_get_row(t->kern, &ly->wv[h], r, wv + (size_t)r * kvl);
+    memset(O, 0, (size_t)n * vd * sizeof *O);
+    for (int i = 0; i < n; i++) {
+        mx[i] = -INFINITY;
+        sum[i] = 0.0f;
+    }
+    /* 2. one key tile at a time (online softmax: scratch independent of the context) */
+    for (int k0 = 0; k0 < P; k0 += NV_KEYS) {
+        int kt = MS_MIN(NV_KEYS, P - k0);
+        /* 2a. decompress the tile: K_nope = C W_UK^T, V = C W_UV^T */
+        const float *C = t->ckv + (size_t)k0 * kvl;
+        ms_sgemm(false, !ly->split_mla, kt, nope, kvl, 1.0f, C, kvl, wk, ly->split_mla ? nope : kvl, 0.0f, K, nope);
+        ms_sgemm(false, true, kt, vd, kvl, 1.0f, C, kvl, wv, kvl, 0.0f, V, vd);
+        /* 2b. per query tile that sees any of these keys */
+        for (int i0 = 0; i0 < n; i0 += NV_ROWS) {
+            int m = MS_MIN(NV_ROWS, n - i0);
+            if (t->p0 + i0 + m - 1 < k0) continue; /* causal: none of its rows reaches this tile */
+            const float *q = s->q + (size_t)i0 * ldq + (size_t)h * w->qdim;
+            ms_sgemm(false, true, m, kt, nope, w->scale, q, ldq, K, nope, 0.0f, S, kt);
+            ms_sgemm(false, true, m, kt, rope, w->scale, q + nope, ldq, t->kpe + (size_t)k0 * rope, rope, 1.0f, S, kt);
+            for (int i = 0; i < m; i++) {
+                int r = i0 + i, valid = MS_MIN(kt, t->p0 + r - k0 + 1); /* keys k0 .. p0+r */
+                float *row = S + (size_t)i * kt;
+                if (valid <= 0) {
+                    memset(row, 0, (size_t)kt * sizeof *row);
+                    continue;
+                }
+                float nm = mx[r];
+                for (int j = 0; j < valid; j++) nm = fmaxf(nm, row[j]);
+                float f = expf(mx[r] - nm); /* rescale what the earlier tiles summed */
+                sum[r] *= f;
+                for (int c = 0; c < vd; c++) O[(size_t)r * vd + c] *= f;
+                mx[r] = nm;
+                float add = 0.0f;
+                for (int j = 0; j < valid; j++) {
+                    row[j] = expf(row[j] - nm);
+                    add += row[j];
+                }
+                for (int j = valid; j < kt; j++) row[j] = 0.0f;
+                sum[r] += add;
+            }
+            ms_sgemm(false, false, m, vd, kt, 1.0f, S, kt, V, vd, 1.0f, O + (size_t)i0 * vd, vd);
+        }
+    }
+    /* 3. O / sum into the head's slot of each row */
+    for (int r = 0; r < n; r++) {
+        float inv = 1.0f / sum[r];
+        float *dst = s->o + ((size_t)r * H + h) * vd;
+        for (int c = 0; c < vd; c++) dst[c] = O[(size_t)r * vd + c] * inv;
+    }
+}
+
+static void naive_worker(void *arg, int tid, int nth)
+{
+    naive_task *t = arg;
+    float *scr = t->s->nv + (size_t)tid * t->s->nv_stride;
+    for (;;) {
+        int h = atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed);
+        if (h >= t->w->H) break;
+        naive_head(t, h, scr);
+    }
+    (void)nth;
+}
+
+/* h[n][D] += MLA(x[n][D]) for the step's rows; writes the layer's KV cache. */
+static void attention(const ds3_weights *w, const ds3_layer *ly, ds3_state *s, const ms_fwd_env *env, int layer,
+                      const ms_batch *b)
 {
     const ms_ds3_config *c = w->d;
-    int H = w->H, kvl = w->kvl, rope = w->rope, half = rope / 2;
+    const ms_compute *cp = &env->compute;
+    int n = b->n, H = w->H, kvl = w->kvl, rope = w->rope, half = rope / 2;
     /* 1. queries */
     if (c->q_lora_rank > 0) {
-        linear(cp, &ly->q_a, s->x, n, s->qa);
+        ms_arch_linear(env, &ly->q_a, s->x, n, s->qa);
         for (int t = 0; t < n; t++) {
             float *r = s->qa + (size_t)t * c->q_lora_rank;
             ms_rmsnorm(r, r, ly->q_a_norm, c->q_lora_rank, (float)c->latent_norm_eps);
         }
-        linear(cp, &ly->q_b, s->qa, n, s->q);
+        ms_arch_linear(env, &ly->q_b, s->qa, n, s->q);
     } else {
-        linear(cp, &ly->q, s->x, n, s->q);
+        ms_arch_linear(env, &ly->q, s->x, n, s->q);
     }
     /* 2. latent kv */
-    linear(cp, &ly->kv_a, s->x, n, s->kv);
-    /* 3. rope tables for the chunk's positions */
+    ms_arch_linear(env, &ly->kv_a, s->x, n, s->kv);
+    /* 3. rope tables for the rows' positions */
     for (int t = 0; t < n; t++)
         for (int i = 0; i < half; i++) {
-            double a = (double)(pos0 + t) * w->inv_freq[i];
+            double a = (double)b->pos[t] * w->inv_freq[i];
             s->cosb[(size_t)t * half + i] = (float)cos(a) * w->rope_mscale;
             s->sinb[(size_t)t * half + i] = (float)sin(a) * w->rope_mscale;
         }
@@ -608,75 +748,71 @@ static void attention(const ds3_weights *w, const ds3_layer *ly, ds3_state *s, c
     for (int t = 0; t < n; t++) {
         const float *cs = s->cosb + (size_t)t * half, *sn = s->sinb + (size_t)t * half;
         float *kvt = s->kv + (size_t)t * (kvl + rope);
-        size_t row = (s->kv_bf16 ? 0 : (size_t)layer * s->ctx) + (size_t)(pos0 + t);
+        size_t at = cache_base(s, ms_arch_row_seq(b, t), layer, false) + (size_t)b->pos[t];
+        size_t row = s->kv_bf16 ? (size_t)b->pos[t] : at; /* bf16: f32 staging row */
         float *ck = s->ckv + row * kvl;
         float *kp = s->kpe + row * rope;
         ms_rmsnorm(ck, kvt, ly->kv_a_norm, kvl, (float)c->latent_norm_eps);
         memcpy(kp, kvt + kvl, (size_t)rope * sizeof *kp);
         rope_pair_rotate(kp, rope, cs, sn);
         if (s->kv_bf16) { /* store rounded; attention below reads the rounded values back */
-            size_t at = (size_t)layer * s->ctx + (size_t)(pos0 + t);
             for (int i = 0; i < kvl; i++) s->ckv16[at * kvl + i] = ms_f32_to_bf16(ck[i]);
             for (int i = 0; i < rope; i++) s->kpe16[at * rope + i] = ms_f32_to_bf16(kp[i]);
         }
         for (int h = 0; h < H; h++) rope_pair_rotate(s->q + ((size_t)t * H + h) * w->qdim + w->nope, rope, cs, sn);
     }
-    /* 5. bf16 KV: widen this layer's rows 0 .. pos0+n-1 into the f32 staging rows */
-    if (s->kv_bf16) {
-        size_t nrow = (size_t)(pos0 + n), base = (size_t)layer * s->ctx;
-        for (size_t j = 0; j < nrow * kvl; j++) s->ckv[j] = ms_bf16_to_f32(s->ckv16[base * kvl + j]);
-        for (size_t j = 0; j < nrow * rope; j++) s->kpe[j] = ms_bf16_to_f32(s->kpe16[base * rope + j]);
+    /* 5-6. attention per (row, head); a bf16 cache first widens one sequence's
+     *      rows 0 .. its last position into the f32 staging rows, so it goes one
+     *      run of same-sequence rows at a time. A prefill chunk of one sequence
+     *      takes the naive form when that is cheaper. */
+    int P = b->pos[n - 1] + 1;
+    bool one_run = n > 1 && ms_arch_row_seq(b, 0) == ms_arch_row_seq(b, n - 1) && b->pos[n - 1] - b->pos[0] == n - 1;
+    if (!env->exact && one_run && s->nv_stride && naive_cheaper(w, n, P)) {
+        size_t base = cache_base(s, ms_arch_row_seq(b, 0), layer, false);
+        if (s->kv_bf16) {
+            for (size_t j = 0; j < (size_t)P * kvl; j++) s->ckv[j] = ms_bf16_to_f32(s->ckv16[base * kvl + j]);
+            for (size_t j = 0; j < (size_t)P * rope; j++) s->kpe[j] = ms_bf16_to_f32(s->kpe16[base * rope + j]);
+            base = 0;
+        }
+        naive_task nt = {.w = w, .ly = ly, .s = s, .kern = cp->kern, .ckv = s->ckv + base * kvl,
+                         .kpe = s->kpe + base * rope, .n = n, .p0 = b->pos[0], .P = P};
+        atomic_init(&nt.next, 0);
+        ms_arch_run(cp, naive_worker, &nt);
+    } else {
+        for (int r0 = 0; r0 < n;) {
+            int r1 = r0 + 1;
+            if (s->kv_bf16) {
+                while (r1 < n && ms_arch_row_seq(b, r1) == ms_arch_row_seq(b, r0)) r1++;
+                size_t nrow = (size_t)b->pos[r1 - 1] + 1, base = cache_base(s, ms_arch_row_seq(b, r0), layer, false);
+                for (size_t j = 0; j < nrow * kvl; j++) s->ckv[j] = ms_bf16_to_f32(s->ckv16[base * kvl + j]);
+                for (size_t j = 0; j < nrow * rope; j++) s->kpe[j] = ms_bf16_to_f32(s->kpe16[base * rope + j]);
+            } else {
+                r1 = n;
+            }
+            attn_task task = {.w = w, .ly = ly, .s = s, .kern = cp->kern, .b = b, .layer = layer, .r0 = r0,
+                              .n = r1 - r0};
+            atomic_init(&task.next, 0);
+            ms_arch_run(cp, attn_worker, &task);
+            r0 = r1;
+        }
     }
-    /* 6. attention per (token, head) */
-    attn_task task = {.w = w, .ly = ly, .s = s, .kern = cp->kern, .layer = layer, .n = n, .pos0 = pos0};
-    ms_pool_for(cp->pool, n * H, attn_index, &task);
     /* 7. output projection, residual */
-    linear(cp, &ly->o, s->o, n, s->attn);
+    ms_arch_linear(env, &ly->o, s->o, n, s->attn);
     for (size_t i = 0; i < (size_t)n * w->D; i++) s->h[i] += s->attn[i];
 }
 
-/* Router for one token: ids[K] (best first) and weights[K]. */
-static void route_token(const ds3_weights *w, const ds3_layer *ly, const float *logits, int *ids, float *wts,
-                        float *tmp /* [2E] */)
+/* This layer's router on n tokens x[n][D]: ids[n][K] (best first), wts[n][K]. */
+static void route(const ds3_weights *w, ds3_state *s, const ms_fwd_env *env, const ds3_layer *ly, const float *x,
+                  int n, int *ids, float *wts)
 {
     const ms_ds3_config *c = w->d;
-    int E = w->E, K = w->K;
-    float *sc = tmp, *sel = tmp + E;
-    for (int e = 0; e < E; e++) {
-        sc[e] = 1.0f / (1.0f + expf(-logits[e]));
-        sel[e] = sc[e] + (ly->router_bias ? ly->router_bias[e] : 0.0f);
-    }
-    if (c->n_group > 1 && c->topk_group < c->n_group) {
-        int G = c->n_group, per = E / G;
-        float gs[1024];
-        int keep[1024];
-        for (int g = 0; g < G; g++) {
-            int top2[2];
-            ms_topk(sel + g * per, per, 2, top2);
-            gs[g] = sel[g * per + top2[0]] + sel[g * per + top2[1]];
-        }
-        ms_topk(gs, G, c->topk_group, keep);
-        bool kept[1024] = {0};
-        for (int i = 0; i < c->topk_group; i++) kept[keep[i]] = true;
-        for (int g = 0; g < G; g++)
-            if (!kept[g])
-                for (int e = g * per; e < (g + 1) * per; e++) sel[e] = -INFINITY;
-    }
-    ms_topk(sel, E, K, ids);
-    float sum = 0;
-    for (int j = 0; j < K; j++) {
-        wts[j] = sc[ids[j]];
-        sum += wts[j];
-    }
-    if (c->norm_topk_prob) {
-        float d = sum + 1e-20f;
-        for (int j = 0; j < K; j++) wts[j] /= d;
-    }
-    for (int j = 0; j < K; j++) wts[j] *= (float)c->routed_scaling_factor;
+    ms_sigmoid_router r = {.E = w->E, .K = w->K, .n_group = c->n_group, .topk_group = c->topk_group,
+                           .norm = c->norm_topk_prob, .scale = c->routed_scaling_factor};
+    ms_arch_route_sigmoid(env, &r, &ly->router, ly->router_bias, x, n, s->rlog, s->rtmp, ids, wts);
 }
 
 /* The router op (moe.h): this layer's router on the block's input. */
-static int ds3_route(void *fam, const ms_compute *cp, int layer, const float *x, const int *tokens, int n, int *ids,
+static int ds3_route(void *fam, const ms_fwd_env *env, int layer, const float *x, const int *tokens, int n, int *ids,
                      float *wts, ms_err *err)
 {
     (void)tokens;
@@ -684,68 +820,101 @@ static int ds3_route(void *fam, const ms_compute *cp, int layer, const float *x,
     const ds3_weights *w = s->w;
     const ds3_layer *ly = &w->layers[layer];
     if (!ly->moe) return ms_errf(err, EINVAL, "layer %d is not a MoE layer", layer);
-    int E = w->E, K = w->K;
-    linear(cp, &ly->router, x, n, s->rlog);
-    for (int t = 0; t < n; t++)
-        route_token(w, ly, s->rlog + (size_t)t * E, ids + (size_t)t * K, wts + (size_t)t * K, s->rtmp);
+    route(w, s, env, ly, x, n, ids, wts);
     return 0;
 }
 
 /* The predict op (moe.h), one token: layer's router on the current residual
  * stream normed with layer's post-attention norm (the input it will see, up to
  * its own attention's contribution). */
-static int ds3_predict(void *fam, const ms_compute *cp, int layer, int *ids)
+static int ds3_predict(void *fam, const ms_fwd_env *env, int layer, int *ids)
 {
     ds3_state *s = fam;
     const ds3_weights *w = s->w;
     if (layer >= w->c->n_layers || !w->layers[layer].moe) return 0;
     const ds3_layer *ny = &w->layers[layer];
     ms_rmsnorm(s->px, s->h, ny->ffn_norm, w->D, (float)w->c->rms_norm_eps);
-    linear(cp, &ny->router, s->px, 1, s->rlog);
-    route_token(w, ny, s->rlog, ids, s->pwt, s->rtmp);
+    route(w, s, env, ny, s->px, 1, ids, s->pwt);
     return w->K;
 }
 
-/* The forward pass over a chunk of n tokens at positions pos0.. */
-static int ds3_forward(const void *wp, void *sp, const ms_fwd_env *env, const int *tokens, int n, int pos0,
-                       float *logits, bool all_logits, ms_err *err)
+/* One decoder block over the step's residual stream h[n][D] (layer l: main or MTP). */
+static int block(const ds3_weights *w, ds3_state *s, const ms_fwd_env *env, int l, const ms_batch *b, ms_err *err)
+{
+    const ds3_layer *ly = &w->layers[l];
+    int n = b->n, D = w->D;
+    float eps = (float)w->c->rms_norm_eps;
+    /* attention: h += MLA(rmsnorm(h)) */
+    for (int t = 0; t < n; t++) ms_rmsnorm(s->x + (size_t)t * D, s->h + (size_t)t * D, ly->attn_norm, D, eps);
+    attention(w, ly, s, env, l, b);
+    /* feed-forward: h += MoE or MLP (rmsnorm(h)) */
+    for (int t = 0; t < n; t++) ms_rmsnorm(s->x + (size_t)t * D, s->h + (size_t)t * D, ly->ffn_norm, D, eps);
+    if (ly->moe) {
+        int rc = ms_moe_forward(s->moe, env, &s->router, &ly->blk, l, s->x, b->tokens, n, s->ffn_out, err);
+        if (rc < 0) return rc;
+    } else {
+        ms_ffn_act(&env->compute, &ly->gate, &ly->up, &ly->down, s->x, n, s->ffn_out, ms_moe_ffn_scratch(s->moe),
+                   NULL, env->exact);
+    }
+    for (size_t i = 0; i < (size_t)n * D; i++) s->h[i] += s->ffn_out[i];
+    return 0;
+}
+
+/* The forward pass over one step's rows (see ms_batch). */
+static int ds3_forward(const void *wp, void *sp, const ms_fwd_env *env, const ms_batch *b, ms_err *err)
 {
     const ds3_weights *w = wp;
     ds3_state *s = sp;
     const ms_config *c = w->c;
-    const ms_compute *cp = &env->compute;
-    int D = w->D;
-    float eps = (float)c->rms_norm_eps;
-    if (n <= 0 || n > s->batch) return ms_errf(err, EINVAL, "chunk of %d tokens (batch is %d)", n, s->batch);
-    if (pos0 < 0 || pos0 + n > s->ctx)
-        return ms_errf(err, ENOSPC, "context is full: %d + %d tokens exceed --ctx %d", pos0, n, s->ctx);
+    int n = b->n, D = w->D, rc;
+    if ((rc = ms_arch_check_rows(b, s->batch, s->n_seq, s->ctx, w->c->vocab_size, err)) < 0) return rc;
     /* 1. embeddings */
+    for (int t = 0; t < n; t++) ms_mat_get_row(env->compute.kern, &w->embed, b->tokens[t], s->h + (size_t)t * D);
+    /* 2. the decoder blocks */
+    for (int l = 0; l < c->n_layers; l++)
+        if ((rc = block(w, s, env, l, b, err)) < 0) return rc;
+    /* 3. final norm (every row when the hidden states are wanted: MTP's input) + lm_head */
+    if (b->hidden)
+        for (int t = 0; t < n; t++)
+            ms_rmsnorm(b->hidden + (size_t)t * D, s->h + (size_t)t * D, w->final_norm, D, (float)c->rms_norm_eps);
+    if (b->logits) ms_arch_head(env, w->final_norm, &w->lm_head, b, s->h, s->x, (float)c->rms_norm_eps);
+    return 0;
+}
+
+/* The MTP draft head (DeepSeek-V3 multi-token prediction, as vLLM's and
+ * SGLang's deepseek_mtp compute it), row i = (token x at pos+1, hidden h at pos):
+ *   u = eh_proj([enorm(embed(x)) | hnorm(h)])     embedding half first
+ *   y = MTP decoder block over u (its own KV cache, RoPE position pos)
+ *   logits = lm_head(shared_head.norm(y))         the draft for pos + 2
+ * Routing of the MTP block is not reported to traces (they record the main
+ * model's), and it does not prefetch. */
+static int ds3_mtp_forward(const void *wp, void *sp, const ms_fwd_env *env0, const ms_batch *b, const float *hidden,
+                           ms_err *err)
+{
+    const ds3_weights *w = wp;
+    ds3_state *s = sp;
+    int n = b->n, D = w->D, rc;
+    float eps = (float)w->c->rms_norm_eps;
+    if (w->n_mtp < 1) return ms_errf(err, EINVAL, "the model was opened without its MTP layer");
+    if ((rc = ms_arch_check_rows(b, s->batch, s->n_seq, s->ctx, w->c->vocab_size, err)) < 0) return rc;
+    ms_fwd_env env = *env0;
+    env.on_route = env.on_predict = NULL;
+    env.prefetch = false;
+    const struct ds3_mtp *mt = &w->mtp[0];
+    /* 1. [enorm(embed(x)) | hnorm(h)] per row */
     for (int t = 0; t < n; t++) {
-        if (tokens[t] < 0 || tokens[t] >= c->vocab_size)
-            return ms_errf(err, EINVAL, "token id %d is outside the vocabulary (0..%d)", tokens[t], c->vocab_size - 1);
-        ms_mat_get_row(cp->kern, &w->embed, tokens[t], s->h + (size_t)t * D);
+        float *cat = s->cat + (size_t)t * 2 * D;
+        ms_mat_get_row(env.compute.kern, &w->embed, b->tokens[t], s->x + (size_t)t * D);
+        ms_rmsnorm(cat, s->x + (size_t)t * D, mt->enorm, D, eps);
+        ms_rmsnorm(cat + D, hidden + (size_t)t * D, mt->hnorm, D, eps);
     }
-    for (int l = 0; l < c->n_layers; l++) {
-        const ds3_layer *ly = &w->layers[l];
-        /* 2. attention block: h += MLA(rmsnorm(h)) */
-        for (int t = 0; t < n; t++) ms_rmsnorm(s->x + (size_t)t * D, s->h + (size_t)t * D, ly->attn_norm, D, eps);
-        attention(w, ly, s, cp, l, n, pos0);
-        /* 3. feed-forward block: h += MoE or MLP (rmsnorm(h)) */
-        for (int t = 0; t < n; t++) ms_rmsnorm(s->x + (size_t)t * D, s->h + (size_t)t * D, ly->ffn_norm, D, eps);
-        if (ly->moe) {
-            int rc = ms_moe_forward(s->moe, env, &s->router, &ly->blk, l, s->x, tokens, n, s->ffn_out, err);
-            if (rc < 0) return rc;
-        } else {
-            ms_ffn(cp, &ly->gate, &ly->up, &ly->down, s->x, n, s->ffn_out, ms_moe_ffn_scratch(s->moe));
-        }
-        for (size_t i = 0; i < (size_t)n * D; i++) s->h[i] += s->ffn_out[i];
-    }
-    /* 4. final norm + lm_head */
-    if (!logits) return 0;
-    int t0 = all_logits ? 0 : n - 1, nl = all_logits ? n : 1;
-    for (int t = t0; t < n; t++)
-        ms_rmsnorm(s->x + (size_t)(t - t0) * D, s->h + (size_t)t * D, w->final_norm, D, eps);
-    linear(cp, &w->lm_head, s->x, nl, logits);
+    /* 2. u = eh_proj(cat): the MTP block's residual stream */
+    ms_arch_linear(&env, &mt->eh_proj, s->cat, n, s->h);
+    /* 3. the MTP decoder block (layer index n_layers) */
+    if ((rc = block(w, s, &env, w->c->n_layers, b, err)) < 0) return rc;
+    /* 4. its output state (the next draft step's hidden) and the draft logits */
+    if (b->hidden) memcpy(b->hidden, s->h, (size_t)n * D * sizeof(float));
+    if (b->logits) ms_arch_head(&env, mt->head_norm, &w->lm_head, b, s->h, s->x, eps);
     return 0;
 }
 
@@ -757,6 +926,7 @@ static const ms_arch_ops ds3_ops = {
     .state_destroy = ds3_state_destroy,
     .state_bytes = ds3_state_bytes,
     .forward = ds3_forward,
+    .mtp_forward = ds3_mtp_forward,
 };
 
 static const char *const ds3_types[] = {"deepseek_v3", "kimi_k2", "glm4_moe_lite", NULL};

@@ -95,7 +95,7 @@ void ms_moe_prefetch(ms_moe *moe, const ms_fwd_env *env, const ms_moe_router *r,
         !env->experts.ops->prefetch)
         return;
     int *pid = moe->pids + (size_t)layer * K;
-    if (r->predict(r->fam, &env->compute, layer, pid) != K) return;
+    if (r->predict(r->fam, env, layer, pid) != K) return;
     moe->pvalid[layer] = 1;
     if (env->on_predict) env->on_predict(env->on_predict_arg, layer, 0, pid, NULL, K);
     env->experts.ops->prefetch(env->experts.impl, layer, pid, K);
@@ -129,7 +129,7 @@ int ms_moe_forward(ms_moe *moe, const ms_fwd_env *env, const ms_moe_router *r, c
     int E = moe->d.E, K = moe->d.K, D = moe->d.D;
     if (n < 1 || n > moe->d.batch) return ms_errf(err, EINVAL, "MoE block: %d tokens (batch is %d)", n, moe->d.batch);
     /* 1. route every token */
-    int rc = r->route(r->fam, cp, layer, x, tokens, n, moe->ids, moe->wts, err);
+    int rc = r->route(r->fam, env, layer, x, tokens, n, moe->ids, moe->wts, err);
     if (rc < 0) return rc;
     for (int i = 0; i < n * K; i++)
         if (moe->ids[i] < 0 || moe->ids[i] >= E)
@@ -160,7 +160,8 @@ int ms_moe_forward(ms_moe *moe, const ms_fwd_env *env, const ms_moe_router *r, c
         if ((rc = src->ops->acquire(src->impl, layer, moe->uniq + w0, nw, err)) < 0) return rc;
         if (w0 == 0 && env->prefetch && n == 1) prefetch_next(moe, env, r, layer);
         if (!shared_done) { /* overlaps the first wave's reads */
-            ms_ffn_act(cp, blk->sh_gate, blk->sh_up, blk->sh_down, x, n, out, moe->ffn_scr, &blk->act_shared);
+            ms_ffn_act(cp, blk->sh_gate, blk->sh_up, blk->sh_down, x, n, out, moe->ffn_scr, &blk->act_shared,
+                       env->exact);
             shared_done = true;
         }
         for (int i = 0; i < nw; i++) {
@@ -177,7 +178,7 @@ int ms_moe_forward(ms_moe *moe, const ms_fwd_env *env, const ms_moe_router *r, c
             const int *lst = moe->list + moe->start[e];
             for (int q = 0; q < ne; q++)
                 memcpy(moe->xe + (size_t)q * D, x + (size_t)(lst[q] / K) * D, (size_t)D * sizeof(float));
-            ms_ffn_act(cp, &g, &u, &d, moe->xe, ne, moe->ye, moe->ffn_scr, &blk->act_routed);
+            ms_ffn_act(cp, &g, &u, &d, moe->xe, ne, moe->ye, moe->ffn_scr, &blk->act_routed, env->exact);
             for (int q = 0; q < ne; q++)
                 memcpy(moe->yk + (size_t)lst[q] * D, moe->ye + (size_t)q * D, (size_t)D * sizeof(float));
         }

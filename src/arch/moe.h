@@ -44,6 +44,8 @@ typedef struct ms_fwd_env {
     ms_route_cb on_route;      /* optional */
     void *on_route_arg;
     bool prefetch;             /* next-layer prefetch (decode) */
+    bool exact;                /* batch-invariant step: every row computed exactly as a one-row
+                                  step would (decode over several sequences, MTP verification) */
     ms_pred_stats *pred;       /* optional counters */
     ms_route_cb on_predict;    /* optional: each prediction (w is NULL) */
     void *on_predict_arg;
@@ -55,12 +57,12 @@ typedef struct ms_moe_router {
     /* ids[n][K] (best first) and wts[n][K] for n tokens at MoE layer `layer`:
      * x[n][D] is the block's normalized input, tokens[n] the chunk's token ids
      * (hash-routed layers choose by token). Returns 0 or -errno. */
-    int (*route)(void *fam, const ms_compute *cp, int layer, const float *x, const int *tokens, int n, int *ids,
+    int (*route)(void *fam, const ms_fwd_env *env, int layer, const float *x, const int *tokens, int n, int *ids,
                  float *wts, ms_err *err);
     /* Optional. One token: the experts MoE layer `layer` will probably choose,
      * guessed from the current state (called during the previous layer's MoE
      * block). Writes ids[K]; returns K, or 0 when there is nothing to predict. */
-    int (*predict)(void *fam, const ms_compute *cp, int layer, int *ids);
+    int (*predict)(void *fam, const ms_fwd_env *env, int layer, int *ids);
 } ms_moe_router;
 
 /* One MoE layer as the family binds it. */

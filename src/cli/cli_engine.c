@@ -52,6 +52,10 @@ int ms_cli_engine_opt(int opt, const char *arg, ms_engine_opts *o, ms_err *err)
         }
         o->kv_bf16 = !strcmp(arg, "bf16");
         return 1;
+    case MS_OPT_MTP:
+        if (ms_parse_int(arg, 0, 8, &v, "--mtp", err) < 0) return -1;
+        o->mtp = (int)v;
+        return 1;
     case MS_OPT_PREFETCH:
         if (strcmp(arg, "none") && strcmp(arg, "next-layer")) {
             ms_errf(err, EINVAL, "--prefetch %s: use none or next-layer", arg);
@@ -91,9 +95,14 @@ void ms_cli_engine_help(FILE *f)
             "compute:\n"
             "  --threads N        compute threads (default: physical cores)\n"
             "  --ctx N            context length: KV-cache positions (default min(4096, model maximum))\n"
-            "  --batch N          prefill chunk in tokens (default 128)\n"
+            "  --batch N          prefill chunk in tokens (default: 512, 256 or 128, the largest whose\n"
+            "                     scratch fits 1/32 of --ram)\n"
             "  --kv f32|bf16      KV-cache element type (default f32; bf16 halves it, logits change slightly)\n"
-            "  --ref-kernels      scalar reference kernels (same as MOESTREAM_FORCE_REF=1)\n");
+            "  --ref-kernels      scalar reference kernels (same as MOESTREAM_FORCE_REF=1)\n"
+            "  --mtp N            speculative decoding with the checkpoint's own MTP draft head: N draft\n"
+            "                     tokens per step (0 = off, default), verified together in one forward\n"
+            "                     pass; greedy output is bit-identical to --mtp 0, sampling keeps the\n"
+            "                     same distribution. The MTP layer's experts share the --ram budget.\n");
 }
 
 void ms_cli_progress(const char *what, uint64_t done, uint64_t total, void *arg)

@@ -23,9 +23,12 @@ enum {
     MS_OPT_REF,
     MS_OPT_PREFETCH,
     MS_OPT_KV,
+    MS_OPT_MTP,
 };
 
-#define MS_CLI_ENGINE_LONGOPTS                                                                          \
+#define MS_CLI_ENGINE_LONGOPTS MS_CLI_ENGINE_LONGOPTS_NO_MTP, {"mtp", required_argument, 0, MS_OPT_MTP}
+/* The shared options without --mtp (for a command that gives --mtp its own meaning). */
+#define MS_CLI_ENGINE_LONGOPTS_NO_MTP                                                                   \
     {"ram", required_argument, 0, MS_OPT_RAM}, {"io", required_argument, 0, MS_OPT_IO},                \
         {"queue-depth", required_argument, 0, MS_OPT_QD}, {"policy", required_argument, 0, MS_OPT_POLICY}, \
         {"profile", required_argument, 0, MS_OPT_PROFILE}, {"mlock", no_argument, 0, MS_OPT_MLOCK},       \

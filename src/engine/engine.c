@@ -23,7 +23,7 @@ int ms_engine_open(const char *dir, const ms_engine_opts *o, ms_engine **out, ms
     ms_engine *e = calloc(1, sizeof *e);
     if (!e) return ms_errf(err, ENOMEM, "out of memory");
     double t0 = ms_now_s();
-    int rc = ms_model_open(dir, &e->model, err);
+    int rc = ms_model_open_mtp(dir, o->mtp > 0 ? 1 : 0, &e->model, err);
     if (rc < 0) {
         free(e);
         return rc;
@@ -35,7 +35,8 @@ int ms_engine_open(const char *dir, const ms_engine_opts *o, ms_engine **out, ms
         goto fail;
     }
     e->ctx = o->ctx > 0 ? o->ctx : (int)MS_MIN((int64_t)4096, c->max_position_embeddings);
-    e->batch = o->batch > 0 ? o->batch : 128;
+    e->n_seq = o->n_seq > 0 ? o->n_seq : 1;
+    e->mtp = o->mtp > 0 ? o->mtp : 0;
     e->threads = o->threads > 0 ? o->threads : ms_physical_cores();
     const char *io = o->io && *o->io ? o->io : "uring";
     snprintf(e->io_name, sizeof e->io_name, "%.*s", (int)strcspn(io, ":"), io);
@@ -48,11 +49,12 @@ int ms_engine_open(const char *dir, const ms_engine_opts *o, ms_engine **out, ms
         rc = ms_errf(err, ENOMEM, "out of memory");
         goto fail;
     }
-    ms_plan_opts po = {.budget = e->budget, .ctx = e->ctx, .batch = e->batch, .threads = e->threads,
-                       .kv_bf16 = o->kv_bf16, .io = io, .align = o->io_align};
+    ms_plan_opts po = {.budget = e->budget, .ctx = e->ctx, .batch = o->batch, .n_seq = e->n_seq,
+                       .threads = e->threads, .kv_bf16 = o->kv_bf16, .io = io, .align = o->io_align};
     rc = ms_plan_make(&e->model, &po, plan, err);
     e->plan = plan;
     if (rc < 0) goto fail;
+    e->batch = plan->batch; /* the plan's choice when --batch is auto */
     if (streaming && e->model.n_moe_layers && !plan->fits) {
         rc = ms_plan_refuse(plan, err);
         goto fail;
@@ -68,8 +70,8 @@ int ms_engine_open(const char *dir, const ms_engine_opts *o, ms_engine **out, ms
     }
     e->env.compute.kern = ms_kern_select(o->force_ref);
     e->env.compute.pool = e->pool;
-    if ((rc = e->arch->state_create(e->weights, e->ctx, e->batch, e->threads, o->kv_bf16, &e->state, &e->stats.state_bytes,
-                                    err)) < 0)
+    if ((rc = e->arch->state_create(e->weights, e->ctx, e->batch, e->n_seq, e->threads, o->kv_bf16, &e->state,
+                                    &e->stats.state_bytes, err)) < 0)
         goto fail;
     if (e->model.n_moe_layers) {
         if (!strcmp(io, "resident") || !strcmp(io, "mmap")) {
@@ -120,29 +122,59 @@ int ms_engine_vocab(const ms_engine *e) { return e->model.cfg.vocab_size; }
 
 void ms_engine_reset(ms_engine *e) { e->pos = 0; }
 
+int ms_engine_step(ms_engine *e, const ms_batch *b, bool exact, ms_err *err)
+{
+    if (e->cache) ms_cache_tick(e->cache);
+    e->env.exact = exact;
+    double t0 = ms_now_s();
+    int rc = e->arch->forward(e->weights, e->state, &e->env, b, err);
+    e->env.exact = false;
+    if (rc < 0) return rc;
+    double dt = ms_now_s() - t0;
+    if (b->n == 1 || exact) {
+        e->stats.decode_tokens += (uint64_t)b->n;
+        e->stats.decode_s += dt;
+    } else {
+        e->stats.prefill_tokens += (uint64_t)b->n;
+        e->stats.prefill_s += dt;
+    }
+    return 0;
+}
+
+int ms_engine_mtp(ms_engine *e, const ms_batch *b, const float *hidden, bool exact, ms_err *err)
+{
+    if (!e->mtp || !e->arch->mtp_forward) return ms_errf(err, EINVAL, "the engine was opened without --mtp");
+    e->env.exact = exact;
+    double t0 = ms_now_s();
+    int rc = e->arch->mtp_forward(e->weights, e->state, &e->env, b, hidden, err);
+    e->env.exact = false;
+    if (rc < 0) return rc;
+    e->stats.draft_rows += (uint64_t)b->n;
+    e->stats.draft_s += ms_now_s() - t0;
+    return 0;
+}
+
 int ms_engine_eval(ms_engine *e, const int *tokens, int n, float *logits, bool all_logits, ms_err *err)
 {
     int V = e->model.cfg.vocab_size;
-    for (int i = 0; i < n;) {
+    int *pos = malloc((size_t)MS_MAX(1, MS_MIN(n, e->batch)) * sizeof *pos);
+    if (!pos) return ms_errf(err, ENOMEM, "out of memory");
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0;) {
         int chunk = MS_MIN(e->batch, n - i);
         bool last = i + chunk == n;
-        float *lg = NULL;
-        if (logits && all_logits) lg = logits + (size_t)i * V;
-        else if (logits && last) lg = logits;
-        if (e->cache) ms_cache_tick(e->cache);
-        double t0 = ms_now_s();
-        int rc = e->arch->forward(e->weights, e->state, &e->env, tokens + i, chunk, e->pos, lg, all_logits, err);
-        if (rc < 0) return rc;
-        double dt = ms_now_s() - t0;
-        if (chunk == 1) {
-            e->stats.decode_tokens++;
-            e->stats.decode_s += dt;
-        } else {
-            e->stats.prefill_tokens += (uint64_t)chunk;
-            e->stats.prefill_s += dt;
+        if (e->pos + chunk > e->ctx) {
+            rc = ms_errf(err, ENOSPC, "context is full: %d + %d tokens exceed --ctx %d", e->pos, chunk, e->ctx);
+            break;
         }
+        for (int j = 0; j < chunk; j++) pos[j] = e->pos + j;
+        ms_batch b = {.n = chunk, .tokens = tokens + i, .pos = pos, .all_logits = all_logits};
+        if (logits && all_logits) b.logits = logits + (size_t)i * V;
+        else if (logits && last) b.logits = logits;
+        if ((rc = ms_engine_step(e, &b, false, err)) < 0) break;
         e->pos += chunk;
         i += chunk;
     }
-    return 0;
+    free(pos);
+    return rc;
 }

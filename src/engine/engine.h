@@ -31,6 +31,8 @@ typedef struct ms_engine_opts {
     int ctx;          /* KV cache positions (0 = min(4096, max_position_embeddings)) */
     bool kv_bf16;     /* KV cache in bf16 (half the memory, lossy: logits change slightly) */
     int batch;        /* prefill chunk in tokens (0 = 128) */
+    int n_seq;        /* sequences with their own KV cache (0 = 1; serve --parallel) */
+    int mtp;          /* MTP draft tokens per step (0 = off): loads the checkpoint's MTP layer */
     /* progress(what, done, total, arg) while loading (may be NULL) */
     void (*progress)(const char *what, uint64_t done, uint64_t total, void *arg);
     void *progress_arg;
@@ -44,6 +46,8 @@ typedef struct ms_engine_stats {
     double prefill_s, decode_s;
     uint64_t resident_bytes, state_bytes, expert_mem_bytes;
     double load_s;
+    uint64_t draft_rows;        /* MTP draft-head rows computed */
+    double draft_s;
 } ms_engine_stats;
 
 typedef struct ms_engine {
@@ -58,8 +62,8 @@ typedef struct ms_engine {
     ms_plan *plan;    /* the budget split the engine was built with */
     char io_name[32];
     uint64_t budget;
-    int ctx, batch, threads;
-    int pos;          /* tokens in the KV cache */
+    int ctx, batch, threads, n_seq, mtp;
+    int pos;          /* tokens in sequence 0's KV cache (ms_engine_eval) */
     ms_engine_stats stats;
     ms_pred_stats pred;
     char prefetch_mode[16];
@@ -73,6 +77,16 @@ void ms_engine_close(ms_engine *e);
  * prefill path (timed as prefill), n == 1 through decode. */
 int ms_engine_eval(ms_engine *e, const int *tokens, int n, float *logits, bool all_logits, ms_err *err);
 void ms_engine_reset(ms_engine *e);
+
+/* One forward step over rows of any sequences at any positions (see ms_batch
+ * in arch.h; rows <= batch). exact: every row's logits are bit-identical to a
+ * one-row step's (decode of several sequences, MTP verification). Counted as
+ * decode when exact or one row, else as prefill. */
+int ms_engine_step(ms_engine *e, const ms_batch *b, bool exact, ms_err *err);
+
+/* The MTP draft head over rows (token after pos, hidden state at pos; see the
+ * mtp_forward op in arch.h). Needs an engine opened with mtp > 0. */
+int ms_engine_mtp(ms_engine *e, const ms_batch *b, const float *hidden, bool exact, ms_err *err);
 int ms_engine_vocab(const ms_engine *e);
 
 #endif

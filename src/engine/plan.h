@@ -2,7 +2,8 @@
  *
  *   budget = resident weights            (embeddings, attention, routers, shared
  *                                         experts, dense MLPs, norms, lm_head)
- *          + KV cache for --ctx tokens   (latent c_kv + k_pe per layer, f32)
+ *          + KV cache for --ctx tokens   (the family's layout, f32 or bf16), one per
+ *                                        sequence that decodes at the same time
  *          + scratch                     (activations for a --batch chunk, logits,
  *                                         per-thread attention rows)
  *          + fixed overhead              (I/O rings and tables, thread stacks,
@@ -48,6 +49,7 @@ typedef struct ms_plan {
     int n_classes;            /* expert size classes */
     uint64_t expert_bytes_total;
     int ctx, batch, threads;
+    int n_seq;                /* sequences with a KV cache of ctx positions each */
     uint64_t align;           /* I/O alignment the slots are sized for */
     bool fits;                /* budget >= min_budget */
     bool all_fit;             /* every expert fits in the cache */
@@ -57,7 +59,13 @@ typedef struct ms_plan {
 typedef struct ms_plan_opts {
     uint64_t budget;          /* --ram */
     int ctx;                  /* KV positions (> 0) */
-    int batch;                /* prefill chunk (0 = 1) */
+    int batch;                /* rows of one forward step: the prefill chunk. 0 = auto: the
+                                 largest of 512, 256 and 128 tokens that fits the budget with its
+                                 scratch within 1/32 of it (bigger chunks read each routed expert
+                                 once for more tokens and give the GEMMs larger panels); the
+                                 minimum budget is then the one for 128. run, plan, inspect and
+                                 simulate --ram all default to it. */
+    int n_seq;                /* sequences decoding together, each with its KV cache (0 = 1) */
     int threads;              /* 0 = physical cores */
     bool kv_bf16;             /* KV cache in bf16 */
     const char *io;           /* backend whose alignment to probe (NULL = uring) */

@@ -50,6 +50,30 @@ int ms_gen_init(ms_gen *g, ms_engine *e, const ms_gen_params *p, ms_err *err)
         return rc;
     }
     g->last = -1;
+    g->pending = -1;
+    g->mtp = e->mtp;
+    if (g->mtp > 0) {
+        int N = g->mtp, D = e->model.cfg.hidden_size, R = MS_MAX(e->batch, N + 1);
+        if (N + 1 > e->batch) {
+            ms_gen_free(g);
+            return ms_errf(err, EINVAL, "--mtp %d needs --batch of at least %d (a verify step holds %d rows)", N, N + 1,
+                           N + 1);
+        }
+        if (N > (int)MS_ARRAY_LEN(g->out_q) - 1) {
+            ms_gen_free(g);
+            return ms_errf(err, EINVAL, "--mtp %d: at most %d draft tokens", N, (int)MS_ARRAY_LEN(g->out_q) - 1);
+        }
+        g->hid = malloc((size_t)R * D * sizeof(float));
+        g->h_last = malloc((size_t)D * sizeof(float));
+        g->mhid = malloc((size_t)R * D * sizeof(float));
+        g->vlg = malloc((size_t)(N + 1) * V * sizeof(float));
+        g->rows_tok = malloc((size_t)R * sizeof(int));
+        g->rows_pos = malloc((size_t)R * sizeof(int));
+        if (!g->hid || !g->h_last || !g->mhid || !g->vlg || !g->rows_tok || !g->rows_pos) {
+            ms_gen_free(g);
+            return ms_errf(err, ENOMEM, "out of memory");
+        }
+    }
     take_snap(g, &g->base);
     return 0;
 }
@@ -63,8 +87,14 @@ void ms_gen_free(ms_gen *g)
     }
     free(g->trace_rows);
     free(g->trace_pred);
-    g->e->env.on_predict = NULL;
+    if (g->e) g->e->env.on_predict = NULL;
     free(g->logits);
+    free(g->hid);
+    free(g->h_last);
+    free(g->mhid);
+    free(g->vlg);
+    free(g->rows_tok);
+    free(g->rows_pos);
     ms_sampler_free(&g->sampler);
     memset(g, 0, sizeof *g);
 }
@@ -72,6 +102,7 @@ void ms_gen_free(ms_gen *g)
 int ms_gen_trace_open(ms_gen *g, const char *path, ms_err *err)
 {
     const ms_model *m = &g->e->model;
+    if (g->mtp) return ms_errf(err, EINVAL, "--trace records the main model's routing: use it without --mtp");
     if (m->n_moe_layers == 0) return ms_errf(err, EINVAL, "--trace: the model has no MoE layers");
     ms_trace_info info = {0};
     const char *slash = strrchr(m->dir, '/');
@@ -108,11 +139,41 @@ void ms_gen_trace_new_seq(ms_gen *g)
     }
 }
 
+/* MTP, after main rows at positions p0 .. p0+n-1 with final hidden states
+ * hid[n][D]: the draft head's slots p0-1 .. p0+n-2, slot t = (hidden at t,
+ * token at t+1), so its KV cache follows the main model's (teacher forcing over
+ * the prompt). h_last holds the hidden state at p0-1 from the previous call. */
+static int mtp_follow(ms_gen *g, const int32_t *ids, int n, int p0, ms_err *err)
+{
+    int D = g->e->model.cfg.hidden_size, m = 0;
+    for (int t = p0 - 1; t <= p0 + n - 2; t++) {
+        if (t < 0) continue;
+        const float *h = t == p0 - 1 ? g->h_last : g->hid + (size_t)(t - p0) * D;
+        memcpy(g->mhid + (size_t)m * D, h, (size_t)D * sizeof(float));
+        g->rows_tok[m] = ids[t + 1 - p0];
+        g->rows_pos[m] = t;
+        m++;
+    }
+    memcpy(g->h_last, g->hid + (size_t)(n - 1) * D, (size_t)D * sizeof(float));
+    if (m == 0) return 0;
+    ms_batch b = {.n = m, .tokens = g->rows_tok, .pos = g->rows_pos};
+    return ms_engine_mtp(g->e, &b, g->mhid, false, err);
+}
+
 /* Feed n <= batch tokens and record their routing. */
 static int feed(ms_gen *g, const int32_t *ids, int n, ms_err *err)
 {
-    int rc = ms_engine_eval(g->e, ids, n, g->logits, false, err);
-    if (rc < 0) return rc;
+    int rc;
+    if (g->mtp) { /* keep every row's hidden state for the draft head */
+        int p0 = g->e->pos;
+        for (int i = 0; i < n; i++) g->rows_pos[i] = p0 + i;
+        ms_batch b = {.n = n, .tokens = ids, .pos = g->rows_pos, .logits = g->logits, .hidden = g->hid};
+        if ((rc = ms_engine_step(g->e, &b, false, err)) < 0) return rc;
+        g->e->pos += n;
+        if ((rc = mtp_follow(g, ids, n, p0, err)) < 0) return rc;
+    } else if ((rc = ms_engine_eval(g->e, ids, n, g->logits, false, err)) < 0) {
+        return rc;
+    }
     g->have_logits = true;
     g->last = ids[n - 1];
     if (g->trace) {
@@ -175,6 +236,132 @@ static void snapshot(ms_gen *g)
     g->snapped = true;
 }
 
+/* Pop the next emitted token of a verify step. A token that ends generation
+ * (stop id, length) leaves the model at its position: tokens after it that the
+ * verify step fed are rolled back (the caches are indexed by position). */
+static int mtp_pop(ms_gen *g, int32_t *tok)
+{
+    int i = g->out_i++;
+    int32_t t = g->out_q[i];
+    ms_sampler_accept(&g->sampler, t);
+    g->generated++;
+    *tok = t;
+    bool stop = false;
+    if (!g->p.ignore_eos)
+        for (int k = 0; k < g->p.n_stop; k++) stop |= g->p.stop[k] == t;
+    if (stop || g->generated >= g->p.max_new) {
+        g->stop_reason = stop ? "stop" : "length";
+        g->e->pos = g->out_pos[i]; /* as without MTP: the last token is not fed */
+        int r = g->out_pos[i] - 1 - g->hid_p0; /* the hidden state before it (for the next prompt) */
+        if (g->verify_steps && r >= 0 && r <= g->mtp)
+            memcpy(g->h_last, g->hid + (size_t)r * g->e->model.cfg.hidden_size,
+                   (size_t)g->e->model.cfg.hidden_size * sizeof(float));
+        g->pending = -1;
+        g->out_n = g->out_i = 0;
+    }
+    return 1;
+}
+
+/* One MTP round: draft N tokens after the pending one, verify the pending token
+ * and the drafts in one exact step, emit the accepted drafts and one more. */
+static int mtp_round(ms_gen *g, ms_err *err)
+{
+    ms_engine *e = g->e;
+    int V = ms_engine_vocab(e), D = e->model.cfg.hidden_size, p = e->pos, rc;
+    int N = MS_MIN(g->mtp, e->ctx - 1 - p); /* the verify step must fit the context */
+    int drafts[16];
+    /* 1. drafts: slot p-1 = (hidden at p-1, pending token) -> d1; slot p+k-1 =
+     *    (the draft head's own output, d_k) -> d_{k+1} */
+    for (int k = 0; k < N; k++) {
+        const float *h = k == 0 ? g->h_last : g->mhid + (size_t)(k - 1) * D;
+        int tokk = k == 0 ? g->pending : drafts[k - 1], posk = p - 1 + k;
+        if (posk < 0) { /* no hidden state before the first position: no draft */
+            N = 0;
+            break;
+        }
+        ms_batch b = {.n = 1, .tokens = &tokk, .pos = &posk, .logits = g->vlg, .hidden = g->mhid + (size_t)k * D};
+        if ((rc = ms_engine_mtp(e, &b, h, true, err)) < 0) return rc;
+        int best = 0;
+        for (int v = 1; v < V; v++)
+            if (g->vlg[v] > g->vlg[best]) best = v;
+        drafts[k] = best;
+    }
+    /* 2. verify: rows [pending @ p, d1 @ p+1, ..., dN @ p+N], exact */
+    g->rows_tok[0] = g->pending;
+    for (int k = 0; k < N; k++) g->rows_tok[k + 1] = drafts[k];
+    for (int k = 0; k <= N; k++) g->rows_pos[k] = p + k;
+    ms_batch b = {.n = N + 1, .tokens = g->rows_tok, .pos = g->rows_pos, .logits = g->vlg, .all_logits = true,
+                  .hidden = g->hid};
+    if ((rc = ms_engine_step(e, &b, true, err)) < 0) return rc;
+    /* 3. accept the longest prefix of drafts the target agrees with, then one more */
+    int acc = 0, h0 = g->sampler.n_hist;
+    g->out_n = g->out_i = 0;
+    for (; acc < N; acc++) {
+        bool ok;
+        int t = ms_sampler_sample_draft(&g->sampler, g->vlg + (size_t)acc * V, drafts[acc], &ok);
+        if (g->mtp_force_accept) {
+            ok = true;
+            t = drafts[acc];
+        }
+        g->out_q[g->out_n] = t;
+        g->out_pos[g->out_n++] = p + 1 + acc;
+        if (!ok) break;
+        ms_sampler_accept(&g->sampler, t); /* the next row's penalty sees it */
+    }
+    if (acc == N) {
+        int t = ms_sampler_sample(&g->sampler, g->vlg + (size_t)N * V);
+        g->out_q[g->out_n] = t;
+        g->out_pos[g->out_n++] = p + 1 + N;
+    }
+    g->sampler.n_hist = h0; /* provisional: each token enters the history when it is returned */
+    /* 4. the model now holds pending + the accepted drafts; the last emitted token
+     *    is the new pending one; rejected rows are overwritten later */
+    e->stats.decode_tokens -= (uint64_t)(N - acc); /* rows of rejected drafts are not decoded tokens */
+    e->pos = p + acc + 1;
+    g->pending = g->out_q[g->out_n - 1];
+    g->drafted += (uint64_t)N;
+    g->accepted += (uint64_t)acc;
+    g->verify_steps++;
+    /* 5. the draft head follows: slots p .. p+acc-1 with the verified hidden states */
+    int32_t ids[16];
+    for (int k = 0; k < acc; k++) ids[k] = drafts[k];
+    ids[acc] = g->pending;
+    memcpy(g->h_last, g->hid + (size_t)acc * D, (size_t)D * sizeof(float)); /* hidden at p + acc */
+    g->hid_p0 = p;
+    if (acc > 0) {
+        for (int k = 0; k < acc; k++) {
+            memcpy(g->mhid + (size_t)k * D, g->hid + (size_t)k * D, (size_t)D * sizeof(float));
+            g->rows_tok[k] = ids[k];
+            g->rows_pos[k] = p + k;
+        }
+        ms_batch mb = {.n = acc, .tokens = g->rows_tok, .pos = g->rows_pos};
+        if ((rc = ms_engine_mtp(e, &mb, g->mhid, false, err)) < 0) return rc;
+    }
+    return 0;
+}
+
+static int mtp_next(ms_gen *g, int32_t *tok, ms_err *err)
+{
+    if (g->out_i < g->out_n) return mtp_pop(g, tok);
+    snapshot(g);
+    if (g->pending < 0) { /* right after the prompt: the first token comes from the prompt's logits */
+        int32_t t = ms_sampler_sample(&g->sampler, g->logits);
+        g->out_q[0] = t;
+        g->out_pos[0] = g->e->pos;
+        g->out_n = 1;
+        g->out_i = 0;
+        g->pending = t;
+        return mtp_pop(g, tok);
+    }
+    if (g->e->pos + 1 > g->e->ctx) {
+        g->stop_reason = "context";
+        return 0;
+    }
+    int rc = mtp_round(g, err);
+    if (rc < 0) return rc;
+    return mtp_pop(g, tok);
+}
+
 int ms_gen_next(ms_gen *g, int32_t *tok, ms_err *err)
 {
     if (g->stop_reason) return 0;
@@ -187,6 +374,7 @@ int ms_gen_next(ms_gen *g, int32_t *tok, ms_err *err)
         g->stop_reason = "length";
         return 0;
     }
+    if (g->mtp) return mtp_next(g, tok, err);
     snapshot(g);
     int32_t t = ms_sampler_sample(&g->sampler, g->logits);
     ms_sampler_accept(&g->sampler, t);
@@ -226,7 +414,13 @@ void ms_gen_get_stats(const ms_gen *g, ms_gen_stats *st)
     st->prompt_tokens = e->stats.prefill_tokens;
     st->generated_tokens = e->stats.decode_tokens;
     st->prefill_s = e->stats.prefill_s;
-    st->decode_s = e->stats.decode_s;
+    st->decode_s = e->stats.decode_s + e->stats.draft_s; /* MTP: drafting is part of decoding */
+    st->mtp = g->mtp;
+    st->mtp_drafted = g->drafted;
+    st->mtp_accepted = g->accepted;
+    st->mtp_steps = g->verify_steps;
+    st->mtp_acceptance = g->drafted ? (double)g->accepted / (double)g->drafted : 0;
+    st->mtp_tokens_per_step = g->verify_steps ? (double)(g->accepted + g->verify_steps) / (double)g->verify_steps : 0;
     st->prefill_tok_s = st->prefill_s > 0 ? (double)st->prompt_tokens / st->prefill_s : 0;
     st->decode_tok_s = st->decode_s > 0 ? (double)st->generated_tokens / st->decode_s : 0;
     st->load_s = e->stats.load_s;
@@ -316,6 +510,9 @@ char *ms_gen_stats_line(const ms_gen_stats *st, char *buf, size_t len)
                       st->prefetch, (unsigned long long)st->prefetch_issued, 100 * st->prefetch_precision,
                       100 * st->prefetch_use_rate, st->prefetch_wait_saved_s,
                       st->prefetch_stopped ? ", stopped itself" : "");
+    if (st->mtp && n > 0 && (size_t)n < len)
+        n += snprintf(buf + n, len - (size_t)n, " | mtp %d: %.0f%% of drafts accepted, %.2f tok/step", st->mtp,
+                      100 * st->mtp_acceptance, st->mtp_tokens_per_step);
     if (st->buffered_files && n > 0 && (size_t)n < len)
         n += snprintf(buf + n, len - (size_t)n, " | %d shard file(s) refused O_DIRECT: read buffered + DONTNEED",
                       st->buffered_files);
@@ -370,6 +567,12 @@ int ms_gen_stats_json(const ms_gen_stats *st, const char *path, ms_err *err)
     S("io", st->io_line);
     S("policy", st->policy);
     S("stop_reason", st->stop_reason);
+    I("mtp", st->mtp);
+    I("mtp_drafted", st->mtp_drafted);
+    I("mtp_accepted", st->mtp_accepted);
+    I("mtp_steps", st->mtp_steps);
+    D("mtp_acceptance", st->mtp_acceptance);
+    D("mtp_tokens_per_step", st->mtp_tokens_per_step);
     json_object_object_add(o, "interrupted", json_object_new_boolean(st->interrupted));
 #undef D
 #undef I

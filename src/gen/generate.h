@@ -54,6 +54,10 @@ typedef struct ms_gen_stats {
     const char *io_backend, *policy;
     char io_line[256];
     int buffered_files;          /* shard files read without O_DIRECT (filesystem refused it) */
+    int mtp;                     /* draft tokens per step (0 = off) */
+    uint64_t mtp_drafted, mtp_accepted, mtp_steps;
+    double mtp_acceptance;       /* accepted / drafted */
+    double mtp_tokens_per_step;  /* tokens emitted per verify forward pass */
     bool interrupted;
     const char *stop_reason;    /* "length", "stop", "interrupt", "context" */
 } ms_gen_stats;
@@ -82,6 +86,19 @@ typedef struct ms_gen {
         double busy_s, wait_s;
     } base, snap;
     bool snapped;
+    /* MTP speculative decoding (engine opened with --mtp N) */
+    int mtp;                    /* N draft tokens per verify step (0 = off) */
+    bool mtp_force_accept;      /* debug (bench): take every draft as accepted (output not valid) */
+    int pending;                /* emitted token not fed yet (at position e->pos), -1 none */
+    float *hid;                 /* [max(batch, N+1)][D] final hidden states of the last main step */
+    float *h_last;              /* [D] hidden state at position e->pos - 1 */
+    float *mhid;                /* [N+1][D] MTP rows: hidden inputs / chained outputs */
+    float *vlg;                 /* [N+1][vocab] verify-step logits */
+    int *rows_tok, *rows_pos;   /* [max(batch, N+1)] scratch rows */
+    int out_q[16], out_pos[16]; /* emitted tokens (and positions) waiting to be returned */
+    int out_n, out_i;
+    int hid_p0;                 /* position of hid's row 0 after a verify step */
+    uint64_t drafted, accepted, verify_steps;
 } ms_gen;
 
 int ms_gen_init(ms_gen *g, ms_engine *e, const ms_gen_params *p, ms_err *err);
@@ -98,6 +115,11 @@ int ms_gen_prompt(ms_gen *g, const int32_t *ids, int n, ms_err *err);
  * is over (length, interrupt, context full; a stop token is returned first with 1
  * and ends the next call), -errno on error. */
 int ms_gen_next(ms_gen *g, int32_t *tok, ms_err *err);
+/* MTP (engine opened with --mtp N): ms_gen_next drafts N tokens with the
+ * checkpoint's draft head, verifies them and the pending token in ONE exact
+ * forward step, and returns the accepted prefix and the next token one call at
+ * a time. Greedy output is bit-identical to decoding without MTP; sampling uses
+ * ms_sampler_sample_draft (the same distribution). */
 /* Reset the per-turn counter (chat: a new answer). */
 void ms_gen_new_turn(ms_gen *g, int max_new);
 

@@ -95,7 +95,9 @@ static int cmp_desc(const void *a, const void *b, void *keys)
     return (i > j) - (i < j);
 }
 
-int ms_sampler_sample(ms_sampler *s, float *logits)
+/* Steps 1-5: the penalty, then (temperature > 0) the candidates idx[0..n) with
+ * their probabilities (unnormalized mass *tot). Returns n; 0 for greedy. */
+static int candidates(ms_sampler *s, float *logits, double *tot)
 {
     int V = s->n_vocab;
     const ms_sampler_params *p = &s->p;
@@ -111,7 +113,7 @@ int ms_sampler_sample(ms_sampler *s, float *logits)
             logits[t] = logits[t] > 0 ? logits[t] / p->repetition_penalty : logits[t] * p->repetition_penalty;
         }
     }
-    if (p->temperature == 0.0f) return argmax(logits, V);
+    if (p->temperature == 0.0f) return 0;
     /* 2. candidates sorted by logit (top-k bounds the sort) */
     int n = V;
     for (int i = 0; i < V; i++) s->idx[i] = i;
@@ -143,13 +145,52 @@ int ms_sampler_sample(ms_sampler *s, float *logits)
         while (m < n && s->probs[m] >= lim) m++;
         n = m;
     }
-    /* 6. draw */
-    double tot = 0;
-    for (int i = 0; i < n; i++) tot += s->probs[i];
+    *tot = 0;
+    for (int i = 0; i < n; i++) *tot += s->probs[i];
+    return n;
+}
+
+/* 6. draw from the candidates, skipping index `skip` (-1: none) whose mass
+ * `tot` already excludes. */
+static int draw(ms_sampler *s, int n, double tot, int skip)
+{
     double r = rng_uniform(s) * tot, c = 0;
+    int last = -1;
     for (int i = 0; i < n; i++) {
+        if (i == skip) continue;
         c += s->probs[i];
+        last = i;
         if (r < c) return s->idx[i];
     }
-    return s->idx[n - 1];
+    return s->idx[last >= 0 ? last : 0];
+}
+
+int ms_sampler_sample(ms_sampler *s, float *logits)
+{
+    double tot = 0;
+    int n = candidates(s, logits, &tot);
+    if (n == 0) return argmax(logits, s->n_vocab);
+    return draw(s, n, tot, -1);
+}
+
+int ms_sampler_sample_draft(ms_sampler *s, float *logits, int draft, bool *accepted)
+{
+    double tot = 0;
+    int n = candidates(s, logits, &tot);
+    if (n == 0) { /* greedy: the draft stands iff it is the argmax */
+        int t = argmax(logits, s->n_vocab);
+        *accepted = t == draft;
+        return t;
+    }
+    int k = -1;
+    for (int i = 0; i < n && k < 0; i++)
+        if (s->idx[i] == draft) k = i;
+    double pd = k >= 0 ? s->probs[k] / tot : 0.0;
+    /* accept with probability P(draft); else draw from P without the draft */
+    if (k >= 0 && (pd >= 1.0 || rng_uniform(s) < pd)) {
+        *accepted = true;
+        return draft;
+    }
+    *accepted = false;
+    return draw(s, n, k >= 0 ? tot - s->probs[k] : tot, k);
 }

@@ -5,6 +5,7 @@
 #ifndef MS_SAMPLER_H
 #define MS_SAMPLER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "err.h"
@@ -36,5 +37,12 @@ void ms_sampler_free(ms_sampler *s);
 void ms_sampler_accept(ms_sampler *s, int token);
 /* Choose the next token; logits are modified in place. */
 int ms_sampler_sample(ms_sampler *s, float *logits);
+/* Speculative decoding with a greedy draft (the draft distribution is one-hot
+ * at `draft`): return the draft with probability P(draft) under the sampling
+ * distribution of logits (*accepted = true), else a draw from that distribution
+ * with the draft removed (*accepted = false). The emitted token is distributed
+ * exactly as ms_sampler_sample's. Greedy sampling: the argmax, accepted iff it
+ * equals the draft. */
+int ms_sampler_sample_draft(ms_sampler *s, float *logits, int draft, bool *accepted);
 
 #endif

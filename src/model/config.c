@@ -19,13 +19,13 @@ void ms_config_free(ms_config *c)
 
 bool ms_config_is_moe_layer(const ms_config *c, int l)
 {
-    return l >= 0 && l < c->n_layers && c->moe_layer[l] && c->n_routed_experts > 0;
+    return l >= 0 && l < ms_config_n_layers_all(c) && c->moe_layer[l] && c->n_routed_experts > 0;
 }
 
 int ms_config_n_moe_layers(const ms_config *c)
 {
     int n = 0;
-    for (int l = 0; l < c->n_layers; l++) n += ms_config_is_moe_layer(c, l);
+    for (int l = 0; l < ms_config_n_layers_all(c); l++) n += ms_config_is_moe_layer(c, l);
     return n;
 }
 
@@ -98,27 +98,45 @@ int ms_config_parse_rope(const ms_jctx *c, json_object *o, bool scalar_theta, in
     return 0;
 }
 
-void ms_rope_inv_freq(const ms_rope_cfg *r, double base, int dim, double *inv)
+double ms_rope_yarn_get_m(double factor, double m) { return factor <= 1 ? 1.0 : 0.1 * m * log(factor) + 1.0; }
+
+void ms_rope_inv_freq(const ms_rope_cfg *r, double theta, int d, double *inv, float *mscale)
 {
-    for (int i = 0; i < dim / 2; i++) inv[i] = pow(base, -2.0 * i / dim);
+    double base = theta;
+    *mscale = 1.0f;
+    for (int i = 0; i < d / 2; i++) inv[i] = pow(base, -2.0 * i / d);
     if (r->type == MS_ROPE_LINEAR) {
-        for (int i = 0; i < dim / 2; i++) inv[i] /= r->factor;
-        return;
-    }
-    if (r->type != MS_ROPE_YARN) return;
-    double f = r->factor, L0 = (double)r->orig_max_pos;
-#define CORR(b) ((double)dim * log(L0 / (2.0 * M_PI * (b))) / (2.0 * log(base)))
-    double low = floor(CORR(r->beta_fast)), high = ceil(CORR(r->beta_slow));
+        for (int i = 0; i < d / 2; i++) inv[i] /= r->factor;
+    } else if (r->type == MS_ROPE_LLAMA3) {
+        /* periods P_i = base^(2i/d), wavelengths 2 pi P_i against the bands of L0 */
+        double f = r->factor, L0 = (double)r->orig_max_pos;
+        double low_wl = L0 / r->low_freq_factor, high_wl = L0 / r->high_freq_factor;
+        for (int i = 0; i < d / 2; i++) {
+            double P = pow(base, 2.0 * i / d), wl = 2.0 * M_PI * P;
+            if (wl > low_wl) {
+                P *= f;
+            } else if (wl > high_wl && wl < low_wl) {
+                double s = (L0 / wl - r->low_freq_factor) / (r->high_freq_factor - r->low_freq_factor);
+                P /= (1.0 - s) / f + s;
+            }
+            inv[i] = 1.0 / P;
+        }
+    } else if (r->type == MS_ROPE_YARN) {
+        double f = r->factor, L0 = (double)r->orig_max_pos;
+#define CORR(b) ((double)d * log(L0 / (2.0 * M_PI * (b))) / (2.0 * log(base)))
+        double low = floor(CORR(r->beta_fast)), high = ceil(CORR(r->beta_slow));
 #undef CORR
-    if (low < 0) low = 0;
-    if (high > dim - 1) high = dim - 1;
-    if (low == high) high += 0.001;
-    for (int i = 0; i < dim / 2; i++) {
-        double ramp = ((double)i - low) / (high - low);
-        if (ramp < 0) ramp = 0;
-        if (ramp > 1) ramp = 1;
-        double keep = 1.0 - ramp;
-        inv[i] = inv[i] * keep + inv[i] / f * (1.0 - keep);
+        if (low < 0) low = 0;
+        if (high > d - 1) high = d - 1;
+        if (low == high) high += 0.001;
+        for (int i = 0; i < d / 2; i++) {
+            double ramp = ((double)i - low) / (high - low);
+            if (ramp < 0) ramp = 0;
+            if (ramp > 1) ramp = 1;
+            double keep = 1.0 - ramp;
+            inv[i] = inv[i] * keep + inv[i] / f * (1.0 - keep);
+        }
+        *mscale = (float)(ms_rope_yarn_get_m(f, r->mscale) / ms_rope_yarn_get_m(f, r->mscale_all_dim));
     }
 }
 

@@ -58,11 +58,13 @@ typedef struct ms_config {
     int n_routed_experts;       /* E (0 = no MoE layer) */
     int n_experts_per_tok;      /* K */
     int n_shared_experts;
-    uint8_t moe_layer[MS_MAX_LAYERS]; /* [n_layers] 1 = routed experts at this layer */
+    uint8_t moe_layer[MS_MAX_LAYERS]; /* [n_layers + num_nextn_predict_layers] 1 = routed experts */
     double rms_norm_eps;
     int64_t max_position_embeddings;
     bool tie_word_embeddings;
     int num_nextn_predict_layers;
+    int mtp_layers;             /* MTP layers the model store includes (0 = ignored; set by the
+                                   opener for --mtp): layers n_layers .. n_layers + mtp_layers - 1 */
     int bos_token_id;           /* -1 if absent */
     int eos_token_ids[MS_MAX_EOS];
     int n_eos;
@@ -73,8 +75,11 @@ typedef struct ms_config {
 /* Release the family's private block. */
 void ms_config_free(ms_config *c);
 
-/* Is layer l a MoE layer? */
+/* Layers the model store includes: n_layers + mtp_layers. */
+static inline int ms_config_n_layers_all(const ms_config *c) { return c->n_layers + c->mtp_layers; }
+/* Is layer l (< ms_config_n_layers_all) a MoE layer? */
 bool ms_config_is_moe_layer(const ms_config *c, int l);
+/* MoE layers among the included layers. */
 int ms_config_n_moe_layers(const ms_config *c);
 
 /* Fields every family reads the same way, from the text model's config object
@@ -89,12 +94,14 @@ int ms_config_parse_common(const ms_jctx *jc, json_object *o, json_object *root,
  * numeric rope_theta (top level, else rope_parameters.rope_theta, else 10000;
  * families with per-layer lists read theta themselves). */
 int ms_config_parse_rope(const ms_jctx *jc, json_object *o, bool scalar_theta, int64_t max_pos, ms_rope_cfg *r);
-
-/* RoPE inverse frequencies inv[dim/2] for base: base^(-2i/dim), divided by
- * the factor (linear) or blended towards it by the YaRN ramp (DeepSeek's
- * find_correction_range / linear_ramp_factor); default and llama3 blocks leave
- * them unscaled (llama3 is its family's). */
-void ms_rope_inv_freq(const ms_rope_cfg *r, double base, int dim, double *inv);
+/* The inverse frequencies of a rotation over `dims` dimensions (dims/2 pairs)
+ * with base `theta` under the scaling r, as mlx-lm's initialize_rope builds
+ * them: default, linear (/factor), yarn (ramp between the correction dims) and
+ * llama3 (wavelength bands: divided by factor, smoothed, kept). inv[dims/2];
+ * *mscale: YaRN's magnitude factor for cos/sin (1 for the other types). */
+void ms_rope_inv_freq(const ms_rope_cfg *r, double theta, int dims, double *inv, float *mscale);
+/* YaRN's get_mscale: 0.1 * m * ln(factor) + 1, or 1 when factor <= 1. */
+double ms_rope_yarn_get_m(double factor, double m);
 
 /* Read config.json: path is the file or the model directory holding it;
  * file[flen] receives the file's path (for messages). */

@@ -197,8 +197,18 @@ static bool under_experts(const ms_moe_layer *ml, const char *name)
     return !strncmp(name + n + 1, "switch_mlp.", 11) || !strncmp(name + n + 1, "experts.", 8);
 }
 
+/* An included MTP layer's embed_tokens and shared_head.head are copies of the
+ * main model's embedding and lm_head (DeepSeek-V3's README_WEIGHTS: they "share
+ * parameters"); like SGLang we use the main tensors and never load the copies. */
+static bool mtp_shared_copy(const char *name)
+{
+    const char *p = strstr(name, ".embed_tokens.");
+    const char *q = strstr(name, ".shared_head.head.");
+    return p || q;
+}
+
 /* Mark tensors: experts (the expert table's, marked while it was built, and
- * the rest of their containers), ignored (MTP layers, inv_freq, foreign
+ * the rest of their containers), ignored (MTP layers and ".mtp" modules, inv_freq, foreign
  * prefixes such as vision towers), resident (the rest). */
 static void classify(ms_model *m)
 {
@@ -212,10 +222,12 @@ static void classify(ms_model *m)
         else if (strncmp(t->name, m->prefix, pl) != 0 ||
                  (strncmp(t->name + pl, "model.", 6) != 0 && strncmp(t->name + pl, "lm_head.", 8) != 0))
             role = MS_ROLE_IGNORED;
-        else if (strstr(t->name, "rotary_emb.inv_freq"))
-            role = MS_ROLE_IGNORED;
-        else if (l >= m->cfg.n_layers)
-            role = MS_ROLE_IGNORED; /* MTP / next-n prediction layers */
+        else if (strstr(t->name, "rotary_emb.inv_freq") || strstr(t->name, ".mtp"))
+            role = MS_ROLE_IGNORED; /* rotary tables; MTP modules outside model.layers (Step) */
+        else if (l >= ms_config_n_layers_all(&m->cfg))
+            role = MS_ROLE_IGNORED; /* MTP / next-n prediction layers (unless included) */
+        else if (l >= m->cfg.n_layers && mtp_shared_copy(t->name + pl))
+            role = MS_ROLE_IGNORED; /* the MTP layer's copies of embed_tokens / lm_head */
         else if (l >= 0 && m->moe_index[l] >= 0 && under_experts(&m->moe[m->moe_index[l]], t->name + pl))
             role = MS_ROLE_EXPERT;
         m->role[i] = role;
@@ -262,7 +274,8 @@ int ms_model_open_cfg(const char *dir, ms_config *cfg, ms_model *m, ms_err *err)
         goto fail;
     }
     const ms_config *c = &m->cfg;
-    m->moe_index = malloc((size_t)c->n_layers * sizeof *m->moe_index);
+    int n_all = ms_config_n_layers_all(c);
+    m->moe_index = malloc((size_t)n_all * sizeof *m->moe_index);
     m->role = calloc((size_t)(m->tt.n_tensors ? m->tt.n_tensors : 1), 1);
     int nmoe = ms_config_n_moe_layers(c);
     m->moe = calloc((size_t)(nmoe ? nmoe : 1), sizeof *m->moe);
@@ -271,7 +284,7 @@ int ms_model_open_cfg(const char *dir, ms_config *cfg, ms_model *m, ms_err *err)
         goto fail;
     }
     m->min_expert_bytes = UINT64_MAX;
-    for (int l = 0; l < c->n_layers; l++) {
+    for (int l = 0; l < n_all; l++) {
         m->moe_index[l] = -1;
         if (!ms_config_is_moe_layer(c, l)) continue;
         m->moe[m->n_moe_layers].layer = l;
@@ -291,7 +304,7 @@ int ms_model_open_cfg(const char *dir, ms_config *cfg, ms_model *m, ms_err *err)
         goto fail;
     }
     for (int i = 0; i < m->tt.n_files; i++) m->paths[i] = m->tt.files[i].path;
-    m->experts = (ms_expert_table){.files = m->paths, .n_files = m->tt.n_files, .n_layers = c->n_layers,
+    m->experts = (ms_expert_table){.files = m->paths, .n_files = m->tt.n_files, .n_layers = n_all,
                                    .moe_index = m->moe_index, .n_moe_layers = m->n_moe_layers,
                                    .n_experts = c->n_routed_experts, .top_k = c->n_experts_per_tok,
                                    .n_parts = m->n_parts, .ranges = m->ranges};

@@ -62,7 +62,7 @@ typedef struct ms_model {
     const ms_expert_layout *layout; /* of the first MoE layer (NULL without experts) */
     int n_moe_layers;
     ms_moe_layer *moe;             /* [n_moe_layers] */
-    int *moe_index;                /* [n_layers]: index into moe, or -1 for dense layers */
+    int *moe_index;                /* [n_layers + mtp_layers]: index into moe, or -1 for dense layers */
     int n_parts;                   /* parts per expert */
     ms_range *ranges;              /* [n_moe_layers][n_experts][n_parts] */
     const char **paths;            /* [n_files] shard paths */
@@ -112,7 +112,7 @@ uint64_t ms_linear_slice_bytes(const ms_linear *l, int part);
 /* The MoE layer record for model layer l, or NULL for a dense layer. */
 static inline const ms_moe_layer *ms_model_moe(const ms_model *m, int l)
 {
-    return (l >= 0 && l < m->cfg.n_layers && m->moe_index[l] >= 0) ? &m->moe[m->moe_index[l]] : NULL;
+    return (l >= 0 && l < ms_config_n_layers_all(&m->cfg) && m->moe_index[l] >= 0) ? &m->moe[m->moe_index[l]] : NULL;
 }
 
 /* Describe the model's quantization as (pattern, bits, group, count) rows like the

@@ -121,7 +121,7 @@ int synth_dsv4_validate(const ms_synth_opts *o, ms_err *err)
 }
 
 /* One layer in the seed's names. */
-static int add_layer(build *b, int l)
+static int add_layer(synth_build *b, int l)
 {
     const ms_synth_arch *a = &b->o->arch;
     const int64_t D = a->hidden_size, H = a->n_heads, hd = a->v4.head_dim, ql = a->q_lora_rank;
@@ -134,43 +134,39 @@ static int add_layer(build *b, int l)
     snprintf(pre, sizeof pre, "model.layers.%d", l);
     int rc;
 #define P(fmt) (snprintf(p, sizeof p, "%s." fmt, pre), p)
-#define TRY(x)                                                                                                    \
-    do {                                                                                                          \
-        if ((rc = (x)) < 0) return rc;                                                                            \
-    } while (0)
 #define MOD(name, r, down, rows, cols, std)                                                                       \
-    TRY(synth_add_module(b, P(name), "weight", r, l, down, 2, SHAPE2(rows, cols), 0, std))
-    TRY(synth_add_norm(b, P("attn_norm"), D));
-    TRY(synth_add_norm(b, P("ffn_norm"), D));
+    SYNTH_TRY(synth_add_module(b, P(name), "weight", r, l, down, 2, SHAPE2(rows, cols), 0, std))
+    SYNTH_TRY(synth_add_vector(b, P("attn_norm"), D, 1.0f, 0.02f));
+    SYNTH_TRY(synth_add_vector(b, P("ffn_norm"), D, 1.0f, 0.02f));
     for (int k = 0; k < 2; k++) { /* hc_attn, hc_ffn */
         const char *hcn = k ? "hc_ffn" : "hc_attn";
         snprintf(p, sizeof p, "%s.%s.fn", pre, hcn);
-        TRY(synth_add_float(b, p, MS_DT_F32, 2, SHAPE2(NM, HC * D), 0, (float)(1.0 / sqrt((double)(HC * D)))));
+        SYNTH_TRY(synth_add_float(b, p, MS_DT_F32, 2, SHAPE2(NM, HC * D), 0, (float)(1.0 / sqrt((double)(HC * D)))));
         snprintf(p, sizeof p, "%s.%s.base", pre, hcn);
-        TRY(synth_add_float(b, p, MS_DT_F32, 1, &NM, 0, 0.1f));
+        SYNTH_TRY(synth_add_float(b, p, MS_DT_F32, 1, &NM, 0, 0.1f));
         snprintf(p, sizeof p, "%s.%s.scale", pre, hcn);
-        TRY(synth_add_float(b, p, MS_DT_F32, 1, (const int64_t[]){3}, 0.1f, 0.01f));
+        SYNTH_TRY(synth_add_float(b, p, MS_DT_F32, 1, (const int64_t[]){3}, 0.1f, 0.01f));
     }
     /* attention */
     MOD("attn.wq_a", ROLE_ATTN, false, ql, D, in_std);
-    TRY(synth_add_norm(b, P("attn.q_norm"), ql));
+    SYNTH_TRY(synth_add_vector(b, P("attn.q_norm"), ql, 1.0f, 0.02f));
     MOD("attn.wq_b", ROLE_ATTN, false, H * hd, ql, (float)(1.0 / sqrt((double)ql)));
     MOD("attn.wkv", ROLE_ATTN, false, hd, D, in_std);
-    TRY(synth_add_norm(b, P("attn.kv_norm"), hd));
-    TRY(synth_add_float(b, P("attn.attn_sink"), MS_DT_F32, 1, &H, 0, 1.0f));
+    SYNTH_TRY(synth_add_vector(b, P("attn.kv_norm"), hd, 1.0f, 0.02f));
+    SYNTH_TRY(synth_add_float(b, P("attn.attn_sink"), MS_DT_F32, 1, &H, 0, 1.0f));
     MOD("attn.wo_a", ROLE_ATTN, false, G * R, H / G * hd, (float)(1.0 / sqrt((double)(H / G * hd))));
     MOD("attn.wo_b", ROLE_ATTN, false, D, G * R, (float)(out_scale / sqrt((double)(G * R))));
     for (int k = 0; ratio > 0 && k < (ratio == 4 ? 2 : 1); k++) { /* compressor; the indexer's at ratio 4 */
         const char *cn = k ? "attn.indexer.compressor" : "attn.compressor";
         int64_t d = k ? ID : hd, w = ratio == 4 ? 2 * d : d;
         snprintf(p, sizeof p, "%s.%s.wkv", pre, cn);
-        TRY(synth_add_module(b, p, "weight", ROLE_ATTN, l, false, 2, SHAPE2(w, D), 0, in_std));
+        SYNTH_TRY(synth_add_module(b, p, "weight", ROLE_ATTN, l, false, 2, SHAPE2(w, D), 0, in_std));
         snprintf(p, sizeof p, "%s.%s.wgate", pre, cn);
-        TRY(synth_add_module(b, p, "weight", ROLE_ATTN, l, false, 2, SHAPE2(w, D), 0, in_std));
+        SYNTH_TRY(synth_add_module(b, p, "weight", ROLE_ATTN, l, false, 2, SHAPE2(w, D), 0, in_std));
         snprintf(p, sizeof p, "%s.%s.ape", pre, cn);
-        TRY(synth_add_float(b, p, b->o->dtype, 2, SHAPE2(ratio, w), 0, 0.1f));
+        SYNTH_TRY(synth_add_float(b, p, b->o->dtype, 2, SHAPE2(ratio, w), 0, 0.1f));
         snprintf(p, sizeof p, "%s.%s.norm", pre, cn);
-        TRY(synth_add_norm(b, p, d));
+        SYNTH_TRY(synth_add_vector(b, p, d, 1.0f, 0.02f));
     }
     if (ratio == 4) {
         MOD("attn.indexer.wq_b", ROLE_ATTN, false, IH * ID, ql, (float)(1.0 / sqrt((double)ql)));
@@ -182,20 +178,18 @@ static int add_layer(build *b, int l)
         snprintf(p, sizeof p, "%s.ffn.gate.tid2eid", pre);
         sgen g = {.kind = GEN_TID2EID, .layer = l, .arg = (int32_t)E, .stream = ms_hash64(p)};
         b->n_params += (uint64_t)a->vocab_size * (uint64_t)a->n_experts_per_tok;
-        TRY(synth_add_tensor(b, p, MS_DT_I64, 2, SHAPE2(a->vocab_size, a->n_experts_per_tok), &g));
+        SYNTH_TRY(synth_add_tensor(b, p, MS_DT_I64, 2, SHAPE2(a->vocab_size, a->n_experts_per_tok), &g));
     } else {
         snprintf(p, sizeof p, "%s.ffn.gate.e_score_correction_bias", pre);
-        sgen g = {.kind = GEN_RBIAS, .layer = l, .stream = ms_hash64(p)};
-        b->n_params += (uint64_t)E;
-        TRY(synth_add_tensor(b, p, MS_DT_F32, 1, &E, &g));
+        SYNTH_TRY(synth_add_router_bias(b, p, l, E, MS_DT_F32));
     }
     /* routed experts (stacked) and the shared expert */
     const float down_std = (float)(out_scale / sqrt((double)M));
-    TRY(synth_add_module(b, P("ffn.switch_mlp.gate_proj"), "weight", ROLE_ROUTED, l, false, 3, SHAPE3(E, M, D), 0,
+    SYNTH_TRY(synth_add_module(b, P("ffn.switch_mlp.gate_proj"), "weight", ROLE_ROUTED, l, false, 3, SHAPE3(E, M, D), 0,
                          in_std));
-    TRY(synth_add_module(b, P("ffn.switch_mlp.up_proj"), "weight", ROLE_ROUTED, l, false, 3, SHAPE3(E, M, D), 0,
+    SYNTH_TRY(synth_add_module(b, P("ffn.switch_mlp.up_proj"), "weight", ROLE_ROUTED, l, false, 3, SHAPE3(E, M, D), 0,
                          in_std));
-    TRY(synth_add_module(b, P("ffn.switch_mlp.down_proj"), "weight", ROLE_ROUTED, l, true, 3, SHAPE3(E, D, M), 0,
+    SYNTH_TRY(synth_add_module(b, P("ffn.switch_mlp.down_proj"), "weight", ROLE_ROUTED, l, true, 3, SHAPE3(E, D, M), 0,
                          down_std));
     if (S > 0) {
         MOD("ffn.shared_experts.gate_proj", ROLE_SHARED, false, S, D, in_std);
@@ -203,19 +197,18 @@ static int add_layer(build *b, int l)
         MOD("ffn.shared_experts.down_proj", ROLE_SHARED, true, D, S, (float)(out_scale / sqrt((double)S)));
     }
 #undef MOD
-#undef TRY
 #undef P
     return 0;
 }
 
-int synth_dsv4_inventory(build *b)
+int synth_dsv4_inventory(synth_build *b)
 {
     const ms_synth_arch *a = &b->o->arch;
     const int64_t D = a->hidden_size, HC = a->v4.hc_mult;
     int rc = synth_add_module(b, "model.embed_tokens", "weight", ROLE_EMBED, -1, false, 2, SHAPE2(a->vocab_size, D),
                               0, 1.0f);
     for (int l = 0; rc == 0 && l < a->n_layers; l++) rc = add_layer(b, l);
-    if (rc == 0) rc = synth_add_norm(b, "model.norm", D);
+    if (rc == 0) rc = synth_add_vector(b, "model.norm", D, 1.0f, 0.02f);
     if (rc == 0)
         rc = synth_add_float(b, "model.hc_head.fn", MS_DT_F32, 2, SHAPE2(HC, HC * D), 0,
                              (float)(1.0 / sqrt((double)(HC * D))));
@@ -245,9 +238,11 @@ int synth_tid2eid(ms_rng *r, int64_t vocab, int64_t k, int n_experts, void *out,
     return 0;
 }
 
-void synth_dsv4_config(const ms_synth_opts *o, json_object *c)
+json_object *synth_dsv4_config(const ms_synth_opts *o, const synth_build *b)
 {
     const ms_synth_arch *a = &o->arch;
+    json_object *c = json_object_new_object();
+    if (!c) return NULL;
 #define ADD(k, v) json_object_object_add(c, k, v)
 #define I(x) json_object_new_int(x)
 #define F(x) json_object_new_double(x)
@@ -308,7 +303,10 @@ void synth_dsv4_config(const ms_synth_opts *o, json_object *c)
                                               : o->dtype == MS_DT_F16 ? "float16" : "float32"));
     ADD("use_cache", json_object_new_boolean(1));
     ADD("vocab_size", I(a->vocab_size));
+    ADD("quantization", synth_quant_block(o, b)); /* the same dict twice, as mlx_lm writes it */
+    ADD("quantization_config", synth_quant_block(o, b));
 #undef ADD
 #undef I
 #undef F
+    return c;
 }

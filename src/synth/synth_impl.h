@@ -1,8 +1,9 @@
-/* synth_impl.h - the parts of the generator (synth.c) its per-family
- * inventories share: module roles (the recipe decides their bits), the
- * generator record of each tensor, the inventory being built, and the calls
- * that add tensors to it. synth.c walks DeepSeek-V3-style models itself;
- * synth_dsv4.c walks DeepSeek-V4 (model_type deepseek_v4). */
+/* synth_impl.h - what synth.c shares with the family inventories beside it
+ * (synth_step.c, synth_dsv4.c): the tensor inventory under construction
+ * (synth_build), the module roles a quantization recipe assigns bits by, the
+ * adders that turn a logical weight into a float tensor or an MLX
+ * weight/scales/biases triple with its generator record, and the quantization
+ * block of config.json. Private to src/synth. */
 #ifndef MS_SYNTH_IMPL_H
 #define MS_SYNTH_IMPL_H
 
@@ -11,9 +12,10 @@
 #include <stdint.h>
 
 #include "rng.h"
+#include "strbuf.h"
 #include "synth.h"
 
-typedef enum role {
+typedef enum synth_role {
     ROLE_EMBED = 0,
     ROLE_ATTN,
     ROLE_DENSE,
@@ -21,8 +23,10 @@ typedef enum role {
     ROLE_ROUTED,
     ROLE_LM_HEAD,
     ROLE_MTP_PROJ,
-    ROLE_NONE, /* norms, router, router bias: never quantized */
-} role;
+    ROLE_ROUTER,    /* a quantizable router (Step's mlp.gate.gate): 8-bit g64 in every MLX recipe */
+    ROLE_PROJECTOR, /* a VLM's vision projector: the recipe's default bits, no entry */
+    ROLE_NONE,   /* norms, bare routers, router biases: never quantized */
+} synth_role;
 
 typedef enum gen_kind {
     GEN_FLOAT = 0, /* mean + std * N(0, 1) */
@@ -33,22 +37,25 @@ typedef enum gen_kind {
     GEN_TID2EID,   /* [vocab][K] int64 distinct expert ids per token (hash routing) */
 } gen_kind;
 
+/* How one tensor's bytes are generated. */
 typedef struct sgen {
     uint8_t kind;
     uint8_t bits;
     ms_dtype dtype;
     float mean, std;
     int layer;
-    int32_t arg;   /* GEN_TID2EID: the number of experts */
+    int32_t arg; /* GEN_TID2EID: the number of experts */
     uint64_t stream;
 } sgen;
 
+/* A per-module entry of the quantization block. */
 typedef struct qoverride {
     char *path;
-    int bits;
+    int bits, group;
+    bool predicate; /* written as the model's quant_predicate returns it: {group_size, bits} */
 } qoverride;
 
-typedef struct build {
+typedef struct synth_build {
     const ms_synth_opts *o;
     ms_stw_plan *plan;
     sgen *gens;
@@ -57,15 +64,9 @@ typedef struct build {
     int n_ov, cap_ov;
     uint64_t n_params;
     ms_err *err;
-} build;
+} synth_build;
 
-#define SALT_SCALES 0x5ca1e5b1a5e5ull
-
-#define SHAPE2(a, c) ((const int64_t[]){(a), (c)})
-#define SHAPE3(a, c, d) ((const int64_t[]){(a), (c), (d)})
-
-/* An option or architecture number outside [lo, hi]: one error line naming it
- * (in functions with an `ms_err *err`). */
+/* return an error naming the option when v is outside [lo, hi] */
 #define CHECK_RANGE(v, lo, hi, what)                                                                              \
     do {                                                                                                          \
         if ((long long)(v) < (long long)(lo) || (long long)(v) > (long long)(hi))                                 \
@@ -73,31 +74,57 @@ typedef struct build {
                            (long long)(lo), (long long)(hi));                                                     \
     } while (0)
 
+/* x (an int call); on error return it from the function (which has an int rc) */
+#define SYNTH_TRY(x)                                                                                              \
+    do {                                                                                                          \
+        if ((rc = (x)) < 0) return rc;                                                                            \
+    } while (0)
+
+#define SHAPE2(a, c) ((const int64_t[]){(a), (c)})
+#define SHAPE3(a, c, d) ((const int64_t[]){(a), (c), (d)})
+
+/* A tensor with its generator. */
+int synth_add_tensor(synth_build *b, const char *name, ms_dtype dt, int ndim, const int64_t *shape, const sgen *g);
+/* One weight of logical shape `shape` (input width last): a float tensor
+ * `path.leaf` with N(mean, std) values, or, when the recipe quantizes role r,
+ * path.{weight,scales,biases} of that std (and a quantization entry). */
+int synth_add_module(synth_build *b, const char *path, const char *leaf, synth_role r, int layer, bool is_down,
+                     int ndim, const int64_t *shape, float mean, float std);
+/* A float vector path.weight (norms): N(mean, std). */
+int synth_add_vector(synth_build *b, const char *path, int64_t dim, float mean, float std);
+/* A router bias [E] (the skewed popularity of synth.h) stored as dt (F32 or BF16). */
+int synth_add_router_bias(synth_build *b, const char *name, int layer, int64_t E, ms_dtype dt);
+void synth_build_free(synth_build *b);
+
+/* Top-level "bits" of the quantization block. */
+int synth_recipe_default_bits(const ms_synth_opts *o);
+/* The "quantization" block: defaults and the per-module entries, paths as written. */
+json_object *synth_quant_block(const ms_synth_opts *o, const synth_build *b);
+
 /* Defaults shared by the DeepSeek presets (architecture names, one shared
  * expert, every layer MoE, normalized top-k, eps 1e-6, theta 1e4 + YaRN betas
  * 32/1, BOS 0, EOS 1); everything else zero. */
 void synth_arch_base(ms_synth_arch *a, const char *model_type, const char *architecture);
-
-/* A tensor with its generator (dtype dt overrides g->dtype). */
-int synth_add_tensor(build *b, const char *name, ms_dtype dt, int ndim, const int64_t *shape, const sgen *g);
-/* One weight: a float tensor `path.leaf` (--dtype), or, when the recipe
- * quantizes role r, path.{weight,scales,biases}. */
-int synth_add_module(build *b, const char *path, const char *leaf, role r, int layer, bool is_down, int ndim,
-                     const int64_t *shape, float mean, float std);
-/* A norm weight path.weight [dim]: 1 + N(0, 0.02). */
-int synth_add_norm(build *b, const char *path, int64_t dim);
 /* A float tensor `name` of dtype dt with values mean + std * N(0, 1) (counted as parameters). */
-int synth_add_float(build *b, const char *name, ms_dtype dt, int ndim, const int64_t *shape, float mean, float std);
+int synth_add_float(synth_build *b, const char *name, ms_dtype dt, int ndim, const int64_t *shape, float mean,
+                    float std);
 
 /* DeepSeek-V4 (synth_dsv4.c). */
 bool synth_is_dsv4(const ms_synth_arch *a);
 void synth_dsv4_preset(ms_synth_opts *o, bool tiny);
 int synth_dsv4_validate(const ms_synth_opts *o, ms_err *err);
 /* Every tensor: embeddings, layers, norm, hc_head, lm_head. */
-int synth_dsv4_inventory(build *b);
-/* The config.json keys (quantization blocks excepted) into c. */
-void synth_dsv4_config(const ms_synth_opts *o, json_object *c);
+int synth_dsv4_inventory(synth_build *b);
+/* config.json (with the quantization blocks for MLX). */
+json_object *synth_dsv4_config(const ms_synth_opts *o, const synth_build *b);
 /* tid2eid [vocab][k] int64: k distinct experts of n_experts per token. */
 int synth_tid2eid(ms_rng *r, int64_t vocab, int64_t k, int n_experts, void *out, ms_err *err);
+
+/* The step3p5 family (synth_step.c). */
+bool synth_is_step(const ms_synth_arch *a);
+void synth_step_preset(ms_synth_opts *o, bool tiny);
+int synth_step_validate(const ms_synth_opts *o, ms_err *err);
+int synth_step_inventory(synth_build *b);
+json_object *synth_step_config(const ms_synth_opts *o, const synth_build *b);
 
 #endif

@@ -642,6 +642,26 @@ class Model:
         raise RefError("%s: tensor lm_head.weight missing" % w.dir)
 
 
+def parse_tokens(ap, text):
+    """--tokens "1,2,3" -> [1, 2, 3] (a usage error otherwise)."""
+    try:
+        return [int(t) for t in text.split(",") if t.strip() != ""]
+    except ValueError:
+        ap.error("--tokens: not a comma-separated list of integers")
+
+
+def emit(a, logits):
+    """The logits JSON to --out, else to stdout unless only comparing; returns the smallest
+    top-1/top-2 logit gap over the positions."""
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(logits_json(logits))
+    elif not a.compare:
+        sys.stdout.write(logits_json(logits))
+    srt = np.sort(logits, axis=1)
+    return float((srt[:, -1] - srt[:, -2]).min()) if logits.shape[1] > 1 else math.inf
+
+
 def logits_json(logits):
     rows = ",".join('{"pos":%d,"logits":[%s]}' % (p, ",".join("%.12g" % v for v in r)) for p, r in enumerate(logits))
     return '{"n_vocab":%d,"positions":[%s]}\n' % (logits.shape[1], rows)
@@ -670,42 +690,22 @@ def main(argv):
         return 0
     if not a.model or not a.tokens:
         ap.error("MODEL and --tokens are required")
-    try:
-        tokens = [int(t) for t in a.tokens.split(",") if t.strip() != ""]
-    except ValueError:
-        ap.error("--tokens: not a comma-separated list of integers")
+    tokens = parse_tokens(ap, a.tokens)
     try:
         m = Model(a.model, a.mutate)
         logits, st = m.forward(tokens)
     except RefError as e:
         print("ds3_ref: %s" % e, file=sys.stderr)
         return 1
-    if a.out:
-        with open(a.out, "w") as f:
-            f.write(logits_json(logits))
-    elif not a.compare:
-        sys.stdout.write(logits_json(logits))
-    srt = np.sort(logits, axis=1)
-    gap = float((srt[:, -1] - srt[:, -2]).min()) if logits.shape[1] > 1 else math.inf
+    gap = emit(a, logits)
     summary = {"tokens": len(tokens), "min_route_margin": st.route_margin, "route_margin_at": st.route_where,
                "min_group_margin": st.group_margin, "group_margin_at": st.group_where, "min_top2_gap": gap,
                "notes": m.w.notes}
     if a.stats:
         print(json.dumps(summary, default=lambda v: None if v in (math.inf,) else v).replace("Infinity", "null"),
               file=sys.stderr)
-    rc = 0
-    for f in a.compare:
-        try:
-            other = compare_logits.load(f)
-        except compare_logits.CompareError as e:
-            print("ds3_ref: %s" % e, file=sys.stderr)
-            return 1
-        r = compare_logits.compare(logits, other, a.tol)
-        print("%s: %s%s" % (f, compare_logits.describe(r),
-                            "" if math.isinf(st.route_margin) else " route_margin=%.3g" % min(st.route_margin, st.group_margin)))
-        if not r["ok"]:
-            rc = 1
-    return rc
+    note = "" if math.isinf(st.route_margin) else " route_margin=%.3g" % min(st.route_margin, st.group_margin)
+    return compare_logits.check_files(logits, a.compare, a.tol, "ds3_ref", note)
 
 
 if __name__ == "__main__":

@@ -103,22 +103,31 @@ void dsv4_unbind(void *w);
 /* ---- state ---- */
 
 /* Buffers of the state, one list for the struct, the allocation and the plan.
- * Counts use the names DSV4_DIMS defines. The caches:
+ * Counts use the names DSV4_DIMS defines. The caches, one set per sequence
+ * (S of them, each block of a sequence at seq * N_x):
  *   ring   per layer, the last W positions' kv (slot = position % W)
  *   pool   per compressed layer, ctx/ratio pooled entries of hd
  *   ikey   per ratio-4 layer, ctx/4 pooled index keys of ID
  *   acc    per compressor, the open window(s): kv and score rows
  *          (2 * ratio rows when overlapping, ratio rows otherwise)
- * (--kv bf16 keeps ring / pool / ikey in bf16.) */
+ *   rtag   per layer and ring slot, the position it holds (-1: none)
+ *   atag   per compressed layer and open-window row, the position it holds
+ *          (the indexer's compressor has the same rows as the layer's)
+ * (--kv bf16 keeps ring / pool / ikey in bf16.) The tags let a step that
+ * goes back in a sequence (a rejected draft, a reused prefix) check that the
+ * earlier positions it reads are still there. */
 #define DSV4_BUFFERS(X)                                                                        \
-    X(ring, float, F * N_RING)        /* [L][W][hd] window kv */                              \
-    X(pool, float, F * N_POOL)        /* per compressed layer [ctx/r][hd] pooled kv */        \
-    X(ikey, float, F * N_IKEY)        /* per ratio-4 layer [ctx/4][ID] index keys */         \
-    X(ring16, uint16_t, BF * N_RING)  /* bf16 variants (--kv bf16) */                         \
-    X(pool16, uint16_t, BF * N_POOL)                                                         \
-    X(ikey16, uint16_t, BF * N_IKEY)                                                         \
-    X(acc, float, N_ACC)              /* per compressor: [rows][width] kv, then score */     \
-    X(offs, uint64_t, 4 * L)          /* per layer: pool, ikey, acc, iacc offsets */         \
+    X(ring, float, F * S * N_RING)    /* [S][L][W][hd] window kv */                           \
+    X(pool, float, F * S * N_POOL)    /* [S] per compressed layer [ctx/r][hd] pooled kv */    \
+    X(ikey, float, F * S * N_IKEY)    /* [S] per ratio-4 layer [ctx/4][ID] index keys */     \
+    X(ring16, uint16_t, BF * S * N_RING) /* bf16 variants (--kv bf16) */                      \
+    X(pool16, uint16_t, BF * S * N_POOL)                                                     \
+    X(ikey16, uint16_t, BF * S * N_IKEY)                                                     \
+    X(acc, float, S * N_ACC)          /* [S] per compressor: [rows][width] kv, then score */ \
+    X(rtag, int, S * L * Wn)          /* [S][L][W] ring slot -> position */                  \
+    X(atag, int, S * N_ATAG)          /* [S] per compressed layer [rows] row -> position */  \
+    X(offs, uint64_t, 5 * L)          /* per layer: pool, ikey, acc, iacc, atag offsets */   \
+    X(run0, int, B)                   /* [B] first row of each row's sequence in the step */ \
     X(X, float, B * HC * D)           /* [B][HC][D] residual streams */                       \
     X(xt, float, HC * D)              /* [HC][D] one token's new streams */                   \
     X(mix, float, B * NM)             /* [B][NM] hyper-connection mixes */                     \
@@ -157,9 +166,10 @@ void dsv4_unbind(void *w);
 
 typedef struct dsv4_state {
     const dsv4_weights *w;
-    int ctx, batch, nth;
+    int ctx, batch, n_seq, nth;
     bool kv_bf16;
     size_t tls_stride;
+    size_t seq_ring, seq_pool, seq_ikey, seq_acc, seq_atag; /* elements per sequence */
     int cur_token;           /* the token being decoded (prediction of hash layers) */
     ms_moe *moe;
     ms_moe_router router;
@@ -168,23 +178,28 @@ typedef struct dsv4_state {
 #undef X
 } dsv4_state;
 
-/* Per-layer offsets (elements) into the caches, from offs. */
-#define DSV4_POOL_OFF(s, l) ((s)->offs[4 * (size_t)(l)])
-#define DSV4_IKEY_OFF(s, l) ((s)->offs[4 * (size_t)(l) + 1])
-#define DSV4_ACC_OFF(s, l) ((s)->offs[4 * (size_t)(l) + 2])
-#define DSV4_IACC_OFF(s, l) ((s)->offs[4 * (size_t)(l) + 3])
+/* Per-layer offsets (elements) into a sequence's caches, from offs. */
+#define DSV4_POOL_OFF(s, l) ((s)->offs[5 * (size_t)(l)])
+#define DSV4_IKEY_OFF(s, l) ((s)->offs[5 * (size_t)(l) + 1])
+#define DSV4_ACC_OFF(s, l) ((s)->offs[5 * (size_t)(l) + 2])
+#define DSV4_IACC_OFF(s, l) ((s)->offs[5 * (size_t)(l) + 3])
+#define DSV4_ATAG_OFF(s, l) ((s)->offs[5 * (size_t)(l) + 4])
 
 /* Rows a compressor keeps for its open window(s). */
 static inline int dsv4_acc_rows(int ratio) { return ratio == 4 ? 2 * ratio : ratio; }
 
-/* The cache parts for ctx positions, in bytes (plan / inspect). */
+/* The cache parts of one sequence for ctx positions, in bytes (plan / inspect). */
 void dsv4_cache_parts(const ms_config *c, int ctx, bool kv_bf16, uint64_t *ring, uint64_t *pool, uint64_t *ikey,
                       uint64_t *acc);
 
-/* y[n][D] = attention(xn[n][D]) at layer l, positions pos0..; updates the caches. */
-void dsv4_attention(const dsv4_weights *w, dsv4_state *s, const ms_compute *cp, int l, int n, int pos0);
+/* y[n][D] = attention(xn[n][D]) at layer l for the step's rows (each at its
+ * sequence and position; s->run0 set); updates the caches of their sequences. */
+void dsv4_attention(const dsv4_weights *w, dsv4_state *s, const ms_fwd_env *env, int l, const ms_batch *b);
 
-/* Y[n][rows] = X[n][cols] W^T (one matvec when n == 1). */
-void dsv4_linear(const ms_compute *cp, const ms_mat *m, const float *X, int n, float *Y);
+/* A step's rows may read these earlier positions of their sequences from the
+ * caches: refused (one error line) when a ring slot or an open-window row no
+ * longer holds the position a row needs (the sequence went back further than
+ * the caches keep). Rows of a sequence must be consecutive positions. */
+int dsv4_check_history(const dsv4_state *s, const ms_batch *b, ms_err *err);
 
 #endif

@@ -1,5 +1,5 @@
-/* dsv4_attn.c - DeepSeek-V4 attention for a chunk of n tokens at positions
- * pos0.. (one layer):
+/* dsv4_attn.c - DeepSeek-V4 attention for the rows of one step (one layer);
+ * a row is a token at position p of its sequence, whose caches it reads:
  *
  *   qr  = q_norm(wq_a x)                                   [q_lora]
  *   q_h = rope(rmsnorm_noweight((wq_b qr)_h))              [H][hd], last rd dims rotated at p
@@ -19,23 +19,20 @@
  *     denominator only); its last rd dims rotated back by -p
  *   y   = wo_b concat_g(wo_a[g] concat(o_h, h in group g))
  *
- * Caches (dsv4.h): the chunk's kv stays in scratch while the chunk attends
- * (earlier positions come from the ring), then the last W positions go into
- * the ring. Pooled entries are written as windows complete, so a query sees
- * the entry its own token completes. Every (token, head) is one task with a
- * fixed summation order: results do not depend on threads or chunking. */
+ * Caches (dsv4.h, one set per sequence): the step's kv stays in scratch while
+ * the step attends (a row reads its sequence's earlier rows of the step from
+ * there, older positions from the ring), then each sequence's last W rows go
+ * into its ring. Pooled entries are written as windows complete, so a query
+ * sees the entry its own token completes. Every (row, head) is one task with
+ * a fixed summation order, and every linear runs through ms_arch_linear:
+ * results do not depend on threads, chunking or (exact steps) on the other
+ * rows of the step. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dsv4.h"
 #include "util.h"
-
-void dsv4_linear(const ms_compute *cp, const ms_mat *m, const float *X, int n, float *Y)
-{
-    if (n == 1) ms_matvec(cp, m, X, Y);
-    else ms_matmul(cp, m, X, n, Y);
-}
 
 /* ---- cache rows: f32, or bf16 with --kv bf16 ---- */
 
@@ -94,23 +91,69 @@ static inline void axpy_row(float *restrict o, float a, const void *restrict v, 
     }
 }
 
-/* The layer's caches as row stores. */
-static rows ring_rows(const dsv4_weights *w, const dsv4_state *s, int l)
+/* Sequence seq's caches at layer l as row stores. */
+static rows ring_rows(const dsv4_weights *w, const dsv4_state *s, int seq, int l)
 {
-    size_t off = (size_t)l * w->W * w->hd;
+    size_t off = (size_t)seq * s->seq_ring + (size_t)l * w->W * w->hd;
     return s->kv_bf16 ? (rows){NULL, s->ring16 + off, w->hd} : (rows){s->ring + off, NULL, w->hd};
 }
 
-static rows pool_rows(const dsv4_weights *w, const dsv4_state *s, int l)
+static rows pool_rows(const dsv4_weights *w, const dsv4_state *s, int seq, int l)
 {
-    size_t off = DSV4_POOL_OFF(s, l);
+    size_t off = (size_t)seq * s->seq_pool + DSV4_POOL_OFF(s, l);
     return s->kv_bf16 ? (rows){NULL, s->pool16 + off, w->hd} : (rows){s->pool + off, NULL, w->hd};
 }
 
-static rows ikey_rows(const dsv4_weights *w, const dsv4_state *s, int l)
+static rows ikey_rows(const dsv4_weights *w, const dsv4_state *s, int seq, int l)
 {
-    size_t off = DSV4_IKEY_OFF(s, l);
+    size_t off = (size_t)seq * s->seq_ikey + DSV4_IKEY_OFF(s, l);
     return s->kv_bf16 ? (rows){NULL, s->ikey16 + off, w->ID} : (rows){s->ikey + off, NULL, w->ID};
+}
+
+/* Tags of sequence seq: its ring slots at layer l, its open-window rows at l. */
+static int *ring_tags(const dsv4_state *s, int seq, int l)
+{
+    return s->rtag + ((size_t)seq * s->w->c->n_layers + (size_t)l) * s->w->W;
+}
+
+static int *acc_tags(const dsv4_state *s, int seq, int l)
+{
+    return s->atag + (size_t)seq * s->seq_atag + DSV4_ATAG_OFF(s, l);
+}
+
+/* ---- what a step reads from earlier steps ---- */
+
+int dsv4_check_history(const dsv4_state *s, const ms_batch *b, ms_err *err)
+{
+    const dsv4_weights *w = s->w;
+    for (int t = 0; t < b->n; t++) {
+        int seq = ms_arch_row_seq(b, t), p = b->pos[t];
+        if (s->run0[t] != t) {
+            if (p != b->pos[t - 1] + 1)
+                return ms_errf(err, EINVAL, "deepseek_v4: the rows of sequence %d in one step must be consecutive "
+                               "positions (%d follows %d)", seq, p, b->pos[t - 1]);
+            continue;
+        }
+        /* the first row of a sequence's run reads the earlier positions of its
+         * window from the ring and of its open pooling window(s) from acc;
+         * the run's later rows read the same or the run's own rows */
+        for (int l = 0; l < w->c->n_layers; l++) {
+            const int *rt = ring_tags(s, seq, l);
+            for (int j = MS_MAX(0, p - w->W + 1); j < p; j++)
+                if (rt[j % w->W] != j) goto lost;
+            int r = w->layers[l].ratio;
+            if (!r) continue;
+            const int *at = acc_tags(s, seq, l), nrow = dsv4_acc_rows(r);
+            for (int j = MS_MAX(0, (p / r - (r == 4 ? 1 : 0)) * r); j < p; j++)
+                if (at[j % nrow] != j) goto lost;
+            continue;
+        lost:
+            return ms_errf(err, EINVAL, "deepseek_v4: the caches of sequence %d no longer hold the positions before "
+                           "%d that it reads (it went back further than the sliding window and the open pooling "
+                           "windows keep)", seq, p);
+        }
+    }
+    return 0;
 }
 
 /* x[rd] rotated by -angle (the inverse of ms_rope_interleaved). */
@@ -164,24 +207,30 @@ static void pool_entry(const dsv4_comp *c, const float *kv, const float *sc, int
     }
 }
 
-/* Feed the chunk's tokens to compressor c (open windows in acc); every window
- * that completes becomes a pooled entry in `cache`. */
-static void compress(const dsv4_weights *w, dsv4_state *s, const ms_compute *cp, const dsv4_comp *c, float *acc,
-                     const rows *cache, int n, int pos0)
+/* Feed the step's rows to compressor c of layer l (indexer: the indexer's
+ * compressor), each into its sequence's open windows; every window that
+ * completes becomes a pooled entry in that sequence's pooled rows (index keys
+ * for the indexer's). */
+static void compress(const dsv4_weights *w, dsv4_state *s, const ms_fwd_env *env, const dsv4_comp *c, int l,
+                     bool indexer, const ms_batch *b)
 {
-    int r = c->ratio, W = c->width, nrow = dsv4_acc_rows(r), RH = w->rd / 2;
-    float *akv = acc, *asc = acc + (size_t)nrow * W;
+    int r = c->ratio, W = c->width, nrow = dsv4_acc_rows(r), RH = w->rd / 2, n = b->n;
     float *ent = s->ent, *cs = s->rot, *sn = s->rot + RH;
     /* 1. projections [n][width] */
-    dsv4_linear(cp, &c->wkv, s->xn, n, s->ckv);
-    dsv4_linear(cp, &c->wgate, s->xn, n, s->csc);
+    ms_arch_linear(env, &c->wkv, s->xn, n, s->ckv);
+    ms_arch_linear(env, &c->wgate, s->xn, n, s->csc);
     for (int t = 0; t < n; t++) {
-        int64_t p = (int64_t)pos0 + t;
+        int seq = ms_arch_row_seq(b, t);
+        int64_t p = b->pos[t];
+        float *acc = s->acc + (size_t)seq * s->seq_acc + (indexer ? DSV4_IACC_OFF(s, l) : DSV4_ACC_OFF(s, l));
+        float *akv = acc, *asc = acc + (size_t)nrow * W;
+        rows cache = indexer ? ikey_rows(w, s, seq, l) : pool_rows(w, s, seq, l);
         /* 2. the token joins its window: kv and score (+ ape[p % r]) */
         size_t slot = (size_t)(p % nrow);
         const float *ape = c->ape + (size_t)(p % r) * W;
         memcpy(akv + slot * W, s->ckv + (size_t)t * W, (size_t)W * sizeof(float));
         for (int i = 0; i < W; i++) asc[slot * W + i] = s->csc[(size_t)t * W + i] + ape[i];
+        if (!indexer) acc_tags(s, seq, l)[slot] = (int)p; /* the indexer's rows hold the same positions */
         if ((p + 1) % r) continue;
         /* 3. a complete window: pool, norm, rotate at its first position */
         int64_t e = (p + 1) / r - 1;
@@ -189,24 +238,24 @@ static void compress(const dsv4_weights *w, dsv4_state *s, const ms_compute *cp,
         ms_rmsnorm(ent, ent, c->norm, c->d, (float)w->c->rms_norm_eps);
         rope_at(w, e * r, cs, sn);
         ms_rope_interleaved(ent + c->d - w->rd, w->rd, cs, sn);
-        row_put(cache, (size_t)e, ent);
+        row_put(&cache, (size_t)e, ent);
     }
 }
 
 /* ---- indexer ---- */
 
-/* Choose each token's pooled entries (sel/nsel) at a ratio-4 layer. */
-static void indexer(const dsv4_weights *w, dsv4_state *s, const ms_compute *cp, const dsv4_layer *ly, int l, int n,
-                    int pos0)
+/* Choose each row's pooled entries (sel/nsel) at a ratio-4 layer. */
+static void indexer(const dsv4_weights *w, dsv4_state *s, const ms_fwd_env *env, const dsv4_layer *ly, int l,
+                    const ms_batch *b)
 {
-    int IH = w->IH, ID = w->ID, TK = w->TK, rd = w->rd, RH = rd / 2;
+    const ms_compute *cp = &env->compute;
+    int IH = w->IH, ID = w->ID, TK = w->TK, rd = w->rd, RH = rd / 2, n = b->n;
     const float *cs = s->cs + (size_t)s->batch * RH, *sn = s->sn + (size_t)s->batch * RH; /* compressed RoPE */
-    /* 1. index keys of the windows this chunk completes */
-    rows keys = ikey_rows(w, s, l);
-    compress(w, s, cp, &ly->icomp, s->acc + DSV4_IACC_OFF(s, l), &keys, n, pos0);
+    /* 1. index keys of the windows this step completes */
+    compress(w, s, env, &ly->icomp, l, true, b);
     /* 2. queries [n][IH][ID] (last rd dims rotated) and head weights [n][IH] */
-    dsv4_linear(cp, &ly->iwq_b, s->qr, n, s->iq);
-    dsv4_linear(cp, &ly->iw, s->xn, n, s->iw);
+    ms_arch_linear(env, &ly->iwq_b, s->qr, n, s->iq);
+    ms_arch_linear(env, &ly->iw, s->xn, n, s->iw);
     float wscale = (float)(1.0 / sqrt((double)ID * IH));
     for (int t = 0; t < n; t++) {
         for (int h = 0; h < IH; h++)
@@ -214,9 +263,11 @@ static void indexer(const dsv4_weights *w, dsv4_state *s, const ms_compute *cp, 
                                 sn + (size_t)t * RH);
         for (int h = 0; h < IH; h++) s->iw[(size_t)t * IH + h] *= wscale;
     }
-    /* 3. per token: score the visible entries, keep the top ones (ascending) */
+    /* 3. per row: score the visible entries of its sequence, keep the top ones
+     *    (ascending); the same product for any rows around it */
     for (int t = 0; t < n; t++) {
-        int np = (pos0 + t + 1) / 4, *sel = s->sel + (size_t)t * TK;
+        int np = (b->pos[t] + 1) / 4, *sel = s->sel + (size_t)t * TK;
+        rows keys = ikey_rows(w, s, ms_arch_row_seq(b, t), l);
         if (np <= TK) {
             for (int i = 0; i < np; i++) sel[i] = i;
             s->nsel[t] = np;
@@ -249,8 +300,9 @@ typedef struct attn_task {
     const dsv4_weights *w;
     const dsv4_layer *ly;
     dsv4_state *s;
-    rows ring, pool, chunk;
-    int n, pos0, kind;
+    const ms_batch *b;
+    rows chunk;
+    int l, kind;
     float scale;
 } attn_task;
 
@@ -260,7 +312,9 @@ static void attn_one(attn_task *t, int idx, float *sc)
     const dsv4_state *s = t->s;
     int H = w->H, hd = w->hd, Wn = w->W, RH = w->rd / 2, ti = idx / H, h = idx % H, r = t->ly->ratio;
     bool bf = s->kv_bf16;
-    int64_t p = (int64_t)t->pos0 + ti, lo = MS_MAX(0, p - Wn + 1);
+    int seq = ms_arch_row_seq(t->b, ti), r0 = s->run0[ti];
+    int64_t p = t->b->pos[ti], lo = MS_MAX(0, p - Wn + 1), p0 = t->b->pos[r0]; /* p0: the run's first position */
+    rows ring = ring_rows(w, s, seq, t->l), pool = r > 0 ? pool_rows(w, s, seq, t->l) : (rows){0};
     int nwin = (int)(p - lo + 1), npk = 0;
     const int *sel = NULL;
     if (r == 4) {
@@ -271,11 +325,11 @@ static void attn_one(attn_task *t, int idx, float *sc)
     }
     const float *q = s->q + ((size_t)ti * H + h) * hd;
     float *o = s->o + ((size_t)ti * H + h) * hd;
-    /* key j: the window first (ring before the chunk, then the chunk), then pooled entries */
+    /* key j: the window first (the ring before the run, then the run's rows), then pooled entries */
 #define KEY(j)                                                                                                      \
-    ((j) < nwin ? (lo + (j) >= t->pos0 ? row_at(&t->chunk, (size_t)(lo + (j) - t->pos0))                         \
-                                       : row_at(&t->ring, (size_t)((lo + (j)) % Wn)))                              \
-                : row_at(&t->pool, (size_t)(sel ? sel[(j) - nwin] : (j) - nwin)))
+    ((j) < nwin ? (lo + (j) >= p0 ? row_at(&t->chunk, (size_t)(r0 + lo + (j) - p0))                              \
+                                  : row_at(&ring, (size_t)((lo + (j)) % Wn)))                                      \
+                : row_at(&pool, (size_t)(sel ? sel[(j) - nwin] : (j) - nwin)))
     int nk = nwin + npk;
     float sink = t->ly->sink[h], mx = sink;
     for (int j = 0; j < nk; j++) {
@@ -302,16 +356,16 @@ static void attn_index(void *arg, int idx, int tid)
     attn_one(t, idx, t->s->tls + (size_t)tid * t->s->tls_stride);
 }
 
-void dsv4_attention(const dsv4_weights *w, dsv4_state *s, const ms_compute *cp, int l, int n, int pos0)
+void dsv4_attention(const dsv4_weights *w, dsv4_state *s, const ms_fwd_env *env, int l, const ms_batch *b)
 {
     const dsv4_layer *ly = &w->layers[l];
-    int H = w->H, hd = w->hd, rd = w->rd, RH = rd / 2, ql = w->ql, kind = ly->ratio > 0;
+    int H = w->H, hd = w->hd, rd = w->rd, RH = rd / 2, ql = w->ql, kind = ly->ratio > 0, n = b->n;
     float eps = (float)w->c->rms_norm_eps;
     const float *cs = s->cs + (size_t)kind * s->batch * RH, *sn = s->sn + (size_t)kind * s->batch * RH;
     /* 1. queries: qr = q_norm(wq_a x); q = wq_b qr per head normed, rope dims rotated */
-    dsv4_linear(cp, &ly->wq_a, s->xn, n, s->qr);
+    ms_arch_linear(env, &ly->wq_a, s->xn, n, s->qr);
     for (int t = 0; t < n; t++) ms_rmsnorm(s->qr + (size_t)t * ql, s->qr + (size_t)t * ql, ly->q_norm, ql, eps);
-    dsv4_linear(cp, &ly->wq_b, s->qr, n, s->q);
+    ms_arch_linear(env, &ly->wq_b, s->qr, n, s->q);
     for (int t = 0; t < n; t++)
         for (int h = 0; h < H; h++) {
             float *qh = s->q + ((size_t)t * H + h) * hd;
@@ -319,7 +373,7 @@ void dsv4_attention(const dsv4_weights *w, dsv4_state *s, const ms_compute *cp, 
             ms_rope_interleaved(qh + hd - rd, rd, cs + (size_t)t * RH, sn + (size_t)t * RH);
         }
     /* 2. the shared key/value: kv = kv_norm(wkv x), rope dims rotated */
-    dsv4_linear(cp, &ly->wkv, s->xn, n, s->kv);
+    ms_arch_linear(env, &ly->wkv, s->xn, n, s->kv);
     rows chunk = s->kv_bf16 ? (rows){NULL, s->kv16, hd} : (rows){s->kv, NULL, hd};
     for (int t = 0; t < n; t++) {
         float *k = s->kv + (size_t)t * hd;
@@ -327,22 +381,21 @@ void dsv4_attention(const dsv4_weights *w, dsv4_state *s, const ms_compute *cp, 
         ms_rope_interleaved(k + hd - rd, rd, cs + (size_t)t * RH, sn + (size_t)t * RH);
         if (chunk.h) row_put(&chunk, (size_t)t, k); /* --kv bf16: the rounded copy */
     }
-    /* 3. pooled entries of the windows this chunk completes; the indexer's picks */
-    rows pool = {0};
-    if (ly->ratio > 0) {
-        pool = pool_rows(w, s, l);
-        compress(w, s, cp, &ly->comp, s->acc + DSV4_ACC_OFF(s, l), &pool, n, pos0);
-    }
-    if (ly->ratio == 4) indexer(w, s, cp, ly, l, n, pos0);
-    /* 4. attention per (token, head) over window + pooled keys, sinks, inverse rope */
-    attn_task task = {.w = w, .ly = ly, .s = s, .ring = ring_rows(w, s, l), .pool = pool, .chunk = chunk,
-                      .n = n, .pos0 = pos0, .kind = kind, .scale = (float)(1.0 / sqrt((double)hd))};
-    ms_pool_for(cp->pool, n * H, attn_index, &task);
-    /* 5. the ring keeps the last W positions */
-    for (int t = MS_MAX(0, n - w->W); t < n; t++) {
-        size_t slot = (size_t)((pos0 + t) % w->W);
-        if (chunk.h) memcpy(task.ring.h + slot * hd, chunk.h + (size_t)t * hd, (size_t)hd * sizeof(uint16_t));
-        else memcpy(task.ring.f + slot * hd, chunk.f + (size_t)t * hd, (size_t)hd * sizeof(float));
+    /* 3. pooled entries of the windows this step completes; the indexer's picks */
+    if (ly->ratio > 0) compress(w, s, env, &ly->comp, l, false, b);
+    if (ly->ratio == 4) indexer(w, s, env, ly, l, b);
+    /* 4. attention per (row, head) over window + pooled keys, sinks, inverse rope */
+    attn_task task = {.w = w, .ly = ly, .s = s, .b = b, .chunk = chunk, .l = l, .kind = kind,
+                      .scale = (float)(1.0 / sqrt((double)hd))};
+    ms_pool_for(env->compute.pool, n * H, attn_index, &task);
+    /* 5. each sequence's ring keeps its last W positions (rows in order: a
+     *    run's last rows win), tagged with the position they hold */
+    for (int t = 0; t < n; t++) {
+        int seq = ms_arch_row_seq(b, t), slot = b->pos[t] % w->W;
+        rows ring = ring_rows(w, s, seq, l);
+        if (chunk.h) memcpy(ring.h + (size_t)slot * hd, chunk.h + (size_t)t * hd, (size_t)hd * sizeof(uint16_t));
+        else memcpy(ring.f + (size_t)slot * hd, chunk.f + (size_t)t * hd, (size_t)hd * sizeof(float));
+        ring_tags(s, seq, l)[slot] = b->pos[t];
     }
     /* 6. grouped output: og[g] = wo_a[g] (heads of g), y = wo_b og */
     int hpg = H / w->G, gw = hpg * hd;
@@ -350,10 +403,10 @@ void dsv4_attention(const dsv4_weights *w, dsv4_state *s, const ms_compute *cp, 
         for (int t = 0; t < n; t++)
             memcpy(s->ogi + (size_t)t * gw, s->o + ((size_t)t * H + (size_t)g * hpg) * hd, (size_t)gw * sizeof(float));
         ms_mat wa = ms_mat_rows(&ly->wo_a, (int64_t)g * w->R, w->R);
-        dsv4_linear(cp, &wa, s->ogi, n, s->ogr);
+        ms_arch_linear(env, &wa, s->ogi, n, s->ogr);
         for (int t = 0; t < n; t++)
             memcpy(s->og + (size_t)t * w->G * w->R + (size_t)g * w->R, s->ogr + (size_t)t * w->R,
                    (size_t)w->R * sizeof(float));
     }
-    dsv4_linear(cp, &ly->wo_b, s->og, n, s->y);
+    ms_arch_linear(env, &ly->wo_b, s->og, n, s->y);
 }

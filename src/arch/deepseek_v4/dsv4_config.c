@@ -135,13 +135,13 @@ void dsv4_cache_parts(const ms_config *c, int ctx, bool kv_bf16, uint64_t *ring,
     }
 }
 
-static int dsv4_kv_parts(const ms_config *c, int ctx, bool kv_bf16, ms_kv_part *parts)
+static int dsv4_kv_parts(const ms_config *c, int ctx, int n_seq, bool kv_bf16, ms_kv_part *parts)
 {
     uint64_t b[4];
     dsv4_cache_parts(c, ctx, kv_bf16, &b[0], &b[1], &b[2], &b[3]);
     static const char *const names[4] = {"sliding-window ring", "pooled entries", "indexer keys",
                                          "open-window buffers"};
-    for (int i = 0; i < 4; i++) parts[i] = (ms_kv_part){names[i], b[i]};
+    for (int i = 0; i < 4; i++) parts[i] = (ms_kv_part){names[i], (uint64_t)MS_MAX(1, n_seq) * b[i]};
     return 4;
 }
 
@@ -174,12 +174,12 @@ static void dsv4_describe(const ms_config *c, ms_strbuf *text, json_object *json
     json_object_object_add(json, "compress_ratios", ra);
 }
 
-uint64_t dsv4_state_bytes(const ms_config *c, int ctx, int batch, int nthreads, bool kv_bf16, uint64_t *kv_bytes);
-int dsv4_state_create(const void *w, int ctx, int batch, int nthreads, bool kv_bf16, void **state, uint64_t *bytes,
-                      ms_err *err);
+uint64_t dsv4_state_bytes(const ms_config *c, int ctx, int batch, int n_seq, int nthreads, bool kv_bf16,
+                          uint64_t *kv_bytes);
+int dsv4_state_create(const void *w, int ctx, int batch, int n_seq, int nthreads, bool kv_bf16, void **state,
+                      uint64_t *bytes, ms_err *err);
 void dsv4_state_destroy(void *state);
-int dsv4_forward(const void *w, void *state, const ms_fwd_env *env, const int *tokens, int n, int pos0, float *logits,
-                 bool all_logits, ms_err *err);
+int dsv4_forward(const void *w, void *state, const ms_fwd_env *env, const ms_batch *b, ms_err *err);
 
 static const ms_arch_ops dsv4_ops = {
     .name = "deepseek_v4",

@@ -31,8 +31,9 @@
 /* ---- state ---- */
 
 /* Sizes the buffer list needs (names used by DSV4_BUFFERS). */
-#define DSV4_DIMS(c, d, ctx_, batch_, nth_, kvbf_)                                                                  \
+#define DSV4_DIMS(c, d, ctx_, batch_, nseq_, nth_, kvbf_)                                                           \
     size_t L = (size_t)(c)->n_layers, B = (size_t)(batch_), NTH = (size_t)(nth_), CTX = (size_t)(ctx_);          \
+    size_t S = (size_t)(nseq_), Wn = (size_t)(d)->window;                                                           \
     size_t F = (kvbf_) ? 0 : 1, BF = (kvbf_) ? 1 : 0;                                                               \
     size_t D = (size_t)(c)->hidden_size, HC = (size_t)(d)->hc_mult, NM = (2 + HC) * HC;                             \
     size_t H = (size_t)(d)->n_heads, hd = (size_t)(d)->head_dim, RH = (size_t)(d)->rope_dim / 2;                    \
@@ -40,13 +41,14 @@
     size_t GW = H / G * hd, IH = (size_t)(d)->index_heads, ID = (size_t)(d)->index_dim;                             \
     size_t TK = (size_t)(d)->index_topk, ED = MS_MAX(hd, ID), CW = 2 * ED;                                          \
     size_t E = (size_t)(c)->n_routed_experts, K = (size_t)(c)->n_experts_per_tok;                                   \
-    size_t N_RING = 0, N_POOL = 0, N_IKEY = 0, N_ACC = 0, NP4 = 0, MAXK = 0;                                        \
+    size_t N_RING = 0, N_POOL = 0, N_IKEY = 0, N_ACC = 0, N_ATAG = 0, NP4 = 0, MAXK = 0;                            \
     for (size_t l_ = 0; l_ < L; l_++) {                                                                             \
         size_t r_ = (size_t)(d)->ratio[l_];                                                                         \
         N_RING += (size_t)(d)->window * hd;                                                                         \
         if (!r_) continue;                                                                                          \
         N_POOL += CTX / r_ * hd;                                                                                    \
         N_ACC += 2 * (size_t)dsv4_acc_rows((int)r_) * hd * (r_ == 4 ? 2 : 1);                                       \
+        N_ATAG += (size_t)dsv4_acc_rows((int)r_);                                                                   \
         MAXK = MS_MAX(MAXK, r_ == 4 ? MS_MIN(TK, CTX / 4) : CTX / r_);                                              \
         if (r_ == 4) {                                                                                              \
             N_IKEY += CTX / 4 * ID;                                                                                 \
@@ -55,7 +57,7 @@
         }                                                                                                           \
     }                                                                                                               \
     size_t TLS = MS_ALIGN_UP((size_t)(d)->window + MAXK + 64, 16);                                                  \
-    (void)F; (void)BF; (void)GW; (void)CW; (void)TLS; (void)NP4; (void)E; (void)K
+    (void)F; (void)BF; (void)GW; (void)CW; (void)TLS; (void)NP4; (void)E; (void)K; (void)S; (void)Wn
 
 /* The MoE scratch: every layer is MoE; the widest FFN is the shared expert's. */
 static ms_moe_dims moe_dims(const ms_config *c, int batch)
@@ -65,10 +67,11 @@ static ms_moe_dims moe_dims(const ms_config *c, int batch)
                          .K = c->n_experts_per_tok, .batch = batch, .ffn_widest = widest};
 }
 
-uint64_t dsv4_state_bytes(const ms_config *c, int ctx, int batch, int nthreads, bool kv_bf16, uint64_t *kv_bytes)
+uint64_t dsv4_state_bytes(const ms_config *c, int ctx, int batch, int n_seq, int nthreads, bool kv_bf16,
+                          uint64_t *kv_bytes)
 {
     const ms_dsv4_config *d = c->arch;
-    DSV4_DIMS(c, d, ctx, batch, nthreads > 0 ? nthreads : 1, kv_bf16);
+    DSV4_DIMS(c, d, ctx, batch, MS_MAX(1, n_seq), nthreads > 0 ? nthreads : 1, kv_bf16);
     uint64_t total = 0;
 #define X(name, type, count) total += (uint64_t)MS_MAX((size_t)(count), (size_t)1) * sizeof(type);
     DSV4_BUFFERS(X)
@@ -78,7 +81,7 @@ uint64_t dsv4_state_bytes(const ms_config *c, int ctx, int batch, int nthreads, 
     if (kv_bytes) {
         uint64_t part[4];
         dsv4_cache_parts(c, ctx, kv_bf16, &part[0], &part[1], &part[2], &part[3]);
-        *kv_bytes = part[0] + part[1] + part[2] + part[3];
+        *kv_bytes = S * (part[0] + part[1] + part[2] + part[3]);
     }
     return total;
 }
@@ -94,41 +97,50 @@ void dsv4_state_destroy(void *sp)
     free(s);
 }
 
-static int dsv4_route(void *fam, const ms_compute *cp, int layer, const float *x, const int *tokens, int n, int *ids,
+static int dsv4_route(void *fam, const ms_fwd_env *env, int layer, const float *x, const int *tokens, int n, int *ids,
                       float *wts, ms_err *err);
-static int dsv4_predict(void *fam, const ms_compute *cp, int layer, int *ids);
+static int dsv4_predict(void *fam, const ms_fwd_env *env, int layer, int *ids);
 
-int dsv4_state_create(const void *wp, int ctx, int batch, int nthreads, bool kv_bf16, void **out, uint64_t *bytes,
-                      ms_err *err)
+int dsv4_state_create(const void *wp, int ctx, int batch, int n_seq, int nthreads, bool kv_bf16, void **out,
+                      uint64_t *bytes, ms_err *err)
 {
     const dsv4_weights *w = wp;
     const ms_config *c = w->c;
     const ms_dsv4_config *d = w->d;
-    if (ctx <= 0 || batch <= 0) return ms_errf(err, EINVAL, "context and batch must be positive");
+    if (ctx <= 0 || batch <= 0 || n_seq <= 0)
+        return ms_errf(err, EINVAL, "context, batch and sequences must be positive");
     dsv4_state *s = calloc(1, sizeof *s);
     if (!s) return ms_errf(err, ENOMEM, "out of memory");
     s->w = w;
     s->ctx = ctx;
     s->batch = batch;
+    s->n_seq = n_seq;
     s->nth = nthreads > 0 ? nthreads : 1;
     s->kv_bf16 = kv_bf16;
     s->router = (ms_moe_router){.fam = s, .route = dsv4_route, .predict = dsv4_predict};
-    DSV4_DIMS(c, d, ctx, batch, s->nth, kv_bf16);
+    DSV4_DIMS(c, d, ctx, batch, n_seq, s->nth, kv_bf16);
     s->tls_stride = TLS;
+    s->seq_ring = N_RING;
+    s->seq_pool = N_POOL;
+    s->seq_ikey = N_IKEY;
+    s->seq_acc = N_ACC;
+    s->seq_atag = N_ATAG;
 #define X(name, type, count)                                                                                        \
     if (!(s->name = calloc(MS_MAX((size_t)(count), (size_t)1), sizeof(type)))) goto oom;
     DSV4_BUFFERS(X)
 #undef X
-    /* per-layer offsets into pool, ikey and the open-window buffers */
-    uint64_t po = 0, io = 0, ao = 0;
+    /* per-layer offsets into pool, ikey, the open-window buffers and their tags */
+    uint64_t po = 0, io = 0, ao = 0, to = 0;
     for (int l = 0; l < c->n_layers; l++) {
         int r = d->ratio[l];
         DSV4_POOL_OFF(s, l) = po;
         DSV4_IKEY_OFF(s, l) = io;
         DSV4_ACC_OFF(s, l) = ao;
+        DSV4_ATAG_OFF(s, l) = to;
         if (r > 0) {
             po += (uint64_t)(ctx / r) * hd;
             ao += 2 * (uint64_t)dsv4_acc_rows(r) * hd * (r == 4 ? 2 : 1);
+            to += (uint64_t)dsv4_acc_rows(r);
         }
         DSV4_IACC_OFF(s, l) = ao;
         if (r == 4) {
@@ -136,6 +148,8 @@ int dsv4_state_create(const void *wp, int ctx, int batch, int nthreads, bool kv_
             ao += 2 * (uint64_t)dsv4_acc_rows(4) * 2 * ID;
         }
     }
+    for (size_t i = 0; i < S * L * Wn; i++) s->rtag[i] = -1; /* nothing held yet */
+    for (size_t i = 0; i < S * N_ATAG; i++) s->atag[i] = -1;
     ms_moe_dims md = moe_dims(c, batch);
     int rc = ms_moe_create(&md, &s->moe, err);
     if (rc < 0) {
@@ -143,7 +157,7 @@ int dsv4_state_create(const void *wp, int ctx, int batch, int nthreads, bool kv_
         return rc;
     }
     *out = s;
-    if (bytes) *bytes = dsv4_state_bytes(c, ctx, batch, s->nth, kv_bf16, NULL);
+    if (bytes) *bytes = dsv4_state_bytes(c, ctx, batch, n_seq, s->nth, kv_bf16, NULL);
     return 0;
 oom:
     dsv4_state_destroy(s);
@@ -200,10 +214,10 @@ static void hc_combine(int HC, int D, const float *xs, const float *pre, float *
 }
 
 /* Before a sub-layer: mixes for n tokens, then x = sum_j pre_j X_j. */
-static void hc_pre(const dsv4_weights *w, dsv4_state *s, const ms_compute *cp, const dsv4_hc *hc, int n)
+static void hc_pre(const dsv4_weights *w, dsv4_state *s, const ms_fwd_env *env, const dsv4_hc *hc, int n)
 {
     int HC = w->HC, D = w->D, NM = w->NM;
-    dsv4_linear(cp, &hc->fn, s->X, n, s->mix); /* [n][NM] */
+    ms_arch_linear(env, &hc->fn, s->X, n, s->mix); /* [n][NM] */
     for (int t = 0; t < n; t++) {
         const float *xs = s->X + (size_t)t * HC * D;
         hc_split(w, hc, xs, s->mix + (size_t)t * NM, s->pre + (size_t)t * HC, s->post + (size_t)t * HC,
@@ -253,7 +267,7 @@ static void route_token(const dsv4_weights *w, const dsv4_layer *ly, const float
 }
 
 /* The router op (moe.h). */
-static int dsv4_route(void *fam, const ms_compute *cp, int layer, const float *x, const int *tokens, int n, int *ids,
+static int dsv4_route(void *fam, const ms_fwd_env *env, int layer, const float *x, const int *tokens, int n, int *ids,
                       float *wts, ms_err *err)
 {
     dsv4_state *s = fam;
@@ -261,7 +275,7 @@ static int dsv4_route(void *fam, const ms_compute *cp, int layer, const float *x
     if (layer < 0 || layer >= w->c->n_layers) return ms_errf(err, EINVAL, "layer %d is not a MoE layer", layer);
     const dsv4_layer *ly = &w->layers[layer];
     int E = w->E, K = w->K;
-    dsv4_linear(cp, &ly->gate, x, n, s->rlog);
+    ms_arch_linear(env, &ly->gate, x, n, s->rlog);
     for (int t = 0; t < n; t++)
         route_token(w, ly, s->rlog + (size_t)t * E, tokens[t], ids + (size_t)t * K, wts + (size_t)t * K, s->rsc);
     return 0;
@@ -270,7 +284,7 @@ static int dsv4_route(void *fam, const ms_compute *cp, int layer, const float *x
 /* The predict op (moe.h), decode: hash layers know their experts from the
  * token; other layers route the current streams as their hc_ffn and ffn_norm
  * would see them, up to this layer's MoE output. */
-static int dsv4_predict(void *fam, const ms_compute *cp, int layer, int *ids)
+static int dsv4_predict(void *fam, const ms_fwd_env *env, int layer, int *ids)
 {
     dsv4_state *s = fam;
     const dsv4_weights *w = s->w;
@@ -281,6 +295,7 @@ static int dsv4_predict(void *fam, const ms_compute *cp, int layer, int *ids)
         return w->K;
     }
     float *m = s->pmix, *pre = s->pmix + w->NM, *x = s->px, *xn = s->px + w->D;
+    const ms_compute *cp = &env->compute;
     ms_matvec(cp, &ly->hc_ffn.fn, s->X, m);
     hc_split(w, &ly->hc_ffn, s->X, m, pre, NULL, NULL);
     hc_combine(w->HC, w->D, s->X, pre, x);
@@ -292,62 +307,65 @@ static int dsv4_predict(void *fam, const ms_compute *cp, int layer, int *ids)
 
 /* ---- forward ---- */
 
-int dsv4_forward(const void *wp, void *sp, const ms_fwd_env *env, const int *tokens, int n, int pos0, float *logits,
-                 bool all_logits, ms_err *err)
+/* The forward pass over one step's rows (see ms_batch): each row is a token
+ * of its own sequence at its own position. */
+int dsv4_forward(const void *wp, void *sp, const ms_fwd_env *env, const ms_batch *b, ms_err *err)
 {
     const dsv4_weights *w = wp;
     dsv4_state *s = sp;
     const ms_config *c = w->c;
     const ms_compute *cp = &env->compute;
-    int D = w->D, HC = w->HC, RH = w->rd / 2;
+    int n = b->n, D = w->D, HC = w->HC, RH = w->rd / 2, rc;
     float eps = (float)c->rms_norm_eps;
-    if (n <= 0 || n > s->batch) return ms_errf(err, EINVAL, "chunk of %d tokens (batch is %d)", n, s->batch);
-    if (pos0 < 0 || pos0 + n > s->ctx)
-        return ms_errf(err, ENOSPC, "context is full: %d + %d tokens exceed --ctx %d", pos0, n, s->ctx);
-    /* 1. embeddings, copied into every stream; RoPE tables of the chunk's positions */
+    if ((rc = ms_arch_check_rows(b, s->batch, s->n_seq, s->ctx, c->vocab_size, err)) < 0) return rc;
+    for (int t = 0; t < n; t++) /* each row's first row of its sequence in this step */
+        s->run0[t] = t > 0 && ms_arch_row_seq(b, t) == ms_arch_row_seq(b, t - 1) ? s->run0[t - 1] : t;
+    if ((rc = dsv4_check_history(s, b, err)) < 0) return rc;
+    /* 1. embeddings, copied into every stream; RoPE tables of the rows' positions */
     for (int t = 0; t < n; t++) {
-        if (tokens[t] < 0 || tokens[t] >= c->vocab_size)
-            return ms_errf(err, EINVAL, "token id %d is outside the vocabulary (0..%d)", tokens[t], c->vocab_size - 1);
         float *xs = s->X + (size_t)t * HC * D;
-        ms_mat_get_row(cp->kern, &w->embed, tokens[t], xs);
+        ms_mat_get_row(cp->kern, &w->embed, b->tokens[t], xs);
         for (int j = 1; j < HC; j++) memcpy(xs + (size_t)j * D, xs, (size_t)D * sizeof(float));
     }
-    s->cur_token = tokens[n - 1];
+    s->cur_token = b->tokens[n - 1];
     /* decode: the first layer routes by token, so its experts are known now;
      * their reads overlap the first attention (later layers: next-layer prefetch) */
     if (n == 1 && w->layers[0].hash) ms_moe_prefetch(s->moe, env, &s->router, 0);
     for (int kind = 0; kind < 2; kind++)
         for (int t = 0; t < n; t++)
             for (int i = 0; i < RH; i++) {
-                double a = (double)(pos0 + t) * w->inv_freq[kind][i];
+                double a = (double)b->pos[t] * w->inv_freq[kind][i];
                 s->cs[((size_t)kind * s->batch + t) * RH + i] = (float)cos(a);
                 s->sn[((size_t)kind * s->batch + t) * RH + i] = (float)sin(a);
             }
     for (int l = 0; l < c->n_layers; l++) {
         const dsv4_layer *ly = &w->layers[l];
         /* 2. attention: mix the streams in, attend, mix the output back */
-        hc_pre(w, s, cp, &ly->hc_attn, n);
+        hc_pre(w, s, env, &ly->hc_attn, n);
         for (int t = 0; t < n; t++) ms_rmsnorm(s->xn + (size_t)t * D, s->x + (size_t)t * D, ly->attn_norm, D, eps);
-        dsv4_attention(w, s, cp, l, n, pos0);
+        dsv4_attention(w, s, env, l, b);
         hc_post(w, s, n);
         /* 3. MoE: the same around the routed + shared experts */
-        hc_pre(w, s, cp, &ly->hc_ffn, n);
+        hc_pre(w, s, env, &ly->hc_ffn, n);
         for (int t = 0; t < n; t++) ms_rmsnorm(s->xn + (size_t)t * D, s->x + (size_t)t * D, ly->ffn_norm, D, eps);
-        int rc = ms_moe_forward(s->moe, env, &s->router, &ly->blk, l, s->xn, tokens, n, s->y, err);
-        if (rc < 0) return rc;
+        if ((rc = ms_moe_forward(s->moe, env, &s->router, &ly->blk, l, s->xn, b->tokens, n, s->y, err)) < 0)
+            return rc;
         hc_post(w, s, n);
     }
-    /* 4. head: the streams mixed by hc_head, final norm, lm_head */
-    if (!logits) return 0;
-    int t0 = all_logits ? 0 : n - 1, nl = n - t0;
-    dsv4_linear(cp, &w->hc_head.fn, s->X + (size_t)t0 * HC * D, nl, s->mix);
+    /* 4. head: the streams mixed by hc_head (the rows whose output is
+     *    wanted), final norm, lm_head */
+    int t0 = b->hidden || b->all_logits ? 0 : n - 1, nl = n - t0;
+    if (!b->hidden && !b->logits) return 0;
+    ms_arch_linear(env, &w->hc_head.fn, s->X + (size_t)t0 * HC * D, nl, s->mix);
     for (int t = t0; t < n; t++) {
         const float *xs = s->X + (size_t)t * HC * D;
         float *pre = s->pre + (size_t)(t - t0) * HC;
         hc_split(w, &w->hc_head, xs, s->mix + (size_t)(t - t0) * HC, pre, NULL, NULL);
-        hc_combine(HC, D, xs, pre, s->x + (size_t)(t - t0) * D);
-        ms_rmsnorm(s->xn + (size_t)(t - t0) * D, s->x + (size_t)(t - t0) * D, w->final_norm, D, eps);
+        hc_combine(HC, D, xs, pre, s->x + (size_t)t * D);
     }
-    dsv4_linear(cp, &w->lm_head, s->xn, nl, logits);
+    if (b->hidden)
+        for (int t = 0; t < n; t++)
+            ms_rmsnorm(b->hidden + (size_t)t * D, s->x + (size_t)t * D, w->final_norm, D, eps);
+    if (b->logits) ms_arch_head(env, w->final_norm, &w->lm_head, b, s->x, s->xn, eps);
     return 0;
 }

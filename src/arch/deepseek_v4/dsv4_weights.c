@@ -84,12 +84,7 @@ static int vec(binder *b, const char *name, int64_t n, const float **out)
 
 static int mat(binder *b, const char *module, int64_t rows, int64_t cols, ms_mat *out)
 {
-    ms_linear l;
-    int rc = ms_model_linear(b->m, module, 0, rows, cols, &l, b->err);
-    if (rc < 0) return rc;
-    *out = ms_linear_mat(&l, 0, ms_resident_data(b->r, b->m, l.w), ms_resident_data(b->r, b->m, l.scales),
-                         ms_resident_data(b->r, b->m, l.biases));
-    return 0;
+    return ms_arch_bind_mat(b->m, b->r, module, rows, cols, out, b->err);
 }
 
 /* A hyper-connection mixer `<p>.{fn,base,scale}` with `rows` outputs. */
@@ -276,8 +271,9 @@ int dsv4_bind(const ms_model *m, const ms_resident *r, void **out, uint64_t *ext
     /* RoPE: rope_theta without scaling (ratio-0 layers), compress_rope_theta
      * with the YaRN block (compressed layers) */
     ms_rope_cfg plain = {.type = MS_ROPE_DEFAULT, .factor = 1};
-    ms_rope_inv_freq(&plain, d->rope.theta, w->rd, w->inv_freq[0]);
-    ms_rope_inv_freq(&d->rope, d->compress_rope_theta, w->rd, w->inv_freq[1]);
+    float mscale; /* DeepSeek-V4 scales neither cos/sin nor the softmax by YaRN's mscale */
+    ms_rope_inv_freq(&plain, d->rope.theta, w->rd, w->inv_freq[0], &mscale);
+    ms_rope_inv_freq(&d->rope, d->compress_rope_theta, w->rd, w->inv_freq[1], &mscale);
     int rc;
     w->layers = calloc((size_t)c->n_layers, sizeof *w->layers);
     if (!w->layers) {
