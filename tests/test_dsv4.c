@@ -8,7 +8,9 @@
  * 7, 5 and 3 (boundaries inside the ratio-4 and ratio-16 pooling windows and
  * inside the 16-token sliding window); 1 vs 2 threads bit-identical; the
  * scalar reference kernels; --kv bf16 (lossy, bounded); the KV parts the plan
- * reports against the state's size; bad inputs (compress_ratios of the wrong
+ * reports against the state's size (and twice that for two sequences); going
+ * back in a sequence (the last position re-run; a step needing positions the
+ * ring no longer holds refused, one line; non-consecutive rows refused); bad inputs (compress_ratios of the wrong
  * length, a tid2eid id out of range, a missing hyper-connection tensor), each
  * one error line and exit 1. */
 #include <json-c/json.h>
@@ -131,6 +133,12 @@ static void test_plan_kv_parts(void **state)
         assert_int_equal(p.kv_parts[3].bytes, (2 * (2 * 8 * 256) * 2 + 2 * 16 * 128) * 4);
         for (int i = 0; i < p.n_kv_parts; i++) sum += p.kv_parts[i].bytes;
         assert_int_equal(sum, p.kv_bytes);
+        /* two sequences: two sets of every part */
+        ms_plan p2;
+        o.n_seq = 2;
+        assert_int_equal(ms_plan_make(&m, &o, &p2, &err), 0);
+        for (int i = 0; i < p.n_kv_parts; i++) assert_int_equal(p2.kv_parts[i].bytes, 2 * p.kv_parts[i].bytes);
+        assert_int_equal(p2.kv_bytes, 2 * p.kv_bytes);
     }
     ms_model_close(&m);
     /* the engine allocates what the plan counted */
@@ -139,6 +147,60 @@ static void test_plan_kv_parts(void **state)
     assert_int_equal(ms_engine_open(GOLDEN, &o, &e, &err), 0);
     assert_int_equal(e->stats.state_bytes, e->plan->kv_bytes + e->plan->scratch_bytes);
     ms_engine_close(e);
+}
+
+/* Going back in a sequence: the ring keeps the last 16 positions and the open
+ * pooling windows their rows, so re-running the last position works, but a
+ * step that needs an earlier position they no longer hold is refused with one
+ * line (before anything changes: the sequence then continues as if it had not
+ * been tried); a step's rows of one sequence must be consecutive; starting
+ * over from position 0 needs nothing. */
+static void test_rewind(void **state)
+{
+    (void)state;
+    mst_golden g;
+    mst_golden_load(GOLDEN, &g);
+    ms_engine_opts o = {.threads = 2, .ctx = 64, .batch = 4};
+    ms_engine *e;
+    ms_err err = {0};
+    assert_int_equal(ms_engine_open(GOLDEN, &o, &e, &err), 0);
+    float *lg = malloc(sizeof(float) * (size_t)g.n * g.vocab);
+    assert_int_equal(ms_engine_eval(e, g.tokens, 20, NULL, false, &err), 0);
+    const int back[] = {10, 18}; /* 18: positions 18 and 19 overwrote the slots of 2 and 3 */
+    for (int i = 0; i < 2; i++) {
+        int pos = back[i];
+        ms_batch b = {.n = 1, .tokens = g.tokens + pos, .pos = &pos, .logits = lg};
+        err = (ms_err){0};
+        assert_true(ms_engine_step(e, &b, true, &err) < 0);
+        print_message("%s\n", err.msg);
+        char want[64];
+        snprintf(want, sizeof want, "no longer hold the positions before %d", pos);
+        assert_non_null(strstr(err.msg, want));
+        assert_null(strchr(err.msg, '\n'));
+    }
+    int pos2[2] = {20, 22};
+    ms_batch gap = {.n = 2, .tokens = g.tokens + 20, .pos = pos2, .logits = lg};
+    err = (ms_err){0};
+    assert_true(ms_engine_step(e, &gap, true, &err) < 0);
+    assert_non_null(strstr(err.msg, "must be consecutive positions (22 follows 20)"));
+    /* re-running position 19, then 20 and 21 in one step: the golden logits */
+    int pos[3] = {19, 20, 21};
+    ms_batch b = {.n = 1, .tokens = g.tokens + 19, .pos = pos, .logits = lg};
+    assert_int_equal(ms_engine_step(e, &b, true, &err), 0);
+    b = (ms_batch){.n = 2, .tokens = g.tokens + 20, .pos = pos + 1, .logits = lg + g.vocab, .all_logits = true};
+    assert_int_equal(ms_engine_step(e, &b, true, &err), 0);
+    for (int r = 0; r < 3; r++)
+        for (int v = 0; v < g.vocab; v++) {
+            double ref = g.logits[(size_t)(19 + r) * g.vocab + v];
+            assert_true(fabs(lg[(size_t)r * g.vocab + v] - ref) <= 1e-5 * fmax(1.0, fabs(ref)));
+        }
+    /* starting over from position 0 */
+    ms_engine_reset(e);
+    assert_int_equal(ms_engine_eval(e, g.tokens, g.n, lg, true, &err), 0);
+    assert_true(mst_golden_compare(&g, lg) < 1e-5);
+    ms_engine_close(e);
+    free(lg);
+    mst_golden_free(&g);
 }
 
 /* ---- bad inputs: one error line each ---- */
@@ -245,6 +307,7 @@ int main(void)
         cmocka_unit_test(test_decode_matches_golden), cmocka_unit_test(test_prefill_matches_golden),
         cmocka_unit_test(test_threads_bit_identical), cmocka_unit_test(test_reference_kernels),
         cmocka_unit_test(test_kv_bf16),               cmocka_unit_test(test_plan_kv_parts),
+        cmocka_unit_test(test_rewind),
         cmocka_unit_test(test_bad_compress_ratios),   cmocka_unit_test(test_bad_tid2eid),
         cmocka_unit_test(test_missing_hc_tensor),
     };
