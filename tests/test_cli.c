@@ -15,13 +15,8 @@ static char *g_dir;
 static int setup(void **state)
 {
     (void)state;
-    g_dir = mst_tmpdir("cli_tiny");
-    char *out = NULL, *errs = NULL;
-    int rc = mst_run(&out, &errs, "%s synth --preset tiny --out %s", MS_BIN, g_dir);
-    if (rc != 0) fprintf(stderr, "synth failed: %s\n", errs);
-    free(out);
-    free(errs);
-    return rc;
+    g_dir = mst_synth_tiny("cli_tiny");
+    return g_dir ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -43,7 +38,7 @@ static void test_help_lists_commands(void **state)
     (void)state;
     char *out = NULL;
     assert_int_equal(mst_run(&out, NULL, "%s --help", MS_BIN), 0);
-    const char *cmds[] = {"run", "chat", "logits", "plan", "inspect", "synth", "quantize", "tokenize", "simulate", "bench"};
+    const char *cmds[] = {"run", "chat", "logits", "plan", "inspect", "synth", "quantize", "tokenize", "template", "simulate", "bench"};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         char *needle = mst_fmt("  %s ", cmds[i]);
         assert_non_null(strstr(out, needle));
@@ -290,6 +285,12 @@ static void test_errors(void **state)
         {"bench decode --model %s --ram 1G --prefetch all", "--prefetch all", 2},
         {"run --model %s --tokens 1 --ram 0", "--ram 0", 2},
         {"run --model %s --tokens 1,2,3 --ctx 2 -n 4", "does not fit the context", 1}, /* no stats line either */
+        /* run and chat share one sampling-option parser, checked before the load */
+        {"run --model %s --tokens 1 --top-k abc", "run: --top-k: 'abc' is not an integer", 2},
+        {"chat --model %s --top-k abc", "chat: --top-k: 'abc' is not an integer", 2},
+        {"run --model %s --tokens 1 --temp -1", "--temp must be >= 0", 2},
+        {"chat --model %s --temp -1", "--temp must be >= 0", 2},
+        {"chat --model %s --repeat-penalty x", "--repeat-penalty", 2},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *cmd = mst_fmt(cases[i].args, g_dir);

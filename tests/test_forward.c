@@ -5,7 +5,10 @@
  * we also assert the error we actually reach (< 2e-5) so a regression that is
  * still inside the loose bound does not go unnoticed. Both paths (decode one
  * token at a time, prefill in one or several chunks), 1 and N threads
- * (bit-identical), and the scalar reference kernels are checked. */
+ * (bit-identical), and the scalar reference kernels are checked.
+ * ds3-tiny has n_group 1; tests/data/golden/ds3-tiny-grouped is the same weights
+ * with 4 groups keeping 2 and logits from the independent numpy reference
+ * tests/ref/ds3_ref.py, so a router that scores groups wrongly fails here too. */
 #include <json-c/json.h>
 #include <math.h>
 #include <stdio.h>
@@ -17,6 +20,39 @@
 #include "ms_test.h"
 
 #define GOLDEN MS_TEST_DATA "/golden/ds3-tiny"
+#define GROUPED MS_TEST_DATA "/golden/ds3-tiny-grouped"
+
+/* Group-limited routing: ds3-tiny's weights with the grouped config (a scratch
+ * directory: that config.json and ref.json + a link to ds3-tiny's safetensors),
+ * against the numpy reference's logits; decode, prefill, and the scalar kernels.
+ * The grouped reference must differ from the ungrouped golden logits, or the case
+ * would not test grouping at all. */
+static void test_grouped_routing(void **state)
+{
+    (void)state;
+    char *dir = mst_tmpdir("forward_grouped");
+    assert_non_null(dir);
+    char *cmd = mst_fmt("cp '%s/config.json' '%s/ref.json' '%s/' && ln -sf '%s/model.safetensors' '%s/'", GROUPED,
+                        GROUPED, dir, GOLDEN, dir);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+    mst_golden g, plain;
+    mst_golden_load(dir, &g);
+    mst_golden_load(GOLDEN, &plain);
+    assert_int_equal(g.n, plain.n);
+    assert_memory_equal(g.tokens, plain.tokens, sizeof(int) * (size_t)g.n);
+    double apart = 0;
+    for (size_t i = 0; i < (size_t)g.n * g.vocab; i++) apart = fmax(apart, fabs(g.logits[i] - plain.logits[i]));
+    print_message("grouped vs ungrouped reference logits differ by up to %.3g\n", apart);
+    assert_true(apart > 0.1); /* grouping changes the routing of this prompt */
+    mst_golden_check(&g, 2, false, 1, false, 2e-5);
+    mst_golden_check(&g, 2, false, 16, true, 2e-5);
+    mst_golden_check(&g, 2, false, 5, true, 2e-5);
+    mst_golden_check(&g, 2, true, 1, false, 2e-5);
+    mst_golden_free(&g);
+    mst_golden_free(&plain);
+    free(dir);
+}
 
 static void test_decode_matches_golden(void **state)
 {
@@ -145,7 +181,7 @@ int main(void)
         cmocka_unit_test(test_decode_matches_golden),  cmocka_unit_test(test_prefill_matches_golden),
         cmocka_unit_test(test_threads_bit_identical),  cmocka_unit_test(test_reference_kernels),
         cmocka_unit_test(test_context_full_and_bad_token), cmocka_unit_test(test_cli_logits),
-        cmocka_unit_test(test_kv_bf16),
+        cmocka_unit_test(test_kv_bf16),               cmocka_unit_test(test_grouped_routing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
