@@ -477,6 +477,21 @@ int synth_add_module(synth_build *b, const char *path, const char *leaf, synth_r
     return 0;
 }
 
+int synth_add_ffn(synth_build *b, const char *path, synth_role r, int layer, int64_t E, int64_t M, int64_t D,
+                  float in_std, float down_std)
+{
+    static const char *const proj[3] = {"gate_proj", "up_proj", "down_proj"};
+    char p[256];
+    int rc;
+    for (int k = 0; k < 3; k++) {
+        snprintf(p, sizeof p, "%s.%s", path, proj[k]);
+        int64_t rows = k == 2 ? D : M, cols = k == 2 ? M : D;
+        const int64_t *shape = E ? SHAPE3(E, rows, cols) : SHAPE2(rows, cols);
+        SYNTH_TRY(synth_add_module(b, p, "weight", r, layer, k == 2, E ? 3 : 2, shape, 0, k == 2 ? down_std : in_std));
+    }
+    return 0;
+}
+
 int synth_add_vector(synth_build *b, const char *path, int64_t dim, float mean, float std)
 {
     return synth_add_module(b, path, "weight", ROLE_NONE, -1, false, 1, &dim, mean, std);
@@ -554,9 +569,7 @@ static int add_layer(synth_build *b, int l)
     if (!is_moe_layer(a, l)) {
         const int64_t I = a->intermediate_size;
         const float down_std = (float)(out_scale / sqrt((double)I));
-        SYNTH_TRY(synth_add_module(b, P("mlp.gate_proj"), "weight", ROLE_DENSE, l, false, 2, SHAPE2(I, D), 0, in_std));
-        SYNTH_TRY(synth_add_module(b, P("mlp.up_proj"), "weight", ROLE_DENSE, l, false, 2, SHAPE2(I, D), 0, in_std));
-        SYNTH_TRY(synth_add_module(b, P("mlp.down_proj"), "weight", ROLE_DENSE, l, true, 2, SHAPE2(D, I), 0, down_std));
+        SYNTH_TRY(synth_add_ffn(b, P("mlp"), ROLE_DENSE, l, 0, I, D, in_std, down_std));
     } else {
         const int64_t E = a->n_routed_experts, M = a->moe_intermediate_size;
         const float down_std = (float)(out_scale / sqrt((double)M));
@@ -564,12 +577,7 @@ static int add_layer(synth_build *b, int l)
         SYNTH_TRY(synth_add_module(b, P("mlp.gate"), "weight", ROLE_NONE, l, false, 2, SHAPE2(E, D), 0, in_std));
         SYNTH_TRY(synth_add_router_bias(b, P("mlp.gate.e_score_correction_bias"), l, E, MS_DT_F32));
         if (mlx) { /* stacked SwitchLinear weights */
-            SYNTH_TRY(synth_add_module(b, P("mlp.switch_mlp.gate_proj"), "weight", ROLE_ROUTED, l, false, 3, SHAPE3(E, M, D), 0,
-                           in_std));
-            SYNTH_TRY(synth_add_module(b, P("mlp.switch_mlp.up_proj"), "weight", ROLE_ROUTED, l, false, 3, SHAPE3(E, M, D), 0,
-                           in_std));
-            SYNTH_TRY(synth_add_module(b, P("mlp.switch_mlp.down_proj"), "weight", ROLE_ROUTED, l, true, 3, SHAPE3(E, D, M), 0,
-                           down_std));
+            SYNTH_TRY(synth_add_ffn(b, P("mlp.switch_mlp"), ROLE_ROUTED, l, E, M, D, in_std, down_std));
         } else { /* one tensor per expert and projection */
             for (int e = 0; e < E; e++) {
                 char q[192];
@@ -583,12 +591,8 @@ static int add_layer(synth_build *b, int l)
         }
         if (a->n_shared_experts > 0) {
             const int64_t S = (int64_t)a->n_shared_experts * M;
-            SYNTH_TRY(synth_add_module(b, P("mlp.shared_experts.gate_proj"), "weight", ROLE_SHARED, l, false, 2, SHAPE2(S, D), 0,
-                           in_std));
-            SYNTH_TRY(synth_add_module(b, P("mlp.shared_experts.up_proj"), "weight", ROLE_SHARED, l, false, 2, SHAPE2(S, D), 0,
-                           in_std));
-            SYNTH_TRY(synth_add_module(b, P("mlp.shared_experts.down_proj"), "weight", ROLE_SHARED, l, true, 2, SHAPE2(D, S), 0,
-                           (float)(out_scale / sqrt((double)S))));
+            SYNTH_TRY(synth_add_ffn(b, P("mlp.shared_experts"), ROLE_SHARED, l, 0, S, D, in_std,
+                                    (float)(out_scale / sqrt((double)S))));
         }
     }
     if (mtp) {

@@ -185,17 +185,10 @@ static int add_layer(synth_build *b, int l)
     }
     /* routed experts (stacked) and the shared expert */
     const float down_std = (float)(out_scale / sqrt((double)M));
-    SYNTH_TRY(synth_add_module(b, P("ffn.switch_mlp.gate_proj"), "weight", ROLE_ROUTED, l, false, 3, SHAPE3(E, M, D), 0,
-                         in_std));
-    SYNTH_TRY(synth_add_module(b, P("ffn.switch_mlp.up_proj"), "weight", ROLE_ROUTED, l, false, 3, SHAPE3(E, M, D), 0,
-                         in_std));
-    SYNTH_TRY(synth_add_module(b, P("ffn.switch_mlp.down_proj"), "weight", ROLE_ROUTED, l, true, 3, SHAPE3(E, D, M), 0,
-                         down_std));
-    if (S > 0) {
-        MOD("ffn.shared_experts.gate_proj", ROLE_SHARED, false, S, D, in_std);
-        MOD("ffn.shared_experts.up_proj", ROLE_SHARED, false, S, D, in_std);
-        MOD("ffn.shared_experts.down_proj", ROLE_SHARED, true, D, S, (float)(out_scale / sqrt((double)S)));
-    }
+    SYNTH_TRY(synth_add_ffn(b, P("ffn.switch_mlp"), ROLE_ROUTED, l, E, M, D, in_std, down_std));
+    if (S > 0)
+        SYNTH_TRY(synth_add_ffn(b, P("ffn.shared_experts"), ROLE_SHARED, l, 0, S, D, in_std,
+                                (float)(out_scale / sqrt((double)S))));
 #undef MOD
 #undef P
     return 0;

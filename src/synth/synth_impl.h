@@ -90,6 +90,11 @@ int synth_add_tensor(synth_build *b, const char *name, ms_dtype dt, int ndim, co
  * path.{weight,scales,biases} of that std (and a quantization entry). */
 int synth_add_module(synth_build *b, const char *path, const char *leaf, synth_role r, int layer, bool is_down,
                      int ndim, const int64_t *shape, float mean, float std);
+/* A gated FFN path.{gate,up,down}_proj of width M (role r): 2-D [M, D] / [D, M]
+ * when E is 0, else E stacked experts [E, M, D] / [E, D, M] (MLX switch_mlp);
+ * gate and up with in_std, down with down_std. */
+int synth_add_ffn(synth_build *b, const char *path, synth_role r, int layer, int64_t E, int64_t M, int64_t D,
+                  float in_std, float down_std);
 /* A float vector path.weight (norms): N(mean, std). */
 int synth_add_vector(synth_build *b, const char *path, int64_t dim, float mean, float std);
 /* A router bias [E] (the skewed popularity of synth.h) stored as dt (F32 or BF16). */
