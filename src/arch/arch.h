@@ -114,8 +114,6 @@ int ms_arch_bind_mat(const ms_model *m, const ms_resident *r, const char *module
 /* Y[n][rows] = X[n][cols] W^T in a forward step: one-row arithmetic per row
  * when n == 1 or the step is exact (ms_mat_apply), a GEMM for prefill chunks. */
 void ms_arch_linear(const ms_fwd_env *env, const ms_mat *m, const float *X, int n, float *Y);
-/* fn on every thread of the pool (or on the caller when there is none). */
-void ms_arch_run(const ms_compute *cp, ms_task_fn fn, void *arg);
 /* The sequence of row r of a step (0 when the step names none). */
 static inline int ms_arch_row_seq(const ms_batch *b, int r) { return b->seq ? b->seq[r] : 0; }
 /* A step's rows are valid: 1..batch rows, token ids in the vocabulary,
