@@ -160,12 +160,9 @@ static void test_rewind(void **state)
     (void)state;
     mst_golden g;
     mst_golden_load(GOLDEN, &g);
-    ms_engine_opts o = {.threads = 2, .ctx = 64, .batch = 4};
-    ms_engine *e;
+    float *lg;
+    ms_engine *e = mst_golden_engine(&g, 4, 20, &lg);
     ms_err err = {0};
-    assert_int_equal(ms_engine_open(GOLDEN, &o, &e, &err), 0);
-    float *lg = malloc(sizeof(float) * (size_t)g.n * g.vocab);
-    assert_int_equal(ms_engine_eval(e, g.tokens, 20, NULL, false, &err), 0);
     const int back[] = {10, 18}; /* 18: positions 18 and 19 overwrote the slots of 2 and 3 */
     for (int i = 0; i < 2; i++) {
         int pos = back[i];

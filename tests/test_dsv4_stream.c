@@ -49,17 +49,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static uint64_t min_budget(const char *dir, int ctx, int batch, int threads)
-{
-    ms_model m;
-    ms_err err = {0};
-    assert_int_equal(ms_model_open(dir, &m, &err), 0);
-    ms_plan p;
-    assert_int_equal(ms_plan_compute(&m, 1ull << 40, ctx, batch, threads, &p, &err), 0);
-    ms_model_close(&m);
-    return p.min_budget;
-}
-
 typedef struct run_opts {
     const char *io, *policy, *prefetch;
     uint64_t ram;
@@ -93,13 +82,11 @@ static void test_bit_identical(void **state)
     size_t bytes = sizeof(float) * 512 * NT;
     float *ref = run_logits(&(run_opts){"resident", NULL, NULL, 1ull << 30, 2}, NULL, NULL);
     for (size_t i = 0; i < bytes / sizeof(float); i++) assert_true(isfinite(ref[i]));
-    uint64_t lo = min_budget(g_model, 128, 1, 2);
+    uint64_t lo = mst_min_budget(g_model, 128, 1, 2);
     ms_cache_stats cs;
     float *a = run_logits(&(run_opts){"uring", NULL, NULL, lo, 2}, &cs, NULL);
     assert_memory_equal(a, ref, bytes);
-    print_message("min budget: %lld slots, %llu hits / %llu accesses, %llu evictions\n", (long long)cs.slots,
-                  (unsigned long long)cs.hits, (unsigned long long)cs.accesses, (unsigned long long)cs.evictions);
-    assert_true(cs.misses > 0 && cs.evictions > 0);
+    mst_check_streamed(&cs);
     free(a);
     const char *ios[] = {"uring", "pread", "mmap"};
     uint64_t rams[] = {lo, lo + (1u << 20), 1ull << 30};
@@ -109,8 +96,8 @@ static void test_bit_identical(void **state)
             if (memcmp(b, ref, bytes)) fail_msg("io %s ram %llu differs", ios[i], (unsigned long long)rams[j]);
             free(b);
         }
-    const char *pols[] = {"lru", "lfu", "next-use", "2q"};
-    for (int i = 0; i < 4; i++) {
+    const char *pols[] = {"lru", "lfu", "next-use", "2q", "eva-duel"};
+    for (int i = 0; i < 5; i++) {
         float *b = run_logits(&(run_opts){"uring", pols[i], NULL, lo, 2}, NULL, NULL);
         if (memcmp(b, ref, bytes)) fail_msg("policy %s differs", pols[i]);
         free(b);
@@ -143,7 +130,7 @@ static void test_greedy_tokens(void **state)
 {
     (void)state;
     char *toks = token_list(g_tokens, 70);
-    uint64_t lo = min_budget(g_model, 128, 16, 2);
+    uint64_t lo = mst_min_budget(g_model, 128, 16, 2);
     char *ref = NULL;
     assert_int_equal(mst_run(&ref, NULL, "%s run --model %s --tokens %s -n 20 --temp 0 --ctx 128 --batch 1 --threads 1 "
                                          "--io resident --quiet", MS_BIN, g_model, toks), 0);
@@ -181,7 +168,7 @@ static void test_trace_replay(void **state)
     o.seed = 6;
     if (ms_synth_write(model, &o, NULL, &err) < 0) fail_msg("synth: %s", err.msg);
     for (int batch = 1; batch <= 16; batch += 15) {
-        uint64_t ram = min_budget(model, 128, batch, 2) + (2u << 20);
+        uint64_t ram = mst_min_budget(model, 128, batch, 2) + (2u << 20);
         int rc = mst_run(NULL, NULL, "%s run --model %s --tokens %s -n 16 --temp 0.8 --seed 2 --batch %d --ctx 128 "
                                      "--threads 2 --ram %llu --policy lru --trace %s/t.jsonl --stats-json %s/s.json --quiet",
                          MS_BIN, model, toks, batch, (unsigned long long)ram, dir, dir);

@@ -74,16 +74,7 @@ static int teardown(void **state)
     return 0;
 }
 
-static uint64_t min_budget(int ctx, int batch, int threads)
-{
-    ms_model m;
-    ms_err err = {0};
-    assert_int_equal(ms_model_open(g_model, &m, &err), 0);
-    ms_plan p;
-    assert_int_equal(ms_plan_compute(&m, 1ull << 40, ctx, batch, threads, &p, &err), 0);
-    ms_model_close(&m);
-    return p.min_budget;
-}
+static uint64_t min_budget(int ctx, int batch, int threads) { return mst_min_budget(g_model, ctx, batch, threads); }
 
 /* Logits at every position (vocab floats per token) of a model (NULL = g_model)
  * for `tokens`: the first n_prefill as one prefill (chunks of o->batch, logits
@@ -133,9 +124,7 @@ static void test_bit_identical(void **state)
     /* minimum budget streams: misses, evictions */
     float *a = run_logits("uring", lo, 2, NULL, &cs);
     assert_memory_equal(a, ref, n * sizeof(float));
-    print_message("min budget: %lld slots, %llu hits / %llu accesses, %llu evictions\n", (long long)cs.slots,
-                  (unsigned long long)cs.hits, (unsigned long long)cs.accesses, (unsigned long long)cs.evictions);
-    assert_true(cs.misses > 0 && cs.evictions > 0);
+    mst_check_streamed(&cs);
     free(a);
     const char *ios[] = {"uring", "pread", "mmap"};
     uint64_t rams[] = {lo, lo + (1u << 20), 1ull << 30};

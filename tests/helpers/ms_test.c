@@ -108,6 +108,24 @@ int mst_run(char **out, char **errout, const char *fmt, ...)
     return -1;
 }
 
+uint64_t mst_min_budget(const char *dir, int ctx, int batch, int threads)
+{
+    ms_model m;
+    ms_err err = {0};
+    if (ms_model_open(dir, &m, &err) < 0) fail_msg("%s: %s", dir, err.msg);
+    ms_plan p;
+    if (ms_plan_compute(&m, 1ull << 40, ctx, batch, threads, &p, &err) < 0) fail_msg("plan: %s", err.msg);
+    ms_model_close(&m);
+    return p.min_budget;
+}
+
+void mst_check_streamed(const ms_cache_stats *cs)
+{
+    print_message("min budget: %lld slots, %llu hits / %llu accesses, %llu evictions\n", (long long)cs->slots,
+                  (unsigned long long)cs->hits, (unsigned long long)cs->accesses, (unsigned long long)cs->evictions);
+    assert_true(cs->misses > 0 && cs->evictions > 0);
+}
+
 int64_t mst_json_int(struct json_object *o, const char *k)
 {
     json_object *v;
