@@ -173,6 +173,9 @@ int ms_simulate(const ms_trace *t, const uint32_t *keys, size_t n_keys_in, const
             w1 = true;
         }
         ms_slots_tick(s); /* one tick per forward pass, as the runtime */
+        /* a prediction for the first layer is made when the pass starts (a family
+         * that knows it early, e.g. DeepSeek-V4's hash-routed first layer) */
+        if (prefetch && np == 1 && (rc = issue_prefetch(s, t, i, 0, pending, &n_pending, err)) < 0) goto out;
         for (uint32_t l = 0; l < in->n_layers; l++) {
             uint32_t m = pass_union(t, i, np, l, seen, ids, grp); /* the same group as in ms_trace_keys */
             for (uint32_t w0 = 0; w0 < m; w0 += wave) {
@@ -185,12 +188,10 @@ int ms_simulate(const ms_trace *t, const uint32_t *keys, size_t n_keys_in, const
                 for (uint32_t j = 0; j < n_pending; j++)
                     if (ms_slots_state(s, pending[j]) == MS_SLOT_LOADING) ms_slots_ready(s, pending[j]);
                 n_pending = 0;
-                if (prefetch && np == 1 && w0 == 0) { /* the runtime predicts during decode only */
-                    uint64_t ti = l + 1 < in->n_layers ? i : i + 1;
-                    uint32_t tl = l + 1 < in->n_layers ? l + 1 : 0;
-                    if (ti < t->n_tokens && (rc = issue_prefetch(s, t, ti, tl, pending, &n_pending, err)) < 0)
-                        goto out;
-                }
+                /* the runtime predicts the next layer during decode only */
+                if (prefetch && np == 1 && w0 == 0 && l + 1 < in->n_layers &&
+                    (rc = issue_prefetch(s, t, i, l + 1, pending, &n_pending, err)) < 0)
+                    goto out;
                 ms_slots_release(s, refs, nw);
             }
         }

@@ -13,7 +13,8 @@
  *
  * Optional prefetch replay: when the trace carries "predicted" experts and
  * opts.prefetch is set, predicted[l] is prefetched while layer l-1 is being
- * processed (for l = 0: during the previous token's last layer) and completes
+ * processed (for l = 0: when the token's pass starts, after its tick, as a family
+ * that knows its first layer's experts early issues it) and completes
  * just after layer l is acquired (so a prefetch that arrives "in time" counts as
  * a LOADING hit). */
 #ifndef MS_SIM_H

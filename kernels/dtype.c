@@ -35,12 +35,12 @@ int ms_convert_to_f32(ms_dtype t, const void *src, float *dst, size_t n)
     case MS_DT_F32: memmove(dst, src, n * 4); return 0;
     case MS_DT_F16: {
         const uint16_t *s = src;
-        for (size_t i = 0; i < n; i++) dst[i] = ms_f16_to_f32(s[i]);
+        for (size_t i = 0; i < n; i++) dst[i] = ms_f16_to_f32(ms_ld_u16(s, i));
         return 0;
     }
     case MS_DT_BF16: {
         const uint16_t *s = src;
-        for (size_t i = 0; i < n; i++) dst[i] = ms_bf16_to_f32(s[i]);
+        for (size_t i = 0; i < n; i++) dst[i] = ms_bf16_to_f32(ms_ld_u16(s, i));
         return 0;
     }
     case MS_DT_F64: {

@@ -36,6 +36,28 @@ const char *ms_dtype_name(ms_dtype t);
 /* Parse a safetensors dtype string; returns 0 or -EINVAL. */
 int ms_dtype_parse(const char *s, ms_dtype *out);
 
+/* Element i of an array of uint32 / uint16 / float at p, whatever p's alignment:
+ * tensor data need not be aligned to its element size (mx.save_safetensors pads
+ * no header, and an expert's bytes sit at their file offset inside an I/O slot). */
+static inline uint32_t ms_ld_u32(const void *p, size_t i)
+{
+    uint32_t v;
+    memcpy(&v, (const char *)p + 4 * i, 4);
+    return v;
+}
+static inline uint16_t ms_ld_u16(const void *p, size_t i)
+{
+    uint16_t v;
+    memcpy(&v, (const char *)p + 2 * i, 2);
+    return v;
+}
+static inline float ms_ld_f32(const void *p, size_t i)
+{
+    float v;
+    memcpy(&v, (const char *)p + 4 * i, 4);
+    return v;
+}
+
 static inline float ms_bf16_to_f32(uint16_t h)
 {
     uint32_t u = (uint32_t)h << 16;

@@ -48,11 +48,11 @@ static void sb_to_f32(const void *src, ms_dtype t, int64_t n, float *dst)
     if (t == MS_DT_BF16) {
         const uint16_t *s = src;
         for (; i + MSV_L <= n; i += MSV_L) msv_store(dst + i, msv_load_bf16(s + i));
-        for (; i < n; i++) dst[i] = ms_bf16_to_f32(s[i]);
+        for (; i < n; i++) dst[i] = ms_bf16_to_f32(ms_ld_u16(s, (size_t)i));
     } else if (t == MS_DT_F16) {
         const uint16_t *s = src;
         for (; i + MSV_L <= n; i += MSV_L) msv_store(dst + i, msv_load_f16(s + i));
-        for (; i < n; i++) dst[i] = ms_f16_to_f32(s[i]);
+        for (; i < n; i++) dst[i] = ms_f16_to_f32(ms_ld_u16(s, (size_t)i));
     } else {
         memcpy(dst, src, (size_t)n * sizeof(float));
     }
@@ -384,8 +384,9 @@ AINL msv loadw(const void *w, int64_t j, const ms_wtype t)
 
 AINL float loadw1(const void *w, int64_t j, const ms_wtype t)
 {
-    if (t == MS_WT_F32) return ((const float *)w)[j];
-    return t == MS_WT_BF16 ? ms_bf16_to_f32(((const uint16_t *)w)[j]) : ms_f16_to_f32(((const uint16_t *)w)[j]);
+    /* Scalar tails: unaligned-safe loads (rows sit at any byte address). */
+    if (t == MS_WT_F32) return ms_ld_f32(w, (size_t)j);
+    return t == MS_WT_BF16 ? ms_bf16_to_f32(ms_ld_u16(w, (size_t)j)) : ms_f16_to_f32(ms_ld_u16(w, (size_t)j));
 }
 
 /* Tokens per pass of the dense multi-token rows: 8 accumulators per token, so

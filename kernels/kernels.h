@@ -65,6 +65,13 @@ void ms_pool_destroy(ms_pool *p);
 int ms_pool_size(const ms_pool *p);
 void ms_pool_run(ms_pool *p, ms_task_fn fn, void *arg);
 
+/* Run fn(arg, i, tid) for every i in [0, n) on the pool's threads, each thread
+ * taking the next index (dynamic schedule; pool NULL: on this thread). What fn
+ * computes for an index must not depend on tid (tid selects per-thread
+ * scratch only), so results do not depend on the thread count. */
+typedef void (*ms_index_fn)(void *arg, int i, int tid);
+void ms_pool_for(ms_pool *p, int n, ms_index_fn fn, void *arg);
+
 /* The selected kernel table (opaque; see kernels_impl.h for its layout). */
 typedef struct ms_kern ms_kern;
 /* Select kernels for this CPU; force_ref (or MOESTREAM_FORCE_REF=1) picks `_ref`. */

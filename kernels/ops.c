@@ -102,20 +102,56 @@ static inline int topk_before(float va, int ia, float vb, int ib)
     return va > vb || (va == vb && ia < ib);
 }
 
+/* Sift idx[i] down the heap idx[0..m) whose root ranks last (a "worst-first"
+ * heap of the best m so far). */
+static void topk_sift(const float *x, int *idx, int m, int i)
+{
+    for (;;) {
+        int c = 2 * i + 1;
+        if (c >= m) return;
+        if (c + 1 < m && topk_before(x[idx[c]], idx[c], x[idx[c + 1]], idx[c + 1])) c++; /* the later-ranking child */
+        if (!topk_before(x[idx[i]], idx[i], x[idx[c]], idx[c])) return;
+        int t = idx[i];
+        idx[i] = idx[c];
+        idx[c] = t;
+        i = c;
+    }
+}
+
 void ms_topk(const float *x, int n, int k, int *idx)
 {
     if (k <= 0) return;
     int m = k < n ? k : (n > 0 ? n : 0);
-    /* Insertion into a sorted list of the best m so far: O(n*k), k is small. */
-    int cnt = 0;
-    for (int i = 0; i < n; i++) {
-        if (cnt == m && !topk_before(x[i], i, x[idx[m - 1]], idx[m - 1])) continue;
-        int pos = cnt < m ? cnt++ : m - 1;
-        while (pos > 0 && topk_before(x[i], i, x[idx[pos - 1]], idx[pos - 1])) {
-            idx[pos] = idx[pos - 1];
-            pos--;
+    if (m > 32) {
+        /* Large k (e.g. an indexer's top-512 of many entries): a heap whose root
+         * is the worst kept entry, O(n log k), then sorted best first. The
+         * order is a strict total order, so the result equals the insertion
+         * path's. */
+        for (int i = 0; i < m; i++) idx[i] = i;
+        for (int i = m / 2 - 1; i >= 0; i--) topk_sift(x, idx, m, i);
+        for (int i = m; i < n; i++)
+            if (topk_before(x[i], i, x[idx[0]], idx[0])) {
+                idx[0] = i;
+                topk_sift(x, idx, m, 0);
+            }
+        for (int e = m - 1; e > 0; e--) { /* pop the worst to the back */
+            int t = idx[0];
+            idx[0] = idx[e];
+            idx[e] = t;
+            topk_sift(x, idx, e, 0);
         }
-        idx[pos] = i;
+    } else {
+        /* Insertion into a sorted list of the best m so far: O(n*k), k is small. */
+        int cnt = 0;
+        for (int i = 0; i < n; i++) {
+            if (cnt == m && !topk_before(x[i], i, x[idx[m - 1]], idx[m - 1])) continue;
+            int pos = cnt < m ? cnt++ : m - 1;
+            while (pos > 0 && topk_before(x[i], i, x[idx[pos - 1]], idx[pos - 1])) {
+                idx[pos] = idx[pos - 1];
+                pos--;
+            }
+            idx[pos] = i;
+        }
     }
     for (int i = m; i < k; i++) idx[i] = -1; /* k > n: pad */
 }

@@ -234,3 +234,29 @@ void *ms_pool_scratch(ms_pool *p, int tid)
 {
     return p ? p->t[tid].scratch : NULL;
 }
+
+typedef struct pool_for {
+    int n;
+    ms_index_fn fn;
+    void *arg;
+    _Atomic int next;
+} pool_for;
+
+static void pool_for_worker(void *arg, int tid, int nth)
+{
+    pool_for *f = arg;
+    (void)nth;
+    for (;;) {
+        int i = atomic_fetch_add_explicit(&f->next, 1, memory_order_relaxed);
+        if (i >= f->n) break;
+        f->fn(f->arg, i, tid);
+    }
+}
+
+void ms_pool_for(ms_pool *p, int n, ms_index_fn fn, void *arg)
+{
+    pool_for f = {.n = n, .fn = fn, .arg = arg};
+    atomic_init(&f.next, 0);
+    if (p && n > 1) ms_pool_run(p, pool_for_worker, &f);
+    else pool_for_worker(&f, 0, 1);
+}

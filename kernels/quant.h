@@ -20,27 +20,7 @@ static inline bool ms_affine_bits_ok(int bits)
 }
 static inline bool ms_affine_group_ok(int gs) { return gs == 32 || gs == 64 || gs == 128; }
 
-/* Element i of an array of uint32 / uint16 / float at p, whatever p's alignment:
- * tensor data need not be aligned to its element size (mx.save_safetensors pads
- * no header, and an expert's bytes sit at their file offset inside an I/O slot). */
-static inline uint32_t ms_ld_u32(const void *p, size_t i)
-{
-    uint32_t v;
-    memcpy(&v, (const char *)p + 4 * i, 4);
-    return v;
-}
-static inline uint16_t ms_ld_u16(const void *p, size_t i)
-{
-    uint16_t v;
-    memcpy(&v, (const char *)p + 2 * i, 2);
-    return v;
-}
-static inline float ms_ld_f32(const void *p, size_t i)
-{
-    float v;
-    memcpy(&v, (const char *)p + 4 * i, 4);
-    return v;
-}
+/* Unaligned-safe loads ms_ld_u32 / ms_ld_u16 / ms_ld_f32: dtype.h. */
 
 /* Extract element j (bits wide) from a packed row. */
 static inline uint32_t ms_unpack_one(const uint32_t *w, int bits, int64_t j)

@@ -10,7 +10,13 @@
  *   - the same at the minimum budget (experts evicted mid-run), with 1 and 2
  *     threads, and with every expert resident;
  *   - all of it again on the step3p5 golden and a generated step model (sliding
- *     layers with a ring of 8 positions that the 12-position sequences wrap).
+ *     layers with a ring of 8 positions that the 12-position sequences wrap);
+ *   - and on the deepseek_v4 golden and a generated dsv4 model over 40
+ *     positions (per-sequence rings of 16 / 32 positions that wrap, pooling
+ *     windows of 4, 16 and 32 and open-window buffers, an indexer that drops
+ *     entries; the rollbacks land on windows a wrong row completed), plus
+ *     uneven steps: both sequences advance by different numbers of rows in
+ *     one step (runs of 1-3 consecutive positions each).
  * The non-exact step (prefill GEMM) is not bit-identical, and this test also
  * checks it is used: without `exact`, two rows generally differ from decode. */
 #include <math.h>
@@ -23,21 +29,31 @@
 
 #define GOLDEN MS_TEST_DATA "/golden/ds3-tiny"
 
-enum { T = 12 };
-static const int SEQ_A[T] = {1, 75, 104, 111, 32, 119, 97, 115, 32, 116, 104, 101};
-static const int SEQ_B[T] = {1, 46, 13, 114, 101, 104, 116, 32, 115, 97, 119, 32};
+enum { T = 12, T_MAX = 40 };
+static const int SEQ_A12[T] = {1, 75, 104, 111, 32, 119, 97, 115, 32, 116, 104, 101};
+static const int SEQ_B12[T] = {1, 46, 13, 114, 101, 104, 116, 32, 115, 97, 119, 32};
+static int SEQ_A[T_MAX], SEQ_B[T_MAX];
+
+/* The first 12 tokens as above, then ids < 256 from a fixed formula. */
+static void make_sequences(void)
+{
+    for (int t = 0; t < T_MAX; t++) {
+        SEQ_A[t] = t < T ? SEQ_A12[t] : 3 + (t * 37 + 11) % 250;
+        SEQ_B[t] = t < T ? SEQ_B12[t] : 3 + (t * 53 + 29) % 250;
+    }
+}
 
 static ms_engine *open_engine(const char *dir, int n_seq, int threads, const char *io, uint64_t ram)
 {
-    ms_engine_opts o = {.threads = threads, .ctx = 32, .batch = 8, .n_seq = n_seq, .io = io, .ram = ram};
+    ms_engine_opts o = {.threads = threads, .ctx = 48, .batch = 8, .n_seq = n_seq, .io = io, .ram = ram};
     ms_engine *e;
     ms_err err = {0};
     if (ms_engine_open(dir, &o, &e, &err) < 0) fail_msg("%s: %s", dir, err.msg);
     return e;
 }
 
-/* Reference: one sequence, one token per step: lg[t][V]. */
-static float *decode_alone(const char *dir, const int *toks, int threads, const char *io, uint64_t ram)
+/* Reference: one sequence, one token per step: lg[t][V] for T positions. */
+static float *decode_alone(const char *dir, const int *toks, int T, int threads, const char *io, uint64_t ram)
 {
     ms_engine *e = open_engine(dir, 1, threads, io, ram);
     int V = ms_engine_vocab(e);
@@ -48,10 +64,40 @@ static float *decode_alone(const char *dir, const int *toks, int threads, const 
     return lg;
 }
 
-static void check_model(const char *dir, int threads, const char *io, uint64_t ram)
+/* Both sequences advance by runs of 1..3 rows (A's runs then B's, lengths
+ * cycling out of phase) in exact steps: every row == decode. */
+static void check_uneven(ms_engine *e, const char *dir, const float *ra, const float *rb, int T)
 {
-    float *ra = decode_alone(dir, SEQ_A, threads, io, ram);
-    float *rb = decode_alone(dir, SEQ_B, threads, io, ram);
+    int V = ms_engine_vocab(e);
+    float *lg = malloc(sizeof(float) * 8 * V);
+    ms_err err = {0};
+    int done[2] = {0, 0}, step = 0;
+    const int *seqs[2] = {SEQ_A, SEQ_B};
+    const float *refs[2] = {ra, rb};
+    while (done[0] < T || done[1] < T) {
+        int tok[8], pos[8], seq[8], n = 0;
+        for (int q = 0; q < 2; q++)
+            for (int k = 0, len = 1 + (step + 2 * q) % 3; k < len && done[q] + k < T; k++, n++) {
+                tok[n] = seqs[q][done[q] + k];
+                pos[n] = done[q] + k;
+                seq[n] = q;
+            }
+        ms_batch b = {.n = n, .tokens = tok, .pos = pos, .seq = seq, .logits = lg, .all_logits = true};
+        if (ms_engine_step(e, &b, true, &err) < 0) fail_msg("%s", err.msg);
+        for (int i = 0; i < n; i++) {
+            if (memcmp(lg + (size_t)i * V, refs[seq[i]] + (size_t)pos[i] * V, sizeof(float) * V))
+                fail_msg("%s: uneven step %d: sequence %d position %d differs from decode", dir, step, seq[i], pos[i]);
+            done[seq[i]] = pos[i] + 1;
+        }
+        step++;
+    }
+    free(lg);
+}
+
+static void check_model_len(const char *dir, int threads, const char *io, uint64_t ram, int T, bool uneven)
+{
+    float *ra = decode_alone(dir, SEQ_A, T, threads, io, ram);
+    float *rb = decode_alone(dir, SEQ_B, T, threads, io, ram);
     ms_engine *e = open_engine(dir, 2, threads, io, ram);
     int V = ms_engine_vocab(e);
     float *lg = malloc(sizeof(float) * 8 * V);
@@ -102,10 +148,16 @@ static void check_model(const char *dir, int threads, const char *io, uint64_t r
     assert_true(worst < 1e-3);
     print_message("%s: prefill-path %d-row step vs decode: max |d| %.3g (%s)\n", dir, R, worst,
                   differs ? "differs: GEMM" : "identical");
+    if (uneven) check_uneven(e, dir, ra, rb, T);
     ms_engine_close(e);
     free(lg);
     free(ra);
     free(rb);
+}
+
+static void check_model(const char *dir, int threads, const char *io, uint64_t ram)
+{
+    check_model_len(dir, threads, io, ram, T, false);
 }
 
 static void test_golden_two_sequences(void **state)
@@ -124,7 +176,7 @@ static char *synth_model(const char *preset, const char *name, uint64_t *min_ram
     assert_int_equal(system(cmd), 0);
     free(cmd);
     char *out = NULL;
-    assert_int_equal(mst_run(&out, NULL, "%s plan --model %s --ram 1G --ctx 32 --batch 8 --json", MS_BIN, dir), 0);
+    assert_int_equal(mst_run(&out, NULL, "%s plan --model %s --ram 1G --ctx 48 --batch 8 --json", MS_BIN, dir), 0);
     const char *k = strstr(out, "\"min_ram_bytes\":");
     assert_non_null(k);
     *min_ram = strtoull(k + strlen("\"min_ram_bytes\":"), NULL, 10);
@@ -158,12 +210,27 @@ static void test_step_models(void **state)
     free(dir);
 }
 
+/* The same on deepseek_v4 models over 40 positions, with uneven steps. */
+static void test_dsv4_models(void **state)
+{
+    (void)state;
+    check_model_len(MS_TEST_DATA "/golden/dsv4-tiny", 2, NULL, 0, T_MAX, true);
+    check_model_len(MS_TEST_DATA "/golden/dsv4-tiny", 1, "resident", 0, T_MAX, true);
+    uint64_t min_ram;
+    char *dir = synth_model("deepseek-v4-tiny", "batch-dsv4", &min_ram);
+    check_model_len(dir, 2, "uring", min_ram + (1u << 20), T_MAX, true);
+    check_model_len(dir, 1, "pread", min_ram + (1u << 20), T_MAX, false);
+    free(dir);
+}
+
 int main(void)
 {
+    make_sequences();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_two_sequences),
         cmocka_unit_test(test_synth_under_eviction),
         cmocka_unit_test(test_step_models),
+        cmocka_unit_test(test_dsv4_models),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -33,13 +33,6 @@ static json_object *jparse(const char *s)
     return o;
 }
 
-static int64_t jint(json_object *o, const char *k)
-{
-    json_object *v;
-    if (!json_object_object_get_ex(o, k, &v)) fail_msg("missing key %s", k);
-    return json_object_get_int64(v);
-}
-
 static void test_help_lists_commands(void **state)
 {
     (void)state;
@@ -70,10 +63,10 @@ static void test_inspect_json(void **state)
     json_object *mt;
     assert_true(json_object_object_get_ex(o, "model_type", &mt));
     assert_string_equal(json_object_get_string(mt), "deepseek_v3");
-    assert_int_equal(jint(o, "n_moe_layers"), 3);
-    assert_int_equal(jint(o, "n_experts"), 16);
-    assert_int_equal(jint(o, "top_k"), 4);
-    int64_t res = jint(o, "resident_bytes"), exp = jint(o, "expert_bytes");
+    assert_int_equal(mst_json_int(o, "n_moe_layers"), 3);
+    assert_int_equal(mst_json_int(o, "n_experts"), 16);
+    assert_int_equal(mst_json_int(o, "top_k"), 4);
+    int64_t res = mst_json_int(o, "resident_bytes"), exp = mst_json_int(o, "expert_bytes");
     assert_true(res > 0 && exp > 0);
     /* every byte of the shards is either resident, expert or header */
     char *idx = mst_fmt("%s/model.safetensors.index.json", g_dir);
@@ -82,7 +75,7 @@ static void test_inspect_json(void **state)
     assert_true(json_object_object_get_ex(ix, "metadata", &md));
     assert_true(json_object_object_get_ex(md, "total_size", &ts));
     assert_int_equal(res + exp, json_object_get_int64(ts));
-    assert_true(jint(o, "min_ram_bytes") > res);
+    assert_true(mst_json_int(o, "min_ram_bytes") > res);
     json_object_put(ix);
     json_object_put(o);
     free(idx);
@@ -95,8 +88,8 @@ static void test_plan(void **state)
     char *out = NULL, *errs = NULL;
     assert_int_equal(mst_run(&out, NULL, "%s plan --model %s --ram 1G --ctx 512 --json", MS_BIN, g_dir), 0);
     json_object *o = jparse(out);
-    int64_t min = jint(o, "min_ram_bytes");
-    assert_true(jint(o, "expert_slots") == jint(o, "total_experts")); /* 1G holds everything */
+    int64_t min = mst_json_int(o, "min_ram_bytes");
+    assert_true(mst_json_int(o, "expert_slots") == mst_json_int(o, "total_experts")); /* 1G holds everything */
     json_object_put(o);
     free(out);
     assert_int_equal(mst_run(&out, &errs, "%s plan --model %s --ram %lld --ctx 512", MS_BIN, g_dir, (long long)min - 1), 1);
@@ -122,7 +115,7 @@ static void test_bench_decode_min(void **state)
     char *out = NULL;
     assert_int_equal(mst_run(&out, NULL, "%s plan --model %s --ram 1G --ctx 64 --batch 64 --json", MS_BIN, g_dir), 0);
     json_object *p = jparse(out);
-    long long ram = (long long)jint(p, "min_ram_bytes") + 150000; /* a few slots: the cache evicts */
+    long long ram = (long long)mst_json_int(p, "min_ram_bytes") + 150000; /* a few slots: the cache evicts */
     json_object_put(p);
     free(out);
     assert_int_equal(mst_run(&out, NULL, "%s bench decode --model %s --ram %lld --policy lru,eva-duel --device-gbps 1 "
@@ -193,8 +186,8 @@ static void test_run_text_and_stats(void **state)
         json_object *v;
         if (!json_object_object_get_ex(o, keys[i], &v)) fail_msg("stats JSON lacks %s", keys[i]);
     }
-    assert_int_equal(jint(o, "ram_budget_bytes"), 256 << 20);
-    assert_true(jint(o, "peak_rss_bytes") <= 256 << 20);
+    assert_int_equal(mst_json_int(o, "ram_budget_bytes"), 256 << 20);
+    assert_true(mst_json_int(o, "peak_rss_bytes") <= 256 << 20);
     json_object_put(o);
     free(txt);
     free(out);
@@ -218,8 +211,8 @@ static void test_run_text_and_stats(void **state)
         assert_true(pv[i] >= 0);
     }
     assert_true(pv[0] <= 1 && pv[1] == pv[0] && pv[2] <= 1);
-    int64_t used = jint(o, "prefetch_used"), misses = jint(o, "misses");
-    assert_true(jint(o, "prefetch_issued") > 0);
+    int64_t used = mst_json_int(o, "prefetch_used"), misses = mst_json_int(o, "misses");
+    assert_true(mst_json_int(o, "prefetch_issued") > 0);
     double want = misses ? (double)used * pv[4] / (double)misses : 0;
     assert_true(fabs(pv[3] - want) <= 1e-9 * (1 + want));
     json_object_put(o);

@@ -877,6 +877,28 @@ static void test_topk(void **state)
             assert_int_equal(before, i);
         }
     }
+    /* large k (the heap path): the same rank property, with ties and NaNs */
+    float *big = malloc(3000 * sizeof *big);
+    int *got = malloc(600 * sizeof *got);
+    for (int rep = 0; rep < 6; rep++) {
+        int nb = 100 + rep * 500, k = 33 + rep * 100;
+        for (int i = 0; i < nb; i++) big[i] = (rng_u64(&r) % 17 == 0) ? NAN : (float)(rng_u64(&r) % 300);
+        ms_topk(big, nb, k, got);
+        int m = k < nb ? k : nb;
+        for (int i = 0; i < m; i++) {
+            int before = 0;
+            float vi = big[got[i]];
+            for (int j = 0; j < nb; j++) {
+                float vj = big[j];
+                bool b = isnan(vi) ? (!isnan(vj) || j < got[i]) : (!isnan(vj) && (vj > vi || (vj == vi && j < got[i])));
+                before += b;
+            }
+            assert_int_equal(before, i);
+        }
+        for (int i = m; i < k; i++) assert_int_equal(got[i], -1);
+    }
+    free(big);
+    free(got);
 }
 
 int main(void)

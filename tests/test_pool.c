@@ -131,6 +131,38 @@ static void test_scratch(void **state)
     ms_pool_destroy(p);
 }
 
+typedef struct for_task {
+    _Atomic int hits[1000];
+    _Atomic int bad_tid;
+    int nth;
+} for_task;
+
+static void for_fn(void *arg, int i, int tid)
+{
+    for_task *t = arg;
+    atomic_fetch_add(&t->hits[i], 1);
+    if (tid < 0 || tid >= t->nth) atomic_store(&t->bad_tid, 1);
+}
+
+/* ms_pool_for: every index exactly once, tids in range, on a pool and without one. */
+static void test_pool_for(void **state)
+{
+    (void)state;
+    ms_err err = {0};
+    ms_pool *p = ms_pool_create(3, &err);
+    assert_non_null(p);
+    for (int variant = 0; variant < 3; variant++) {
+        static for_task t;
+        memset(&t, 0, sizeof t);
+        int n = variant == 2 ? 1 : 1000;
+        t.nth = variant ? 1 : 3;
+        ms_pool_for(variant ? NULL : p, n, for_fn, &t);
+        for (int i = 0; i < 1000; i++) assert_int_equal(atomic_load(&t.hits[i]), i < n);
+        assert_int_equal(atomic_load(&t.bad_tid), 0);
+    }
+    ms_pool_destroy(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -138,6 +170,7 @@ int main(void)
         cmocka_unit_test(test_default_and_null),
         cmocka_unit_test(test_many_runs),
         cmocka_unit_test(test_scratch),
+        cmocka_unit_test(test_pool_for),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -155,12 +155,9 @@ static void test_ring_rewind(void **state)
     (void)state;
     mst_golden g;
     mst_golden_load(GOLDEN, &g);
-    ms_engine_opts o = {.threads = 2, .ctx = 64, .batch = 4};
-    ms_engine *e;
+    float *lg;
+    ms_engine *e = mst_golden_engine(&g, 4, 12, &lg);
     ms_err err = {0};
-    assert_int_equal(ms_engine_open(GOLDEN, &o, &e, &err), 0);
-    float *lg = malloc(sizeof(float) * (size_t)g.n * g.vocab);
-    assert_int_equal(ms_engine_eval(e, g.tokens, 12, NULL, false, &err), 0);
     /* back to position 3: its window needs positions 0..2, whose slots now hold 8..10 */
     int pos = 3;
     ms_batch b = {.n = 1, .tokens = g.tokens + 3, .pos = &pos, .logits = lg};

@@ -74,16 +74,7 @@ static int teardown(void **state)
     return 0;
 }
 
-static uint64_t min_budget(int ctx, int batch, int threads)
-{
-    ms_model m;
-    ms_err err = {0};
-    assert_int_equal(ms_model_open(g_model, &m, &err), 0);
-    ms_plan p;
-    assert_int_equal(ms_plan_compute(&m, 1ull << 40, ctx, batch, threads, &p, &err), 0);
-    ms_model_close(&m);
-    return p.min_budget;
-}
+static uint64_t min_budget(int ctx, int batch, int threads) { return mst_min_budget(g_model, ctx, batch, threads); }
 
 /* Logits at every position (vocab floats per token) of a model (NULL = g_model)
  * for `tokens`: the first n_prefill as one prefill (chunks of o->batch, logits
@@ -133,9 +124,7 @@ static void test_bit_identical(void **state)
     /* minimum budget streams: misses, evictions */
     float *a = run_logits("uring", lo, 2, NULL, &cs);
     assert_memory_equal(a, ref, n * sizeof(float));
-    print_message("min budget: %lld slots, %llu hits / %llu accesses, %llu evictions\n", (long long)cs.slots,
-                  (unsigned long long)cs.hits, (unsigned long long)cs.accesses, (unsigned long long)cs.evictions);
-    assert_true(cs.misses > 0 && cs.evictions > 0);
+    mst_check_streamed(&cs);
     free(a);
     const char *ios[] = {"uring", "pread", "mmap"};
     uint64_t rams[] = {lo, lo + (1u << 20), 1ull << 30};
@@ -329,13 +318,6 @@ static json_object *read_json(const char *path)
     return o;
 }
 
-static int64_t jint(json_object *o, const char *k)
-{
-    json_object *v;
-    if (!json_object_object_get_ex(o, k, &v)) fail_msg("missing %s", k);
-    return json_object_get_int64(v);
-}
-
 /* Record a trace with `run`, replay it with `simulate` (same slots and policy,
  * or the same --ram and run settings through the budget plan): the hit and
  * access counts must be the runtime's exactly. Decode tokens one by one
@@ -370,7 +352,7 @@ static void test_trace_replay_matches_runtime(void **state)
             char *sp = mst_fmt("%s/s.json", dir);
             json_object *st = read_json(sp);
             free(sp);
-            int64_t slots = jint(st, "cache_slots"), hits = jint(st, "hits"), acc = jint(st, "accesses");
+            int64_t slots = mst_json_int(st, "cache_slots"), hits = mst_json_int(st, "hits"), acc = mst_json_int(st, "accesses");
             char *out = NULL;
             if (cases[ci].by_ram)
                 rc = mst_run(&out, NULL,
@@ -386,10 +368,10 @@ static void test_trace_replay_matches_runtime(void **state)
             json_object *row = json_object_array_get_idx(sim, 0);
             print_message("batch %d, %s: %lld slots, runtime %lld/%lld hits, simulator %lld/%lld (%lld slots)\n",
                           cases[ci].batch, pols[p], (long long)slots, (long long)hits, (long long)acc,
-                          (long long)jint(row, "hits"), (long long)jint(row, "accesses"), (long long)jint(row, "slots"));
-            assert_int_equal(jint(row, "slots"), slots);
-            assert_int_equal(jint(row, "accesses"), acc);
-            assert_int_equal(jint(row, "hits"), hits);
+                          (long long)mst_json_int(row, "hits"), (long long)mst_json_int(row, "accesses"), (long long)mst_json_int(row, "slots"));
+            assert_int_equal(mst_json_int(row, "slots"), slots);
+            assert_int_equal(mst_json_int(row, "accesses"), acc);
+            assert_int_equal(mst_json_int(row, "hits"), hits);
             assert_true(hits < acc); /* the cache really was too small */
             if (cases[ci].batch > 1) { /* chunks share experts: fewer accesses than tokens x layers x top_k */
                 char *tp = mst_fmt("%s/t.jsonl", dir);
@@ -504,7 +486,7 @@ static void test_budget_and_page_cache(void **state)
                      MS_BIN, dir, (unsigned long long)budget, sj);
     assert_int_equal(rc, 0);
     json_object *st = read_json(sj);
-    int64_t reads = jint(st, "expert_reads"), buffered = jint(st, "buffered_files");
+    int64_t reads = mst_json_int(st, "expert_reads"), buffered = mst_json_int(st, "buffered_files");
     json_object_put(st);
     assert_true(reads > 0);
     mst_check_budget_split(dir, budget, 64, 1, 2, sj, -1, true, "run, a quarter of the experts cached");

@@ -30,6 +30,13 @@
 #include "resident.h"
 #include "strbuf.h"
 
+/* One part of a family's KV cache, for `plan` and `inspect` ("window ring", ...). */
+typedef struct ms_kv_part {
+    const char *name;
+    uint64_t bytes;
+} ms_kv_part;
+#define MS_MAX_KV_PARTS 8
+
 /* One forward step: n rows, each a token of sequence seq[i] at position pos[i].
  * Rows of one sequence are consecutive and in increasing position order; a row
  * sees its sequence's cache up to its own position, including the rows of the
@@ -74,6 +81,9 @@ typedef struct ms_arch_ops {
      * its own KV cache per sequence, indexed by pos. */
     int (*mtp_forward)(const void *weights, void *state, const ms_fwd_env *env, const ms_batch *b,
                        const float *hidden, ms_err *err);
+    /* Optional: the KV cache's parts for n_seq sequences of ctx positions (their
+     * bytes add up to state_bytes' kv_bytes); returns how many (<= MS_MAX_KV_PARTS). */
+    int (*kv_parts)(const ms_config *c, int ctx, int n_seq, bool kv_bf16, ms_kv_part *parts);
 } ms_arch_ops;
 
 typedef struct ms_family {
@@ -104,8 +114,6 @@ int ms_arch_bind_mat(const ms_model *m, const ms_resident *r, const char *module
 /* Y[n][rows] = X[n][cols] W^T in a forward step: one-row arithmetic per row
  * when n == 1 or the step is exact (ms_mat_apply), a GEMM for prefill chunks. */
 void ms_arch_linear(const ms_fwd_env *env, const ms_mat *m, const float *X, int n, float *Y);
-/* fn on every thread of the pool (or on the caller when there is none). */
-void ms_arch_run(const ms_compute *cp, ms_task_fn fn, void *arg);
 /* The sequence of row r of a step (0 when the step names none). */
 static inline int ms_arch_row_seq(const ms_batch *b, int r) { return b->seq ? b->seq[r] : 0; }
 /* A step's rows are valid: 1..batch rows, token ids in the vocabulary,

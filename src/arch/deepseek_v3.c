@@ -32,7 +32,6 @@
 #include "deepseek_v3.h"
 
 #include <math.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -540,7 +539,6 @@ typedef struct attn_task {
     const ms_kern *kern;
     const ms_batch *b;
     int layer, r0, n;      /* rows r0 .. r0+n-1 of the step */
-    _Atomic int next;
 } attn_task;
 
 /* First cache row of (sequence, layer): f32 caches hold every (sequence, layer);
@@ -595,17 +593,10 @@ static void attn_one(attn_task *t, int idx, float *tls)
     ms_matvec(&single, &ly->wv[h], olat, s->o + ((size_t)ti * H + h) * w->vd);
 }
 
-static void attn_worker(void *arg, int tid, int nth)
+static void attn_index(void *arg, int idx, int tid)
 {
     attn_task *t = arg;
-    float *tls = t->s->tls + (size_t)tid * t->s->tls_stride;
-    int total = t->n * t->w->H;
-    for (;;) {
-        int idx = atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed);
-        if (idx >= total) break;
-        attn_one(t, idx, tls);
-    }
-    (void)nth;
+    attn_one(t, idx, t->s->tls + (size_t)tid * t->s->tls_stride);
 }
 
 /* MLA in the naive form, for a prefill chunk of one sequence (rows at
@@ -624,7 +615,6 @@ typedef struct naive_task {
     const ms_kern *kern;
     const float *ckv, *kpe;  /* [P][kv_lora], [P][rope]: the sequence's layer cache (f32) */
     int n, p0, P;
-    _Atomic int next;
 } naive_task;
 
 static bool naive_cheaper(const ds3_weights *w, int n, int P)
@@ -705,16 +695,10 @@ static void naive_head(naive_task *t, int h, float *scr)
     }
 }
 
-static void naive_worker(void *arg, int tid, int nth)
+static void naive_index(void *arg, int h, int tid)
 {
     naive_task *t = arg;
-    float *scr = t->s->nv + (size_t)tid * t->s->nv_stride;
-    for (;;) {
-        int h = atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed);
-        if (h >= t->w->H) break;
-        naive_head(t, h, scr);
-    }
-    (void)nth;
+    naive_head(t, h, t->s->nv + (size_t)tid * t->s->nv_stride);
 }
 
 /* h[n][D] += MLA(x[n][D]) for the step's rows; writes the layer's KV cache. */
@@ -776,8 +760,7 @@ static void attention(const ds3_weights *w, const ds3_layer *ly, ds3_state *s, c
         }
         naive_task nt = {.w = w, .ly = ly, .s = s, .kern = cp->kern, .ckv = s->ckv + base * kvl,
                          .kpe = s->kpe + base * rope, .n = n, .p0 = b->pos[0], .P = P};
-        atomic_init(&nt.next, 0);
-        ms_arch_run(cp, naive_worker, &nt);
+        ms_pool_for(cp->pool, w->H, naive_index, &nt);
     } else {
         for (int r0 = 0; r0 < n;) {
             int r1 = r0 + 1;
@@ -791,8 +774,7 @@ static void attention(const ds3_weights *w, const ds3_layer *ly, ds3_state *s, c
             }
             attn_task task = {.w = w, .ly = ly, .s = s, .kern = cp->kern, .b = b, .layer = layer, .r0 = r0,
                               .n = r1 - r0};
-            atomic_init(&task.next, 0);
-            ms_arch_run(cp, attn_worker, &task);
+            ms_pool_for(cp->pool, (r1 - r0) * w->H, attn_index, &task);
             r0 = r1;
         }
     }

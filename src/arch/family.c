@@ -1,7 +1,7 @@
 /* family.c - small pieces every family file shares (declared in arch.h):
  * binding resident tensors (an f32 copy of a vector with a finiteness check, a
  * matrix view of a linear module), the step's linear (decode arithmetic per
- * row when exact, else GEMM), running a task on the pool, checking a step's
+ * row when exact, else GEMM), checking a step's
  * rows, the final norm + head, and the sigmoid router of DeepSeek-V3 and Step
  * (scores for the weights, scores + bias for the choice, optional group
  * limit). Keeping them here keeps each family file about its own model math. */
@@ -43,12 +43,6 @@ int ms_arch_bind_mat(const ms_model *m, const ms_resident *r, const char *module
 void ms_arch_linear(const ms_fwd_env *env, const ms_mat *m, const float *X, int n, float *Y)
 {
     ms_mat_apply(&env->compute, m, X, n, Y, env->exact);
-}
-
-void ms_arch_run(const ms_compute *cp, ms_task_fn fn, void *arg)
-{
-    if (cp->pool) ms_pool_run(cp->pool, fn, arg);
-    else fn(arg, 0, 1);
 }
 
 int ms_arch_check_rows(const ms_batch *b, int batch, int n_seq, int ctx, int vocab, ms_err *err)

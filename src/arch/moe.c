@@ -88,18 +88,25 @@ oom:
 
 float *ms_moe_ffn_scratch(ms_moe *moe) { return moe->ffn_scr; }
 
+void ms_moe_prefetch(ms_moe *moe, const ms_fwd_env *env, const ms_moe_router *r, int layer)
+{
+    int K = moe->d.K;
+    if (!env->prefetch || layer < 0 || layer >= moe->d.n_layers || moe->pvalid[layer] || !r->predict ||
+        !env->experts.ops->prefetch)
+        return;
+    int *pid = moe->pids + (size_t)layer * K;
+    if (r->predict(r->fam, env, layer, pid) != K) return;
+    moe->pvalid[layer] = 1;
+    if (env->on_predict) env->on_predict(env->on_predict_arg, layer, 0, pid, NULL, K);
+    env->experts.ops->prefetch(env->experts.impl, layer, pid, K);
+}
+
 /* Next-layer prefetch (one token): the family's guess of layer+1's experts,
  * read behind this layer's demand reads. Called after this layer's first wave
  * is pinned, so a prefetch can never evict an expert this layer uses. */
 static void prefetch_next(ms_moe *moe, const ms_fwd_env *env, const ms_moe_router *r, int layer)
 {
-    int next = layer + 1, K = moe->d.K;
-    if (next >= moe->d.n_layers || !r->predict || !env->experts.ops->prefetch) return;
-    int *pid = moe->pids + (size_t)next * K;
-    if (r->predict(r->fam, env, next, pid) != K) return;
-    moe->pvalid[next] = 1;
-    if (env->on_predict) env->on_predict(env->on_predict_arg, next, 0, pid, NULL, K);
-    env->experts.ops->prefetch(env->experts.impl, next, pid, K);
+    ms_moe_prefetch(moe, env, r, layer + 1);
 }
 
 /* Step 2: how many of the experts predicted for this layer it chose. */

@@ -92,6 +92,13 @@ void ms_moe_destroy(ms_moe *moe);
  * for its dense MLPs between MoE blocks). */
 float *ms_moe_ffn_scratch(ms_moe *moe);
 
+/* Decode with prefetch on: read now the experts MoE layer `layer` will use, as
+ * the router's predict op names them (nothing if a prediction for it is
+ * pending). The MoE block does this for the next layer; a family calls it
+ * where it knows a layer's experts earlier (DeepSeek-V4's hash-routed first
+ * layer, before any attention). Scored like next-layer predictions. */
+void ms_moe_prefetch(ms_moe *moe, const ms_fwd_env *env, const ms_moe_router *r, int layer);
+
 /* out[n][D] = MoE(x[n][D]) at model layer `layer` (see the top of this file). */
 int ms_moe_forward(ms_moe *moe, const ms_fwd_env *env, const ms_moe_router *r, const ms_moe_block *blk, int layer,
                    const float *x, const int *tokens, int n, float *out, ms_err *err);

@@ -39,7 +39,6 @@
  * mlx-lm for plain step3p5, mlx-vlm for a step3p7 wrapper (errata 5).
  */
 #include <math.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -793,7 +792,6 @@ typedef struct attn_task {
     step_state *s;
     const ms_batch *b;
     int layer, slots;
-    _Atomic int next;
 } attn_task;
 
 /* Element offset of (sequence, layer, K or V, slot) in the KV cache. */
@@ -848,17 +846,10 @@ static void attn_one(attn_task *t, int idx, float *tls)
     for (int i = 0; i < hd; i++) o[i] = acc[i] * gate;
 }
 
-static void attn_worker(void *arg, int tid, int nth)
+static void attn_index(void *arg, int idx, int tid)
 {
     attn_task *t = arg;
-    float *tls = t->s->tls + (size_t)tid * t->s->tls_stride;
-    int total = t->b->n * t->ly->cfg->n_heads;
-    for (;;) {
-        int idx = atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed);
-        if (idx >= total) break;
-        attn_one(t, idx, tls);
-    }
-    (void)nth;
+    attn_one(t, idx, t->s->tls + (size_t)tid * t->s->tls_stride);
 }
 
 /* A sliding layer's ring must still hold every earlier position a row reads
@@ -930,8 +921,7 @@ static int attention(const step_weights *w, const step_layer *ly, step_state *s,
         }
     /* 5. attention per (row, query head) */
     attn_task task = {.w = w, .ly = ly, .s = s, .b = b, .layer = layer, .slots = slots};
-    atomic_init(&task.next, 0);
-    ms_arch_run(&env->compute, attn_worker, &task);
+    ms_pool_for(env->compute.pool, b->n * y->n_heads, attn_index, &task);
     /* 6. the rows' keys/values into the cache, in row order (a ring keeps the latest) */
     size_t row = (size_t)HK * hd;
     for (int t = 0; t < n; t++) {

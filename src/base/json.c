@@ -2,12 +2,14 @@
 #include "json.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "strbuf.h"
 #include "util.h"
 
 json_object *ms_json_get(json_object *o, const char *key)
@@ -19,6 +21,20 @@ json_object *ms_json_get(json_object *o, const char *key)
 }
 
 bool ms_json_null(json_object *v) { return v == NULL || json_object_is_type(v, json_type_null); }
+
+bool ms_json_truthy(json_object *v)
+{
+    switch (v ? json_object_get_type(v) : json_type_null) {
+    case json_type_null: return false;
+    case json_type_boolean: return json_object_get_boolean(v);
+    case json_type_int: return json_object_get_int64(v) != 0;
+    case json_type_double: return json_object_get_double(v) != 0;
+    case json_type_string: return json_object_get_string_len(v) > 0;
+    case json_type_array: return json_object_array_length(v) > 0;
+    case json_type_object: return json_object_object_length(v) > 0;
+    }
+    return false;
+}
 
 bool ms_json_i64(json_object *v, int64_t *out)
 {
@@ -161,4 +177,115 @@ int ms_json_load(const char *path, size_t max_len, bool optional, json_object **
     rc = ms_json_parse(text, len, path, out, err);
     free(text);
     return rc;
+}
+
+/* ---- Python's json.dumps ---- */
+
+/* Python repr() of a float: the shortest round-tripping digits, fixed notation
+ * for exponents in [-4, 16), always with a '.' or an exponent. */
+static void fmt_double(double v, char *buf, size_t len)
+{
+    if (!isfinite(v)) {
+        snprintf(buf, len, v != v ? "NaN" : (v > 0 ? "Infinity" : "-Infinity"));
+        return;
+    }
+    if (v == 0) {
+        snprintf(buf, len, signbit(v) ? "-0.0" : "0.0");
+        return;
+    }
+    char e[64];
+    int p;
+    for (p = 1; p <= 17; p++) {
+        snprintf(e, sizeof e, "%.*e", p - 1, v);
+        if (strtod(e, NULL) == v) break;
+    }
+    int x = atoi(strchr(e, 'e') + 1);
+    if (x >= -4 && x < 16) {
+        int dec = p - 1 - x;
+        if (dec < 1) dec = 1;
+        snprintf(buf, len, "%.*f", dec, v);
+    } else {
+        snprintf(buf, len, "%s", e);
+    }
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+/* Before item i of a container at `level`: Python's separators. */
+static void item_sep(ms_strbuf *b, int indent, int level, size_t i)
+{
+    if (indent < 0) {
+        if (i) ms_sb_puts(b, ", ");
+        return;
+    }
+    if (i) ms_sb_putn(b, ",", 1);
+    ms_sb_newline(b, indent, level + 1);
+}
+
+static void dump_py(ms_strbuf *b, struct json_object *v, int indent, int level, int sort_depth)
+{
+    char tmp[64];
+    switch (json_object_get_type(v)) {
+    case json_type_null: ms_sb_puts(b, "null"); break;
+    case json_type_boolean: ms_sb_puts(b, json_object_get_boolean(v) ? "true" : "false"); break;
+    case json_type_int:
+        snprintf(tmp, sizeof tmp, "%" PRId64, json_object_get_int64(v));
+        ms_sb_puts(b, tmp);
+        break;
+    case json_type_double:
+        fmt_double(json_object_get_double(v), tmp, sizeof tmp);
+        ms_sb_puts(b, tmp);
+        break;
+    case json_type_string: ms_sb_json_str(b, json_object_get_string(v), (size_t)json_object_get_string_len(v)); break;
+    case json_type_array: {
+        size_t n = json_object_array_length(v);
+        if (n == 0) {
+            ms_sb_puts(b, "[]");
+            break;
+        }
+        ms_sb_putn(b, "[", 1);
+        for (size_t i = 0; i < n; i++) {
+            item_sep(b, indent, level, i);
+            dump_py(b, json_object_array_get_idx(v, i), indent, level + 1, sort_depth);
+        }
+        if (indent >= 0) ms_sb_newline(b, indent, level);
+        ms_sb_putn(b, "]", 1);
+        break;
+    }
+    case json_type_object: {
+        int n = json_object_object_length(v);
+        if (n == 0) {
+            ms_sb_puts(b, "{}");
+            break;
+        }
+        const char **keys = malloc((size_t)n * sizeof *keys);
+        if (!keys) {
+            b->oom = true;
+            return;
+        }
+        int k = 0;
+        json_object_object_foreach(v, key, val)
+        {
+            (void)val;
+            keys[k++] = key;
+        }
+        if (level < sort_depth) qsort(keys, (size_t)n, sizeof *keys, cmp_str);
+        ms_sb_putn(b, "{", 1);
+        for (int i = 0; i < n; i++) {
+            item_sep(b, indent, level, (size_t)i);
+            ms_sb_json_str(b, keys[i], strlen(keys[i]));
+            ms_sb_puts(b, ": ");
+            dump_py(b, json_object_object_get(v, keys[i]), indent, level + 1, sort_depth);
+        }
+        if (indent >= 0) ms_sb_newline(b, indent, level);
+        ms_sb_putn(b, "}", 1);
+        free(keys);
+        break;
+    }
+    }
+}
+
+void ms_json_dump_py(ms_strbuf *b, json_object *v, int indent, int sort_depth)
+{
+    dump_py(b, v, indent, 0, sort_depth);
 }

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "strbuf.h"
 
 /* Where errors are reported: `what` names the document in messages. */
 typedef struct ms_jctx {
@@ -26,6 +27,8 @@ typedef struct ms_jctx {
 json_object *ms_json_get(json_object *o, const char *key);
 /* Absent (NULL) or JSON null. */
 bool ms_json_null(json_object *v);
+/* Python's truthiness: absent/null, false, 0, "", [] and {} are false. */
+bool ms_json_truthy(json_object *v);
 /* An exact integer (no fraction, in int64 range). */
 bool ms_json_i64(json_object *v, int64_t *out);
 
@@ -48,5 +51,12 @@ int ms_json_parse(const char *text, size_t len, const char *what, json_object **
 /* Read and parse a file of at most max_len bytes. optional: a missing file is
  * not an error (*out = NULL, returns 0). */
 int ms_json_load(const char *path, size_t max_len, bool optional, json_object **out, ms_err *err);
+
+/* json.dumps(v) as Python writes it (ensure_ascii=False): indent < 0 gives one
+ * line with ", " and ": " separators; indent >= 0 pretty-prints ("," then a
+ * newline and indent spaces per level). Objects nested less than sort_depth
+ * deep get sorted keys (0: insertion order; json-c keeps it). Floats are
+ * Python's repr (shortest round trip, 1.0 not 1). */
+void ms_json_dump_py(ms_strbuf *b, json_object *v, int indent, int sort_depth);
 
 #endif

@@ -121,6 +121,12 @@ int cmd_inspect(int argc, char **argv)
         json_object_object_add(r, "quantization", q);
         json_object_object_add(r, "ctx", json_object_new_int((int)ctx));
         json_object_object_add(r, "kv_bytes", json_object_new_int64((int64_t)plan.kv_bytes));
+        if (plan.n_kv_parts) {
+            json_object *kp = json_object_new_object();
+            for (int i = 0; i < plan.n_kv_parts; i++)
+                json_object_object_add(kp, plan.kv_parts[i].name, json_object_new_int64((int64_t)plan.kv_parts[i].bytes));
+            json_object_object_add(r, "kv_parts", kp);
+        }
         json_object_object_add(r, "min_ram_bytes", json_object_new_int64((int64_t)plan.min_budget));
         json_object_object_add(r, "all_fit_ram_bytes", json_object_new_int64((int64_t)plan.all_fit_budget));
         printf("%s\n", json_object_to_json_string_ext(r, JSON_C_TO_STRING_PLAIN));
@@ -167,6 +173,12 @@ int cmd_inspect(int argc, char **argv)
                ms_fmt_bytes(plan.min_budget, b1, sizeof b1), ms_fmt_bytes(plan.resident_bytes, b2, sizeof b2),
                ms_fmt_bytes(plan.kv_bytes, b3, sizeof b3),
                ms_fmt_bytes(plan.scratch_bytes + plan.overhead_bytes, f0, sizeof f0), 2 * c->n_experts_per_tok);
+        if (plan.n_kv_parts) {
+            printf("KV for --ctx %lld:", ctx);
+            for (int i = 0; i < plan.n_kv_parts; i++)
+                printf("%s %s %s", i ? "," : "", plan.kv_parts[i].name, ms_fmt_bytes(plan.kv_parts[i].bytes, b1, sizeof b1));
+            printf("\n");
+        }
         printf("every expert cached from --ram %s\n", ms_fmt_bytes(plan.all_fit_budget, b1, sizeof b1));
     }
     free(rows);

@@ -116,6 +116,12 @@ int cmd_plan(int argc, char **argv)
         I("batch", p.batch);
         I("threads", p.threads);
 #undef I
+        if (p.n_kv_parts) {
+            json_object *kp = json_object_new_object();
+            for (int i = 0; i < p.n_kv_parts; i++)
+                json_object_object_add(kp, p.kv_parts[i].name, json_object_new_int64((int64_t)p.kv_parts[i].bytes));
+            json_object_object_add(r, "kv_parts", kp);
+        }
         json_object_object_add(r, "fits", json_object_new_boolean(p.fits));
         json_object_object_add(r, "all_fit", json_object_new_boolean(p.all_fit));
         json_object_object_add(r, "cached_fraction", json_object_new_double(frac));
@@ -130,6 +136,8 @@ int cmd_plan(int argc, char **argv)
         printf("  resident     %s  (embeddings, attention, routers, shared experts, dense layers, lm_head)\n",
                ms_fmt_bytes(p.resident_bytes, b[0], 32));
         printf("  KV cache     %s  (ctx %d)\n", ms_fmt_bytes(p.kv_bytes, b[0], 32), p.ctx);
+        for (int i = 0; i < p.n_kv_parts; i++)
+            printf("    %-22s %s\n", p.kv_parts[i].name, ms_fmt_bytes(p.kv_parts[i].bytes, b[0], 32));
         printf("  scratch      %s  (batch %d, %d threads)\n", ms_fmt_bytes(p.scratch_bytes, b[0], 32), p.batch,
                p.threads);
         printf("  overhead     %s  (fixed allowance)\n", ms_fmt_bytes(p.overhead_bytes, b[0], 32));

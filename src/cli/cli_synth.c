@@ -351,6 +351,8 @@ int cmd_synth(int argc, char **argv)
     if (!INTOPT(O_MTP) && o.format == MS_SYNTH_HF) o.arch.n_mtp = o.arch.n_mtp_hf; /* as published */
     if (!INTOPT(O_FIRST_DENSE) && o.arch.first_k_dense_replace > o.arch.n_layers)
         o.arch.first_k_dense_replace = o.arch.n_layers;
+    /* likewise deepseek_v4's hash-routed layers */
+    if (o.arch.v4.n_hash_layers > o.arch.n_layers) o.arch.v4.n_hash_layers = o.arch.n_layers;
     if (qlora) {
         long long v;
         if (!strcmp(qlora, "null") || !strcmp(qlora, "0")) o.arch.q_lora_rank = 0;

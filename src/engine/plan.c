@@ -64,6 +64,7 @@ static int plan_one(const ms_model *m, const ms_plan_opts *o, ms_plan *p, ms_err
     p->resident_bytes = m->resident_bytes;
     p->n_seq = o->n_seq > 0 ? o->n_seq : 1;
     uint64_t state = arch->state_bytes(c, o->ctx, batch, p->n_seq, threads, o->kv_bf16, &p->kv_bytes);
+    if (arch->kv_parts) p->n_kv_parts = arch->kv_parts(c, o->ctx, p->n_seq, o->kv_bf16, p->kv_parts);
     p->scratch_bytes = state - p->kv_bytes;
     p->overhead_bytes = MS_PLAN_OVERHEAD;
     uint64_t fixed = p->resident_bytes + state + p->overhead_bytes;

@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "arch.h"
 #include "err.h"
 #include "expert_cache.h"
 #include "model.h"
@@ -34,6 +35,8 @@ typedef struct ms_plan {
     uint64_t budget;
     uint64_t resident_bytes;
     uint64_t kv_bytes;        /* for ctx tokens */
+    ms_kv_part kv_parts[MS_MAX_KV_PARTS]; /* its parts, when the family names them */
+    int n_kv_parts;
     uint64_t scratch_bytes;   /* state minus KV */
     uint64_t overhead_bytes;  /* fixed allowance */
     uint64_t cache_bytes;     /* what the expert cache may use (0 if it does not fit) */

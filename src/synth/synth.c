@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "json.h"
 #include "quant.h"
 #include "rng.h"
 #include "synth_tokenizer.h"
@@ -36,27 +37,33 @@
 
 const char *ms_synth_preset_list(void)
 {
-    return "tiny, demo, gigachat-702b, gigachat3-10b, glm-4.7-flash, step-3.7-flash, step-tiny";
+    return "tiny, demo, gigachat-702b, gigachat3-10b, glm-4.7-flash, step-3.7-flash, step-tiny, deepseek-v4-flash, "
+           "deepseek-v4-tiny";
 }
 
-static void arch_deepseek(ms_synth_arch *a)
+void synth_arch_base(ms_synth_arch *a, const char *model_type, const char *architecture)
 {
     memset(a, 0, sizeof *a);
-    snprintf(a->model_type, sizeof a->model_type, "deepseek_v3");
-    snprintf(a->architecture, sizeof a->architecture, "DeepseekV3ForCausalLM");
+    snprintf(a->model_type, sizeof a->model_type, "%s", model_type);
+    snprintf(a->architecture, sizeof a->architecture, "%s", architecture);
     a->n_shared_experts = 1;
     a->moe_layer_freq = 1;
     a->norm_topk_prob = true;
-    a->routed_scaling_factor = 2.5;
     a->rms_norm_eps = 1e-6;
     a->rope_theta = 10000.0;
     a->yarn = true;
     a->yarn_beta_fast = 32;
     a->yarn_beta_slow = 1;
-    a->yarn_mscale = 1.0;
-    a->yarn_mscale_all_dim = 1.0;
     a->bos_token_id = 0;
     a->eos_token_id = 1;
+}
+
+static void arch_deepseek(ms_synth_arch *a)
+{
+    synth_arch_base(a, "deepseek_v3", "DeepseekV3ForCausalLM");
+    a->routed_scaling_factor = 2.5;
+    a->yarn_mscale = 1.0;
+    a->yarn_mscale_all_dim = 1.0;
 }
 
 int ms_synth_preset(const char *name, ms_synth_opts *o, ms_err *err)
@@ -204,6 +211,8 @@ int ms_synth_preset(const char *name, ms_synth_opts *o, ms_err *err)
         a->n_mtp_hf = 1; /* GLM-4.7-Flash's HF checkpoint has its MTP layer at index 47 */
     } else if (!strcmp(name, "step-3.7-flash") || !strcmp(name, "step-tiny")) {
         synth_step_preset(o, !strcmp(name, "step-tiny"));
+    } else if (!strcmp(name, "deepseek-v4-flash") || !strcmp(name, "deepseek-v4-tiny")) {
+        synth_dsv4_preset(o, !strcmp(name, "deepseek-v4-tiny"));
     } else {
         return ms_errf(err, EINVAL, "--preset: unknown preset '%s' (expected one of: %s)", name,
                        ms_synth_preset_list());
@@ -220,7 +229,7 @@ int ms_synth_parse_format(const char *s, ms_synth_format *out, ms_err *err)
     return 0;
 }
 
-static const char *const recipe_names[] = {"uniform", "mixed-8-5", "dq4"};
+static const char *const recipe_names[] = {"uniform", "mixed-8-5", "dq4", "mixed-3-6"};
 
 int ms_synth_parse_recipe(const char *s, ms_synth_recipe *out, ms_err *err)
 {
@@ -229,7 +238,8 @@ int ms_synth_parse_recipe(const char *s, ms_synth_recipe *out, ms_err *err)
             *out = (ms_synth_recipe)i;
             return 0;
         }
-    return ms_errf(err, EINVAL, "--recipe: unknown recipe '%s' (expected uniform, mixed-8-5 or dq4)", s ? s : "");
+    return ms_errf(err, EINVAL, "--recipe: unknown recipe '%s' (expected uniform, mixed-8-5, dq4 or mixed-3-6)",
+                   s ? s : "");
 }
 
 const char *ms_synth_recipe_name(ms_synth_recipe r)
@@ -273,7 +283,7 @@ int ms_synth_validate(const ms_synth_opts *o, ms_err *err)
 {
     const ms_synth_arch *a = &o->arch;
     if (o->format != MS_SYNTH_MLX && o->format != MS_SYNTH_HF) return ms_errf(err, EINVAL, "--format: invalid");
-    if ((int)o->recipe < 0 || o->recipe > MS_SYNTH_DQ4) return ms_errf(err, EINVAL, "--recipe: invalid");
+    if ((int)o->recipe < 0 || o->recipe > MS_SYNTH_MIXED_3_6) return ms_errf(err, EINVAL, "--recipe: invalid");
     if (o->format == MS_SYNTH_HF && o->recipe != MS_SYNTH_UNIFORM)
         return ms_errf(err, EINVAL, "--recipe %s: quantization recipes apply to --format mlx only",
                        ms_synth_recipe_name(o->recipe));
@@ -286,6 +296,7 @@ int ms_synth_validate(const ms_synth_opts *o, ms_err *err)
     if (!(o->route_skew >= 0 && o->route_skew <= 100))
         return ms_errf(err, EINVAL, "--route-skew: %g is out of range [0, 100]", o->route_skew);
     if (o->shard_bytes == 0) return ms_errf(err, EINVAL, "--shard-size: must be > 0");
+    if (synth_is_dsv4(a)) return synth_dsv4_validate(o, err);
 
     CHECK_RANGE(a->vocab_size, 512, 1 << 24, "--vocab");
     CHECK_RANGE(a->hidden_size, 1, 1 << 16, "hidden_size");
@@ -332,6 +343,12 @@ static int recipe_bits(const ms_synth_opts *o, synth_role r, int layer, bool is_
             return layer % 5 == 0 ? 5 : 4;
         }
         return 8;
+    case MS_SYNTH_MIXED_3_6: {
+        if (r != ROLE_ROUTED && r != ROLE_DENSE && r != ROLE_MTP_PROJ) return 6;
+        int n8 = o->arch.n_layers / 8;
+        bool more = layer < n8 || layer >= 7 * o->arch.n_layers / 8 || (layer - n8) % 3 == 2;
+        return is_down && more ? 6 : 3;
+    }
     }
     return o->bits;
 }
@@ -342,6 +359,7 @@ int synth_recipe_default_bits(const ms_synth_opts *o)
     switch (o->recipe) {
     case MS_SYNTH_MIXED_8_5: return 5;
     case MS_SYNTH_DQ4: return 4;
+    case MS_SYNTH_MIXED_3_6: return 4; /* mlx_lm's default: --q-bits not given */
     default: return o->bits;
     }
 }
@@ -459,12 +477,37 @@ int synth_add_module(synth_build *b, const char *path, const char *leaf, synth_r
     return 0;
 }
 
+int synth_add_ffn(synth_build *b, const char *path, synth_role r, int layer, int64_t E, int64_t M, int64_t D,
+                  float in_std, float down_std)
+{
+    static const char *const proj[3] = {"gate_proj", "up_proj", "down_proj"};
+    char p[256];
+    int rc;
+    for (int k = 0; k < 3; k++) {
+        snprintf(p, sizeof p, "%s.%s", path, proj[k]);
+        int64_t rows = k == 2 ? D : M, cols = k == 2 ? M : D;
+        const int64_t *shape = E ? SHAPE3(E, rows, cols) : SHAPE2(rows, cols);
+        SYNTH_TRY(synth_add_module(b, p, "weight", r, layer, k == 2, E ? 3 : 2, shape, 0, k == 2 ? down_std : in_std));
+    }
+    return 0;
+}
+
 int synth_add_vector(synth_build *b, const char *path, int64_t dim, float mean, float std)
 {
     return synth_add_module(b, path, "weight", ROLE_NONE, -1, false, 1, &dim, mean, std);
 }
 
 static int add_norm(synth_build *b, const char *path, int64_t dim) { return synth_add_vector(b, path, dim, 1.0f, 0.02f); }
+
+int synth_add_float(synth_build *b, const char *name, ms_dtype dt, int ndim, const int64_t *shape, float mean,
+                    float std)
+{
+    uint64_t numel = 1;
+    for (int i = 0; i < ndim; i++) numel *= (uint64_t)shape[i];
+    b->n_params += numel;
+    sgen g = {.kind = GEN_FLOAT, .mean = mean, .std = std, .layer = -1, .stream = ms_hash64(name)};
+    return synth_add_tensor(b, name, dt, ndim, shape, &g);
+}
 
 int synth_add_router_bias(synth_build *b, const char *name, int layer, int64_t E, ms_dtype dt)
 {
@@ -526,9 +569,7 @@ static int add_layer(synth_build *b, int l)
     if (!is_moe_layer(a, l)) {
         const int64_t I = a->intermediate_size;
         const float down_std = (float)(out_scale / sqrt((double)I));
-        SYNTH_TRY(synth_add_module(b, P("mlp.gate_proj"), "weight", ROLE_DENSE, l, false, 2, SHAPE2(I, D), 0, in_std));
-        SYNTH_TRY(synth_add_module(b, P("mlp.up_proj"), "weight", ROLE_DENSE, l, false, 2, SHAPE2(I, D), 0, in_std));
-        SYNTH_TRY(synth_add_module(b, P("mlp.down_proj"), "weight", ROLE_DENSE, l, true, 2, SHAPE2(D, I), 0, down_std));
+        SYNTH_TRY(synth_add_ffn(b, P("mlp"), ROLE_DENSE, l, 0, I, D, in_std, down_std));
     } else {
         const int64_t E = a->n_routed_experts, M = a->moe_intermediate_size;
         const float down_std = (float)(out_scale / sqrt((double)M));
@@ -536,12 +577,7 @@ static int add_layer(synth_build *b, int l)
         SYNTH_TRY(synth_add_module(b, P("mlp.gate"), "weight", ROLE_NONE, l, false, 2, SHAPE2(E, D), 0, in_std));
         SYNTH_TRY(synth_add_router_bias(b, P("mlp.gate.e_score_correction_bias"), l, E, MS_DT_F32));
         if (mlx) { /* stacked SwitchLinear weights */
-            SYNTH_TRY(synth_add_module(b, P("mlp.switch_mlp.gate_proj"), "weight", ROLE_ROUTED, l, false, 3, SHAPE3(E, M, D), 0,
-                           in_std));
-            SYNTH_TRY(synth_add_module(b, P("mlp.switch_mlp.up_proj"), "weight", ROLE_ROUTED, l, false, 3, SHAPE3(E, M, D), 0,
-                           in_std));
-            SYNTH_TRY(synth_add_module(b, P("mlp.switch_mlp.down_proj"), "weight", ROLE_ROUTED, l, true, 3, SHAPE3(E, D, M), 0,
-                           down_std));
+            SYNTH_TRY(synth_add_ffn(b, P("mlp.switch_mlp"), ROLE_ROUTED, l, E, M, D, in_std, down_std));
         } else { /* one tensor per expert and projection */
             for (int e = 0; e < E; e++) {
                 char q[192];
@@ -555,12 +591,8 @@ static int add_layer(synth_build *b, int l)
         }
         if (a->n_shared_experts > 0) {
             const int64_t S = (int64_t)a->n_shared_experts * M;
-            SYNTH_TRY(synth_add_module(b, P("mlp.shared_experts.gate_proj"), "weight", ROLE_SHARED, l, false, 2, SHAPE2(S, D), 0,
-                           in_std));
-            SYNTH_TRY(synth_add_module(b, P("mlp.shared_experts.up_proj"), "weight", ROLE_SHARED, l, false, 2, SHAPE2(S, D), 0,
-                           in_std));
-            SYNTH_TRY(synth_add_module(b, P("mlp.shared_experts.down_proj"), "weight", ROLE_SHARED, l, true, 2, SHAPE2(D, S), 0,
-                           (float)(out_scale / sqrt((double)S))));
+            SYNTH_TRY(synth_add_ffn(b, P("mlp.shared_experts"), ROLE_SHARED, l, 0, S, D, in_std,
+                                    (float)(out_scale / sqrt((double)S))));
         }
     }
     if (mtp) {
@@ -592,6 +624,8 @@ static int build_inventory(const ms_synth_opts *o, ms_stw_plan *plan, synth_buil
     const int64_t D = a->hidden_size;
     if (rc == 0 && synth_is_step(a)) {
         rc = synth_step_inventory(b);
+    } else if (rc == 0 && synth_is_dsv4(a)) {
+        rc = synth_dsv4_inventory(b);
     } else if (rc == 0) {
         rc = synth_add_module(b, "model.embed_tokens", "weight", ROLE_EMBED, -1, false, 2, SHAPE2(a->vocab_size, D),
                               0, 1.0f);
@@ -637,7 +671,7 @@ typedef struct fill_ctx {
     int cur;              /* tensor being generated */
     uint64_t next_off;    /* expected next offset in it */
     ms_rng rng;
-    float *rbias;         /* router bias of the current tensor */
+    void *whole;          /* a tensor generated whole at offset 0 (router bias, tid2eid) */
 } fill_ctx;
 
 /* Store v as dtype dt at dst[i]; return the value actually stored. */
@@ -730,11 +764,12 @@ static int gen_fill(void *vctx, int tensor, uint64_t offset, void *dst, size_t l
     if (offset == 0) {
         c->cur = tensor;
         ms_rng_seed(&c->rng, c->o->seed, g->stream);
-        if (g->kind == GEN_RBIAS) {
-            free(c->rbias);
-            c->rbias = malloc((size_t)t->shape[0] * sizeof(float) + 1); /* [E] f32 */
-            if (!c->rbias) return ms_errf(err, ENOMEM, "out of memory");
-            int rc = router_bias(c, g, c->rbias, (int)t->shape[0], err);
+        if (g->kind == GEN_RBIAS || g->kind == GEN_TID2EID) {
+            free(c->whole);
+            c->whole = malloc(g->kind == GEN_RBIAS ? (size_t)t->shape[0] * sizeof(float) + 1 : t->nbytes + 1);
+            if (!c->whole) return ms_errf(err, ENOMEM, "out of memory");
+            int rc = g->kind == GEN_RBIAS ? router_bias(c, g, c->whole, (int)t->shape[0], err)
+                                          : synth_tid2eid(&c->rng, t->shape[0], t->shape[1], g->arg, c->whole, err);
             if (rc < 0) return rc;
         }
     } else if (tensor != c->cur || offset != c->next_off) {
@@ -755,9 +790,12 @@ static int gen_fill(void *vctx, int tensor, uint64_t offset, void *dst, size_t l
         return 0;
     case GEN_RBIAS: /* f32 or bf16 */
         if (g->dtype == MS_DT_BF16)
-            for (size_t i = 0; i < len / 2; i++) ((uint16_t *)dst)[i] = ms_f32_to_bf16(c->rbias[offset / 2 + i]);
+            for (size_t i = 0; i < len / 2; i++) ((uint16_t *)dst)[i] = ms_f32_to_bf16(((const float *)c->whole)[offset / 2 + i]);
         else
-            memcpy(out, (const uint8_t *)c->rbias + offset, len);
+            memcpy(out, (const uint8_t *)c->whole + offset, len);
+        return 0;
+    case GEN_TID2EID: /* int64 */
+        memcpy(out, (const uint8_t *)c->whole + offset, len);
         return 0;
     default: break;
     }
@@ -795,103 +833,6 @@ static int gen_fill(void *vctx, int tensor, uint64_t offset, void *dst, size_t l
 }
 
 /* ---- config.json ---- */
-
-/* Python repr() of a float: the shortest round-tripping digits, fixed notation
- * for exponents in [-4, 16), always with a '.' or an exponent. */
-static void fmt_double(double v, char *buf, size_t len)
-{
-    if (!isfinite(v)) {
-        snprintf(buf, len, v != v ? "NaN" : (v > 0 ? "Infinity" : "-Infinity"));
-        return;
-    }
-    if (v == 0) {
-        snprintf(buf, len, signbit(v) ? "-0.0" : "0.0");
-        return;
-    }
-    char e[64];
-    int p;
-    for (p = 1; p <= 17; p++) {
-        snprintf(e, sizeof e, "%.*e", p - 1, v);
-        if (strtod(e, NULL) == v) break;
-    }
-    int x = atoi(strchr(e, 'e') + 1);
-    if (x >= -4 && x < 16) {
-        int dec = p - 1 - x;
-        if (dec < 1) dec = 1;
-        snprintf(buf, len, "%.*f", dec, v);
-    } else {
-        snprintf(buf, len, "%s", e);
-    }
-}
-
-static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
-
-/* json.dump(obj, indent=indent[, sort_keys]) of a json-c tree. sort_depth:
- * objects at nesting depth < sort_depth get sorted keys. */
-static void jb_value(ms_strbuf *b, struct json_object *v, int indent, int level, int sort_depth)
-{
-    char tmp[64];
-    switch (json_object_get_type(v)) {
-    case json_type_null: ms_sb_puts(b, "null"); break;
-    case json_type_boolean: ms_sb_puts(b, json_object_get_boolean(v) ? "true" : "false"); break;
-    case json_type_int:
-        snprintf(tmp, sizeof tmp, "%" PRId64, json_object_get_int64(v));
-        ms_sb_puts(b, tmp);
-        break;
-    case json_type_double:
-        fmt_double(json_object_get_double(v), tmp, sizeof tmp);
-        ms_sb_puts(b, tmp);
-        break;
-    case json_type_string: ms_sb_json_str(b, json_object_get_string(v), (size_t)json_object_get_string_len(v)); break;
-    case json_type_array: {
-        size_t n = json_object_array_length(v);
-        if (n == 0) {
-            ms_sb_puts(b, "[]");
-            break;
-        }
-        ms_sb_putn(b, "[", 1);
-        for (size_t i = 0; i < n; i++) {
-            if (i) ms_sb_putn(b, ",", 1);
-            ms_sb_newline(b, indent, level + 1);
-            jb_value(b, json_object_array_get_idx(v, i), indent, level + 1, sort_depth);
-        }
-        ms_sb_newline(b, indent, level);
-        ms_sb_putn(b, "]", 1);
-        break;
-    }
-    case json_type_object: {
-        int n = json_object_object_length(v);
-        if (n == 0) {
-            ms_sb_puts(b, "{}");
-            break;
-        }
-        const char **keys = malloc((size_t)n * sizeof *keys);
-        if (!keys) {
-            b->oom = true;
-            return;
-        }
-        int k = 0;
-        json_object_object_foreach(v, key, val)
-        {
-            (void)val;
-            keys[k++] = key;
-        }
-        if (level < sort_depth) qsort(keys, (size_t)n, sizeof *keys, cmp_str);
-        ms_sb_putn(b, "{", 1);
-        for (int i = 0; i < n; i++) {
-            if (i) ms_sb_putn(b, ",", 1);
-            ms_sb_newline(b, indent, level + 1);
-            ms_sb_json_str(b, keys[i], strlen(keys[i]));
-            ms_sb_puts(b, ": ");
-            jb_value(b, json_object_object_get(v, keys[i]), indent, level + 1, sort_depth);
-        }
-        ms_sb_newline(b, indent, level);
-        ms_sb_putn(b, "}", 1);
-        free(keys);
-        break;
-    }
-    }
-}
 
 static struct json_object *qparams_obj(int gs, int bits)
 {
@@ -994,13 +935,15 @@ static json_object *ds3_config(const ms_synth_opts *o, const synth_build *b)
 
 static int config_json(const ms_synth_opts *o, const synth_build *b, char **out, ms_err *err)
 {
-    json_object *c = synth_is_step(&o->arch) ? synth_step_config(o, b) : ds3_config(o, b);
+    json_object *c = synth_is_step(&o->arch)   ? synth_step_config(o, b)
+                     : synth_is_dsv4(&o->arch) ? synth_dsv4_config(o, b)
+                                               : ds3_config(o, b);
     if (!c) return ms_errf(err, ENOMEM, "out of memory");
     ms_strbuf jb = {0};
     bool mlx = o->format == MS_SYNTH_MLX;
     /* mlx_lm save_config sorts the top level only (indent 4, no newline);
      * transformers sorts every level (indent 2, trailing newline). */
-    jb_value(&jb, c, mlx ? 4 : 2, 0, mlx ? 1 : 1000);
+    ms_json_dump_py(&jb, c, mlx ? 4 : 2, mlx ? 1 : 1000);
     if (!mlx) ms_sb_putn(&jb, "\n", 1);
     json_object_put(c);
     if (jb.oom) {
@@ -1119,7 +1062,7 @@ int ms_synth_write(const char *dir, const ms_synth_opts *o, ms_synth_result *res
         };
         fill_ctx fc = {.o = o, .plan = &plan, .gens = b.gens, .cur = -1};
         rc = ms_stw_write_all(&plan, dir, &wo, gen_fill, &fc, err);
-        free(fc.rbias);
+        free(fc.whole);
         if (rc == 0 && (o->format == MS_SYNTH_MLX || plan.n_shards > 1)) {
             /* mlx_lm always writes the index (with total_parameters; mlx-vlm, for the
              * step3p7 wrapper, without); transformers only when sharded */

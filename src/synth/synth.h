@@ -45,11 +45,14 @@ typedef enum ms_synth_recipe {
     MS_SYNTH_UNIFORM = 0, /* every quantizable module at `bits` */
     MS_SYNTH_MIXED_8_5,   /* 8-bit everything, 5-bit routed experts (GLM-4.7-Flash "8/5" card) */
     MS_SYNTH_DQ4,         /* 8-bit backbone, 4-bit experts, down_proj 6-bit (layers < 5) / 5-bit (every 5th) */
+    MS_SYNTH_MIXED_3_6,   /* DeepSeek-V4-Flash-MLX-Q3-mixed (its converter's mixed_3_6): 3-bit routed experts with
+                             down_proj 6-bit in layers < N/8, >= 7N/8 or (l - N/8) % 3 == 2; everything else
+                             6-bit; top-level bits 4 */
 } ms_synth_recipe;
 
 /* The architecture numbers (deepseek_v3 family, or step3p5), written to config.json. */
 typedef struct ms_synth_arch {
-    char model_type[32];    /* "deepseek_v3", "glm4_moe_lite" or "step3p5" */
+    char model_type[32];    /* "deepseek_v3", "glm4_moe_lite", "step3p5", "deepseek_v4" */
     char architecture[48];  /* "DeepseekV3ForCausalLM", "Glm4MoeLiteForCausalLM" */
     int vocab_size;
     int hidden_size;
@@ -90,6 +93,15 @@ typedef struct ms_synth_arch {
     int llama3_original_max_pos;
     double swiglu_limit;         /* swiglu_limits of the last two layers (release: 7) */
     double swiglu_limit_shared;  /* swiglu_limits_shared of the last layer (release: 16) */
+    /* deepseek_v4 only (model_type "deepseek_v4"; every layer is MoE) */
+    struct {
+        int head_dim, rope_dim, o_groups, o_lora_rank, window;
+        int index_heads, index_dim, index_topk;
+        int hc_mult, hc_iters, n_hash_layers;
+        int first_compressed;    /* compress_ratios: 0 below this layer, then 4, plain, 4, plain, ... */
+        int plain_ratio;         /* the plain-pooling ratio (128 in the published config) */
+        double swiglu_limit, compress_rope_theta;
+    } v4;
 } ms_synth_arch;
 
 typedef struct ms_synth_opts {
@@ -121,8 +133,8 @@ typedef struct ms_synth_result {
 const char *ms_synth_preset_list(void);
 
 /* Fill opts with the defaults of a preset ("tiny", "demo", "gigachat-702b",
- * "glm-4.7-flash", "step-3.7-flash", "step-tiny"); -EINVAL (message lists
- * the presets) for an unknown name. */
+ * "glm-4.7-flash", "step-3.7-flash", "step-tiny", "deepseek-v4-flash",
+ * "deepseek-v4-tiny"); -EINVAL (message lists the presets) for an unknown name. */
 int ms_synth_preset(const char *name, ms_synth_opts *opts, ms_err *err);
 
 int ms_synth_parse_format(const char *s, ms_synth_format *out, ms_err *err);

@@ -1,9 +1,9 @@
 /* synth_impl.h - what synth.c shares with the family inventories beside it
- * (synth_step.c): the tensor inventory under construction (synth_build), the
- * module roles a quantization recipe assigns bits by, the adders that turn a
- * logical weight into a float tensor or an MLX weight/scales/biases triple
- * with its generator record, and the Python-json.dump-style renderer for
- * config.json. Private to src/synth. */
+ * (synth_step.c, synth_dsv4.c): the tensor inventory under construction
+ * (synth_build), the module roles a quantization recipe assigns bits by, the
+ * adders that turn a logical weight into a float tensor or an MLX
+ * weight/scales/biases triple with its generator record, and the quantization
+ * block of config.json. Private to src/synth. */
 #ifndef MS_SYNTH_IMPL_H
 #define MS_SYNTH_IMPL_H
 
@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "rng.h"
 #include "strbuf.h"
 #include "synth.h"
 
@@ -27,7 +28,14 @@ typedef enum synth_role {
     ROLE_NONE,   /* norms, bare routers, router biases: never quantized */
 } synth_role;
 
-typedef enum gen_kind { GEN_FLOAT = 0, GEN_QWEIGHT, GEN_QSCALES, GEN_QBIASES, GEN_RBIAS } gen_kind;
+typedef enum gen_kind {
+    GEN_FLOAT = 0, /* mean + std * N(0, 1) */
+    GEN_QWEIGHT,   /* uniform random codes */
+    GEN_QSCALES,   /* per-group scales (random sign) */
+    GEN_QBIASES,   /* -scale * (2^bits - 1) / 2, replaying the scales' stream */
+    GEN_RBIAS,     /* router correction bias with the --route-skew popularity */
+    GEN_TID2EID,   /* [vocab][K] int64 distinct expert ids per token (hash routing) */
+} gen_kind;
 
 /* How one tensor's bytes are generated. */
 typedef struct sgen {
@@ -36,6 +44,7 @@ typedef struct sgen {
     ms_dtype dtype;
     float mean, std;
     int layer;
+    int32_t arg; /* GEN_TID2EID: the number of experts */
     uint64_t stream;
 } sgen;
 
@@ -81,6 +90,11 @@ int synth_add_tensor(synth_build *b, const char *name, ms_dtype dt, int ndim, co
  * path.{weight,scales,biases} of that std (and a quantization entry). */
 int synth_add_module(synth_build *b, const char *path, const char *leaf, synth_role r, int layer, bool is_down,
                      int ndim, const int64_t *shape, float mean, float std);
+/* A gated FFN path.{gate,up,down}_proj of width M (role r): 2-D [M, D] / [D, M]
+ * when E is 0, else E stacked experts [E, M, D] / [E, D, M] (MLX switch_mlp);
+ * gate and up with in_std, down with down_std. */
+int synth_add_ffn(synth_build *b, const char *path, synth_role r, int layer, int64_t E, int64_t M, int64_t D,
+                  float in_std, float down_std);
 /* A float vector path.weight (norms): N(mean, std). */
 int synth_add_vector(synth_build *b, const char *path, int64_t dim, float mean, float std);
 /* A router bias [E] (the skewed popularity of synth.h) stored as dt (F32 or BF16). */
@@ -91,6 +105,25 @@ void synth_build_free(synth_build *b);
 int synth_recipe_default_bits(const ms_synth_opts *o);
 /* The "quantization" block: defaults and the per-module entries, paths as written. */
 json_object *synth_quant_block(const ms_synth_opts *o, const synth_build *b);
+
+/* Defaults shared by the DeepSeek presets (architecture names, one shared
+ * expert, every layer MoE, normalized top-k, eps 1e-6, theta 1e4 + YaRN betas
+ * 32/1, BOS 0, EOS 1); everything else zero. */
+void synth_arch_base(ms_synth_arch *a, const char *model_type, const char *architecture);
+/* A float tensor `name` of dtype dt with values mean + std * N(0, 1) (counted as parameters). */
+int synth_add_float(synth_build *b, const char *name, ms_dtype dt, int ndim, const int64_t *shape, float mean,
+                    float std);
+
+/* DeepSeek-V4 (synth_dsv4.c). */
+bool synth_is_dsv4(const ms_synth_arch *a);
+void synth_dsv4_preset(ms_synth_opts *o, bool tiny);
+int synth_dsv4_validate(const ms_synth_opts *o, ms_err *err);
+/* Every tensor: embeddings, layers, norm, hc_head, lm_head. */
+int synth_dsv4_inventory(synth_build *b);
+/* config.json (with the quantization blocks for MLX). */
+json_object *synth_dsv4_config(const ms_synth_opts *o, const synth_build *b);
+/* tid2eid [vocab][k] int64: k distinct experts of n_experts per token. */
+int synth_tid2eid(ms_rng *r, int64_t vocab, int64_t k, int n_experts, void *out, ms_err *err);
 
 /* The step3p5 family (synth_step.c). */
 bool synth_is_step(const ms_synth_arch *a);

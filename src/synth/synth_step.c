@@ -176,17 +176,10 @@ static int add_layer(synth_build *b, const char *P, int l)
             SYNTH_TRY(synth_add_router_bias(b, N("moe.router_bias"), l, E, MS_DT_F32));
         }
         const char *ex = mlx ? "mlp.switch_mlp" : "moe", *sh = mlx ? "mlp.share_expert" : "share_expert";
-        static const char *const proj[3] = {"gate_proj", "up_proj", "down_proj"};
-        for (int k = 0; k < 3; k++) {
-            snprintf(p, sizeof p, "%s.%s.%s", pre, ex, proj[k]);
-            SYNTH_TRY(synth_add_module(b, p, "weight", ROLE_ROUTED, l, k == 2, 3, k == 2 ? SHAPE3(E, D, M) : SHAPE3(E, M, D),
-                                 0, k == 2 ? down_std : in_std));
-        }
-        for (int k = 0; k < 3; k++) {
-            snprintf(p, sizeof p, "%s.%s.%s", pre, sh, proj[k]);
-            SYNTH_TRY(synth_add_module(b, p, "weight", ROLE_SHARED, l, k == 2, 2, k == 2 ? SHAPE2(D, S) : SHAPE2(S, D), 0,
-                                 k == 2 ? (float)(out_scale / sqrt((double)S)) : in_std));
-        }
+        snprintf(p, sizeof p, "%s.%s", pre, ex);
+        SYNTH_TRY(synth_add_ffn(b, p, ROLE_ROUTED, l, E, M, D, in_std, down_std));
+        snprintf(p, sizeof p, "%s.%s", pre, sh);
+        SYNTH_TRY(synth_add_ffn(b, p, ROLE_SHARED, l, 0, S, D, in_std, (float)(out_scale / sqrt((double)S))));
     }
     if (l >= a->n_layers) {
         SYNTH_TRY(synth_add_vector(b, N("shared_head.norm"), D, norm_mean, 0.02f));

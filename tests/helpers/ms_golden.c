@@ -77,6 +77,18 @@ double mst_golden_compare(const mst_golden *g, const float *lg)
     return worst;
 }
 
+ms_engine *mst_golden_engine(const mst_golden *g, int batch, int n, float **lg)
+{
+    ms_engine_opts o = {.threads = 2, .ctx = 64, .batch = batch};
+    ms_engine *e;
+    ms_err err = {0};
+    if (ms_engine_open(g->dir, &o, &e, &err) < 0) fail_msg("%s", err.msg);
+    *lg = malloc(sizeof(float) * (size_t)g->n * g->vocab);
+    assert_non_null(*lg);
+    if (ms_engine_eval(e, g->tokens, n, NULL, false, &err) < 0) fail_msg("%s", err.msg);
+    return e;
+}
+
 float *mst_golden_run(const mst_golden *g, const ms_engine_opts *o, bool prefill)
 {
     ms_engine *e;

@@ -25,6 +25,10 @@ int mst_argmax_d(const double *x, int n);
 void mst_golden_free(mst_golden *g);
 /* Max relative error of lg[n][vocab] against the reference; asserts the argmax. */
 double mst_golden_compare(const mst_golden *g, const float *lg);
+/* An engine on the case's model (2 threads, ctx 64, chunks of `batch`) that has
+ * evaluated the first `n` prompt tokens; *lg = room for the logits of every
+ * position (malloc'd [n][vocab]). */
+ms_engine *mst_golden_engine(const mst_golden *g, int batch, int n, float **lg);
 /* Logits at every position (malloc'd [n][vocab]) from an engine opened with o:
  * token by token (prefill false) or one ms_engine_eval of the whole prompt,
  * which runs in chunks of o->batch. */

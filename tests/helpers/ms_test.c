@@ -108,6 +108,31 @@ int mst_run(char **out, char **errout, const char *fmt, ...)
     return -1;
 }
 
+uint64_t mst_min_budget(const char *dir, int ctx, int batch, int threads)
+{
+    ms_model m;
+    ms_err err = {0};
+    if (ms_model_open(dir, &m, &err) < 0) fail_msg("%s: %s", dir, err.msg);
+    ms_plan p;
+    if (ms_plan_compute(&m, 1ull << 40, ctx, batch, threads, &p, &err) < 0) fail_msg("plan: %s", err.msg);
+    ms_model_close(&m);
+    return p.min_budget;
+}
+
+void mst_check_streamed(const ms_cache_stats *cs)
+{
+    print_message("min budget: %lld slots, %llu hits / %llu accesses, %llu evictions\n", (long long)cs->slots,
+                  (unsigned long long)cs->hits, (unsigned long long)cs->accesses, (unsigned long long)cs->evictions);
+    assert_true(cs->misses > 0 && cs->evictions > 0);
+}
+
+int64_t mst_json_int(struct json_object *o, const char *k)
+{
+    json_object *v;
+    if (!json_object_object_get_ex(o, k, &v)) fail_msg("missing %s", k);
+    return json_object_get_int64(v);
+}
+
 bool mst_in_ci(void)
 {
     const char *ci = getenv("CI");
@@ -188,13 +213,6 @@ void mst_deadline(unsigned seconds, const char *what)
     alarm(seconds);
 }
 
-static long long json_int(json_object *o, const char *k)
-{
-    json_object *v;
-    if (!json_object_object_get_ex(o, k, &v)) fail_msg("stats JSON has no \"%s\"", k);
-    return (long long)json_object_get_int64(v);
-}
-
 void mst_check_budget_split(const char *model_dir, uint64_t ram, int ctx, int batch, int threads,
                             const char *stats_json, long long peak, bool upper, const char *what)
 {
@@ -212,9 +230,9 @@ void mst_check_budget_split(const char *model_dir, uint64_t ram, int ctx, int ba
     json_object *st = json_tokener_parse(text);
     free(text);
     if (!st) fail_msg("%s: not JSON", stats_json);
-    long long arena = json_int(st, "cache_bytes"), resident = json_int(st, "resident_bytes"),
-              state = json_int(st, "state_bytes");
-    if (peak < 0) peak = json_int(st, "peak_rss_bytes");
+    long long arena = mst_json_int(st, "cache_bytes"), resident = mst_json_int(st, "resident_bytes"),
+              state = mst_json_int(st, "state_bytes");
+    if (peak < 0) peak = mst_json_int(st, "peak_rss_bytes");
     json_object_put(st);
     const double M = 1024.0 * 1024.0;
     uint64_t fixed = p.resident_bytes + p.kv_bytes + p.scratch_bytes + p.overhead_bytes;

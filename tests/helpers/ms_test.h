@@ -36,6 +36,18 @@ char *mst_slurp(const char *path, size_t *len);
 /* True if path exists. */
 bool mst_exists(const char *path);
 
+/* The plan's minimum --ram for the model in dir at this ctx / batch / threads. */
+uint64_t mst_min_budget(const char *dir, int ctx, int batch, int threads);
+
+/* A run at the minimum budget really streamed: prints its cache counters and
+ * asserts misses and evictions. */
+struct ms_cache_stats;
+void mst_check_streamed(const struct ms_cache_stats *cs);
+
+/* Integer member k of JSON object o (fails the test when absent). */
+struct json_object;
+int64_t mst_json_int(struct json_object *o, const char *k);
+
 /* `moestream synth --preset tiny` into the scratch directory MS_TMP_DIR/<name>: its
  * malloc'd path, NULL (with synth's stderr printed) if synth failed. */
 char *mst_synth_tiny(const char *name);
