@@ -6,12 +6,17 @@
  * latest_reminder, merged user turns, unicode and quotes, arguments that are
  * not JSON); each is rebuilt here with the C API and compared byte for byte.
  * Also: add_generation_prompt false, prefix stability of a reply, and bad
- * input (unknown role, empty developer message, malformed tools). */
+ * input (unknown role, empty developer message, malformed tools). And the way
+ * run/chat/serve reach it: a deepseek_v4 checkpoint without a template loads
+ * as the built-in encoder, and OpenAI-style JSON (tools given separately,
+ * tool calls with string arguments, template kwargs) renders the same bytes. */
 #include <json-c/json.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "chat_dsv4.h"
+#include "chat_template.h"
 #include "ms_test.h"
 
 #define EXPECTED MS_TEST_DATA "/chat_dsv4/expected.json"
@@ -158,6 +163,67 @@ static void test_bad_input(void **state)
                  "arguments must be a JSON object");
 }
 
+/* A deepseek_v4 model directory (config.json only, no template) through the
+ * chat-template API with JSON messages. */
+static void test_checkpoint_json(void **state)
+{
+    (void)state;
+    char *dir = mst_tmpdir("dsv4_ct");
+    char *cfg = mst_fmt("%s/config.json", dir);
+    FILE *fp = fopen(cfg, "w");
+    assert_non_null(fp);
+    fputs("{\"model_type\": \"deepseek_v4\"}", fp);
+    fclose(fp);
+    ms_chat_template *ct = NULL;
+    ms_err err = {0};
+    if (ms_chat_template_load(dir, NULL, NULL, &ct, &err) < 0) fail_msg("%s", err.msg);
+    assert_true(ct->dsv4);
+    assert_non_null(strstr(ct->origin, "DeepSeek-V4 encoder"));
+    static const struct {
+        const char *name, *messages, *kwargs;
+        bool tools;
+    } cases[] = {
+        {"chat",
+         "[{\"role\":\"system\",\"content\":\"You are helpful.\"},{\"role\":\"user\",\"content\":\"Hi\"},"
+         "{\"role\":\"assistant\",\"content\":\"Hello!\",\"reasoning_content\":\"r1\"},"
+         "{\"role\":\"user\",\"content\":\"How are you?\"}]",
+         NULL, false},
+        {"thinking_drop",
+         "[{\"role\":\"system\",\"content\":\"You are helpful.\"},{\"role\":\"user\",\"content\":\"Hi\"},"
+         "{\"role\":\"assistant\",\"content\":\"Hello!\",\"reasoning_content\":\"r1\"},"
+         "{\"role\":\"user\",\"content\":\"How are you?\"}]",
+         "{\"thinking_mode\":\"thinking\"}", false},
+        {"tools_chat",
+         "[{\"role\":\"system\",\"content\":\"sys\"},{\"role\":\"user\",\"content\":\"Weather in Paris and Rome?\"},"
+         "{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":["
+         "{\"id\":\"a\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"{\\\"city\\\": \\\"Paris\\\"}\"}},"
+         "{\"id\":\"b\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":"
+         "\"{\\\"city\\\": \\\"Rome\\\", \\\"days\\\": 2, \\\"opts\\\": {\\\"unit\\\": \\\"C\\\", \\\"x\\\": [1, 2.5, true, null]}}\"}}]},"
+         "{\"role\":\"tool\",\"tool_call_id\":\"b\",\"content\":\"15C\"},"
+         "{\"role\":\"tool\",\"tool_call_id\":\"a\",\"content\":\"20C\"}]",
+         NULL, true},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_object *msgs = json_tokener_parse(cases[i].messages);
+        json_object *kw = cases[i].kwargs ? json_tokener_parse(cases[i].kwargs) : NULL;
+        json_object *tools = cases[i].tools ? json_tokener_parse(TOOLS) : NULL;
+        assert_non_null(msgs);
+        char *got = NULL, *want = expected(cases[i].name);
+        size_t len;
+        if (ms_chat_template_render(ct, msgs, tools, kw, NULL, true, &got, &len, &err) < 0)
+            fail_msg("%s: %s", cases[i].name, err.msg);
+        if (strcmp(want, got)) fail_msg("%s through JSON:\nwant %s\ngot  %s", cases[i].name, want, got);
+        free(got);
+        free(want);
+        json_object_put(msgs);
+        json_object_put(kw);
+        json_object_put(tools);
+    }
+    ms_chat_template_free(ct);
+    free(cfg);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -166,6 +232,7 @@ int main(void)
         cmocka_unit_test(test_developer_reminder_merge),
         cmocka_unit_test(test_generation_prompt_and_prefix),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_checkpoint_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -263,7 +263,7 @@ static void test_synth_and_fallback(void **state)
     (void)state;
     char *dir = mst_tmpdir("template_synth");
     ms_err err = {0};
-    assert_int_equal(ms_synth_tokenizer_write(dir, 600, 3, &err), 0);
+    assert_int_equal(ms_synth_tokenizer_write(dir, 600, 3, true, &err), 0);
     const char *msgs = "[{\"role\": \"system\", \"content\": \"S\"}, {\"role\": \"user\", \"content\": \"Hello\"},"
                        " {\"role\": \"assistant\", \"content\": \"Hi\"}, {\"role\": \"user\", \"content\": \"Again\"}]";
     const char *want = "<｜begin▁of▁sentence｜>S<｜User｜>Hello<｜Assistant｜>Hi<｜end▁of▁sentence｜><｜User｜>Again<｜Assistant｜>";
@@ -402,7 +402,7 @@ static void test_cli_tokenize(void **state)
     char *out = NULL, *err = NULL;
     char *small = mst_tmpdir("cli_small"); /* a small tokenizer keeps the error cases fast */
     ms_err e = {0};
-    assert_int_equal(ms_synth_tokenizer_write(small, 512, 1, &e), 0);
+    assert_int_equal(ms_synth_tokenizer_write(small, 512, 1, true, &e), 0);
     int rc = mst_run(&out, &err,
                      "printf '%%s\\n' '{\"text\": \"Hello world\"}' '{\"text\": \"\"}' "
                      "'{\"text\": \"<｜User｜>Hi\\u0000\"}' | %s tokenize --tokenizer %s",

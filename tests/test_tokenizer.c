@@ -552,7 +552,7 @@ static void test_synth_tokenizer(void **state)
         int V = sizes[k];
         char *dir = mst_tmpdir("tok_synth");
         ms_err err = {0};
-        assert_int_equal(ms_synth_tokenizer_write(dir, V, 42, &err), 0);
+        assert_int_equal(ms_synth_tokenizer_write(dir, V, 42, true, &err), 0);
         ms_tokenizer *t;
         assert_int_equal(ms_tokenizer_load(dir, &t, &err), 0);
         assert_int_equal(ms_tokenizer_vocab_size(t), V);
@@ -591,12 +591,12 @@ static void test_synth_tokenizer(void **state)
             char *a = mst_fmt("%s/tokenizer.json", dir);
             char *x = mst_slurp(a, NULL);
             char *dir2 = mst_tmpdir("tok_synth2");
-            assert_int_equal(ms_synth_tokenizer_write(dir2, V, 42, &err), 0);
+            assert_int_equal(ms_synth_tokenizer_write(dir2, V, 42, true, &err), 0);
             char *b = mst_fmt("%s/tokenizer.json", dir2);
             char *y = mst_slurp(b, NULL);
             assert_string_equal(x, y);
             free(y);
-            assert_int_equal(ms_synth_tokenizer_write(dir2, V, 43, &err), 0);
+            assert_int_equal(ms_synth_tokenizer_write(dir2, V, 43, true, &err), 0);
             y = mst_slurp(b, NULL);
             if (V > 2000) assert_true(strcmp(x, y) != 0);
             free(x);
@@ -608,7 +608,7 @@ static void test_synth_tokenizer(void **state)
         free(dir);
     }
     ms_err err = {0};
-    assert_true(ms_synth_tokenizer_write(MS_TMP_DIR, 100, 1, &err) < 0);
+    assert_true(ms_synth_tokenizer_write(MS_TMP_DIR, 100, 1, true, &err) < 0);
     assert_non_null(strstr(err.msg, "vocab_size"));
 }
 

@@ -1050,7 +1050,9 @@ int ms_synth_write(const char *dir, const ms_synth_opts *o, ms_synth_result *res
     rc = config_json(o, &b, &config, err);
     if (rc == 0) rc = remove_old_checkpoint(dir, err);
     if (rc == 0) {
-        rc = ms_synth_tokenizer_write(dir, o->arch.vocab_size, o->seed, err);
+        /* DeepSeek-V4 ships no chat template (a Python encoder): run/chat use chat_dsv4.c */
+        rc = ms_synth_tokenizer_write(dir, o->arch.vocab_size, o->seed, strcmp(o->arch.model_type, "deepseek_v4") != 0,
+                                      err);
         if (rc < 0) ms_err_prefix(err, "tokenizer: ");
     }
     if (rc == 0) {

@@ -480,7 +480,7 @@ static void added_token_json(FILE *f, const char *key, const char *content)
           f);
 }
 
-static int write_config_json(const char *path, ms_err *err)
+static int write_config_json(const char *path, bool chat_template, ms_err *err)
 {
     FILE *f = fopen(path, "w");
     if (!f) return ms_errf(err, errno, "%s: cannot create: %s", path, strerror(errno));
@@ -491,9 +491,12 @@ static int write_config_json(const char *path, ms_err *err)
     fputs("  \"legacy\": true,\n  \"model_max_length\": 131072,\n", f);
     added_token_json(f, "pad_token", SYNTH_EOS);
     fputs("  \"sp_model_kwargs\": {},\n  \"unk_token\": null,\n"
-          "  \"tokenizer_class\": \"LlamaTokenizerFast\",\n  \"chat_template\": ",
+          "  \"tokenizer_class\": \"LlamaTokenizerFast\"",
           f);
-    json_str(f, ms_chat_template_deepseek_v3, strlen(ms_chat_template_deepseek_v3)); /* DeepSeek-V3's own */
+    if (chat_template) {
+        fputs(",\n  \"chat_template\": ", f);
+        json_str(f, ms_chat_template_deepseek_v3, strlen(ms_chat_template_deepseek_v3)); /* DeepSeek-V3's own */
+    }
     fputs("\n}\n", f);
     bool bad = ferror(f) != 0;
     if (fclose(f) != 0 || bad) return ms_errf(err, EIO, "%s: write failed: %s", path, strerror(errno ? errno : EIO));
@@ -532,13 +535,9 @@ static int tok_writer(const char *p, void *c, ms_err *err)
     return write_tokenizer_json(p, t->S, t->vocab_size, err);
 }
 
-static int cfg_writer(const char *p, void *c, ms_err *err)
-{
-    (void)c;
-    return write_config_json(p, err);
-}
+static int cfg_writer(const char *p, void *c, ms_err *err) { return write_config_json(p, *(const bool *)c, err); }
 
-int ms_synth_tokenizer_write(const char *dir, int vocab_size, uint64_t seed, ms_err *err)
+int ms_synth_tokenizer_write(const char *dir, int vocab_size, uint64_t seed, bool chat_template, ms_err *err)
 {
     if (!dir || !*dir) return ms_errf(err, EINVAL, "synthetic tokenizer: empty output directory");
     if (vocab_size < 512 || vocab_size > (1 << 24))
@@ -622,7 +621,7 @@ int ms_synth_tokenizer_write(const char *dir, int vocab_size, uint64_t seed, ms_
 
     struct tok_ctx tc = {&S, vocab_size};
     rc = write_atomic(dir, "tokenizer.json", tok_writer, &tc, err);
-    if (rc == 0) rc = write_atomic(dir, "tokenizer_config.json", cfg_writer, NULL, err);
+    if (rc == 0) rc = write_atomic(dir, "tokenizer_config.json", cfg_writer, &chat_template, err);
 out:
     for (int i = 0; i < S.ntok; i++) free(S.toks[i].s);
     free(S.toks);

@@ -365,3 +365,90 @@ out:
     ms_sb_free(&b);
     return rc;
 }
+
+/* ---- OpenAI-style JSON messages -> ms_dsv4_msg ---------------------------- */
+
+static const char *jstr(json_object *o, const char *key)
+{
+    json_object *v;
+    if (!o || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string)) return NULL;
+    return json_object_get_string(v);
+}
+
+int ms_chat_dsv4_render_json(json_object *messages, json_object *tools, json_object *kwargs, bool add_generation_prompt,
+                             char **out, size_t *out_len, ms_err *err)
+{
+    *out = NULL;
+    if (!json_object_is_type(messages, json_type_array)) return ms_errf(err, EINVAL, "messages: expected a JSON array");
+    size_t n = json_object_array_length(messages), total_calls = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_object *tc, *m = json_object_array_get_idx(messages, i);
+        if (!json_object_is_type(m, json_type_object)) return ms_errf(err, EINVAL, "messages[%zu]: expected an object", i);
+        if (json_object_object_get_ex(m, "tool_calls", &tc) && json_object_is_type(tc, json_type_array))
+            total_calls += json_object_array_length(tc);
+    }
+    /* tools of the request go on the first system message (one is added when there is none) */
+    const char *tools_text = tools && json_object_is_type(tools, json_type_array)
+                                 ? json_object_to_json_string_ext(tools, JSON_C_TO_STRING_PLAIN)
+                                 : NULL;
+    bool add_system = tools_text && !(n > 0 && jstr(json_object_array_get_idx(messages, 0), "role") &&
+                                      !strcmp(jstr(json_object_array_get_idx(messages, 0), "role"), "system"));
+    ms_dsv4_msg *msgs = calloc(n + 1, sizeof *msgs);
+    ms_dsv4_tool_call *calls = calloc(total_calls + 1, sizeof *calls);
+    if (!msgs || !calls) {
+        free(msgs);
+        free(calls);
+        return ms_errf(err, ENOMEM, "out of memory");
+    }
+    size_t k = 0, c = 0;
+    if (add_system) msgs[k++] = (ms_dsv4_msg){.role = "system", .content = "", .tools = tools_text};
+    for (size_t i = 0; i < n; i++, k++) {
+        json_object *m = json_object_array_get_idx(messages, i), *tc, *args, *rf;
+        ms_dsv4_msg *d = &msgs[k];
+        d->role = jstr(m, "role");
+        d->content = jstr(m, "content");
+        d->reasoning = jstr(m, "reasoning_content");
+        d->tool_call_id = jstr(m, "tool_call_id");
+        if (json_object_object_get_ex(m, "response_format", &rf) && !json_object_is_type(rf, json_type_null))
+            d->response_format = json_object_to_json_string_ext(rf, JSON_C_TO_STRING_PLAIN);
+        if (i == 0 && tools_text && !add_system) d->tools = tools_text;
+        if (!d->role) {
+            free(msgs);
+            free(calls);
+            return ms_errf(err, EINVAL, "messages[%zu]: \"role\" is missing", i);
+        }
+        if (json_object_object_get_ex(m, "tool_calls", &tc) && json_object_is_type(tc, json_type_array)) {
+            d->tool_calls = calls + c;
+            for (size_t j = 0; j < json_object_array_length(tc); j++, c++) {
+                json_object *call = json_object_array_get_idx(tc, j), *fn = NULL;
+                json_object_object_get_ex(call, "function", &fn);
+                calls[c].id = jstr(call, "id");
+                calls[c].name = jstr(fn, "name");
+                calls[c].arguments = "{}";
+                if (fn && json_object_object_get_ex(fn, "arguments", &args))
+                    calls[c].arguments = json_object_is_type(args, json_type_string)
+                                             ? json_object_get_string(args)
+                                             : json_object_to_json_string_ext(args, JSON_C_TO_STRING_PLAIN);
+                d->n_tool_calls++;
+            }
+        }
+    }
+    /* template kwargs: thinking (bool), thinking_mode ("thinking" | "chat"), enable_thinking
+     * (bool), keep_reasoning / drop_thinking, reasoning_effort ("max") */
+    ms_dsv4_opts o = {0};
+    json_object *v;
+    if (kwargs && json_object_is_type(kwargs, json_type_object)) {
+        if (json_object_object_get_ex(kwargs, "thinking", &v) || json_object_object_get_ex(kwargs, "enable_thinking", &v))
+            o.thinking = json_object_get_boolean(v);
+        const char *mode = jstr(kwargs, "thinking_mode");
+        if (mode) o.thinking = !strcmp(mode, "thinking");
+        if (json_object_object_get_ex(kwargs, "drop_thinking", &v)) o.keep_reasoning = !json_object_get_boolean(v);
+        if (json_object_object_get_ex(kwargs, "keep_reasoning", &v)) o.keep_reasoning = json_object_get_boolean(v);
+        const char *effort = jstr(kwargs, "reasoning_effort");
+        o.reasoning_max = effort && !strcmp(effort, "max");
+    }
+    int rc = ms_chat_dsv4_render(msgs, k, &o, add_generation_prompt, out, out_len, err);
+    free(msgs);
+    free(calls);
+    return rc;
+}

@@ -55,4 +55,13 @@ typedef struct ms_dsv4_opts {
 int ms_chat_dsv4_render(const ms_dsv4_msg *msgs, size_t n, const ms_dsv4_opts *opts, bool add_generation_prompt,
                         char **out, size_t *out_len, ms_err *err);
 
+/* The same from OpenAI-style JSON (what run, chat and serve hold): messages (role,
+ * content, reasoning_content, tool_calls with function.name/arguments, tool_call_id,
+ * response_format), the request's tools (put on the first system message; an empty
+ * one is added when the conversation has none), template kwargs thinking /
+ * enable_thinking / thinking_mode, drop_thinking / keep_reasoning, reasoning_effort. */
+struct json_object;
+int ms_chat_dsv4_render_json(struct json_object *messages, struct json_object *tools, struct json_object *kwargs,
+                             bool add_generation_prompt, char **out, size_t *out_len, ms_err *err);
+
 #endif

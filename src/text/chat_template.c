@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "chat_dsv4.h"
 #include "tokenizer.h"
 #include "util.h"
 
@@ -174,6 +175,24 @@ static int config_templates(json_object *cfg, const char *path, const char **dfl
     return 0;
 }
 
+/* config.json says model_type deepseek_v4 (also as a wrapper's text_config) */
+static bool is_dsv4(const char *dir)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (!file_exists(path)) return false;
+    ms_err e = {0};
+    json_object *c = parse_json_file(path, &e), *t, *tc;
+    bool yes = false;
+    if (c && json_object_object_get_ex(c, "model_type", &t) && json_object_is_type(t, json_type_string))
+        yes = !strcmp(json_object_get_string(t), "deepseek_v4");
+    if (c && !yes && json_object_object_get_ex(c, "text_config", &tc) && json_object_object_get_ex(tc, "model_type", &t) &&
+        json_object_is_type(t, json_type_string))
+        yes = !strcmp(json_object_get_string(t), "deepseek_v4");
+    json_object_put(c);
+    return yes;
+}
+
 int ms_chat_template_load(const char *dir, const char *override_file, const ms_tokenizer *tok, ms_chat_template **out,
                           ms_err *err)
 {
@@ -217,6 +236,13 @@ int ms_chat_template_load(const char *dir, const char *override_file, const ms_t
             }
             json_object_put(j);
         }
+    }
+    if (rc == 0 && !dflt && !tool && dir && is_dsv4(dir)) {
+        ct->dsv4 = true;
+        snprintf(ct->origin, sizeof ct->origin, "built-in DeepSeek-V4 encoder (%s has no template)", dir);
+        json_object_put(cfg);
+        *out = ct;
+        return 0;
     }
     if (rc == 0 && !dflt && !tool && tok && ms_tokenizer_token_id(tok, "<｜User｜>", strlen("<｜User｜>")) >= 0 &&
         ms_tokenizer_token_id(tok, "<｜Assistant｜>", strlen("<｜Assistant｜>")) >= 0) {
@@ -280,6 +306,7 @@ int ms_chat_template_render(const ms_chat_template *ct, json_object *messages, j
     for (size_t i = 0; kwargs && i < sizeof reserved / sizeof reserved[0]; i++)
         if (json_object_object_get_ex(kwargs, reserved[i], NULL))
             return ms_errf(err, EINVAL, "TypeError: got multiple values for keyword argument '%s'", reserved[i]);
+    if (ct->dsv4) return ms_chat_dsv4_render_json(messages, tools, kwargs, add_generation_prompt, out, len, err);
     json_object *vars = json_object_new_object();
     if (!vars) return ms_errf(err, ENOMEM, "out of memory");
     merge(vars, ct->special);

@@ -36,12 +36,14 @@ typedef struct ms_chat_template {
     struct json_object *special; /* special tokens as template variables (an object) */
     char origin[4400];       /* where the template came from, for messages */
     ms_jinja_opts opts;      /* render limits and clock (zero: defaults, real clock) */
+    bool dsv4;               /* DeepSeek-V4 without a template: DeepSeek's encoder (chat_dsv4.c) */
 } ms_chat_template;
 
 /* Load from a model directory; override_file (may be NULL) replaces the template text
  * (the special tokens still come from model_dir when it is given; model_dir may be
  * NULL with an override). tok (may be NULL) enables the DeepSeek-V3 fallback for
- * checkpoints without a template. -ENOENT with a clear message when there is none. */
+ * checkpoints without a template; a deepseek_v4 checkpoint without one (DeepSeek ships
+ * a Python encoder, not a template) renders with the encoder in chat_dsv4.c. -ENOENT with a clear message when there is none. */
 int ms_chat_template_load(const char *model_dir, const char *override_file, const struct ms_tokenizer *tok,
                           ms_chat_template **out, ms_err *err);
 
