@@ -3,7 +3,7 @@
 # when not root. Safe to run repeatedly.
 set -euo pipefail
 DEPS="build-essential cmake pkg-config liburing-dev libopenblas-dev libnuma-dev libjson-c-dev \
-libcmocka-dev libpcre2-dev libutf8proc-dev python3-numpy"
+libcmocka-dev libpcre2-dev libutf8proc-dev libmicrohttpd-dev curl python3-numpy"
 missing=$(for p in $DEPS; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
 [ -z "$missing" ] && exit 0
 SUDO=""
