@@ -212,17 +212,15 @@ static int add_call(ms_srv_parser *p, const char *s, size_t n)
     if ((size_t)(b - a) >= 7 && !memcmp(a, "```json", 7)) a += 7;
     while (b > a && (b[-1] == '\n' || b[-1] == ' ')) b--;
     if ((size_t)(b - a) >= 3 && !memcmp(b - 3, "```", 3)) b -= 3;
+    while (b > a && (b[-1] == '\n' || b[-1] == ' ')) b--;
     json_object *args = NULL;
     ms_err err = {0};
     if (ms_json_parse(a, (size_t)(b - a), "arguments", &args, &err) < 0) return -1;
     bool obj = json_object_is_type(args, json_type_object);
-    char *text = obj ? strdup(json_object_to_json_string_ext(args, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_SPACED))
-                     : NULL;
     json_object_put(args);
-    if (!obj || !text) {
-        free(text);
-        return -1;
-    }
+    while (a < b && (*a == ' ' || *a == '\n')) a++;
+    char *text = obj ? strndup(a, (size_t)(b - a)) : NULL; /* the model's own text, a JSON object */
+    if (!text) return -1;
     if (p->n_calls == p->cap_calls) {
         size_t cap = p->cap_calls ? 2 * p->cap_calls : 4;
         ms_srv_call *nc = realloc(p->calls, cap * sizeof *nc);
