@@ -12,7 +12,7 @@
  *     naming it, prompt over --ctx 400 context_length_exceeded, unknown model
  *     404, body over --max-body 413 (curl), queue full 429;
  *   - clients that disconnect (streamed and not) cancel their requests;
- *   - a scripted tool call (serve --script) streams as tool_calls deltas with
+ *   - a scripted tool call (serve --script tests/data/serve/script.json) streams as tool_calls deltas with
  *     finish_reason "tool_calls";
  *   - load: 200 requests from 8 concurrent clients with bad requests mixed in:
  *     every good one completes, every bad one gets its status, peak RSS stays
@@ -32,7 +32,7 @@
 #include <unistd.h>
 
 #include "ms_test.h"
-#include "synth.h"
+#include "mst_serve.h"
 
 #define KEY "sk-test"
 #define RAM "160M"
@@ -175,59 +175,19 @@ static int setup(void **state)
 {
     (void)state;
     g_dir = mst_tmpdir("serve_http");
-    g_model = mst_fmt("%s/model", g_dir);
-    ms_synth_opts o;
-    ms_err err = {0};
-    if (ms_synth_preset("tiny", &o, &err) < 0) return -1;
-    o.arch.n_layers = 5;
-    o.seed = 11;
-    ms_synth_result sr;
-    if (ms_synth_write(g_model, &o, &sr, &err) < 0) {
-        fprintf(stderr, "synth: %s\n", err.msg);
-        return -1;
-    }
-    char *script = mst_fmt("%s/script.json", g_dir);
-    FILE *f = fopen(script, "w");
-    fputs("{\"What is the weather in Paris?\": \"Checking.<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function"
-          "<｜tool▁sep｜>get_weather\\n```json\\n{\\\"city\\\": \\\"Paris\\\"}\\n```<｜tool▁call▁end｜>"
-          "<｜tool▁calls▁end｜>\"}",
-          f);
-    fclose(f);
-    char *out = mst_fmt("%s/serve.out", g_dir), *errf = mst_fmt("%s/serve.err", g_dir);
-    g_pid = fork();
-    if (g_pid == 0) {
-        freopen(out, "w", stdout);
-        freopen(errf, "w", stderr);
-        execl(MS_BIN, MS_BIN, "serve", "--model", g_model, "--port", "0", "--parallel", "4", "--queue", "4", "--ctx",
-              "512", "--batch", "8", "--threads", "2", "--ram", RAM, "--api-key", KEY, "--max-body", "64K", "--script",
-              script, "--name", "tiny", (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 300 && !g_port; i++) {
-        usleep(100000);
-        char *s = mst_slurp(out, NULL);
-        const char *at = s ? strstr(s, "listening on http://127.0.0.1:") : NULL;
-        if (at) g_port = atoi(at + strlen("listening on http://127.0.0.1:"));
-        free(s);
-    }
-    if (!g_port) {
-        char *e = mst_slurp(errf, NULL);
-        fprintf(stderr, "serve did not start: %s\n", e ? e : "");
-        return -1;
-    }
-    free(script);
-    free(out);
-    free(errf);
-    return 0;
+    g_model = mst_serve_model("serve_http_model");
+    if (!g_dir || !g_model) return -1;
+    const char *args[] = {"--model", g_model, "--parallel", "4", "--queue", "4", "--ctx", "512", "--batch", "8",
+                          "--threads", "2", "--ram", RAM, "--api-key", KEY, "--max-body", "64K", "--script", MS_TEST_DATA "/serve/script.json",
+                          "--name", "tiny", NULL};
+    g_port = mst_serve_start(g_dir, args, &g_pid);
+    return g_port ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    if (g_pid > 0) {
-        kill(g_pid, SIGKILL);
-        waitpid(g_pid, NULL, 0);
-    }
+    if (g_pid > 0) mst_serve_stop(g_pid, 5);
     free(g_model);
     free(g_dir);
     return 0;
@@ -496,7 +456,7 @@ static void test_queue_full_and_disconnect(void **state)
     double cancelled0 = metric("requests_cancelled_total");
     int fds[8];
     open_long(fds, 8, true); /* 4 slots + 4 queued */
-    for (int i = 0; i < 100 && metric("queue_length") < 4; i++) usleep(50000);
+    for (int i = 0; i < 200 && (metric("queue_length") != 4 || metric("active_slots") != 4); i++) usleep(50000);
     assert_int_equal((int)metric("active_slots"), 4);
     assert_int_equal((int)metric("queue_length"), 4);
     expect_error("/v1/chat/completions", KEY, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]}", 429, NULL,
@@ -600,10 +560,7 @@ static void test_load(void **state)
                   rss / 1048576, budget / 1048576);
     assert_true(rss > 0 && rss <= budget);
     /* clean shutdown */
-    assert_int_equal(kill(g_pid, SIGTERM), 0);
-    int st = 0;
-    for (int i = 0; i < 100 && waitpid(g_pid, &st, WNOHANG) == 0; i++) usleep(100000);
-    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(mst_serve_stop(g_pid, 10), 0);
     g_pid = 0;
 }
 

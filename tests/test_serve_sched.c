@@ -22,10 +22,10 @@
 
 #include "engine.h"
 #include "ms_test.h"
+#include "mst_serve.h"
 #include "plan.h"
 #include "serve_chat.h"
 #include "serve_sched.h"
-#include "synth.h"
 #include "tokenizer.h"
 
 enum { CTX = 512, BATCH = 8, NGEN = 16, NP = 4 };
@@ -38,14 +38,9 @@ static const int g_plen[NP] = {5, 13, 21, 37};
 static int setup(void **state)
 {
     (void)state;
-    g_model = mst_tmpdir("serve_sched_model");
-    ms_synth_opts o;
+    g_model = mst_serve_model("serve_sched_model");
     ms_err err = {0};
-    if (ms_synth_preset("tiny", &o, &err) < 0) return -1;
-    o.arch.n_layers = 5; /* 4 MoE layers */
-    o.seed = 11;
-    ms_synth_result r;
-    if (ms_synth_write(g_model, &o, &r, &err) < 0 || ms_tokenizer_load(g_model, &g_tok, &err) < 0) {
+    if (!g_model || ms_tokenizer_load(g_model, &g_tok, &err) < 0) {
         fprintf(stderr, "setup: %s\n", err.msg);
         return -1;
     }
