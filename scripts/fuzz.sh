@@ -3,7 +3,7 @@
 # run each for a given time, one after another, then print a summary table.
 #
 #   usage: scripts/fuzz.sh TARGET|all SECONDS [extra libFuzzer flags...]
-#   targets: safetensors index config model tokenizer trace cli_args
+#   targets: safetensors index config model tokenizer trace cli_args serve_request
 #   env: FUZZ_BUILD (default build-fuzz), FUZZ_RSS_MB (default 2048),
 #        FUZZ_NO_BUILD=1 to skip the build step, MOESTREAM=path/to/moestream
 #        (the `model` target needs a tiny synth model; it is generated once into
@@ -19,7 +19,7 @@
 # any target found something, 2 on usage errors.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-all_targets="safetensors index config model tokenizer trace cli_args"
+all_targets="safetensors index config model tokenizer trace cli_args serve_request"
 usage() { sed -n 3,12p "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 [ $# -ge 2 ] || usage
 what="$1"; secs="$2"; shift 2
@@ -47,6 +47,7 @@ max_len() {
     tokenizer) echo 32768 ;;    # the synth tokenizer.json is 14.5 KiB
     trace) echo 16384 ;;
     cli_args) echo 512 ;;
+    serve_request) echo 8192 ;;
   esac
 }
 
