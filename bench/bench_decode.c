@@ -31,6 +31,8 @@ typedef struct drow {
     double decode_tok_s, prefill_tok_s, hit_rate, bytes_per_token, experts_per_token, read_gbps, io_wait, disk_per_token;
     double io_wait_s, wait_saved_s; /* I/O wait of the run (s); prefetch's estimate of what it saved */
     uint64_t peak_rss, gen;
+    int mtp;
+    double mtp_acceptance, mtp_tokens_per_step;
     int ok;
     char err[1100];
 } drow;
@@ -51,6 +53,9 @@ static void usage(FILE *f)
             "  --io LIST             backends, e.g. uring,mmap (default uring)\n"
             "  --policy LIST         eviction policies (default: the runtime default)\n"
             "  --prefetch LIST       prefetch modes, e.g. none,next-layer (default none)\n"
+            "  --mtp LIST            MTP draft tokens, e.g. 0,1 (default 0; needs the checkpoint's MTP layer)\n"
+            "  --mtp-force-accept    debug: take every draft as accepted (the output is not valid): the\n"
+            "                        throughput a draft head that is always right would give\n"
             "  -n N                  tokens to generate per phase (default 32)\n"
             "  --prompt-tokens N     prompt length in tokens (default 16)\n"
             "  --threads N, --ctx N  as in run (ctx default 512)\n"
@@ -71,7 +76,7 @@ static void drop_caches(const ms_model *m)
 
 /* One configuration in a child: cold then warm; two drows written to fd. */
 static void child(const char *model, const ms_model *m, uint64_t ram, const char *io, const char *policy,
-                  const char *prefetch, int n, int prompt_n, int threads, int ctx, int fd)
+                  const char *prefetch, int mtp, bool force_accept, int n, int prompt_n, int threads, int ctx, int fd)
 {
     drow rows[2] = {0};
     for (int p = 0; p < 2; p++) {
@@ -79,10 +84,11 @@ static void child(const char *model, const ms_model *m, uint64_t ram, const char
         snprintf(rows[p].io, sizeof rows[p].io, "%s", io);
         snprintf(rows[p].phase, sizeof rows[p].phase, p ? "warm" : "cold");
         snprintf(rows[p].prefetch, sizeof rows[p].prefetch, "%s", prefetch ? prefetch : "none");
+        rows[p].mtp = mtp;
     }
     drop_caches(m);
     ms_engine_opts eo = {.ram = ram, .io = io, .policy = policy, .prefetch = prefetch, .threads = threads, .ctx = ctx,
-                         .batch = 64};
+                         .batch = 64, .mtp = mtp};
     ms_engine *e = NULL;
     ms_err err = {0};
     int32_t *prompt = malloc((size_t)prompt_n * sizeof *prompt);
@@ -99,6 +105,7 @@ static void child(const char *model, const ms_model *m, uint64_t ram, const char
         ms_engine_reset(e);
         memset(&e->stats, 0, sizeof e->stats); /* per-phase throughput */
         if (ms_gen_init(&g, e, &gp, &err) < 0) break;
+        g.mtp_force_accept = force_accept;
         int rc = ms_gen_prompt(&g, prompt, prompt_n, &err);
         int32_t t;
         while (rc == 0 && (rc = ms_gen_next(&g, &t, &err)) > 0) rc = 0;
@@ -119,6 +126,8 @@ static void child(const char *model, const ms_model *m, uint64_t ram, const char
         r->wait_saved_s = st.prefetch_wait_saved_s;
         r->peak_rss = st.peak_rss;
         r->gen = st.generated_tokens;
+        r->mtp_acceptance = st.mtp_acceptance;
+        r->mtp_tokens_per_step = st.mtp_tokens_per_step;
         snprintf(r->policy, sizeof r->policy, "%s", st.policy);
         ms_gen_free(&g);
     }
@@ -150,13 +159,16 @@ int ms_bench_decode(int argc, char **argv)
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},   {"ram", required_argument, 0, 'r'},
         {"io", required_argument, 0, 'i'},      {"policy", required_argument, 0, 'p'},
-        {"prefetch", required_argument, 0, 'F'},
+        {"prefetch", required_argument, 0, 'F'}, {"mtp", required_argument, 0, 'M'},
+        {"mtp-force-accept", no_argument, 0, 'A'},
         {"prompt-tokens", required_argument, 0, 'P'}, {"threads", required_argument, 0, 'T'},
         {"ctx", required_argument, 0, 'c'},     {"device-gbps", required_argument, 0, 'd'},
         {"json", no_argument, 0, 'j'},          {"help", no_argument, 0, 'h'},
         {0}};
     const char *model = NULL, *ram_s = NULL;
     char *io_s = NULL, *pol_s = NULL, *pf_s = NULL;
+    const char *mtp_s = "0";
+    bool force_accept = false;
     long long n = 32, prompt_n = 16, threads = 0, ctx = 512;
     double dev = 0;
     bool json = false;
@@ -172,6 +184,8 @@ int ms_bench_decode(int argc, char **argv)
         case 'i': io_s = optarg; break;
         case 'p': pol_s = optarg; break;
         case 'F': pf_s = optarg; break;
+        case 'M': mtp_s = optarg; break;
+        case 'A': force_accept = true; break;
         case 'n': bad = ms_parse_int(optarg, 1, 1 << 20, &n, "-n", &err); break;
         case 'P': bad = ms_parse_int(optarg, 1, 1 << 16, &prompt_n, "--prompt-tokens", &err); break;
         case 'T': bad = ms_parse_int(optarg, 1, 1024, &threads, "--threads", &err); break;
@@ -184,6 +198,10 @@ int ms_bench_decode(int argc, char **argv)
         if (bad < 0) return ms_cli_usage_error("bench decode", "%s", err.msg);
     }
     if (!model || !ram_s) return ms_cli_usage_error("bench decode", "--model and --ram are required");
+    long long *mtps;
+    int n_mtp;
+    if (ms_parse_int_list(mtp_s, 0, 8, &mtps, &n_mtp, "--mtp", &err) < 0)
+        return ms_cli_usage_error("bench decode", "%s", err.msg);
     if (ctx < prompt_n + 2 * n) ctx = prompt_n + 2 * n;
     uint64_t *rams;
     int n_ram;
@@ -243,22 +261,24 @@ int ms_bench_decode(int argc, char **argv)
     if (dev <= 0 && m.n_moe_layers) dev = measure_device(&m);
     json_object *arr = json_object_new_array();
     if (!json)
-        printf("%-8s %-10s %-12s %-10s %-5s %9s %9s %7s %10s %9s %10s %8s %7s %7s %10s %10s\n", "io", "ram", "policy",
-               "prefetch", "phase",
+        printf("%-8s %-10s %-12s %-10s %-3s %-5s %9s %9s %7s %10s %9s %10s %8s %7s %7s %10s %10s %7s\n", "io", "ram",
+               "policy", "prefetch", "mtp", "phase",
                "decode/s", "prefill/s", "hit", "MiB/tok", "exp/tok", "disk MiB/t", "read GB/s", "wait", "wait s",
-               "peak RSS", "limit t/s");
+               "peak RSS", "limit t/s", "accept");
     for (int a = 0; a < n_ram; a++)
         for (int b = 0; b < n_io; b++)
-            for (int c = 0; c < n_pol * n_pf; c++) {
-                const char *pol = pols[c % n_pol], *pf = pfs[c / n_pol];
-                if (!strcmp(ios[b], "mmap") && c > 0) continue; /* no policy or prefetch for the page cache */
+            for (int c = 0; c < n_pol * n_pf * n_mtp; c++) {
+                const char *pol = pols[c % n_pol], *pf = pfs[(c / n_pol) % n_pf];
+                int mtp = (int)mtps[c / (n_pol * n_pf)];
+                if (!strcmp(ios[b], "mmap") && c % (n_pol * n_pf) > 0) continue; /* no policy or prefetch for mmap */
                 int pfd[2];
                 if (pipe(pfd) < 0) continue;
                 fflush(stdout);
                 pid_t pid = fork();
                 if (pid == 0) {
                     close(pfd[0]);
-                    child(model, &m, rams[a], ios[b], pol, pf, (int)n, (int)prompt_n, (int)threads, (int)ctx, pfd[1]);
+                    child(model, &m, rams[a], ios[b], pol, pf, mtp, force_accept, (int)n, (int)prompt_n, (int)threads,
+                          (int)ctx, pfd[1]);
                     _exit(0);
                 }
                 close(pfd[1]);
@@ -283,12 +303,12 @@ int ms_bench_decode(int argc, char **argv)
                         continue;
                     }
                     if (!json)
-                        printf("%-8s %-10s %-12s %-10s %-5s %9.2f %9.2f %6.1f%% %10.2f %9.2f %10.2f %8.2f %6.0f%% %7.3f %10s "
-                               "%10.1f\n",
-                               r->io, ms_fmt_bytes(r->ram, rb, 32), r->policy, r->prefetch, r->phase, r->decode_tok_s,
+                        printf("%-8s %-10s %-12s %-10s %-3d %-5s %9.2f %9.2f %6.1f%% %10.2f %9.2f %10.2f %8.2f %6.0f%% %7.3f "
+                               "%10s %10.1f %6.0f%%\n",
+                               r->io, ms_fmt_bytes(r->ram, rb, 32), r->policy, r->prefetch, r->mtp, r->phase, r->decode_tok_s,
                                r->prefill_tok_s, 100 * r->hit_rate, r->bytes_per_token / 1048576.0, r->experts_per_token,
                                r->disk_per_token / 1048576.0, r->read_gbps, 100 * r->io_wait, r->io_wait_s,
-                               ms_fmt_bytes(r->peak_rss, pk, 32), limit);
+                               ms_fmt_bytes(r->peak_rss, pk, 32), limit, 100 * r->mtp_acceptance);
                     json_object *j = json_object_new_object();
                     json_object_object_add(j, "io", json_object_new_string(r->io));
                     json_object_object_add(j, "ram_bytes", json_object_new_int64((int64_t)r->ram));
@@ -308,6 +328,10 @@ int ms_bench_decode(int argc, char **argv)
                     json_object_object_add(j, "peak_rss_bytes", json_object_new_int64((int64_t)r->peak_rss));
                     json_object_object_add(j, "device_gbps", json_object_new_double(dev));
                     json_object_object_add(j, "physical_limit_tok_s", json_object_new_double(limit));
+                    json_object_object_add(j, "mtp", json_object_new_int(r->mtp));
+                    json_object_object_add(j, "mtp_force_accept", json_object_new_boolean(force_accept));
+                    json_object_object_add(j, "mtp_acceptance", json_object_new_double(r->mtp_acceptance));
+                    json_object_object_add(j, "mtp_tokens_per_step", json_object_new_double(r->mtp_tokens_per_step));
                     json_object_array_add(arr, j);
                 }
             }
@@ -316,6 +340,7 @@ int ms_bench_decode(int argc, char **argv)
                 "for mmap the disk bytes the kernel read per token, read-ahead included)\n", dev);
     json_object_put(arr);
     ms_model_close(&m);
+    free(mtps);
     free(rams);
     free(io_copy);
     free(pol_copy);

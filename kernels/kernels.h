@@ -122,6 +122,13 @@ void ms_ffn(const ms_compute *c, const ms_mat *gate, const ms_mat *up, const ms_
 void ms_ffn_act(const ms_compute *c, const ms_mat *gate, const ms_mat *up, const ms_mat *down, const float *X, int n,
                 float *Y, float *scratch, const ms_act *act, bool exact);
 
+/* C[M][N] = alpha * op(A)[M][K] op(B)[K][N] + beta * C (row-major f32,
+ * op = transpose when asked) on the calling thread: OpenBLAS sgemm, single
+ * threaded (callers split work over the pool themselves, by shape only, so
+ * results never depend on the thread count). */
+void ms_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+              int ldb, float beta, float *C, int ldc);
+
 /* Small ops (f32). */
 void ms_rmsnorm(float *out, const float *x, const float *w, int n, float eps); /* w may be NULL (= 1) */
 void ms_softmax(float *x, int n);

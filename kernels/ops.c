@@ -4,6 +4,7 @@
  * Portable C built for the baseline ISA (these are not memory-bound hot loops,
  * and a fixed code path keeps results identical across machines). Reductions
  * use a fixed order (8 partial sums, or double), never a thread-dependent one. */
+#include <cblas.h>
 #include <math.h>
 
 #include "kernels.h"
@@ -44,6 +45,13 @@ void ms_silu_mul(float *gate, const float *up, int n)
         float g = gate[i];
         gate[i] = g / (1.0f + expf(-g)) * up[i];
     }
+}
+
+void ms_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+              int ldb, float beta, float *C, int ldc)
+{
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha,
+                A, lda, B, ldb, beta, C, ldc);
 }
 
 void ms_act_mul(float *gate, const float *up, int n, const ms_act *act)

@@ -149,7 +149,7 @@ static void test_faults(void **state)
     free(ref);
     /* EIO: a clean error naming the file and offset, from the CLI too */
     char *errs = NULL;
-    int rc = mst_run(NULL, &errs, "%s run --model %s --tokens 1,2,3,4 -n 4 --ram %llu --io fault:eio=1 --quiet", MS_BIN,
+    int rc = mst_run(NULL, &errs, "%s run --model %s --tokens 1,2,3,4 -n 4 --ctx 64 --batch 1 --ram %llu --io fault:eio=1 --quiet", MS_BIN,
                      g_model, (unsigned long long)(lo + (8u << 20)));
     assert_int_equal(rc, 1);
     assert_non_null(strstr(errs, "safetensors"));

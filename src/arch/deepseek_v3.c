@@ -444,6 +444,10 @@ fail:
 
 /* ---- state: KV cache + scratch ------------------------------------------ */
 
+/* Tiles of the naive-form attention: query rows and keys per score tile. */
+#define NV_ROWS 64
+#define NV_KEYS 256
+
 /* Every buffer of the state: X(name, type, element count). One list drives the
  * struct, the allocation and the size report (plan uses the size before
  * anything is allocated). The MoE block's scratch (moe.c) comes on top. */
@@ -463,6 +467,10 @@ fail:
     X(cosb, float, B * rope / 2)           /* [B][rope/2] */                                     \
     X(sinb, float, B * rope / 2)           /* [B][rope/2] */                                     \
     X(tls, float, nth * tls_stride)        /* [nth][2 kv_lora + ctx + rope] per-thread */        \
+    X(nv, float, nth * nv_stride)          /* [nth] naive-form prefill scratch (B > 1): W_UK and */ \
+                                           /* W_UV of a head [kv_lora][nope+v], a key tile's */    \
+                                           /* K [NV_KEYS][nope] and V [NV_KEYS][v], scores */      \
+                                           /* [NV_ROWS][NV_KEYS], O [B][v], max [B], sum [B] */    \
     X(ffn_out, float, B * D)               /* [B][D] */                                          \
     X(rlog, float, B * E)                  /* [B][E] router logits */                            \
     X(rtmp, float, 2 * E)                  /* [2E] router scratch */                             \
@@ -474,7 +482,7 @@ typedef struct ds3_state {
     const ds3_weights *w;
     int ctx, batch, n_seq, nth;
     bool kv_bf16;
-    size_t tls_stride;
+    size_t tls_stride, nv_stride;
     ms_moe *moe;
     ms_moe_router router;
 #define X(name, type, count) type *name;
@@ -494,8 +502,11 @@ typedef struct ds3_state {
     size_t qlr = (size_t)MS_MAX(1, (d)->q_lora_rank);                                                       \
     size_t E = (size_t)MS_MAX(1, (c)->n_routed_experts), K = (size_t)MS_MAX(1, (c)->n_experts_per_tok);    \
     size_t tls_stride = MS_ALIGN_UP(kvl * 2 + ctx + rope + 16, 16);                                          \
+    size_t nope_ = (size_t)(d)->qk_nope_head_dim;                                                           \
+    size_t nv_stride = B > 1 ? MS_ALIGN_UP(kvl * (nope_ + vd) + NV_KEYS * (nope_ + vd + NV_ROWS) + B * (vd + 2), 16) \
+                             : 0;                                                                            \
     (void)L; (void)ctx; (void)B; (void)nth; (void)D; (void)H; (void)kvl; (void)rope; (void)vd; (void)qdim;   \
-    (void)KL; (void)BL; (void)qlr; (void)E; (void)K; (void)tls_stride; (void)S; (void)M
+    (void)KL; (void)BL; (void)qlr; (void)E; (void)K; (void)tls_stride; (void)S; (void)M; (void)nv_stride
 
 /* The MoE scratch's dims; its FFN scratch also serves the dense MLPs. */
 static ms_moe_dims moe_dims(const ms_config *c, int batch)
@@ -554,6 +565,7 @@ static int ds3_state_create(const void *wp, int ctx_, int batch_, int n_seq, int
     s->router = (ms_moe_router){.fam = s, .route = ds3_route, .predict = ds3_predict};
     DS3_DIMS(c, w->d, ctx_, batch_, n_seq, s->nth, kv_bf16);
     s->tls_stride = tls_stride;
+    s->nv_stride = nv_stride;
 #define X(name, type, count)                                                   \
     s->name = calloc(MS_MAX((size_t)(count), (size_t)1), sizeof(type));        \
     if (!s->name) goto oom;
@@ -670,6 +682,115 @@ static void run_tasks(const ms_compute *cp, ms_task_fn fn, void *arg)
     else fn(arg, 0, 1);
 }
 
+/* MLA in the naive form, for a prefill chunk of one sequence (rows at
+ * positions p0 .. p0+n-1, keys 0 .. P-1 = p0+n-1): per head and tile of
+ * NV_KEYS keys, decompress the cached latents into K_nope and V, then GEMMs:
+ *   S = scale (Q_nope K_nope^T + Q_pe K_pe^T)   [rows][keys], causal
+ *   O += softmax-so-far(S) V                    online softmax (running max, sum)
+ * Fewer operations than the absorbed form once many queries share the keys
+ * (naive_cheaper), GEMM-shaped, scratch independent of the context length.
+ * Same result within float rounding; tiles depend on the shape only, so the
+ * result does not depend on the thread count. */
+typedef struct naive_task {
+    const ds3_weights *w;
+    const ds3_layer *ly;
+    ds3_state *s;
+    const ms_kern *kern;
+    const float *ckv, *kpe;  /* [P][kv_lora], [P][rope]: the sequence's layer cache (f32) */
+    int n, p0, P;
+    _Atomic int next;
+} naive_task;
+
+static bool naive_cheaper(const ds3_weights *w, int n, int P)
+{
+    double kvl = w->kvl, nope = w->nope, rope = w->rope, vd = w->vd;
+    double absorbed = (double)n * (nope * kvl + (double)P * (2 * kvl + rope) + vd * kvl);
+    double naive = (double)P * kvl * (nope + vd) + (double)n * (double)P * (nope + rope + vd) + kvl * (nope + vd);
+    return naive < absorbed;
+}
+
+static void naive_head(naive_task *t, int h, float *scr)
+{
+    const ds3_weights *w = t->w;
+    const ds3_layer *ly = t->ly;
+    ds3_state *s = t->s;
+    int H = w->H, kvl = w->kvl, nope = w->nope, rope = w->rope, vd = w->vd, n = t->n, P = t->P;
+    float *wk = scr;                              /* split: [kv_lora][nope]; else [nope][kv_lora] */
+    float *wv = wk + (size_t)kvl * nope;          /* [v][kv_lora] */
+    float *K = wv + (size_t)kvl * vd;             /* [NV_KEYS][nope] this key tile's K_nope */
+    float *V = K + (size_t)NV_KEYS * nope;        /* [NV_KEYS][v] */
+    float *S = V + (size_t)NV_KEYS * vd;          /* [NV_ROWS][NV_KEYS] scores of a query tile */
+    float *O = S + (size_t)NV_ROWS * NV_KEYS;     /* [n][v] running output */
+    float *mx = O + (size_t)n * vd;               /* [n] running max of each row's scores */
+    float *sum = mx + n;                          /* [n] running softmax denominator */
+    int ldq = H * w->qdim;
+    /* 1. this head's W_UK and W_UV in f32 */
+    int wk_rows = ly->split_mla ? kvl : nope;
+    for (int r = 0; r < wk_rows; r++) ms_mat_get_row(t->kern, &ly->wk[h], r, wk + (size_t)r * ly->wk[h].cols);
+    for (int r = 0; r < vd; r++) ms_mat_get_row(t->kern, &ly->wv[h], r, wv + (size_t)r * kvl);
+    memset(O, 0, (size_t)n * vd * sizeof *O);
+    for (int i = 0; i < n; i++) {
+        mx[i] = -INFINITY;
+        sum[i] = 0.0f;
+    }
+    /* 2. one key tile at a time (online softmax: scratch independent of the context) */
+    for (int k0 = 0; k0 < P; k0 += NV_KEYS) {
+        int kt = MS_MIN(NV_KEYS, P - k0);
+        /* 2a. decompress the tile: K_nope = C W_UK^T, V = C W_UV^T */
+        const float *C = t->ckv + (size_t)k0 * kvl;
+        ms_sgemm(false, !ly->split_mla, kt, nope, kvl, 1.0f, C, kvl, wk, ly->split_mla ? nope : kvl, 0.0f, K, nope);
+        ms_sgemm(false, true, kt, vd, kvl, 1.0f, C, kvl, wv, kvl, 0.0f, V, vd);
+        /* 2b. per query tile that sees any of these keys */
+        for (int i0 = 0; i0 < n; i0 += NV_ROWS) {
+            int m = MS_MIN(NV_ROWS, n - i0);
+            if (t->p0 + i0 + m - 1 < k0) continue; /* causal: none of its rows reaches this tile */
+            const float *q = s->q + (size_t)i0 * ldq + (size_t)h * w->qdim;
+            ms_sgemm(false, true, m, kt, nope, w->scale, q, ldq, K, nope, 0.0f, S, kt);
+            ms_sgemm(false, true, m, kt, rope, w->scale, q + nope, ldq, t->kpe + (size_t)k0 * rope, rope, 1.0f, S, kt);
+            for (int i = 0; i < m; i++) {
+                int r = i0 + i, valid = MS_MIN(kt, t->p0 + r - k0 + 1); /* keys k0 .. p0+r */
+                float *row = S + (size_t)i * kt;
+                if (valid <= 0) {
+                    memset(row, 0, (size_t)kt * sizeof *row);
+                    continue;
+                }
+                float nm = mx[r];
+                for (int j = 0; j < valid; j++) nm = fmaxf(nm, row[j]);
+                float f = expf(mx[r] - nm); /* rescale what the earlier tiles summed */
+                sum[r] *= f;
+                for (int c = 0; c < vd; c++) O[(size_t)r * vd + c] *= f;
+                mx[r] = nm;
+                float add = 0.0f;
+                for (int j = 0; j < valid; j++) {
+                    row[j] = expf(row[j] - nm);
+                    add += row[j];
+                }
+                for (int j = valid; j < kt; j++) row[j] = 0.0f;
+                sum[r] += add;
+            }
+            ms_sgemm(false, false, m, vd, kt, 1.0f, S, kt, V, vd, 1.0f, O + (size_t)i0 * vd, vd);
+        }
+    }
+    /* 3. O / sum into the head's slot of each row */
+    for (int r = 0; r < n; r++) {
+        float inv = 1.0f / sum[r];
+        float *dst = s->o + ((size_t)r * H + h) * vd;
+        for (int c = 0; c < vd; c++) dst[c] = O[(size_t)r * vd + c] * inv;
+    }
+}
+
+static void naive_worker(void *arg, int tid, int nth)
+{
+    naive_task *t = arg;
+    float *scr = t->s->nv + (size_t)tid * t->s->nv_stride;
+    for (;;) {
+        int h = atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed);
+        if (h >= t->w->H) break;
+        naive_head(t, h, scr);
+    }
+    (void)nth;
+}
+
 /* h[n][D] += MLA(x[n][D]) for the step's rows; writes the layer's KV cache. */
 static void attention(const ds3_weights *w, const ds3_layer *ly, ds3_state *s, const ms_fwd_env *env, int layer,
                       const ms_batch *b)
@@ -716,21 +837,38 @@ static void attention(const ds3_weights *w, const ds3_layer *ly, ds3_state *s, c
     }
     /* 5-6. attention per (row, head); a bf16 cache first widens one sequence's
      *      rows 0 .. its last position into the f32 staging rows, so it goes one
-     *      run of same-sequence rows at a time */
-    for (int r0 = 0; r0 < n;) {
-        int r1 = r0 + 1;
+     *      run of same-sequence rows at a time. A prefill chunk of one sequence
+     *      takes the naive form when that is cheaper. */
+    int P = b->pos[n - 1] + 1;
+    bool one_run = n > 1 && row_seq(b, 0) == row_seq(b, n - 1) && b->pos[n - 1] - b->pos[0] == n - 1;
+    if (!env->exact && one_run && s->nv_stride && naive_cheaper(w, n, P)) {
+        size_t base = cache_base(s, row_seq(b, 0), layer, false);
         if (s->kv_bf16) {
-            while (r1 < n && row_seq(b, r1) == row_seq(b, r0)) r1++;
-            size_t nrow = (size_t)b->pos[r1 - 1] + 1, base = cache_base(s, row_seq(b, r0), layer, false);
-            for (size_t j = 0; j < nrow * kvl; j++) s->ckv[j] = ms_bf16_to_f32(s->ckv16[base * kvl + j]);
-            for (size_t j = 0; j < nrow * rope; j++) s->kpe[j] = ms_bf16_to_f32(s->kpe16[base * rope + j]);
-        } else {
-            r1 = n;
+            for (size_t j = 0; j < (size_t)P * kvl; j++) s->ckv[j] = ms_bf16_to_f32(s->ckv16[base * kvl + j]);
+            for (size_t j = 0; j < (size_t)P * rope; j++) s->kpe[j] = ms_bf16_to_f32(s->kpe16[base * rope + j]);
+            base = 0;
         }
-        attn_task task = {.w = w, .ly = ly, .s = s, .kern = cp->kern, .b = b, .layer = layer, .r0 = r0, .n = r1 - r0};
-        atomic_init(&task.next, 0);
-        run_tasks(cp, attn_worker, &task);
-        r0 = r1;
+        naive_task nt = {.w = w, .ly = ly, .s = s, .kern = cp->kern, .ckv = s->ckv + base * kvl,
+                         .kpe = s->kpe + base * rope, .n = n, .p0 = b->pos[0], .P = P};
+        atomic_init(&nt.next, 0);
+        run_tasks(cp, naive_worker, &nt);
+    } else {
+        for (int r0 = 0; r0 < n;) {
+            int r1 = r0 + 1;
+            if (s->kv_bf16) {
+                while (r1 < n && row_seq(b, r1) == row_seq(b, r0)) r1++;
+                size_t nrow = (size_t)b->pos[r1 - 1] + 1, base = cache_base(s, row_seq(b, r0), layer, false);
+                for (size_t j = 0; j < nrow * kvl; j++) s->ckv[j] = ms_bf16_to_f32(s->ckv16[base * kvl + j]);
+                for (size_t j = 0; j < nrow * rope; j++) s->kpe[j] = ms_bf16_to_f32(s->kpe16[base * rope + j]);
+            } else {
+                r1 = n;
+            }
+            attn_task task = {.w = w, .ly = ly, .s = s, .kern = cp->kern, .b = b, .layer = layer, .r0 = r0,
+                              .n = r1 - r0};
+            atomic_init(&task.next, 0);
+            run_tasks(cp, attn_worker, &task);
+            r0 = r1;
+        }
     }
     /* 7. output projection, residual */
     linear(env, &ly->o, s->o, n, s->attn);

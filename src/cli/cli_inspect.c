@@ -61,7 +61,7 @@ int cmd_inspect(int argc, char **argv)
     ms_model m;
     if (ms_model_open(dir, &m, &err) < 0) return ms_cli_fail("inspect", &err);
     ms_plan plan;
-    if (ms_plan_compute(&m, 0, (int)ctx, 1, 0, &plan, &err) < 0) {
+    if (ms_plan_compute(&m, 0, (int)ctx, 0, 0, &plan, &err) < 0) {
         ms_model_close(&m);
         return ms_cli_fail("inspect", &err);
     }

@@ -25,7 +25,8 @@ static void usage(FILE *f)
             "  --model DIR        model directory\n"
             "  --ram SIZE         the budget (default: 85%% of MemAvailable minus 1 GiB)\n"
             "  --ctx N            context length (default min(4096, model maximum))\n"
-            "  --batch N          prefill chunk in tokens (default 128)\n"
+            "  --batch N          prefill chunk in tokens (default: 512, 256 or 128, the largest whose\n"
+            "                     scratch fits 1/32 of --ram; the same default as run)\n"
             "  --threads N        compute threads (default: physical cores)\n"
             "  --kv f32|bf16      KV-cache element type (default f32)\n"
             "  --disk-gbps X      device read bandwidth for the estimate (default 3.0)\n"
@@ -46,7 +47,7 @@ int cmd_plan(int argc, char **argv)
         {"help", no_argument, 0, 'h'},          {0}};
     const char *model = NULL;
     uint64_t ram = 0;
-    long long ctx = 0, batch = 128, threads = 0;
+    long long ctx = 0, batch = 0, threads = 0;
     double gbps = 3.0, hit = -1;
     bool json = false, kv_bf16 = false;
     ms_err err = {0};

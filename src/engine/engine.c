@@ -35,7 +35,6 @@ int ms_engine_open(const char *dir, const ms_engine_opts *o, ms_engine **out, ms
         goto fail;
     }
     e->ctx = o->ctx > 0 ? o->ctx : (int)MS_MIN((int64_t)4096, c->max_position_embeddings);
-    e->batch = o->batch > 0 ? o->batch : 128;
     e->n_seq = o->n_seq > 0 ? o->n_seq : 1;
     e->mtp = o->mtp > 0 ? o->mtp : 0;
     e->threads = o->threads > 0 ? o->threads : ms_physical_cores();
@@ -50,11 +49,12 @@ int ms_engine_open(const char *dir, const ms_engine_opts *o, ms_engine **out, ms
         rc = ms_errf(err, ENOMEM, "out of memory");
         goto fail;
     }
-    ms_plan_opts po = {.budget = e->budget, .ctx = e->ctx, .batch = e->batch, .n_seq = e->n_seq,
+    ms_plan_opts po = {.budget = e->budget, .ctx = e->ctx, .batch = o->batch, .n_seq = e->n_seq,
                        .threads = e->threads, .kv_bf16 = o->kv_bf16, .io = io, .align = o->io_align};
     rc = ms_plan_make(&e->model, &po, plan, err);
     e->plan = plan;
     if (rc < 0) goto fail;
+    e->batch = plan->batch; /* the plan's choice when --batch is auto */
     if (streaming && e->model.n_moe_layers && !plan->fits) {
         rc = ms_plan_refuse(plan, err);
         goto fail;

@@ -23,7 +23,32 @@ int ms_plan_compute(const ms_model *m, uint64_t budget, int ctx, int batch, int 
     return ms_plan_make(m, &o, p, err);
 }
 
+static int plan_one(const ms_model *m, const ms_plan_opts *o, ms_plan *p, ms_err *err);
+
 int ms_plan_make(const ms_model *m, const ms_plan_opts *o, ms_plan *p, ms_err *err)
+{
+    if (o->batch > 0) return plan_one(m, o, p, err);
+    /* auto: the largest chunk that fits with modest scratch; the minimum is 128's */
+    static const int cand[] = {512, 256, 128};
+    ms_plan_opts q = *o;
+    int rc;
+    q.batch = 128;
+    if ((rc = plan_one(m, &q, p, err)) < 0) return rc;
+    uint64_t min128 = p->min_budget;
+    if (!q.align) q.align = p->align; /* probe the files once */
+    for (size_t i = 0; i < MS_ARRAY_LEN(cand) - 1; i++) {
+        q.batch = cand[i];
+        if ((rc = plan_one(m, &q, p, err)) < 0) return rc;
+        if (p->fits && p->scratch_bytes <= o->budget / 32) break;
+        q.batch = 128;
+    }
+    if (q.batch == 128 && (rc = plan_one(m, &q, p, err)) < 0) return rc;
+    p->min_budget = min128;
+    p->fits = o->budget >= p->min_budget;
+    return 0;
+}
+
+static int plan_one(const ms_model *m, const ms_plan_opts *o, ms_plan *p, ms_err *err)
 {
     const ms_config *c = &m->cfg;
     memset(p, 0, sizeof *p);
@@ -91,8 +116,9 @@ int ms_plan_expert_slots(const char *model_dir, uint64_t ram, int ctx, int batch
     if (rc < 0) return rc;
     ms_plan p;
     if (ctx <= 0) ctx = (int)MS_MIN((int64_t)4096, m.cfg.max_position_embeddings);
-    ms_plan_opts o = {.budget = ram, .ctx = ctx, .batch = batch > 0 ? batch : 128, .threads = threads,
-                      .kv_bf16 = kv_bf16};
+    ms_plan_opts o = {.budget = ram, .ctx = ctx,
+                      .batch = batch,
+                      .threads = threads, .kv_bf16 = kv_bf16};
     rc = ms_plan_make(&m, &o, &p, err);
     if (rc == 0 && !p.fits) rc = ms_plan_refuse(&p, err);
     if (rc == 0) *slots = p.expert_slots;

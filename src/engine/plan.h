@@ -56,7 +56,12 @@ typedef struct ms_plan {
 typedef struct ms_plan_opts {
     uint64_t budget;          /* --ram */
     int ctx;                  /* KV positions (> 0) */
-    int batch;                /* rows of one forward step: prefill chunk (0 = 1) */
+    int batch;                /* rows of one forward step: the prefill chunk. 0 = auto: the
+                                 largest of 512, 256 and 128 tokens that fits the budget with its
+                                 scratch within 1/32 of it (bigger chunks read each routed expert
+                                 once for more tokens and give the GEMMs larger panels); the
+                                 minimum budget is then the one for 128. run, plan, inspect and
+                                 simulate --ram all default to it. */
     int n_seq;                /* sequences decoding together, each with its KV cache (0 = 1) */
     int threads;              /* 0 = physical cores */
     bool kv_bf16;             /* KV cache in bf16 */
