@@ -271,9 +271,9 @@ static void take_token(ms_sched *s, slot *sl)
     }
     if (t < 0 || (!r->ignore_eos && is_stop_id(r, t))) return finish(s, sl, "stop", NULL);
     ms_err err = {0};
-    const char *text;
-    size_t len;
-    if (ms_detok_feed(sl->detok, t, &text, &len, &err) < 0) return finish(s, sl, "error", err.msg);
+    const char *text = "";
+    size_t len = 0;
+    if (sl->detok && ms_detok_feed(sl->detok, t, &text, &len, &err) < 0) return finish(s, sl, "error", err.msg);
     int rc = emit_text(sl, text, len, &err);
     if (rc < 0) return finish(s, sl, "error", err.msg);
     if (rc == 1) { /* a stop string: what it held is dropped */
@@ -338,7 +338,7 @@ static void start(ms_sched *s, slot *sl, ms_sched_req *r, int reuse)
     sl->have_sampler = true;
     for (int i = 0; i < r->n_prompt; i++) ms_sampler_accept(&sl->sampler, r->prompt[i]);
     ms_sampler_begin_output(&sl->sampler);
-    if (ms_detok_new(s->tok, r->detok_flags, &sl->detok, &err) < 0) return finish(s, sl, "error", err.msg);
+    if (s->tok && ms_detok_new(s->tok, r->detok_flags, &sl->detok, &err) < 0) return finish(s, sl, "error", err.msg);
     ms_sb_truncate(&sl->hold, 0);
     sl->state = S_PREFILL;
     sl->pf = reuse;

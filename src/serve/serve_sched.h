@@ -122,7 +122,8 @@ typedef struct ms_sched_metrics {
 
 typedef struct ms_sched ms_sched;
 
-/* Start the scheduler thread on an engine opened with n_seq = --parallel. */
+/* Start the scheduler thread on an engine opened with n_seq = --parallel (tok
+ * NULL: token ids only, no text). */
 int ms_sched_start(ms_engine *e, const ms_tokenizer *tok, const ms_sched_opts *o, ms_sched **out, ms_err *err);
 /* Finish every request (cancelled), refuse new ones (-ESHUTDOWN) and join the
  * thread; the scheduler stays valid for connections still reading results. */
