@@ -41,6 +41,7 @@ struct ms_srv {
 typedef struct conn {
     ms_strbuf body;
     bool too_large;
+    bool answered; /* a response went out with the headers (401, 413, /health): ignore the rest */
 } conn;
 
 /* A streamed answer (owned by its MHD response). */
@@ -415,6 +416,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
     if (!c) { /* headers are in: answer early what needs no body */
         if (!(c = calloc(1, sizeof *c))) return MHD_NO;
         *con_cls = c;
+        c->answered = true;
         if (!strcmp(url, "/health")) {
             if (strcmp(method, "GET")) return fail(s, mc, 405, NULL, NULL, "use GET");
             static const char ok[] = "{\"status\":\"ok\"}";
@@ -428,6 +430,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
             snprintf(msg, sizeof msg, "the request body is larger than %zu bytes (--max-body)", s->o.max_body);
             return fail(s, mc, 413, NULL, "body_too_large", msg);
         }
+        c->answered = false;
+        return MHD_YES;
+    }
+    if (c->answered) { /* never run a request that was already refused */
+        *data_size = 0;
         return MHD_YES;
     }
     if (*data_size) {
