@@ -9,7 +9,6 @@
  * token): the aggregate tok/s the disk allows at this sharing. The engine
  * always has max(C) sequences, so every row has the same expert cache. Each
  * configuration runs in a child process. Figures only. */
-#include <fcntl.h>
 #include <getopt.h>
 #include <json-c/json.h>
 #include <stdio.h>
@@ -20,7 +19,6 @@
 
 #include "arch.h"
 #include "bench.h"
-#include "bench_io_core.h"
 #include "cli.h"
 #include "cli_engine.h"
 #include "serve_sched.h"
@@ -57,11 +55,6 @@ static void usage(FILE *f)
             "  --io, --policy, --threads, --ctx, --batch   as in run (ctx default 512)\n"
             "  --device-gbps X       device read bandwidth (default: measured on 1 GiB of expert bytes)\n"
             "  --json                JSON array of rows\n");
-}
-
-static void drop_caches(const ms_model *m)
-{
-    for (int i = 0; i < m->tt.n_files; i++) posix_fadvise(m->tt.files[i].fd, 0, 0, POSIX_FADV_DONTNEED);
 }
 
 /* One phase: C requests at once; the row from the scheduler's metrics (deltas). */
@@ -122,7 +115,7 @@ static void child(const char *model, const ms_model *m, const ms_engine_opts *ba
         rows[p].conc = conc;
         snprintf(rows[p].phase, sizeof rows[p].phase, p ? "warm" : "cold");
     }
-    drop_caches(m);
+    ms_bench_drop_model_cache(m);
     ms_engine_opts eo = *base;
     eo.n_seq = max_conc;
     ms_engine *e = NULL;
@@ -143,22 +136,6 @@ static void child(const char *model, const ms_model *m, const ms_engine_opts *ba
     }
     ms_sched_free(s);
     ms_engine_close(e);
-}
-
-static double measure_device(const ms_model *m)
-{
-    ms_bench_io_workload w;
-    if (ms_bench_model_workload(m, &w) < 0) return 0;
-    const char *uring[1] = {"uring"};
-    ms_bench_io_opts bo = {.backends = uring, .n_backends = 1, .max_bytes = 1ull << 30, .seed = 1, .drop_global = true};
-    ms_bench_io_row *rows = NULL;
-    int n = 0;
-    ms_err err = {0};
-    double g = 0;
-    if (ms_bench_io_run(&w, &bo, &rows, &n, &err) == 0 && n > 0) g = rows[0].gbps;
-    free(rows);
-    ms_bench_model_workload_free(&w);
-    return g;
 }
 
 static void print_row(const srow *r, double dev, bool json, json_object *arr, double base_tok_s)
@@ -252,7 +229,7 @@ int ms_bench_serve(int argc, char **argv)
         free(rams);
         return ms_cli_fail("bench serve", &err);
     }
-    if (dev <= 0 && m.n_moe_layers) dev = measure_device(&m);
+    if (dev <= 0 && m.n_moe_layers) dev = ms_bench_device_gbps(&m);
     int rc = 0;
     json_object *arr = json_object_new_array();
     if (!json)

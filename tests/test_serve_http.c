@@ -209,23 +209,18 @@ static void test_routes_and_auth(void **state)
     assert_string_equal(gs(o, "data.0.id"), "tiny");
     json_object_put(o);
     free(r.body);
-    r = http("GET", "/v1/models/tiny", KEY, NULL);
-    assert_int_equal(r.status, 200);
-    free(r.body);
-    r = http("GET", "/v1/models/other", KEY, NULL);
-    assert_int_equal(r.status, 404);
-    free(r.body);
-    r = http("GET", "/metrics", KEY, NULL);
-    assert_int_equal(r.status, 200);
-    assert_non_null(strstr(r.body, "moestream_expert_hit_rate"));
-    assert_non_null(strstr(r.body, "moestream_peak_rss_bytes"));
-    free(r.body);
-    r = http("GET", "/nope", KEY, NULL);
-    assert_int_equal(r.status, 404);
-    free(r.body);
-    r = http("GET", "/v1/chat/completions", KEY, NULL);
-    assert_int_equal(r.status, 405);
-    free(r.body);
+    static const struct {
+        const char *path, *needle;
+        int status;
+    } gets[] = {{"/v1/models/tiny", "\"id\":\"tiny\"", 200},       {"/v1/models/other", "model_not_found", 404},
+                {"/metrics", "moestream_expert_hit_rate", 200},        {"/metrics", "moestream_peak_rss_bytes", 200},
+                {"/nope", "no such endpoint", 404},                     {"/v1/chat/completions", "use POST", 405}};
+    for (size_t i = 0; i < sizeof gets / sizeof gets[0]; i++) {
+        r = http("GET", gets[i].path, KEY, NULL);
+        if (r.status != gets[i].status || !strstr(r.body, gets[i].needle))
+            fail_msg("GET %s: %d %s", gets[i].path, r.status, r.body);
+        free(r.body);
+    }
     expect_error("/v1/models", NULL, NULL, 401, NULL, "invalid_api_key");
     expect_error("/v1/chat/completions", "wrong", "{}", 401, NULL, "invalid_api_key");
 }
