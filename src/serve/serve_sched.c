@@ -568,6 +568,9 @@ static void sched_free(ms_sched *s)
 
 int ms_sched_start(ms_engine *e, const ms_tokenizer *tok, const ms_sched_opts *o, ms_sched **out, ms_err *err)
 {
+    if (e->n_seq > e->batch)
+        return ms_errf(err, EINVAL, "--parallel %d needs --batch of at least %d (a decode step holds one row per slot)",
+                       e->n_seq, e->n_seq);
     ms_sched *s = calloc(1, sizeof *s);
     if (!s) return ms_errf(err, ENOMEM, "out of memory");
     pthread_mutex_init(&s->mu, NULL);
