@@ -202,10 +202,32 @@ static void test_invariance_sampling(void **state)
     check_invariance(min_budget(NP), 0.9f);
 }
 
+/* Routing seen by the MoE blocks: per (step, layer) the distinct experts. */
+typedef struct route_count {
+    uint8_t seen[64];
+    uint64_t distinct, pairs; /* sum over (step, layer) of |union|; token-expert pairs */
+} route_count;
+
+static void on_route(void *arg, int layer, int t, const int *ids, const float *w, int k)
+{
+    (void)layer;
+    (void)w;
+    route_count *rc = arg;
+    if (t == 0) memset(rc->seen, 0, sizeof rc->seen); /* a layer of a new step */
+    for (int j = 0; j < k; j++) {
+        rc->distinct += !rc->seen[ids[j]];
+        rc->seen[ids[j]] = 1;
+    }
+    rc->pairs += (uint64_t)k;
+}
+
 /* Expert bytes read per generated token in decode steps, for 4 requests. */
 static double bytes_per_token(bool together, double *rows_per_step)
 {
     server sv = start(NP, min_budget(NP), MS_REUSE_EXACT, 0);
+    route_count rc = {0};
+    sv.e->env.on_route = on_route; /* before any step: the scheduler thread reads env */
+    sv.e->env.on_route_arg = &rc;
     ms_sched_req *r[NP];
     for (int p = 0; p < NP; p++) { /* short prompts: one prefill chunk each, then 4 rows per step */
         r[p] = request(g_prompts[p], 5, 32, 0.0f, 0);
@@ -217,6 +239,12 @@ static double bytes_per_token(bool together, double *rows_per_step)
     ms_sched_get_metrics(sv.s, &m);
     for (int p = 0; p < NP; p++) ms_sched_release(sv.s, r[p]);
     stop(&sv);
+    /* no expert is read twice in a step: reads <= the steps' unions of experts */
+    print_message("%s: %llu experts read, %llu distinct per (step, layer), %llu token-expert pairs\n",
+                  together ? "together" : "sequential", (unsigned long long)m.expert_reads,
+                  (unsigned long long)rc.distinct, (unsigned long long)rc.pairs);
+    assert_true(m.expert_reads <= rc.distinct);
+    if (together) assert_true(rc.distinct < rc.pairs * 3 / 4); /* steps shared experts */
     assert_true(m.cache && m.decode_rows == NP * 31); /* the first token of each comes from its prefill */
     *rows_per_step = (double)m.decode_rows / (double)m.decode_steps;
     return (double)m.decode_bytes_read / (double)m.decode_rows;
