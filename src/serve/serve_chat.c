@@ -316,4 +316,9 @@ void ms_srv_parser_delta(ms_srv_parser *p, ms_srv_delta *d)
     p->calls_sent = p->n_calls;
 }
 
-const ms_srv_call *ms_srv_parser_call(const ms_srv_parser *p, size_t i) { return i < p->n_calls ? &p->calls[i] : NULL; }
+int ms_srv_parser_call(const ms_srv_parser *p, size_t i, ms_srv_call *out)
+{
+    if (i >= p->n_calls) return -1;
+    *out = p->calls[i];
+    return 0;
+}

@@ -68,6 +68,7 @@ int ms_srv_parser_feed(ms_srv_parser *p, const char *text, size_t len, ms_err *e
 int ms_srv_parser_finish(ms_srv_parser *p, ms_err *err);
 /* What became final since the last call (pointers valid until the next feed). */
 void ms_srv_parser_delta(ms_srv_parser *p, ms_srv_delta *d);
-const ms_srv_call *ms_srv_parser_call(const ms_srv_parser *p, size_t i);
+/* Tool call i (its strings belong to the parser); -1 if there is none. */
+int ms_srv_parser_call(const ms_srv_parser *p, size_t i, ms_srv_call *out);
 
 #endif

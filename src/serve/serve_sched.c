@@ -140,9 +140,11 @@ static int pull_delta(ms_sched_req *r)
         if (!nc) return -ENOMEM;
         r->calls = nc;
         for (size_t i = 0; i < d.n_calls; i++) {
-            const ms_srv_call *c = ms_srv_parser_call(r->parser, d.first_call + i);
-            r->calls[r->n_calls++] = (ms_srv_call){.id = strdup(c->id), .name = strdup(c->name),
-                                                   .arguments = strdup(c->arguments)};
+            ms_srv_call c;
+            if (ms_srv_parser_call(r->parser, d.first_call + i, &c) < 0) return -EINVAL;
+            ms_srv_call *dst = &r->calls[r->n_calls++];
+            *dst = (ms_srv_call){.id = strdup(c.id), .name = strdup(c.name), .arguments = strdup(c.arguments)};
+            if (!dst->id || !dst->name || !dst->arguments) return -ENOMEM;
         }
     }
     return r->content.oom || r->reasoning.oom ? -ENOMEM : 0;
