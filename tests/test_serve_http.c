@@ -361,8 +361,10 @@ static void test_stop_and_seed(void **state)
     char *body = mst_fmt(CHAT_HI ",\"max_tokens\":20,\"stop\":[\"%s\"]}", stop);
     json_object *b = post_json("/v1/chat/completions", body, 200);
     assert_string_equal(gs(b, "choices.0.finish_reason"), "stop");
-    size_t cut = (size_t)(strstr(full, stop) - full);
-    assert_int_equal(strlen(gs(b, "choices.0.message.content")), cut);
+    size_t cut = (size_t)(strstr(full, stop) - full), got = strlen(gs(b, "choices.0.message.content"));
+    while (cut && full[cut - 1] == ' ') cut--; /* a chat parser may trim the content's trailing spaces */
+    while (got && gs(b, "choices.0.message.content")[got - 1] == ' ') got--;
+    assert_int_equal(got, cut);
     assert_memory_equal(gs(b, "choices.0.message.content"), full, cut);
     free(body);
     json_object_put(a);

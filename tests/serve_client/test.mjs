@@ -57,7 +57,8 @@ ok('chat.completions.stream finalChatCompletion');
 const cut = reference.slice(4, 7);
 const stopped = await client.chat.completions.create({ ...hello, stop: [cut] });
 assert.equal(stopped.choices[0].finish_reason, 'stop');
-assert.equal(stopped.choices[0].message.content, reference.slice(0, reference.indexOf(cut)));
+// (a chat parser may trim the content's surrounding whitespace)
+assert.equal(stopped.choices[0].message.content.trimEnd(), reference.slice(0, reference.indexOf(cut)).trimEnd());
 ok(`stop string ${JSON.stringify(cut)}`);
 
 // seeds
