@@ -490,6 +490,17 @@ static void test_scripted_tool_call(void **state)
     assert_non_null(strstr(r.body, "\"finish_reason\":\"tool_calls\""));
     free(r.body);
     free(b);
+    /* a forced call: the prompt ends inside the call, the answer is its arguments */
+    json_object *f = post_json("/v1/chat/completions",
+                               "{\"messages\":[{\"role\":\"user\",\"content\":\"Weather in Rome, with the call forced\"}],"
+                               "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}}],"
+                               "\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}}}",
+                               200);
+    assert_string_equal(gs(f, "choices.0.finish_reason"), "tool_calls");
+    assert_string_equal(gs(f, "choices.0.message.tool_calls.0.function.name"), "get_weather");
+    assert_string_equal(gs(f, "choices.0.message.tool_calls.0.function.arguments"), "{\"city\": \"Rome\"}");
+    assert_true(json_object_is_type(get(f, "choices.0.message.content"), json_type_null));
+    json_object_put(f);
 }
 
 /* ---- load ---- */
