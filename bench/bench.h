@@ -1,5 +1,5 @@
 /* bench.h - benchmark entry points behind `moestream bench <what>`. Each takes the
- * argv after "bench" (argv[0] = "kernels" / "io" / "decode" / "prefill" / "serve") and returns the exit
+ * argv after "bench" (argv[0] = "kernels" / "io" / "decode" / "prefill" / "serve" / "template") and returns the exit
  * code. Benchmarks print figures; they never pass or fail on time. */
 #ifndef MS_BENCH_H
 #define MS_BENCH_H
@@ -9,6 +9,7 @@ int ms_bench_io(int argc, char **argv);
 int ms_bench_decode(int argc, char **argv);
 int ms_bench_prefill(int argc, char **argv);
 int ms_bench_serve(int argc, char **argv);
+int ms_bench_template(int argc, char **argv);
 
 /* The I/O workload of a model: every range of every routed expert, from the
  * expert table (arrays malloc'd; free with ms_bench_model_workload_free). */

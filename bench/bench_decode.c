@@ -23,6 +23,8 @@
 #include "policy.h"
 #include "generate.h"
 #include "model.h"
+#include "sim.h"
+#include "trace.h"
 #include "util.h"
 
 typedef struct drow {
@@ -30,6 +32,7 @@ typedef struct drow {
     char io[32], policy[48], phase[8], prefetch[16];
     double decode_tok_s, prefill_tok_s, hit_rate, bytes_per_token, experts_per_token, read_gbps, io_wait, disk_per_token;
     double io_wait_s, wait_saved_s; /* I/O wait of the run (s); prefetch's estimate of what it saved */
+    double min_per_token;           /* belady's misses per token, same routing and slots (0 = unknown) */
     uint64_t peak_rss, gen;
     int mtp;
     double mtp_acceptance, mtp_tokens_per_step;
@@ -44,7 +47,9 @@ static void usage(FILE *f)
             "\n"
             "For every budget x backend x policy: generate from a fixed prompt, cold (page cache dropped,\n"
             "empty expert cache) and then warm (same prompt again in the same process). Reports decode\n"
-            "tok/s, hit rate, experts and bytes read per token, read GB/s, I/O wait (share of the run and\n"
+            "tok/s, hit rate, experts and bytes read per token and x the minimum (x min: belady's misses\n"
+            "per decode token on the same routing and slots, the fewest reads any cache of that size\n"
+            "could do; prefetched reads count in ours), read GB/s, I/O wait (share of the run and\n"
             "seconds: the wait a prefetch mode saves is the none row's minus its own), peak RSS, and the\n"
             "physical limit device GB/s / bytes missed per token.\n"
             "\n"
@@ -61,6 +66,31 @@ static void usage(FILE *f)
             "  --threads N, --ctx N  as in run (ctx default 512)\n"
             "  --device-gbps X       device read bandwidth (default: measured on 1 GiB of expert bytes)\n"
             "  --json                JSON array of rows\n");
+}
+
+/* The minimum reads per decode token of each phase: the routing of the run
+ * (traced per phase) replayed with belady at the run's slot count, counting the
+ * decode passes only (the warm phase after the cold one: its cache was warm).
+ * Sets rows[p].min_per_token; leaves 0 where it cannot be known. */
+static void min_reads(char tpath[2][300], drow rows[2], int prompt_n, int64_t slots)
+{
+    ms_trace all = {0};
+    ms_err err = {0};
+    uint64_t start = 0;
+    for (int p = 0; p < 2 && tpath[p][0] && rows[p].ok && slots > 0; p++) {
+        ms_trace t;
+        if (ms_trace_read(tpath[p], &t, &err) < 0) break;
+        int rc = p == 0 ? (all = t, 0) : ms_trace_append(&all, &t, &err);
+        if (p) ms_trace_free(&t);
+        if (rc < 0) break;
+        uint32_t n_keys = all.info.n_layers * all.info.n_experts;
+        ms_sim_opts o = {.from_token = start + (uint64_t)prompt_n};
+        ms_sim_result r;
+        if (ms_simulate(&all, NULL, 0, "belady", slots > n_keys ? n_keys : (uint32_t)slots, &o, &r, &err) < 0) break;
+        if (rows[p].gen) rows[p].min_per_token = (double)r.stats.misses / (double)rows[p].gen;
+        start = all.n_tokens;
+    }
+    if (all.experts) ms_trace_free(&all);
 }
 
 /* One configuration in a child: cold then warm; two drows written to fd. */
@@ -82,6 +112,12 @@ static void child(const char *model, const ms_model *m, uint64_t ram, const char
     ms_err err = {0};
     int32_t *prompt = malloc((size_t)prompt_n * sizeof *prompt);
     for (int i = 0; i < prompt_n; i++) prompt[i] = (int32_t)((i * 7919 + 13) % m->cfg.vocab_size);
+    /* each phase's routing, for the minimum (not with MTP: --trace records the main model only) */
+    char tdir[256] = "", tpath[2][300] = {"", ""};
+    int64_t slots = 0;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(tdir, sizeof tdir, "%s/moestream-bench-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (mtp > 0 || !mkdtemp(tdir)) tdir[0] = 0;
     if (ms_engine_open(model, &eo, &e, &err) < 0) {
         snprintf(rows[0].err, sizeof rows[0].err, "%s", err.msg);
         rows[1] = rows[0];
@@ -95,6 +131,11 @@ static void child(const char *model, const ms_model *m, uint64_t ram, const char
         memset(&e->stats, 0, sizeof e->stats); /* per-phase throughput */
         if (ms_gen_init(&g, e, &gp, &err) < 0) break;
         g.mtp_force_accept = force_accept;
+        if (tdir[0] && e->cache) {
+            snprintf(tpath[p], sizeof tpath[p], "%s/phase%d.bin", tdir, p);
+            ms_err terr = {0};
+            if (ms_gen_trace_open(&g, tpath[p], &terr) < 0) tpath[p][0] = 0;
+        }
         int rc = ms_gen_prompt(&g, prompt, prompt_n, &err);
         int32_t t;
         while (rc == 0 && (rc = ms_gen_next(&g, &t, &err)) > 0) rc = 0;
@@ -118,9 +159,14 @@ static void child(const char *model, const ms_model *m, uint64_t ram, const char
         r->mtp_acceptance = st.mtp_acceptance;
         r->mtp_tokens_per_step = st.mtp_tokens_per_step;
         snprintf(r->policy, sizeof r->policy, "%s", st.policy);
-        ms_gen_free(&g);
+        slots = st.slots;
+        ms_gen_free(&g); /* closes the trace */
     }
+    min_reads(tpath, rows, prompt_n, slots);
 done:
+    for (int p = 0; p < 2; p++)
+        if (tpath[p][0]) unlink(tpath[p]);
+    if (tdir[0]) rmdir(tdir);
     if (write(fd, rows, sizeof rows) != (ssize_t)sizeof rows) { /* parent reports the row missing */
     }
     ms_engine_close(e);
@@ -178,7 +224,10 @@ int ms_bench_decode(int argc, char **argv)
     if (ctx < prompt_n + 2 * n) ctx = prompt_n + 2 * n;
     uint64_t *rams;
     int n_ram;
-    if (ms_parse_size_list(ram_s, &rams, &n_ram, "--ram", &err) < 0) return ms_cli_usage_error("bench decode", "%s", err.msg);
+    if (ms_parse_size_list(ram_s, &rams, &n_ram, "--ram", &err) < 0) {
+        free(mtps);
+        return ms_cli_usage_error("bench decode", "%s", err.msg);
+    }
     char *ios[8], *pols[8], *pfs[4];
     int n_io = 0, n_pol = 0, n_pf = 0;
     char *io_copy = strdup(io_s ? io_s : "uring"), *pol_copy = pol_s ? strdup(pol_s) : NULL, *save;
@@ -216,6 +265,7 @@ int ms_bench_decode(int argc, char **argv)
             snprintf(why, sizeof why, "%s", cerr.msg);
         }
     if (bad) {
+        free(mtps);
         free(rams);
         free(io_copy);
         free(pol_copy);
@@ -225,6 +275,7 @@ int ms_bench_decode(int argc, char **argv)
     ms_model m;
     int rc = 0;
     if (ms_model_open(model, &m, &err) < 0) {
+        free(mtps);
         free(rams);
         free(io_copy);
         free(pol_copy);
@@ -234,9 +285,9 @@ int ms_bench_decode(int argc, char **argv)
     if (dev <= 0 && m.n_moe_layers) dev = ms_bench_device_gbps(&m);
     json_object *arr = json_object_new_array();
     if (!json)
-        printf("%-8s %-10s %-12s %-10s %-3s %-5s %9s %9s %7s %10s %9s %10s %8s %7s %7s %10s %10s %7s\n", "io", "ram",
+        printf("%-8s %-10s %-12s %-10s %-3s %-5s %9s %9s %7s %10s %9s %6s %10s %8s %7s %7s %10s %10s %7s\n", "io", "ram",
                "policy", "prefetch", "mtp", "phase",
-               "decode/s", "prefill/s", "hit", "MiB/tok", "exp/tok", "disk MiB/t", "read GB/s", "wait", "wait s",
+               "decode/s", "prefill/s", "hit", "MiB/tok", "exp/tok", "x min", "disk MiB/t", "read GB/s", "wait", "wait s",
                "peak RSS", "limit t/s", "accept");
     for (int a = 0; a < n_ram; a++)
         for (int b = 0; b < n_io; b++)
@@ -269,18 +320,19 @@ int ms_bench_decode(int argc, char **argv)
                     drow *r = &rows[p];
                     double missed = r->bytes_per_token > 0 ? r->bytes_per_token : r->disk_per_token;
                     double limit = missed > 0 ? dev * 1e9 / missed : 0;
-                    char rb[32], pk[32];
+                    char rb[32], pk[32], vs_min[16] = "-";
+                    if (r->min_per_token > 0) snprintf(vs_min, sizeof vs_min, "%.2fx", r->experts_per_token / r->min_per_token);
                     if (!r->ok) {
                         fprintf(stderr, "bench decode: %s --ram %s: %s\n", r->io, ms_fmt_bytes(r->ram, rb, 32), r->err);
                         rc = 1;
                         continue;
                     }
                     if (!json)
-                        printf("%-8s %-10s %-12s %-10s %-3d %-5s %9.2f %9.2f %6.1f%% %10.2f %9.2f %10.2f %8.2f %6.0f%% %7.3f "
-                               "%10s %10.1f %6.0f%%\n",
+                        printf("%-8s %-10s %-12s %-10s %-3d %-5s %9.2f %9.2f %6.1f%% %10.2f %9.2f %6s %10.2f %8.2f %6.0f%% "
+                               "%7.3f %10s %10.1f %6.0f%%\n",
                                r->io, ms_fmt_bytes(r->ram, rb, 32), r->policy, r->prefetch, r->mtp, r->phase, r->decode_tok_s,
                                r->prefill_tok_s, 100 * r->hit_rate, r->bytes_per_token / 1048576.0, r->experts_per_token,
-                               r->disk_per_token / 1048576.0, r->read_gbps, 100 * r->io_wait, r->io_wait_s,
+                               vs_min, r->disk_per_token / 1048576.0, r->read_gbps, 100 * r->io_wait, r->io_wait_s,
                                ms_fmt_bytes(r->peak_rss, pk, 32), limit, 100 * r->mtp_acceptance);
                     json_object *j = json_object_new_object();
                     json_object_object_add(j, "io", json_object_new_string(r->io));
@@ -293,6 +345,11 @@ int ms_bench_decode(int argc, char **argv)
                     json_object_object_add(j, "hit_rate", json_object_new_double(r->hit_rate));
                     json_object_object_add(j, "bytes_read_per_token", json_object_new_double(r->bytes_per_token));
                     json_object_object_add(j, "experts_read_per_token", json_object_new_double(r->experts_per_token));
+                    json_object_object_add(j, "min_experts_read_per_token",
+                                           r->min_per_token > 0 ? json_object_new_double(r->min_per_token) : NULL);
+                    json_object_object_add(j, "reads_vs_min", r->min_per_token > 0
+                                                                  ? json_object_new_double(r->experts_per_token / r->min_per_token)
+                                                                  : NULL);
                     json_object_object_add(j, "read_gbps", json_object_new_double(r->read_gbps));
                     json_object_object_add(j, "disk_bytes_per_token", json_object_new_double(r->disk_per_token));
                     json_object_object_add(j, "io_wait_fraction", json_object_new_double(r->io_wait));

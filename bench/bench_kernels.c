@@ -11,8 +11,12 @@
  * measured in the same time window (passes alternate; the fastest call and
  * the fastest 8 MiB read chunk count). "memread" rows give the read probe
  * alone (best chunk of 5 passes).
- * --matmul adds prefill figures: ms_matmul GFLOP/s for n tokens on both paths
- * (multi-token row kernels vs dequantized tiles + sgemm) to place gemm_min_n.
+ * --matmul adds prefill figures: ms_matmul GFLOP/s on the demo model's and
+ * DeepSeek-V3 / GigaChat shapes for n = 8..512 tokens on the three paths
+ * (multi-token row kernels, the table's GEMM, dequantized tiles + OpenBLAS
+ * sgemm), to place gemm_min_n. --multi adds the batch-invariant decode of B
+ * vectors (ms_matvec_multi, B = 1..16, weights from DRAM): time per call and
+ * aggregate vectors/s against B = 1. --no-matvec skips the matvec table.
  *
  * The arena is filled so that every 16-bit word is a normal bf16 in +-[0.5, 1):
  * any bytes are valid codes, and scales / biases / bf16 weights are sane. */
@@ -46,7 +50,7 @@ typedef struct bk_opts {
     double seconds;
     uint64_t mem;
     const char *impl;
-    bool matmul;
+    bool matvec, matmul, multi;
 } bk_opts;
 
 /* ---- memory bandwidth ------------------------------------------------------ */
@@ -166,48 +170,145 @@ static void emit(const bk_opts *o, const char *impl, const char *kernel, int thr
     fflush(stdout);
 }
 
-/* Prefill: ms_matmul GFLOP/s for n tokens, row-kernel path vs sgemm path. */
+/* Best time of fn over a window of `seconds` (after one warm-up call): the
+ * call least disturbed by other processes. */
+static double best_time(void (*fn)(void *), void *arg, double seconds)
+{
+    fn(arg);
+    double best = 1e30, t0 = ms_now_s();
+    do {
+        double c0 = ms_now_s();
+        fn(arg);
+        best = MS_MIN(best, ms_now_s() - c0);
+    } while (ms_now_s() - t0 < seconds);
+    return best;
+}
+
+typedef struct mm_call {
+    ms_compute c;
+    const ms_mat *m;
+    const float *X;
+    float *Y;
+    int n;
+} mm_call;
+
+static void call_matmul(void *arg)
+{
+    mm_call *a = arg;
+    ms_matmul(&a->c, a->m, a->X, a->n, a->Y);
+}
+
+/* Prefill shapes (rows x cols): demo model (hidden 2048: attention output,
+ * 1408-wide experts both ways) and DeepSeek-V3 / GigaChat experts (7168 <-> 2048). */
+static const int64_t kMatmulShapes[][2] = {{2048, 2048}, {1408, 2048}, {2048, 1408}, {7168, 2048}, {2048, 7168}};
+static const int kMatmulN[] = {8, 16, 32, 64, 128, 256, 512};
+#define MM_NMAX 512
+
+static void fill_x(float *X, size_t n)
+{
+    for (size_t i = 0; i < n; i++) X[i] = (float)((i % 1000) * 7919 % 1000) / 1000.0f - 0.5f;
+}
+
+/* Prefill: ms_matmul GFLOP/s (q4g64) on the three paths, forced through copies
+ * of the table: rows (gemm_min_n 0), the table's GEMM (gemm_min_n 1), OpenBLAS
+ * (no table GEMM, gemm_min_n 1). */
 static void bench_matmul(const bk_opts *o, const ms_kern *k, ms_pool *pool, char *arena, uint64_t arena_bytes)
 {
-    static const int ns[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
-    const bk_kernel *kk = &kKernels[0]; /* q4g64, expert gate/up shape [2048 x 7168] */
-    ms_mat m;
-    if (carve(kk, 2048, 7168, arena, arena_bytes, &m, 1) != 1) return;
-    float *X = malloc(sizeof(float) * 7168 * 256), *Y = malloc(sizeof(float) * 2048 * 256);
+    const bk_kernel *kk = &kKernels[0];
+    ms_kern krows = *k, kgemm = *k, kblas = *k;
+    kblas.gemm = NULL;
+    krows.affine[4].gemm_min_n = 0;
+    kgemm.affine[4].gemm_min_n = kblas.affine[4].gemm_min_n = 1;
+    const ms_kern *paths[3] = {&krows, k->gemm ? &kgemm : NULL, &kblas};
+    float *X = malloc(sizeof(float) * MM_NMAX * 7168), *Y = malloc(sizeof(float) * MM_NMAX * 7168);
     if (!X || !Y) {
         free(X);
         free(Y);
         return;
     }
-    for (int i = 0; i < 7168 * 256; i++) X[i] = (float)((i % 1000) * 7919 % 1000) / 1000.0f - 0.5f;
-    ms_kern krows = *k, kgemm = *k;
-    krows.affine[4].gemm_min_n = 0;
-    kgemm.affine[4].gemm_min_n = 1;
+    fill_x(X, (size_t)MM_NMAX * 7168);
     if (!o->json)
-        printf("\nprefill ms_matmul, q4g64 2048 x 7168, %d threads (GFLOP/s)\n%6s %10s %10s\n", ms_pool_size(pool), "n",
-               "rows", "sgemm");
-    for (size_t i = 0; i < MS_ARRAY_LEN(ns); i++) {
-        int n = ns[i];
-        double gf[2];
-        for (int p = 0; p < 2; p++) {
-            ms_compute c = {p ? &kgemm : &krows, pool};
-            ms_matmul(&c, &m, X, n, Y);
-            double best = 1e30, t0 = ms_now_s();
-            do { /* best call: the least disturbed by other processes */
-                double c0 = ms_now_s();
-                ms_matmul(&c, &m, X, n, Y);
-                double dt = ms_now_s() - c0;
-                if (dt < best) best = dt;
-            } while (ms_now_s() - t0 < o->seconds / 2);
-            gf[p] = 2.0 * 2048 * 7168 * n / best / 1e9;
+        printf("\nprefill ms_matmul, %s, %d threads, GFLOP/s (gemm_min_n %d)\n%-13s %5s %9s %9s %9s\n", kk->name,
+               ms_pool_size(pool), k->affine[4].gemm_min_n, "rows x cols", "n", "rows", "gemm", "sgemm");
+    for (size_t si = 0; si < MS_ARRAY_LEN(kMatmulShapes); si++) {
+        const int64_t rows = kMatmulShapes[si][0], cols = kMatmulShapes[si][1];
+        ms_mat m;
+        if (carve(kk, rows, cols, arena, arena_bytes, &m, 1) != 1) continue;
+        for (size_t ni = 0; ni < MS_ARRAY_LEN(kMatmulN); ni++) {
+            const int n = kMatmulN[ni];
+            double gf[3] = {0, 0, 0};
+            for (int p = 0; p < 3; p++) {
+                if (!paths[p]) continue;
+                mm_call a = {{paths[p], pool}, &m, X, Y, n};
+                gf[p] = 2.0 * (double)rows * (double)cols * n / best_time(call_matmul, &a, o->seconds / 3) / 1e9;
+            }
+            if (o->json)
+                printf("{\"kernel\":\"matmul_%s\",\"impl\":\"%s\",\"threads\":%d,\"rows\":%lld,\"cols\":%lld,\"n\":%d,"
+                       "\"rows_gflops\":%.2f,\"gemm_gflops\":%.2f,\"sgemm_gflops\":%.2f}\n",
+                       kk->name, k->name, ms_pool_size(pool), (long long)rows, (long long)cols, n, gf[0], gf[1],
+                       gf[2]);
+            else
+                printf("%5lld x %-5lld %5d %9.1f %9.1f %9.1f\n", (long long)rows, (long long)cols, n, gf[0], gf[1],
+                       gf[2]);
+            fflush(stdout);
         }
-        if (o->json)
-            printf("{\"kernel\":\"matmul_q4g64\",\"impl\":\"%s\",\"threads\":%d,\"rows\":2048,\"cols\":7168,\"n\":%d,"
-                   "\"rows_gflops\":%.2f,\"sgemm_gflops\":%.2f}\n",
-                   k->name, ms_pool_size(pool), n, gf[0], gf[1]);
-        else
-            printf("%6d %10.2f %10.2f\n", n, gf[0], gf[1]);
-        fflush(stdout);
+    }
+    free(X);
+    free(Y);
+}
+
+/* Decode over B vectors: ms_matvec_multi (q4g64) cycling through DRAM copies
+ * of the matrix; aggregate vectors per second relative to B = 1. */
+static void bench_multi(const bk_opts *o, const ms_kern *k, ms_pool *pool, char *arena, uint64_t arena_bytes,
+                        ms_mat *mats)
+{
+    static const int Bs[] = {1, 2, 4, 8, 16};
+    static const int64_t shapes[][2] = {{2048, 7168}, {7168, 2048}};
+    const bk_kernel *kk = &kKernels[0];
+    float *X = malloc(sizeof(float) * 16 * 7168), *Y = malloc(sizeof(float) * 16 * 7168);
+    if (!X || !Y) {
+        free(X);
+        free(Y);
+        return;
+    }
+    fill_x(X, (size_t)16 * 7168);
+    if (!o->json)
+        printf("\ndecode of B vectors, ms_matvec_multi, %s, %d threads\n%-13s %3s %10s %10s %9s\n", kk->name,
+               ms_pool_size(pool), "rows x cols", "B", "us/call", "vectors/s", "vs B=1");
+    for (size_t si = 0; si < MS_ARRAY_LEN(shapes); si++) {
+        const int64_t rows = shapes[si][0], cols = shapes[si][1];
+        int nc = carve(kk, rows, cols, arena, arena_bytes, mats, 4096);
+        if (nc < 1) continue;
+        /* All B in the same window, round robin: on a shared machine every B
+         * sees the same conditions, so their ratios hold. */
+        double best[MS_ARRAY_LEN(Bs)];
+        ms_compute c = {k, pool};
+        for (size_t bi = 0; bi < MS_ARRAY_LEN(Bs); bi++) {
+            best[bi] = 1e30;
+            for (int i = 0; i < nc; i++) ms_matvec_multi(&c, &mats[i], X, Bs[bi], Y); /* warm-up */
+        }
+        double t0 = ms_now_s();
+        do {
+            for (size_t bi = 0; bi < MS_ARRAY_LEN(Bs); bi++)
+                for (int i = 0; i < nc; i++) { /* one call per copy: weights from DRAM */
+                    double c0 = ms_now_s();
+                    ms_matvec_multi(&c, &mats[i], X, Bs[bi], Y);
+                    best[bi] = MS_MIN(best[bi], ms_now_s() - c0);
+                }
+        } while (ms_now_s() - t0 < o->seconds * MS_ARRAY_LEN(Bs));
+        for (size_t bi = 0; bi < MS_ARRAY_LEN(Bs); bi++) {
+            const int B = Bs[bi];
+            double vps = B / best[bi], base = 1.0 / best[0];
+            if (o->json)
+                printf("{\"kernel\":\"multi_%s\",\"impl\":\"%s\",\"threads\":%d,\"rows\":%lld,\"cols\":%lld,\"B\":%d,"
+                       "\"us_per_call\":%.1f,\"vectors_per_s\":%.1f,\"speedup\":%.3f}\n",
+                       kk->name, k->name, ms_pool_size(pool), (long long)rows, (long long)cols, B, best[bi] * 1e6, vps,
+                       vps / base);
+            else
+                printf("%5lld x %-5lld %3d %10.1f %10.0f %8.2fx\n", (long long)rows, (long long)cols, B, best[bi] * 1e6,
+                       vps, vps / base);
+            fflush(stdout);
+        }
     }
     free(X);
     free(Y);
@@ -237,10 +338,16 @@ static void usage(FILE *f)
             "  --impl NAME     kernel table: ref, avx2, avx512, neon (default: the best this CPU\n"
             "                  supports, as the runtime picks it; also MOESTREAM_KERNELS)\n"
             "  --ref           same as --impl ref (as MOESTREAM_FORCE_REF=1)\n"
-            "  --matmul        also time prefill ms_matmul (q4g64 2048x7168, all threads) for\n"
-            "                  n = 1..256 tokens on both paths: multi-token row kernels and\n"
-            "                  dequantized tiles + sgemm (JSON: {\"kernel\":\"matmul_q4g64\",\n"
-            "                  \"n\",\"rows_gflops\",\"sgemm_gflops\",...})\n"
+            "  --matmul        also time prefill ms_matmul (q4g64, all threads) at 2048x2048,\n"
+            "                  1408x2048, 2048x1408, 7168x2048, 2048x7168 for n = 8..512 tokens\n"
+            "                  on the three paths: multi-token row kernels, the table's GEMM,\n"
+            "                  dequantized tiles + OpenBLAS sgemm (JSON: {\"kernel\":\"matmul_q4g64\",\n"
+            "                  \"rows\",\"cols\",\"n\",\"rows_gflops\",\"gemm_gflops\",\"sgemm_gflops\",...})\n"
+            "  --multi         also time the batch-invariant decode of B = 1..16 vectors\n"
+            "                  (ms_matvec_multi, q4g64 2048x7168 and 7168x2048, weights from\n"
+            "                  DRAM; JSON: {\"kernel\":\"multi_q4g64\",\"B\",\"us_per_call\",\n"
+            "                  \"vectors_per_s\",\"speedup\",...})\n"
+            "  --no-matvec     skip the matvec table (with --matmul / --multi)\n"
             "  -h, --help      this help\n",
             ms_physical_cores());
 }
@@ -248,7 +355,7 @@ static void usage(FILE *f)
 int ms_bench_kernels(int argc, char **argv)
 {
     const char *cmd = "bench kernels";
-    bk_opts o = {.threads = ms_physical_cores(), .seconds = 0.15, .mem = 256ull << 20};
+    bk_opts o = {.threads = ms_physical_cores(), .seconds = 0.15, .mem = 256ull << 20, .matvec = true};
     static const struct option lopts[] = {
         {"json", no_argument, NULL, 'j'},
         {"threads", required_argument, NULL, 't'},
@@ -257,6 +364,8 @@ int ms_bench_kernels(int argc, char **argv)
         {"ref", no_argument, NULL, 'r'},
         {"impl", required_argument, NULL, 'i'},
         {"matmul", no_argument, NULL, 'M'},
+        {"multi", no_argument, NULL, 'B'},
+        {"no-matvec", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -271,6 +380,8 @@ int ms_bench_kernels(int argc, char **argv)
         case 'r': o.impl = "ref"; break;
         case 'i': o.impl = optarg; break;
         case 'M': o.matmul = true; break;
+        case 'B': o.multi = true; break;
+        case 'V': o.matvec = false; break;
         case 't':
             if (ms_parse_int(optarg, 1, 1024, &v, "--threads", &err) < 0) return ms_cli_usage_error(cmd, "%s", err.msg);
             o.threads = (int)v;
@@ -314,17 +425,19 @@ int ms_bench_kernels(int argc, char **argv)
     const int tcounts[2] = {1, o.threads};
     ms_pool *pools[2] = {pool1, pooln};
     const int nt = o.threads > 1 ? 2 : 1;
-    double roof[2];
-    for (int t = 0; t < nt; t++) roof[t] = measure_read(k, pools[t], arena, o.mem);
-    if (!o.json) {
+    if (!o.json)
         printf("moestream bench kernels: impl %s, working set %llu MiB, %.2fs per figure\n", k->name,
                (unsigned long long)(o.mem >> 20), o.seconds);
-        printf("%-10s %-13s %7s %9s %10s %7s %10s\n", "kernel", "rows x cols", "threads", "GB/s", "roofline", "ratio",
-               "us/call");
+    if (o.matvec) {
+        double roof[2];
+        for (int t = 0; t < nt; t++) roof[t] = measure_read(k, pools[t], arena, o.mem);
+        if (!o.json)
+            printf("%-10s %-13s %7s %9s %10s %7s %10s\n", "kernel", "rows x cols", "threads", "GB/s", "roofline",
+                   "ratio", "us/call");
+        for (int t = 0; t < nt; t++)
+            emit(&o, k->name, "memread", tcounts[t], 0, 0, roof[t], roof[t], (double)READ_CHUNK / (roof[t] * 1e3));
     }
-    for (int t = 0; t < nt; t++)
-        emit(&o, k->name, "memread", tcounts[t], 0, 0, roof[t], roof[t], (double)READ_CHUNK / (roof[t] * 1e3));
-    for (size_t ki = 0; ki < MS_ARRAY_LEN(kKernels); ki++)
+    for (size_t ki = 0; o.matvec && ki < MS_ARRAY_LEN(kKernels); ki++)
         for (size_t si = 0; si < MS_ARRAY_LEN(kShapes); si++) {
             const int64_t rows = kShapes[si][0], cols = kShapes[si][1];
             int nc = carve(&kKernels[ki], rows, cols, arena, o.mem, mats, 4096);
@@ -338,6 +451,7 @@ int ms_bench_kernels(int argc, char **argv)
             }
         }
     if (o.matmul) bench_matmul(&o, k, pooln, arena, o.mem);
+    if (o.multi) bench_multi(&o, k, pooln, arena, o.mem, mats);
 out:
     free(mats);
     free(x);

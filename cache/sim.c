@@ -108,6 +108,20 @@ static int issue_prefetch(ms_slots *s, const ms_trace *t, uint64_t token, uint32
     return 0;
 }
 
+/* Counters of b minus those of a (a counting window). */
+static ms_slots_stats stats_since(const ms_slots_stats *a, const ms_slots_stats *b)
+{
+    _Static_assert(sizeof(ms_slots_stats) % sizeof(uint64_t) == 0, "ms_slots_stats holds only uint64_t counters");
+    enum { N = sizeof(ms_slots_stats) / sizeof(uint64_t) };
+    uint64_t x[N], y[N];
+    memcpy(x, a, sizeof x);
+    memcpy(y, b, sizeof y);
+    for (int i = 0; i < N; i++) y[i] -= x[i];
+    ms_slots_stats d;
+    memcpy(&d, y, sizeof d);
+    return d;
+}
+
 int ms_simulate(const ms_trace *t, const uint32_t *keys, size_t n_keys_in, const char *policy_spec, uint32_t n_slots,
                 const ms_sim_opts *opts, ms_sim_result *out, ms_err *err)
 {
@@ -146,8 +160,18 @@ int ms_simulate(const ms_trace *t, const uint32_t *keys, size_t n_keys_in, const
     bool prefetch = o.prefetch && t->max_pred > 0;
     uint32_t n_pending = 0;
     uint32_t wave = (uint32_t)ms_sched_wave(n_slots, (int)in->top_k); /* the cache's max_acquire */
+    ms_slots_stats w0s = {0}, w1s = {0};
+    bool w0 = false, w1 = false;
     for (uint64_t i = 0; i < t->n_tokens;) {
         uint64_t np = pass_len(t, i);
+        if (!w0 && i >= o.from_token) { /* counting window: passes starting in [from, to) */
+            w0s = *ms_slots_get_stats(s);
+            w0 = true;
+        }
+        if (o.to_token && i >= o.to_token && !w1) {
+            w1s = *ms_slots_get_stats(s);
+            w1 = true;
+        }
         ms_slots_tick(s); /* one tick per forward pass, as the runtime */
         for (uint32_t l = 0; l < in->n_layers; l++) {
             uint32_t m = pass_union(t, i, np, l, seen, ids, grp); /* the same group as in ms_trace_keys */
@@ -174,7 +198,9 @@ int ms_simulate(const ms_trace *t, const uint32_t *keys, size_t n_keys_in, const
     }
     rc = 0;
     out->n_slots = n_slots;
-    out->stats = *ms_slots_get_stats(s);
+    if (!w1) w1s = *ms_slots_get_stats(s);
+    if (!w0) w0s = w1s; /* the window starts after the trace: nothing counted */
+    out->stats = stats_since(&w0s, &w1s);
     out->hit_rate = out->stats.accesses ? (double)out->stats.hits / (double)out->stats.accesses : 0.0;
 out:
     if (rc < 0) ms_err_prefix(err, "simulate %s, %u slots: ", policy_spec, n_slots);

@@ -31,6 +31,10 @@
 typedef struct ms_sim_opts {
     const char *profile_path; /* for policies that need a profile (pin) */
     bool prefetch;            /* replay the trace's "predicted" experts */
+    /* Count only the passes that start in tokens [from_token, to_token) (to_token
+     * 0 = to the end): the cache still sees the whole trace, e.g. the decode
+     * part of a run whose prefill warmed it. Both 0 = everything. */
+    uint64_t from_token, to_token;
 } ms_sim_opts;
 
 typedef struct ms_sim_result {

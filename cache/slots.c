@@ -180,6 +180,7 @@ int ms_slots_acquire(ms_slots *s, const uint32_t *keys, int k, ms_slot_ref *refs
     if (misses > s->n_avail - hits_avail)
         return ms_errf(err, ENOSPC, "slots: %u misses but only %u slots can be given up (%u slots, others pinned or loading)",
                        misses, s->n_avail - hits_avail, s->n_slots);
+    if (s->policy.ops->on_group) s->policy.ops->on_group(s->policy.state, keys, k);
     /* Pin every resident key first: a miss below can never evict a key of its own group. */
     for (int j = 0; j < k; j++) {
         uint32_t i = s->map[keys[j]];

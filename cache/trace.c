@@ -531,6 +531,56 @@ int ms_trace_read(const char *path, ms_trace *t, ms_err *err)
     return rc;
 }
 
+int ms_trace_append(ms_trace *dst, const ms_trace *src, ms_err *err)
+{
+    const ms_trace_info *a = &dst->info, *b = &src->info;
+    if (a->n_layers != b->n_layers || a->n_experts != b->n_experts || a->top_k != b->top_k)
+        return ms_errf(err, EINVAL, "trace append: %u layers x %u experts top-%u vs %u x %u top-%u", a->n_layers,
+                       a->n_experts, a->top_k, b->n_layers, b->n_experts, b->top_k);
+    uint64_t n = dst->n_tokens + src->n_tokens;
+    size_t row = (size_t)a->n_layers * a->top_k;
+    uint32_t mp = dst->max_pred > src->max_pred ? dst->max_pred : src->max_pred;
+    uint32_t *seq = malloc((n ? n : 1) * sizeof *seq), *pos = malloc((n ? n : 1) * sizeof *pos);
+    uint32_t *batch = calloc(n ? n : 1, sizeof *batch);
+    uint16_t *ex = malloc((n ? n : 1) * row * sizeof *ex);
+    int32_t *pred = mp ? malloc(n * a->n_layers * mp * sizeof *pred) : NULL;
+    if (!seq || !pos || !batch || !ex || (mp && !pred)) {
+        free(seq);
+        free(pos);
+        free(batch);
+        free(ex);
+        free(pred);
+        return ms_errf(err, ENOMEM, "trace append: out of memory for %llu tokens", (unsigned long long)n);
+    }
+    const ms_trace *parts[2] = {dst, src};
+    for (uint64_t k = 0, i = 0; k < 2; k++) {
+        const ms_trace *t = parts[k];
+        for (uint64_t j = 0; j < t->n_tokens; j++, i++) {
+            seq[i] = t->seq[j];
+            pos[i] = t->pos[j];
+            batch[i] = t->batch ? t->batch[j] : 1;
+            memcpy(ex + i * row, t->experts + j * row, row * sizeof *ex);
+            for (uint32_t l = 0; mp && l < a->n_layers; l++)
+                for (uint32_t q = 0; q < mp; q++)
+                    pred[(i * a->n_layers + l) * mp + q] =
+                        q < t->max_pred ? t->predicted[(j * a->n_layers + l) * t->max_pred + q] : -1;
+        }
+    }
+    free(dst->seq);
+    free(dst->pos);
+    free(dst->batch);
+    free(dst->experts);
+    free(dst->predicted);
+    dst->seq = seq;
+    dst->pos = pos;
+    dst->batch = batch;
+    dst->experts = ex;
+    dst->predicted = pred;
+    dst->max_pred = mp;
+    dst->n_tokens = n;
+    return 0;
+}
+
 void ms_trace_free(ms_trace *t)
 {
     if (!t) return;

@@ -63,6 +63,11 @@ typedef struct ms_trace {
 int ms_trace_read(const char *path, ms_trace *t, ms_err *err);
 void ms_trace_free(ms_trace *t);
 
+/* Append the tokens of src to dst (same n_layers, n_experts, top_k; e.g. two
+ * phases of one run). -EINVAL on a geometry mismatch, -ENOMEM; dst unchanged
+ * on error. */
+int ms_trace_append(ms_trace *dst, const ms_trace *src, ms_err *err);
+
 static inline const uint16_t *ms_trace_experts(const ms_trace *t, uint64_t token, uint32_t layer)
 {
     return t->experts + ((size_t)token * t->info.n_layers + layer) * t->info.top_k;

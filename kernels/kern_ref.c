@@ -49,18 +49,18 @@ float ms_ref_dot_dense_row(const ms_mat *m, int64_t r, const float *x)
     float acc = 0.0f;
     switch (m->type) {
     case MS_WT_F32: {
-        const float *w = (const float *)m->w + (size_t)r * (size_t)n;
-        for (int64_t j = 0; j < n; j++) acc += w[j] * x[j];
+        const char *w = (const char *)m->w + (size_t)r * (size_t)n * 4;
+        for (int64_t j = 0; j < n; j++) acc += ms_ld_f32(w, (size_t)j) * x[j];
         break;
     }
     case MS_WT_F16: {
-        const uint16_t *w = (const uint16_t *)m->w + (size_t)r * (size_t)n;
-        for (int64_t j = 0; j < n; j++) acc += ms_f16_to_f32(w[j]) * x[j];
+        const char *w = (const char *)m->w + (size_t)r * (size_t)n * 2;
+        for (int64_t j = 0; j < n; j++) acc += ms_f16_to_f32(ms_ld_u16(w, (size_t)j)) * x[j];
         break;
     }
     case MS_WT_BF16: {
-        const uint16_t *w = (const uint16_t *)m->w + (size_t)r * (size_t)n;
-        for (int64_t j = 0; j < n; j++) acc += ms_bf16_to_f32(w[j]) * x[j];
+        const char *w = (const char *)m->w + (size_t)r * (size_t)n * 2;
+        for (int64_t j = 0; j < n; j++) acc += ms_bf16_to_f32(ms_ld_u16(w, (size_t)j)) * x[j];
         break;
     }
     default: break;
@@ -89,37 +89,29 @@ static inline float mul_add_2r(float s, float q, float b)
     return p + b;
 }
 
-static void ref_dequant_affine(const ms_mat *m, int64_t r, float *out)
+static void ref_dequant_affine(const ms_mat *m, int64_t r, int64_t c0, int64_t c1, float *out)
 {
     const int bits = m->bits, gs = m->group_size;
     const int64_t ng = m->cols / gs;
     const uint32_t *w = (const uint32_t *)m->w + (size_t)r * (size_t)(m->cols * bits / 32);
-    for (int64_t g = 0; g < ng; g++) {
+    for (int64_t g = c0 / gs; g < c1 / gs; g++) {
         float s = ms_sb_get(m->scales, m->sb_dtype, r * ng + g), b = ms_sb_get(m->biases, m->sb_dtype, r * ng + g);
-        for (int j = 0; j < gs; j++) out[g * gs + j] = mul_add_2r(s, (float)ms_unpack_one(w, bits, g * gs + j), b);
+        for (int j = 0; j < gs; j++)
+            out[g * gs + j - c0] = mul_add_2r(s, (float)ms_unpack_one(w, bits, g * gs + j), b);
     }
 }
 
-static void ref_dequant_dense(const ms_mat *m, int64_t r, float *out)
+static void ref_dequant_dense(const ms_mat *m, int64_t r, int64_t c0, int64_t c1, float *out)
 {
-    const int64_t n = m->cols;
-    switch (m->type) {
-    case MS_WT_F32: {
-        const float *w = (const float *)m->w + (size_t)r * (size_t)n;
-        for (int64_t j = 0; j < n; j++) out[j] = w[j];
-        break;
-    }
-    case MS_WT_F16: {
-        const uint16_t *w = (const uint16_t *)m->w + (size_t)r * (size_t)n;
-        for (int64_t j = 0; j < n; j++) out[j] = ms_f16_to_f32(w[j]);
-        break;
-    }
-    case MS_WT_BF16: {
-        const uint16_t *w = (const uint16_t *)m->w + (size_t)r * (size_t)n;
-        for (int64_t j = 0; j < n; j++) out[j] = ms_bf16_to_f32(w[j]);
-        break;
-    }
-    default: break;
+    /* Unaligned-safe loads: mlx payloads sit at any address. */
+    const size_t es = m->type == MS_WT_F32 ? 4 : 2;
+    const char *w = (const char *)m->w + (size_t)r * (size_t)m->cols * es;
+    for (int64_t j = c0; j < c1; j++) {
+        switch (m->type) {
+        case MS_WT_F32: out[j - c0] = ms_ld_f32(w, (size_t)j); break;
+        case MS_WT_F16: out[j - c0] = ms_f16_to_f32(ms_ld_u16(w, (size_t)j)); break;
+        default: out[j - c0] = ms_bf16_to_f32(ms_ld_u16(w, (size_t)j)); break;
+        }
     }
 }
 

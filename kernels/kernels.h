@@ -87,8 +87,21 @@ typedef struct ms_compute {
 /* y[rows] = W x[cols]. */
 void ms_matvec(const ms_compute *c, const ms_mat *m, const float *x, float *y);
 
-/* Y[n, rows] = X[n, cols] W^T (n tokens at once; prefill). Results for each token
- * agree with ms_matvec within float rounding (not necessarily bit-identical). */
+/* Batch-invariant multi-vector matvec (decode of several sequences, MTP
+ * verification): Y[b, rows] = W X[b, :] for b < B (X: [B, cols], Y: [B, rows]).
+ * Contract: Y[b] is bit-identical to ms_matvec(c, m, X[b], .) for every weight
+ * type and kernel table, whatever B is and whatever the other vectors are; and,
+ * like every kernel here, for any thread count. Each weight row is read from
+ * memory once for all B vectors (codes unpacked once per batch of 2-4 vectors),
+ * so B vectors cost much less than B matvecs. Any B >= 1; B <= 0 does nothing. */
+void ms_matvec_multi(const ms_compute *c, const ms_mat *m, const float *X, int B, float *Y);
+
+/* Y[n, rows] = X[n, cols] W^T (n tokens at once; prefill). Below the table's
+ * GEMM threshold (gemm_min_n, per weight type, 8-32) this is ms_matvec_multi
+ * (bit-identical to per-token matvec); from it on, a GEMM on exactly
+ * dequantized weights, within float rounding of the matvec (relative error
+ * ~1e-6 of sum |w x|) and independent of n, of the other tokens and of the
+ * thread count. */
 void ms_matmul(const ms_compute *c, const ms_mat *m, const float *X, int n, float *Y);
 
 /* Y[n, rows] = X[n, cols] W^T for a forward pass: n == 1 is ms_matvec; with
@@ -112,15 +125,23 @@ typedef struct ms_act {
 
 /* SwiGLU feed-forward on n tokens: Y[n, down.rows] = down( act(gate X, up X) ).
  * gate/up: [inter, D], down: [D, inter]. scratch must hold ms_ffn_scratch_floats(...)
- * floats. Used for dense MLPs, shared experts and routed experts alike. act may be
- * NULL (plain SwiGLU). */
+ * floats. Used for dense MLPs, shared experts and routed experts alike; n > 1 goes
+ * through ms_matmul (prefill: GEMM from its threshold on). act may be NULL (plain
+ * SwiGLU). */
 size_t ms_ffn_scratch_floats(const ms_mat *gate, int n);
 void ms_ffn(const ms_compute *c, const ms_mat *gate, const ms_mat *up, const ms_mat *down, const float *X,
             int n, float *Y, float *scratch);
 /* exact: each row computed as a one-row call would (bit-identical to n calls
- * with n = 1, whatever else is in the call). */
+ * with n = 1, whatever else is in the call): the multi-vector row kernels. */
 void ms_ffn_act(const ms_compute *c, const ms_mat *gate, const ms_mat *up, const ms_mat *down, const float *X, int n,
                 float *Y, float *scratch, const ms_act *act, bool exact);
+/* The batch-invariant ms_ffn for B vectors (decode steps over several sequences,
+ * MTP verification): Y[b] is bit-identical to ms_ffn(c, gate, up, down, X[b], 1,
+ * Y[b], .) whatever B and the other vectors are (gate and up rows of one block
+ * for all B vectors, silu*mul, then ms_matvec_multi for down). scratch:
+ * ms_ffn_scratch_floats(gate, B) floats. */
+void ms_ffn_multi(const ms_compute *c, const ms_mat *gate, const ms_mat *up, const ms_mat *down, const float *X,
+                  int B, float *Y, float *scratch);
 
 /* C[M][N] = alpha * op(A)[M][K] op(B)[K][N] + beta * C (row-major f32,
  * op = transpose when asked) on the calling thread: OpenBLAS sgemm, single
@@ -128,6 +149,16 @@ void ms_ffn_act(const ms_compute *c, const ms_mat *gate, const ms_mat *up, const
  * results never depend on the thread count). */
 void ms_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
               int ldb, float beta, float *C, int ldc);
+
+/* Upper bound of the heap bytes the calls above allocate (and keep, for the
+ * pool's per-thread GEMM tiles) for matrices of at most max_cols columns and
+ * calls of at most max_n tokens/vectors, with table k and nthreads threads:
+ * per-thread GEMM tiles (only if some weight type of k takes the GEMM at
+ * max_n) plus the prepared inputs of the row kernels. What a plan counts
+ * inside its RAM budget. */
+size_t ms_compute_scratch_bytes(const ms_kern *k, int nthreads, int64_t max_cols, int max_n);
+/* Scratch bytes the pool holds now (GEMM tiles + prepared-input buffer). */
+size_t ms_pool_scratch_bytes(const ms_pool *p);
 
 /* Small ops (f32). */
 void ms_rmsnorm(float *out, const float *x, const float *w, int n, float eps); /* w may be NULL (= 1) */

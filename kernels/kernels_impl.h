@@ -24,8 +24,9 @@
  * xsum: per-group sums of x ([cols / group_size], affine only). The reference
  * kernels also accept xsum == NULL (they then sum each group themselves). */
 typedef void (*ms_rows_fn)(const ms_mat *m, int64_t r0, int64_t r1, const float *x, const float *xsum, float *y);
-/* out[cols] = W[r, :] as f32. */
-typedef void (*ms_dequant_fn)(const ms_mat *m, int64_t r, float *out);
+/* out[0 .. c1-c0) = W[r, c0 .. c1) as f32 (affine: c0, c1 multiples of the
+ * group size). Exact: every table gives the reference's bits. */
+typedef void (*ms_dequant_fn)(const ms_mat *m, int64_t r, int64_t c0, int64_t c1, float *out);
 /* Prepare one input vector x[cols] for `rows`: for affine, write the group sums
  * to xsum[cols/group_size]; if the kernel reads x in a permuted order (to match
  * how it unpacks codes), write that copy to xp[cols] and return xp, else return
@@ -45,11 +46,20 @@ typedef struct ms_wkern {
     ms_dequant_fn dequant;
     ms_prep_fn prep;
     ms_rows_n_fn rows_n; /* optional (NULL: `rows` once per token) */
-    /* ms_matmul with n >= gemm_min_n tokens dequantizes row tiles and calls
-     * OpenBLAS sgemm; below, row kernels (0 = never sgemm: the reference). The
-     * crossover is measured per table and type (docs/KERNELS.md). */
+    /* ms_matmul with n >= gemm_min_n tokens dequantizes row tiles and
+     * multiplies them with the table's GEMM (or OpenBLAS sgemm); below, the
+     * row kernels (0 = never: the reference). The crossover is measured per
+     * table and type (docs/KERNELS.md). */
     int gemm_min_n;
 } ms_wkern;
+
+/* Prefill GEMM on rows [r0, r1) (at most gemm_rows of them, any weight type):
+ * Y[t*ldy + r] = W[r, :] . X_t for t < n, X in natural order ([n, cols], no
+ * prep). buf: gemm_buf_floats floats of per-thread scratch (64-byte aligned).
+ * Each Y element is a function of its row and token only (not of n, the tile
+ * or the thread). */
+typedef void (*ms_gemm_fn)(const ms_mat *m, int64_t r0, int64_t r1, const float *X, int n, float *Y, int64_t ldy,
+                           float *buf);
 
 struct ms_kern {
     const char *name;
@@ -57,6 +67,11 @@ struct ms_kern {
     ms_wkern affine[9]; /* by bits: 2,3,4,5,6,8 */
     /* xsum[g] = sum of x[g*gs .. g*gs+gs) for g < cols/gs. */
     void (*group_sums)(const float *x, int64_t cols, int gs, float *xsum);
+    /* The table's own prefill GEMM (NULL: dequantized tiles + OpenBLAS sgemm),
+     * its rows per call and its scratch. */
+    ms_gemm_fn gemm;
+    int gemm_rows;
+    size_t gemm_buf_floats;
     /* Sum of n floats read sequentially (the bench's memory-bandwidth probe). */
     double (*read_sum)(const float *p, size_t n);
 };
@@ -111,5 +126,10 @@ void ms_ref_group_sums(const float *x, int64_t cols, int gs, float *xsum);
  * returns thread tid's buffer (64-byte aligned). */
 int ms_pool_reserve(ms_pool *p, size_t bytes);
 void *ms_pool_scratch(ms_pool *p, int tid);
+/* The calling thread's buffer of at least `bytes` (64-byte aligned; grown as
+ * needed, kept until ms_pool_destroy; NULL if p is NULL or out of memory): the
+ * prepared inputs of the row kernels. Only for the thread that calls
+ * ms_pool_run, outside tasks; its contents do not survive the next call. */
+void *ms_pool_xbuf(ms_pool *p, size_t bytes);
 
 #endif

@@ -16,8 +16,9 @@
  *
  * Workers block all signals. A 1-thread pool has no workers: ms_pool_run
  * calls fn inline. The pool also owns per-thread scratch buffers (tile buffers
- * of the prefill GEMM) and sets OpenBLAS to one thread (we parallelise over row
- * tiles ourselves). */
+ * of the prefill GEMM), the calling thread's buffer for prepared kernel inputs
+ * (kept between calls: no malloc per matvec), and sets OpenBLAS to one thread
+ * (we parallelise over row tiles ourselves). */
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
@@ -56,6 +57,8 @@ struct ms_pool {
     _Atomic int stop;
     ms_task_fn fn;
     void *arg;
+    void *xbuf; /* the calling thread's input scratch (ms_pool_xbuf) */
+    size_t xbuf_cap;
 };
 
 static inline void cpu_relax(void)
@@ -155,6 +158,7 @@ void ms_pool_destroy(ms_pool *p)
     futex_wake(&p->gen, INT32_MAX);
     for (int i = 1; i <= p->started; i++) pthread_join(p->t[i].th, NULL);
     for (int i = 0; i < p->n; i++) free(p->t[i].scratch);
+    free(p->xbuf);
     free(p->t);
     free(p);
 }
@@ -202,6 +206,28 @@ int ms_pool_reserve(ms_pool *p, size_t bytes)
         t->scratch_cap = bytes;
     }
     return 0;
+}
+
+void *ms_pool_xbuf(ms_pool *p, size_t bytes)
+{
+    if (!p) return NULL;
+    if (p->xbuf_cap < bytes) {
+        size_t cap = MS_ALIGN_UP(bytes, 4096); /* exact: ms_compute_scratch_bytes bounds it */
+        void *nb = ms_aligned_alloc(64, cap);
+        if (!nb) return NULL;
+        free(p->xbuf);
+        p->xbuf = nb;
+        p->xbuf_cap = cap;
+    }
+    return p->xbuf;
+}
+
+size_t ms_pool_scratch_bytes(const ms_pool *p)
+{
+    if (!p) return 0;
+    size_t n = p->xbuf_cap;
+    for (int i = 0; i < p->n; i++) n += p->t[i].scratch_cap;
+    return n;
 }
 
 void *ms_pool_scratch(ms_pool *p, int tid)

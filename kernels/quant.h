@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "dtype.h"
 
@@ -19,14 +20,36 @@ static inline bool ms_affine_bits_ok(int bits)
 }
 static inline bool ms_affine_group_ok(int gs) { return gs == 32 || gs == 64 || gs == 128; }
 
+/* Element i of an array of uint32 / uint16 / float at p, whatever p's alignment:
+ * tensor data need not be aligned to its element size (mx.save_safetensors pads
+ * no header, and an expert's bytes sit at their file offset inside an I/O slot). */
+static inline uint32_t ms_ld_u32(const void *p, size_t i)
+{
+    uint32_t v;
+    memcpy(&v, (const char *)p + 4 * i, 4);
+    return v;
+}
+static inline uint16_t ms_ld_u16(const void *p, size_t i)
+{
+    uint16_t v;
+    memcpy(&v, (const char *)p + 2 * i, 2);
+    return v;
+}
+static inline float ms_ld_f32(const void *p, size_t i)
+{
+    float v;
+    memcpy(&v, (const char *)p + 4 * i, 4);
+    return v;
+}
+
 /* Extract element j (bits wide) from a packed row. */
 static inline uint32_t ms_unpack_one(const uint32_t *w, int bits, int64_t j)
 {
     uint64_t bitpos = (uint64_t)j * (uint64_t)bits;
     uint32_t lo = (uint32_t)(bitpos & 31u);
     uint64_t word = bitpos >> 5;
-    uint32_t v = w[word] >> lo;
-    if (lo + (uint32_t)bits > 32) v |= w[word + 1] << (32 - lo);
+    uint32_t v = ms_ld_u32(w, word) >> lo;
+    if (lo + (uint32_t)bits > 32) v |= ms_ld_u32(w, word + 1) << (32 - lo);
     return v & ((1u << bits) - 1u);
 }
 
@@ -54,9 +77,9 @@ void ms_affine_dequantize_row(const uint32_t *w, const void *scales, const void 
 static inline float ms_sb_get(const void *p, ms_dtype t, int64_t i)
 {
     switch (t) {
-    case MS_DT_BF16: return ms_bf16_to_f32(((const uint16_t *)p)[i]);
-    case MS_DT_F16: return ms_f16_to_f32(((const uint16_t *)p)[i]);
-    default: return ((const float *)p)[i];
+    case MS_DT_BF16: return ms_bf16_to_f32(ms_ld_u16(p, (size_t)i));
+    case MS_DT_F16: return ms_f16_to_f32(ms_ld_u16(p, (size_t)i));
+    default: return ms_ld_f32(p, (size_t)i);
     }
 }
 

@@ -13,5 +13,6 @@ extern const ms_policy_ops ms_policy_tinylfu;
 extern const ms_policy_ops ms_policy_pin;
 extern const ms_policy_ops ms_policy_next_use;
 extern const ms_policy_ops ms_policy_belady;
+extern const ms_policy_ops ms_policy_eva_duel;
 
 #endif

@@ -11,11 +11,11 @@
 
 static const ms_policy_ops *const registry[] = {
     &ms_policy_lru,   &ms_policy_lfu,     &ms_policy_lru_layer, &ms_policy_2q,
-    &ms_policy_tinylfu, &ms_policy_lfu_decay, &ms_policy_next_use, &ms_policy_pin, &ms_policy_belady,
+    &ms_policy_tinylfu, &ms_policy_lfu_decay, &ms_policy_next_use, &ms_policy_eva_duel, &ms_policy_pin, &ms_policy_belady,
 };
 
 /* The policy `run` uses unless told otherwise (see docs/POLICIES.md for why). */
-#define MS_DEFAULT_POLICY "next-use"
+#define MS_DEFAULT_POLICY "eva-duel"
 
 size_t ms_policy_count(void) { return sizeof registry / sizeof registry[0]; }
 

@@ -95,6 +95,9 @@ typedef struct ms_policy_ops {
     /* Optional (required with MS_POLICY_NEEDS_FUTURE): the whole future demand
      * access stream, keys[0..n) in access order. The array must outlive the policy. */
     int (*set_future)(void *state, const uint32_t *keys, size_t n, ms_err *err);
+    /* Optional: the keys of a demand group, announced once before their on_hit /
+     * on_insert calls (a successful ms_slots_acquire). */
+    void (*on_group)(void *state, const uint32_t *keys, int n);
 } ms_policy_ops;
 
 /* An instance: ops + state. */

@@ -3,7 +3,8 @@
 # run each for a given time, one after another, then print a summary table.
 #
 #   usage: scripts/fuzz.sh TARGET|all SECONDS [extra libFuzzer flags...]
-#   targets: safetensors index config model tokenizer trace cli_args serve_request
+#          scripts/fuzz.sh report      (the results table docs/RELIABILITY.md quotes)
+#   targets: safetensors index config model tokenizer trace cli_args template toolcall serve_request
 #   env: FUZZ_BUILD (default build-fuzz), FUZZ_RSS_MB (default 2048),
 #        FUZZ_NO_BUILD=1 to skip the build step, MOESTREAM=path/to/moestream
 #        (the `model` target needs a tiny synth model; it is generated once into
@@ -14,13 +15,28 @@
 # dictionary tests/fuzz/dict/T.dict, -max_len per target, -timeout=10 (a slower
 # input counts as a hang), -rss_limit_mb, leak detection on (ASan LeakSanitizer).
 # Findings land in FUZZ_BUILD/artifacts/T/ (crash-*, timeout-*, leak-*, oom-*);
-# reproduce one with FUZZ_BUILD/fuzz_T FILE. One summary row per target is
-# appended to FUZZ_BUILD/results.tsv. Exit status: 0 if nothing was found, 1 if
-# any target found something, 2 on usage errors.
+# reproduce one with FUZZ_BUILD/fuzz_T FILE. One row per target run (date,
+# commit, target, execs, exec/s, seconds, crashes, hangs, leaks, OOMs, peak RSS)
+# is appended to the committed tests/fuzz/results.tsv (FUZZ_RESULTS to write
+# elsewhere); `report` sums it per target and commit into a markdown table.
+# Exit status: 0 if nothing was found, 1 if any target found something, 2 on
+# usage errors.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-all_targets="safetensors index config model tokenizer trace cli_args serve_request"
-usage() { sed -n 3,12p "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+all_targets="safetensors index config model tokenizer trace cli_args template toolcall serve_request"
+usage() { sed -n 3,13p "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+results="${FUZZ_RESULTS:-$root/tests/fuzz/results.tsv}"
+if [ "${1:-}" = report ]; then
+  # one row per (target, commit): runs, execs, seconds, findings; newest commit first per target
+  awk -F'\t' 'NR > 1 { k = $3 "\t" $2; if (!(k in runs)) order[++n] = k; runs[k]++; ex[k] += $4; sec[k] += $6;
+                        f[k] += $7 + $8 + $9 + $10; if ($1 > last[k]) last[k] = $1 }
+       END { print "| target | commit | runs | last run | execs | seconds | exec/s | crashes+hangs+leaks+OOMs |";
+             print "|---|---|---|---|---|---|---|---|";
+             for (i = 1; i <= n; i++) { k = order[i]; split(k, a, "\t");
+               printf "| `%s` | %s | %d | %s | %d | %d | %.0f | %d |\n", a[1], a[2], runs[k], last[k], ex[k], sec[k],
+                      sec[k] ? ex[k] / sec[k] : 0, f[k] } }' "$results"
+  exit 0
+fi
 [ $# -ge 2 ] || usage
 what="$1"; secs="$2"; shift 2
 case "$secs" in ''|*[!0-9]*) echo "fuzz.sh: SECONDS must be a positive integer, got '$secs'" >&2; exit 2;; esac
@@ -48,6 +64,8 @@ max_len() {
     trace) echo 16384 ;;
     cli_args) echo 512 ;;
     serve_request) echo 8192 ;;
+    template) echo 16384 ;;     # the largest shared template (GigaChat3) is 14 KiB
+    toolcall) echo 4096 ;;
   esac
 }
 
@@ -86,7 +104,12 @@ for t in $targets; do
   c=$(ls "$art" | grep -c '^crash-'); h=$(ls "$art" | grep -c '^timeout-')
   l=$(ls "$art" | grep -c '^leak-'); o=$(ls "$art" | grep -c '^oom-')
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "${execs:-?}" "${eps:-?}" "$el" "$c" "$h" "$l" "$o" "${prss:-?}" \
-    | tee -a "$build/summary.tsv" >>"$build/results.tsv"
+    >>"$build/summary.tsv"
+  [ -s "$results" ] || printf 'date\tcommit\ttarget\texecs\texec_per_s\tseconds\tcrashes\thangs\tleaks\tooms\tpeak_rss_mb\n' >"$results"
+  rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')
+  git -C "$root" diff --quiet HEAD -- src io cache kernels policies tests/fuzz ':(exclude)tests/fuzz/results.tsv' 2>/dev/null || rev="$rev+dirty"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%Y-%m-%dT%H:%MZ)" "$rev" "$t" "${execs:-0}" \
+    "${eps:-0}" "$el" "$c" "$h" "$l" "$o" "${prss:-?}" >>"$results"
   if [ "$rc" -ne 0 ] || [ "$new" -gt 0 ]; then
     found=1
     echo "!! fuzz_$t: exit $rc, $new new artifact(s) in $art:"

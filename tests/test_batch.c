@@ -8,7 +8,9 @@
  *   - a rejected row is rolled back by re-running its position: the KV cache is
  *     indexed by position, so the redo equals the first-time result;
  *   - the same at the minimum budget (experts evicted mid-run), with 1 and 2
- *     threads, and with every expert resident.
+ *     threads, and with every expert resident;
+ *   - all of it again on the step3p5 golden and a generated step model (sliding
+ *     layers with a ring of 8 positions that the 12-position sequences wrap).
  * The non-exact step (prefill GEMM) is not bit-identical, and this test also
  * checks it is used: without `exact`, two rows generally differ from decode. */
 #include <math.h>
@@ -113,24 +115,47 @@ static void test_golden_two_sequences(void **state)
     check_model(GOLDEN, 2, "resident", 0);
 }
 
-static void test_synth_under_eviction(void **state)
+/* A generated model of `preset` in MS_TMP_DIR/name; *min_ram = the minimum
+ * budget for this engine shape (experts are evicted between steps). */
+static char *synth_model(const char *preset, const char *name, uint64_t *min_ram)
 {
-    (void)state;
-    char *dir = mst_tmpdir("batch-synth");
-    char *cmd = mst_fmt("%s synth --preset tiny --out %s --force >/dev/null 2>&1", MS_BIN, dir);
+    char *dir = mst_tmpdir(name);
+    char *cmd = mst_fmt("%s synth --preset %s --out %s --force >/dev/null 2>&1", MS_BIN, preset, dir);
     assert_int_equal(system(cmd), 0);
     free(cmd);
-    /* the minimum budget for this engine shape: experts are evicted between steps */
     char *out = NULL;
     assert_int_equal(mst_run(&out, NULL, "%s plan --model %s --ram 1G --ctx 32 --batch 8 --json", MS_BIN, dir), 0);
     const char *k = strstr(out, "\"min_ram_bytes\":");
     assert_non_null(k);
-    uint64_t min_ram = strtoull(k + strlen("\"min_ram_bytes\":"), NULL, 10);
+    *min_ram = strtoull(k + strlen("\"min_ram_bytes\":"), NULL, 10);
     free(out);
+    return dir;
+}
+
+static void test_synth_under_eviction(void **state)
+{
+    (void)state;
+    uint64_t min_ram;
+    char *dir = synth_model("tiny", "batch-synth", &min_ram);
     /* two sequences need a second KV cache: a little more than one */
     check_model(dir, 2, "uring", min_ram + (1u << 20));
     check_model(dir, 1, "pread", min_ram + (1u << 20));
     check_model(dir, 2, "resident", 0);
+    free(dir);
+}
+
+/* The same on step3p5 models: per-sequence KV caches whose sliding layers keep
+ * a ring of 8 positions (12 positions wrap it; the rewrite of sequence 1 from
+ * position 0 and the one-position rollback must find the right keys in it). */
+static void test_step_models(void **state)
+{
+    (void)state;
+    check_model(MS_TEST_DATA "/golden/step-tiny", 2, NULL, 0);
+    uint64_t min_ram;
+    char *dir = synth_model("step-tiny", "batch-step", &min_ram);
+    check_model(dir, 2, "uring", min_ram + (1u << 20));
+    check_model(dir, 1, "resident", 0);
+    free(dir);
 }
 
 int main(void)
@@ -138,6 +163,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_two_sequences),
         cmocka_unit_test(test_synth_under_eviction),
+        cmocka_unit_test(test_step_models),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

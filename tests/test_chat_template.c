@@ -1,8 +1,15 @@
-/* test_chat_template.c - DeepSeek-V3 and GigaChat3/3.1 prompt rendering, family
- * detection, DEVSYSTEM extraction, stop ids, and the `moestream tokenize` CLI. */
+/* test_chat_template.c - chat templates from checkpoints (src/text/chat_template.h):
+ * every reference case of tests/data/templates/cases.jsonl (10 real templates x 18
+ * conversations, rendered by transformers' rules) byte-exact through the library and
+ * through `moestream template`; where templates come from (tokenizer_config.json string
+ * or named list, chat_template.jinja, --chat-template, the DeepSeek-V3 fallback, synth
+ * models) and the special tokens passed with them; the CLI's errors; `moestream bench
+ * template`; and the `moestream tokenize` CLI. */
+#include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "chat_template.h"
@@ -11,286 +18,383 @@
 #include "tokenizer.h"
 #include "util.h"
 
+#define TPL_DIR MS_TEST_DATA "/templates"
 #define DS_DIR MS_TEST_DATA "/tokenizers/deepseek_v3"
-#define BOS "<｜begin▁of▁sentence｜>"
-#define EOS "<｜end▁of▁sentence｜>"
+#define NOW_ARG "--now 2026-01-15T10:30:00"
 
-static char *render(const ms_chat_template *ct, const ms_chat_msg *m, size_t n, const char *tools, bool gen)
+static int64_t ref_now(void)
 {
-    char *out = NULL;
-    size_t len;
-    ms_err err = {0};
-    int rc = ms_chat_render(ct, m, n, tools, gen, &out, &len, &err);
-    if (rc < 0) fprintf(stderr, "render: %s\n", err.msg);
-    assert_int_equal(rc, 0);
-    assert_int_equal(len, strlen(out));
-    return out;
+    struct tm tm = {.tm_year = 126, .tm_mon = 0, .tm_mday = 15, .tm_hour = 10, .tm_min = 30, .tm_isdst = -1};
+    return (int64_t)mktime(&tm);
 }
 
-static void load_ds(ms_tokenizer **tok, ms_chat_template *ct)
-{
-    ms_err err = {0};
-    assert_int_equal(ms_tokenizer_load(DS_DIR, tok, &err), 0);
-    assert_int_equal(ms_chat_template_load(DS_DIR, *tok, ct, &err), 0);
-    assert_int_equal(ct->family, MS_CHAT_DEEPSEEK_V3);
-}
+typedef struct refcase {
+    char name[128], tmpl[64];
+    json_object *obj; /* the whole line */
+} refcase;
 
-/* The documented example of the spec, byte for byte. */
-static void test_deepseek_example(void **state)
+static refcase *load_cases(size_t *n)
 {
-    (void)state;
-    ms_tokenizer *tok;
-    ms_chat_template ct;
-    load_ds(&tok, &ct);
-    const ms_chat_msg m[] = {
-        {.role = "system", .content = "You are a helpful assistant"},
-        {.role = "user", .content = "Hello"},
-        {.role = "assistant", .content = "Hi there"},
-        {.role = "user", .content = "How are you?"},
-    };
-    char *s = render(&ct, m, 4, NULL, true);
-    assert_string_equal(s, "<｜begin▁of▁sentence｜>You are a helpful assistant<｜User｜>Hello<｜Assistant｜>Hi "
-                           "there<｜end▁of▁sentence｜><｜User｜>How are you?<｜Assistant｜>");
-    /* it tokenizes with the special tokens as single ids and BOS first */
-    int32_t *ids;
-    size_t n;
-    ms_err err = {0};
-    assert_int_equal(ms_tokenizer_encode(tok, s, strlen(s), MS_TOK_ADD_BOS, &ids, &n, &err), 0);
-    assert_int_equal(ids[0], 0);
-    assert_int_not_equal(ids[1], 0);
-    assert_int_equal(ids[n - 1], 128804);
-    free(ids);
-    free(s);
-    /* several system messages are joined by a blank line; no generation prompt */
-    const ms_chat_msg m2[] = {
-        {.role = "system", .content = "A"}, {.role = "user", .content = "q"}, {.role = "system", .content = "B"}};
-    s = render(&ct, m2, 3, NULL, false);
-    assert_string_equal(s, BOS "A\n\nB<｜User｜>q");
-    free(s);
-    /* stop ids contain EOS (1) */
-    int32_t stop[8];
-    size_t ns = ms_chat_stop_ids(&ct, false, stop, 8);
-    bool has1 = false;
-    for (size_t i = 0; i < ns; i++) has1 |= stop[i] == 1;
-    assert_true(has1);
-    ms_chat_template_free(&ct);
-    ms_tokenizer_free(tok);
-}
-
-static void test_deepseek_tools(void **state)
-{
-    (void)state;
-    ms_tokenizer *tok;
-    ms_chat_template ct;
-    load_ds(&tok, &ct);
-    const ms_chat_tool_call calls[] = {
-        {.name = "get_weather", .arguments = "{\"city\": \"Paris\"}"},
-        {.name = "get_time", .arguments = "{\"tz\": \"CET\"}"},
-    };
-    const ms_chat_msg m[] = {
-        {.role = "user", .content = "Weather and time in Paris?"},
-        {.role = "assistant", .content = NULL, .tool_calls = calls, .n_tool_calls = 2},
-        {.role = "tool", .content = "18C"},
-        {.role = "tool", .content = "12:00"},
-        {.role = "assistant", .content = "18C at noon."},
-        {.role = "user", .content = "Thanks"},
-    };
-    char *s = render(&ct, m, 6, NULL, true);
-    assert_string_equal(s, BOS "<｜User｜>Weather and time in Paris?"
-                               "<｜Assistant｜><｜tool▁calls▁begin｜>"
-                               "<｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n{\"city\": \"Paris\"}\n```<｜tool▁call▁end｜>\n"
-                               "<｜tool▁call▁begin｜>function<｜tool▁sep｜>get_time\n```json\n{\"tz\": \"CET\"}\n```<｜tool▁call▁end｜>"
-                               "<｜tool▁calls▁end｜>" EOS
-                               "<｜tool▁outputs▁begin｜><｜tool▁output▁begin｜>18C<｜tool▁output▁end｜>"
-                               "\n<｜tool▁output▁begin｜>12:00<｜tool▁output▁end｜>"
-                               "<｜tool▁outputs▁end｜>18C at noon." EOS "<｜User｜>Thanks<｜Assistant｜>");
-    free(s);
-    /* ending inside a tool run closes it and adds no generation prompt */
-    s = render(&ct, m, 3, NULL, true);
-    size_t l = strlen(s);
-    const char *tail = "<｜tool▁output▁end｜><｜tool▁outputs▁end｜>";
-    assert_true(l > strlen(tail) && !strcmp(s + l - strlen(tail), tail));
-    free(s);
-    /* an unknown role is an error naming it */
-    const ms_chat_msg bad[] = {{.role = "narrator", .content = "x"}};
-    char *out;
-    size_t ol;
-    ms_err err = {0};
-    assert_true(ms_chat_render(&ct, bad, 1, NULL, true, &out, &ol, &err) < 0);
-    assert_non_null(strstr(err.msg, "narrator"));
-    ms_chat_template_free(&ct);
-    ms_tokenizer_free(tok);
-}
-
-/* Prefix stability: the prompt of turn k is a prefix of the conversation after the reply. */
-static void check_prefix(const ms_chat_template *ct)
-{
-    const ms_chat_msg m[] = {
-        {.role = "system", .content = "sys"},
-        {.role = "user", .content = "one"},
-        {.role = "assistant", .content = "two"},
-        {.role = "user", .content = "three"},
-    };
-    char *a = render(ct, m, 2, NULL, true);
-    char *b = render(ct, m, 4, NULL, true);
-    assert_true(strncmp(a, b, strlen(a)) == 0);
-    free(a);
-    free(b);
-}
-
-#define DEV_BODY "<role_description>\nRoles `a` and `b`.\n</role_description>\n\nEach turn ends with a token."
-
-/* A GigaChat-style model directory: synth tokenizer.json + a template with DEVSYSTEM. */
-static char *gigachat_dir(const char *name, bool v31)
-{
-    char *dir = mst_tmpdir(name);
-    ms_err err = {0};
-    assert_int_equal(ms_synth_tokenizer_write(dir, 512, 1, &err), 0);
-    char *p = mst_fmt("%s/tokenizer_config.json", dir);
-    FILE *f = fopen(p, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "{\"bos_token\": \"<｜begin▁of▁sentence｜>\", \"eos_token\": \"<｜end▁of▁sentence｜>\",\n"
-            " \"chat_template\": \"{%%- set add_tokens = namespace(role_sep=\\\"<|role_sep|>\\\\n\\\", "
-            "message_sep=\\\"<|message_sep|>\\\\n\\\\n\\\"%s) -%%}\\n{%%- set DEVSYSTEM -%%}\\n%s\\n{%%- endset -%%}\\n"
-            "{{- bos_token -}}\"}\n",
-            v31 ? ", function_call=\\\"<|function_call|>\\\"" : "",
-            "<role_description>\\nRoles `a` and `b`.\\n</role_description>\\n\\nEach turn ends with a token.");
-    fclose(f);
-    free(p);
-    return dir;
-}
-
-static void test_gigachat(void **state)
-{
-    (void)state;
-    for (int v31 = 0; v31 < 2; v31++) {
-        char *dir = gigachat_dir(v31 ? "chat_gc31" : "chat_gc3", v31);
-        ms_tokenizer *tok;
-        ms_chat_template ct;
-        ms_err err = {0};
-        assert_int_equal(ms_tokenizer_load(dir, &tok, &err), 0);
-        assert_int_equal(ms_chat_template_load(dir, tok, &ct, &err), 0);
-        assert_int_equal(ct.family, v31 ? MS_CHAT_GIGACHAT3_1 : MS_CHAT_GIGACHAT3);
-        assert_non_null(ct.devsystem);
-        assert_string_equal(ct.devsystem, DEV_BODY);
-        const ms_chat_msg m[] = {
-            {.role = "system", .content = "Be brief."},
-            {.role = "user", .content = "Привет!"},
-        };
-        char *s = render(&ct, m, 2, NULL, true);
-        assert_string_equal(s, BOS "developer system<|role_sep|>\n" DEV_BODY "<|message_sep|>\n\n"
-                                   "system<|role_sep|>\nBe brief.<|message_sep|>\n\n"
-                                   "user<|role_sep|>\nПривет!<|message_sep|>\n\n"
-                                   "assistant<|role_sep|>\n");
-        free(s);
-        /* tool call: 3.0 = separate `function call` message, 3.1 = inline */
-        const ms_chat_tool_call call = {.name = "get_weather", .arguments = "{\"city\": \"Moscow\"}"};
-        const ms_chat_msg t[] = {
-            {.role = "user", .content = "Weather?"},
-            {.role = "assistant", .content = NULL, .tool_calls = &call, .n_tool_calls = 1},
-            {.role = "tool", .content = "{\"t\": 5}"},
-        };
-        s = render(&ct, t, 3, NULL, true);
-        const char *want31 = "user<|role_sep|>\nWeather?<|message_sep|>\n\n"
-                             "assistant<|role_sep|>\n<|function_call|>{\"name\": \"get_weather\", \"arguments\": {\"city\": "
-                             "\"Moscow\"}}<|message_sep|>\n\n"
-                             "function result<|role_sep|>\n{\"t\": 5}<|message_sep|>\n\nassistant<|role_sep|>\n";
-        const char *want30 = "user<|role_sep|>\nWeather?<|message_sep|>\n\n"
-                             "assistant<|role_sep|>\n<|message_sep|>\n\n"
-                             "function call<|role_sep|>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": "
-                             "\"Moscow\"}}<|message_sep|>\n\n"
-                             "function result<|role_sep|>\n{\"t\": 5}<|message_sep|>\n\nassistant<|role_sep|>\n";
-        const char *body = strstr(s, "user<|role_sep|>");
-        assert_non_null(body);
-        assert_string_equal(body, v31 ? want31 : want30);
-        free(s);
-        /* tools as a TypeScript namespace */
-        const char *tools =
-            "[{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"description\": \"Weather now.\\nIn C.\", "
-            "\"parameters\": {\"type\": \"object\", \"properties\": {\"city\": {\"type\": \"string\", \"description\": "
-            "\"City name\"}, \"unit\": {\"type\": \"string\", \"enum\": [\"c\", \"f\"], \"default\": \"c\"}, \"days\": "
-            "{\"type\": \"array\", \"items\": {\"type\": \"integer\"}}}, \"required\": [\"city\"]}}},"
-            " {\"type\": \"function\", \"function\": {\"name\": \"ping\"}}]";
-        s = render(&ct, m + 1, 1, tools, false);
-        body = strstr(s, "function descriptions");
-        assert_non_null(body);
-        assert_string_equal(body, "function descriptions<|role_sep|>\nnamespace functions {\n"
-                                  "// Weather now.\n// In C.\n"
-                                  "type get_weather = (_: {\n"
-                                  "  // City name\n"
-                                  "  city: string,\n"
-                                  "  unit?: \"c\" | \"f\", // default: \"c\"\n"
-                                  "  days?: number[],\n"
-                                  "}) => any;\n\n"
-                                  "type ping = () => any;\n\n"
-                                  "} // namespace functions\n\n<|message_sep|>\n\n"
-                                  "user<|role_sep|>\nПривет!<|message_sep|>\n\n");
-        free(s);
-        check_prefix(&ct);
-        /* stop ids: with tools the end-of-turn token is not a stop */
-        int32_t a[16], b[16];
-        size_t na = ms_chat_stop_ids(&ct, true, a, 16), nb = ms_chat_stop_ids(&ct, false, b, 16);
-        assert_true(na >= 1);
-        assert_true(nb >= na);
-        ms_chat_template_free(&ct);
-        ms_tokenizer_free(tok);
-        free(dir);
+    char *txt = mst_slurp(TPL_DIR "/cases.jsonl", NULL);
+    assert_non_null(txt);
+    refcase *v = calloc(400, sizeof *v);
+    *n = 0;
+    for (char *line = strtok(txt, "\n"); line; line = strtok(NULL, "\n")) {
+        json_object *o = json_tokener_parse(line), *t, *cv;
+        assert_non_null(o);
+        assert_true(json_object_object_get_ex(o, "template", &t));
+        assert_true(json_object_object_get_ex(o, "conversation", &cv));
+        assert_true(*n < 400);
+        snprintf(v[*n].tmpl, sizeof v[*n].tmpl, "%s", json_object_get_string(t));
+        snprintf(v[*n].name, sizeof v[*n].name, "%s/%s", json_object_get_string(t), json_object_get_string(cv));
+        v[*n].obj = o;
+        (*n)++;
     }
+    free(txt);
+    return v;
 }
 
-static void test_devsystem_extract(void **state)
+static void free_cases(refcase *v, size_t n)
 {
-    (void)state;
-    const char *t1 = "x{% set DEVSYSTEM %}\n  body \n{% endset %}y";
-    char *d = ms_chat_extract_devsystem(t1, strlen(t1));
-    assert_string_equal(d, "\n  body \n");
-    free(d);
-    const char *t2 = "{%- set DEVSYSTEM -%}\n  body \n{%- endset -%}";
-    d = ms_chat_extract_devsystem(t2, strlen(t2));
-    assert_string_equal(d, "body");
-    free(d);
-    const char *t3 = "{% set DEVSYSTEM = 'inline' %}";
-    assert_null(ms_chat_extract_devsystem(t3, strlen(t3)));
-    assert_null(ms_chat_extract_devsystem("{% set X %}a{% endset %}", 24));
+    for (size_t i = 0; i < n; i++) json_object_put(v[i].obj);
+    free(v);
 }
 
-static void test_family_detection(void **state)
+static const char *field(json_object *o, const char *k)
+{
+    json_object *v;
+    return json_object_object_get_ex(o, k, &v) ? json_object_get_string(v) : NULL;
+}
+
+/* the message a raise_exception case must report ("TemplateError: msg" -> "msg") */
+static const char *raised_message(json_object *o)
+{
+    const char *kind = field(o, "error_kind"), *e = field(o, "error");
+    if (!kind || strcmp(kind, "raise_exception") != 0) return NULL;
+    const char *p = strstr(e, "TemplateError: ");
+    return p ? p + strlen("TemplateError: ") : e;
+}
+
+static void test_reference_cases_library(void **state)
 {
     (void)state;
-    /* synth model: DeepSeek-style template */
-    char *dir = mst_tmpdir("chat_synth");
-    ms_err err = {0};
-    assert_int_equal(ms_synth_tokenizer_write(dir, 600, 3, &err), 0);
-    ms_tokenizer *tok;
-    ms_chat_template ct;
-    assert_int_equal(ms_tokenizer_load(dir, &tok, &err), 0);
-    assert_int_equal(ms_chat_template_load(dir, tok, &ct, &err), 0);
-    assert_int_equal(ct.family, MS_CHAT_DEEPSEEK_V3);
-    check_prefix(&ct);
-    ms_chat_template_free(&ct);
-    ms_tokenizer_free(tok);
-    /* no template and no known tokens: a clear error */
-    char *p = mst_fmt("%s/tokenizer.json", dir);
-    FILE *f = fopen(p, "w");
-    fputs("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}", f);
-    fclose(f);
-    char *c = mst_fmt("%s/tokenizer_config.json", dir);
-    unlink(c);
-    assert_int_equal(ms_tokenizer_load(dir, &tok, &err), 0);
-    assert_true(ms_chat_template_load(dir, tok, &ct, &err) < 0);
-    assert_non_null(strstr(err.msg, "chat template"));
-    ms_tokenizer_free(tok);
-    ms_chat_family fam;
-    assert_int_equal(ms_chat_family_parse("gigachat3.1", &fam), 0);
-    assert_int_equal(fam, MS_CHAT_GIGACHAT3_1);
-    assert_string_equal(ms_chat_family_name(MS_CHAT_GIGACHAT3), "gigachat3");
-    free(p);
-    free(c);
+    size_t n;
+    refcase *cases = load_cases(&n);
+    assert_int_equal(n, 180);
+    int failed = 0, errors = 0;
+    for (size_t i = 0; i < n; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s.jinja", TPL_DIR, cases[i].tmpl);
+        size_t len;
+        char *src = mst_slurp(path, &len);
+        assert_non_null(src);
+        ms_chat_template *ct;
+        ms_err err = {0};
+        assert_int_equal(ms_chat_template_from_text(src, len, path, &ct, &err), 0);
+        ct->opts.fixed_now = true;
+        ct->opts.now = ref_now();
+        json_object *input;
+        assert_true(json_object_object_get_ex(cases[i].obj, "input", &input));
+        char *out = NULL;
+        size_t olen = 0;
+        int rc = ms_chat_template_render_input(ct, input, &out, &olen, &err);
+        const char *want = field(cases[i].obj, "expected");
+        bool ok;
+        if (want) {
+            ok = rc == 0 && olen == strlen(want) && !memcmp(out, want, olen);
+        } else {
+            errors++;
+            const char *msg = raised_message(cases[i].obj);
+            ok = rc < 0 && out == NULL && err.msg[0] && (!msg || strstr(err.msg, msg));
+        }
+        if (!ok) {
+            failed++;
+            fprintf(stderr, "%s: rc %d %s\n", cases[i].name, rc, rc < 0 ? err.msg : "(output differs)");
+        }
+        free(out);
+        ms_chat_template_free(ct);
+        free(src);
+    }
+    fprintf(stderr, "%zu reference cases (%d expected errors), %d failed\n", n, errors, failed);
+    assert_int_equal(failed, 0);
+    assert_int_equal(errors, 13);
+    free_cases(cases, n);
+}
+
+static void test_reference_cases_cli(void **state)
+{
+    (void)state;
+    size_t n;
+    refcase *cases = load_cases(&n);
+    char *dir = mst_tmpdir("template_cli");
+    int failed = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_object *input;
+        assert_true(json_object_object_get_ex(cases[i].obj, "input", &input));
+        char *in = mst_fmt("%s/in%zu.json", dir, i);
+        FILE *f = fopen(in, "w");
+        fputs(json_object_to_json_string_ext(input, JSON_C_TO_STRING_PLAIN), f);
+        fclose(f);
+        char *out = NULL, *err = NULL;
+        int rc = mst_run(&out, &err, "%s template --chat-template %s/%s.jinja --input %s " NOW_ARG, MS_BIN, TPL_DIR,
+                         cases[i].tmpl, in);
+        const char *want = field(cases[i].obj, "expected");
+        bool ok;
+        if (want) {
+            ok = rc == 0 && !strcmp(out, want) && !err[0];
+        } else {
+            const char *msg = raised_message(cases[i].obj);
+            ok = rc == 1 && !out[0] && strchr(err, '\n') == err + strlen(err) - 1 && /* one line */
+                 !strncmp(err, "moestream template: ", 20) && (!msg || strstr(err, msg));
+        }
+        if (!ok) {
+            failed++;
+            fprintf(stderr, "%s: exit %d, stderr %s\n", cases[i].name, rc, err);
+        }
+        free(out);
+        free(err);
+        free(in);
+    }
+    assert_int_equal(failed, 0);
+    free_cases(cases, n);
     free(dir);
 }
 
-/* ---- CLI ------------------------------------------------------------------------------ */
+/* ---- where templates come from ------------------------------------------------------------ */
+
+static void write_file(const char *dir, const char *name, const char *text)
+{
+    char *p = mst_fmt("%s/%s", dir, name);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    free(p);
+}
+
+static char *render_dir(const char *dir, const char *override, const char *messages, const char *tools, ms_err *err)
+{
+    ms_chat_template *ct = NULL;
+    if (ms_chat_template_load(dir, override, NULL, &ct, err) < 0) return NULL;
+    json_object *m = json_tokener_parse(messages), *t = tools ? json_tokener_parse(tools) : NULL;
+    char *out = NULL;
+    size_t len;
+    int rc = ms_chat_template_render(ct, m, t, NULL, NULL, true, &out, &len, err);
+    json_object_put(m);
+    json_object_put(t);
+    ms_chat_template_free(ct);
+    return rc == 0 ? out : NULL;
+}
+
+static void test_sources(void **state)
+{
+    (void)state;
+    char *dir = mst_tmpdir("template_sources");
+    const char *msgs = "[{\"role\": \"user\", \"content\": \"hi\"}]";
+    ms_err err = {0};
+    /* a string template + special tokens as strings and AddedToken dicts */
+    write_file(dir, "tokenizer_config.json",
+               "{\"bos_token\": {\"__type\": \"AddedToken\", \"content\": \"<B>\", \"lstrip\": false},"
+               " \"eos_token\": \"<E>\", \"unk_token\": null, \"additional_special_tokens\": [\"<x>\", {\"content\": \"<y>\"}],"
+               " \"chat_template\": \"{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}{{ eos_token }}"
+               "{{ unk_token is defined }}{{ additional_special_tokens }}{{ tools }}{{ documents }}{{ add_generation_prompt }}\"}");
+    char *out = render_dir(dir, NULL, msgs, NULL, &err);
+    assert_non_null(out);
+    assert_string_equal(out, "<B>hi<E>False['<x>', '<y>']NoneNoneTrue");
+    free(out);
+    /* named templates: "tool_use" when tools are given (even an empty list), "default" otherwise */
+    write_file(dir, "tokenizer_config.json",
+               "{\"chat_template\": [{\"name\": \"default\", \"template\": \"D{{ tools }}\"},"
+               " {\"name\": \"tool_use\", \"template\": \"T{{ tools | length }}\"}, {\"name\": \"rag\", \"template\": \"R\"}]}");
+    out = render_dir(dir, NULL, msgs, NULL, &err);
+    assert_string_equal(out, "DNone");
+    free(out);
+    out = render_dir(dir, NULL, msgs, "[{\"type\": \"function\"}]", &err);
+    assert_string_equal(out, "T1");
+    free(out);
+    out = render_dir(dir, NULL, msgs, "[]", &err);
+    assert_string_equal(out, "T0");
+    free(out);
+    /* chat_template.jinja wins over the config; --chat-template wins over both */
+    write_file(dir, "chat_template.jinja", "J{{ messages[0].content }}\n");
+    out = render_dir(dir, NULL, msgs, NULL, &err);
+    assert_string_equal(out, "Jhi"); /* the final newline is dropped, as Jinja does */
+    free(out);
+    char *ovr = mst_fmt("%s/override.jinja", dir);
+    write_file(dir, "override.jinja", "O{{ bos_token is defined }}");
+    out = render_dir(dir, ovr, msgs, NULL, &err);
+    assert_string_equal(out, "OFalse");
+    free(out);
+    out = render_dir(NULL, ovr, msgs, NULL, &err);
+    assert_string_equal(out, "OFalse");
+    free(out);
+    /* errors name the file */
+    write_file(dir, "bad.jinja", "{% if %}");
+    char *bad = mst_fmt("%s/bad.jinja", dir);
+    assert_null(render_dir(dir, bad, msgs, NULL, &err));
+    assert_non_null(strstr(err.msg, "bad.jinja:1:"));
+    free(bad);
+    ms_err_clear(&err);
+    char *p = mst_fmt("%s/chat_template.jinja", dir);
+    unlink(p);
+    free(p);
+    write_file(dir, "tokenizer_config.json", "{\"chat_template\": 5}");
+    assert_null(render_dir(dir, NULL, msgs, NULL, &err));
+    assert_non_null(strstr(err.msg, "chat_template"));
+    ms_err_clear(&err);
+    write_file(dir, "tokenizer_config.json", "{\"eos_token\": \"</s>\"}");
+    ms_chat_template *ct = NULL;
+    assert_int_equal(ms_chat_template_load(dir, NULL, NULL, &ct, &err), -ENOENT);
+    assert_non_null(strstr(err.msg, "no chat template"));
+    assert_null(ct);
+    /* chat_template.json (processor style) */
+    ms_err_clear(&err);
+    write_file(dir, "chat_template.json", "{\"chat_template\": \"P{{ eos_token }}\"}");
+    out = render_dir(dir, NULL, msgs, NULL, &err);
+    assert_string_equal(out, "P</s>");
+    free(out);
+    free(ovr);
+    free(dir);
+}
+
+/* synth models ship DeepSeek-V3's template; a DeepSeek tokenizer without one falls back to it */
+static void test_synth_and_fallback(void **state)
+{
+    (void)state;
+    char *dir = mst_tmpdir("template_synth");
+    ms_err err = {0};
+    assert_int_equal(ms_synth_tokenizer_write(dir, 600, 3, &err), 0);
+    const char *msgs = "[{\"role\": \"system\", \"content\": \"S\"}, {\"role\": \"user\", \"content\": \"Hello\"},"
+                       " {\"role\": \"assistant\", \"content\": \"Hi\"}, {\"role\": \"user\", \"content\": \"Again\"}]";
+    const char *want = "<｜begin▁of▁sentence｜>S<｜User｜>Hello<｜Assistant｜>Hi<｜end▁of▁sentence｜><｜User｜>Again<｜Assistant｜>";
+    char *out = render_dir(dir, NULL, msgs, NULL, &err);
+    assert_non_null(out);
+    assert_string_equal(out, want);
+    free(out);
+    /* the shipped template is DeepSeek-V3's, byte for byte */
+    ms_chat_template *ct;
+    assert_int_equal(ms_chat_template_load(dir, NULL, NULL, &ct, &err), 0);
+    char *ref = mst_slurp(TPL_DIR "/deepseek_v3.jinja", NULL);
+    assert_string_equal(ct->text, ref);
+    assert_string_equal(ms_chat_template_deepseek_v3, ref);
+    free(ref);
+    ms_chat_template_free(ct);
+    /* without a template: the built-in one, only for a tokenizer with DeepSeek's tokens */
+    write_file(dir, "tokenizer_config.json", "{\"bos_token\": \"<｜begin▁of▁sentence｜>\"}");
+    ms_tokenizer *tok;
+    assert_int_equal(ms_tokenizer_load(dir, &tok, &err), 0);
+    assert_int_equal(ms_chat_template_load(dir, NULL, tok, &ct, &err), 0);
+    assert_non_null(strstr(ct->origin, "built-in"));
+    json_object *m = json_tokener_parse(msgs);
+    size_t len;
+    assert_int_equal(ms_chat_template_render(ct, m, NULL, NULL, NULL, true, &out, &len, &err), 0);
+    assert_string_equal(out, want);
+    free(out);
+    json_object_put(m);
+    ms_chat_template_free(ct);
+    ms_tokenizer_free(tok);
+    assert_int_equal(ms_chat_template_load(DS_DIR, NULL, NULL, &ct, &err), 0); /* the real one: shipped */
+    ms_chat_template_free(ct);
+    free(dir);
+}
+
+static void test_cli_template(void **state)
+{
+    (void)state;
+    char *dir = mst_tmpdir("template_cli2");
+    char *out = NULL, *err = NULL;
+    write_file(dir, "tokenizer_config.json", "{\"bos_token\": \"<s>\", \"chat_template\": \"{{ bos_token }}{{ messages[0].content }}"
+                                             "{{ flag }}{{ strftime_now('%Y-%m-%d') }}\"}");
+    write_file(dir, "in.json", "{\"messages\": [{\"role\": \"user\", \"content\": \"héllo\"}], \"kwargs\": {\"flag\": false}}");
+    int rc = mst_run(&out, &err, "%s template --model %s --input %s/in.json --now 2026-01-15", MS_BIN, dir, dir);
+    assert_int_equal(rc, 0);
+    assert_string_equal(out, "<s>hélloFalse2026-01-15");
+    free(out);
+    free(err);
+    /* special_tokens of the input override the model's; stdin input; MOESTREAM_NOW */
+    rc = mst_run(&out, &err,
+                 "echo '{\"messages\": [{\"content\": \"x\"}], \"special_tokens\": {\"bos_token\": \"[B]\"}}' | "
+                 "MOESTREAM_NOW=@0 TZ=UTC %s template --model %s --input -",
+                 MS_BIN, dir);
+    assert_int_equal(rc, 0);
+    assert_string_equal(out, "[B]x1970-01-01");
+    free(out);
+    free(err);
+    /* errors: one line, non-zero, nothing on stdout */
+    write_file(dir, "bad.json", "{\"messages\": [}");
+    rc = mst_run(&out, &err, "%s template --model %s --input %s/bad.json", MS_BIN, dir, dir);
+    assert_int_equal(rc, 1);
+    assert_string_equal(out, "");
+    assert_non_null(strstr(err, "invalid JSON"));
+    free(out);
+    free(err);
+    write_file(dir, "raise.jinja", "{{ raise_exception('No system role.\\nSecond line.') }}");
+    rc = mst_run(&out, &err, "%s template --chat-template %s/raise.jinja --input %s/in.json", MS_BIN, dir, dir);
+    assert_int_equal(rc, 1);
+    assert_string_equal(out, "");
+    assert_non_null(strstr(err, "No system role. Second line."));
+    assert_int_equal(strchr(err, '\n') - err + 1, (long)strlen(err));
+    free(out);
+    free(err);
+    rc = mst_run(&out, &err, "%s template --input %s/in.json", MS_BIN, dir);
+    assert_int_equal(rc, 2);
+    free(out);
+    free(err);
+    rc = mst_run(&out, &err, "%s template --model %s --input %s/in.json --now yesterday", MS_BIN, dir, dir);
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(err, "--now"));
+    free(out);
+    free(err);
+    rc = mst_run(&out, &err, "%s template --model %s/missing --input %s/in.json", MS_BIN, dir, dir);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(err, "missing"));
+    free(out);
+    free(err);
+    rc = mst_run(&out, &err, "%s template --help", MS_BIN);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "--chat-template"));
+    free(out);
+    free(err);
+    free(dir);
+}
+
+/* `moestream bench template`: one line per template of the cases file, every case that
+ * should render counted (figures themselves are not checked) */
+static void test_bench_template(void **state)
+{
+    (void)state;
+    size_t n;
+    refcase *cs = load_cases(&n);
+    char *out = NULL, *err = NULL;
+    int rc = mst_run(&out, &err, "%s bench template --dir %s --repeat 1 --json", MS_BIN, TPL_DIR);
+    assert_int_equal(rc, 0);
+    size_t lines = 0;
+    for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n"), lines++) {
+        json_object *o = json_tokener_parse(line), *v;
+        assert_non_null(o);
+        const char *name = field(o, "template");
+        assert_non_null(name);
+        int expect = 0;
+        for (size_t i = 0; i < n; i++)
+            expect += !strcmp(cs[i].tmpl, name) && !json_object_object_get_ex(cs[i].obj, "error", NULL);
+        assert_true(json_object_object_get_ex(o, "cases", &v));
+        assert_int_equal(json_object_get_int(v), expect);
+        assert_true(json_object_object_get_ex(o, "render_ms_median", &v));
+        assert_true(json_object_get_double(v) > 0);
+        json_object_put(o);
+    }
+    assert_int_equal(lines, 10);
+    free(out);
+    free(err);
+    rc = mst_run(&out, &err, "%s bench template --dir %s/missing", MS_BIN, MS_TMP_DIR);
+    assert_int_not_equal(rc, 0);
+    assert_non_null(strstr(err, "cases.jsonl"));
+    free(out);
+    free(err);
+    free_cases(cs, n);
+}
+
+/* ---- moestream tokenize ----------------------------------------------------------------------- */
 
 static void test_cli_tokenize(void **state)
 {
@@ -367,9 +471,10 @@ static void test_cli_tokenize(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_deepseek_example),  cmocka_unit_test(test_deepseek_tools),
-        cmocka_unit_test(test_gigachat),          cmocka_unit_test(test_devsystem_extract),
-        cmocka_unit_test(test_family_detection),  cmocka_unit_test(test_cli_tokenize),
+        cmocka_unit_test(test_reference_cases_library), cmocka_unit_test(test_reference_cases_cli),
+        cmocka_unit_test(test_sources),                 cmocka_unit_test(test_synth_and_fallback),
+        cmocka_unit_test(test_cli_template),            cmocka_unit_test(test_cli_tokenize),
+        cmocka_unit_test(test_bench_template),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,13 +15,8 @@ static char *g_dir;
 static int setup(void **state)
 {
     (void)state;
-    g_dir = mst_tmpdir("cli_tiny");
-    char *out = NULL, *errs = NULL;
-    int rc = mst_run(&out, &errs, "%s synth --preset tiny --out %s", MS_BIN, g_dir);
-    if (rc != 0) fprintf(stderr, "synth failed: %s\n", errs);
-    free(out);
-    free(errs);
-    return rc;
+    g_dir = mst_synth_tiny("cli_tiny");
+    return g_dir ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -50,7 +45,7 @@ static void test_help_lists_commands(void **state)
     (void)state;
     char *out = NULL;
     assert_int_equal(mst_run(&out, NULL, "%s --help", MS_BIN), 0);
-    const char *cmds[] = {"run", "chat", "logits", "plan", "inspect", "synth", "quantize", "tokenize", "simulate", "bench"};
+    const char *cmds[] = {"run", "chat", "logits", "plan", "inspect", "synth", "quantize", "tokenize", "template", "simulate", "bench"};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         char *needle = mst_fmt("  %s ", cmds[i]);
         assert_non_null(strstr(out, needle));
@@ -108,6 +103,48 @@ static void test_plan(void **state)
     assert_non_null(strstr(errs, "too small"));
     free(out);
     free(errs);
+}
+
+static double jdbl(json_object *o, const char *k)
+{
+    json_object *v;
+    if (!json_object_object_get_ex(o, k, &v)) fail_msg("missing key %s", k);
+    return json_object_get_double(v);
+}
+
+/* bench decode reports reads per decode token against the minimum: belady on
+ * the run's own routing at its slots. Routing does not depend on the policy
+ * (outputs are bit-identical), so the minimum is the same for every policy of
+ * a phase, and the ratio is ours / minimum, at least about 1. */
+static void test_bench_decode_min(void **state)
+{
+    (void)state;
+    char *out = NULL;
+    assert_int_equal(mst_run(&out, NULL, "%s plan --model %s --ram 1G --ctx 64 --batch 64 --json", MS_BIN, g_dir), 0);
+    json_object *p = jparse(out);
+    long long ram = (long long)jint(p, "min_ram_bytes") + 150000; /* a few slots: the cache evicts */
+    json_object_put(p);
+    free(out);
+    assert_int_equal(mst_run(&out, NULL, "%s bench decode --model %s --ram %lld --policy lru,eva-duel --device-gbps 1 "
+                                         "-n 24 --prompt-tokens 8 --ctx 64 --json", MS_BIN, g_dir, ram), 0);
+    json_object *a = jparse(out);
+    assert_int_equal(json_object_array_length(a), 4); /* 2 policies x cold, warm */
+    double mins[4];
+    for (int i = 0; i < 4; i++) {
+        json_object *r = json_object_array_get_idx(a, i);
+        double ours = jdbl(r, "experts_read_per_token"), mn = jdbl(r, "min_experts_read_per_token");
+        double vs = jdbl(r, "reads_vs_min");
+        print_message("%s %s: %.2f experts read per token, minimum %.2f (%.2fx)\n",
+                      json_object_get_string(json_object_object_get(r, "policy")),
+                      json_object_get_string(json_object_object_get(r, "phase")), ours, mn, vs);
+        assert_true(mn > 0);
+        assert_true(fabs(vs - ours / mn) < 1e-9);
+        assert_true(vs > 0.95 && vs < 20);
+        mins[i] = mn;
+    }
+    assert_true(mins[0] == mins[2] && mins[1] == mins[3]); /* same phase, other policy: the same minimum */
+    json_object_put(a);
+    free(out);
 }
 
 static const char *RUN = "%s run --model %s --tokens 0,5,77,300,12 -n 20 --temp 0.8 --seed %d --ram 256M --quiet %s";
@@ -273,7 +310,7 @@ int main(void)
         cmocka_unit_test(test_help_lists_commands), cmocka_unit_test(test_inspect_json),
         cmocka_unit_test(test_plan),                cmocka_unit_test(test_run_reproducible),
         cmocka_unit_test(test_run_text_and_stats),  cmocka_unit_test(test_chat_keeps_cache),
-        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_errors),              cmocka_unit_test(test_bench_decode_min),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -5,7 +5,10 @@
  * we also assert the error we actually reach (< 2e-5) so a regression that is
  * still inside the loose bound does not go unnoticed. Both paths (decode one
  * token at a time, prefill in one or several chunks), 1 and N threads
- * (bit-identical), and the scalar reference kernels are checked. */
+ * (bit-identical), and the scalar reference kernels are checked.
+ * ds3-tiny has n_group 1; tests/data/golden/ds3-tiny-grouped is the same weights
+ * with 4 groups keeping 2 and logits from the independent numpy reference
+ * tests/ref/ds3_ref.py, so a router that scores groups wrongly fails here too. */
 #include <json-c/json.h>
 #include <math.h>
 #include <stdio.h>
@@ -13,151 +16,79 @@
 #include <string.h>
 
 #include "engine.h"
+#include "ms_golden.h"
 #include "ms_test.h"
 
 #define GOLDEN MS_TEST_DATA "/golden/ds3-tiny"
+#define GROUPED MS_TEST_DATA "/golden/ds3-tiny-grouped"
 
-typedef struct golden {
-    int tokens[64];
-    int n, vocab;
-    double *logits; /* [n][vocab] */
-} golden;
-
-static void load_golden(golden *g)
+/* Group-limited routing: ds3-tiny's weights with the grouped config (a scratch
+ * directory: that config.json and ref.json + a link to ds3-tiny's safetensors),
+ * against the numpy reference's logits; decode, prefill, and the scalar kernels.
+ * The grouped reference must differ from the ungrouped golden logits, or the case
+ * would not test grouping at all. */
+static void test_grouped_routing(void **state)
 {
-    char *text = mst_slurp(GOLDEN "/ref.json", NULL);
-    assert_non_null(text);
-    json_object *r = json_tokener_parse(text);
-    free(text);
-    assert_non_null(r);
-    json_object *tk, *lg, *nv;
-    assert_true(json_object_object_get_ex(r, "tokens", &tk));
-    assert_true(json_object_object_get_ex(r, "logits", &lg));
-    assert_true(json_object_object_get_ex(r, "n_vocab", &nv));
-    g->n = (int)json_object_array_length(tk);
-    g->vocab = json_object_get_int(nv);
-    for (int i = 0; i < g->n; i++) g->tokens[i] = json_object_get_int(json_object_array_get_idx(tk, i));
-    g->logits = malloc(sizeof(double) * (size_t)g->n * g->vocab);
-    for (int p = 0; p < g->n; p++) {
-        json_object *row = json_object_array_get_idx(lg, p);
-        assert_int_equal(json_object_array_length(row), g->vocab);
-        for (int v = 0; v < g->vocab; v++)
-            g->logits[(size_t)p * g->vocab + v] = json_object_get_double(json_object_array_get_idx(row, v));
-    }
-    json_object_put(r);
-}
-
-static int argmax_f(const float *x, int n)
-{
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[b]) b = i;
-    return b;
-}
-
-static int argmax_d(const double *x, int n)
-{
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[b]) b = i;
-    return b;
-}
-
-/* Max of |got - ref| / max(1, |ref|); asserts argmax equality per position. */
-static double compare(const golden *g, const float *lg)
-{
-    double worst = 0;
-    for (int p = 0; p < g->n; p++) {
-        const double *ref = g->logits + (size_t)p * g->vocab;
-        const float *got = lg + (size_t)p * g->vocab;
-        for (int v = 0; v < g->vocab; v++) {
-            double d = fabs((double)got[v] - ref[v]) / fmax(1.0, fabs(ref[v]));
-            if (d > worst) worst = d;
-        }
-        assert_int_equal(argmax_f(got, g->vocab), argmax_d(ref, g->vocab));
-    }
-    return worst;
-}
-
-/* Logits at every position: decode path (batch 1, one token per eval) or prefill (chunks of `batch`). */
-static float *run(const golden *g, int threads, bool force_ref, int batch, bool prefill)
-{
-    ms_engine_opts o = {.threads = threads, .force_ref = force_ref, .ctx = 64, .batch = batch};
-    ms_engine *e;
-    ms_err err = {0};
-    int rc = ms_engine_open(GOLDEN, &o, &e, &err);
-    if (rc < 0) fail_msg("%s", err.msg);
-    assert_int_equal(ms_engine_vocab(e), g->vocab);
-    float *lg = malloc(sizeof(float) * (size_t)g->n * g->vocab);
-    if (prefill) {
-        assert_int_equal(ms_engine_eval(e, g->tokens, g->n, lg, true, &err), 0);
-    } else {
-        for (int i = 0; i < g->n; i++)
-            assert_int_equal(ms_engine_eval(e, g->tokens + i, 1, lg + (size_t)i * g->vocab, false, &err), 0);
-    }
-    ms_engine_close(e);
-    return lg;
+    (void)state;
+    char *dir = mst_tmpdir("forward_grouped");
+    assert_non_null(dir);
+    char *cmd = mst_fmt("cp '%s/config.json' '%s/ref.json' '%s/' && ln -sf '%s/model.safetensors' '%s/'", GROUPED,
+                        GROUPED, dir, GOLDEN, dir);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+    mst_golden g, plain;
+    mst_golden_load(dir, &g);
+    mst_golden_load(GOLDEN, &plain);
+    assert_int_equal(g.n, plain.n);
+    assert_memory_equal(g.tokens, plain.tokens, sizeof(int) * (size_t)g.n);
+    double apart = 0;
+    for (size_t i = 0; i < (size_t)g.n * g.vocab; i++) apart = fmax(apart, fabs(g.logits[i] - plain.logits[i]));
+    print_message("grouped vs ungrouped reference logits differ by up to %.3g\n", apart);
+    assert_true(apart > 0.1); /* grouping changes the routing of this prompt */
+    mst_golden_check(&g, 2, false, 1, false, 2e-5);
+    mst_golden_check(&g, 2, false, 16, true, 2e-5);
+    mst_golden_check(&g, 2, false, 5, true, 2e-5);
+    mst_golden_check(&g, 2, true, 1, false, 2e-5);
+    mst_golden_free(&g);
+    mst_golden_free(&plain);
+    free(dir);
 }
 
 static void test_decode_matches_golden(void **state)
 {
     (void)state;
-    golden g;
-    load_golden(&g);
-    float *lg = run(&g, 2, false, 1, false);
-    double worst = compare(&g, lg);
-    print_message("decode path: max rel error %.3g\n", worst);
-    assert_true(worst <= 1e-3);
-    assert_true(worst < 2e-5);
-    free(lg);
-    free(g.logits);
+    mst_golden g;
+    mst_golden_load(GOLDEN, &g);
+    mst_golden_check(&g, 2, false, 1, false, 2e-5);
+    mst_golden_free(&g);
 }
 
 static void test_prefill_matches_golden(void **state)
 {
     (void)state;
-    golden g;
-    load_golden(&g);
+    mst_golden g;
+    mst_golden_load(GOLDEN, &g);
     int batches[] = {16, 5, 1};
-    for (int i = 0; i < 3; i++) {
-        float *lg = run(&g, 2, false, batches[i], true);
-        double worst = compare(&g, lg);
-        print_message("prefill path (chunks of %d): max rel error %.3g\n", batches[i], worst);
-        assert_true(worst < 2e-5);
-        free(lg);
-    }
-    free(g.logits);
+    for (int i = 0; i < 3; i++) mst_golden_check(&g, 2, false, batches[i], true, 2e-5);
+    mst_golden_free(&g);
 }
 
 static void test_threads_bit_identical(void **state)
 {
     (void)state;
-    golden g;
-    load_golden(&g);
-    float *a = run(&g, 1, false, 1, false), *b = run(&g, 2, false, 1, false), *c = run(&g, 3, false, 1, false);
-    assert_memory_equal(a, b, sizeof(float) * (size_t)g.n * g.vocab);
-    assert_memory_equal(a, c, sizeof(float) * (size_t)g.n * g.vocab);
-    float *pa = run(&g, 1, false, 8, true), *pb = run(&g, 2, false, 8, true);
-    assert_memory_equal(pa, pb, sizeof(float) * (size_t)g.n * g.vocab);
-    free(a);
-    free(b);
-    free(c);
-    free(pa);
-    free(pb);
-    free(g.logits);
+    mst_golden g;
+    mst_golden_load(GOLDEN, &g);
+    mst_golden_threads_identical(&g, 8);
+    mst_golden_free(&g);
 }
 
 static void test_reference_kernels(void **state)
 {
     (void)state;
-    golden g;
-    load_golden(&g);
-    float *lg = run(&g, 2, true, 1, false);
-    double worst = compare(&g, lg);
-    print_message("reference kernels: max rel error %.3g\n", worst);
-    assert_true(worst < 2e-5);
-    free(lg);
-    free(g.logits);
+    mst_golden g;
+    mst_golden_load(GOLDEN, &g);
+    mst_golden_check(&g, 2, true, 1, false, 2e-5);
+    mst_golden_free(&g);
 }
 
 /* --kv bf16 is lossy but bounded: decode and prefill still agree exactly with each
@@ -165,31 +96,21 @@ static void test_reference_kernels(void **state)
 static void test_kv_bf16(void **state)
 {
     (void)state;
-    golden g;
-    load_golden(&g);
+    mst_golden g;
+    mst_golden_load(GOLDEN, &g);
     float *lg[2];
     for (int p = 0; p < 2; p++) {
         ms_engine_opts o = {.threads = 2, .ctx = 64, .batch = p ? 16 : 1, .kv_bf16 = true};
-        ms_engine *e;
-        ms_err err = {0};
-        assert_int_equal(ms_engine_open(GOLDEN, &o, &e, &err), 0);
-        lg[p] = malloc(sizeof(float) * (size_t)g.n * g.vocab);
-        if (p) {
-            assert_int_equal(ms_engine_eval(e, g.tokens, g.n, lg[p], true, &err), 0);
-        } else {
-            for (int i = 0; i < g.n; i++)
-                assert_int_equal(ms_engine_eval(e, g.tokens + i, 1, lg[p] + (size_t)i * g.vocab, false, &err), 0);
-        }
-        ms_engine_close(e);
+        lg[p] = mst_golden_run(&g, &o, p == 1);
     }
-    double worst = compare(&g, lg[0]), wp = compare(&g, lg[1]);
+    double worst = mst_golden_compare(&g, lg[0]), wp = mst_golden_compare(&g, lg[1]);
     print_message("bf16 KV: max rel error decode %.3g, prefill %.3g\n", worst, wp);
     assert_true(worst < 2e-2 && wp < 2e-2);
     assert_true(worst > 1e-5); /* it really is bf16 */
     for (size_t i = 0; i < (size_t)g.n * g.vocab; i++) assert_true(fabsf(lg[0][i] - lg[1][i]) <= 1e-4f * fmaxf(1.0f, fabsf(lg[0][i])));
     free(lg[0]);
     free(lg[1]);
-    free(g.logits);
+    mst_golden_free(&g);
 }
 
 static void test_context_full_and_bad_token(void **state)
@@ -260,7 +181,7 @@ int main(void)
         cmocka_unit_test(test_decode_matches_golden),  cmocka_unit_test(test_prefill_matches_golden),
         cmocka_unit_test(test_threads_bit_identical),  cmocka_unit_test(test_reference_kernels),
         cmocka_unit_test(test_context_full_and_bad_token), cmocka_unit_test(test_cli_logits),
-        cmocka_unit_test(test_kv_bf16),
+        cmocka_unit_test(test_kv_bf16),               cmocka_unit_test(test_grouped_routing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,7 +2,8 @@
  * exactly the bytes pread returns for many random unaligned ranges, in one big
  * batch larger than the queue depth; range checks; files truncated or replaced
  * under an open context; the buffered fallback on tmpfs; and the page cache not
- * growing under the O_DIRECT backends (mincore), while it does grow under mmap. */
+ * growing under the O_DIRECT backends (mincore), while it does grow under mmap.
+ * Every test is bounded by MST_TEST_DEADLINE_S (a hung reap fails in seconds). */
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -179,7 +180,7 @@ static bool backend_ok(const char *name)
 static void check_backend(const char *backend, unsigned flags, unsigned qd, uint64_t chunk)
 {
     if (!backend_ok(backend)) {
-        skip();
+        MST_SKIP("backend %s unavailable (io_uring refused by this kernel or sandbox)", backend);
         return;
     }
     const uint64_t sizes[2] = {(uint64_t)FILE_MB << 20, ((uint64_t)FILE_MB << 19) + 1234};
@@ -355,7 +356,7 @@ static void test_open_errors(void **state)
 static void check_truncated(const char *backend)
 {
     if (!backend_ok(backend)) {
-        skip();
+        MST_SKIP("backend %s unavailable (io_uring refused by this kernel or sandbox)", backend);
         return;
     }
     char *p = make_file(g_dir, "t.bin", 4 << 20, 5);
@@ -427,7 +428,7 @@ static void test_tmpfs_fallback(void **state)
     (void)state;
     struct stat st;
     if (stat("/dev/shm", &st) != 0 || access("/dev/shm", W_OK) != 0) {
-        skip();
+        MST_SKIP("no writable /dev/shm (tmpfs)");
         return;
     }
     char name[64];
@@ -466,7 +467,7 @@ static void test_tmpfs_fallback(void **state)
 static void check_page_cache(const char *backend, unsigned flags, bool expect_cached)
 {
     if (!backend_ok(backend)) {
-        skip();
+        MST_SKIP("backend %s unavailable (io_uring refused by this kernel or sandbox)", backend);
         return;
     }
     uint64_t size = (8 << 20) + 1000; /* the last page is partial */
@@ -481,7 +482,7 @@ static void check_page_cache(const char *backend, unsigned flags, bool expect_ca
     if (!expect_cached && !(flags & MS_IO_F_NO_DIRECT) && !ms_io_file_direct(io, 0)) {
         ms_io_close(io); /* scratch dir on a filesystem without O_DIRECT */
         free(p);
-        skip();
+        MST_SKIP("the scratch directory's filesystem refuses O_DIRECT");
         return;
     }
     uint8_t *buf = ms_aligned_alloc(4096, size + 16384);
@@ -579,25 +580,25 @@ int main(void)
 {
     g_dir = mst_tmpdir("test_io");
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_span),
-        cmocka_unit_test(test_uring),
-        cmocka_unit_test(test_uring_big_chunks),
-        cmocka_unit_test(test_pread),
-        cmocka_unit_test(test_mmap),
-        cmocka_unit_test(test_mmap_nocopy),
-        cmocka_unit_test(test_buffered_flag),
-        cmocka_unit_test(test_bad_requests),
-        cmocka_unit_test(test_open_errors),
-        cmocka_unit_test(test_truncated_uring),
-        cmocka_unit_test(test_truncated_pread),
-        cmocka_unit_test(test_truncated_mmap),
-        cmocka_unit_test(test_tmpfs_fallback),
-        cmocka_unit_test(test_page_cache_uring),
-        cmocka_unit_test(test_page_cache_pread),
-        cmocka_unit_test(test_page_cache_buffered),
-        cmocka_unit_test(test_page_cache_buffered_short),
-        cmocka_unit_test(test_page_cache_mmap),
-        cmocka_unit_test(test_close_inflight_and_poll),
+        MST_BOUNDED_TEST(test_span),
+        MST_BOUNDED_TEST(test_uring),
+        MST_BOUNDED_TEST(test_uring_big_chunks),
+        MST_BOUNDED_TEST(test_pread),
+        MST_BOUNDED_TEST(test_mmap),
+        MST_BOUNDED_TEST(test_mmap_nocopy),
+        MST_BOUNDED_TEST(test_buffered_flag),
+        MST_BOUNDED_TEST(test_bad_requests),
+        MST_BOUNDED_TEST(test_open_errors),
+        MST_BOUNDED_TEST(test_truncated_uring),
+        MST_BOUNDED_TEST(test_truncated_pread),
+        MST_BOUNDED_TEST(test_truncated_mmap),
+        MST_BOUNDED_TEST(test_tmpfs_fallback),
+        MST_BOUNDED_TEST(test_page_cache_uring),
+        MST_BOUNDED_TEST(test_page_cache_pread),
+        MST_BOUNDED_TEST(test_page_cache_buffered),
+        MST_BOUNDED_TEST(test_page_cache_buffered_short),
+        MST_BOUNDED_TEST(test_page_cache_mmap),
+        MST_BOUNDED_TEST(test_close_inflight_and_poll),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     free(g_dir);

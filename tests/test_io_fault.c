@@ -4,7 +4,8 @@
  * error naming file, offset and errno, without a hang and without disturbing
  * the other requests; persistent EAGAIN gives up after the bounded retries; a
  * filesystem that refuses O_DIRECT reads falls back to buffered reads; the same
- * seed gives the same faults; MOESTREAM_IO_FAULT wraps any backend. */
+ * seed gives the same faults; MOESTREAM_IO_FAULT wraps any backend. Every test
+ * is bounded by MST_TEST_DEADLINE_S (a hung reap fails in seconds). */
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -121,7 +122,7 @@ static void run(const char *backend, unsigned flags, int n, uint64_t max_len, ui
 static void survive(const char *inner)
 {
     if (!strcmp(inner, "uring") && !ms_io_uring_available()) {
-        skip();
+        MST_SKIP("io_uring unavailable (refused by this kernel or sandbox)");
         return;
     }
     char spec[256];
@@ -163,7 +164,7 @@ static void test_eio_at_offset(void **state)
 {
     (void)state;
     if (!ms_io_uring_available()) {
-        skip();
+        MST_SKIP("io_uring unavailable (refused by this kernel or sandbox)");
         return;
     }
     const uint64_t bad = 2u << 20; /* byte 2 MiB, in either file */
@@ -221,9 +222,10 @@ static void test_eagain_forever(void **state)
 static void test_nodirect_fallback(void **state)
 {
     (void)state;
-    const char *inners[2] = {"uring", "pread"};
+    const char *inners[2] = {"pread", "uring"};
     for (int k = 0; k < 2; k++) {
-        if (!strcmp(inners[k], "uring") && !ms_io_uring_available()) continue;
+        if (!strcmp(inners[k], "uring") && !ms_io_uring_available())
+            MST_SKIP("io_uring unavailable: only the pread inner backend was checked");
         char spec[128];
         snprintf(spec, sizeof spec, "fault:inner=%s,nodirect=1", inners[k]);
         const char *paths[2] = {g_path[0], g_path[1]};
@@ -233,7 +235,7 @@ static void test_nodirect_fallback(void **state)
         assert_int_equal(ms_io_open(&io, &cfg, paths, 2, &err), 0);
         if (!ms_io_file_direct(io, 0)) { /* scratch dir without O_DIRECT at all */
             ms_io_close(io);
-            skip();
+            MST_SKIP("the scratch directory's filesystem refuses O_DIRECT");
             return;
         }
         ms_io_close(io);
@@ -304,15 +306,15 @@ int main(void)
     g_path[0] = make_file("f0.bin", g_size[0], 100, &g_ref[0]);
     g_path[1] = make_file("f1.bin", g_size[1], 200, &g_ref[1]);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_survive_uring),
-        cmocka_unit_test(test_survive_pread),
-        cmocka_unit_test(test_survive_mmap),
-        cmocka_unit_test(test_eio_random),
-        cmocka_unit_test(test_eio_at_offset),
-        cmocka_unit_test(test_eagain_forever),
-        cmocka_unit_test(test_nodirect_fallback),
-        cmocka_unit_test(test_deterministic),
-        cmocka_unit_test(test_env),
+        MST_BOUNDED_TEST(test_survive_uring),
+        MST_BOUNDED_TEST(test_survive_pread),
+        MST_BOUNDED_TEST(test_survive_mmap),
+        MST_BOUNDED_TEST(test_eio_random),
+        MST_BOUNDED_TEST(test_eio_at_offset),
+        MST_BOUNDED_TEST(test_eagain_forever),
+        MST_BOUNDED_TEST(test_nodirect_fallback),
+        MST_BOUNDED_TEST(test_deterministic),
+        MST_BOUNDED_TEST(test_env),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     for (int i = 0; i < 2; i++) {

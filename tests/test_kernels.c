@@ -197,6 +197,15 @@ static int tables(const ms_kern **out, bool with_ref)
     return n;
 }
 
+/* A thread pool of n threads (the test fails if it cannot be made). */
+static ms_pool *new_pool(int n)
+{
+    ms_err err = {0};
+    ms_pool *p = ms_pool_create(n, &err);
+    if (!p) fail_msg("cannot create a %d-thread pool: %s", n, err.msg);
+    return p;
+}
+
 /* ---- 1. ref vs double ---------------------------------------------------- */
 
 static void check_ref_vs_double(const ms_mat *m, rng *r)
@@ -289,8 +298,8 @@ static void check_opt_vs_ref(const ms_kern *k, const ms_mat *m, rng *r)
                  m->group_size, m->sb_dtype, (long long)m->rows, (long long)m->cols, e);
     /* Dequantization is exact: bit-identical to the reference. */
     for (int64_t i = 0; i < m->rows; i++) {
-        ms_kern_for(k, m)->dequant(m, i, row);
-        ms_kern_for(&ms_kern_ref, m)->dequant(m, i, rowr);
+        ms_kern_for(k, m)->dequant(m, i, 0, m->cols, row);
+        ms_kern_for(&ms_kern_ref, m)->dequant(m, i, 0, m->cols, rowr);
         if (memcmp(row, rowr, (size_t)m->cols * 4) != 0) {
             int64_t j = 0;
             while (row[j] == rowr[j] || (isnan(row[j]) && isnan(rowr[j]))) j++;
@@ -313,7 +322,7 @@ static void test_opt_vs_ref(void **state)
     (void)state;
     const ms_kern *ks[5];
     int nk = tables(ks, false);
-    if (nk == 0) skip(); /* no SIMD table on this CPU */
+    if (nk == 0) MST_SKIP("no SIMD kernel table on this CPU (AVX2, AVX-512 or NEON)");
     for (int ki = 0; ki < nk; ki++) {
         const ms_kern *k = ks[ki];
         rng r = {0xabcdef};
@@ -364,12 +373,8 @@ static void test_threads_bit_identical(void **state)
     (void)state;
     const ms_kern *ks[5];
     int nk = tables(ks, true);
-    ms_err err = {0};
     ms_pool *pools[4];
-    for (int i = 0; i < 4; i++) {
-        pools[i] = ms_pool_create(i + 1, &err);
-        assert_non_null(pools[i]);
-    }
+    for (int i = 0; i < 4; i++) pools[i] = new_pool(i + 1);
     rng r = {99};
     const int ns[] = {1, 3, 8, 33};
     for (int ki = 0; ki < nk; ki++)
@@ -418,47 +423,6 @@ static void test_threads_bit_identical(void **state)
     for (int i = 0; i < 4; i++) ms_pool_destroy(pools[i]);
 }
 
-/* Hundreds of tokens (prefill chunks): every table, the sgemm path for all
- * weight kinds, odd row counts; each token within DOT_TOL of its matvec. */
-static void test_matmul_many_tokens(void **state)
-{
-    (void)state;
-    const ms_kern *ks[5];
-    int nk = tables(ks, true);
-    ms_err err = {0};
-    ms_pool *pool = ms_pool_create(2, &err);
-    assert_non_null(pool);
-    rng r = {4242};
-    const int n = 130;
-    for (int ki = 0; ki < nk; ki++) {
-        const ms_kern *k = ks[ki];
-        tmat ts[3] = {make_affine(&r, 77, 256, 4, 64, MS_DT_BF16), make_affine(&r, 45, 384, 3, 128, MS_DT_F16),
-                      make_dense(&r, 61, 203, MS_WT_BF16)};
-        for (int i = 0; i < 3; i++) {
-            const ms_mat *m = &ts[i].m;
-            float *X = rand_vec(&r, (int64_t)n * m->cols), *Y = malloc((size_t)n * m->rows * 4);
-            float *y = malloc((size_t)m->rows * 4);
-            double *yd = malloc((size_t)m->rows * 8), *mag = malloc((size_t)m->rows * 8);
-            ms_compute c = {k, pool};
-            ms_matmul(&c, m, X, n, Y);
-            for (int tok = 0; tok < n; tok += 7) {
-                ms_matvec(&c, m, X + (size_t)tok * m->cols, y);
-                naive_matvec(m, X + (size_t)tok * m->cols, yd, mag);
-                for (int64_t j = 0; j < m->rows; j++) yd[j] = y[j];
-                double e = max_err_vs(Y + (size_t)tok * m->rows, yd, mag, m->rows);
-                if (e > DOT_TOL) fail_msg("%s matrix %d n %d token %d: err %.3g", k->name, i, n, tok, e);
-            }
-            free(X);
-            free(Y);
-            free(y);
-            free(yd);
-            free(mag);
-        }
-        for (int i = 0; i < 3; i++) tmat_free(&ts[i]);
-    }
-    ms_pool_destroy(pool);
-}
-
 /* Any split of the rows into ranges gives the same bits (what makes the
  * dynamic schedule deterministic). */
 static void test_row_split_invariance(void **state)
@@ -500,10 +464,7 @@ static void test_ffn(void **state)
     (void)state;
     const ms_kern *ks[5];
     int nk = tables(ks, true);
-    ms_err err = {0};
-    ms_pool *p1 = ms_pool_create(1, &err), *p3 = ms_pool_create(3, &err);
-    assert_non_null(p1);
-    assert_non_null(p3);
+    ms_pool *p1 = new_pool(1), *p3 = new_pool(3);
     rng r = {2024};
     const int D = 256, I = 192;
     for (int ki = 0; ki < nk; ki++)
@@ -541,6 +502,186 @@ static void test_ffn(void **state)
         }
     ms_pool_destroy(p1);
     ms_pool_destroy(p3);
+}
+
+/* ms_matvec_multi: every output vector bit-identical to ms_matvec on that vector
+ * alone, for every table, weight type and B, on 1 and 3 threads (the serve /
+ * MTP batch-invariance contract). */
+static void test_matvec_multi(void **state)
+{
+    (void)state;
+    const ms_kern *ks[5];
+    int nk = tables(ks, true);
+    ms_pool *pools[2] = {new_pool(1), new_pool(3)};
+    rng r = {777};
+    const int Bs[] = {1, 2, 3, 4, 5, 7, 8, 16, 17};
+    for (int ki = 0; ki < nk; ki++)
+        for (int ci = 0; ci < n_configs(); ci++) {
+            const ms_kern *k = ks[ki];
+            /* 300 rows x 8 groups: above the parallel threshold for most types */
+            tmat t = make_config(&r, ci, ci & 1 ? 300 : 37, 8);
+            const ms_mat *m = &t.m;
+            const int Bmax = 17;
+            float *X = rand_vec(&r, (int64_t)Bmax * m->cols), *Y = malloc((size_t)Bmax * m->rows * 4);
+            float *y = malloc((size_t)m->rows * 4);
+            for (size_t bi = 0; bi < MS_ARRAY_LEN(Bs); bi++)
+                for (int p = 0; p < 2; p++) {
+                    const int B = Bs[bi];
+                    ms_compute c = {k, pools[p]};
+                    /* a window of X shifted by B: every vector sits in batches with other companions */
+                    const float *Xb = X + (size_t)(Bmax - B) * m->cols;
+                    memset(Y, 0xff, (size_t)B * m->rows * 4);
+                    ms_matvec_multi(&c, m, Xb, B, Y);
+                    for (int b = 0; b < B; b++) {
+                        ms_compute c1 = {k, pools[(p + b) & 1]};
+                        ms_matvec(&c1, m, Xb + (size_t)b * m->cols, y);
+                        if (memcmp(y, Y + (size_t)b * m->rows, (size_t)m->rows * 4) != 0)
+                            fail_msg("%s config %d B %d vector %d (%d threads): not bit-identical to ms_matvec", k->name,
+                                     ci, B, b, p ? 3 : 1);
+                    }
+                }
+            free(X);
+            free(Y);
+            free(y);
+            tmat_free(&t);
+        }
+    ms_pool_destroy(pools[0]);
+    ms_pool_destroy(pools[1]);
+}
+
+/* ms_ffn_multi: every output bit-identical to the single-token ms_ffn. */
+static void test_ffn_multi(void **state)
+{
+    (void)state;
+    const ms_kern *ks[5];
+    int nk = tables(ks, true);
+    ms_pool *pool = new_pool(2);
+    rng r = {4711};
+    const int D = 512, I = 320;
+    for (int ki = 0; ki < nk; ki++)
+        for (int ci = 0; ci < 4; ci++) {
+            const ms_kern *k = ks[ki];
+            tmat g = ci < 3 ? make_affine(&r, I, D, kBits[ci * 2 + 1], 64, MS_DT_BF16) : make_dense(&r, I, D, MS_WT_F16);
+            tmat u = ci < 3 ? make_affine(&r, I, D, kBits[ci * 2 + 1], 64, MS_DT_BF16) : make_dense(&r, I, D, MS_WT_F16);
+            tmat d = make_affine(&r, D, I, ci == 3 ? 6 : 4, 32, MS_DT_F16);
+            for (int B = 1; B <= 9; B += 2) {
+                float *X = rand_vec(&r, (int64_t)B * D), *Y = malloc((size_t)B * D * 4), *y = malloc((size_t)D * 4);
+                float *scr = malloc(ms_ffn_scratch_floats(&g.m, B) * 4);
+                ms_compute c = {k, pool};
+                ms_ffn_multi(&c, &g.m, &u.m, &d.m, X, B, Y, scr);
+                for (int b = 0; b < B; b++) {
+                    ms_ffn(&c, &g.m, &u.m, &d.m, X + (size_t)b * D, 1, y, scr);
+                    if (memcmp(y, Y + (size_t)b * D, (size_t)D * 4) != 0)
+                        fail_msg("%s ffn config %d B %d vector %d: not bit-identical to ms_ffn", k->name, ci, B, b);
+                }
+                free(X);
+                free(Y);
+                free(y);
+                free(scr);
+            }
+            tmat_free(&g);
+            tmat_free(&u);
+            tmat_free(&d);
+        }
+    ms_pool_destroy(pool);
+}
+
+/* Prefill chunks (ms_matmul, the GEMM from gemm_min_n on, the row kernels on
+ * the reference table): every token within DOT_TOL of a double-precision
+ * reference, and a token's output does not depend on n or on the other tokens
+ * (shapes with partial row panels and partial column blocks). */
+static void test_matmul_many_tokens(void **state)
+{
+    (void)state;
+    const ms_kern *ks[5];
+    int nk = tables(ks, true);
+    ms_pool *pool = new_pool(2);
+    rng r = {90210};
+    for (int ki = 0; ki < nk; ki++) {
+        const ms_kern *k = ks[ki];
+        tmat ts[4] = {make_affine(&r, 77, 1152, 4, 64, MS_DT_BF16), make_affine(&r, 130, 384, 3, 128, MS_DT_F16),
+                      make_affine(&r, 19, 640, 8, 32, MS_DT_F32), make_dense(&r, 61, 1003, MS_WT_BF16)};
+        for (int i = 0; i < 4; i++) {
+            const ms_mat *m = &ts[i].m;
+            const int n1 = 70, n2 = 41; /* both above every gemm_min_n */
+            assert_true(n2 >= ms_kern_for(k, m)->gemm_min_n);
+            float *X = rand_vec(&r, (int64_t)n1 * m->cols), *Y1 = malloc((size_t)n1 * m->rows * 4);
+            float *Y2 = malloc((size_t)n2 * m->rows * 4);
+            double *yd = malloc((size_t)m->rows * 8), *mag = malloc((size_t)m->rows * 8);
+            ms_compute c = {k, pool};
+            ms_matmul(&c, m, X, n1, Y1);
+            ms_matmul(&c, m, X + (size_t)(n1 - n2) * m->cols, n2, Y2); /* the last n2 tokens, other positions */
+            assert_memory_equal(Y1 + (size_t)(n1 - n2) * m->rows, Y2, (size_t)n2 * m->rows * 4);
+            for (int tok = 0; tok < n1; tok += 3) {
+                naive_matvec(m, X + (size_t)tok * m->cols, yd, mag);
+                double e = max_err_vs(Y1 + (size_t)tok * m->rows, yd, mag, m->rows);
+                if (e > DOT_TOL) fail_msg("%s matrix %d token %d: err %.3g vs double", k->name, i, tok, e);
+            }
+            free(X);
+            free(Y1);
+            free(Y2);
+            free(yd);
+            free(mag);
+        }
+        for (int i = 0; i < 4; i++) tmat_free(&ts[i]);
+    }
+    ms_pool_destroy(pool);
+}
+
+/* The scratch bound: prepared inputs only below every GEMM threshold, plus a
+ * tile per thread from the lowest threshold on; grows with threads and width. */
+static void test_scratch_bytes(void **state)
+{
+    (void)state;
+    const ms_kern *ks[5];
+    int nk = tables(ks, true);
+    for (int ki = 0; ki < nk; ki++) {
+        const ms_kern *k = ks[ki];
+        int gmin = 1 << 30;
+        for (int b = 2; b <= 8; b++)
+            if (k->affine[b].gemm_min_n > 0) gmin = MS_MIN(gmin, k->affine[b].gemm_min_n);
+        for (int t = 0; t < 3; t++)
+            if (k->dense[t].gemm_min_n > 0) gmin = MS_MIN(gmin, k->dense[t].gemm_min_n);
+        size_t small = ms_compute_scratch_bytes(k, 2, 7168, 1);
+        assert_true(small >= 2 * (7168 + 7168 / 32) * sizeof(float)); /* gate and up inputs of one token */
+        assert_true(ms_compute_scratch_bytes(k, 8, 7168, 1) == small);  /* no tiles below the thresholds */
+        if (gmin == 1 << 30) continue;                                  /* ref: never a GEMM */
+        size_t big2 = ms_compute_scratch_bytes(k, 2, 7168, 512), big4 = ms_compute_scratch_bytes(k, 4, 7168, 512);
+        size_t tile = k->gemm ? k->gemm_buf_floats * sizeof(float) : 0;
+        assert_true(big2 > ms_compute_scratch_bytes(k, 2, 7168, 1));
+        assert_true(big4 - big2 >= 2 * tile && big4 > big2);
+        assert_true(ms_compute_scratch_bytes(k, 2, 7168, gmin) > ms_compute_scratch_bytes(k, 2, 7168, gmin - 1) ||
+                    gmin == 1);
+        assert_true(ms_compute_scratch_bytes(k, 2, 16384, 512) > big2);
+    }
+    /* What the pool really holds after the widest calls stays within the bound. */
+    rng r = {31};
+    for (int ki = 0; ki < nk; ki++) {
+        ms_pool *pool = new_pool(3);
+        const int64_t cols = 2304;
+        const int max_n = 40;
+        tmat ts[3] = {make_affine(&r, 96, cols, 4, 64, MS_DT_BF16), make_affine(&r, 96, cols, 3, 32, MS_DT_F16),
+                      make_dense(&r, 96, cols, MS_WT_F32)};
+        float *X = rand_vec(&r, (int64_t)max_n * cols), *Y = malloc((size_t)max_n * cols * 4);
+        float *scr = malloc(ms_ffn_scratch_floats(&ts[0].m, max_n) * 4);
+        ms_compute c = {ks[ki], pool};
+        for (int i = 0; i < 3; i++)
+            for (int n = 1; n <= max_n; n += 13) {
+                ms_matmul(&c, &ts[i].m, X, n, Y);
+                ms_matvec_multi(&c, &ts[i].m, X, n, Y);
+            }
+        tmat d = make_affine(&r, cols, 96, 4, 32, MS_DT_BF16);
+        ms_ffn_multi(&c, &ts[0].m, &ts[1].m, &d.m, X, max_n, Y, scr);
+        size_t held = ms_pool_scratch_bytes(pool), bound = ms_compute_scratch_bytes(ks[ki], 3, cols, max_n);
+        if (held > bound) fail_msg("%s: pool holds %zu bytes, bound %zu", ks[ki]->name, held, bound);
+        if (ks[ki]->gemm) assert_true(held > 0); /* tiles were reserved */
+        for (int i = 0; i < 3; i++) tmat_free(&ts[i]);
+        tmat_free(&d);
+        free(X);
+        free(Y);
+        free(scr);
+        ms_pool_destroy(pool);
+    }
 }
 
 /* Selection: best table by default, MOESTREAM_FORCE_REF wins, MOESTREAM_KERNELS
@@ -748,6 +889,9 @@ int main(void)
         cmocka_unit_test(test_matmul_many_tokens),
         cmocka_unit_test(test_row_split_invariance),
         cmocka_unit_test(test_ffn),
+        cmocka_unit_test(test_matvec_multi),
+        cmocka_unit_test(test_ffn_multi),
+        cmocka_unit_test(test_scratch_bytes),
         cmocka_unit_test(test_select),
         cmocka_unit_test(test_validate),
         cmocka_unit_test(test_small_ops),

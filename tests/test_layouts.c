@@ -157,6 +157,7 @@ static void test_mixtral(void **state)
     finish(&c3, dir);
     assert_true(ms_model_open(dir, &m, &err) < 0);
     assert_non_null(strstr(err.msg, "more experts than n_routed_experts"));
+    free(dir);
 }
 
 static void test_fused_with_biases(void **state)
@@ -218,6 +219,7 @@ static void test_fused_with_biases(void **state)
     finish(&c2, dir);
     assert_true(ms_model_open(dir, &m, &err) < 0);
     assert_non_null(strstr(err.msg, "down_proj_bias"));
+    free(dir);
 }
 
 /* The plan's split at a 16 KiB alignment is the cache's: same slots per class. */
@@ -255,6 +257,7 @@ static void test_plan_cache_align(void **state)
     assert_true(ms_cache_create(&m.experts, &co, &cache, &err) < 0);
     assert_non_null(strstr(err.msg, "budget plan used 4096"));
     ms_model_close(&m);
+    free(dir);
 }
 
 int main(void)

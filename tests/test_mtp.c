@@ -22,6 +22,7 @@
 
 #include "engine.h"
 #include "generate.h"
+#include "ms_golden.h"
 #include "ms_test.h"
 #include "sampler.h"
 
@@ -57,22 +58,6 @@ static void load_ref(ref *r)
     json_object_put(o);
 }
 
-static int argmax_f(const float *x, int n)
-{
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[b]) b = i;
-    return b;
-}
-
-static int argmax_d(const double *x, int n)
-{
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[b]) b = i;
-    return b;
-}
-
 /* max |got - ref| / max(1, |ref|) over rows; argmax must agree in every row */
 static double compare(const float *got, const double *want, int rows, int V)
 {
@@ -83,7 +68,7 @@ static double compare(const float *got, const double *want, int rows, int V)
                        fmax(1.0, fabs(want[(size_t)p * V + v]));
             worst = fmax(worst, d);
         }
-        assert_int_equal(argmax_f(got + (size_t)p * V, V), argmax_d(want + (size_t)p * V, V));
+        assert_int_equal(mst_argmax_f(got + (size_t)p * V, V), mst_argmax_d(want + (size_t)p * V, V));
     }
     return worst;
 }
@@ -205,6 +190,7 @@ static void test_greedy_identical_synth(void **state)
     assert_int_equal(system(cmd), 0);
     free(cmd);
     check_identical(dir);
+    free(dir);
 }
 
 /* The rejection rule on its own: target p over 4 tokens (through the sampler's
@@ -325,6 +311,7 @@ static void test_sampling_keeps_distribution(void **state)
                   (unsigned long long)accepted, (unsigned long long)drafted);
     assert_true(accepted > 0 && accepted < drafted);
     assert_true(tv < 0.06);
+    free(dir);
 }
 
 int main(void)

@@ -9,7 +9,12 @@
  *   - every quantized module dequantizes to within one quantization step of the
  *     source rows;
  *   - an HF synth model with an MTP layer converts (MTP dropped) and mixed
- *     recipes write per-module overrides the loader accepts. */
+ *     recipes write per-module overrides the loader accepts;
+ *   - the bit map of every recipe (mixed-8-5, dq4, mlx-lm's mixed_3_6) on an
+ *     8-layer model, module by module against tables written out here;
+ *   - the output is byte-identical, tensor by tensor, to the independent
+ *     quantizer tests/ref/ckpt_write.py (numpy, from mlx-quant.md) for uniform
+ *     and mixed recipes (tests/ref/compare_ckpt.py; needs python3-numpy). */
 #include <json-c/json.h>
 #include <math.h>
 #include <stdio.h>
@@ -174,15 +179,8 @@ static void test_structure_and_dequant(void **state)
 static void test_hf_synth_with_mtp_and_recipes(void **state)
 {
     (void)state;
-    char *hf = mst_tmpdir("quant_hf");
-    ms_synth_opts o;
+    char *hf = mst_synth_hf("quant_hf", 0, 1, 3);
     ms_err err = {0};
-    assert_int_equal(ms_synth_preset("tiny", &o, &err), 0);
-    o.format = MS_SYNTH_HF;
-    o.arch.n_mtp = 1;
-    o.seed = 3;
-    ms_synth_result r;
-    if (ms_synth_write(hf, &o, &r, &err) < 0) fail_msg("synth: %s", err.msg);
     const char *recipes[] = {"uniform", "mixed-8-5", "dq4", "mixed_3_6"};
     for (int i = 0; i < 4; i++) {
         char *out = mst_tmpdir("quant_hf_out");
@@ -221,12 +219,119 @@ static void test_hf_synth_with_mtp_and_recipes(void **state)
     free(hf);
 }
 
+/* An 8-layer HF bf16 model with an MTP layer (layer 0 dense, 1-7 MoE). */
+static char *hf8_model(void) { return mst_synth_hf("quant_hf8", 8, 1, 3); }
+
+/* Layer index of a module path ("model.layers.N....", else -1). */
+static int module_layer(const char *mod)
+{
+    int l;
+    return sscanf(mod, "model.layers.%d.", &l) == 1 ? l : -1;
+}
+
+static bool has(const char *s, const char *sub) { return strstr(s, sub) != NULL; }
+
+/* The recipes as their documentation states them, for this 8-layer model. */
+static int expected_bits(const char *recipe, const char *mod)
+{
+    int l = module_layer(mod);
+    bool expert = has(mod, ".switch_mlp.") || has(mod, ".shared_experts."), down = has(mod, "down_proj");
+    if (!strcmp(recipe, "mixed-8-5")) return has(mod, ".switch_mlp.") ? 5 : 8;
+    if (!strcmp(recipe, "dq4")) {
+        if (!expert) return 8;
+        if (!down) return 4;
+        static const int dq4_down[8] = {0, 6, 6, 6, 6, 5, 4, 4}; /* < 5: 6; every 5th: 5 */
+        return dq4_down[l];
+    }
+    /* mixed_3_6, 8 layers: high bits in layers 0 (< 8/8), 7 (>= 7*8/8), 3 and 6
+     * ((i - 1) % 3 == 2), for down_proj and v_*_proj (here kv_a_proj_with_mqa) */
+    bool more = l == 0 || l == 3 || l == 6 || l == 7;
+    if (has(mod, "lm_head")) return 6;
+    if (more && (down || has(mod, "kv_a_proj_with_mqa"))) return 6;
+    return 3;
+}
+
+static void test_recipe_bit_maps(void **state)
+{
+    (void)state;
+    char *hf = hf8_model();
+    const char *recipes[] = {"mixed-8-5", "dq4", "mixed_3_6"};
+    for (int i = 0; i < 3; i++) {
+        char *out = mst_tmpdir("quant_bitmap");
+        quantize_to(hf, out, 4, 64, recipes[i]);
+        json_object *cfg = load_json(out, "config.json"), *q;
+        assert_true(json_object_object_get_ex(cfg, "quantization", &q));
+        ms_model m;
+        ms_err err = {0};
+        assert_int_equal(ms_model_open(out, &m, &err), 0);
+        int checked = 0, hist[9] = {0};
+        for (int t = 0; t < m.tt.n_tensors; t++) {
+            const char *nm = m.tt.tensors[t].name;
+            size_t l = strlen(nm);
+            if (l < 8 || strcmp(nm + l - 7, ".scales")) continue;
+            char mod[256];
+            snprintf(mod, sizeof mod, "%.*s", (int)(l - 7), nm);
+            json_object *e, *b;
+            if (!json_object_object_get_ex(q, mod, &e) || !json_object_object_get_ex(e, "bits", &b))
+                fail_msg("%s: quantized module %s has no config entry", recipes[i], mod);
+            int want = expected_bits(recipes[i], mod), got = json_object_get_int(b);
+            if (got != want) fail_msg("%s: %s is %d-bit, the recipe says %d", recipes[i], mod, got, want);
+            /* and the packed weight has that width: words * 32 / bits = input width */
+            char wn[300];
+            snprintf(wn, sizeof wn, "%s.weight", mod);
+            const ms_tensor *w = ms_tt_find(&m.tt, wn), *s = &m.tt.tensors[t];
+            assert_non_null(w);
+            assert_int_equal(w->shape[w->ndim - 1] * 32, s->shape[s->ndim - 1] * 64 * want);
+            hist[want]++;
+            checked++;
+        }
+        print_message("%s: %d modules, bits 3:%d 4:%d 5:%d 6:%d 8:%d\n", recipes[i], checked, hist[3], hist[4],
+                      hist[5], hist[6], hist[8]);
+        /* embed + 8 x (q_a, q_b, kv_a, embed_q, unembed_out, o) + dense 3 + 7 x (shared 3 + routed 3) + lm_head */
+        assert_int_equal(checked, 1 + 8 * 6 + 3 + 7 * 6 + 1);
+        ms_model_close(&m);
+        json_object_put(cfg);
+        free(out);
+    }
+    free(hf);
+}
+
+/* moestream quantize == tests/ref/ckpt_write.py, byte for byte per tensor, with the
+ * same config (compare_ckpt.py), for uniform widths and every kind of recipe. */
+static void test_matches_independent_quantizer(void **state)
+{
+    (void)state;
+    if (!mst_have_numpy()) MST_SKIP("/usr/bin/python3 with numpy not found (python3-numpy)");
+    char *hf = hf8_model();
+    const char *args[] = {"--bits 4 --group-size 64", "--bits 3 --group-size 128", "--bits 8 --group-size 32",
+                          "--recipe mixed-8-5", "--recipe dq4", "--recipe mixed_3_6", "--recipe mixed_2_6 --group-size 32"};
+    for (size_t i = 0; i < sizeof args / sizeof args[0]; i++) {
+        char *a = mst_tmpdir("quant_cmp_c"), *b = mst_tmpdir("quant_cmp_py");
+        char *out = NULL, *errs = NULL;
+        int rc = mst_run(&out, &errs,
+                         "%s quantize %s %s %s >/dev/null && %s %s/../ref/ckpt_write.py %s %s %s --shard-size 1000000000 && "
+                         "%s %s/../ref/compare_ckpt.py %s %s",
+                         MS_BIN, hf, a, args[i], MST_PYTHON, MS_TEST_DATA, hf, b, args[i], MST_PYTHON, MS_TEST_DATA, a,
+                         b);
+        print_message("%s: %s%s", args[i], out ? out : "", rc ? errs : "");
+        assert_int_equal(rc, 0);
+        assert_non_null(strstr(out, "identical: "));
+        free(out);
+        free(errs);
+        free(a);
+        free(b);
+    }
+    free(hf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_logits_per_width),
         cmocka_unit_test(test_structure_and_dequant),
         cmocka_unit_test(test_hf_synth_with_mtp_and_recipes),
+        cmocka_unit_test(test_recipe_bit_maps),
+        cmocka_unit_test(test_matches_independent_quantizer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

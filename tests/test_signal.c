@@ -11,7 +11,10 @@
  *   streams: the answer stops but the process stays (and goes back to reading
  *   stdin); a second question is answered (output grows again), SIGINT again;
  *   then closing stdin ends the session with exit 0 and the stats line.
- * Every wait is bounded; a child still alive at the end is SIGKILLed. */
+ * Every wait is bounded; a child still alive at the end is SIGKILLed. The exit
+ * after SIGINT (or after stdin closes) must come within EXIT_S = 3 s: measured
+ * 0.01-0.03 s in Release, 0.09-0.12 s with ASan (the current token finishes,
+ * then stats and teardown). */
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
@@ -27,6 +30,8 @@
 #include "ms_test.h"
 
 static char *g_model; /* tiny model directory, made once */
+
+#define EXIT_S 3.0 /* seconds from SIGINT / end of input to exit (see the top) */
 
 static double now_s(void)
 {
@@ -195,10 +200,10 @@ static void test_run_sigint(void **state)
     double t0 = now_s();
     assert_int_equal(kill(pid, SIGINT), 0);
     bool hung;
-    int st = wait_bounded(pid, 30, &hung);
+    int st = wait_bounded(pid, EXIT_S, &hung);
     double dt = now_s() - t0;
     char *o = mst_slurp(out, NULL), *e = mst_slurp(err, NULL);
-    if (hung) fail_msg("run did not exit within 30 s of SIGINT (killed)");
+    if (hung) fail_msg("run did not exit within %.0f s of SIGINT (killed)", EXIT_S);
     print_message("run: SIGINT -> exit after %.3f s, status %d\n", dt, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 130);
@@ -227,8 +232,11 @@ static void test_run_sigint(void **state)
     assert_string_equal(json_object_get_string(v), "interrupt");
     assert_true(json_object_object_get_ex(root, "generated_tokens", &v));
     long long gen = json_object_get_int64(v);
-    /* the stats count what was printed (the first id comes from prefill) */
-    assert_true(gen >= 1 && ((size_t)gen == ids || (size_t)gen + 1 == ids));
+    /* the stats count what was printed: every printed id was also fed back
+     * through one decode step (the prompt is one prefill chunk) */
+    print_message("  %zu ids printed, generated_tokens %lld\n", ids, gen);
+    assert_true(gen >= 1);
+    assert_int_equal((size_t)gen, ids);
     json_object_put(root);
     free(j);
     free(o);
@@ -265,9 +273,9 @@ static void test_run_sigint_prefill(void **state)
     double t0 = now_s();
     assert_int_equal(kill(pid, SIGINT), 0);
     bool hung;
-    int st = wait_bounded(pid, 30, &hung);
+    int st = wait_bounded(pid, EXIT_S, &hung);
     double dt = now_s() - t0;
-    if (hung) fail_msg("run did not exit within 30 s of SIGINT during prefill (killed)");
+    if (hung) fail_msg("run did not exit within %.0f s of SIGINT during prefill (killed)", EXIT_S);
     print_message("run: SIGINT in prefill -> exit after %.3f s\n", dt);
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 130);
@@ -322,12 +330,15 @@ static void test_chat_sigint(void **state)
     }
     close(w); /* end of input: the session ends */
     bool hung;
-    int st = wait_bounded(pid, 30, &hung);
+    double t0 = now_s();
+    int st = wait_bounded(pid, EXIT_S, &hung);
+    double dt = now_s() - t0;
     char *e = mst_slurp(err, NULL);
     if (!ok) fail_msg("chat did not stop an answer on SIGINT and keep going (stderr: %s)", e ? e : "");
-    if (hung) fail_msg("chat did not exit within 30 s of closing stdin (killed)");
-    print_message("chat: 2 answers interrupted (%lld bytes after the first), exit status %d\n", after1,
-                  WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    if (hung) fail_msg("chat did not exit within %.0f s of closing stdin (killed)", EXIT_S);
+    print_message("chat: 2 answers interrupted (%lld bytes after the first), exit %.3f s after stdin closed, status "
+                  "%d\n",
+                  after1, dt, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
     assert_non_null(e);

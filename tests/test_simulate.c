@@ -69,7 +69,7 @@ static void test_help(void **state)
 static void test_json_schema(void **state)
 {
     (void)state;
-    json_object *j = run_json("--trace " SMALL " --slots 8,16 --policy lru,next-use,lfu-decay:hl=4,belady");
+    json_object *j = run_json("--trace " SMALL " --slots 8,16 --policy lru,eva-duel,lfu-decay:hl=4,belady");
     assert_int_equal(json_object_array_length(j), 8);
     ms_trace t;
     ms_err err = {0};
@@ -94,6 +94,17 @@ static void test_json_schema(void **state)
         /* belady rows (last two) bound the others */
         json_object *b = json_object_array_get_idx(j, 6 + i % 2);
         assert_true(hits <= json_object_get_int64(field(b, "hits", json_type_int)));
+        /* reads against the minimum: reads = misses + prefetches, the minimum is
+         * belady's misses per token, belady's own row is exactly 1 */
+        int64_t reads = json_object_get_int64(field(r, "reads", json_type_int));
+        int64_t bm = json_object_get_int64(field(b, "misses", json_type_int));
+        assert_int_equal(reads, sr.stats.misses + sr.stats.prefetch_inserted);
+        assert_true(fabs(json_object_get_double(field(r, "reads_per_token", json_type_double)) - reads / 300.0) < 1e-5);
+        assert_true(fabs(json_object_get_double(field(r, "min_reads_per_token", json_type_double)) - bm / 300.0) < 1e-5);
+        double vs = json_object_get_double(field(r, "reads_vs_min", json_type_double));
+        assert_true(fabs(vs - (double)reads / (double)bm) < 1e-5);
+        assert_true(vs >= 1.0 - 1e-9);
+        if (i >= 6) assert_true(fabs(vs - 1.0) < 1e-9);
     }
     assert_string_equal(json_object_get_string(field(json_object_array_get_idx(j, 2), "policy", json_type_string)),
                         ms_policy_default());
@@ -179,9 +190,11 @@ static void test_plot(void **state)
     assert_non_null(strstr(s, "</svg>"));
     int n_poly;
     assert_true(xml_ok(s, &n_poly));
-    assert_int_equal(n_poly, 4);
+    assert_int_equal(n_poly, 8); /* hit rate, then reads x the minimum */
     assert_non_null(strstr(s, ">next-use</text>")); /* legend */
     assert_non_null(strstr(s, "hit rate"));          /* axis label */
+    assert_non_null(strstr(s, "reads / minimum reads"));
+    assert_non_null(strstr(s, "height=\"1040\""));   /* two stacked panels */
     /* each polyline has 4 points */
     for (const char *p = strstr(s, "<polyline"); p; p = strstr(p + 1, "<polyline")) {
         const char *pts = strstr(p, "points=\"") + 8;

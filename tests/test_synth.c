@@ -1,5 +1,6 @@
 /* test_synth.c - `moestream synth` end to end (through MS_BIN) and the synth
- * library: presets and their sizes, recipe bit assignment, the MLX and HF
+ * library: presets and their sizes (deepseek_v3 and step3p5), recipe bit
+ * assignment, the MLX and HF (and Step's step3p7 wrapper / original HF)
  * layouts (tensor names, dtypes, shapes, index <-> shard headers, config.json
  * fields and formatting), mixed-recipe per-module overrides consistent with the
  * packed shapes, weight statistics, router skew, determinism, a single-token
@@ -1236,6 +1237,138 @@ static void test_cli_errors(void **state)
     free(dir);
 }
 
+/* ---- step3p5 presets ---- */
+
+static json_object *jget(json_object *o, const char *k)
+{
+    json_object *v;
+    if (!json_object_object_get_ex(o, k, &v)) fail_msg("config.json: no %s", k);
+    return v;
+}
+
+/* Every per-layer list of a step text config has num_hidden_layers + 3 entries (the
+ * release's lists also cover its 3 MTP layers); layer l is full when l % 4 == 0. */
+static void check_step_text_config(json_object *tc, int n_layers)
+{
+    const char *lists[] = {"layer_types", "rope_theta", "partial_rotary_factors", "swiglu_limits",
+                           "swiglu_limits_shared"};
+    for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++)
+        assert_int_equal(json_object_array_length(jget(tc, lists[i])), n_layers + 3);
+    json_object *lt = jget(tc, "layer_types");
+    for (int l = 0; l < n_layers; l++)
+        assert_string_equal(json_object_get_string(json_object_array_get_idx(lt, (size_t)l)),
+                            l % 4 == 0 ? "full_attention" : "sliding_attention");
+    assert_int_equal(json_object_get_int(jget(tc, "num_nextn_predict_layers")), 3);
+    assert_string_equal(json_object_get_string(jget(tc, "model_type")), "step3p5");
+    assert_int_equal(json_object_get_int(jget(jget(tc, "attention_other_setting"), "num_attention_heads")), 6);
+    /* the clamps sit on the last two (routed) / last (shared) layers */
+    assert_true(json_object_get_double(json_object_array_get_idx(jget(tc, "swiglu_limits"), (size_t)n_layers - 2)) > 0);
+    assert_true(json_object_get_double(json_object_array_get_idx(jget(tc, "swiglu_limits_shared"), (size_t)n_layers - 1)) > 0);
+    assert_true(json_object_get_double(json_object_array_get_idx(jget(tc, "swiglu_limits"), 0)) == 0);
+}
+
+static void test_step_presets(void **state)
+{
+    (void)state;
+    ms_err err = {0};
+    ms_synth_opts o;
+    /* Step-3.7-Flash: 45 layers, 197B parameters, DQ4 ~108 GiB; --layers 12 ~25 GiB */
+    assert_int_equal(ms_synth_preset("step-3.7-flash", &o, &err), 0);
+    assert_int_equal(o.arch.hidden_size, 4096);
+    assert_int_equal(o.arch.n_routed_experts, 288);
+    assert_int_equal(o.arch.n_layers, 45);
+    assert_int_equal(o.recipe, MS_SYNTH_DQ4);
+    ms_stw_plan p;
+    ms_synth_result r;
+    assert_int_equal(ms_synth_plan(&o, &p, &r, &err), 0);
+    ms_stw_plan_free(&p);
+    print_message("step-3.7-flash: %.3f B parameters, %.2f GiB\n", r.n_params / 1e9, r.file_bytes / 1073741824.0);
+    assert_true(r.n_params > 196.5e9 && r.n_params < 197.5e9);
+    assert_true(r.file_bytes > 105e9 && r.file_bytes < 120e9);
+    o.arch.n_layers = 12;
+    assert_int_equal(ms_synth_plan(&o, &p, &r, &err), 0);
+    ms_stw_plan_free(&p);
+    assert_true(r.file_bytes > 20e9 && r.file_bytes < 30e9);
+    /* the router is 8-bit g64 in every MLX recipe (mlx-lm's quant_predicate) */
+    assert_int_equal(ms_synth_module_bits(&o, "router", 5, false, 4096), 8);
+    o.recipe = MS_SYNTH_UNIFORM;
+    o.bits = 3;
+    o.group_size = 32;
+    assert_int_equal(ms_synth_module_bits(&o, "router", 5, false, 4096), 8);
+    assert_int_equal(ms_synth_module_bits(&o, "projector", -1, false, 256), 3);
+    /* no group routing, no MLA */
+    assert_int_equal(ms_synth_preset("step-tiny", &o, &err), 0);
+    o.arch.n_group = 2;
+    assert_true(ms_synth_validate(&o, &err) < 0);
+    assert_non_null(strstr(err.msg, "--n-group"));
+}
+
+/* The step3p7 wrapper as mlx-vlm writes it, and the original HF layout. */
+static void test_step_layouts(void **state)
+{
+    (void)state;
+    char *dir = fresh("synth_step_mlx");
+    assert_int_equal(synth(NULL, dir, "--preset step-tiny --recipe uniform --bits 4 --group-size 32"), 0);
+    model m;
+    model_open(&m, dir);
+    /* config: the wrapper, its text_config, no top-level torch_dtype; index without total_parameters */
+    assert_string_equal(json_object_get_string(jget(m.config, "model_type")), "step3p7");
+    assert_false(json_object_object_get_ex(m.config, "torch_dtype", NULL));
+    json_object *tc = jget(m.config, "text_config");
+    check_step_text_config(tc, 6);
+    assert_false(json_object_object_get_ex(jget(m.index, "metadata"), "total_parameters", NULL));
+    json_object *q = jget(m.config, "quantization"), *rq = jget(q, "language_model.model.layers.3.mlp.gate.gate");
+    assert_int_equal(json_object_get_int(jget(rq, "bits")), 8);
+    assert_int_equal(json_object_get_int(jget(rq, "group_size")), 64);
+    assert_false(json_object_object_get_ex(rq, "mode", NULL)); /* as the predicate returns it */
+    assert_false(json_object_object_get_ex(q, "language_model.model.layers.3.mlp.switch_mlp.up_proj", NULL));
+    /* tensors: language_model.*, GQA with more heads on sliding layers, quantized router, bf16 bias */
+    const char *P = "language_model.model.layers";
+    assert_shape(mfind(&m, "%s.0.self_attn.q_proj.weight", P), "U32", 2, 4 * 64, 128 * 4 / 32, 0);
+    assert_shape(mfind(&m, "%s.1.self_attn.q_proj.weight", P), "U32", 2, 6 * 64, 128 * 4 / 32, 0);
+    assert_shape(mfind(&m, "%s.1.self_attn.k_proj.weight", P), "U32", 2, 2 * 64, 128 * 4 / 32, 0);
+    assert_shape(mfind(&m, "%s.1.self_attn.o_proj.weight", P), "U32", 2, 128, 6 * 64 * 4 / 32, 0);
+    assert_shape(mfind(&m, "%s.1.self_attn.g_proj.weight", P), "U32", 2, 6, 128 * 4 / 32, 0);
+    assert_shape(mfind(&m, "%s.1.self_attn.q_norm.weight", P), "BF16", 1, 64, 0, 0);
+    assert_shape(mfind(&m, "%s.0.mlp.gate_proj.weight", P), "U32", 2, 192, 128 * 4 / 32, 0);
+    assert_shape(mfind(&m, "%s.3.mlp.gate.gate.weight", P), "U32", 2, 16, 128 * 8 / 32, 0);
+    assert_shape(mfind(&m, "%s.3.mlp.gate.gate.scales", P), "BF16", 2, 16, 2, 0);
+    assert_shape(mfind(&m, "%s.3.mlp.gate.router_bias", P), "BF16", 1, 16, 0, 0);
+    assert_shape(mfind(&m, "%s.3.mlp.switch_mlp.down_proj.weight", P), "U32", 3, 16, 128, 64 * 4 / 32);
+    assert_shape(mfind(&m, "%s.3.mlp.share_expert.up_proj.weight", P), "U32", 2, 64, 128 * 4 / 32, 0);
+    assert_non_null(mfind(&m, "language_model.lm_head.weight"));
+    assert_null(mfind(&m, "model.embed_tokens.weight"));
+    const mt *cv = mfind(&m, "vision_model.conv1.weight");
+    assert_non_null(cv);
+    assert_string_equal(cv->dtype, "BF16");
+    assert_int_equal(cv->ndim, 4);
+    assert_non_null(mfind(&m, "vit_large_projector.scales"));
+    /* norms hold 1 + w */
+    double mean, std;
+    mstats(&m, "language_model.model.layers.2.input_layernorm", 1, 128, &mean, &std);
+    assert_true(fabs(mean - 1) < 0.01);
+    model_close(&m);
+    free(dir);
+    /* original HF: stacked moe.*, share_expert beside mlp, f32 router_bias, zero-centered norms, MTP */
+    dir = fresh("synth_step_hf");
+    assert_int_equal(synth(NULL, dir, "--preset step-tiny --format hf --mtp 1"), 0);
+    model_open(&m, dir);
+    assert_string_equal(json_object_get_string(jget(m.config, "model_type")), "step3p5");
+    assert_false(json_object_object_get_ex(m.config, "quantization", NULL));
+    check_step_text_config(m.config, 6);
+    assert_shape(mfind(&m, "model.layers.3.moe.gate_proj.weight"), "BF16", 3, 16, 64, 128);
+    assert_shape(mfind(&m, "model.layers.3.moe.down_proj.weight"), "BF16", 3, 16, 128, 64);
+    assert_shape(mfind(&m, "model.layers.3.moe.gate.weight"), "BF16", 2, 16, 128, 0);
+    assert_shape(mfind(&m, "model.layers.3.moe.router_bias"), "F32", 1, 16, 0, 0);
+    assert_shape(mfind(&m, "model.layers.3.share_expert.down_proj.weight"), "BF16", 2, 128, 64, 0);
+    assert_shape(mfind(&m, "model.layers.6.eh_proj.weight"), "BF16", 2, 128, 256, 0);
+    assert_null(mfind(&m, "model.layers.3.mlp.switch_mlp.gate_proj.weight"));
+    mstats(&m, "model.layers.2.post_attention_layernorm", 1, 128, &mean, &std);
+    assert_true(fabs(mean) < 0.01 && std > 0.005 && std < 0.05);
+    model_close(&m);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1244,6 +1377,7 @@ int main(void)
         cmocka_unit_test(test_tiny_hf),       cmocka_unit_test(test_mixed_recipes),
         cmocka_unit_test(test_determinism),   cmocka_unit_test(test_forward_finite),
         cmocka_unit_test(test_route_skew),    cmocka_unit_test(test_cli_errors),
+        cmocka_unit_test(test_step_presets),  cmocka_unit_test(test_step_layouts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

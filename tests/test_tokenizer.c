@@ -87,7 +87,7 @@ static void test_deepseek_cases(void **state)
     assert_non_null(f);
     char *line = NULL;
     size_t cap = 0;
-    int count = 0, with_nul = 0;
+    int count = 0;
     while (getline(&line, &cap, f) > 0) {
         json_object *o = json_tokener_parse(line);
         assert_non_null(o);
@@ -97,7 +97,6 @@ static void test_deepseek_cases(void **state)
         assert_true(json_object_object_get_ex(o, "name", &jn));
         size_t len = (size_t)json_object_get_string_len(jt);
         const char *text = json_object_get_string(jt);
-        if (memchr(text, 0, len)) with_nul++;
         check_ids(json_object_get_string(jn), text, len, ji);
         json_object_put(o);
         count++;
@@ -105,12 +104,17 @@ static void test_deepseek_cases(void **state)
     free(line);
     fclose(f);
     assert_int_equal(count, 100);
-    (void)with_nul;
-    /* U+0000 goes through the (pointer, length) API like any other character */
+    /* U+0000 goes through the (pointer, length) API like any other character.
+     * cases.jsonl has no such case; the ids follow from tokenizer.json alone: the
+     * pre-tokenizer cuts "a", "\0b", "\0"; byte-level maps 0x00 to U+0100 (id 191),
+     * no merge involves it, so "a" 67, U+0100 191, "b" 68, U+0100 191. */
     ms_err err = {0};
     int32_t *ids;
     size_t n;
     assert_int_equal(ms_tokenizer_encode(ds, "a\0b\0", 4, 0, &ids, &n, &err), 0);
+    const int32_t want[4] = {67, 191, 68, 191};
+    assert_int_equal(n, 4);
+    assert_memory_equal(ids, want, sizeof want);
     char *back;
     size_t bl;
     assert_int_equal(ms_tokenizer_decode(ds, ids, n, 0, &back, &bl, &err), 0);
@@ -148,8 +152,7 @@ static void test_deepseek_specials(void **state)
     assert_false(ms_tokenizer_is_stop(ds, 0));
     assert_int_equal(ms_tokenizer_token_id(ds, DS_USER, strlen(DS_USER)), 128803);
     assert_int_equal(ms_tokenizer_token_id(ds, DS_ASSISTANT, strlen(DS_ASSISTANT)), 128804);
-    assert_int_equal(ms_tokenizer_token_id(ds, "\xC4\xA0the", 5), ms_tokenizer_token_id(ds, "\xC4\xA0the", 5));
-    assert_true(ms_tokenizer_token_id(ds, "\xC4\xA0the", 5) > 0);
+    assert_int_equal(ms_tokenizer_token_id(ds, "\xC4\xA0the", 5), 270); /* "Ġthe" in tokenizer.json */
     assert_int_equal(ms_tokenizer_token_id(ds, "no-such-token-xyz", 17), -1);
     assert_true(ms_tokenizer_is_special(ds, 0));
     assert_false(ms_tokenizer_is_special(ds, 128803)); /* <｜User｜> is added but not special */

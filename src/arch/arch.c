@@ -21,10 +21,12 @@
 #include "util.h"
 
 extern const ms_family ms_family_deepseek_v3;
+extern const ms_family ms_family_step3p5;
 
 /* One row per family. */
 static const ms_family *const families[] = {
     &ms_family_deepseek_v3,
+    &ms_family_step3p5,
 };
 
 /* VLM wrappers: document model_type -> the text model's type when text_config

@@ -92,6 +92,48 @@ typedef struct ms_family {
     const ms_arch_ops *ops;
 } ms_family;
 
+/* ---- pieces family files share (family.c) ---- */
+
+/* An f32 copy of the resident vector `name` ([n], any float dtype) at *cursor
+ * (advanced by n); non-finite values are an error naming the tensor. */
+int ms_arch_bind_vec(const ms_model *m, const ms_resident *r, const char *name, int64_t n, float **cursor,
+                     const float **out, ms_err *err);
+/* The resident linear module `module` ([rows, cols], shape and quantization checked). */
+int ms_arch_bind_mat(const ms_model *m, const ms_resident *r, const char *module, int64_t rows, int64_t cols,
+                     ms_mat *out, ms_err *err);
+/* Y[n][rows] = X[n][cols] W^T in a forward step: one-row arithmetic per row
+ * when n == 1 or the step is exact (ms_mat_apply), a GEMM for prefill chunks. */
+void ms_arch_linear(const ms_fwd_env *env, const ms_mat *m, const float *X, int n, float *Y);
+/* fn on every thread of the pool (or on the caller when there is none). */
+void ms_arch_run(const ms_compute *cp, ms_task_fn fn, void *arg);
+/* The sequence of row r of a step (0 when the step names none). */
+static inline int ms_arch_row_seq(const ms_batch *b, int r) { return b->seq ? b->seq[r] : 0; }
+/* A step's rows are valid: 1..batch rows, token ids in the vocabulary,
+ * sequences < n_seq, positions < ctx (ENOSPC: "context is full"), rows of a
+ * sequence in increasing position order. */
+int ms_arch_check_rows(const ms_batch *b, int batch, int n_seq, int ctx, int vocab, ms_err *err);
+/* b->logits = head(rmsnorm(h, norm)) for the last row or every row
+ * (b->all_logits); x is [n][D] scratch. */
+void ms_arch_head(const ms_fwd_env *env, const float *norm, const ms_mat *head, const ms_batch *b, const float *h,
+                  float *x, float eps);
+
+/* The sigmoid router (DeepSeek-V3 noaux_tc, Step): s = sigmoid(logits), the K
+ * experts with the largest s + bias (bias may be NULL), within the topk_group
+ * best of n_group groups (group score = sum of its top 2; n_group 1 = no
+ * limit); weights s[ids], divided by (sum + 1e-20) when norm, times scale. */
+typedef struct ms_sigmoid_router {
+    int E, K, n_group, topk_group;
+    bool norm;
+    double scale;
+} ms_sigmoid_router;
+/* One token: ids[K] best first, wts[K]; tmp holds 2E floats. */
+void ms_route_sigmoid(const ms_sigmoid_router *r, const float *logits, const float *bias, int *ids, float *wts,
+                      float *tmp);
+/* n tokens x[n][D]: rlog[n][E] = router x, then ms_route_sigmoid per token into
+ * ids[n][K], wts[n][K] (the body of a family's route and predict ops). */
+void ms_arch_route_sigmoid(const ms_fwd_env *env, const ms_sigmoid_router *r, const ms_mat *router, const float *bias,
+                           const float *x, int n, float *rlog, float *tmp, int *ids, float *wts);
+
 /* The family running model_type, or NULL. */
 const ms_family *ms_family_find(const char *model_type);
 /* "deepseek_v3, kimi_k2, ..." : every model_type the registry knows. */

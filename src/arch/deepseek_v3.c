@@ -48,13 +48,11 @@ const ms_ds3_config *ms_ds3_config_of(const ms_config *c)
     return c->family == &ms_family_deepseek_v3 ? c->arch : NULL;
 }
 
-static double yarn_get_m(double factor, double m) { return factor <= 1 ? 1.0 : 0.1 * m * log(factor) + 1.0; }
-
 double ms_ds3_softmax_scale(const ms_ds3_config *d)
 {
     double s = 1.0 / sqrt((double)(d->qk_nope_head_dim + d->qk_rope_head_dim));
     if (d->rope.type == MS_ROPE_YARN && d->rope.mscale_all_dim != 0 && d->rope.factor > 1) {
-        double m = yarn_get_m(d->rope.factor, d->rope.mscale_all_dim);
+        double m = ms_rope_yarn_get_m(d->rope.factor, d->rope.mscale_all_dim);
         s *= m * m;
     }
     return s;
@@ -211,63 +209,6 @@ typedef struct ds3_weights {
     ms_mat *head_mats;        /* storage for wk / wv */
 } ds3_weights;
 
-/* f32 copy of a resident vector (norm weights, router bias). */
-static int bind_vec(const ms_model *m, const ms_resident *r, const char *name, int64_t n, float **cursor,
-                    const float **out, ms_err *err)
-{
-    const ms_tensor *t;
-    int rc = ms_model_vector(m, name, n, &t, err);
-    if (rc < 0) return rc;
-    float *dst = *cursor;
-    ms_convert_to_f32(t->dtype, ms_resident_data(r, m, t), dst, (size_t)n);
-    for (int64_t i = 0; i < n; i++)
-        if (!isfinite(dst[i]))
-            return ms_errf(err, EINVAL, "%s: tensor %s holds a non-finite value at %lld",
-                           m->tt.files[t->file].path, t->name, (long long)i);
-    *cursor += n;
-    *out = dst;
-    return 0;
-}
-
-static int bind_mat(const ms_model *m, const ms_resident *r, const char *module, int64_t rows, int64_t cols,
-                    ms_mat *out, ms_err *err)
-{
-    ms_linear l;
-    int rc = ms_model_linear(m, module, 0, rows, cols, &l, err);
-    if (rc < 0) return rc;
-    *out = ms_linear_mat(&l, 0, ms_resident_data(r, m, l.w), ms_resident_data(r, m, l.scales),
-                         ms_resident_data(r, m, l.biases));
-    return 0;
-}
-
-static void yarn_inv_freq(const ms_ds3_config *c, double *inv, float *mscale_out)
-{
-    int d = c->qk_rope_head_dim;
-    double base = c->rope.theta;
-    *mscale_out = 1.0f;
-    for (int i = 0; i < d / 2; i++) inv[i] = pow(base, -2.0 * i / d);
-    if (c->rope.type == MS_ROPE_LINEAR) {
-        for (int i = 0; i < d / 2; i++) inv[i] /= c->rope.factor;
-        return;
-    }
-    if (c->rope.type != MS_ROPE_YARN) return;
-    double f = c->rope.factor, L0 = (double)c->rope.orig_max_pos;
-#define CORR(r) ((double)d * log(L0 / (2.0 * M_PI * (r))) / (2.0 * log(base)))
-    double low = floor(CORR(c->rope.beta_fast)), high = ceil(CORR(c->rope.beta_slow));
-#undef CORR
-    if (low < 0) low = 0;
-    if (high > d - 1) high = d - 1;
-    if (low == high) high += 0.001;
-    for (int i = 0; i < d / 2; i++) {
-        double ramp = ((double)i - low) / (high - low);
-        if (ramp < 0) ramp = 0;
-        if (ramp > 1) ramp = 1;
-        double keep = 1.0 - ramp;
-        inv[i] = inv[i] * keep + inv[i] / f * (1.0 - keep);
-    }
-    *mscale_out = (float)(yarn_get_m(f, c->rope.mscale) / yarn_get_m(f, c->rope.mscale_all_dim));
-}
-
 static void ds3_unbind(void *wp)
 {
     ds3_weights *w = wp;
@@ -292,22 +233,22 @@ static int bind_layer(const ms_model *m, const ms_resident *r, ds3_weights *w, i
     char p[128];
     snprintf(p, sizeof p, "model.layers.%d", l);
 #define NAME(fmt) (snprintf(name, sizeof name, "%s." fmt, p), name)
-    if ((rc = bind_vec(m, r, NAME("input_layernorm.weight"), D, &vc, &ly->attn_norm, err)) < 0) return rc;
-    if ((rc = bind_vec(m, r, NAME("post_attention_layernorm.weight"), D, &vc, &ly->ffn_norm, err)) < 0) return rc;
+    if ((rc = ms_arch_bind_vec(m, r, NAME("input_layernorm.weight"), D, &vc, &ly->attn_norm, err)) < 0) return rc;
+    if ((rc = ms_arch_bind_vec(m, r, NAME("post_attention_layernorm.weight"), D, &vc, &ly->ffn_norm, err)) < 0) return rc;
     /* attention */
     int64_t qrows = (int64_t)H * w->qdim;
     if (d->q_lora_rank > 0) {
-        if ((rc = bind_mat(m, r, NAME("self_attn.q_a_proj"), d->q_lora_rank, D, &ly->q_a, err)) < 0) return rc;
-        if ((rc = bind_vec(m, r, NAME("self_attn.q_a_layernorm.weight"), d->q_lora_rank, &vc, &ly->q_a_norm,
+        if ((rc = ms_arch_bind_mat(m, r, NAME("self_attn.q_a_proj"), d->q_lora_rank, D, &ly->q_a, err)) < 0) return rc;
+        if ((rc = ms_arch_bind_vec(m, r, NAME("self_attn.q_a_layernorm.weight"), d->q_lora_rank, &vc, &ly->q_a_norm,
                            err)) < 0)
             return rc;
-        if ((rc = bind_mat(m, r, NAME("self_attn.q_b_proj"), qrows, d->q_lora_rank, &ly->q_b, err)) < 0) return rc;
+        if ((rc = ms_arch_bind_mat(m, r, NAME("self_attn.q_b_proj"), qrows, d->q_lora_rank, &ly->q_b, err)) < 0) return rc;
     } else {
-        if ((rc = bind_mat(m, r, NAME("self_attn.q_proj"), qrows, D, &ly->q, err)) < 0) return rc;
+        if ((rc = ms_arch_bind_mat(m, r, NAME("self_attn.q_proj"), qrows, D, &ly->q, err)) < 0) return rc;
     }
-    if ((rc = bind_mat(m, r, NAME("self_attn.kv_a_proj_with_mqa"), w->kvl + w->rope, D, &ly->kv_a, err)) < 0)
+    if ((rc = ms_arch_bind_mat(m, r, NAME("self_attn.kv_a_proj_with_mqa"), w->kvl + w->rope, D, &ly->kv_a, err)) < 0)
         return rc;
-    if ((rc = bind_vec(m, r, NAME("self_attn.kv_a_layernorm.weight"), w->kvl, &vc, &ly->kv_a_norm, err)) < 0)
+    if ((rc = ms_arch_bind_vec(m, r, NAME("self_attn.kv_a_layernorm.weight"), w->kvl, &vc, &ly->kv_a_norm, err)) < 0)
         return rc;
     ly->wk = &w->head_mats[(size_t)l * 2 * H];
     ly->wv = ly->wk + H;
@@ -324,7 +265,7 @@ static int bind_layer(const ms_model *m, const ms_resident *r, ds3_weights *w, i
         }
     } else {
         ms_mat kvb;
-        if ((rc = bind_mat(m, r, NAME("self_attn.kv_b_proj"), (int64_t)H * (w->nope + w->vd), w->kvl, &kvb,
+        if ((rc = ms_arch_bind_mat(m, r, NAME("self_attn.kv_b_proj"), (int64_t)H * (w->nope + w->vd), w->kvl, &kvb,
                            err)) < 0)
             return rc;
         for (int h = 0; h < H; h++) {
@@ -332,28 +273,28 @@ static int bind_layer(const ms_model *m, const ms_resident *r, ds3_weights *w, i
             ly->wv[h] = ms_mat_rows(&kvb, (int64_t)h * (w->nope + w->vd) + w->nope, w->vd);
         }
     }
-    if ((rc = bind_mat(m, r, NAME("self_attn.o_proj"), D, (int64_t)H * w->vd, &ly->o, err)) < 0) return rc;
+    if ((rc = ms_arch_bind_mat(m, r, NAME("self_attn.o_proj"), D, (int64_t)H * w->vd, &ly->o, err)) < 0) return rc;
     /* feed-forward */
     ly->moe = ms_config_is_moe_layer(c, l);
     if (!ly->moe) {
         int I = c->intermediate_size;
-        if ((rc = bind_mat(m, r, NAME("mlp.gate_proj"), I, D, &ly->gate, err)) < 0) return rc;
-        if ((rc = bind_mat(m, r, NAME("mlp.up_proj"), I, D, &ly->up, err)) < 0) return rc;
-        if ((rc = bind_mat(m, r, NAME("mlp.down_proj"), D, I, &ly->down, err)) < 0) return rc;
+        if ((rc = ms_arch_bind_mat(m, r, NAME("mlp.gate_proj"), I, D, &ly->gate, err)) < 0) return rc;
+        if ((rc = ms_arch_bind_mat(m, r, NAME("mlp.up_proj"), I, D, &ly->up, err)) < 0) return rc;
+        if ((rc = ms_arch_bind_mat(m, r, NAME("mlp.down_proj"), D, I, &ly->down, err)) < 0) return rc;
     } else {
         ly->blk.experts = ms_model_moe(m, l);
-        if ((rc = bind_mat(m, r, NAME("mlp.gate"), w->E, D, &ly->router, err)) < 0) return rc;
+        if ((rc = ms_arch_bind_mat(m, r, NAME("mlp.gate"), w->E, D, &ly->router, err)) < 0) return rc;
         ly->router_bias = NULL;
         if (ms_model_find(m, "%s.mlp.gate.e_score_correction_bias", p)) {
-            if ((rc = bind_vec(m, r, NAME("mlp.gate.e_score_correction_bias"), w->E, &vc, &ly->router_bias,
+            if ((rc = ms_arch_bind_vec(m, r, NAME("mlp.gate.e_score_correction_bias"), w->E, &vc, &ly->router_bias,
                                err)) < 0)
                 return rc;
         }
         if (c->n_shared_experts > 0) {
             int S = c->n_shared_experts * c->moe_intermediate_size;
-            if ((rc = bind_mat(m, r, NAME("mlp.shared_experts.gate_proj"), S, D, &ly->sh_gate, err)) < 0) return rc;
-            if ((rc = bind_mat(m, r, NAME("mlp.shared_experts.up_proj"), S, D, &ly->sh_up, err)) < 0) return rc;
-            if ((rc = bind_mat(m, r, NAME("mlp.shared_experts.down_proj"), D, S, &ly->sh_down, err)) < 0)
+            if ((rc = ms_arch_bind_mat(m, r, NAME("mlp.shared_experts.gate_proj"), S, D, &ly->sh_gate, err)) < 0) return rc;
+            if ((rc = ms_arch_bind_mat(m, r, NAME("mlp.shared_experts.up_proj"), S, D, &ly->sh_up, err)) < 0) return rc;
+            if ((rc = ms_arch_bind_mat(m, r, NAME("mlp.shared_experts.down_proj"), D, S, &ly->sh_down, err)) < 0)
                 return rc;
             ly->blk.sh_gate = &ly->sh_gate;
             ly->blk.sh_up = &ly->sh_up;
@@ -405,14 +346,14 @@ static int ds3_bind(const ms_model *m, const ms_resident *r, void **out, uint64_
         goto fail;
     }
     *extra_bytes = nvec * sizeof(float) + (size_t)LA * 2 * (size_t)H * sizeof(ms_mat);
-    yarn_inv_freq(d, w->inv_freq, &w->rope_mscale);
+    ms_rope_inv_freq(&d->rope, d->rope.theta, w->rope, w->inv_freq, &w->rope_mscale);
     float *vc = w->vecs;
     char name[256];
 
-    if ((rc = bind_mat(m, r, "model.embed_tokens", c->vocab_size, D, &w->embed, err)) < 0) goto fail;
-    if ((rc = bind_vec(m, r, "model.norm.weight", D, &vc, &w->final_norm, err)) < 0) goto fail;
+    if ((rc = ms_arch_bind_mat(m, r, "model.embed_tokens", c->vocab_size, D, &w->embed, err)) < 0) goto fail;
+    if ((rc = ms_arch_bind_vec(m, r, "model.norm.weight", D, &vc, &w->final_norm, err)) < 0) goto fail;
     if (ms_model_find(m, "lm_head.weight")) {
-        if ((rc = bind_mat(m, r, "lm_head", c->vocab_size, D, &w->lm_head, err)) < 0) goto fail;
+        if ((rc = ms_arch_bind_mat(m, r, "lm_head", c->vocab_size, D, &w->lm_head, err)) < 0) goto fail;
     } else if (c->tie_word_embeddings) {
         w->lm_head = w->embed;
     } else {
@@ -426,13 +367,13 @@ static int ds3_bind(const ms_model *m, const ms_resident *r, void **out, uint64_
         int l = c->n_layers + i;
         struct ds3_mtp *mt = &w->mtp[i];
         snprintf(name, sizeof name, "model.layers.%d.enorm.weight", l);
-        if ((rc = bind_vec(m, r, name, D, &vc, &mt->enorm, err)) < 0) goto fail;
+        if ((rc = ms_arch_bind_vec(m, r, name, D, &vc, &mt->enorm, err)) < 0) goto fail;
         snprintf(name, sizeof name, "model.layers.%d.hnorm.weight", l);
-        if ((rc = bind_vec(m, r, name, D, &vc, &mt->hnorm, err)) < 0) goto fail;
+        if ((rc = ms_arch_bind_vec(m, r, name, D, &vc, &mt->hnorm, err)) < 0) goto fail;
         snprintf(name, sizeof name, "model.layers.%d.shared_head.norm.weight", l);
-        if ((rc = bind_vec(m, r, name, D, &vc, &mt->head_norm, err)) < 0) goto fail;
+        if ((rc = ms_arch_bind_vec(m, r, name, D, &vc, &mt->head_norm, err)) < 0) goto fail;
         snprintf(name, sizeof name, "model.layers.%d.eh_proj", l);
-        if ((rc = bind_mat(m, r, name, D, 2 * (int64_t)D, &mt->eh_proj, err)) < 0) goto fail;
+        if ((rc = ms_arch_bind_mat(m, r, name, D, 2 * (int64_t)D, &mt->eh_proj, err)) < 0) goto fail;
         if ((rc = bind_layer(m, r, w, l, &vc, err)) < 0) goto fail;
     }
     *out = w;
@@ -587,13 +528,6 @@ oom:
 
 /* ---- pieces of the forward pass ------------------------------------------ */
 
-/* Y[n][rows] = X[n][cols] W^T: decode arithmetic per row when n == 1 or the
- * step is exact (ms_mat_apply), a GEMM for prefill chunks. */
-static void linear(const ms_fwd_env *env, const ms_mat *m, const float *X, int n, float *Y)
-{
-    ms_mat_apply(&env->compute, m, X, n, Y, env->exact);
-}
-
 static void rope_pair_rotate(float *x, int d, const float *cs, const float *sn)
 {
     ms_rope_interleaved(x, d, cs, sn);
@@ -608,8 +542,6 @@ typedef struct attn_task {
     int layer, r0, n;      /* rows r0 .. r0+n-1 of the step */
     _Atomic int next;
 } attn_task;
-
-static int row_seq(const ms_batch *b, int r) { return b->seq ? b->seq[r] : 0; }
 
 /* First cache row of (sequence, layer): f32 caches hold every (sequence, layer);
  * a bf16 cache's f32 staging holds the one (sequence, layer) being attended. */
@@ -646,7 +578,7 @@ static void attn_one(attn_task *t, int idx, float *tls)
             for (int c = 0; c < kvl; c++) qlat[c] += a * tmp[c];
         }
     }
-    size_t lo = cache_base(s, row_seq(t->b, ti), t->layer, s->kv_bf16);
+    size_t lo = cache_base(s, ms_arch_row_seq(t->b, ti), t->layer, s->kv_bf16);
     const float *ckv = s->ckv + lo * kvl;
     const float *kpe = s->kpe + lo * w->rope;
     const float *qpe = qh + nope;
@@ -674,12 +606,6 @@ static void attn_worker(void *arg, int tid, int nth)
         attn_one(t, idx, tls);
     }
     (void)nth;
-}
-
-static void run_tasks(const ms_compute *cp, ms_task_fn fn, void *arg)
-{
-    if (cp->pool) ms_pool_run(cp->pool, fn, arg);
-    else fn(arg, 0, 1);
 }
 
 /* MLA in the naive form, for a prefill chunk of one sequence (rows at
@@ -800,17 +726,17 @@ static void attention(const ds3_weights *w, const ds3_layer *ly, ds3_state *s, c
     int n = b->n, H = w->H, kvl = w->kvl, rope = w->rope, half = rope / 2;
     /* 1. queries */
     if (c->q_lora_rank > 0) {
-        linear(env, &ly->q_a, s->x, n, s->qa);
+        ms_arch_linear(env, &ly->q_a, s->x, n, s->qa);
         for (int t = 0; t < n; t++) {
             float *r = s->qa + (size_t)t * c->q_lora_rank;
             ms_rmsnorm(r, r, ly->q_a_norm, c->q_lora_rank, (float)c->latent_norm_eps);
         }
-        linear(env, &ly->q_b, s->qa, n, s->q);
+        ms_arch_linear(env, &ly->q_b, s->qa, n, s->q);
     } else {
-        linear(env, &ly->q, s->x, n, s->q);
+        ms_arch_linear(env, &ly->q, s->x, n, s->q);
     }
     /* 2. latent kv */
-    linear(env, &ly->kv_a, s->x, n, s->kv);
+    ms_arch_linear(env, &ly->kv_a, s->x, n, s->kv);
     /* 3. rope tables for the rows' positions */
     for (int t = 0; t < n; t++)
         for (int i = 0; i < half; i++) {
@@ -822,7 +748,7 @@ static void attention(const ds3_weights *w, const ds3_layer *ly, ds3_state *s, c
     for (int t = 0; t < n; t++) {
         const float *cs = s->cosb + (size_t)t * half, *sn = s->sinb + (size_t)t * half;
         float *kvt = s->kv + (size_t)t * (kvl + rope);
-        size_t at = cache_base(s, row_seq(b, t), layer, false) + (size_t)b->pos[t];
+        size_t at = cache_base(s, ms_arch_row_seq(b, t), layer, false) + (size_t)b->pos[t];
         size_t row = s->kv_bf16 ? (size_t)b->pos[t] : at; /* bf16: f32 staging row */
         float *ck = s->ckv + row * kvl;
         float *kp = s->kpe + row * rope;
@@ -840,9 +766,9 @@ static void attention(const ds3_weights *w, const ds3_layer *ly, ds3_state *s, c
      *      run of same-sequence rows at a time. A prefill chunk of one sequence
      *      takes the naive form when that is cheaper. */
     int P = b->pos[n - 1] + 1;
-    bool one_run = n > 1 && row_seq(b, 0) == row_seq(b, n - 1) && b->pos[n - 1] - b->pos[0] == n - 1;
+    bool one_run = n > 1 && ms_arch_row_seq(b, 0) == ms_arch_row_seq(b, n - 1) && b->pos[n - 1] - b->pos[0] == n - 1;
     if (!env->exact && one_run && s->nv_stride && naive_cheaper(w, n, P)) {
-        size_t base = cache_base(s, row_seq(b, 0), layer, false);
+        size_t base = cache_base(s, ms_arch_row_seq(b, 0), layer, false);
         if (s->kv_bf16) {
             for (size_t j = 0; j < (size_t)P * kvl; j++) s->ckv[j] = ms_bf16_to_f32(s->ckv16[base * kvl + j]);
             for (size_t j = 0; j < (size_t)P * rope; j++) s->kpe[j] = ms_bf16_to_f32(s->kpe16[base * rope + j]);
@@ -851,13 +777,13 @@ static void attention(const ds3_weights *w, const ds3_layer *ly, ds3_state *s, c
         naive_task nt = {.w = w, .ly = ly, .s = s, .kern = cp->kern, .ckv = s->ckv + base * kvl,
                          .kpe = s->kpe + base * rope, .n = n, .p0 = b->pos[0], .P = P};
         atomic_init(&nt.next, 0);
-        run_tasks(cp, naive_worker, &nt);
+        ms_arch_run(cp, naive_worker, &nt);
     } else {
         for (int r0 = 0; r0 < n;) {
             int r1 = r0 + 1;
             if (s->kv_bf16) {
-                while (r1 < n && row_seq(b, r1) == row_seq(b, r0)) r1++;
-                size_t nrow = (size_t)b->pos[r1 - 1] + 1, base = cache_base(s, row_seq(b, r0), layer, false);
+                while (r1 < n && ms_arch_row_seq(b, r1) == ms_arch_row_seq(b, r0)) r1++;
+                size_t nrow = (size_t)b->pos[r1 - 1] + 1, base = cache_base(s, ms_arch_row_seq(b, r0), layer, false);
                 for (size_t j = 0; j < nrow * kvl; j++) s->ckv[j] = ms_bf16_to_f32(s->ckv16[base * kvl + j]);
                 for (size_t j = 0; j < nrow * rope; j++) s->kpe[j] = ms_bf16_to_f32(s->kpe16[base * rope + j]);
             } else {
@@ -866,53 +792,23 @@ static void attention(const ds3_weights *w, const ds3_layer *ly, ds3_state *s, c
             attn_task task = {.w = w, .ly = ly, .s = s, .kern = cp->kern, .b = b, .layer = layer, .r0 = r0,
                               .n = r1 - r0};
             atomic_init(&task.next, 0);
-            run_tasks(cp, attn_worker, &task);
+            ms_arch_run(cp, attn_worker, &task);
             r0 = r1;
         }
     }
     /* 7. output projection, residual */
-    linear(env, &ly->o, s->o, n, s->attn);
+    ms_arch_linear(env, &ly->o, s->o, n, s->attn);
     for (size_t i = 0; i < (size_t)n * w->D; i++) s->h[i] += s->attn[i];
 }
 
-/* Router for one token: ids[K] (best first) and weights[K]. */
-static void route_token(const ds3_weights *w, const ds3_layer *ly, const float *logits, int *ids, float *wts,
-                        float *tmp /* [2E] */)
+/* This layer's router on n tokens x[n][D]: ids[n][K] (best first), wts[n][K]. */
+static void route(const ds3_weights *w, ds3_state *s, const ms_fwd_env *env, const ds3_layer *ly, const float *x,
+                  int n, int *ids, float *wts)
 {
     const ms_ds3_config *c = w->d;
-    int E = w->E, K = w->K;
-    float *sc = tmp, *sel = tmp + E;
-    for (int e = 0; e < E; e++) {
-        sc[e] = 1.0f / (1.0f + expf(-logits[e]));
-        sel[e] = sc[e] + (ly->router_bias ? ly->router_bias[e] : 0.0f);
-    }
-    if (c->n_group > 1 && c->topk_group < c->n_group) {
-        int G = c->n_group, per = E / G;
-        float gs[1024];
-        int keep[1024];
-        for (int g = 0; g < G; g++) {
-            int top2[2];
-            ms_topk(sel + g * per, per, 2, top2);
-            gs[g] = sel[g * per + top2[0]] + sel[g * per + top2[1]];
-        }
-        ms_topk(gs, G, c->topk_group, keep);
-        bool kept[1024] = {0};
-        for (int i = 0; i < c->topk_group; i++) kept[keep[i]] = true;
-        for (int g = 0; g < G; g++)
-            if (!kept[g])
-                for (int e = g * per; e < (g + 1) * per; e++) sel[e] = -INFINITY;
-    }
-    ms_topk(sel, E, K, ids);
-    float sum = 0;
-    for (int j = 0; j < K; j++) {
-        wts[j] = sc[ids[j]];
-        sum += wts[j];
-    }
-    if (c->norm_topk_prob) {
-        float d = sum + 1e-20f;
-        for (int j = 0; j < K; j++) wts[j] /= d;
-    }
-    for (int j = 0; j < K; j++) wts[j] *= (float)c->routed_scaling_factor;
+    ms_sigmoid_router r = {.E = w->E, .K = w->K, .n_group = c->n_group, .topk_group = c->topk_group,
+                           .norm = c->norm_topk_prob, .scale = c->routed_scaling_factor};
+    ms_arch_route_sigmoid(env, &r, &ly->router, ly->router_bias, x, n, s->rlog, s->rtmp, ids, wts);
 }
 
 /* The router op (moe.h): this layer's router on the block's input. */
@@ -924,10 +820,7 @@ static int ds3_route(void *fam, const ms_fwd_env *env, int layer, const float *x
     const ds3_weights *w = s->w;
     const ds3_layer *ly = &w->layers[layer];
     if (!ly->moe) return ms_errf(err, EINVAL, "layer %d is not a MoE layer", layer);
-    int E = w->E, K = w->K;
-    linear(env, &ly->router, x, n, s->rlog);
-    for (int t = 0; t < n; t++)
-        route_token(w, ly, s->rlog + (size_t)t * E, ids + (size_t)t * K, wts + (size_t)t * K, s->rtmp);
+    route(w, s, env, ly, x, n, ids, wts);
     return 0;
 }
 
@@ -941,28 +834,8 @@ static int ds3_predict(void *fam, const ms_fwd_env *env, int layer, int *ids)
     if (layer >= w->c->n_layers || !w->layers[layer].moe) return 0;
     const ds3_layer *ny = &w->layers[layer];
     ms_rmsnorm(s->px, s->h, ny->ffn_norm, w->D, (float)w->c->rms_norm_eps);
-    linear(env, &ny->router, s->px, 1, s->rlog);
-    route_token(w, ny, s->rlog, ids, s->pwt, s->rtmp);
+    route(w, s, env, ny, s->px, 1, ids, s->pwt);
     return w->K;
-}
-
-/* Every row names a token of the vocabulary, a sequence of the state and a
- * position inside --ctx; rows of one sequence go up in position. */
-static int check_rows(const ds3_state *s, const ms_batch *b, ms_err *err)
-{
-    const ms_config *c = s->w->c;
-    if (b->n <= 0 || b->n > s->batch) return ms_errf(err, EINVAL, "step of %d rows (batch is %d)", b->n, s->batch);
-    for (int t = 0; t < b->n; t++) {
-        if (b->tokens[t] < 0 || b->tokens[t] >= c->vocab_size)
-            return ms_errf(err, EINVAL, "token id %d is outside the vocabulary (0..%d)", b->tokens[t], c->vocab_size - 1);
-        if (row_seq(b, t) < 0 || row_seq(b, t) >= s->n_seq)
-            return ms_errf(err, EINVAL, "sequence %d of %d", row_seq(b, t), s->n_seq);
-        if (b->pos[t] < 0 || b->pos[t] >= s->ctx)
-            return ms_errf(err, ENOSPC, "context is full: position %d exceeds --ctx %d", b->pos[t], s->ctx);
-        if (t > 0 && row_seq(b, t) == row_seq(b, t - 1) && b->pos[t] <= b->pos[t - 1])
-            return ms_errf(err, EINVAL, "rows of a sequence must be in increasing position order");
-    }
-    return 0;
 }
 
 /* One decoder block over the step's residual stream h[n][D] (layer l: main or MTP). */
@@ -987,15 +860,6 @@ static int block(const ds3_weights *w, ds3_state *s, const ms_fwd_env *env, int 
     return 0;
 }
 
-/* logits = lm_head(rmsnorm(h, norm)) for the last row, or every row. */
-static void head(const ds3_weights *w, ds3_state *s, const ms_fwd_env *env, const ms_batch *b, const float *norm)
-{
-    int n = b->n, D = w->D, t0 = b->all_logits ? 0 : n - 1, nl = b->all_logits ? n : 1;
-    for (int t = t0; t < n; t++)
-        ms_rmsnorm(s->x + (size_t)(t - t0) * D, s->h + (size_t)t * D, norm, D, (float)w->c->rms_norm_eps);
-    linear(env, &w->lm_head, s->x, nl, b->logits);
-}
-
 /* The forward pass over one step's rows (see ms_batch). */
 static int ds3_forward(const void *wp, void *sp, const ms_fwd_env *env, const ms_batch *b, ms_err *err)
 {
@@ -1003,7 +867,7 @@ static int ds3_forward(const void *wp, void *sp, const ms_fwd_env *env, const ms
     ds3_state *s = sp;
     const ms_config *c = w->c;
     int n = b->n, D = w->D, rc;
-    if ((rc = check_rows(s, b, err)) < 0) return rc;
+    if ((rc = ms_arch_check_rows(b, s->batch, s->n_seq, s->ctx, w->c->vocab_size, err)) < 0) return rc;
     /* 1. embeddings */
     for (int t = 0; t < n; t++) ms_mat_get_row(env->compute.kern, &w->embed, b->tokens[t], s->h + (size_t)t * D);
     /* 2. the decoder blocks */
@@ -1013,7 +877,7 @@ static int ds3_forward(const void *wp, void *sp, const ms_fwd_env *env, const ms
     if (b->hidden)
         for (int t = 0; t < n; t++)
             ms_rmsnorm(b->hidden + (size_t)t * D, s->h + (size_t)t * D, w->final_norm, D, (float)c->rms_norm_eps);
-    if (b->logits) head(w, s, env, b, w->final_norm);
+    if (b->logits) ms_arch_head(env, w->final_norm, &w->lm_head, b, s->h, s->x, (float)c->rms_norm_eps);
     return 0;
 }
 
@@ -1032,7 +896,7 @@ static int ds3_mtp_forward(const void *wp, void *sp, const ms_fwd_env *env0, con
     int n = b->n, D = w->D, rc;
     float eps = (float)w->c->rms_norm_eps;
     if (w->n_mtp < 1) return ms_errf(err, EINVAL, "the model was opened without its MTP layer");
-    if ((rc = check_rows(s, b, err)) < 0) return rc;
+    if ((rc = ms_arch_check_rows(b, s->batch, s->n_seq, s->ctx, w->c->vocab_size, err)) < 0) return rc;
     ms_fwd_env env = *env0;
     env.on_route = env.on_predict = NULL;
     env.prefetch = false;
@@ -1045,12 +909,12 @@ static int ds3_mtp_forward(const void *wp, void *sp, const ms_fwd_env *env0, con
         ms_rmsnorm(cat + D, hidden + (size_t)t * D, mt->hnorm, D, eps);
     }
     /* 2. u = eh_proj(cat): the MTP block's residual stream */
-    linear(&env, &mt->eh_proj, s->cat, n, s->h);
+    ms_arch_linear(&env, &mt->eh_proj, s->cat, n, s->h);
     /* 3. the MTP decoder block (layer index n_layers) */
     if ((rc = block(w, s, &env, w->c->n_layers, b, err)) < 0) return rc;
     /* 4. its output state (the next draft step's hidden) and the draft logits */
     if (b->hidden) memcpy(b->hidden, s->h, (size_t)n * D * sizeof(float));
-    if (b->logits) head(w, s, &env, b, mt->head_norm);
+    if (b->logits) ms_arch_head(&env, mt->head_norm, &w->lm_head, b, s->h, s->x, eps);
     return 0;
 }
 

@@ -1,5 +1,6 @@
-/* svg_plot.c - see svg_plot.h. Layout: fixed 880x520 canvas, plot area with
- * margins for tick labels, the legend to the right. Ticks use the 1-2-5 rule. */
+/* svg_plot.c - see svg_plot.h. Layout: a fixed 880x520 panel per chart (stacked
+ * vertically), plot area with margins for tick labels, the legend to the right.
+ * Ticks use the 1-2-5 rule. */
 #include "svg_plot.h"
 
 #include <errno.h>
@@ -47,7 +48,12 @@ static void fmt_num(char *buf, size_t n, double v, double step)
     snprintf(buf, n, "%.*f", dec, v);
 }
 
-int ms_svg_plot_write(const char *path, const ms_plot *p, ms_err *err)
+/* Axis ranges of one panel, from its data (or its fixed y range). */
+typedef struct panel_geo {
+    double x0, x1, xs, y0, y1, ys;
+} panel_geo;
+
+static int panel_range(const char *path, const ms_plot *p, panel_geo *g, ms_err *err)
 {
     double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY, ymax = -INFINITY;
     int points = 0;
@@ -75,39 +81,41 @@ int ms_svg_plot_write(const char *path, const ms_plot *p, ms_err *err)
         ymin -= 0.5;
         ymax += 0.5;
     }
-    double xs = nice_step(xmax - xmin, 8), ys = nice_step(ymax - ymin, 6);
-    double x0 = floor(xmin / xs) * xs, x1 = ceil(xmax / xs) * xs;
-    double y0 = floor(ymin / ys + 1e-9) * ys, y1 = ceil(ymax / ys - 1e-9) * ys;
-    double pw = W - ML - MR, ph = H - MT - MB;
-#define PX(x) (ML + ((x) - x0) / (x1 - x0) * pw)
-#define PY(y) (MT + ph - ((y) - y0) / (y1 - y0) * ph)
+    g->xs = nice_step(xmax - xmin, 8);
+    g->ys = nice_step(ymax - ymin, 6);
+    g->x0 = floor(xmin / g->xs) * g->xs;
+    g->x1 = ceil(xmax / g->xs) * g->xs;
+    g->y0 = floor(ymin / g->ys + 1e-9) * g->ys;
+    g->y1 = ceil(ymax / g->ys - 1e-9) * g->ys;
+    return 0;
+}
 
-    FILE *f = fopen(path, "w");
-    if (!f) return ms_errf(err, errno, "%s: cannot create: %s", path, strerror(errno));
-    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-               "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"%.0f\" height=\"%.0f\" "
-               "viewBox=\"0 0 %.0f %.0f\" font-family=\"sans-serif\" font-size=\"12\">\n",
-            W, H, W, H);
-    fprintf(f, "<rect x=\"0\" y=\"0\" width=\"%.0f\" height=\"%.0f\" fill=\"white\"/>\n", W, H);
+/* One chart with its top edge at oy. */
+static void panel_write(FILE *f, const ms_plot *p, const panel_geo *g, double oy)
+{
+    double x0 = g->x0, x1 = g->x1, xs = g->xs, y0 = g->y0, y1 = g->y1, ys = g->ys;
+    double pw = W - ML - MR, ph = H - MT - MB, mt = oy + MT;
+#define PX(x) (ML + ((x) - x0) / (x1 - x0) * pw)
+#define PY(y) (mt + ph - ((y) - y0) / (y1 - y0) * ph)
     if (p->title) {
-        fprintf(f, "<text x=\"%.1f\" y=\"28\" text-anchor=\"middle\" font-size=\"16\">", ML + pw / 2);
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"16\">", ML + pw / 2, oy + 28);
         xml_text(f, p->title);
         fputs("</text>\n", f);
     }
     /* grid + ticks */
     fputs("<g stroke=\"#dddddd\" stroke-width=\"1\">\n", f);
     for (double x = x0; x <= x1 + xs * 1e-6; x += xs)
-        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", PX(x), MT, PX(x), MT + ph);
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", PX(x), mt, PX(x), mt + ph);
     for (double y = y0; y <= y1 + ys * 1e-6; y += ys)
         fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", ML, PY(y), ML + pw, PY(y));
     fputs("</g>\n", f);
-    fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"black\"/>\n", ML, MT,
+    fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"black\"/>\n", ML, mt,
             pw, ph);
     char buf[64];
     fputs("<g text-anchor=\"middle\">\n", f);
     for (double x = x0; x <= x1 + xs * 1e-6; x += xs) {
         fmt_num(buf, sizeof buf, x, xs);
-        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">%s</text>\n", PX(x), MT + ph + 18, buf);
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">%s</text>\n", PX(x), mt + ph + 18, buf);
     }
     fputs("</g>\n<g text-anchor=\"end\">\n", f);
     for (double y = y0; y <= y1 + ys * 1e-6; y += ys) {
@@ -116,13 +124,13 @@ int ms_svg_plot_write(const char *path, const ms_plot *p, ms_err *err)
     }
     fputs("</g>\n", f);
     if (p->xlabel) {
-        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">", ML + pw / 2, H - 15);
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">", ML + pw / 2, oy + H - 15);
         xml_text(f, p->xlabel);
         fputs("</text>\n", f);
     }
     if (p->ylabel) {
-        fprintf(f, "<text x=\"18\" y=\"%.1f\" text-anchor=\"middle\" transform=\"rotate(-90 18 %.1f)\">", MT + ph / 2,
-                MT + ph / 2);
+        fprintf(f, "<text x=\"18\" y=\"%.1f\" text-anchor=\"middle\" transform=\"rotate(-90 18 %.1f)\">", mt + ph / 2,
+                mt + ph / 2);
         xml_text(f, p->ylabel);
         fputs("</text>\n", f);
     }
@@ -140,7 +148,7 @@ int ms_svg_plot_write(const char *path, const ms_plot *p, ms_err *err)
             fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\"/>\n", PX(se->x[i]), PY(se->y[i]));
         fputs("</g>\n", f);
         /* legend entry */
-        double ly = MT + 10 + s * 20;
+        double ly = mt + 10 + s * 20;
         fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"%s\"%s/>\n",
                 ML + pw + 15, ly, ML + pw + 45, ly, col, se->emphasize ? "3" : "1.5",
                 se->dashed ? " stroke-dasharray=\"6 4\"" : "");
@@ -148,9 +156,29 @@ int ms_svg_plot_write(const char *path, const ms_plot *p, ms_err *err)
         xml_text(f, se->name);
         fputs("</text>\n", f);
     }
-    fputs("</svg>\n", f);
 #undef PX
 #undef PY
+}
+
+int ms_svg_plot_write_panels(const char *path, const ms_plot *panels, int n, ms_err *err)
+{
+    panel_geo g[MS_PLOT_MAX_PANELS];
+    if (n < 1 || n > MS_PLOT_MAX_PANELS) return ms_errf(err, EINVAL, "%s: plot: %d panels (1..%d)", path, n, MS_PLOT_MAX_PANELS);
+    for (int i = 0; i < n; i++) {
+        int rc = panel_range(path, &panels[i], &g[i], err);
+        if (rc < 0) return rc;
+    }
+    FILE *f = fopen(path, "w");
+    if (!f) return ms_errf(err, errno, "%s: cannot create: %s", path, strerror(errno));
+    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+               "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"%.0f\" height=\"%.0f\" "
+               "viewBox=\"0 0 %.0f %.0f\" font-family=\"sans-serif\" font-size=\"12\">\n",
+            W, H * n, W, H * n);
+    fprintf(f, "<rect x=\"0\" y=\"0\" width=\"%.0f\" height=\"%.0f\" fill=\"white\"/>\n", W, H * n);
+    for (int i = 0; i < n; i++) panel_write(f, &panels[i], &g[i], H * i);
+    fputs("</svg>\n", f);
     if (ferror(f) | (fclose(f) != 0)) return ms_errf(err, EIO, "%s: write failed", path);
     return 0;
 }
+
+int ms_svg_plot_write(const char *path, const ms_plot *p, ms_err *err) { return ms_svg_plot_write_panels(path, p, 1, err); }

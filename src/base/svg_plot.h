@@ -1,7 +1,8 @@
 /* svg_plot.h - a small self-contained SVG line chart writer (no dependencies):
  * axes with "nice" ticks and labels, a grid, one polyline (plus point markers)
- * per series, and a legend. Used by `simulate --plot` for hit rate against cache
- * capacity per policy. The output is standalone SVG 1.1 that browsers render. */
+ * per series, and a legend; several charts may be stacked in one file. Used by
+ * `simulate --plot` for hit rate and reads against the minimum per policy. The
+ * output is standalone SVG 1.1 that browsers render. */
 #ifndef MS_SVG_PLOT_H
 #define MS_SVG_PLOT_H
 
@@ -26,5 +27,10 @@ typedef struct ms_plot {
 
 /* Write the chart to path. -EINVAL on no data / non-finite values. */
 int ms_svg_plot_write(const char *path, const ms_plot *p, ms_err *err);
+
+/* Several charts stacked vertically in one file (e.g. hit rate, then reads
+ * against the minimum), each with its own axes and legend. */
+#define MS_PLOT_MAX_PANELS 4
+int ms_svg_plot_write_panels(const char *path, const ms_plot *panels, int n, ms_err *err);
 
 #endif

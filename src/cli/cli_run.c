@@ -1,8 +1,11 @@
 /* cli_run.c - `moestream run`: generate from a prompt (text through the model's
  * tokenizer and chat template, or raw token ids), streaming the output to stdout
- * as it is produced, then one stats line on stderr (and --stats-json).
+ * as it is produced, then one stats line on stderr (and --stats-json). With a chat
+ * template the answer is parsed by the template's format: content on stdout,
+ * reasoning on stderr, tool calls as "[tool call] ID NAME ARGS" lines.
  * Ctrl-C stops generation, prints the stats and exits with 130. */
 #include <getopt.h>
+#include <json-c/json.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +15,7 @@
 #include "chat_template.h"
 #include "cli.h"
 #include "cli_engine.h"
+#include "cli_prompt.h"
 #include "generate.h"
 #include "tokenizer.h"
 #include "util.h"
@@ -39,6 +43,7 @@ static void usage(FILE *f)
             "  --file PATH          read the prompt from a file ('-' = stdin)\n"
             "  --system TEXT        system message for the chat template\n"
             "  --raw                feed the prompt text as is (BOS added if the tokenizer asks for it)\n"
+            "                       (without --raw a model with no chat template is also fed raw)\n"
             "  --tokens IDS         comma-separated prompt token ids (no tokenizer needed)\n"
             "generation:\n"
             "  -n, --max-tokens N   tokens to generate (default 128)\n"
@@ -56,6 +61,7 @@ static void usage(FILE *f)
             "                       (JSON lines; a .bin name writes the compact binary form)\n"
             "  --quiet              no stats line on stderr\n"
             "\n");
+    ms_cli_prompt_help(f);
     ms_cli_engine_help(f);
 }
 
@@ -106,9 +112,10 @@ int cmd_run(int argc, char **argv)
         {"trace", required_argument, 0, O_TRACE}, {"raw", no_argument, 0, O_RAW},
         {"system", required_argument, 0, O_SYSTEM}, {"quiet", no_argument, 0, O_QUIET},
         {"help", no_argument, 0, 'h'},          MS_CLI_ENGINE_LONGOPTS,
-        {0}};
+        MS_CLI_PROMPT_LONGOPTS,                 {0}};
     const char *model = NULL, *prompt = NULL, *file = NULL, *toks = NULL, *stats_json = NULL, *trace = NULL,
                *system = NULL;
+    ms_cli_prompt pr = {0};
     bool raw = false, quiet = false;
     ms_engine_opts eo = {0};
     ms_gen_params gp = {.sampling = ms_sampler_defaults(), .max_new = 128};
@@ -120,6 +127,7 @@ int cmd_run(int argc, char **argv)
     opterr = 0;
     while ((o = getopt_long(argc, argv, ":m:p:f:t:n:h", opts, NULL)) != -1) {
         int h = ms_cli_engine_opt(o, optarg, &eo, &err);
+        if (h == 0) h = ms_cli_prompt_opt(o, optarg, &pr, &err);
         if (h < 0) return ms_cli_usage_error("run", "%s", err.msg);
         if (h > 0) continue;
         switch (o) {
@@ -166,6 +174,8 @@ int cmd_run(int argc, char **argv)
     if (optind != argc) return ms_cli_usage_error("run", "unexpected argument '%s'", argv[optind]);
     if (!model) return ms_cli_usage_error("run", "--model is required");
     if (!!prompt + !!file + !!toks != 1) return ms_cli_usage_error("run", "give exactly one of --prompt, --file, --tokens");
+    if ((raw || toks) && (pr.template_file || pr.kwargs_text || pr.tools_file))
+        return ms_cli_usage_error("run", "--chat-template, --chat-template-kwargs and --tools need a chat prompt (not --raw/--tokens)");
     /* sampling parameters are validated before the (possibly long) load */
     {
         ms_sampler tmp;
@@ -175,8 +185,8 @@ int cmd_run(int argc, char **argv)
 
     int rc = 1;
     ms_tokenizer *tok = NULL;
-    ms_chat_template ct = {0};
-    bool have_ct = false;
+    ms_chat_parser *cp = NULL;
+    bool line_open = false;
     int32_t *ids = NULL;
     size_t n_ids = 0;
     char *text = NULL, *rendered = NULL;
@@ -202,17 +212,28 @@ int cmd_run(int argc, char **argv)
         if (!text) goto out;
         const char *to_encode = text;
         unsigned flags = 0;
-        if (!raw && ms_chat_template_load(model, tok, &ct, &err) == 0 && ct.family != MS_CHAT_NONE) {
-            have_ct = true;
-            ms_chat_msg msgs[2];
-            size_t nm = 0;
-            if (system) msgs[nm++] = (ms_chat_msg){.role = "system", .content = system};
-            msgs[nm++] = (ms_chat_msg){.role = "user", .content = text};
+        if (!raw && ms_cli_prompt_setup(&pr, model, tok, true, &err) < 0) goto out;
+        if (pr.ct) {
+            json_object *msgs = json_object_new_array();
+            if (system) {
+                json_object *m = json_object_new_object();
+                json_object_object_add(m, "role", json_object_new_string("system"));
+                json_object_object_add(m, "content", json_object_new_string(system));
+                json_object_array_add(msgs, m);
+            }
+            json_object *m = json_object_new_object();
+            json_object_object_add(m, "role", json_object_new_string("user"));
+            json_object_object_add(m, "content", json_object_new_string(text));
+            json_object_array_add(msgs, m);
             size_t rl;
-            if (ms_chat_render(&ct, msgs, nm, NULL, true, &rendered, &rl, &err) < 0) goto out;
+            int rrc = ms_cli_prompt_render(&pr, msgs, true, &rendered, &rl, &err);
+            json_object_put(msgs);
+            if (rrc < 0) goto out;
             to_encode = rendered;
+            if (ms_chat_parser_new(pr.format, pr.tools, ms_toolcall_prompt_in_reasoning(pr.format, rendered, rl), &cp,
+                                   &err) < 0)
+                goto out;
         } else {
-            ms_err_clear(&err);
             flags = MS_TOK_ADD_BOS;
         }
         if (ms_tokenizer_encode(tok, to_encode, strlen(to_encode), flags, &ids, &n_ids, &err) < 0) goto out;
@@ -230,14 +251,8 @@ int cmd_run(int argc, char **argv)
             ms_errf(&err, EINVAL, "prompt token id %d is outside the vocabulary (0..%d)", ids[i], ms_engine_vocab(e) - 1);
             goto out;
         }
-    /* 3. stop tokens: chat template, else tokenizer, else config.json */
-    if (have_ct) {
-        n_stop = (int)ms_chat_stop_ids(&ct, false, stop, MS_ARRAY_LEN(stop));
-    } else if (tok) {
-        size_t ns;
-        const int32_t *s = ms_tokenizer_stop_ids(tok, &ns);
-        for (size_t i = 0; i < ns && n_stop < (int)MS_ARRAY_LEN(stop); i++) stop[n_stop++] = s[i];
-    }
+    /* 3. stop tokens: tokenizer + chat template format, else config.json */
+    if (tok) n_stop = ms_cli_prompt_stops(&pr, tok, stop, (int)MS_ARRAY_LEN(stop));
     if (n_stop == 0)
         for (int i = 0; i < e->model.cfg.n_eos; i++) stop[n_stop++] = e->model.cfg.eos_token_ids[i];
     n_stop = MS_MIN(n_stop, (int)MS_ARRAY_LEN(stop));
@@ -248,7 +263,8 @@ int cmd_run(int argc, char **argv)
     if (ms_gen_init(&g, e, &gp, &err) < 0) goto out;
     gen_ok = true;
     if (trace && ms_gen_trace_open(&g, trace, &err) < 0) goto out;
-    if (tok && !toks && ms_detok_new(tok, MS_TOK_SKIP_SPECIAL, &dt, &err) < 0) goto out;
+    /* with a chat template, special tokens carry the format's markers: the parser strips them */
+    if (tok && !toks && ms_detok_new(tok, cp ? 0 : MS_TOK_SKIP_SPECIAL, &dt, &err) < 0) goto out;
     struct sigaction sa = {.sa_handler = on_sigint};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
@@ -258,7 +274,15 @@ int cmd_run(int argc, char **argv)
     int32_t t;
     int k, count = 0;
     while ((k = ms_gen_next(&g, &t, &err)) > 0) {
-        if (dt) {
+        bool is_stop = false;
+        for (int i = 0; i < n_stop; i++) is_stop |= stop[i] == t;
+        if (dt && cp) {
+            const char *s;
+            size_t l;
+            if (is_stop && !gp.ignore_eos) continue; /* the end-of-turn token is not part of the answer */
+            if (ms_detok_feed(dt, t, &s, &l, &err) < 0 || ms_chat_parser_feed(cp, s, l, &err) < 0) goto out;
+            ms_cli_prompt_print(cp, stdout, stderr, &line_open);
+        } else if (dt) {
             const char *s;
             size_t l;
             if (ms_detok_feed(dt, t, &s, &l, &err) < 0) goto out;
@@ -274,9 +298,15 @@ int cmd_run(int argc, char **argv)
         const char *s;
         size_t l;
         ms_detok_flush(dt, &s, &l);
-        fwrite(s, 1, l, stdout);
+        if (cp) {
+            if (ms_chat_parser_feed(cp, s, l, &err) < 0 || ms_chat_parser_finish(cp, &err) < 0) goto out;
+            ms_cli_prompt_print(cp, stdout, stderr, &line_open);
+            if (ms_chat_parser_reasoning(cp, NULL)) fputc('\n', stderr);
+        } else {
+            fwrite(s, 1, l, stdout);
+        }
     }
-    printf("\n");
+    if (!cp || line_open || ms_chat_parser_n_calls(cp) == 0) printf("\n");
     fflush(stdout);
     rc = g_interrupted ? 130 : 0;
 out:
@@ -308,7 +338,8 @@ out:
     if (rc == 1) ms_cli_fail("run", &err);
     ms_detok_free(dt);
     ms_engine_close(e);
-    if (have_ct) ms_chat_template_free(&ct);
+    ms_chat_parser_free(cp);
+    ms_cli_prompt_free(&pr);
     ms_tokenizer_free(tok);
     free(ids);
     free(text);

@@ -38,6 +38,8 @@ static void usage(FILE *f)
             "order; the experts of one (pass, layer) are needed at the same time and never\n"
             "evict each other. Same engine and call sequence as the runtime's cache: a trace\n"
             "from `run` replayed with the run's slots and policy gives the run's hit count.\n"
+            "Also reports expert reads per token (demand misses + prefetches) against the\n"
+            "minimum, belady's misses per token at the same slots: 1.00x = nothing left to gain.\n"
             "\n"
             "capacity (one of; default --capacity 12.5%%,25%%,50%%):\n"
             "  --slots N[,N...]          cache capacities in expert slots (top_k .. n_layers x n_experts)\n"
@@ -60,9 +62,11 @@ static void usage(FILE *f)
             "  --save-profile FILE       write this trace's profile to FILE (then simulate as usual)\n"
             "  --prefetch                replay the trace's \"predicted\" experts as prefetches\n"
             "  --json                    print a JSON array of rows {policy, default, slots,\n"
-            "                            capacity, hit_rate, hits, accesses, belady_ratio, ...}\n"
+            "                            capacity, hit_rate, hits, accesses, belady_ratio, ...,\n"
+            "                            reads, reads_per_token, min_reads_per_token, reads_vs_min}\n"
             "                            instead of the table\n"
-            "  --plot FILE.svg           write an SVG plot of hit rate against capacity\n"
+            "  --plot FILE.svg           write an SVG plot of hit rate, and of reads x the minimum,\n"
+            "                            against capacity\n"
             "  -h, --help                show this help\n"
             "\n"
             "policies (default marked *):\n");
@@ -75,6 +79,9 @@ static void usage(FILE *f)
             "policy options (turnover = slots / (n_layers x top_k) tokens):\n"
             "  lfu:period=T        halve all counts every T tokens (default 1024 x n_experts / top_k; 0 = never)\n"
             "  lfu-decay:hl=H      half-life in tokens (default max(16, 2 x turnover))\n"
+            "  eva-duel:hl=H       one frequency half-life instead of h0 x 1/4..32 (4 rules instead of 11)\n"
+            "  eva-duel:rule=R     one rule alone, no duel: 0 eva, 1 expected time, 2 lru, 3 per-key frequency\n"
+            "  eva-duel:d=0        drop the layer-cycle distance (experiments)\n"
             "  next-use:hl=H       fixed half-life in tokens (default: chosen online among\n"
             "                      h0 x 1/4..128, h0 = max(32, 2 x turnover); see docs/POLICIES.md)\n"
             "  next-use:adapt=0|1  choose the half-life online (default 1; 0 = fixed h0)\n"
@@ -123,6 +130,30 @@ static int parse_capacity(const char *s, uint32_t n_keys, uint32_t top_k, uint32
     }
     free(dup);
     return rc;
+}
+
+/* Experts a row read: demand misses plus prefetches (each prefetch that took a
+ * slot is a read, used or not). */
+static uint64_t row_reads(const row *rw) { return rw->r.stats.misses + rw->r.stats.prefetch_inserted; }
+
+/* Reads as a multiple of the minimum: belady's demand misses at the same slots
+ * (1.00x = nothing left to gain from eviction or prefetch). */
+static double reads_vs_min(const row *rw, double min_reads)
+{
+    return min_reads > 0 ? (double)row_reads(rw) / min_reads : 1.0;
+}
+
+/* The capacity header line of a table. */
+static void print_caps(const uint64_t *rams, const uint32_t *caps, int n_caps, uint32_t n_keys)
+{
+    printf("%-22s", rams ? "policy \\ RAM: slots" : "policy \\ slots");
+    for (int c2 = 0; c2 < n_caps; c2++) {
+        char h[64], b[32];
+        if (rams) snprintf(h, sizeof h, "%s: %u", ms_fmt_bytes(rams[c2], b, sizeof b), caps[c2]);
+        else snprintf(h, sizeof h, "%u (%.1f%%)", caps[c2], 100.0 * caps[c2] / n_keys);
+        printf(" %16s", h);
+    }
+    printf("\n");
 }
 
 static void json_str(const char *s)
@@ -335,7 +366,7 @@ int cmd_simulate(int argc, char **argv)
         goto done;
     }
     rows = calloc((size_t)n_pols * n_caps, sizeof *rows);
-    double *belady = calloc(n_caps, sizeof *belady);
+    double *belady = calloc((size_t)2 * n_caps, sizeof *belady), *bmiss = belady + n_caps;
     if (!rows || !belady) {
         free(belady);
         ms_errf(&err, ENOMEM, "out of memory");
@@ -352,6 +383,7 @@ int cmd_simulate(int argc, char **argv)
             goto done;
         }
         belady[c2] = r.hit_rate;
+        bmiss[c2] = (double)r.stats.misses; /* the fewest reads any cache of this size can do */
     }
     for (int p = 0; p < n_pols; p++)
         for (int c2 = 0; c2 < n_caps; c2++) {
@@ -378,13 +410,16 @@ int cmd_simulate(int argc, char **argv)
             printf(", \"default\": %s, \"slots\": %u, \"capacity\": %.6g, \"hit_rate\": %.6f, \"hits\": %llu, "
                    "\"accesses\": %llu, \"belady_ratio\": %.6f, \"misses\": %llu, \"evictions\": %llu, "
                    "\"hits_loading\": %llu, \"prefetch_inserted\": %llu, \"prefetch_used\": %llu, "
-                   "\"prefetch_wasted\": %llu}%s\n",
+                   "\"prefetch_wasted\": %llu, \"reads\": %llu, \"reads_per_token\": %.6f, "
+                   "\"min_reads_per_token\": %.6f, \"reads_vs_min\": %.6f}%s\n",
                    rw->is_default ? "true" : "false", rw->slots, (double)rw->slots / n_keys, rw->r.hit_rate,
                    (unsigned long long)st->hits, (unsigned long long)st->accesses,
                    belady[c2] > 0 ? rw->r.hit_rate / belady[c2] : 0.0, (unsigned long long)st->misses,
                    (unsigned long long)st->evictions, (unsigned long long)st->hits_loading,
                    (unsigned long long)st->prefetch_inserted, (unsigned long long)st->prefetch_used,
-                   (unsigned long long)st->prefetch_wasted, i + 1 < n_pols * n_caps ? "," : "");
+                   (unsigned long long)st->prefetch_wasted, (unsigned long long)row_reads(rw),
+                   (double)row_reads(rw) / (double)t.n_tokens, bmiss[c2] / (double)t.n_tokens,
+                   reads_vs_min(rw, bmiss[c2]), i + 1 < n_pols * n_caps ? "," : "");
         }
         printf("]\n");
     } else {
@@ -392,14 +427,7 @@ int cmd_simulate(int argc, char **argv)
         printf("  %llu tokens x %u MoE layers x top-%u of %u experts = %zu accesses, %u (layer, expert) keys\n",
                (unsigned long long)t.n_tokens, in->n_layers, in->top_k, in->n_experts, n_acc, n_keys);
         printf("hit rate (and %% of belady's offline optimum); * = default policy\n");
-        printf("%-22s", rams ? "policy \\ RAM: slots" : "policy \\ slots");
-        for (int c2 = 0; c2 < n_caps; c2++) {
-            char h[64], b[32];
-            if (rams) snprintf(h, sizeof h, "%s: %u", ms_fmt_bytes(rams[c2], b, sizeof b), caps[c2]);
-            else snprintf(h, sizeof h, "%u (%.1f%%)", caps[c2], 100.0 * caps[c2] / n_keys);
-            printf(" %16s", h);
-        }
-        printf("\n");
+        print_caps(rams, caps, n_caps, n_keys);
         for (int p = 0; p < n_pols; p++) {
             char name[64];
             snprintf(name, sizeof name, "%s%s", rows[p * n_caps].is_default ? "*" : " ", pols[p]);
@@ -412,13 +440,27 @@ int cmd_simulate(int argc, char **argv)
             }
             printf("\n");
         }
+        printf("\nexpert reads per token (demand misses + prefetches) and x the minimum (belady's misses per token)\n");
+        print_caps(rams, caps, n_caps, n_keys);
+        for (int p = 0; p < n_pols; p++) {
+            char name[64];
+            snprintf(name, sizeof name, "%s%s", rows[p * n_caps].is_default ? "*" : " ", pols[p]);
+            printf("%-22s", name);
+            for (int c2 = 0; c2 < n_caps; c2++) {
+                const row *rw = &rows[p * n_caps + c2];
+                char cell[48];
+                snprintf(cell, sizeof cell, "%.2f (%.2fx)", (double)row_reads(rw) / (double)t.n_tokens,
+                         reads_vs_min(rw, bmiss[c2]));
+                printf(" %16s", cell);
+            }
+            printf("\n");
+        }
         if (prefetch && !t.max_pred) printf("note: --prefetch given but the trace has no \"predicted\" field\n");
     }
-    free(belady);
-
     if (plot) {
-        ms_plot_series *ser = calloc(n_pols, sizeof *ser);
-        double *xs = calloc((size_t)n_pols * n_caps, sizeof *xs), *ys = calloc((size_t)n_pols * n_caps, sizeof *ys);
+        ms_plot_series *ser = calloc((size_t)2 * n_pols, sizeof *ser);
+        double *xs = calloc((size_t)n_pols * n_caps, sizeof *xs), *ys = calloc((size_t)2 * n_pols * n_caps, sizeof *ys);
+        double *yr = ys ? ys + (size_t)n_pols * n_caps : NULL; /* reads x minimum */
         if (!ser || !xs || !ys) {
             ms_errf(&err, ENOMEM, "out of memory");
         } else {
@@ -435,20 +477,25 @@ int cmd_simulate(int argc, char **argv)
                 for (int i = 0; i < n_caps; i++) {
                     xs[p * n_caps + i] = rams ? (double)rams[ord[i]] / (1024.0 * 1024 * 1024) : caps[ord[i]];
                     ys[p * n_caps + i] = rows[p * n_caps + ord[i]].r.hit_rate;
+                    yr[p * n_caps + i] = reads_vs_min(&rows[p * n_caps + ord[i]], bmiss[ord[i]]);
                 }
                 ser[p] = (ms_plot_series){.name = pols[p], .n = n_caps, .x = xs + p * n_caps, .y = ys + p * n_caps,
                                           .emphasize = rows[p * n_caps].is_default,
                                           .dashed = !strncmp(pols[p], "belady", 6)};
+                ser[n_pols + p] = ser[p];
+                ser[n_pols + p].y = yr + p * n_caps;
             }
             char title[400];
             snprintf(title, sizeof title, "Expert cache hit rate: %s (%u layers x %u experts, top-%u)",
                      in->model[0] ? in->model : trace_path, in->n_layers, in->n_experts, in->top_k);
-            ms_plot pl = {.title = title,
-                          .xlabel = rams ? "RAM budget (GiB)" : "cache capacity (expert slots)",
-                          .ylabel = "hit rate",
-                          .ymin = 0, .ymax = 1, .n_series = n_pols, .series = ser};
+            const char *xl = rams ? "RAM budget (GiB)" : "cache capacity (expert slots)";
+            ms_plot pl[2] = {{.title = title, .xlabel = xl, .ylabel = "hit rate", .ymin = 0, .ymax = 1,
+                              .n_series = n_pols, .series = ser},
+                             {.title = "Expert reads per token, x the minimum (belady's misses per token)",
+                              .xlabel = xl, .ylabel = "reads / minimum reads", .n_series = n_pols,
+                              .series = ser + n_pols}};
             if (!ord) ms_errf(&err, ENOMEM, "out of memory");
-            else ms_svg_plot_write(plot, &pl, &err);
+            else ms_svg_plot_write_panels(plot, pl, 2, &err);
             free(ord);
         }
         free(ser);
@@ -456,6 +503,7 @@ int cmd_simulate(int argc, char **argv)
         free(ys);
         if (err.code) ret = ms_cli_fail(CMD, &err);
     }
+    free(belady);
 done:
     free(rams);
     free(rows);

@@ -39,11 +39,16 @@ static void usage(FILE *f)
             "    width is not divisible by the group size stays unquantized (like mlx_lm).\n"
             "  HF format: per-expert mlp.experts.E.{gate,up,down}_proj.weight, kv_b_proj,\n"
             "    all floats in --dtype.\n"
+            "  Step presets: MLX is mlx-vlm's step3p7 wrapper (language_model.*, mlp.switch_mlp,\n"
+            "    router mlp.gate.gate 8-bit g64 + bf16 router_bias, vision tensors to ignore), HF\n"
+            "    the original layout (stacked moe.{gate,up,down}_proj, share_expert, f32\n"
+            "    router_bias, zero-centered norms).\n"
             "Generation streams tensor by tensor through a bounded buffer (64 MiB), so the\n"
             "model may be far larger than RAM. Same options and seed => same bytes.\n"
             "\n"
             "required:\n"
-            "  --preset NAME        tiny | demo | gigachat-702b | glm-4.7-flash\n"
+            "  --preset NAME        tiny | demo | gigachat-702b | gigachat3-10b | glm-4.7-flash |\n"
+            "                       step-3.7-flash | step-tiny\n"
             "                         tiny           deepseek_v3, hidden 128, 4 layers (1 dense), 16 experts\n"
             "                                        top-4 in 4 groups (keep 2), ~2 MB at 4 bits (tests)\n"
             "                         demo           deepseek_v3, hidden 2048, 12 layers, 64 experts top-6,\n"
@@ -51,14 +56,28 @@ static void usage(FILE *f)
             "                         gigachat-702b  DeepSeek-V3 / GigaChat3.1-702B widths (hidden 7168, 256\n"
             "                                        experts top-8, MLA 1536/512/128/64/128, 128 heads, vocab\n"
             "                                        129280) with 4 layers (1 dense + 3 MoE, ~20 GB at 4 bits);\n"
-            "                                        each extra MoE layer adds ~6.3 GB\n"
+            "                                        each extra MoE layer adds ~6.3 GB; with --format hf, its\n"
+            "                                        MTP layer too\n"
+            "                         gigachat3-10b  GigaChat3.1-10B-A1.8B as published: bf16 HF with its MTP\n"
+            "                                        layer, 26 layers, no q_lora (the known facts); hidden 1536,\n"
+            "                                        64 experts of 1280 top-6 + 2 shared inferred from its\n"
+            "                                        10B/1.8B totals (its config.json was not reachable): ~21 GB\n"
             "                         glm-4.7-flash  GLM-4.7-Flash geometry with its real model_type\n"
             "                                        glm4_moe_lite (no YaRN, no group routing, 1.8 scaling),\n"
-            "                                        4 of its 47 layers (~1.4 GB at 4 bits)\n"
+            "                                        4 of its 47 layers (~1.4 GB at 4 bits); with --format hf,\n"
+            "                                        its MTP layer too\n"
+            "                         step-3.7-flash Step-3.7-Flash (step3p5 in the step3p7 wrapper): hidden\n"
+            "                                        4096, 45 layers, full attention every 4th (64/8 heads,\n"
+            "                                        theta 5e6, half rotary, llama3 x2), sliding otherwise\n"
+            "                                        (96/8 heads, window 512), 288 experts of 1280 top-8 +\n"
+            "                                        shared 1280 from layer 3, recipe dq4: 197B parameters,\n"
+            "                                        108 GiB; --layers 12 ~25 GiB, each MoE layer ~2.5 GiB\n"
+            "                         step-tiny      the same family, hidden 128, 6 layers, 16 experts top-4,\n"
+            "                                        window 8, clamps that trigger, dq4 (tests)\n"
             "  --out DIR            output directory (created; must be empty unless --force)\n"
             "\n"
             "format and quantization:\n"
-            "  --format mlx|hf      checkpoint layout (default mlx)\n"
+            "  --format mlx|hf      checkpoint layout (default mlx; gigachat3-10b: hf)\n"
             "  --recipe R           MLX quantization recipe (default uniform):\n"
             "                         uniform    every quantizable module at --bits\n"
             "                         mixed-8-5  routed experts 5-bit; attention, shared experts, dense\n"
@@ -68,14 +87,16 @@ static void usage(FILE *f)
             "                                    8-bit (Step-3.7-Flash DQ4 card)\n"
             "                       mixed recipes write a per-module entry for every quantized module,\n"
             "                       as mlx_lm does; the router is never quantized (deepseek_v3 keeps it\n"
-            "                       a bare parameter)\n"
+            "                       a bare parameter), except Step's mlp.gate.gate: 8-bit g64 always\n"
+            "                       (step presets default to dq4; --format hf makes them uniform)\n"
             "  --bits B             uniform recipe bits: 2, 3, 4, 5, 6 or 8 (default 4)\n"
             "  --group-size G       32, 64 or 128 (default 64)\n"
             "  --dtype T            bf16 | f16 | f32: float tensors and MLX scales/biases (default bf16)\n"
             "\n"
             "architecture overrides (validated):\n"
-            "  --layers N           num_hidden_layers (preset default: tiny 4, demo 12, others 4)\n"
-            "  --first-dense N      first_k_dense_replace (default 1)\n"
+            "  --layers N           num_hidden_layers (preset default: tiny 4, demo 12, step-3.7-flash 45,\n"
+            "                       step-tiny 6, others 4)\n"
+            "  --first-dense N      first_k_dense_replace (default 1; step presets: the first MoE layer)\n"
             "  --experts E          n_routed_experts\n"
             "  --top-k K            num_experts_per_tok\n"
             "  --n-group G          n_group (must divide the experts)\n"
@@ -113,7 +134,8 @@ static void usage(FILE *f)
             "examples:\n"
             "  moestream synth --preset tiny --out /tmp/tiny\n"
             "  moestream synth --preset tiny --format hf --mtp 1 --out /tmp/tiny-hf\n"
-            "  moestream synth --preset gigachat-702b --layers 6 --out /data/giga6     (~33 GB)\n");
+            "  moestream synth --preset gigachat-702b --layers 6 --out /data/giga6     (~33 GB)\n"
+            "  moestream synth --preset step-3.7-flash --layers 12 --out /data/step12  (~25 GiB)\n");
 }
 
 typedef struct progress_state {
@@ -283,6 +305,7 @@ int cmd_synth(int argc, char **argv)
     if (ms_synth_preset(preset, &o, &err) < 0) return ms_cli_usage_error(CMD, "%s", err.msg);
     if (format && ms_synth_parse_format(format, &o.format, &err) < 0) return ms_cli_usage_error(CMD, "%s", err.msg);
     if (recipe && ms_synth_parse_recipe(recipe, &o.recipe, &err) < 0) return ms_cli_usage_error(CMD, "%s", err.msg);
+    if (o.format == MS_SYNTH_HF && !recipe) o.recipe = MS_SYNTH_UNIFORM; /* a preset's MLX recipe (step: dq4) */
     if (o.format == MS_SYNTH_HF && (recipe || INTOPT(O_BITS) || INTOPT(O_GS)))
         return ms_cli_usage_error(CMD, "--recipe, --bits and --group-size apply to --format mlx only");
     if (INTOPT(O_BITS) && o.recipe != MS_SYNTH_UNIFORM)
@@ -325,6 +348,7 @@ int cmd_synth(int argc, char **argv)
         }
     }
     /* --layers below the preset's first_k_dense_replace makes every layer dense (unless --first-dense says otherwise) */
+    if (!INTOPT(O_MTP) && o.format == MS_SYNTH_HF) o.arch.n_mtp = o.arch.n_mtp_hf; /* as published */
     if (!INTOPT(O_FIRST_DENSE) && o.arch.first_k_dense_replace > o.arch.n_layers)
         o.arch.first_k_dense_replace = o.arch.n_layers;
     if (qlora) {

@@ -18,6 +18,7 @@ static const struct {
     {"synth", cmd_synth, "generate a model directory with random weights in hub formats"},
     {"quantize", cmd_quantize, "convert an HF bf16/f16/f32 checkpoint to MLX affine quantization"},
     {"tokenize", cmd_tokenize, "encode/decode JSON lines with a tokenizer.json"},
+    {"template", cmd_template, "render a conversation with a model's chat template (Jinja, as transformers)"},
     {"simulate", cmd_simulate, "replay a routing trace through cache policies (hit rates, plot)"},
     {"bench", cmd_bench, "benchmarks: kernels, io, decode"},
 };

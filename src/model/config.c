@@ -98,6 +98,48 @@ int ms_config_parse_rope(const ms_jctx *c, json_object *o, bool scalar_theta, in
     return 0;
 }
 
+double ms_rope_yarn_get_m(double factor, double m) { return factor <= 1 ? 1.0 : 0.1 * m * log(factor) + 1.0; }
+
+void ms_rope_inv_freq(const ms_rope_cfg *r, double theta, int d, double *inv, float *mscale)
+{
+    double base = theta;
+    *mscale = 1.0f;
+    for (int i = 0; i < d / 2; i++) inv[i] = pow(base, -2.0 * i / d);
+    if (r->type == MS_ROPE_LINEAR) {
+        for (int i = 0; i < d / 2; i++) inv[i] /= r->factor;
+    } else if (r->type == MS_ROPE_LLAMA3) {
+        /* periods P_i = base^(2i/d), wavelengths 2 pi P_i against the bands of L0 */
+        double f = r->factor, L0 = (double)r->orig_max_pos;
+        double low_wl = L0 / r->low_freq_factor, high_wl = L0 / r->high_freq_factor;
+        for (int i = 0; i < d / 2; i++) {
+            double P = pow(base, 2.0 * i / d), wl = 2.0 * M_PI * P;
+            if (wl > low_wl) {
+                P *= f;
+            } else if (wl > high_wl && wl < low_wl) {
+                double s = (L0 / wl - r->low_freq_factor) / (r->high_freq_factor - r->low_freq_factor);
+                P /= (1.0 - s) / f + s;
+            }
+            inv[i] = 1.0 / P;
+        }
+    } else if (r->type == MS_ROPE_YARN) {
+        double f = r->factor, L0 = (double)r->orig_max_pos;
+#define CORR(b) ((double)d * log(L0 / (2.0 * M_PI * (b))) / (2.0 * log(base)))
+        double low = floor(CORR(r->beta_fast)), high = ceil(CORR(r->beta_slow));
+#undef CORR
+        if (low < 0) low = 0;
+        if (high > d - 1) high = d - 1;
+        if (low == high) high += 0.001;
+        for (int i = 0; i < d / 2; i++) {
+            double ramp = ((double)i - low) / (high - low);
+            if (ramp < 0) ramp = 0;
+            if (ramp > 1) ramp = 1;
+            double keep = 1.0 - ramp;
+            inv[i] = inv[i] * keep + inv[i] / f * (1.0 - keep);
+        }
+        *mscale = (float)(ms_rope_yarn_get_m(f, r->mscale) / ms_rope_yarn_get_m(f, r->mscale_all_dim));
+    }
+}
+
 static int parse_eos(const ms_jctx *c, json_object *v, ms_config *cfg)
 {
     cfg->n_eos = 0;

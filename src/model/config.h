@@ -94,6 +94,14 @@ int ms_config_parse_common(const ms_jctx *jc, json_object *o, json_object *root,
  * numeric rope_theta (top level, else rope_parameters.rope_theta, else 10000;
  * families with per-layer lists read theta themselves). */
 int ms_config_parse_rope(const ms_jctx *jc, json_object *o, bool scalar_theta, int64_t max_pos, ms_rope_cfg *r);
+/* The inverse frequencies of a rotation over `dims` dimensions (dims/2 pairs)
+ * with base `theta` under the scaling r, as mlx-lm's initialize_rope builds
+ * them: default, linear (/factor), yarn (ramp between the correction dims) and
+ * llama3 (wavelength bands: divided by factor, smoothed, kept). inv[dims/2];
+ * *mscale: YaRN's magnitude factor for cos/sin (1 for the other types). */
+void ms_rope_inv_freq(const ms_rope_cfg *r, double theta, int dims, double *inv, float *mscale);
+/* YaRN's get_mscale: 0.1 * m * ln(factor) + 1, or 1 when factor <= 1. */
+double ms_rope_yarn_get_m(double factor, double m);
 
 /* Read config.json: path is the file or the model directory holding it;
  * file[flen] receives the file's path (for messages). */

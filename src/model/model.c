@@ -208,7 +208,7 @@ static bool mtp_shared_copy(const char *name)
 }
 
 /* Mark tensors: experts (the expert table's, marked while it was built, and
- * the rest of their containers), ignored (MTP layers, inv_freq, foreign
+ * the rest of their containers), ignored (MTP layers and ".mtp" modules, inv_freq, foreign
  * prefixes such as vision towers), resident (the rest). */
 static void classify(ms_model *m)
 {
@@ -222,8 +222,8 @@ static void classify(ms_model *m)
         else if (strncmp(t->name, m->prefix, pl) != 0 ||
                  (strncmp(t->name + pl, "model.", 6) != 0 && strncmp(t->name + pl, "lm_head.", 8) != 0))
             role = MS_ROLE_IGNORED;
-        else if (strstr(t->name, "rotary_emb.inv_freq"))
-            role = MS_ROLE_IGNORED;
+        else if (strstr(t->name, "rotary_emb.inv_freq") || strstr(t->name, ".mtp"))
+            role = MS_ROLE_IGNORED; /* rotary tables; MTP modules outside model.layers (Step) */
         else if (l >= ms_config_n_layers_all(&m->cfg))
             role = MS_ROLE_IGNORED; /* MTP / next-n prediction layers (unless included) */
         else if (l >= m->cfg.n_layers && mtp_shared_copy(t->name + pl))

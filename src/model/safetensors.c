@@ -176,6 +176,7 @@ int ms_tt_add_file(ms_tensor_table *tt, const char *path, const char *name, ms_e
                        (unsigned long long)size);
     }
     uint8_t lenb[8];
+    posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM); /* no read-ahead past the header (it would stay cached) */
     if (pread(fd, lenb, 8, 0) != 8) {
         close(fd);
         return ms_errf(err, EIO, "%s: cannot read the header length", path);
@@ -212,6 +213,7 @@ int ms_tt_add_file(ms_tensor_table *tt, const char *path, const char *name, ms_e
     hdr[hlen] = 0;
     /* the header is read once: keep it out of the page cache */
     posix_fadvise(fd, 0, (off_t)MS_ALIGN_UP(8 + hlen, 4096), POSIX_FADV_DONTNEED);
+    posix_fadvise(fd, 0, 0, POSIX_FADV_NORMAL);
     int rc = 0;
     json_object *root = NULL;
     span *spans = NULL;
@@ -450,6 +452,7 @@ int ms_tt_read_range(const ms_tensor_table *tt, const ms_tensor *t, uint64_t off
                        (unsigned long long)off, (unsigned long long)len, (unsigned long long)t->nbytes);
     const ms_st_file *f = &tt->files[t->file];
     uint64_t pos = t->offset + off, got = 0;
+    if (drop_cache) posix_fadvise(f->fd, 0, 0, POSIX_FADV_RANDOM); /* read-ahead past the range would stay cached */
     while (got < len) {
         size_t chunk = (size_t)MS_MIN(len - got, (uint64_t)1 << 30);
         ssize_t r = pread(f->fd, (char *)dst + got, chunk, (off_t)(pos + got));

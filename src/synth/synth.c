@@ -13,6 +13,7 @@
  * transformers write them that way: MLX sorts top-level keys with indent 4,
  * transformers sorts all keys with indent 2). */
 #include "synth.h"
+#include "synth_impl.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -33,7 +34,10 @@
 
 /* ---- presets ---- */
 
-const char *ms_synth_preset_list(void) { return "tiny, demo, gigachat-702b, glm-4.7-flash"; }
+const char *ms_synth_preset_list(void)
+{
+    return "tiny, demo, gigachat-702b, gigachat3-10b, glm-4.7-flash, step-3.7-flash, step-tiny";
+}
 
 static void arch_deepseek(ms_synth_arch *a)
 {
@@ -137,6 +141,39 @@ int ms_synth_preset(const char *name, ms_synth_opts *o, ms_err *err)
         a->yarn_factor = 40;
         a->yarn_original_max_pos = 4096;
         a->max_position_embeddings = 163840;
+        a->n_mtp_hf = 1; /* the HF checkpoint keeps its MTP layer at index 64 */
+    } else if (!strcmp(name, "gigachat3-10b")) {
+        /* GigaChat3.1-10B-A1.8B ("Lightning"), published as bf16 HF safetensors with
+         * one MTP layer (its card serves it with vLLM MTP speculation). Known: model_type
+         * deepseek_v3, 26 layers (llama.cpp #17420 detects it by that count as the
+         * "lite" DeepSeek variant: no q_lora), MLA, MTP, ~10B total / ~1.8B active,
+         * 256K context. Its config.json was not reachable here; the widths below are
+         * inferred to match those totals with the lite DeepSeek layout: hidden 1536,
+         * 16 heads, 64 routed experts of 1280 (top-6) + 2 shared -> 10.4B, ~1.7B
+         * active. ~21 GB in bf16. */
+        arch_deepseek(a);
+        a->vocab_size = 128256;
+        a->hidden_size = 1536;
+        a->intermediate_size = 8960;
+        a->moe_intermediate_size = 1280;
+        a->n_layers = 26;
+        a->n_heads = 16;
+        a->q_lora_rank = 0;
+        a->kv_lora_rank = 512;
+        a->qk_nope_head_dim = 128;
+        a->qk_rope_head_dim = 64;
+        a->v_head_dim = 128;
+        a->n_routed_experts = 64;
+        a->n_shared_experts = 2;
+        a->n_experts_per_tok = 6;
+        a->n_group = 1;
+        a->topk_group = 1;
+        a->first_k_dense_replace = 1;
+        a->yarn_factor = 64;
+        a->yarn_original_max_pos = 4096;
+        a->max_position_embeddings = 262144;
+        a->n_mtp_hf = 1;
+        o->format = MS_SYNTH_HF;
     } else if (!strcmp(name, "glm-4.7-flash")) {
         /* GLM-4.7-Flash geometry (glm4_moe_lite): no YaRN, no group routing,
          * latent norms at rms_norm_eps; 4 of its 47 layers by default. */
@@ -164,6 +201,9 @@ int ms_synth_preset(const char *name, ms_synth_opts *o, ms_err *err)
         a->rope_theta = 1000000.0;
         a->yarn = false;
         a->max_position_embeddings = 202752;
+        a->n_mtp_hf = 1; /* GLM-4.7-Flash's HF checkpoint has its MTP layer at index 47 */
+    } else if (!strcmp(name, "step-3.7-flash") || !strcmp(name, "step-tiny")) {
+        synth_step_preset(o, !strcmp(name, "step-tiny"));
     } else {
         return ms_errf(err, EINVAL, "--preset: unknown preset '%s' (expected one of: %s)", name,
                        ms_synth_preset_list());
@@ -199,16 +239,34 @@ const char *ms_synth_recipe_name(ms_synth_recipe r)
 
 /* ---- validation ---- */
 
-#define CHECK_RANGE(v, lo, hi, what)                                                                              \
-    do {                                                                                                          \
-        if ((long long)(v) < (long long)(lo) || (long long)(v) > (long long)(hi))                                 \
-            return ms_errf(err, EINVAL, "%s: %lld is out of range [%lld, %lld]", what, (long long)(v),            \
-                           (long long)(lo), (long long)(hi));                                                     \
-    } while (0)
-
 static bool is_moe_layer(const ms_synth_arch *a, int l)
 {
     return l >= a->first_k_dense_replace && l % a->moe_layer_freq == 0;
+}
+
+/* The deepseek_v3 family's numbers: MLA widths, shared experts, group routing, YaRN. */
+static int ds3_validate(const ms_synth_arch *a, ms_err *err)
+{
+    CHECK_RANGE(a->q_lora_rank, 0, 1 << 16, "--q-lora-rank");
+    CHECK_RANGE(a->kv_lora_rank, 1, 1 << 16, "kv_lora_rank");
+    CHECK_RANGE(a->qk_nope_head_dim, 1, 4096, "qk_nope_head_dim");
+    CHECK_RANGE(a->qk_rope_head_dim, 2, 4096, "qk_rope_head_dim");
+    if (a->qk_rope_head_dim % 2) return ms_errf(err, EINVAL, "qk_rope_head_dim: %d is odd", a->qk_rope_head_dim);
+    CHECK_RANGE(a->v_head_dim, 1, 4096, "v_head_dim");
+    CHECK_RANGE(a->n_shared_experts, 0, 64, "n_shared_experts");
+    CHECK_RANGE(a->n_group, 1, a->n_routed_experts, "--n-group");
+    if (a->n_routed_experts % a->n_group)
+        return ms_errf(err, EINVAL, "--n-group: %d does not divide the %d experts", a->n_group, a->n_routed_experts);
+    if (a->n_group > 1 && a->n_routed_experts / a->n_group < 2)
+        return ms_errf(err, EINVAL, "--n-group: %d groups of %d experts (group scores need >= 2 experts per group)",
+                       a->n_group, a->n_routed_experts / a->n_group);
+    CHECK_RANGE(a->topk_group, 1, a->n_group, "--topk-group");
+    if ((long long)a->topk_group * (a->n_routed_experts / a->n_group) < a->n_experts_per_tok)
+        return ms_errf(err, EINVAL, "--topk-group: %d groups of %d experts cannot supply top-%d", a->topk_group,
+                       a->n_routed_experts / a->n_group, a->n_experts_per_tok);
+    if (a->yarn && (!(a->yarn_factor >= 1) || a->yarn_original_max_pos < 1))
+        return ms_errf(err, EINVAL, "rope_scaling: YaRN factor must be >= 1 and original_max_position_embeddings >= 1");
+    return 0;
 }
 
 int ms_synth_validate(const ms_synth_opts *o, ms_err *err)
@@ -235,25 +293,10 @@ int ms_synth_validate(const ms_synth_opts *o, ms_err *err)
     CHECK_RANGE(a->first_k_dense_replace, 0, a->n_layers, "--first-dense");
     CHECK_RANGE(a->moe_layer_freq, 1, 1024, "moe_layer_freq");
     CHECK_RANGE(a->n_heads, 1, 1024, "num_attention_heads");
-    CHECK_RANGE(a->q_lora_rank, 0, 1 << 16, "--q-lora-rank");
-    CHECK_RANGE(a->kv_lora_rank, 1, 1 << 16, "kv_lora_rank");
-    CHECK_RANGE(a->qk_nope_head_dim, 1, 4096, "qk_nope_head_dim");
-    CHECK_RANGE(a->qk_rope_head_dim, 2, 4096, "qk_rope_head_dim");
-    if (a->qk_rope_head_dim % 2) return ms_errf(err, EINVAL, "qk_rope_head_dim: %d is odd", a->qk_rope_head_dim);
-    CHECK_RANGE(a->v_head_dim, 1, 4096, "v_head_dim");
     CHECK_RANGE(a->n_routed_experts, 1, 65536, "--experts");
-    CHECK_RANGE(a->n_shared_experts, 0, 64, "n_shared_experts");
     CHECK_RANGE(a->n_experts_per_tok, 1, a->n_routed_experts, "--top-k");
-    CHECK_RANGE(a->n_group, 1, a->n_routed_experts, "--n-group");
-    if (a->n_routed_experts % a->n_group)
-        return ms_errf(err, EINVAL, "--n-group: %d does not divide the %d experts", a->n_group, a->n_routed_experts);
-    if (a->n_group > 1 && a->n_routed_experts / a->n_group < 2)
-        return ms_errf(err, EINVAL, "--n-group: %d groups of %d experts (group scores need >= 2 experts per group)",
-                       a->n_group, a->n_routed_experts / a->n_group);
-    CHECK_RANGE(a->topk_group, 1, a->n_group, "--topk-group");
-    if ((long long)a->topk_group * (a->n_routed_experts / a->n_group) < a->n_experts_per_tok)
-        return ms_errf(err, EINVAL, "--topk-group: %d groups of %d experts cannot supply top-%d", a->topk_group,
-                       a->n_routed_experts / a->n_group, a->n_experts_per_tok);
+    int rc = synth_is_step(a) ? synth_step_validate(o, err) : ds3_validate(a, err);
+    if (rc < 0) return rc;
     CHECK_RANGE(a->n_mtp, 0, 16, "--mtp");
     bool any_dense = false, any_moe = false;
     for (int l = 0; l < a->n_layers + a->n_mtp; l++) {
@@ -264,8 +307,6 @@ int ms_synth_validate(const ms_synth_opts *o, ms_err *err)
     if (any_moe) CHECK_RANGE(a->moe_intermediate_size, 1, 1 << 20, "moe_intermediate_size");
     if (!(a->routed_scaling_factor > 0) || !(a->rms_norm_eps > 0) || !(a->rope_theta > 0))
         return ms_errf(err, EINVAL, "routed_scaling_factor, rms_norm_eps and rope_theta must be > 0");
-    if (a->yarn && (!(a->yarn_factor >= 1) || a->yarn_original_max_pos < 1))
-        return ms_errf(err, EINVAL, "rope_scaling: YaRN factor must be >= 1 and original_max_position_embeddings >= 1");
     CHECK_RANGE(a->max_position_embeddings, 1, 1 << 30, "max_position_embeddings");
     CHECK_RANGE(a->bos_token_id, 0, a->vocab_size - 1, "bos_token_id");
     CHECK_RANGE(a->eos_token_id, 0, a->vocab_size - 1, "eos_token_id");
@@ -274,21 +315,13 @@ int ms_synth_validate(const ms_synth_opts *o, ms_err *err)
 
 /* ---- recipes ---- */
 
-typedef enum role {
-    ROLE_EMBED = 0,
-    ROLE_ATTN,
-    ROLE_DENSE,
-    ROLE_SHARED,
-    ROLE_ROUTED,
-    ROLE_LM_HEAD,
-    ROLE_MTP_PROJ,
-    ROLE_NONE, /* norms, router, router bias: never quantized */
-} role;
+static const char *const role_names[] = {"embed",   "attn",     "dense",  "shared",   "routed",
+                                         "lm_head", "mtp_proj", "router", "projector"};
 
-static const char *const role_names[] = {"embed", "attn", "dense", "shared", "routed", "lm_head", "mtp_proj"};
-
-static int recipe_bits(const ms_synth_opts *o, role r, int layer, bool is_down)
+static int recipe_bits(const ms_synth_opts *o, synth_role r, int layer, bool is_down)
 {
+    if (r == ROLE_ROUTER) return 8; /* mlx-lm's quant_predicate for Step's mlp.gate.gate, any recipe */
+    if (r == ROLE_PROJECTOR) return synth_recipe_default_bits(o);
     switch (o->recipe) {
     case MS_SYNTH_UNIFORM: return o->bits;
     case MS_SYNTH_MIXED_8_5: return r == ROLE_ROUTED ? 5 : 8;
@@ -304,7 +337,7 @@ static int recipe_bits(const ms_synth_opts *o, role r, int layer, bool is_down)
 }
 
 /* Top-level "bits" of the quantization block. */
-static int recipe_default_bits(const ms_synth_opts *o)
+int synth_recipe_default_bits(const ms_synth_opts *o)
 {
     switch (o->recipe) {
     case MS_SYNTH_MIXED_8_5: return 5;
@@ -313,52 +346,28 @@ static int recipe_default_bits(const ms_synth_opts *o)
     }
 }
 
-static int module_bits(const ms_synth_opts *o, role r, int layer, bool is_down, int64_t in)
+/* Group size of a quantized module: the router's predicate fixes 64. */
+static int module_group(const ms_synth_opts *o, synth_role r) { return r == ROLE_ROUTER ? 64 : o->group_size; }
+
+static int module_bits(const ms_synth_opts *o, synth_role r, int layer, bool is_down, int64_t in)
 {
     if (o->format != MS_SYNTH_MLX || r == ROLE_NONE) return 0;
-    if (in <= 0 || in % o->group_size) return 0; /* mlx_lm leaves such modules unquantized */
+    if (in <= 0 || in % module_group(o, r)) return 0; /* mlx_lm leaves such modules unquantized */
     return recipe_bits(o, r, layer, is_down);
 }
 
 int ms_synth_module_bits(const ms_synth_opts *o, const char *role_name, int layer, bool is_down, int64_t in)
 {
     for (int r = 0; r < (int)MS_ARRAY_LEN(role_names); r++)
-        if (!strcmp(role_name, role_names[r])) return module_bits(o, (role)r, layer, is_down, in);
+        if (!strcmp(role_name, role_names[r])) return module_bits(o, (synth_role)r, layer, is_down, in);
     return 0;
 }
 
 /* ---- inventory ---- */
 
-typedef enum gen_kind { GEN_FLOAT = 0, GEN_QWEIGHT, GEN_QSCALES, GEN_QBIASES, GEN_RBIAS } gen_kind;
-
-typedef struct sgen {
-    uint8_t kind;
-    uint8_t bits;
-    ms_dtype dtype;
-    float mean, std;
-    int layer;
-    uint64_t stream;
-} sgen;
-
-typedef struct qoverride {
-    char *path;
-    int bits;
-} qoverride;
-
-typedef struct build {
-    const ms_synth_opts *o;
-    ms_stw_plan *plan;
-    sgen *gens;
-    int n_gens, cap_gens;
-    qoverride *ov;
-    int n_ov, cap_ov;
-    uint64_t n_params;
-    ms_err *err;
-} build;
-
 #define SALT_SCALES 0x5ca1e5b1a5e5ull
 
-static int push_gen(build *b, const sgen *g)
+static int push_gen(synth_build *b, const sgen *g)
 {
     if (b->n_gens == b->cap_gens) {
         int cap = b->cap_gens ? b->cap_gens * 2 : 256;
@@ -371,7 +380,7 @@ static int push_gen(build *b, const sgen *g)
     return 0;
 }
 
-static int push_override(build *b, const char *path, int bits)
+static int push_override(synth_build *b, const char *path, int bits, int group, bool predicate)
 {
     if (b->n_ov == b->cap_ov) {
         int cap = b->cap_ov ? b->cap_ov * 2 : 64;
@@ -383,11 +392,13 @@ static int push_override(build *b, const char *path, int bits)
     b->ov[b->n_ov].path = strdup(path);
     if (!b->ov[b->n_ov].path) return ms_errf(b->err, ENOMEM, "out of memory");
     b->ov[b->n_ov].bits = bits;
+    b->ov[b->n_ov].group = group;
+    b->ov[b->n_ov].predicate = predicate;
     b->n_ov++;
     return 0;
 }
 
-static int add_tensor(build *b, const char *name, ms_dtype dt, int ndim, const int64_t *shape, const sgen *g)
+int synth_add_tensor(synth_build *b, const char *name, ms_dtype dt, int ndim, const int64_t *shape, const sgen *g)
 {
     int rc = ms_stw_plan_add(b->plan, name, dt, ndim, shape, b->err);
     if (rc < 0) return rc;
@@ -397,7 +408,7 @@ static int add_tensor(build *b, const char *name, ms_dtype dt, int ndim, const i
 }
 
 /* One weight: a float tensor `path.leaf`, or (quantized) path.{weight,scales,biases}. */
-static int add_module(build *b, const char *path, const char *leaf, role r, int layer, bool is_down, int ndim,
+int synth_add_module(synth_build *b, const char *path, const char *leaf, synth_role r, int layer, bool is_down, int ndim,
                       const int64_t *shape, float mean, float std)
 {
     const ms_synth_opts *o = b->o;
@@ -408,9 +419,13 @@ static int add_module(build *b, const char *path, const char *leaf, role r, int 
     /* An MTP layer's embed_tokens and shared_head.head are exact copies of the
      * main embedding and lm_head, as in DeepSeek-V3 checkpoints: same values,
      * same quantization (generated from the main tensor's stream). */
-    const char *from = path;
-    if (layer >= 0 && strstr(path, ".embed_tokens")) from = "model.embed_tokens";
-    else if (layer >= 0 && strstr(path, ".shared_head.head")) from = "lm_head";
+    const char *from = path, *layers = strstr(path, "model.layers.");
+    char main_name[96];
+    int pre = layers ? (int)(layers - path) : 0; /* "" or a wrapper's "language_model." */
+    if (layer >= 0 && strstr(path, ".embed_tokens"))
+        from = (snprintf(main_name, sizeof main_name, "%.*smodel.embed_tokens", pre, path), main_name);
+    else if (layer >= 0 && strstr(path, ".shared_head.head"))
+        from = (snprintf(main_name, sizeof main_name, "%.*slm_head", pre, path), main_name);
     if (from != path) layer = -1;
     int64_t in = shape[ndim - 1];
     int bits = module_bits(o, r, layer, is_down, in);
@@ -418,7 +433,7 @@ static int add_module(build *b, const char *path, const char *leaf, role r, int 
         snprintf(name, sizeof name, "%s.%s", path, leaf);
         snprintf(src, sizeof src, "%s.%s", from, leaf);
         sgen g = {.kind = GEN_FLOAT, .mean = mean, .std = std, .layer = layer, .stream = ms_hash64(src)};
-        return add_tensor(b, name, o->dtype, ndim, shape, &g);
+        return synth_add_tensor(b, name, o->dtype, ndim, shape, &g);
     }
     int64_t qs[MS_STW_MAX_DIMS];
     memcpy(qs, shape, (size_t)ndim * sizeof *qs);
@@ -426,31 +441,39 @@ static int add_module(build *b, const char *path, const char *leaf, role r, int 
     snprintf(src, sizeof src, "%s.weight", from);
     qs[ndim - 1] = in * bits / 32;
     sgen g = {.kind = GEN_QWEIGHT, .bits = (uint8_t)bits, .std = std, .layer = layer, .stream = ms_hash64(src)};
-    int rc = add_tensor(b, name, MS_DT_U32, ndim, qs, &g);
+    int rc = synth_add_tensor(b, name, MS_DT_U32, ndim, qs, &g);
     if (rc < 0) return rc;
-    qs[ndim - 1] = in / o->group_size;
+    int group = module_group(o, r);
+    qs[ndim - 1] = in / group;
     g.stream = ms_hash64(from) ^ SALT_SCALES; /* shared by scales and biases: biases replay the scales */
     g.kind = GEN_QSCALES;
     snprintf(name, sizeof name, "%s.scales", path);
-    rc = add_tensor(b, name, o->dtype, ndim, qs, &g);
+    rc = synth_add_tensor(b, name, o->dtype, ndim, qs, &g);
     if (rc < 0) return rc;
     g.kind = GEN_QBIASES;
     snprintf(name, sizeof name, "%s.biases", path);
-    rc = add_tensor(b, name, o->dtype, ndim, qs, &g);
+    rc = synth_add_tensor(b, name, o->dtype, ndim, qs, &g);
     if (rc < 0) return rc;
-    if (o->recipe != MS_SYNTH_UNIFORM) return push_override(b, path, bits);
+    if (r == ROLE_ROUTER) return push_override(b, path, bits, group, true);
+    if (o->recipe != MS_SYNTH_UNIFORM && r != ROLE_PROJECTOR) return push_override(b, path, bits, group, false);
     return 0;
 }
 
-static int add_norm(build *b, const char *path, int64_t dim)
+int synth_add_vector(synth_build *b, const char *path, int64_t dim, float mean, float std)
 {
-    return add_module(b, path, "weight", ROLE_NONE, -1, false, 1, &dim, 1.0f, 0.02f);
+    return synth_add_module(b, path, "weight", ROLE_NONE, -1, false, 1, &dim, mean, std);
 }
 
-#define SHAPE2(a, c) ((const int64_t[]){(a), (c)})
-#define SHAPE3(a, c, d) ((const int64_t[]){(a), (c), (d)})
+static int add_norm(synth_build *b, const char *path, int64_t dim) { return synth_add_vector(b, path, dim, 1.0f, 0.02f); }
 
-static int add_layer(build *b, int l)
+int synth_add_router_bias(synth_build *b, const char *name, int layer, int64_t E, ms_dtype dt)
+{
+    sgen g = {.kind = GEN_RBIAS, .layer = layer, .stream = ms_hash64(name)};
+    b->n_params += (uint64_t)E;
+    return synth_add_tensor(b, name, dt, 1, &E, &g);
+}
+
+static int add_layer(synth_build *b, int l)
 {
     const ms_synth_opts *o = b->o;
     const ms_synth_arch *a = &o->arch;
@@ -463,110 +486,100 @@ static int add_layer(build *b, int l)
     snprintf(pre, sizeof pre, "model.layers.%d", l);
     int rc = 0;
 #define P(fmt) (snprintf(p, sizeof p, "%s." fmt, pre), p)
-#define TRY(x)                                                                                                    \
-    do {                                                                                                          \
-        if ((rc = (x)) < 0) return rc;                                                                            \
-    } while (0)
 
     if (mtp) { /* DeepSeek-V3 MTP module (HF names, spec §2.3) around a full decoder layer */
-        TRY(add_module(b, P("embed_tokens"), "weight", ROLE_EMBED, l, false, 2, SHAPE2(a->vocab_size, D), 0, 1.0f));
-        TRY(add_norm(b, P("enorm"), D));
-        TRY(add_norm(b, P("hnorm"), D));
-        TRY(add_module(b, P("eh_proj"), "weight", ROLE_MTP_PROJ, l, false, 2, SHAPE2(D, 2 * D), 0,
+        SYNTH_TRY(synth_add_module(b, P("embed_tokens"), "weight", ROLE_EMBED, l, false, 2, SHAPE2(a->vocab_size, D), 0, 1.0f));
+        SYNTH_TRY(add_norm(b, P("enorm"), D));
+        SYNTH_TRY(add_norm(b, P("hnorm"), D));
+        SYNTH_TRY(synth_add_module(b, P("eh_proj"), "weight", ROLE_MTP_PROJ, l, false, 2, SHAPE2(D, 2 * D), 0,
                        (float)(1.0 / sqrt(2.0 * D))));
     }
-    TRY(add_norm(b, P("input_layernorm"), D));
+    SYNTH_TRY(add_norm(b, P("input_layernorm"), D));
     /* attention (MLA) */
     if (ql > 0) {
-        TRY(add_module(b, P("self_attn.q_a_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(ql, D), 0,
+        SYNTH_TRY(synth_add_module(b, P("self_attn.q_a_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(ql, D), 0,
                        (float)(1.0 / sqrt((double)D))));
-        TRY(add_norm(b, P("self_attn.q_a_layernorm"), ql));
-        TRY(add_module(b, P("self_attn.q_b_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(H * (nope + rope), ql), 0,
+        SYNTH_TRY(add_norm(b, P("self_attn.q_a_layernorm"), ql));
+        SYNTH_TRY(synth_add_module(b, P("self_attn.q_b_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(H * (nope + rope), ql), 0,
                        (float)(1.0 / sqrt((double)ql))));
     } else {
-        TRY(add_module(b, P("self_attn.q_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(H * (nope + rope), D), 0,
+        SYNTH_TRY(synth_add_module(b, P("self_attn.q_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(H * (nope + rope), D), 0,
                        (float)(1.0 / sqrt((double)D))));
     }
-    TRY(add_module(b, P("self_attn.kv_a_proj_with_mqa"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(kvl + rope, D), 0,
+    SYNTH_TRY(synth_add_module(b, P("self_attn.kv_a_proj_with_mqa"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(kvl + rope, D), 0,
                    (float)(1.0 / sqrt((double)D))));
-    TRY(add_norm(b, P("self_attn.kv_a_layernorm"), kvl));
+    SYNTH_TRY(add_norm(b, P("self_attn.kv_a_layernorm"), kvl));
     const float kvb_std = (float)(1.0 / sqrt((double)kvl));
     if (mlx) { /* mlx-lm >= 0.30.6: kv_b_proj split into per-head MultiLinear weights */
-        TRY(add_module(b, P("self_attn.embed_q"), "weight", ROLE_ATTN, l, false, 3, SHAPE3(H, kvl, nope), 0, kvb_std));
-        TRY(add_module(b, P("self_attn.unembed_out"), "weight", ROLE_ATTN, l, false, 3, SHAPE3(H, v, kvl), 0,
+        SYNTH_TRY(synth_add_module(b, P("self_attn.embed_q"), "weight", ROLE_ATTN, l, false, 3, SHAPE3(H, kvl, nope), 0, kvb_std));
+        SYNTH_TRY(synth_add_module(b, P("self_attn.unembed_out"), "weight", ROLE_ATTN, l, false, 3, SHAPE3(H, v, kvl), 0,
                        kvb_std));
     } else {
-        TRY(add_module(b, P("self_attn.kv_b_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(H * (nope + v), kvl), 0,
+        SYNTH_TRY(synth_add_module(b, P("self_attn.kv_b_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(H * (nope + v), kvl), 0,
                        kvb_std));
     }
-    TRY(add_module(b, P("self_attn.o_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(D, H * v), 0,
+    SYNTH_TRY(synth_add_module(b, P("self_attn.o_proj"), "weight", ROLE_ATTN, l, false, 2, SHAPE2(D, H * v), 0,
                    (float)(out_scale / sqrt((double)(H * v)))));
-    TRY(add_norm(b, P("post_attention_layernorm"), D));
+    SYNTH_TRY(add_norm(b, P("post_attention_layernorm"), D));
 
     const float in_std = (float)(1.0 / sqrt((double)D));
     if (!is_moe_layer(a, l)) {
         const int64_t I = a->intermediate_size;
         const float down_std = (float)(out_scale / sqrt((double)I));
-        TRY(add_module(b, P("mlp.gate_proj"), "weight", ROLE_DENSE, l, false, 2, SHAPE2(I, D), 0, in_std));
-        TRY(add_module(b, P("mlp.up_proj"), "weight", ROLE_DENSE, l, false, 2, SHAPE2(I, D), 0, in_std));
-        TRY(add_module(b, P("mlp.down_proj"), "weight", ROLE_DENSE, l, true, 2, SHAPE2(D, I), 0, down_std));
+        SYNTH_TRY(synth_add_module(b, P("mlp.gate_proj"), "weight", ROLE_DENSE, l, false, 2, SHAPE2(I, D), 0, in_std));
+        SYNTH_TRY(synth_add_module(b, P("mlp.up_proj"), "weight", ROLE_DENSE, l, false, 2, SHAPE2(I, D), 0, in_std));
+        SYNTH_TRY(synth_add_module(b, P("mlp.down_proj"), "weight", ROLE_DENSE, l, true, 2, SHAPE2(D, I), 0, down_std));
     } else {
         const int64_t E = a->n_routed_experts, M = a->moe_intermediate_size;
         const float down_std = (float)(out_scale / sqrt((double)M));
         /* router: a bare parameter (never quantized) + f32 correction bias */
-        TRY(add_module(b, P("mlp.gate"), "weight", ROLE_NONE, l, false, 2, SHAPE2(E, D), 0, in_std));
-        {
-            snprintf(p, sizeof p, "%s.mlp.gate.e_score_correction_bias", pre);
-            sgen g = {.kind = GEN_RBIAS, .layer = l, .stream = ms_hash64(p)};
-            b->n_params += (uint64_t)E;
-            TRY(add_tensor(b, p, MS_DT_F32, 1, &E, &g));
-        }
+        SYNTH_TRY(synth_add_module(b, P("mlp.gate"), "weight", ROLE_NONE, l, false, 2, SHAPE2(E, D), 0, in_std));
+        SYNTH_TRY(synth_add_router_bias(b, P("mlp.gate.e_score_correction_bias"), l, E, MS_DT_F32));
         if (mlx) { /* stacked SwitchLinear weights */
-            TRY(add_module(b, P("mlp.switch_mlp.gate_proj"), "weight", ROLE_ROUTED, l, false, 3, SHAPE3(E, M, D), 0,
+            SYNTH_TRY(synth_add_module(b, P("mlp.switch_mlp.gate_proj"), "weight", ROLE_ROUTED, l, false, 3, SHAPE3(E, M, D), 0,
                            in_std));
-            TRY(add_module(b, P("mlp.switch_mlp.up_proj"), "weight", ROLE_ROUTED, l, false, 3, SHAPE3(E, M, D), 0,
+            SYNTH_TRY(synth_add_module(b, P("mlp.switch_mlp.up_proj"), "weight", ROLE_ROUTED, l, false, 3, SHAPE3(E, M, D), 0,
                            in_std));
-            TRY(add_module(b, P("mlp.switch_mlp.down_proj"), "weight", ROLE_ROUTED, l, true, 3, SHAPE3(E, D, M), 0,
+            SYNTH_TRY(synth_add_module(b, P("mlp.switch_mlp.down_proj"), "weight", ROLE_ROUTED, l, true, 3, SHAPE3(E, D, M), 0,
                            down_std));
         } else { /* one tensor per expert and projection */
             for (int e = 0; e < E; e++) {
                 char q[192];
                 snprintf(q, sizeof q, "%s.mlp.experts.%d.gate_proj", pre, e);
-                TRY(add_module(b, q, "weight", ROLE_ROUTED, l, false, 2, SHAPE2(M, D), 0, in_std));
+                SYNTH_TRY(synth_add_module(b, q, "weight", ROLE_ROUTED, l, false, 2, SHAPE2(M, D), 0, in_std));
                 snprintf(q, sizeof q, "%s.mlp.experts.%d.up_proj", pre, e);
-                TRY(add_module(b, q, "weight", ROLE_ROUTED, l, false, 2, SHAPE2(M, D), 0, in_std));
+                SYNTH_TRY(synth_add_module(b, q, "weight", ROLE_ROUTED, l, false, 2, SHAPE2(M, D), 0, in_std));
                 snprintf(q, sizeof q, "%s.mlp.experts.%d.down_proj", pre, e);
-                TRY(add_module(b, q, "weight", ROLE_ROUTED, l, true, 2, SHAPE2(D, M), 0, down_std));
+                SYNTH_TRY(synth_add_module(b, q, "weight", ROLE_ROUTED, l, true, 2, SHAPE2(D, M), 0, down_std));
             }
         }
         if (a->n_shared_experts > 0) {
             const int64_t S = (int64_t)a->n_shared_experts * M;
-            TRY(add_module(b, P("mlp.shared_experts.gate_proj"), "weight", ROLE_SHARED, l, false, 2, SHAPE2(S, D), 0,
+            SYNTH_TRY(synth_add_module(b, P("mlp.shared_experts.gate_proj"), "weight", ROLE_SHARED, l, false, 2, SHAPE2(S, D), 0,
                            in_std));
-            TRY(add_module(b, P("mlp.shared_experts.up_proj"), "weight", ROLE_SHARED, l, false, 2, SHAPE2(S, D), 0,
+            SYNTH_TRY(synth_add_module(b, P("mlp.shared_experts.up_proj"), "weight", ROLE_SHARED, l, false, 2, SHAPE2(S, D), 0,
                            in_std));
-            TRY(add_module(b, P("mlp.shared_experts.down_proj"), "weight", ROLE_SHARED, l, true, 2, SHAPE2(D, S), 0,
+            SYNTH_TRY(synth_add_module(b, P("mlp.shared_experts.down_proj"), "weight", ROLE_SHARED, l, true, 2, SHAPE2(D, S), 0,
                            (float)(out_scale / sqrt((double)S))));
         }
     }
     if (mtp) {
-        TRY(add_norm(b, P("shared_head.norm"), D));
-        TRY(add_module(b, P("shared_head.head"), "weight", ROLE_LM_HEAD, l, false, 2, SHAPE2(a->vocab_size, D), 0,
+        SYNTH_TRY(add_norm(b, P("shared_head.norm"), D));
+        SYNTH_TRY(synth_add_module(b, P("shared_head.head"), "weight", ROLE_LM_HEAD, l, false, 2, SHAPE2(a->vocab_size, D), 0,
                        in_std));
     }
 #undef P
-#undef TRY
     return 0;
 }
 
-static void build_free(build *b)
+void synth_build_free(synth_build *b)
 {
     free(b->gens);
     for (int i = 0; i < b->n_ov; i++) free(b->ov[i].path);
     free(b->ov);
 }
 
-static int build_inventory(const ms_synth_opts *o, ms_stw_plan *plan, build *b, ms_err *err)
+static int build_inventory(const ms_synth_opts *o, ms_stw_plan *plan, synth_build *b, ms_err *err)
 {
     memset(b, 0, sizeof *b);
     b->o = o;
@@ -577,17 +590,20 @@ static int build_inventory(const ms_synth_opts *o, ms_stw_plan *plan, build *b, 
     plan->sort_header_keys = o->format == MS_SYNTH_MLX; /* mx.save_safetensors' JSON object is sorted */
     int rc = ms_stw_plan_meta(plan, "format", o->format == MS_SYNTH_MLX ? "mlx" : "pt", err);
     const int64_t D = a->hidden_size;
-    if (rc == 0)
-        rc = add_module(b, "model.embed_tokens", "weight", ROLE_EMBED, -1, false, 2, SHAPE2(a->vocab_size, D), 0,
-                        1.0f);
-    for (int l = 0; rc == 0 && l < a->n_layers + a->n_mtp; l++) rc = add_layer(b, l);
-    if (rc == 0) rc = add_norm(b, "model.norm", D);
-    if (rc == 0)
-        rc = add_module(b, "lm_head", "weight", ROLE_LM_HEAD, -1, false, 2, SHAPE2(a->vocab_size, D), 0,
-                        (float)(1.0 / sqrt((double)D)));
+    if (rc == 0 && synth_is_step(a)) {
+        rc = synth_step_inventory(b);
+    } else if (rc == 0) {
+        rc = synth_add_module(b, "model.embed_tokens", "weight", ROLE_EMBED, -1, false, 2, SHAPE2(a->vocab_size, D),
+                              0, 1.0f);
+        for (int l = 0; rc == 0 && l < a->n_layers + a->n_mtp; l++) rc = add_layer(b, l);
+        if (rc == 0) rc = add_norm(b, "model.norm", D);
+        if (rc == 0)
+            rc = synth_add_module(b, "lm_head", "weight", ROLE_LM_HEAD, -1, false, 2, SHAPE2(a->vocab_size, D), 0,
+                                  (float)(1.0 / sqrt((double)D)));
+    }
     if (rc == 0) rc = ms_stw_plan_finish(plan, err);
     if (rc < 0) {
-        build_free(b);
+        synth_build_free(b);
         ms_stw_plan_free(plan);
     }
     return rc;
@@ -597,7 +613,7 @@ int ms_synth_plan(const ms_synth_opts *o, ms_stw_plan *plan, ms_synth_result *re
 {
     int rc = ms_synth_validate(o, err);
     if (rc < 0) return rc;
-    build b;
+    synth_build b;
     rc = build_inventory(o, plan, &b, err);
     if (rc < 0) return rc;
     if (res) {
@@ -608,7 +624,7 @@ int ms_synth_plan(const ms_synth_opts *o, ms_stw_plan *plan, ms_synth_result *re
         res->file_bytes = ms_stw_plan_file_bytes(plan);
         res->n_params = b.n_params;
     }
-    build_free(&b);
+    synth_build_free(&b);
     return 0;
 }
 
@@ -737,8 +753,11 @@ static int gen_fill(void *vctx, int tensor, uint64_t offset, void *dst, size_t l
             len -= n;
         }
         return 0;
-    case GEN_RBIAS:
-        memcpy(out, (const uint8_t *)c->rbias + offset, len);
+    case GEN_RBIAS: /* f32 or bf16 */
+        if (g->dtype == MS_DT_BF16)
+            for (size_t i = 0; i < len / 2; i++) ((uint16_t *)dst)[i] = ms_f32_to_bf16(c->rbias[offset / 2 + i]);
+        else
+            memcpy(out, (const uint8_t *)c->rbias + offset, len);
         return 0;
     default: break;
     }
@@ -883,11 +902,25 @@ static struct json_object *qparams_obj(int gs, int bits)
     return q;
 }
 
-static int config_json(const ms_synth_opts *o, const build *b, char **out, ms_err *err)
+json_object *synth_quant_block(const ms_synth_opts *o, const synth_build *b)
+{
+    /* mlx_lm quantize_model: defaults, then one dict per module the recipe or
+     * the model's predicate decided (none for a uniform run) */
+    struct json_object *q = qparams_obj(o->group_size, synth_recipe_default_bits(o));
+    for (int i = 0; i < b->n_ov; i++) {
+        json_object *e = qparams_obj(b->ov[i].group, b->ov[i].bits);
+        if (b->ov[i].predicate) json_object_object_del(e, "mode");
+        json_object_object_add(q, b->ov[i].path, e);
+    }
+    return q;
+}
+
+/* config.json of the deepseek_v3 family. */
+static json_object *ds3_config(const ms_synth_opts *o, const synth_build *b)
 {
     const ms_synth_arch *a = &o->arch;
     struct json_object *c = json_object_new_object();
-    if (!c) return ms_errf(err, ENOMEM, "out of memory");
+    if (!c) return NULL;
 #define ADD(k, v) json_object_object_add(c, k, v)
 #define I(x) json_object_new_int(x)
 #define F(x) json_object_new_double(x)
@@ -947,21 +980,22 @@ static int config_json(const ms_synth_opts *o, const build *b, char **out, ms_er
     ADD("use_cache", B(1));
     ADD("v_head_dim", I(a->v_head_dim));
     ADD("vocab_size", I(a->vocab_size));
-    if (o->format == MS_SYNTH_MLX) {
-        /* mlx_lm quantize_model: defaults, then one dict per module the recipe
-         * predicate decided (none for a uniform run); the same dict twice. */
-        for (int twice = 0; twice < 2; twice++) {
-            struct json_object *q = qparams_obj(o->group_size, recipe_default_bits(o));
-            for (int i = 0; i < b->n_ov; i++)
-                json_object_object_add(q, b->ov[i].path, qparams_obj(o->group_size, b->ov[i].bits));
-            ADD(twice ? "quantization_config" : "quantization", q);
-        }
+    if (o->format == MS_SYNTH_MLX) { /* the same dict twice, as mlx_lm writes it */
+        ADD("quantization", synth_quant_block(o, b));
+        ADD("quantization_config", synth_quant_block(o, b));
     }
 #undef ADD
 #undef I
 #undef F
 #undef B
 #undef S
+    return c;
+}
+
+static int config_json(const ms_synth_opts *o, const synth_build *b, char **out, ms_err *err)
+{
+    json_object *c = synth_is_step(&o->arch) ? synth_step_config(o, b) : ds3_config(o, b);
+    if (!c) return ms_errf(err, ENOMEM, "out of memory");
     ms_strbuf jb = {0};
     bool mlx = o->format == MS_SYNTH_MLX;
     /* mlx_lm save_config sorts the top level only (indent 4, no newline);
@@ -982,11 +1016,11 @@ int ms_synth_config_json(const ms_synth_opts *o, char **out, ms_err *err)
     int rc = ms_synth_validate(o, err);
     if (rc < 0) return rc;
     ms_stw_plan plan;
-    build b;
+    synth_build b;
     rc = build_inventory(o, &plan, &b, err);
     if (rc < 0) return rc;
     rc = config_json(o, &b, out, err);
-    build_free(&b);
+    synth_build_free(&b);
     ms_stw_plan_free(&plan);
     return rc;
 }
@@ -1065,7 +1099,7 @@ int ms_synth_write(const char *dir, const ms_synth_opts *o, ms_synth_result *res
     rc = mkdir_p(dir, err);
     if (rc < 0) return rc;
     ms_stw_plan plan;
-    build b;
+    synth_build b;
     rc = build_inventory(o, &plan, &b, err);
     if (rc < 0) return rc;
 
@@ -1087,9 +1121,11 @@ int ms_synth_write(const char *dir, const ms_synth_opts *o, ms_synth_result *res
         rc = ms_stw_write_all(&plan, dir, &wo, gen_fill, &fc, err);
         free(fc.rbias);
         if (rc == 0 && (o->format == MS_SYNTH_MLX || plan.n_shards > 1)) {
-            /* mlx_lm always writes the index (with total_parameters); transformers only when sharded */
-            ms_stw_index_opts io = {.indent = o->format == MS_SYNTH_MLX ? 4 : 2,
-                                    .total_parameters = o->format == MS_SYNTH_MLX ? b.n_params : 0};
+            /* mlx_lm always writes the index (with total_parameters; mlx-vlm, for the
+             * step3p7 wrapper, without); transformers only when sharded */
+            bool mlx = o->format == MS_SYNTH_MLX;
+            ms_stw_index_opts io = {.indent = mlx ? 4 : 2,
+                                    .total_parameters = mlx && !synth_is_step(&o->arch) ? b.n_params : 0};
             rc = ms_stw_write_index(&plan, dir, &io, err);
             if (rc < 0) remove_shards(dir, &plan);
         }
@@ -1113,7 +1149,7 @@ int ms_synth_write(const char *dir, const ms_synth_opts *o, ms_synth_result *res
         res->seconds = ms_now_s() - t0;
     }
     free(config);
-    build_free(&b);
+    synth_build_free(&b);
     ms_stw_plan_free(&plan);
     return rc;
 }

@@ -2,7 +2,10 @@
  * exact layouts of the hub: MLX (mlx_lm conversion of deepseek_v3 /
  * glm4_moe_lite: stacked switch_mlp experts, split MLA embed_q / unembed_out,
  * affine-quantized modules as weight/scales/biases triples) or HF (per-expert
- * bf16/f16/f32 tensors, kv_b_proj). The directory holds config.json, sharded
+ * bf16/f16/f32 tensors, kv_b_proj). Step-3.7-Flash (step3p5, synth_step.c):
+ * MLX is mlx-vlm's step3p7 wrapper (language_model.*, vision tensors, bf16
+ * router_bias), HF the original layout (stacked moe.*, share_expert,
+ * zero-centered norms). The directory holds config.json, sharded
  * safetensors + model.safetensors.index.json, tokenizer.json and
  * tokenizer_config.json (from ms_synth_tokenizer_write).
  *
@@ -44,9 +47,9 @@ typedef enum ms_synth_recipe {
     MS_SYNTH_DQ4,         /* 8-bit backbone, 4-bit experts, down_proj 6-bit (layers < 5) / 5-bit (every 5th) */
 } ms_synth_recipe;
 
-/* The architecture numbers (deepseek_v3 family), written to config.json. */
+/* The architecture numbers (deepseek_v3 family, or step3p5), written to config.json. */
 typedef struct ms_synth_arch {
-    char model_type[32];    /* "deepseek_v3" or "glm4_moe_lite" */
+    char model_type[32];    /* "deepseek_v3", "glm4_moe_lite" or "step3p5" */
     char architecture[48];  /* "DeepseekV3ForCausalLM", "Glm4MoeLiteForCausalLM" */
     int vocab_size;
     int hidden_size;
@@ -71,6 +74,22 @@ typedef struct ms_synth_arch {
     int max_position_embeddings;
     int bos_token_id, eos_token_id;
     int n_mtp;                   /* num_nextn_predict_layers: MTP layers at index n_layers.. */
+    int n_mtp_hf;                /* MTP layers the published HF checkpoint carries (written by
+                                    --format hf unless --mtp says otherwise; mlx-lm drops them) */
+    /* step3p5 family (model_type "step3p5"): n_heads, rope_theta, routed_scaling_factor,
+     * first_k_dense_replace (the first MoE layer) as above, and */
+    int n_kv_heads;              /* num_attention_groups of full layers */
+    int n_heads_sliding, n_kv_heads_sliding; /* attention_other_setting */
+    int head_dim;
+    int sliding_window;
+    int share_expert_dim;
+    int full_every;              /* layer l is full_attention when l % full_every == 0 (release: 4) */
+    double rope_theta_sliding;   /* rope_theta of sliding layers */
+    double partial_rotary_full;  /* partial_rotary_factors of full layers (sliding: 1) */
+    double llama3_factor, llama3_low, llama3_high; /* rope_scaling of full layers */
+    int llama3_original_max_pos;
+    double swiglu_limit;         /* swiglu_limits of the last two layers (release: 7) */
+    double swiglu_limit_shared;  /* swiglu_limits_shared of the last layer (release: 16) */
 } ms_synth_arch;
 
 typedef struct ms_synth_opts {
@@ -102,7 +121,8 @@ typedef struct ms_synth_result {
 const char *ms_synth_preset_list(void);
 
 /* Fill opts with the defaults of a preset ("tiny", "demo", "gigachat-702b",
- * "glm-4.7-flash"); -EINVAL (message lists the presets) for an unknown name. */
+ * "glm-4.7-flash", "step-3.7-flash", "step-tiny"); -EINVAL (message lists
+ * the presets) for an unknown name. */
 int ms_synth_preset(const char *name, ms_synth_opts *opts, ms_err *err);
 
 int ms_synth_parse_format(const char *s, ms_synth_format *out, ms_err *err);
@@ -114,7 +134,8 @@ int ms_synth_validate(const ms_synth_opts *opts, ms_err *err);
 
 /* Bits a module gets under the options, 0 if it stays unquantized (HF format,
  * not a quantizable module, or input width not divisible by the group size).
- * role: "embed", "attn", "dense", "shared", "routed", "lm_head", "mtp_proj";
+ * role: "embed", "attn", "dense", "shared", "routed", "lm_head", "mtp_proj",
+ * "router" (Step's quantized router), "projector" (a VLM's vision projector);
  * is_down marks down_proj. Exposed for tests. */
 int ms_synth_module_bits(const ms_synth_opts *opts, const char *role, int layer, bool is_down, int64_t in_features);
 

@@ -28,6 +28,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "chat_template.h"
 #include "tokenizer.h"
 #include "util.h"
 
@@ -220,38 +221,6 @@ static const char *const SYNTH_BOS = "<\xEF\xBD\x9C" "begin\xE2\x96\x81" "of\xE2
 static const char *const SYNTH_EOS = "<\xEF\xBD\x9C" "end\xE2\x96\x81" "of\xE2\x96\x81" "sentence\xEF\xBD\x9C>";
 static const char *const SYNTH_USER = "<\xEF\xBD\x9CUser\xEF\xBD\x9C>";
 static const char *const SYNTH_ASSISTANT = "<\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C>";
-
-/* DeepSeek-V3's chat template (as shipped in its tokenizer_config.json), JSON-escaped. */
-static const char synth_chat_template_json[] =
-    "\"{% if not add_generation_prompt is defined %}{% set add_generation_prompt = false %}{% endif %}"
-    "{% set ns = namespace(is_first=false, is_tool=false, is_output_first=true, system_prompt='', is_first_sp=true) %}"
-    "{%- for message in messages %}{%- if message['role'] == 'system' %}{%- if ns.is_first_sp %}"
-    "{% set ns.system_prompt = ns.system_prompt + message['content'] %}{% set ns.is_first_sp = false %}{%- else %}"
-    "{% set ns.system_prompt = ns.system_prompt + '\\n\\n' + message['content'] %}{%- endif %}{%- endif %}{%- endfor %}"
-    "{{bos_token}}{{ns.system_prompt}}{%- for message in messages %}{%- if message['role'] == 'user' %}"
-    "{%- set ns.is_tool = false -%}{{'<\xEF\xBD\x9CUser\xEF\xBD\x9C>' + message['content']}}{%- endif %}"
-    "{%- if message['role'] == 'assistant' and message['content'] is none %}{%- set ns.is_tool = false -%}"
-    "{%- for tool in message['tool_calls']%}{%- if not ns.is_first %}"
-    "{{'<\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C><\xEF\xBD\x9Ctool\xE2\x96\x81" "calls\xE2\x96\x81" "begin\xEF\xBD\x9C>"
-    "<\xEF\xBD\x9Ctool\xE2\x96\x81" "call\xE2\x96\x81" "begin\xEF\xBD\x9C>' + tool['type'] + '<\xEF\xBD\x9Ctool\xE2\x96\x81sep\xEF\xBD\x9C>'"
-    " + tool['function']['name'] + '\\n' + '```json' + '\\n' + tool['function']['arguments'] + '\\n' + '```'"
-    " + '<\xEF\xBD\x9Ctool\xE2\x96\x81" "call\xE2\x96\x81" "end\xEF\xBD\x9C>'}}{%- set ns.is_first = true -%}{%- else %}"
-    "{{'\\n' + '<\xEF\xBD\x9Ctool\xE2\x96\x81" "call\xE2\x96\x81" "begin\xEF\xBD\x9C>' + tool['type'] + '<\xEF\xBD\x9Ctool\xE2\x96\x81sep\xEF\xBD\x9C>'"
-    " + tool['function']['name'] + '\\n' + '```json' + '\\n' + tool['function']['arguments'] + '\\n' + '```'"
-    " + '<\xEF\xBD\x9Ctool\xE2\x96\x81" "call\xE2\x96\x81" "end\xEF\xBD\x9C>'}}"
-    "{{'<\xEF\xBD\x9Ctool\xE2\x96\x81" "calls\xE2\x96\x81" "end\xEF\xBD\x9C><\xEF\xBD\x9C" "end\xE2\x96\x81" "of\xE2\x96\x81" "sentence\xEF\xBD\x9C>'}}"
-    "{%- endif %}{%- endfor %}{%- endif %}"
-    "{%- if message['role'] == 'assistant' and message['content'] is not none %}{%- if ns.is_tool %}"
-    "{{'<\xEF\xBD\x9Ctool\xE2\x96\x81outputs\xE2\x96\x81" "end\xEF\xBD\x9C>' + message['content'] + '<\xEF\xBD\x9C" "end\xE2\x96\x81" "of\xE2\x96\x81" "sentence\xEF\xBD\x9C>'}}"
-    "{%- set ns.is_tool = false -%}{%- else %}"
-    "{{'<\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C>' + message['content'] + '<\xEF\xBD\x9C" "end\xE2\x96\x81" "of\xE2\x96\x81" "sentence\xEF\xBD\x9C>'}}"
-    "{%- endif %}{%- endif %}{%- if message['role'] == 'tool' %}{%- set ns.is_tool = true -%}{%- if ns.is_output_first %}"
-    "{{'<\xEF\xBD\x9Ctool\xE2\x96\x81outputs\xE2\x96\x81" "begin\xEF\xBD\x9C><\xEF\xBD\x9Ctool\xE2\x96\x81output\xE2\x96\x81" "begin\xEF\xBD\x9C>'"
-    " + message['content'] + '<\xEF\xBD\x9Ctool\xE2\x96\x81output\xE2\x96\x81" "end\xEF\xBD\x9C>'}}{%- set ns.is_output_first = false %}"
-    "{%- else %}{{'\\n<\xEF\xBD\x9Ctool\xE2\x96\x81output\xE2\x96\x81" "begin\xEF\xBD\x9C>' + message['content']"
-    " + '<\xEF\xBD\x9Ctool\xE2\x96\x81output\xE2\x96\x81" "end\xEF\xBD\x9C>'}}{%- endif %}{%- endif %}{%- endfor -%}"
-    "{% if ns.is_tool %}{{'<\xEF\xBD\x9Ctool\xE2\x96\x81outputs\xE2\x96\x81" "end\xEF\xBD\x9C>'}}{% endif %}"
-    "{% if add_generation_prompt and not ns.is_tool %}{{'<\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C>'}}{% endif %}\"";
 
 /* ---- the writer ------------------------------------------------------------------- */
 
@@ -524,7 +493,7 @@ static int write_config_json(const char *path, ms_err *err)
     fputs("  \"sp_model_kwargs\": {},\n  \"unk_token\": null,\n"
           "  \"tokenizer_class\": \"LlamaTokenizerFast\",\n  \"chat_template\": ",
           f);
-    fputs(synth_chat_template_json, f);
+    json_str(f, ms_chat_template_deepseek_v3, strlen(ms_chat_template_deepseek_v3)); /* DeepSeek-V3's own */
     fputs("\n}\n", f);
     bool bad = ferror(f) != 0;
     if (fclose(f) != 0 || bad) return ms_errf(err, EIO, "%s: write failed: %s", path, strerror(errno ? errno : EIO));

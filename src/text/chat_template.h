@@ -1,14 +1,20 @@
-/* chat_template.h - prompt rendering for chat models: DeepSeek-V3 (and R1-style) and
- * GigaChat3 / GigaChat3.1, the formats of shared/spec/tokenizer-chat.md.
+/* chat_template.h - chat prompts from the checkpoint's own Jinja chat template,
+ * rendered as transformers' tokenizer.apply_chat_template(..., tokenize=False) does.
  *
- * The family is detected from the checkpoint (tokenizer_config.json "chat_template" or
- * chat_template.jinja, else the special tokens the tokenizer defines); the renderer is
- * native C (no Jinja engine). GigaChat's long developer-system text is extracted
- * byte-exactly from the checkpoint's own template ({% set DEVSYSTEM %}...{% endset %}).
+ * The template comes from the model directory the way transformers loads it:
+ * chat_template.jinja (which wins), else tokenizer_config.json "chat_template" (a
+ * string, or a list of {name, template}: "default", plus "tool_use" when tools are
+ * given), else chat_template.json; a --chat-template FILE overrides it. Special tokens
+ * (bos/eos/unk/sep/pad/cls/mask_token as strings or AddedToken dicts, and
+ * additional_special_tokens) come from tokenizer_config.json and are template
+ * variables, as transformers passes {**special_tokens_map, **kwargs}. Checkpoints
+ * without any template but with DeepSeek-V3's tokens fall back to DeepSeek-V3's
+ * template (built in).
  *
- * Rendering is prefix-stable: rendering a conversation with add_generation_prompt and
- * then the same conversation plus the assistant's reply yields a string that starts
- * with the first one, so a chat session can keep its KV cache and only feed the tail.
+ * Render variables: special tokens, then per-call special tokens, then kwargs (kwargs
+ * win), plus messages, tools (None when not given), documents (None) and
+ * add_generation_prompt. Messages, tools and kwargs are JSON values (json-c).
+ * A loaded template is immutable and can be rendered from several threads.
  */
 #ifndef MS_CHAT_TEMPLATE_H
 #define MS_CHAT_TEMPLATE_H
@@ -18,65 +24,48 @@
 #include <stdint.h>
 
 #include "err.h"
-#include "tokenizer.h"
+#include "jinja.h"
 
-typedef enum {
-    MS_CHAT_NONE = 0,
-    MS_CHAT_DEEPSEEK_V3,  /* <｜User｜> / <｜Assistant｜> framing */
-    MS_CHAT_GIGACHAT3,    /* role<|role_sep|>\n ... <|message_sep|>\n\n, tool call as a `function call` message */
-    MS_CHAT_GIGACHAT3_1,  /* same, tool call inline after <|function_call|> */
-} ms_chat_family;
+struct json_object;
+struct ms_tokenizer;
 
-typedef struct {
-    const char *type;      /* "function" when NULL (DeepSeek prints it) */
-    const char *name;
-    const char *arguments; /* JSON text, inserted verbatim */
-} ms_chat_tool_call;
-
-typedef struct {
-    const char *role;    /* "system", "user", "assistant", "tool"; GigaChat accepts any role text */
-    const char *content; /* NULL renders as empty */
-    const ms_chat_tool_call *tool_calls;
-    size_t n_tool_calls;
-} ms_chat_msg;
-
-typedef struct {
-    ms_chat_family family;
-    char *bos;           /* BOS text printed first ("" if the tokenizer has none) */
-    char *eos;           /* DeepSeek: "<｜end▁of▁sentence｜>" unless the tokenizer says otherwise */
-    char *devsystem;     /* GigaChat developer-system text from the checkpoint (NULL: not found) */
-    bool r1_think;       /* DeepSeek R1-style template: drop past reasoning, prompt ends "<think>\n" */
-    int32_t *stop;       /* stop ids for generation (tokenizer stop set + family end tokens) */
-    size_t n_stop;
-    int32_t turn_end_id; /* GigaChat <|message_sep|> id (-1 if none): a stop only without tools */
+typedef struct ms_chat_template {
+    ms_jinja *tmpl;          /* the default template */
+    ms_jinja *tool_tmpl;     /* the "tool_use" named template (NULL: none) */
+    char *text, *tool_text;  /* their sources */
+    struct json_object *special; /* special tokens as template variables (an object) */
+    char origin[4400];       /* where the template came from, for messages */
+    ms_jinja_opts opts;      /* render limits and clock (zero: defaults, real clock) */
 } ms_chat_template;
 
-/* Detect the family and read what it needs from model_dir (tokenizer_config.json,
- * chat_template.jinja) and tok. Fails with a clear error when no supported family is
- * recognised. */
-int ms_chat_template_load(const char *model_dir, const ms_tokenizer *tok, ms_chat_template *ct, ms_err *err);
+/* Load from a model directory; override_file (may be NULL) replaces the template text
+ * (the special tokens still come from model_dir when it is given; model_dir may be
+ * NULL with an override). tok (may be NULL) enables the DeepSeek-V3 fallback for
+ * checkpoints without a template. -ENOENT with a clear message when there is none. */
+int ms_chat_template_load(const char *model_dir, const char *override_file, const struct ms_tokenizer *tok,
+                          ms_chat_template **out, ms_err *err);
 
-/* Set up a template by hand (tests, --chat-template overrides). bos/eos/devsystem may be
- * NULL. No stop ids. */
-int ms_chat_template_init(ms_chat_template *ct, ms_chat_family family, const char *bos, const char *devsystem,
-                          ms_err *err);
+/* From template text (no special tokens). name appears in error messages. */
+int ms_chat_template_from_text(const char *text, size_t len, const char *name, ms_chat_template **out, ms_err *err);
+
 void ms_chat_template_free(ms_chat_template *ct);
 
-/* Render messages (and GigaChat tools: a JSON array of {"type":"function","function":
- * {name, description, parameters, return_parameters}} or NULL) into a malloc'd
- * NUL-terminated prompt. The prompt includes BOS: encode it without MS_TOK_ADD_BOS. */
-int ms_chat_render(const ms_chat_template *ct, const ms_chat_msg *msgs, size_t n_msgs, const char *tools_json,
-                   bool add_generation_prompt, char **out, size_t *out_len, ms_err *err);
+/* Render. messages: a JSON array; tools: a JSON array or NULL (None); kwargs: a JSON
+ * object or NULL; special: extra special tokens (object) or NULL. *out is malloc'd,
+ * NUL-terminated, *len excludes the NUL. */
+int ms_chat_template_render(const ms_chat_template *ct, struct json_object *messages, struct json_object *tools,
+                            struct json_object *kwargs, struct json_object *special, bool add_generation_prompt,
+                            char **out, size_t *len, ms_err *err);
 
-/* Stop ids for generation; with_tools=false adds GigaChat's end-of-turn token. */
-size_t ms_chat_stop_ids(const ms_chat_template *ct, bool with_tools, int32_t *ids, size_t cap);
+/* Render one case input: {"messages": [...], "tools": [...] | null, "add_generation_prompt":
+ * bool, "kwargs": {...}, "special_tokens": {...}} (the format of shared cases.jsonl). */
+int ms_chat_template_render_input(const ms_chat_template *ct, struct json_object *input, char **out, size_t *len,
+                                  ms_err *err);
 
-/* Extract the GigaChat developer-system text from a Jinja template ({% set DEVSYSTEM %}
- * ... {% endset %}, honouring the whitespace-control dashes). NULL if absent. */
-char *ms_chat_extract_devsystem(const char *tmpl, size_t len);
+/* The template text that renders with/without tools (format detection). */
+const char *ms_chat_template_text(const ms_chat_template *ct, bool with_tools);
 
-const char *ms_chat_family_name(ms_chat_family f);
-/* "deepseek_v3", "gigachat3", "gigachat3.1" (also accepts "deepseek"). */
-int ms_chat_family_parse(const char *s, ms_chat_family *out);
+/* DeepSeek-V3's chat template, byte-exact (the fallback, and what synth models ship). */
+extern const char ms_chat_template_deepseek_v3[];
 
 #endif

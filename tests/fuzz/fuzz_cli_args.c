@@ -58,8 +58,11 @@ static void drive_policy(const ms_policy_ops *ops, ms_policy_params *p)
                 for (int j = 0; j < nc; j++) dup |= chosen[j] == e;
                 if (!dup) chosen[nc++] = e;
             }
+            uint32_t keys[K];
+            for (int j = 0; j < K; j++) keys[j] = l * E + chosen[j];
+            if (ops->on_group) ops->on_group(pol.state, keys, K); /* as ms_slots_acquire does */
             for (int j = 0; j < K; j++) {
-                uint32_t key = l * E + chosen[j];
+                uint32_t key = keys[j];
                 if (slot_of[key] >= 0) {
                     ops->on_hit(pol.state, (uint32_t)slot_of[key], key);
                     continue;

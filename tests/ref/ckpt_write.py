@@ -22,10 +22,20 @@ only "quantization_config" (no "quantization" key); --bias-shift X adds X to e_s
 but 0 and 1 (with X = -2 the kept groups hold only 2 candidates with a positive biased
 score, fewer than k: masking dropped groups with 0 instead of -inf then picks differently);
 --tie drops lm_head and sets tie_word_embeddings.
+--recipe picks the bits per module (MLX), written as per-module config entries:
+  uniform     --bits everywhere
+  mixed-8-5   routed experts (switch_mlp) 5, everything else 8
+  dq4         routed and shared experts: gate/up 4, down_proj 6 in layers < 5, 5 in
+              every 5th layer after, else 4; everything else 8
+  mixed_L_H   mlx-lm's mixed_2_6 / 3_4 / 3_6 / 4_6 as mlx-quant.md states them: L bits,
+              H for lm_head and for v_proj / v_a_proj / v_b_proj / down_proj in layers
+              i < N/8, i >= 7N/8 or (i - N/8) % 3 == 2 (N = num_hidden_layers; i = 0
+              for modules outside the layers)
 
 Usage: ckpt_write.py SRC_HF_DIR OUT_DIR [--format mlx|hf] [--bits 4] [--group-size 64]
-                     [--legacy-kvb] [--quant-config-only] [--fused-experts] [--dtype bf16]
-                     [--shard-size BYTES] [--bias-shift X] [--tie] [--moe-layer-freq N]
+                     [--recipe R] [--legacy-kvb] [--quant-config-only] [--fused-experts]
+                     [--dtype bf16] [--shard-size BYTES] [--bias-shift X] [--tie]
+                     [--moe-layer-freq N]
 """
 import argparse
 import json
@@ -54,23 +64,24 @@ def bf16_value(bits):
 
 
 def quantize(w, bits, gs):
-    """MLX affine quantization of w [..., out, in] along the last axis.
+    """MLX affine quantization of w [..., out, in] along the last axis, exactly as
+    mlx-quant.md 3.1 states it: float32 arithmetic, q from the float32 scale and bias,
+    then scales and biases stored as bf16 (round to nearest even).
     -> (packed uint32 [..., out, in*bits/32], scales bf16 bits, biases bf16 bits)."""
-    n = (1 << bits) - 1
+    f32 = np.float32
+    n = f32((1 << bits) - 1)
     shp = w.shape
-    g = np.asarray(w, dtype=np.float32).reshape(-1, shp[-1] // gs, gs).astype(np.float64)
+    g = np.asarray(w, dtype=np.float32).reshape(-1, shp[-1] // gs, gs)
     wmax, wmin = g.max(axis=-1), g.min(axis=-1)
     mask = np.abs(wmin) > np.abs(wmax)
-    s = np.maximum((wmax - wmin) / n, 1e-7)
+    s = np.maximum((wmax - wmin) / n, f32(1e-7))
     s = np.where(mask, s, -s)
     edge = np.where(mask, wmin, wmax)
     q0 = np.rint(edge / s)
-    s = np.where(q0 != 0, edge / np.where(q0 != 0, q0, 1), s)
-    b = np.where(q0 != 0, edge, 0.0)
-    # the stored scales/biases are bf16: quantize against those so dequant is consistent
+    s = np.where(q0 != 0, edge / np.where(q0 != 0, q0, f32(1)), s)
+    b = np.where(q0 != 0, edge, f32(0))
+    q = np.clip(np.rint((g - b[..., None]) / s[..., None]), 0, n).astype(np.uint8)
     sb, bb = to_bf16_bits(s), to_bf16_bits(b)
-    s16, b16 = bf16_value(sb), bf16_value(bb)
-    q = np.clip(np.rint((g - b16[..., None]) / s16[..., None]), 0, n).astype(np.uint8)
     # LSB-first bit stream: element j at bits [j*bits, (j+1)*bits), bit k of the value first
     qbits = ((q.reshape(-1, shp[-1])[..., None] >> np.arange(bits, dtype=np.uint8)) & 1).astype(np.uint8)
     packed = np.packbits(qbits.reshape(-1, shp[-1] * bits), axis=-1, bitorder="little")
@@ -148,9 +159,43 @@ def transform(a, cfg, st):
     return floats, raw
 
 
+def recipe_bits(a, cfg, mod):
+    """Bits of module path `mod` under --recipe (see the top of the file)."""
+    m = re.match(r"model\.layers\.(\d+)\.", mod)
+    layer = int(m.group(1)) if m else 0
+    r = a.recipe
+    if r == "uniform":
+        return a.bits
+    if r == "mixed-8-5":
+        return 5 if ".switch_mlp." in mod else 8
+    if r == "dq4":
+        if ".switch_mlp." in mod or ".shared_experts." in mod:
+            if mod.endswith("down_proj"):
+                return 6 if layer < 5 else 5 if layer % 5 == 0 else 4
+            return 4
+        return 8
+    m = re.fullmatch(r"mixed_(\d)_(\d)", r)
+    if not m:
+        raise SystemExit("ckpt_write: --recipe %s: uniform, mixed-8-5, dq4 or mixed_L_H" % r)
+    lo, hi, n = int(m.group(1)), int(m.group(2)), cfg.N
+    more = layer < n // 8 or layer >= 7 * n // 8 or (layer - n // 8) % 3 == 2
+    if "lm_head" in mod:
+        return hi
+    if more and any(k in mod for k in ("v_proj", "v_a_proj", "v_b_proj", "down_proj")):
+        return hi
+    return lo
+
+
+def recipe_default_bits(a):
+    """Top-level "bits" of the config block (modules without an entry use it)."""
+    m = re.fullmatch(r"mixed_(\d)_(\d)", a.recipe)
+    return {"mixed-8-5": 5, "dq4": 4}.get(a.recipe, int(m.group(1)) if m else a.bits)
+
+
 def to_mlx(a, cfg, floats, raw):
     """mlx_lm sanitize + quantize_model: stacked experts, MLA split, affine quantization."""
-    bits, gs = a.bits, a.group_size
+    gs = a.group_size
+    entries = {}
     for l in range(cfg.N):
         p = "model.layers.%d.mlp." % l
         for proj in ("gate_proj", "up_proj", "down_proj"):
@@ -168,6 +213,9 @@ def to_mlx(a, cfg, floats, raw):
         quantizable = (mod is not None and arr.ndim >= 2 and not mod.endswith("mlp.gate")
                        and arr.shape[-1] % gs == 0)
         if quantizable:
+            bits = recipe_bits(a, cfg, mod)
+            if a.recipe != "uniform":
+                entries[mod] = {"group_size": gs, "bits": bits, "mode": "affine"}
             wq, sc, bi = quantize(arr, bits, gs)
             out[nm] = ("U32", wq)
             out[mod + ".scales"] = ("BF16", sc)
@@ -176,7 +224,8 @@ def to_mlx(a, cfg, floats, raw):
             out[nm] = ("F32", arr.astype("<f4"))
         else:
             out[nm] = ("BF16", to_bf16_bits(arr))
-    q = {"group_size": gs, "bits": bits, "mode": "affine"}
+    q = {"group_size": gs, "bits": recipe_default_bits(a), "mode": "affine"}
+    q.update(sorted(entries.items()))
     if not a.quant_config_only:
         raw["quantization"] = q
     raw["quantization_config"] = dict(q)
@@ -217,6 +266,7 @@ def main(argv):
     ap.add_argument("--format", choices=["mlx", "hf"], default="mlx")
     ap.add_argument("--bits", type=int, default=4, choices=[2, 3, 4, 5, 6, 8], help="mlx: bits (default 4)")
     ap.add_argument("--group-size", type=int, default=64, choices=[32, 64, 128], help="mlx: group size (default 64)")
+    ap.add_argument("--recipe", default="uniform", help="mlx: bits per module (see the top of the file)")
     ap.add_argument("--legacy-kvb", action="store_true", help="mlx: keep a quantized kv_b_proj (mlx_lm < 0.30.6)")
     ap.add_argument("--quant-config-only", action="store_true", help="mlx: only quantization_config in config.json")
     ap.add_argument("--fused-experts", action="store_true", help="hf: transformers-v5 fused expert parameters")

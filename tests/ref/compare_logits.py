@@ -78,6 +78,23 @@ def describe(r):
     return s
 
 
+def check_files(ref, files, tol, prog, note=""):
+    """Each file against the reference logits ref: one line "FILE: ok|FAIL ...<note>"; returns
+    the exit code (0 all within tolerance, 1 otherwise or on an unreadable file)."""
+    rc = 0
+    for f in files:
+        try:
+            other = load(f)
+        except CompareError as e:
+            print("%s: %s" % (prog, e), file=sys.stderr)
+            return 1
+        r = compare(ref, other, tol)
+        print("%s: %s%s" % (f, describe(r), note))
+        if not r["ok"]:
+            rc = 1
+    return rc
+
+
 def main(argv):
     ap = argparse.ArgumentParser(description="compare per-position logits against a reference")
     ap.add_argument("ref")

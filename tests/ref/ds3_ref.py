@@ -25,7 +25,7 @@ topk_group-th minus (topk_group+1)-th group score) and the smallest top-1/top-2 
 --mutate M applies one deliberate deviation from the spec (MUTATIONS below), only to
 measure which bugs the cross-check cases can detect.
 
-Usage: ds3_ref.py MODEL_DIR --tokens 1,2,3 [--out F] [--stats] [--compare F [--tol 1e-3]]
+Usage: ds3_ref.py MODEL_DIR --tokens 1,2,3 [--out F] [--out-golden F] [--stats] [--compare F [--tol 1e-3]]
                   [--mutate M]
        ds3_ref.py --selftest
 Exit codes: 0 ok, 1 runtime error / comparison failed, 2 usage error.
@@ -479,6 +479,7 @@ class Stats:
 MUTATIONS = {
     "no-group-limit": "router ignores n_group/topk_group",
     "zero-mask": "router masks dropped groups with 0 instead of -inf",
+    "group-top1": "group score = the group's best expert instead of the sum of its top 2",
     "bias-in-weights": "expert weights taken from the biased scores",
     "no-norm-topk": "top-k weights not renormalized",
     "no-rsf": "routed_scaling_factor not applied",
@@ -566,7 +567,7 @@ class Model:
             sel = s[t] + bias
             if c.n_group > 1 and "no-group-limit" not in self.mut:
                 grp = sel.reshape(c.n_group, c.E // c.n_group)
-                gscore = np.sort(grp, axis=1)[:, ::-1][:, :2].sum(axis=1)
+                gscore = np.sort(grp, axis=1)[:, ::-1][:, :1 if "group-top1" in self.mut else 2].sum(axis=1)
                 order = np.argsort(-gscore, kind="stable")
                 keep = order[:c.topk_group]
                 if c.topk_group < c.n_group:
@@ -642,6 +643,26 @@ class Model:
         raise RefError("%s: tensor lm_head.weight missing" % w.dir)
 
 
+def parse_tokens(ap, text):
+    """--tokens "1,2,3" -> [1, 2, 3] (a usage error otherwise)."""
+    try:
+        return [int(t) for t in text.split(",") if t.strip() != ""]
+    except ValueError:
+        ap.error("--tokens: not a comma-separated list of integers")
+
+
+def emit(a, logits):
+    """The logits JSON to --out, else to stdout unless only comparing or writing --out-golden; returns the smallest
+    top-1/top-2 logit gap over the positions."""
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(logits_json(logits))
+    elif not a.compare and not getattr(a, "out_golden", None):
+        sys.stdout.write(logits_json(logits))
+    srt = np.sort(logits, axis=1)
+    return float((srt[:, -1] - srt[:, -2]).min()) if logits.shape[1] > 1 else math.inf
+
+
 def logits_json(logits):
     rows = ",".join('{"pos":%d,"logits":[%s]}' % (p, ",".join("%.12g" % v for v in r)) for p, r in enumerate(logits))
     return '{"n_vocab":%d,"positions":[%s]}\n' % (logits.shape[1], rows)
@@ -653,6 +674,7 @@ def main(argv):
     ap.add_argument("--tokens", help="comma-separated token ids")
     ap.add_argument("--selftest", action="store_true", help="check the bit unpacking against the spec's vectors and exit")
     ap.add_argument("--out", help="write the logits JSON here instead of stdout")
+    ap.add_argument("--out-golden", help="also write the golden ref.json format {tokens, n_vocab, logits} here")
     ap.add_argument("--stats", action="store_true", help="print sensitivity figures as one JSON line on stderr")
     ap.add_argument("--compare", action="append", default=[],
                     help="logits JSON to check against the reference (repeatable); exit 1 if out of tolerance")
@@ -670,42 +692,27 @@ def main(argv):
         return 0
     if not a.model or not a.tokens:
         ap.error("MODEL and --tokens are required")
-    try:
-        tokens = [int(t) for t in a.tokens.split(",") if t.strip() != ""]
-    except ValueError:
-        ap.error("--tokens: not a comma-separated list of integers")
+    tokens = parse_tokens(ap, a.tokens)
     try:
         m = Model(a.model, a.mutate)
         logits, st = m.forward(tokens)
     except RefError as e:
         print("ds3_ref: %s" % e, file=sys.stderr)
         return 1
-    if a.out:
-        with open(a.out, "w") as f:
-            f.write(logits_json(logits))
-    elif not a.compare:
-        sys.stdout.write(logits_json(logits))
-    srt = np.sort(logits, axis=1)
-    gap = float((srt[:, -1] - srt[:, -2]).min()) if logits.shape[1] > 1 else math.inf
+    if a.out_golden:
+        with open(a.out_golden, "w") as f:
+            f.write('{"tokens":[%s],"n_vocab":%d,"logits":[%s]}\n' % (
+                ",".join(str(t) for t in tokens), logits.shape[1],
+                ",".join("[%s]" % ",".join("%.12g" % v for v in r) for r in logits)))
+    gap = emit(a, logits)
     summary = {"tokens": len(tokens), "min_route_margin": st.route_margin, "route_margin_at": st.route_where,
                "min_group_margin": st.group_margin, "group_margin_at": st.group_where, "min_top2_gap": gap,
                "notes": m.w.notes}
     if a.stats:
         print(json.dumps(summary, default=lambda v: None if v in (math.inf,) else v).replace("Infinity", "null"),
               file=sys.stderr)
-    rc = 0
-    for f in a.compare:
-        try:
-            other = compare_logits.load(f)
-        except compare_logits.CompareError as e:
-            print("ds3_ref: %s" % e, file=sys.stderr)
-            return 1
-        r = compare_logits.compare(logits, other, a.tol)
-        print("%s: %s%s" % (f, compare_logits.describe(r),
-                            "" if math.isinf(st.route_margin) else " route_margin=%.3g" % min(st.route_margin, st.group_margin)))
-        if not r["ok"]:
-            rc = 1
-    return rc
+    note = "" if math.isinf(st.route_margin) else " route_margin=%.3g" % min(st.route_margin, st.group_margin)
+    return compare_logits.check_files(logits, a.compare, a.tol, "ds3_ref", note)
 
 
 if __name__ == "__main__":
