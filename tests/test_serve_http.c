@@ -14,6 +14,9 @@
  *   - clients that disconnect (streamed and not) cancel their requests;
  *   - a scripted tool call (serve --script tests/data/serve/script.json) streams as tool_calls deltas with
  *     finish_reason "tool_calls";
+ *   - --chat-template / --chat-template-kwargs: a Hermes-style template renders the
+ *     prompt as `moestream template` does and its format parses the answer
+ *     (reasoning, <tool_call> JSON); serve refuses --mtp and --tools;
  *   - load: 200 requests from 8 concurrent clients with bad requests mixed in:
  *     every good one completes, every bad one gets its status, peak RSS stays
  *     within --ram, the server still answers, and SIGTERM stops it (exit 0). */
@@ -254,8 +257,10 @@ static void test_chat_equals_run(void **state)
     json_object_put(o);
 }
 
-/* Concatenate the content deltas of an SSE body; check its framing. */
-static char *reassemble(const char *sse, json_object **usage, const char **finish, int *n_chunks)
+/* Concatenate the deltas of one field ("content", "reasoning_content") of an SSE
+ * body (completions: the text); check its framing. */
+static char *reassemble_field(const char *sse, const char *field, json_object **usage, const char **finish,
+                              int *n_chunks)
 {
     size_t cap = strlen(sse) + 1, n = 0;
     char *text = calloc(1, cap);
@@ -277,7 +282,7 @@ static char *reassemble(const char *sse, json_object **usage, const char **finis
         (*n_chunks)++;
         json_object *ch = get(c, "choices.0");
         if (ch) {
-            json_object *d = get(ch, "delta.content"), *t = get(ch, "text");
+            json_object *d = get(json_object_object_get(ch, "delta"), field), *t = get(ch, "text");
             const char *s = d ? json_object_get_string(d) : t ? json_object_get_string(t) : NULL;
             if (s) {
                 memcpy(text + n, s, strlen(s));
@@ -294,6 +299,11 @@ static char *reassemble(const char *sse, json_object **usage, const char **finis
     }
     assert_true(done);
     return text;
+}
+
+static char *reassemble(const char *sse, json_object **usage, const char **finish, int *n_chunks)
+{
+    return reassemble_field(sse, "content", usage, finish, n_chunks);
 }
 
 static void test_streaming(void **state)
@@ -503,6 +513,103 @@ static void test_scripted_tool_call(void **state)
     json_object_put(f);
 }
 
+/* The checkpoint's template can be replaced (--chat-template) and its format
+ * follows: a Hermes-style template renders the prompt (tools, earlier calls with
+ * their arguments as a mapping, --chat-template-kwargs under the request's own
+ * chat_template_kwargs) and its <tool_call> JSON and <think> reasoning are parsed.
+ * The rendered prompt is checked against `moestream template` on the same input
+ * (through /v1/completions: same prompt tokens, same greedy text). Also: serve
+ * refuses --mtp and --tools with one line. */
+static void test_template_override(void **state)
+{
+    (void)state;
+    char *err = NULL;
+    assert_int_equal(mst_run(NULL, &err, "%s serve --model %s --mtp 1", MS_BIN, g_model), 2);
+    assert_non_null(strstr(err, "--mtp is not supported by serve"));
+    free(err);
+    assert_int_equal(mst_run(NULL, NULL, "%s serve --model %s --tools x.json", MS_BIN, g_model), 2);
+    char *dir = mst_tmpdir("serve_http_hermes");
+    const char *args[] = {"--model", g_model, "--parallel", "2", "--ctx", "512", "--batch", "8", "--threads", "2",
+                          "--ram", RAM, "--api-key", KEY, "--script", MS_TEST_DATA "/serve/script.json",
+                          "--chat-template", MS_TEST_DATA "/serve/hermes.jinja",
+                          "--chat-template-kwargs", "{\"enable_thinking\": true}", NULL};
+    pid_t pid;
+    int port = mst_serve_start(dir, args, &pid), main_port = g_port;
+    assert_true(port > 0);
+    g_port = port;
+    char *out = mst_slurp(mst_fmt("%s/serve.out", dir), NULL);
+    assert_non_null(strstr(out, "chat format hermes"));
+    free(out);
+    const char *tools = "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}}]";
+    char *b = mst_fmt("{\"messages\":[{\"role\":\"user\",\"content\":\"Weather in Oslo, Hermes style\"}],%s}", tools);
+    json_object *o = post_json("/v1/chat/completions", b, 200);
+    assert_string_equal(gs(o, "choices.0.finish_reason"), "tool_calls");
+    assert_string_equal(gs(o, "choices.0.message.reasoning_content"), "The user wants Oslo.");
+    assert_string_equal(gs(o, "choices.0.message.content"), "Checking.");
+    assert_string_equal(gs(o, "choices.0.message.tool_calls.0.function.name"), "get_weather");
+    assert_string_equal(gs(o, "choices.0.message.tool_calls.0.function.arguments"), "{\"city\": \"Oslo\"}");
+    json_object_put(o);
+    free(b);
+    b = mst_fmt("{\"messages\":[{\"role\":\"user\",\"content\":\"Weather in Oslo, Hermes style\"}],%s,\"stream\":true}",
+                tools);
+    resp r = http("POST", "/v1/chat/completions", KEY, b);
+    assert_int_equal(r.status, 200);
+    json_object *usage = NULL;
+    const char *finish = NULL;
+    int chunks;
+    char *reasoning = reassemble_field(r.body, "reasoning_content", &usage, &finish, &chunks);
+    assert_string_equal(reasoning, "The user wants Oslo.");
+    free(reasoning);
+    free((char *)finish);
+    assert_non_null(strstr(r.body, "\"name\":\"get_weather\",\"arguments\":\"{\\\"city\\\": \\\"Oslo\\\"}\""));
+    assert_non_null(strstr(r.body, "\"finish_reason\":\"tool_calls\""));
+    free(r.body);
+    free(b);
+    /* a conversation with an answered call (not scripted: the model's own greedy text);
+     * enable_thinking off by the request */
+    static const char conv[] =
+        "[{\"role\":\"user\",\"content\":\"Weather in Oslo?\"},{\"role\":\"assistant\",\"content\":\"\","
+        "\"tool_calls\":[{\"id\":\"c1\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":%s}}]},"
+        "{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":\"sunny\"}]";
+    char *msgs = mst_fmt(conv, "\"{\\\"city\\\": \\\"Oslo\\\"}\""), *msgs_obj = mst_fmt(conv, "{\"city\": \"Oslo\"}");
+    b = mst_fmt("{\"messages\":%s,%s,\"chat_template_kwargs\":{\"enable_thinking\":false},\"temperature\":0,"
+                "\"max_tokens\":8,\"ignore_eos\":true}", msgs, tools);
+    o = post_json("/v1/chat/completions", b, 200);
+    free(b);
+    char *in = mst_fmt("%s/in.json", dir);
+    FILE *f = fopen(in, "w");
+    fprintf(f, "{\"messages\":%s,%s,\"add_generation_prompt\":true,\"kwargs\":{\"enable_thinking\":false}}", msgs_obj,
+            tools);
+    fclose(f);
+    char *prompt = NULL;
+    assert_int_equal(mst_run(&prompt, NULL, "%s template --model %s --chat-template %s/serve/hermes.jinja --input %s",
+                             MS_BIN, g_model, MS_TEST_DATA, in), 0);
+    assert_null(strstr(prompt, "<think>"));
+    assert_non_null(strstr(prompt, "\"arguments\": {\"city\": \"Oslo\"}}")); /* a mapping, not a string */
+    json_object *req = json_object_new_object();
+    json_object_object_add(req, "prompt", json_object_new_string(prompt));
+    json_object_object_add(req, "temperature", json_object_new_int(0));
+    json_object_object_add(req, "max_tokens", json_object_new_int(8));
+    json_object_object_add(req, "ignore_eos", json_object_new_boolean(1));
+    json_object *c = post_json("/v1/completions", json_object_to_json_string(req), 200);
+    assert_int_equal(gi(o, "usage.prompt_tokens"), gi(c, "usage.prompt_tokens"));
+    assert_int_equal(gi(o, "usage.completion_tokens"), 8);
+    const char *ct = gs(c, "choices.0.text"), *cc = gs(o, "choices.0.message.content");
+    while (*ct == ' ' || *ct == '\n') ct++; /* the chat parser trims the edges */
+    assert_non_null(cc);
+    assert_memory_equal(ct, cc, strlen(cc));
+    json_object_put(req);
+    json_object_put(c);
+    json_object_put(o);
+    free(prompt);
+    free(in);
+    free(msgs);
+    free(msgs_obj);
+    g_port = main_port;
+    assert_int_equal(mst_serve_stop(pid, 10), 0);
+    free(dir);
+}
+
 /* ---- load ---- */
 
 typedef struct load_ctx {
@@ -582,6 +689,7 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_queue_full_and_disconnect),
         cmocka_unit_test(test_scripted_tool_call),
+        cmocka_unit_test(test_template_override),
         cmocka_unit_test(test_load),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -24,6 +24,7 @@
 #include "ms_test.h"
 #include "mst_serve.h"
 #include "plan.h"
+#include "chat_template.h"
 #include "serve_chat.h"
 #include "serve_sched.h"
 #include "tokenizer.h"
@@ -351,7 +352,9 @@ static void test_scripted_tool_call(void **state)
     (void)state;
     ms_srv_chat *chat;
     ms_err err = {0};
-    assert_int_equal(ms_srv_chat_load(g_model, g_tok, &chat, &err), 0);
+    ms_chat_template *ct;
+    assert_int_equal(ms_chat_template_load(g_model, NULL, g_tok, &ct, &err), 0);
+    assert_int_equal(ms_srv_chat_new(ct, NULL, g_tok, &chat, &err), 0);
     assert_string_equal(ms_srv_chat_format(chat), "deepseek_v3");
     server sv = start(2, 4ull << 30, MS_REUSE_EXACT, 0);
     static const char script[] =

@@ -12,6 +12,7 @@
 
 #include "cli.h"
 #include "cli_engine.h"
+#include "cli_prompt.h"
 #include "json.h"
 #include "serve_chat.h"
 #include "serve_http.h"
@@ -47,6 +48,8 @@ static void usage(FILE *f)
             "  --max-tokens N       chat answers without max_tokens (default: until the context is full)\n"
             "  --temp T --top-k K --top-p P --min-p P --repeat-penalty R --repeat-last-n N\n"
             "                       sampling (defaults as `run`: 0.2, 50, 0.95, 0.01, 1.0, 64)\n"
+            "  --chat-template FILE         use this Jinja template instead of the model's own\n"
+            "  --chat-template-kwargs JSON  default template variables (a request's chat_template_kwargs win)\n"
             "testing:\n"
             "  --script FILE        JSON object {\"<last user message or prompt>\": \"<answer text>\"}: a request\n"
             "                       that matches gets the answer's tokens in place of sampled ones (tool-call\n"
@@ -71,13 +74,15 @@ int cmd_serve(int argc, char **argv)
         {"top-p", required_argument, 0, O_TOPP},    {"min-p", required_argument, 0, O_MINP},
         {"repeat-penalty", required_argument, 0, O_REP}, {"repeat-last-n", required_argument, 0, O_REPN},
         {"script", required_argument, 0, O_SCRIPT}, {"help", no_argument, 0, 'h'},
-        MS_CLI_ENGINE_LONGOPTS,                     {0}};
+        MS_CLI_ENGINE_LONGOPTS,                     MS_CLI_PROMPT_LONGOPTS,
+        {0}};
     const char *model = NULL, *script = NULL, *name = NULL;
     ms_engine_opts eo = {0};
     ms_srv_opts so = {.host = "127.0.0.1", .port = 8080, .max_body = 8u << 20, .max_connections = 256,
                       .api_key = getenv("MOESTREAM_API_KEY")};
     so.defaults = (ms_srv_defaults){.sampling = ms_sampler_defaults(), .max_tokens = -1, .completion_max_tokens = 16};
     ms_sched_opts sco = {.queue = 64, .reuse = MS_REUSE_EXACT};
+    ms_cli_prompt pr = {0};
     int parallel = 4;
     ms_err err = {0};
     long long v;
@@ -90,6 +95,8 @@ int cmd_serve(int argc, char **argv)
         int h = ms_cli_engine_opt(o, optarg, &eo, &err);
         if (h < 0) return ms_cli_usage_error("serve", "%s", err.msg);
         if (h > 0) continue;
+        if (o == MS_OPT_TOOLS) return ms_cli_usage_error("serve", "--tools: serve takes the tools of each request");
+        if (ms_cli_prompt_opt(o, optarg, &pr, &err) > 0) continue;
 #define INT_OPT(lo, hi, name, dst)                                                                           \
     do {                                                                                                     \
         if (ms_parse_int(optarg, lo, hi, &v, name, &err) < 0) return ms_cli_usage_error("serve", "%s", err.msg); \
@@ -178,9 +185,12 @@ int cmd_serve(int argc, char **argv)
     }
     so.script = script_map;
     if (ms_tokenizer_load(model, &tok, &err) < 0) goto out;
+    if (ms_cli_prompt_setup(&pr, model, tok, true, &err) < 0) goto out;
     eo.progress = ms_cli_progress;
     if (ms_engine_open(model, &eo, &e, &err) < 0) goto out;
-    if (ms_srv_chat_load(model, tok, &chat, &err) < 0) goto out;
+    ms_chat_template *ct = pr.ct;
+    pr.ct = NULL; /* the adapter owns the template from here */
+    if (ms_srv_chat_new(ct, pr.kwargs, tok, &chat, &err) < 0) goto out;
     if (ms_sched_start(e, tok, &sco, &sched, &err) < 0) goto out;
     if (ms_srv_start(e, tok, chat, sched, &so, &srv, &err) < 0) goto out;
     char a[32], b[32];
@@ -201,6 +211,7 @@ out:
     ms_sched_free(sched);
     if (rc) ms_cli_fail("serve", &err);
     ms_srv_chat_free(chat);
+    ms_cli_prompt_free(&pr);
     ms_engine_close(e);
     ms_tokenizer_free(tok);
     if (script_map) json_object_put(script_map);

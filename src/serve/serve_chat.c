@@ -21,24 +21,23 @@
 
 struct ms_srv_chat {
     ms_chat_template *ct; /* NULL: the model has no chat template */
+    json_object *kwargs;  /* server defaults (NULL: none) */
     const ms_tokenizer *tok;
     const ms_toolcall_ops *fmt, *fmt_tools;
 };
 
-int ms_srv_chat_load(const char *model_dir, const ms_tokenizer *tok, ms_srv_chat **out, ms_err *err)
+int ms_srv_chat_new(ms_chat_template *ct, json_object *kwargs, const ms_tokenizer *tok, ms_srv_chat **out, ms_err *err)
 {
     ms_srv_chat *c = calloc(1, sizeof *c);
-    if (!c) return ms_errf(err, ENOMEM, "out of memory");
-    c->tok = tok;
-    ms_err e2 = {0};
-    int rc = ms_chat_template_load(model_dir, NULL, tok, &c->ct, &e2);
-    if (rc < 0 && rc != -ENOENT) {
-        free(c);
-        *err = e2;
-        return rc;
+    if (!c) {
+        ms_chat_template_free(ct);
+        return ms_errf(err, ENOMEM, "out of memory");
     }
-    c->fmt = ms_toolcall_detect(c->ct ? ms_chat_template_text(c->ct, false) : NULL);
-    c->fmt_tools = ms_toolcall_detect(c->ct ? ms_chat_template_text(c->ct, true) : NULL);
+    c->ct = ct;
+    c->kwargs = kwargs ? json_object_get(kwargs) : NULL;
+    c->tok = tok;
+    c->fmt = ms_toolcall_detect(ct ? ms_chat_template_text(ct, false) : NULL);
+    c->fmt_tools = ms_toolcall_detect(ct ? ms_chat_template_text(ct, true) : NULL);
     *out = c;
     return 0;
 }
@@ -47,6 +46,7 @@ void ms_srv_chat_free(ms_srv_chat *c)
 {
     if (!c) return;
     ms_chat_template_free(c->ct);
+    json_object_put(c->kwargs);
     free(c);
 }
 
@@ -88,8 +88,22 @@ int ms_srv_chat_render(const ms_srv_chat *c, const ms_srv_request *r, char **pro
     if (!msgs) return ms_errf(err, ENOMEM, "out of memory");
     char *text = NULL;
     size_t tl = 0;
-    int rc = ms_chat_template_render(c->ct, msgs, tools ? r->tools : NULL, r->template_kwargs, NULL, true, &text, &tl,
-                                     err);
+    json_object *kw = r->template_kwargs;
+    if (c->kwargs && kw) { /* the server's defaults, the request's keys on top */
+        json_object *merged = NULL;
+        if (json_object_deep_copy(c->kwargs, &merged, NULL) != 0) {
+            json_object_put(msgs);
+            return ms_errf(err, ENOMEM, "out of memory");
+        }
+        json_object_object_foreach(r->template_kwargs, k, v) json_object_object_add(merged, k, json_object_get(v));
+        kw = merged;
+    } else if (c->kwargs) {
+        kw = json_object_get(c->kwargs);
+    } else if (kw) {
+        json_object_get(kw);
+    }
+    int rc = ms_chat_template_render(c->ct, msgs, tools ? r->tools : NULL, kw, NULL, true, &text, &tl, err);
+    json_object_put(kw);
     json_object_put(msgs);
     if (rc < 0) return rc;
     if (tools && (r->tool_choice == MS_TOOLS_REQUIRED || r->tool_choice == MS_TOOLS_NAMED)) {

@@ -22,11 +22,16 @@
 #include "serve_req.h"
 #include "tokenizer.h"
 
+struct ms_chat_template;
+
 typedef struct ms_srv_chat ms_srv_chat;
 
-/* The model's chat template and output format (model_dir, tok). A model without
- * a chat template loads (completions still work); rendering then fails. */
-int ms_srv_chat_load(const char *model_dir, const ms_tokenizer *tok, ms_srv_chat **out, ms_err *err);
+/* The chat adapter over a loaded chat template (ct, taken over; NULL: the model has
+ * none, completions still work and rendering fails) and the server's default
+ * template kwargs (kwargs, a JSON object or NULL; a reference is taken; a request's
+ * chat_template_kwargs win key by key). The output format comes from the template. */
+int ms_srv_chat_new(struct ms_chat_template *ct, json_object *kwargs, const ms_tokenizer *tok, ms_srv_chat **out,
+                    ms_err *err);
 void ms_srv_chat_free(ms_srv_chat *c);
 bool ms_srv_chat_available(const ms_srv_chat *c);
 /* The output format's name ("deepseek_v3", "none", ...). */
