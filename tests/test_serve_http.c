@@ -477,6 +477,17 @@ static void test_queue_full_and_disconnect(void **state)
     json_object_put(o);
 }
 
+/* A non-streamed answer that is one tool call after some content. */
+static void assert_call(json_object *o, const char *content, const char *name, const char *arguments)
+{
+    assert_string_equal(gs(o, "choices.0.finish_reason"), "tool_calls");
+    assert_string_equal(gs(o, "choices.0.message.content"), content);
+    assert_string_equal(gs(o, "choices.0.message.tool_calls.0.type"), "function");
+    assert_string_equal(gs(o, "choices.0.message.tool_calls.0.function.name"), name);
+    assert_string_equal(gs(o, "choices.0.message.tool_calls.0.function.arguments"), arguments);
+    assert_non_null(gs(o, "choices.0.message.tool_calls.0.id"));
+}
+
 static void test_scripted_tool_call(void **state)
 {
     (void)state;
@@ -485,12 +496,7 @@ static void test_scripted_tool_call(void **state)
                       "{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}}}}}]";
     char *b = mst_fmt("%s}", req);
     json_object *o = post_json("/v1/chat/completions", b, 200);
-    assert_string_equal(gs(o, "choices.0.finish_reason"), "tool_calls");
-    assert_string_equal(gs(o, "choices.0.message.content"), "Checking.");
-    assert_string_equal(gs(o, "choices.0.message.tool_calls.0.type"), "function");
-    assert_string_equal(gs(o, "choices.0.message.tool_calls.0.function.name"), "get_weather");
-    assert_string_equal(gs(o, "choices.0.message.tool_calls.0.function.arguments"), "{\"city\": \"Paris\"}");
-    assert_non_null(gs(o, "choices.0.message.tool_calls.0.id"));
+    assert_call(o, "Checking.", "get_weather", "{\"city\": \"Paris\"}");
     free(b);
     json_object_put(o);
     b = mst_fmt("%s,\"stream\":true}", req);
@@ -543,11 +549,8 @@ static void test_template_override(void **state)
     const char *tools = "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}}]";
     char *b = mst_fmt("{\"messages\":[{\"role\":\"user\",\"content\":\"Weather in Oslo, Hermes style\"}],%s}", tools);
     json_object *o = post_json("/v1/chat/completions", b, 200);
-    assert_string_equal(gs(o, "choices.0.finish_reason"), "tool_calls");
+    assert_call(o, "Checking.", "get_weather", "{\"city\": \"Oslo\"}");
     assert_string_equal(gs(o, "choices.0.message.reasoning_content"), "The user wants Oslo.");
-    assert_string_equal(gs(o, "choices.0.message.content"), "Checking.");
-    assert_string_equal(gs(o, "choices.0.message.tool_calls.0.function.name"), "get_weather");
-    assert_string_equal(gs(o, "choices.0.message.tool_calls.0.function.arguments"), "{\"city\": \"Oslo\"}");
     json_object_put(o);
     free(b);
     b = mst_fmt("{\"messages\":[{\"role\":\"user\",\"content\":\"Weather in Oslo, Hermes style\"}],%s,\"stream\":true}",
