@@ -292,6 +292,12 @@ static void test_errors(void **state)
         {"bench decode --model %s --ram 1G --prefetch all", "--prefetch all", 2},
         {"run --model %s --tokens 1 --ram 0", "--ram 0", 2},
         {"run --model %s --tokens 1,2,3 --ctx 2 -n 4", "does not fit the context", 1}, /* no stats line either */
+        /* run and chat share one sampling-option parser, checked before the load */
+        {"run --model %s --tokens 1 --top-k abc", "run: --top-k: 'abc' is not an integer", 2},
+        {"chat --model %s --top-k abc", "chat: --top-k: 'abc' is not an integer", 2},
+        {"run --model %s --tokens 1 --temp -1", "--temp must be >= 0", 2},
+        {"chat --model %s --temp -1", "--temp must be >= 0", 2},
+        {"chat --model %s --repeat-penalty x", "--repeat-penalty", 2},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *cmd = mst_fmt(cases[i].args, g_dir);

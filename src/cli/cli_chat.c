@@ -18,17 +18,10 @@
 #include "cli.h"
 #include "cli_engine.h"
 #include "cli_prompt.h"
+#include "cli_sampling.h"
 #include "generate.h"
 #include "tokenizer.h"
 #include "util.h"
-
-static volatile sig_atomic_t g_interrupted; /* SIGINT stops the current answer */
-
-static void on_sigint(int sig)
-{
-    (void)sig;
-    g_interrupted = 1;
-}
 
 static void usage(FILE *f)
 {
@@ -43,8 +36,9 @@ static void usage(FILE *f)
             "  --model DIR          model directory (tokenizer.json and a chat template)\n"
             "  --system TEXT        system message\n"
             "  -n, --max-tokens N   tokens per answer (default 512)\n"
-            "  --temp T, --top-k K, --top-p P, --min-p P, --seed S   sampling (as in `run`)\n"
             "\n");
+    ms_cli_sampling_help(f);
+    fputc('\n', f);
     ms_cli_prompt_help(f);
     ms_cli_engine_help(f);
 }
@@ -123,7 +117,7 @@ static int answer(session *s, ms_err *err)
     }
     memcpy(s->hist + common, ids + common, (n_ids - common) * sizeof *ids);
     s->n_hist = n_ids;
-    g_interrupted = 0;
+    *ms_cli_sigint_flag() = 0;
     rc = ms_gen_prompt(s->g, ids + common, (int)(n_ids - common), err);
     free(ids);
     if (rc < 0) {
@@ -185,15 +179,23 @@ static int answer(session *s, ms_err *err)
     return 0;
 }
 
-enum { O_TEMP = 2000, O_TOPK, O_TOPP, O_MINP, O_SEED, O_SYSTEM };
+enum { O_SYSTEM = 2000 };
 
-int cmd_chat(int argc, char **argv)
+/* What the command line asks for (chat_parse -> chat_exec). */
+typedef struct chat_args {
+    const char *model, *system;
+    ms_cli_prompt pr;
+    ms_engine_opts eo;
+    ms_gen_params gp;
+} chat_args;
+
+/* Parse and validate the options. Returns -1 to go on, else the exit status
+ * (0 after --help, 2 on usage errors). */
+static int chat_parse(int argc, char **argv, chat_args *a)
 {
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},   {"system", required_argument, 0, O_SYSTEM},
-        {"max-tokens", required_argument, 0, 'n'}, {"temp", required_argument, 0, O_TEMP},
-        {"top-k", required_argument, 0, O_TOPK}, {"top-p", required_argument, 0, O_TOPP},
-        {"min-p", required_argument, 0, O_MINP}, {"seed", required_argument, 0, O_SEED},
+        {"max-tokens", required_argument, 0, 'n'}, MS_CLI_SAMPLING_LONGOPTS,
         {"help", no_argument, 0, 'h'},          MS_CLI_ENGINE_LONGOPTS,
         MS_CLI_PROMPT_LONGOPTS,                 {0}};
     ms_cli_prompt pr = {0};
@@ -202,13 +204,13 @@ int cmd_chat(int argc, char **argv)
     ms_gen_params gp = {.sampling = ms_sampler_defaults(), .max_new = 512};
     ms_err err = {0};
     long long v;
-    double d;
     int o;
     optind = 1;
     opterr = 0;
     while ((o = getopt_long(argc, argv, ":m:n:h", opts, NULL)) != -1) {
         int h = ms_cli_engine_opt(o, optarg, &eo, &err);
         if (h == 0) h = ms_cli_prompt_opt(o, optarg, &pr, &err);
+        if (h == 0) h = ms_cli_sampling_opt(o, optarg, &gp.sampling, &err);
         if (h < 0) return ms_cli_usage_error("chat", "%s", err.msg);
         if (h > 0) continue;
         switch (o) {
@@ -218,28 +220,25 @@ int cmd_chat(int argc, char **argv)
             if (ms_parse_int(optarg, 1, 1 << 24, &v, "--max-tokens", &err) < 0) return ms_cli_usage_error("chat", "%s", err.msg);
             gp.max_new = (int)v;
             break;
-        case O_TEMP:
-        case O_TOPP:
-        case O_MINP:
-            if (ms_parse_double(optarg, &d, "sampling option", &err) < 0) return ms_cli_usage_error("chat", "%s", err.msg);
-            if (o == O_TEMP) gp.sampling.temperature = (float)d;
-            else if (o == O_TOPP) gp.sampling.top_p = (float)d;
-            else gp.sampling.min_p = (float)d;
-            break;
-        case O_TOPK:
-            if (ms_parse_int(optarg, 0, 1 << 24, &v, "--top-k", &err) < 0) return ms_cli_usage_error("chat", "%s", err.msg);
-            gp.sampling.top_k = (int)v;
-            break;
-        case O_SEED:
-            if (ms_parse_int(optarg, 0, INT64_MAX, &v, "--seed", &err) < 0) return ms_cli_usage_error("chat", "%s", err.msg);
-            gp.sampling.seed = (uint64_t)v;
-            break;
         case 'h': usage(stdout); return 0;
         default: return ms_cli_bad_option("chat", o, argv);
         }
     }
     if (optind != argc) return ms_cli_usage_error("chat", "unexpected argument '%s'", argv[optind]);
     if (!model) return ms_cli_usage_error("chat", "--model is required");
+    if (ms_cli_sampling_check(&gp.sampling, &err) < 0) return ms_cli_usage_error("chat", "%s", err.msg);
+    *a = (chat_args){.model = model, .system = system, .pr = pr, .eo = eo, .gp = gp};
+    return -1;
+}
+
+/* Open the model, then one answer per input line until EOF or /quit. */
+static int chat_exec(chat_args *a)
+{
+    const char *model = a->model, *system = a->system;
+    ms_cli_prompt pr = a->pr;
+    ms_engine_opts eo = a->eo;
+    ms_gen_params gp = a->gp;
+    ms_err err = {0};
 
     int rc = 1;
     ms_tokenizer *tok = NULL;
@@ -260,16 +259,14 @@ int cmd_chat(int argc, char **argv)
     ss.e = e;
     gp.n_stop = ms_cli_prompt_stops(&pr, tok, stop, (int)MS_ARRAY_LEN(stop));
     gp.stop = stop;
-    gp.interrupted = &g_interrupted;
+    gp.interrupted = ms_cli_sigint_flag();
     ss.n_stop = gp.n_stop;
     ss.max_new = gp.max_new;
     if (ms_gen_init(&g, e, &gp, &err) < 0) goto out;
     gen_ok = true;
     /* special tokens carry the format's markers: the parser strips them */
     if (ms_detok_new(tok, 0, &ss.dt, &err) < 0) goto out;
-    struct sigaction sa = {.sa_handler = on_sigint};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
+    ms_cli_sigint_install();
     if (system && add_message(ss.conv, "system", system) < 0) goto oom;
     size_t base = json_object_array_length(ss.conv);
     if (tty)
@@ -335,4 +332,11 @@ out:
     ms_cli_prompt_free(&pr);
     ms_tokenizer_free(tok);
     return rc;
+}
+
+int cmd_chat(int argc, char **argv)
+{
+    chat_args a;
+    int rc = chat_parse(argc, argv, &a);
+    return rc >= 0 ? rc : chat_exec(&a);
 }

@@ -16,17 +16,10 @@
 #include "cli.h"
 #include "cli_engine.h"
 #include "cli_prompt.h"
+#include "cli_sampling.h"
 #include "generate.h"
 #include "tokenizer.h"
 #include "util.h"
-
-static volatile sig_atomic_t g_interrupted; /* set by SIGINT: signal handlers need a global */
-
-static void on_sigint(int sig)
-{
-    (void)sig;
-    g_interrupted = 1;
-}
 
 static void usage(FILE *f)
 {
@@ -47,20 +40,14 @@ static void usage(FILE *f)
             "  --tokens IDS         comma-separated prompt token ids (no tokenizer needed)\n"
             "generation:\n"
             "  -n, --max-tokens N   tokens to generate (default 128)\n"
-            "  --temp T             temperature (default 0.2; 0 = greedy)\n"
-            "  --top-k K            keep the K most likely tokens (default 50; 0 = off)\n"
-            "  --top-p P            nucleus sampling mass (default 0.95; 1 = off)\n"
-            "  --min-p P            drop tokens below P x the best probability (default 0.01)\n"
-            "  --repeat-penalty R   repetition penalty (default 1.0 = off)\n"
-            "  --repeat-last-n N    window of the penalty (default 64)\n"
-            "  --seed S             sampling seed (default 0: runs are reproducible)\n"
             "  --ignore-eos         do not stop at end-of-sequence tokens\n"
             "output:\n"
             "  --stats-json FILE    write the run's figures as JSON ('-' = stdout)\n"
             "  --trace FILE         record which experts every MoE layer chose for every token\n"
             "                       (JSON lines; a .bin name writes the compact binary form)\n"
-            "  --quiet              no stats line on stderr\n"
-            "\n");
+            "  --quiet              no stats line on stderr\n");
+    ms_cli_sampling_help(f);
+    fputc('\n', f);
     ms_cli_prompt_help(f);
     ms_cli_engine_help(f);
 }
@@ -96,18 +83,25 @@ static char *read_all(const char *path, ms_err *err)
     return buf;
 }
 
-enum { O_TEMP = 2000, O_TOPK, O_TOPP, O_MINP, O_REP, O_REPN, O_SEED, O_IGNORE, O_STATS, O_TRACE, O_RAW, O_SYSTEM,
-       O_QUIET };
+enum { O_IGNORE = 2000, O_STATS, O_TRACE, O_RAW, O_SYSTEM, O_QUIET };
 
-int cmd_run(int argc, char **argv)
+/* What the command line asks for (run_parse -> run_exec). */
+typedef struct run_args {
+    const char *model, *prompt, *file, *toks, *stats_json, *trace, *system;
+    ms_cli_prompt pr;
+    bool raw, quiet;
+    ms_engine_opts eo;
+    ms_gen_params gp;
+} run_args;
+
+/* Parse and validate everything that can be checked before the model loads.
+ * Returns -1 to go on, else the exit status (0 after --help, 2 on usage errors). */
+static int run_parse(int argc, char **argv, run_args *a)
 {
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},   {"prompt", required_argument, 0, 'p'},
         {"file", required_argument, 0, 'f'},    {"tokens", required_argument, 0, 't'},
-        {"max-tokens", required_argument, 0, 'n'}, {"temp", required_argument, 0, O_TEMP},
-        {"top-k", required_argument, 0, O_TOPK}, {"top-p", required_argument, 0, O_TOPP},
-        {"min-p", required_argument, 0, O_MINP}, {"repeat-penalty", required_argument, 0, O_REP},
-        {"repeat-last-n", required_argument, 0, O_REPN}, {"seed", required_argument, 0, O_SEED},
+        {"max-tokens", required_argument, 0, 'n'}, MS_CLI_SAMPLING_LONGOPTS,
         {"ignore-eos", no_argument, 0, O_IGNORE}, {"stats-json", required_argument, 0, O_STATS},
         {"trace", required_argument, 0, O_TRACE}, {"raw", no_argument, 0, O_RAW},
         {"system", required_argument, 0, O_SYSTEM}, {"quiet", no_argument, 0, O_QUIET},
@@ -121,13 +115,13 @@ int cmd_run(int argc, char **argv)
     ms_gen_params gp = {.sampling = ms_sampler_defaults(), .max_new = 128};
     ms_err err = {0};
     long long v;
-    double d;
     int o;
     optind = 1;
     opterr = 0;
     while ((o = getopt_long(argc, argv, ":m:p:f:t:n:h", opts, NULL)) != -1) {
         int h = ms_cli_engine_opt(o, optarg, &eo, &err);
         if (h == 0) h = ms_cli_prompt_opt(o, optarg, &pr, &err);
+        if (h == 0) h = ms_cli_sampling_opt(o, optarg, &gp.sampling, &err);
         if (h < 0) return ms_cli_usage_error("run", "%s", err.msg);
         if (h > 0) continue;
         switch (o) {
@@ -138,28 +132,6 @@ int cmd_run(int argc, char **argv)
         case 'n':
             if (ms_parse_int(optarg, 0, 1 << 24, &v, "--max-tokens", &err) < 0) return ms_cli_usage_error("run", "%s", err.msg);
             gp.max_new = (int)v;
-            break;
-        case O_TEMP:
-        case O_TOPP:
-        case O_MINP:
-        case O_REP:
-            if (ms_parse_double(optarg, &d, "sampling option", &err) < 0) return ms_cli_usage_error("run", "%s", err.msg);
-            if (o == O_TEMP) gp.sampling.temperature = (float)d;
-            else if (o == O_TOPP) gp.sampling.top_p = (float)d;
-            else if (o == O_MINP) gp.sampling.min_p = (float)d;
-            else gp.sampling.repetition_penalty = (float)d;
-            break;
-        case O_TOPK:
-            if (ms_parse_int(optarg, 0, 1 << 24, &v, "--top-k", &err) < 0) return ms_cli_usage_error("run", "%s", err.msg);
-            gp.sampling.top_k = (int)v;
-            break;
-        case O_REPN:
-            if (ms_parse_int(optarg, 0, 1 << 24, &v, "--repeat-last-n", &err) < 0) return ms_cli_usage_error("run", "%s", err.msg);
-            gp.sampling.repeat_last_n = (int)v;
-            break;
-        case O_SEED:
-            if (ms_parse_int(optarg, 0, INT64_MAX, &v, "--seed", &err) < 0) return ms_cli_usage_error("run", "%s", err.msg);
-            gp.sampling.seed = (uint64_t)v;
             break;
         case O_IGNORE: gp.ignore_eos = true; break;
         case O_STATS: stats_json = optarg; break;
@@ -177,11 +149,22 @@ int cmd_run(int argc, char **argv)
     if ((raw || toks) && (pr.template_file || pr.kwargs_text || pr.tools_file))
         return ms_cli_usage_error("run", "--chat-template, --chat-template-kwargs and --tools need a chat prompt (not --raw/--tokens)");
     /* sampling parameters are validated before the (possibly long) load */
-    {
-        ms_sampler tmp;
-        if (ms_sampler_init(&tmp, &gp.sampling, 16, &err) < 0) return ms_cli_usage_error("run", "%s", err.msg);
-        ms_sampler_free(&tmp);
-    }
+    if (ms_cli_sampling_check(&gp.sampling, &err) < 0) return ms_cli_usage_error("run", "%s", err.msg);
+    *a = (run_args){.model = model, .prompt = prompt, .file = file, .toks = toks, .stats_json = stats_json,
+                    .trace = trace, .system = system, .pr = pr, .raw = raw, .quiet = quiet, .eo = eo, .gp = gp};
+    return -1;
+}
+
+/* Tokenize the prompt, open the engine, generate while streaming. */
+static int run_exec(run_args *a)
+{
+    const char *model = a->model, *prompt = a->prompt, *file = a->file, *toks = a->toks,
+               *stats_json = a->stats_json, *trace = a->trace, *system = a->system;
+    ms_cli_prompt pr = a->pr;
+    const bool raw = a->raw, quiet = a->quiet;
+    ms_engine_opts eo = a->eo;
+    ms_gen_params gp = a->gp;
+    ms_err err = {0};
 
     int rc = 1;
     ms_tokenizer *tok = NULL;
@@ -259,15 +242,13 @@ int cmd_run(int argc, char **argv)
     if ((size_t)n_stop > MS_ARRAY_LEN(stop)) n_stop = MS_ARRAY_LEN(stop);
     gp.stop = stop;
     gp.n_stop = n_stop;
-    gp.interrupted = &g_interrupted;
+    gp.interrupted = ms_cli_sigint_flag();
     if (ms_gen_init(&g, e, &gp, &err) < 0) goto out;
     gen_ok = true;
     if (trace && ms_gen_trace_open(&g, trace, &err) < 0) goto out;
     /* with a chat template, special tokens carry the format's markers: the parser strips them */
     if (tok && !toks && ms_detok_new(tok, cp ? 0 : MS_TOK_SKIP_SPECIAL, &dt, &err) < 0) goto out;
-    struct sigaction sa = {.sa_handler = on_sigint};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
+    ms_cli_sigint_install();
     /* 4. prefill + decode, streaming */
     if (ms_gen_prompt(&g, ids, (int)n_ids, &err) < 0) goto out;
     ran = true;
@@ -308,7 +289,7 @@ int cmd_run(int argc, char **argv)
     }
     if (!cp || line_open || ms_chat_parser_n_calls(cp) == 0) printf("\n");
     fflush(stdout);
-    rc = g_interrupted ? 130 : 0;
+    rc = *ms_cli_sigint_flag() ? 130 : 0;
 out:
     if (gen_ok) {
         ms_gen_stats st;
@@ -345,4 +326,11 @@ out:
     free(text);
     free(rendered);
     return rc;
+}
+
+int cmd_run(int argc, char **argv)
+{
+    run_args a;
+    int rc = run_parse(argc, argv, &a);
+    return rc >= 0 ? rc : run_exec(&a);
 }
