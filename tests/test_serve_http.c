@@ -16,7 +16,8 @@
  *     finish_reason "tool_calls";
  *   - --chat-template / --chat-template-kwargs: a Hermes-style template renders the
  *     prompt as `moestream template` does and its format parses the answer
- *     (reasoning, <tool_call> JSON); serve refuses --mtp and --tools;
+ *     (reasoning, <tool_call> JSON); serve refuses --mtp, --tools, --seed and bad
+ *     sampling defaults;
  *   - load: 200 requests from 8 concurrent clients with bad requests mixed in:
  *     every good one completes, every bad one gets its status, peak RSS stays
  *     within --ram, the server still answers, and SIGTERM stops it (exit 0). */
@@ -525,7 +526,7 @@ static void test_scripted_tool_call(void **state)
  * chat_template_kwargs) and its <tool_call> JSON and <think> reasoning are parsed.
  * The rendered prompt is checked against `moestream template` on the same input
  * (through /v1/completions: same prompt tokens, same greedy text). Also: serve
- * refuses --mtp and --tools with one line. */
+ * refuses --mtp, --tools, --seed and a bad sampling default with one line. */
 static void test_template_override(void **state)
 {
     (void)state;
@@ -534,6 +535,8 @@ static void test_template_override(void **state)
     assert_non_null(strstr(err, "--mtp is not supported by serve"));
     free(err);
     assert_int_equal(mst_run(NULL, NULL, "%s serve --model %s --tools x.json", MS_BIN, g_model), 2);
+    assert_int_equal(mst_run(NULL, NULL, "%s serve --model %s --seed 3", MS_BIN, g_model), 2);
+    assert_int_equal(mst_run(NULL, NULL, "%s serve --model %s --top-p 2", MS_BIN, g_model), 2);
     char *dir = mst_tmpdir("serve_http_hermes");
     const char *args[] = {"--model", g_model, "--parallel", "2", "--ctx", "512", "--batch", "8", "--threads", "2",
                           "--ram", RAM, "--api-key", KEY, "--script", MS_TEST_DATA "/serve/script.json",

@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "cli_engine.h"
 #include "cli_prompt.h"
+#include "cli_sampling.h"
 #include "json.h"
 #include "serve_chat.h"
 #include "serve_http.h"
@@ -59,7 +60,7 @@ static void usage(FILE *f)
 }
 
 enum { O_HOST = 2000, O_PORT, O_PARALLEL, O_QUEUE, O_KEY, O_NAME, O_MAXBODY, O_MAXCONN, O_REUSE, O_QUIET, O_MAXTOK,
-       O_TEMP, O_TOPK, O_TOPP, O_MINP, O_REP, O_REPN, O_SCRIPT };
+       O_SCRIPT };
 
 int cmd_serve(int argc, char **argv)
 {
@@ -70,12 +71,9 @@ int cmd_serve(int argc, char **argv)
         {"name", required_argument, 0, O_NAME},     {"max-body", required_argument, 0, O_MAXBODY},
         {"max-connections", required_argument, 0, O_MAXCONN}, {"reuse", required_argument, 0, O_REUSE},
         {"quiet", no_argument, 0, O_QUIET},         {"max-tokens", required_argument, 0, O_MAXTOK},
-        {"temp", required_argument, 0, O_TEMP},     {"top-k", required_argument, 0, O_TOPK},
-        {"top-p", required_argument, 0, O_TOPP},    {"min-p", required_argument, 0, O_MINP},
-        {"repeat-penalty", required_argument, 0, O_REP}, {"repeat-last-n", required_argument, 0, O_REPN},
         {"script", required_argument, 0, O_SCRIPT}, {"help", no_argument, 0, 'h'},
         MS_CLI_ENGINE_LONGOPTS,                     MS_CLI_PROMPT_LONGOPTS,
-        {0}};
+        MS_CLI_SAMPLING_LONGOPTS,                   {0}};
     const char *model = NULL, *script = NULL, *name = NULL;
     ms_engine_opts eo = {0};
     ms_srv_opts so = {.host = "127.0.0.1", .port = 8080, .max_body = 8u << 20, .max_connections = 256,
@@ -86,7 +84,6 @@ int cmd_serve(int argc, char **argv)
     int parallel = 4;
     ms_err err = {0};
     long long v;
-    double d;
     uint64_t sz;
     int o;
     optind = 1;
@@ -96,16 +93,15 @@ int cmd_serve(int argc, char **argv)
         if (h < 0) return ms_cli_usage_error("serve", "%s", err.msg);
         if (h > 0) continue;
         if (o == MS_OPT_TOOLS) return ms_cli_usage_error("serve", "--tools: serve takes the tools of each request");
+        if (o == MS_OPT_SEED) return ms_cli_usage_error("serve", "--seed: serve takes the seed of each request");
         if (ms_cli_prompt_opt(o, optarg, &pr, &err) > 0) continue;
+        if ((h = ms_cli_sampling_opt(o, optarg, &so.defaults.sampling, &err)) < 0)
+            return ms_cli_usage_error("serve", "%s", err.msg);
+        if (h > 0) continue;
 #define INT_OPT(lo, hi, name, dst)                                                                           \
     do {                                                                                                     \
         if (ms_parse_int(optarg, lo, hi, &v, name, &err) < 0) return ms_cli_usage_error("serve", "%s", err.msg); \
         dst = (int)v;                                                                                        \
-    } while (0)
-#define NUM_OPT(dst)                                                                                               \
-    do {                                                                                                           \
-        if (ms_parse_double(optarg, &d, "sampling option", &err) < 0) return ms_cli_usage_error("serve", "%s", err.msg); \
-        dst = (float)d;                                                                                            \
     } while (0)
         switch (o) {
         case 'm': model = optarg; break;
@@ -129,28 +125,17 @@ int cmd_serve(int argc, char **argv)
             break;
         case O_QUIET: so.quiet = true; break;
         case O_MAXTOK: INT_OPT(1, 1 << 24, "--max-tokens", so.defaults.max_tokens); break;
-        case O_TEMP: NUM_OPT(so.defaults.sampling.temperature); break;
-        case O_TOPP: NUM_OPT(so.defaults.sampling.top_p); break;
-        case O_MINP: NUM_OPT(so.defaults.sampling.min_p); break;
-        case O_REP: NUM_OPT(so.defaults.sampling.repetition_penalty); break;
-        case O_TOPK: INT_OPT(0, 1 << 24, "--top-k", so.defaults.sampling.top_k); break;
-        case O_REPN: INT_OPT(0, 1 << 24, "--repeat-last-n", so.defaults.sampling.repeat_last_n); break;
         case O_SCRIPT: script = optarg; break;
         case 'h': usage(stdout); return 0;
         default: return ms_cli_bad_option("serve", o, argv);
         }
 #undef INT_OPT
-#undef NUM_OPT
     }
     if (optind != argc) return ms_cli_usage_error("serve", "unexpected argument '%s'", argv[optind]);
     if (!model) return ms_cli_usage_error("serve", "--model is required");
     if (eo.mtp) return ms_cli_usage_error("serve", "--mtp is not supported by serve yet (run and chat have it)");
     if (so.api_key && !*so.api_key) so.api_key = NULL;
-    {
-        ms_sampler tmp;
-        if (ms_sampler_init(&tmp, &so.defaults.sampling, 16, &err) < 0) return ms_cli_usage_error("serve", "%s", err.msg);
-        ms_sampler_free(&tmp);
-    }
+    if (ms_cli_sampling_check(&so.defaults.sampling, &err) < 0) return ms_cli_usage_error("serve", "%s", err.msg);
     char base[256];
     if (!name) {
         size_t l = strlen(model);
