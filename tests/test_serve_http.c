@@ -546,9 +546,10 @@ static void test_template_override(void **state)
     int port = mst_serve_start(dir, args, &pid), main_port = g_port;
     assert_true(port > 0);
     g_port = port;
-    char *out = mst_slurp(mst_fmt("%s/serve.out", dir), NULL);
+    char *outf = mst_fmt("%s/serve.out", dir), *out = mst_slurp(outf, NULL);
     assert_non_null(strstr(out, "chat format hermes"));
     free(out);
+    free(outf);
     const char *tools = "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}}]";
     char *b = mst_fmt("{\"messages\":[{\"role\":\"user\",\"content\":\"Weather in Oslo, Hermes style\"}],%s}", tools);
     json_object *o = post_json("/v1/chat/completions", b, 200);
