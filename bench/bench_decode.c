@@ -68,17 +68,6 @@ static void usage(FILE *f)
             "  --json                JSON array of rows\n");
 }
 
-/* Cold start: drop the model's own pages from the page cache (clean pages of
- * files nobody maps go at once). Not the global drop_caches: that would also
- * empty other processes' caches on a shared machine. */
-static void drop_caches(const ms_model *m)
-{
-    for (int i = 0; i < m->tt.n_files; i++) {
-        (void)fdatasync(m->tt.files[i].fd);
-        posix_fadvise(m->tt.files[i].fd, 0, 0, POSIX_FADV_DONTNEED);
-    }
-}
-
 /* The minimum reads per decode token of each phase: the routing of the run
  * (traced per phase) replayed with belady at the run's slot count, counting the
  * decode passes only (the warm phase after the cold one: its cache was warm).
@@ -116,7 +105,7 @@ static void child(const char *model, const ms_model *m, uint64_t ram, const char
         snprintf(rows[p].prefetch, sizeof rows[p].prefetch, "%s", prefetch ? prefetch : "none");
         rows[p].mtp = mtp;
     }
-    drop_caches(m);
+    ms_bench_drop_model_cache(m);
     ms_engine_opts eo = {.ram = ram, .io = io, .policy = policy, .prefetch = prefetch, .threads = threads, .ctx = ctx,
                          .batch = 64, .mtp = mtp};
     ms_engine *e = NULL;
@@ -182,22 +171,6 @@ done:
     }
     ms_engine_close(e);
     free(prompt);
-}
-
-static double measure_device(const ms_model *m)
-{
-    ms_bench_io_workload w;
-    if (ms_bench_model_workload(m, &w) < 0) return 0;
-    const char *uring[1] = {"uring"};
-    ms_bench_io_opts bo = {.backends = uring, .n_backends = 1, .max_bytes = 1ull << 30, .seed = 1, .drop_global = true};
-    ms_bench_io_row *rows = NULL;
-    int n = 0;
-    ms_err err = {0};
-    double g = 0;
-    if (ms_bench_io_run(&w, &bo, &rows, &n, &err) == 0 && n > 0) g = rows[0].gbps; /* rows[0] = raw */
-    free(rows);
-    ms_bench_model_workload_free(&w);
-    return g;
 }
 
 int ms_bench_decode(int argc, char **argv)
@@ -309,7 +282,7 @@ int ms_bench_decode(int argc, char **argv)
         free(pf_copy);
         return ms_cli_fail("bench decode", &err);
     }
-    if (dev <= 0 && m.n_moe_layers) dev = measure_device(&m);
+    if (dev <= 0 && m.n_moe_layers) dev = ms_bench_device_gbps(&m);
     json_object *arr = json_object_new_array();
     if (!json)
         printf("%-8s %-10s %-12s %-10s %-3s %-5s %9s %9s %7s %10s %9s %6s %10s %8s %7s %7s %10s %10s %7s\n", "io", "ram",

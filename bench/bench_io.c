@@ -3,10 +3,12 @@
  * run. The workload is the model's own expert table (every range of every
  * expert, experts in shuffled order, read in layer-sized batches like the
  * runtime does); the engine is bench/bench_io_core.c. */
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "arch.h"
 #include "bench.h"
@@ -144,4 +146,28 @@ out:
     ms_bench_model_workload_free(&w);
     ms_model_close(&m);
     return rc < 0 ? ms_cli_fail("bench io", &err) : 0;
+}
+
+double ms_bench_device_gbps(const ms_model *m)
+{
+    ms_bench_io_workload w;
+    if (ms_bench_model_workload(m, &w) < 0) return 0;
+    const char *uring[1] = {"uring"};
+    ms_bench_io_opts bo = {.backends = uring, .n_backends = 1, .max_bytes = 1ull << 30, .seed = 1, .drop_global = true};
+    ms_bench_io_row *rows = NULL;
+    int n = 0;
+    ms_err err = {0};
+    double g = 0;
+    if (ms_bench_io_run(&w, &bo, &rows, &n, &err) == 0 && n > 0) g = rows[0].gbps; /* rows[0] = raw */
+    free(rows);
+    ms_bench_model_workload_free(&w);
+    return g;
+}
+
+void ms_bench_drop_model_cache(const ms_model *m)
+{
+    for (int i = 0; i < m->tt.n_files; i++) {
+        (void)fdatasync(m->tt.files[i].fd);
+        posix_fadvise(m->tt.files[i].fd, 0, 0, POSIX_FADV_DONTNEED);
+    }
 }

@@ -4,7 +4,7 @@
 #
 #   usage: scripts/fuzz.sh TARGET|all SECONDS [extra libFuzzer flags...]
 #          scripts/fuzz.sh report      (the results table docs/RELIABILITY.md quotes)
-#   targets: safetensors index config model tokenizer trace cli_args template toolcall
+#   targets: safetensors index config model tokenizer trace cli_args template toolcall serve_request
 #   env: FUZZ_BUILD (default build-fuzz), FUZZ_RSS_MB (default 2048),
 #        FUZZ_NO_BUILD=1 to skip the build step, MOESTREAM=path/to/moestream
 #        (the `model` target needs a tiny synth model; it is generated once into
@@ -23,7 +23,7 @@
 # usage errors.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-all_targets="safetensors index config model tokenizer trace cli_args template toolcall"
+all_targets="safetensors index config model tokenizer trace cli_args template toolcall serve_request"
 usage() { sed -n 3,13p "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 results="${FUZZ_RESULTS:-$root/tests/fuzz/results.tsv}"
 if [ "${1:-}" = report ]; then
@@ -63,6 +63,7 @@ max_len() {
     tokenizer) echo 32768 ;;    # the synth tokenizer.json is 14.5 KiB
     trace) echo 16384 ;;
     cli_args) echo 512 ;;
+    serve_request) echo 8192 ;;
     template) echo 16384 ;;     # the largest shared template (GigaChat3) is 14 KiB
     toolcall) echo 4096 ;;
   esac

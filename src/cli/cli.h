@@ -18,6 +18,7 @@ int cmd_template(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_simulate(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* Print "moestream <cmd>: <err->msg>" to stderr and return 1. */
 int ms_cli_fail(const char *cmd, const ms_err *err);

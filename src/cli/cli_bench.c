@@ -1,4 +1,4 @@
-/* cli_bench.c - `moestream bench kernels|io|decode|prefill|template`: dispatch to bench/. */
+/* cli_bench.c - `moestream bench kernels|io|decode|prefill|serve|template`: dispatch to bench/. */
 #include <stdio.h>
 #include <string.h>
 
@@ -14,6 +14,7 @@ static void usage(FILE *f)
             "  io        expert-read GB/s per I/O backend vs a raw O_DIRECT read of the same bytes\n"
             "  decode    decode tok/s, hit rate and bytes/token per RAM budget, cold and warm\n"
             "  prefill   prompt-processing tok/s (time to first token) per prompt length\n"
+            "  serve     aggregate decode tok/s and expert MiB read per token at 1, 2, 4, 8 concurrent requests\n"
             "  template  chat-template parse and render times per template\n");
 }
 
@@ -31,6 +32,7 @@ int cmd_bench(int argc, char **argv)
     if (!strcmp(argv[1], "io")) return ms_bench_io(argc - 1, argv + 1);
     if (!strcmp(argv[1], "decode")) return ms_bench_decode(argc - 1, argv + 1);
     if (!strcmp(argv[1], "prefill")) return ms_bench_prefill(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "serve")) return ms_bench_serve(argc - 1, argv + 1);
     if (!strcmp(argv[1], "template")) return ms_bench_template(argc - 1, argv + 1);
     return ms_cli_usage_error("bench", "unknown benchmark '%s'", argv[1]);
 }

@@ -86,19 +86,7 @@ int ms_cli_prompt_render(const ms_cli_prompt *p, json_object *messages, bool add
 
 int ms_cli_prompt_stops(const ms_cli_prompt *p, const ms_tokenizer *tok, int32_t *ids, int cap)
 {
-    int n = 0;
-    size_t ns;
-    const int32_t *s = ms_tokenizer_stop_ids(tok, &ns);
-    for (size_t i = 0; i < ns && n < cap; i++) ids[n++] = s[i];
-    if (!p->ct) return n;
-    const char *const *texts = ms_toolcall_stop_texts(p->format, p->tools != NULL);
-    for (int i = 0; texts[i] && n < cap; i++) {
-        int32_t id = ms_tokenizer_token_id(tok, texts[i], strlen(texts[i]));
-        bool have = id < 0;
-        for (int k = 0; k < n && !have; k++) have = ids[k] == id;
-        if (!have) ids[n++] = id;
-    }
-    return n;
+    return (int)ms_toolcall_stop_ids(p->ct ? p->format : NULL, p->tools != NULL, tok, ids, cap > 0 ? (size_t)cap : 0);
 }
 
 void ms_cli_prompt_print(ms_chat_parser *cp, FILE *out, FILE *reasoning_out, bool *line_open)

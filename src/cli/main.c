@@ -11,6 +11,7 @@ static const struct {
 } commands[] = {
     {"run", cmd_run, "generate text or token ids from a prompt, streaming experts from disk"},
     {"chat", cmd_chat, "interactive multi-turn chat (keeps the KV cache between turns)"},
+    {"serve", cmd_serve, "OpenAI-compatible HTTP server; concurrent requests share expert reads"},
     {"logits", cmd_logits, "print the logits of a token sequence as JSON (verification)"},
     {"plan", cmd_plan, "split a RAM budget into resident weights, KV cache and expert cache"},
     {"inspect", cmd_inspect, "summarize a model directory: architecture, bytes, quantization"},

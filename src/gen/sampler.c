@@ -1,6 +1,8 @@
 /* sampler.c - see sampler.h. Filters are applied in llama.cpp's order:
- * repetition penalty -> top-k -> softmax with temperature -> top-p -> min-p ->
- * draw. Ties are broken by the lower token id so results are reproducible. */
+ * logit bias -> repetition penalty -> presence/frequency penalties -> top-k ->
+ * softmax with temperature -> top-p -> min-p -> draw. Ties are broken by the
+ * lower token id so results are reproducible; top-k selects its candidates with
+ * a bounded heap, which gives exactly the first k of the full sort. */
 #include "sampler.h"
 
 #include <math.h>
@@ -61,6 +63,7 @@ int ms_sampler_init(ms_sampler *s, const ms_sampler_params *p, int n_vocab, ms_e
 void ms_sampler_free(ms_sampler *s)
 {
     free(s->hist);
+    free(s->counts);
     free(s->probs);
     free(s->idx);
     memset(s, 0, sizeof *s);
@@ -78,6 +81,8 @@ void ms_sampler_accept(ms_sampler *s, int token)
     s->hist[s->n_hist++] = token;
 }
 
+void ms_sampler_begin_output(ms_sampler *s) { s->gen_from = s->n_hist; }
+
 static int argmax(const float *x, int n)
 {
     int b = 0;
@@ -85,6 +90,9 @@ static int argmax(const float *x, int n)
         if (x[i] > x[b]) b = i;
     return b;
 }
+
+/* The candidates' order: higher logit first, then lower id. */
+static bool before(const float *k, int i, int j) { return k[i] > k[j] || (k[i] == k[j] && i < j); }
 
 static int cmp_desc(const void *a, const void *b, void *keys)
 {
@@ -95,12 +103,65 @@ static int cmp_desc(const void *a, const void *b, void *keys)
     return (i > j) - (i < j);
 }
 
+/* idx[0..k) = the first k of the order above, sorted: a heap whose root is the
+ * worst of the k best seen so far. */
+static void top_k_sorted(const float *keys, int V, int k, int *idx)
+{
+    int n = 0;
+    for (int v = 0; v < V; v++) {
+        int i;
+        if (n < k) { /* sift up */
+            i = n++;
+            while (i > 0 && before(keys, idx[(i - 1) / 2], v)) {
+                idx[i] = idx[(i - 1) / 2];
+                i = (i - 1) / 2;
+            }
+            idx[i] = v;
+            continue;
+        }
+        if (!before(keys, v, idx[0])) continue;
+        i = 0; /* replace the root, sift down */
+        for (;;) {
+            int c = 2 * i + 1;
+            if (c >= n) break;
+            if (c + 1 < n && before(keys, idx[c], idx[c + 1])) c++;
+            if (!before(keys, v, idx[c])) break;
+            idx[i] = idx[c];
+            i = c;
+        }
+        idx[i] = v;
+    }
+    qsort_r(idx, (size_t)n, sizeof *idx, cmp_desc, (void *)keys);
+}
+
+/* OpenAI's presence/frequency penalties over the generated tokens. */
+static void penalize_output(ms_sampler *s, float *logits)
+{
+    const ms_sampler_params *p = &s->p;
+    if ((p->presence_penalty == 0.0f && p->frequency_penalty == 0.0f) || s->n_hist <= s->gen_from) return;
+    if (!s->counts && !(s->counts = calloc((size_t)s->n_vocab, sizeof *s->counts))) return;
+    int n = 0; /* distinct tokens, in order of first appearance, listed in idx */
+    for (int i = s->gen_from; i < s->n_hist; i++) {
+        int t = s->hist[i];
+        if (t < 0 || t >= s->n_vocab) continue;
+        if (s->counts[t]++ == 0) s->idx[n++] = t;
+    }
+    for (int i = 0; i < n; i++) {
+        int t = s->idx[i];
+        logits[t] -= p->presence_penalty + p->frequency_penalty * (float)s->counts[t];
+        s->counts[t] = 0;
+    }
+}
+
 /* Steps 1-5: the penalty, then (temperature > 0) the candidates idx[0..n) with
  * their probabilities (unnormalized mass *tot). Returns n; 0 for greedy. */
 static int candidates(ms_sampler *s, float *logits, double *tot)
 {
     int V = s->n_vocab;
     const ms_sampler_params *p = &s->p;
+    /* 0. logit bias */
+    for (int i = 0; i < p->n_bias; i++)
+        if (p->bias_ids[i] >= 0 && p->bias_ids[i] < V) logits[p->bias_ids[i]] += p->bias[i];
     /* 1. repetition penalty over the recent window (each token once) */
     if (p->repetition_penalty != 1.0f && s->n_hist) {
         int from = p->repeat_last_n > 0 && s->n_hist > p->repeat_last_n ? s->n_hist - p->repeat_last_n : 0;
@@ -113,12 +174,17 @@ static int candidates(ms_sampler *s, float *logits, double *tot)
             logits[t] = logits[t] > 0 ? logits[t] / p->repetition_penalty : logits[t] * p->repetition_penalty;
         }
     }
+    penalize_output(s, logits);
     if (p->temperature == 0.0f) return 0;
     /* 2. candidates sorted by logit (top-k bounds the sort) */
     int n = V;
-    for (int i = 0; i < V; i++) s->idx[i] = i;
-    qsort_r(s->idx, (size_t)V, sizeof *s->idx, cmp_desc, logits);
-    if (p->top_k > 0 && p->top_k < n) n = p->top_k;
+    if (p->top_k > 0 && p->top_k < V) {
+        n = p->top_k;
+        top_k_sorted(logits, V, n, s->idx);
+    } else {
+        for (int i = 0; i < V; i++) s->idx[i] = i;
+        qsort_r(s->idx, (size_t)V, sizeof *s->idx, cmp_desc, logits);
+    }
     /* 3. softmax with temperature over the candidates */
     double mx = logits[s->idx[0]], sum = 0;
     for (int i = 0; i < n; i++) {
@@ -193,4 +259,27 @@ int ms_sampler_sample_draft(ms_sampler *s, float *logits, int draft, bool *accep
     }
     *accepted = false;
     return draw(s, n, k >= 0 ? tot - s->probs[k] : tot, k);
+}
+
+int ms_logprobs(const float *logits, int n_vocab, int token, int top_n, float *lp_tok, int32_t *top_ids,
+                float *top_lp)
+{
+    float mx = logits[0];
+    for (int v = 1; v < n_vocab; v++)
+        if (logits[v] > mx) mx = logits[v];
+    double sum = 0;
+    for (int v = 0; v < n_vocab; v++) sum += exp((double)logits[v] - mx);
+    double lse = (double)mx + log(sum);
+    if (lp_tok) *lp_tok = token >= 0 && token < n_vocab ? (float)((double)logits[token] - lse) : -INFINITY;
+    int n = top_n < n_vocab ? top_n : n_vocab;
+    if (n <= 0) return 0;
+    int *ids = malloc((size_t)n * sizeof *ids);
+    if (!ids) return 0;
+    top_k_sorted(logits, n_vocab, n, ids);
+    for (int k = 0; k < n; k++) {
+        top_ids[k] = ids[k];
+        top_lp[k] = (float)((double)logits[ids[k]] - lse);
+    }
+    free(ids);
+    return n;
 }

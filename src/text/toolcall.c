@@ -19,6 +19,8 @@
 #include <string.h>
 
 #include "jinja.h"
+#include "strbuf.h"
+#include "tokenizer.h"
 
 /* ---- growable byte buffer ------------------------------------------------------------------- */
 
@@ -69,6 +71,7 @@ struct ms_toolcall_ops {
     bool reasoning;                          /* <think>...</think> */
     bool args_as_string;                     /* the template concatenates arguments as text */
     const char *stops[4], *stops_no_tools[4];
+    const char *force_open, *force_named;    /* a forced call's opening; + printf(force_named, name) */
 };
 
 #define THINK_OPEN "<think>"
@@ -820,22 +823,26 @@ static int parse_xml(parser *p, const char *s, size_t n, json_object **args, cha
 static const ms_toolcall_ops formats[] = {
     {.name = "deepseek_v3", .section_begin = "<｜tool▁calls▁begin｜>", .section_end = "<｜tool▁calls▁end｜>",
      .call_begin = "<｜tool▁call▁begin｜>", .call_end = "<｜tool▁call▁end｜>", .parse = parse_ds3, .reasoning = true,
-     .args_as_string = true, .stops = {"<｜end▁of▁sentence｜>"}},
+     .args_as_string = true, .stops = {"<｜end▁of▁sentence｜>"},
+     .force_open = "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>", .force_named = "%s\n```json\n"},
     {.name = "deepseek_v3_1", .section_begin = "<｜tool▁calls▁begin｜>", .section_end = "<｜tool▁calls▁end｜>",
      .call_begin = "<｜tool▁call▁begin｜>", .call_end = "<｜tool▁call▁end｜>", .parse = parse_ds31, .reasoning = true,
-     .args_as_string = true, .stops = {"<｜end▁of▁sentence｜>"}},
-    {.name = "gigachat3_1", .call_begin = "<|function_call|>", .parse = parse_json_call, .stops = {"</s>", "<|message_sep|>"}},
+     .args_as_string = true, .stops = {"<｜end▁of▁sentence｜>"},
+     .force_open = "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>", .force_named = "%s<｜tool▁sep｜>"},
+    {.name = "gigachat3_1", .call_begin = "<|function_call|>", .parse = parse_json_call, .stops = {"</s>", "<|message_sep|>"},
+     .force_open = "<|function_call|>", .force_named = "{\"name\": \"%s\", \"arguments\": "},
     {.name = "gigachat3", .call_begin = "function call<|role_sep|>", .drop = "<|message_sep|>", .parse = parse_json_call,
      .stops = {"</s>"}, .stops_no_tools = {"</s>", "<|message_sep|>"}},
     {.name = "glm4", .call_begin = "<tool_call>", .call_end = "</tool_call>", .parse = parse_glm, .reasoning = true,
-     .stops = {"<|user|>", "<|observation|>", "<|endoftext|>"}},
+     .stops = {"<|user|>", "<|observation|>", "<|endoftext|>"}, .force_open = "<tool_call>", .force_named = "%s"},
     {.name = "qwen3_xml", .call_begin = "<tool_call>", .call_end = "</tool_call>", .parse = parse_xml, .reasoning = true,
-     .stops = {"<|im_end|>"}},
+     .stops = {"<|im_end|>"}, .force_open = "<tool_call>\n", .force_named = "<function=%s>\n"},
     {.name = "hermes", .call_begin = "<tool_call>", .call_end = "</tool_call>", .parse = parse_json_call, .reasoning = true,
-     .stops = {"<|im_end|>"}},
+     .stops = {"<|im_end|>"}, .force_open = "<tool_call>\n", .force_named = "{\"name\": \"%s\", \"arguments\": "},
     {.name = "kimi_k2", .section_begin = "<|tool_calls_section_begin|>", .section_end = "<|tool_calls_section_end|>",
      .call_begin = "<|tool_call_begin|>", .call_end = "<|tool_call_end|>", .parse = parse_kimi, .reasoning = true,
-     .args_as_string = true, .stops = {"<|im_end|>"}},
+     .args_as_string = true, .stops = {"<|im_end|>"},
+     .force_open = "<|tool_calls_section_begin|><|tool_call_begin|>", .force_named = "functions.%s:0<|tool_call_argument_begin|>"},
     {.name = "none", .call_begin = NULL, .parse = parse_json_call, .reasoning = true},
 };
 #define N_FORMATS (sizeof formats / sizeof formats[0])
@@ -867,6 +874,32 @@ const char *ms_toolcall_name(const ms_toolcall_ops *ops) { return ops->name; }
 const char *const *ms_toolcall_stop_texts(const ms_toolcall_ops *ops, bool with_tools)
 {
     return with_tools || !ops->stops_no_tools[0] ? ops->stops : ops->stops_no_tools;
+}
+
+bool ms_toolcall_args_as_string(const ms_toolcall_ops *ops) { return ops->args_as_string; }
+
+size_t ms_toolcall_stop_ids(const ms_toolcall_ops *ops, bool with_tools, const ms_tokenizer *tok, int32_t *ids,
+                            size_t cap)
+{
+    size_t n = 0, ns;
+    const int32_t *s = ms_tokenizer_stop_ids(tok, &ns);
+    for (size_t i = 0; i < ns && n < cap; i++) ids[n++] = s[i];
+    const char *const *texts = ops ? ms_toolcall_stop_texts(ops, with_tools) : NULL;
+    for (int i = 0; texts && texts[i] && n < cap; i++) {
+        int32_t id = ms_tokenizer_token_id(tok, texts[i], strlen(texts[i]));
+        bool have = id < 0;
+        for (size_t k = 0; k < n && !have; k++) have = ids[k] == id;
+        if (!have) ids[n++] = id;
+    }
+    return n;
+}
+
+bool ms_toolcall_force_opening(const ms_toolcall_ops *ops, const char *name, ms_strbuf *sb)
+{
+    if (!ops->force_open) return false;
+    ms_sb_puts(sb, ops->force_open);
+    if (name) ms_sb_printf(sb, ops->force_named, name);
+    return true;
 }
 
 bool ms_toolcall_prompt_in_reasoning(const ms_toolcall_ops *ops, const char *prompt, size_t len)

@@ -34,6 +34,8 @@
 #include "err.h"
 
 struct json_object;
+struct ms_strbuf;
+struct ms_tokenizer;
 typedef struct ms_toolcall_ops ms_toolcall_ops;
 typedef struct ms_chat_parser ms_chat_parser;
 
@@ -52,6 +54,17 @@ const char *ms_toolcall_name(const ms_toolcall_ops *ops);
  * the tokenizer's own stop set. with_tools=false adds the end-of-turn markers that a
  * tool call would otherwise follow (GigaChat's <|message_sep|>). */
 const char *const *ms_toolcall_stop_texts(const ms_toolcall_ops *ops, bool with_tools);
+/* Stop ids of an assistant turn: the tokenizer's stop set plus the format's end-of-turn
+ * tokens above (ops NULL: the tokenizer's only). Returns the count (at most cap). */
+size_t ms_toolcall_stop_ids(const ms_toolcall_ops *ops, bool with_tools, const struct ms_tokenizer *tok, int32_t *ids,
+                            size_t cap);
+/* Does the format's chat template concatenate tool-call arguments as text (else the
+ * template wants them as a mapping, as transformers passes them)? */
+bool ms_toolcall_args_as_string(const ms_toolcall_ops *ops);
+/* Append the text that opens a call in this format, with the function's name when
+ * given (tool_choice required / named: the prompt ends inside a call). false: the
+ * format has no fixed opening (nothing appended). */
+bool ms_toolcall_force_opening(const ms_toolcall_ops *ops, const char *name, struct ms_strbuf *sb);
 /* Does a rendered prompt leave the model inside a reasoning block (ends with <think>)? */
 bool ms_toolcall_prompt_in_reasoning(const ms_toolcall_ops *ops, const char *prompt, size_t len);
 

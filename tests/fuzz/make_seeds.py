@@ -160,3 +160,35 @@ seeds = [(0, "110G"), (0, "512MiB"), (0, "1.5k"), (0, "0x1p4M"), (1, "1G,2G,512M
          (8, "1T")]
 for i, (sel, s) in enumerate(seeds):
     put(d, "s%02d" % i, bytes([sel]) + s.encode())
+
+# serve_request: bodies of POST /v1/chat/completions and /v1/completions (the
+# target parses each input as both)
+d = reset("serve_request")
+U = {"role": "user", "content": "Hello"}
+TOOL = {"type": "function", "function": {"name": "get_weather", "description": "weather",
+                                         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
+bodies = [
+    {"model": "m", "messages": [U]},
+    {"messages": [{"role": "system", "content": "Be brief."}, U], "temperature": 0, "max_tokens": 16},
+    {"messages": [{"role": "developer", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}, U],
+     "stream": True, "stream_options": {"include_usage": True}},
+    {"messages": [U, {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_0", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_0", "content": "sunny"}], "tools": [TOOL], "tool_choice": "auto"},
+    {"messages": [U], "tools": [TOOL], "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+     "parallel_tool_calls": False},
+    {"messages": [U], "top_p": 0.9, "top_k": 40, "min_p": 0.05, "repeat_penalty": 1.1, "presence_penalty": 0.5,
+     "frequency_penalty": -0.5, "seed": 42, "stop": ["\n\n", "END"], "logprobs": True, "top_logprobs": 5,
+     "logit_bias": {"13": -100, "42": 3.5}, "ignore_eos": True, "n": 1, "user": "u"},
+    {"messages": [U], "response_format": {"type": "text"}, "chat_template_kwargs": {"enable_thinking": False},
+     "max_completion_tokens": 8},
+    {"messages": [{"role": "assistant", "content": "x", "reasoning_content": "think"}, U], "n": 2},
+    {"prompt": "Once upon a time", "max_tokens": 32, "stop": "\n"},
+    {"prompt": [0, 17, 300, 45], "logprobs": 3, "echo": False, "best_of": 1, "suffix": ""},
+    {"prompt": [[1, 2, 3]], "stream": True},
+    {"prompt": ["one"], "temperature": 1.5},
+]
+for i, b in enumerate(bodies):
+    put(d, "b%02d.json" % i, json.dumps(b))
+put(d, "bad-trailing.json", '{"messages": [{"role": "user", "content": "hi"}]} x')
+put(d, "deep.json", "[" * 40 + "]" * 40)
