@@ -144,6 +144,31 @@ static double reads_vs_min(const row *rw, double min_reads)
 }
 
 /* The capacity header line of a table. */
+/* One table row per policy, one cell per capacity: hit rate and % of belady's
+ * (ref = belady's hit rates), or with reads: expert reads per token and x the
+ * minimum (ref = belady's misses per capacity). */
+static void print_rows(const row *rows, const char *const *pols, int n_pols, int n_caps, const double *ref,
+                       uint64_t n_tokens, bool reads)
+{
+    for (int p = 0; p < n_pols; p++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s%s", rows[p * n_caps].is_default ? "*" : " ", pols[p]);
+        printf("%-22s", name);
+        for (int c2 = 0; c2 < n_caps; c2++) {
+            const row *rw = &rows[p * n_caps + c2];
+            char cell[48];
+            if (reads)
+                snprintf(cell, sizeof cell, "%.2f (%.2fx)", (double)row_reads(rw) / (double)n_tokens,
+                         reads_vs_min(rw, ref[c2]));
+            else
+                snprintf(cell, sizeof cell, "%.3f (%3.0f%%)", rw->r.hit_rate,
+                         ref[c2] > 0 ? 100.0 * rw->r.hit_rate / ref[c2] : 0.0);
+            printf(" %16s", cell);
+        }
+        printf("\n");
+    }
+}
+
 static void print_caps(const uint64_t *rams, const uint32_t *caps, int n_caps, uint32_t n_keys)
 {
     printf("%-22s", rams ? "policy \\ RAM: slots" : "policy \\ slots");
@@ -428,33 +453,10 @@ int cmd_simulate(int argc, char **argv)
                (unsigned long long)t.n_tokens, in->n_layers, in->top_k, in->n_experts, n_acc, n_keys);
         printf("hit rate (and %% of belady's offline optimum); * = default policy\n");
         print_caps(rams, caps, n_caps, n_keys);
-        for (int p = 0; p < n_pols; p++) {
-            char name[64];
-            snprintf(name, sizeof name, "%s%s", rows[p * n_caps].is_default ? "*" : " ", pols[p]);
-            printf("%-22s", name);
-            for (int c2 = 0; c2 < n_caps; c2++) {
-                double h = rows[p * n_caps + c2].r.hit_rate;
-                char cell[48];
-                snprintf(cell, sizeof cell, "%.3f (%3.0f%%)", h, belady[c2] > 0 ? 100.0 * h / belady[c2] : 0.0);
-                printf(" %16s", cell);
-            }
-            printf("\n");
-        }
+        print_rows(rows, pols, n_pols, n_caps, belady, t.n_tokens, false);
         printf("\nexpert reads per token (demand misses + prefetches) and x the minimum (belady's misses per token)\n");
         print_caps(rams, caps, n_caps, n_keys);
-        for (int p = 0; p < n_pols; p++) {
-            char name[64];
-            snprintf(name, sizeof name, "%s%s", rows[p * n_caps].is_default ? "*" : " ", pols[p]);
-            printf("%-22s", name);
-            for (int c2 = 0; c2 < n_caps; c2++) {
-                const row *rw = &rows[p * n_caps + c2];
-                char cell[48];
-                snprintf(cell, sizeof cell, "%.2f (%.2fx)", (double)row_reads(rw) / (double)t.n_tokens,
-                         reads_vs_min(rw, bmiss[c2]));
-                printf(" %16s", cell);
-            }
-            printf("\n");
-        }
+        print_rows(rows, pols, n_pols, n_caps, bmiss, t.n_tokens, true);
         if (prefetch && !t.max_pred) printf("note: --prefetch given but the trace has no \"predicted\" field\n");
     }
     if (plot) {
