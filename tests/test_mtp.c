@@ -8,7 +8,10 @@
  *      without it: on the golden checkpoint (HF f32) and on a generated MLX
  *      4-bit model, at the minimum budget (experts evicted), a middle one and
  *      all resident, with 1 and 2 threads.
- *   3. Rejection sampling keeps the distribution: ms_sampler_sample_draft
+ *   3. The draft head's cache follows the emitted sequence: each round's
+ *      first draft equals the teacher-forced draft (every draft accepted,
+ *      so the deferred refill of settled slots runs every round).
+ *   4. Rejection sampling keeps the distribution: ms_sampler_sample_draft
  *      against drafts with P(draft) = 0, small, large and 1 gives token
  *      frequencies within a stated bound of the target probabilities; and
  *      end to end, the second generated token's distribution over 2,000 seeds
@@ -193,6 +196,88 @@ static void test_greedy_identical_synth(void **state)
     free(dir);
 }
 
+/* The draft head's KV cache follows the sequence during generation: every
+ * round's first draft (made from the main model's true hidden state and the
+ * pending token) has the argmax of the teacher-forced draft logits over the
+ * emitted sequence. With every draft taken (--mtp-force-accept: each round
+ * settles N+1 positions), this checks the deferred refill of the slots a verify
+ * step settled; a missing or misplaced refill row changes the attention of
+ * later drafts. Minimum budget and resident, 1 and 2 threads, --mtp 1 and 3. */
+typedef struct draft_log {
+    int n, pos[128], tok[128];
+} draft_log;
+
+static void log_draft(void *arg, int k, int pos, int32_t tok)
+{
+    draft_log *l = arg;
+    if (k != 0 || l->n >= 128) return;
+    l->pos[l->n] = pos;
+    l->tok[l->n++] = tok;
+}
+
+static void check_drafts_follow(const char *dir, int mtp, const char *io, uint64_t ram, int threads)
+{
+    enum { NP = 6, N = 40 };
+    static const int prompt[NP] = {1, 80, 87, 83, 35, 103};
+    ms_engine_opts o = {.threads = threads, .ctx = 96, .batch = 8, .mtp = mtp, .io = io, .ram = ram};
+    ms_engine *e;
+    ms_err err = {0};
+    if (ms_engine_open(dir, &o, &e, &err) < 0) fail_msg("%s: %s", dir, err.msg);
+    ms_gen g;
+    ms_gen_params p = {.sampling = ms_sampler_defaults(), .max_new = N, .ignore_eos = true};
+    p.sampling.temperature = 0;
+    if (ms_gen_init(&g, e, &p, &err) < 0) fail_msg("%s", err.msg);
+    draft_log lg = {0};
+    g.mtp_force_accept = true;
+    g.on_draft = log_draft;
+    g.on_draft_arg = &lg;
+    int seq[NP + N], n = NP, t;
+    memcpy(seq, prompt, sizeof prompt);
+    if (ms_gen_prompt(&g, prompt, NP, &err) < 0) fail_msg("%s", err.msg);
+    while (n < NP + N && ms_gen_next(&g, &t, &err) > 0) seq[n++] = t;
+    assert_int_equal(n, NP + N);
+    ms_gen_free(&g);
+    assert_true(lg.n >= N / (mtp + 1) - 1);
+    /* teacher forcing over the emitted sequence, on a fresh engine */
+    if (ms_engine_open(dir, &o, &e, &err) < 0) fail_msg("%s", err.msg);
+    int V = ms_engine_vocab(e), D = e->model.cfg.hidden_size, pos[NP + N];
+    float *hid = malloc(sizeof(float) * (size_t)n * D), *ml = malloc(sizeof(float) * (size_t)V);
+    for (int i = 0; i < n; i++) pos[i] = i;
+    for (int i = 0; i < n; i += 8) {
+        int c = i + 8 <= n ? 8 : n - i;
+        ms_batch b = {.n = c, .tokens = seq + i, .pos = pos + i, .hidden = hid + (size_t)i * D};
+        if (ms_engine_step(e, &b, false, &err) < 0) fail_msg("%s", err.msg);
+    }
+    int checked = 0;
+    for (int r = 0, q = 0; q + 1 < n - 1; q++) { /* slot q = (hidden at q, token q+1): the draft for q+2 */
+        ms_batch b = {.n = 1, .tokens = seq + q + 1, .pos = pos + q, .logits = ml};
+        if (ms_engine_mtp(e, &b, hid + (size_t)q * D, true, &err) < 0) fail_msg("%s", err.msg);
+        while (r < lg.n && lg.pos[r] < q + 2) r++;
+        if (r < lg.n && lg.pos[r] == q + 2) {
+            int want = mst_argmax_f(ml, V);
+            if (lg.tok[r] != want)
+                fail_msg("%s --mtp %d (%s, %d threads): the draft for position %d is %d, teacher-forced %d", dir, mtp,
+                         io, threads, q + 2, lg.tok[r], want);
+            checked++;
+        }
+    }
+    assert_int_equal(checked, lg.n);
+    free(hid);
+    free(ml);
+    ms_engine_close(e);
+}
+
+static void test_drafts_follow_sequence(void **state)
+{
+    (void)state;
+    uint64_t lo = min_ram(GOLDEN, 1);
+    int mtps[2] = {1, 3};
+    for (int i = 0; i < 2; i++) {
+        check_drafts_follow(GOLDEN, mtps[i], "uring", lo, 1);
+        check_drafts_follow(GOLDEN, mtps[i], "resident", 0, 2);
+    }
+}
+
 /* The rejection rule on its own: target p over 4 tokens (through the sampler's
  * softmax at temperature 1), drafts with every kind of P(draft). */
 static void test_sample_draft_distribution(void **state)
@@ -320,6 +405,7 @@ int main(void)
         cmocka_unit_test(test_draft_logits_match_reference),
         cmocka_unit_test(test_greedy_identical_golden),
         cmocka_unit_test(test_greedy_identical_synth),
+        cmocka_unit_test(test_drafts_follow_sequence),
         cmocka_unit_test(test_sample_draft_distribution),
         cmocka_unit_test(test_sampling_keeps_distribution),
     };

@@ -69,7 +69,9 @@ int ms_gen_init(ms_gen *g, ms_engine *e, const ms_gen_params *p, ms_err *err)
         g->vlg = malloc((size_t)(N + 1) * V * sizeof(float));
         g->rows_tok = malloc((size_t)R * sizeof(int));
         g->rows_pos = malloc((size_t)R * sizeof(int));
-        if (!g->hid || !g->h_last || !g->mhid || !g->vlg || !g->rows_tok || !g->rows_pos) {
+        g->fin = malloc((size_t)(N + 1) * D * sizeof(float));
+        g->fout = malloc((size_t)(N + 1) * D * sizeof(float));
+        if (!g->hid || !g->h_last || !g->mhid || !g->vlg || !g->rows_tok || !g->rows_pos || !g->fin || !g->fout) {
             ms_gen_free(g);
             return ms_errf(err, ENOMEM, "out of memory");
         }
@@ -95,6 +97,8 @@ void ms_gen_free(ms_gen *g)
     free(g->vlg);
     free(g->rows_tok);
     free(g->rows_pos);
+    free(g->fin);
+    free(g->fout);
     ms_sampler_free(&g->sampler);
     memset(g, 0, sizeof *g);
 }
@@ -146,6 +150,15 @@ void ms_gen_trace_new_seq(ms_gen *g)
 static int mtp_follow(ms_gen *g, const int32_t *ids, int n, int p0, ms_err *err)
 {
     int D = g->e->model.cfg.hidden_size, m = 0;
+    /* the refill a verify step deferred, for the slots before this chunk's
+     * (a stop may have rolled the sequence back over some of them) */
+    for (int k = 0; k < g->fold_n; k++) {
+        if (g->fold_pos[k] >= p0 - 1) break;
+        memcpy(g->mhid + (size_t)m * D, g->fin + (size_t)k * D, (size_t)D * sizeof(float));
+        g->rows_tok[m] = g->fold_tok[k];
+        g->rows_pos[m++] = g->fold_pos[k];
+    }
+    g->fold_n = 0;
     for (int t = p0 - 1; t <= p0 + n - 2; t++) {
         if (t < 0) continue;
         const float *h = t == p0 - 1 ? g->h_last : g->hid + (size_t)(t - p0) * D;
@@ -279,12 +292,24 @@ static int mtp_round(ms_gen *g, ms_err *err)
             N = 0;
             break;
         }
-        ms_batch b = {.n = 1, .tokens = &tokk, .pos = &posk, .logits = g->vlg, .hidden = g->mhid + (size_t)k * D};
-        if ((rc = ms_engine_mtp(e, &b, h, true, err)) < 0) return rc;
+        if (k == 0 && g->fold_n > 0) { /* the previous round's refill rows first, then this draft row */
+            int m = g->fold_n;
+            memcpy(g->fin + (size_t)m * D, h, (size_t)D * sizeof(float));
+            g->fold_tok[m] = tokk;
+            g->fold_pos[m] = posk;
+            ms_batch b = {.n = m + 1, .tokens = g->fold_tok, .pos = g->fold_pos, .logits = g->vlg, .hidden = g->fout};
+            if ((rc = ms_engine_mtp(e, &b, g->fin, true, err)) < 0) return rc;
+            memcpy(g->mhid, g->fout + (size_t)m * D, (size_t)D * sizeof(float));
+            g->fold_n = 0;
+        } else {
+            ms_batch b = {.n = 1, .tokens = &tokk, .pos = &posk, .logits = g->vlg, .hidden = g->mhid + (size_t)k * D};
+            if ((rc = ms_engine_mtp(e, &b, h, true, err)) < 0) return rc;
+        }
         int best = 0;
         for (int v = 1; v < V; v++)
             if (g->vlg[v] > g->vlg[best]) best = v;
         drafts[k] = best;
+        if (g->on_draft) g->on_draft(g->on_draft_arg, k, p + 1 + k, best);
     }
     /* 2. verify: rows [pending @ p, d1 @ p+1, ..., dN @ p+N], exact */
     g->rows_tok[0] = g->pending;
@@ -322,21 +347,17 @@ static int mtp_round(ms_gen *g, ms_err *err)
     g->drafted += (uint64_t)N;
     g->accepted += (uint64_t)acc;
     g->verify_steps++;
-    /* 5. the draft head follows: slots p .. p+acc-1 with the verified hidden states */
-    int32_t ids[16];
-    for (int k = 0; k < acc; k++) ids[k] = drafts[k];
-    ids[acc] = g->pending;
+    /* 5. the draft head follows: slots p .. p+acc-1 with the verified hidden
+     *    states, deferred into the next round's first draft call (or the next
+     *    prompt's mtp_follow) */
     memcpy(g->h_last, g->hid + (size_t)acc * D, (size_t)D * sizeof(float)); /* hidden at p + acc */
     g->hid_p0 = p;
-    if (acc > 0) {
-        for (int k = 0; k < acc; k++) {
-            memcpy(g->mhid + (size_t)k * D, g->hid + (size_t)k * D, (size_t)D * sizeof(float));
-            g->rows_tok[k] = ids[k];
-            g->rows_pos[k] = p + k;
-        }
-        ms_batch mb = {.n = acc, .tokens = g->rows_tok, .pos = g->rows_pos};
-        if ((rc = ms_engine_mtp(e, &mb, g->mhid, false, err)) < 0) return rc;
+    for (int k = 0; k < acc; k++) { /* appended: a round without drafts (context end) left its rows */
+        memcpy(g->fin + (size_t)(g->fold_n + k) * D, g->hid + (size_t)k * D, (size_t)D * sizeof(float));
+        g->fold_tok[g->fold_n + k] = drafts[k];
+        g->fold_pos[g->fold_n + k] = p + k;
     }
+    g->fold_n += acc;
     return 0;
 }
 

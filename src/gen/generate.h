@@ -89,6 +89,9 @@ typedef struct ms_gen {
     /* MTP speculative decoding (engine opened with --mtp N) */
     int mtp;                    /* N draft tokens per verify step (0 = off) */
     bool mtp_force_accept;      /* debug (bench): take every draft as accepted (output not valid) */
+    /* observer (tests, verbose output): draft k of a round, for position pos */
+    void (*on_draft)(void *arg, int k, int pos, int32_t token);
+    void *on_draft_arg;
     int pending;                /* emitted token not fed yet (at position e->pos), -1 none */
     float *hid;                 /* [max(batch, N+1)][D] final hidden states of the last main step */
     float *h_last;              /* [D] hidden state at position e->pos - 1 */
@@ -98,6 +101,12 @@ typedef struct ms_gen {
     int out_q[16], out_pos[16]; /* emitted tokens (and positions) waiting to be returned */
     int out_n, out_i;
     int hid_p0;                 /* position of hid's row 0 after a verify step */
+    /* The draft head's refill of the slots a verify step settled, deferred into
+     * the next draft call (one multi-row call instead of two): rows (verified
+     * hidden, accepted token) at fold_pos[] */
+    int fold_n;                 /* deferred rows, 0..N */
+    int fold_tok[16], fold_pos[16];
+    float *fin, *fout;          /* [N+1][D] that call's hidden inputs / output states */
     uint64_t drafted, accepted, verify_steps;
 } ms_gen;
 
