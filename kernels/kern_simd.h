@@ -41,18 +41,20 @@
 
 /* ---- scales / biases, group sums ------------------------------------------- */
 
-/* n scales or biases of dtype t -> f32 (exact). */
-static void sb_to_f32(const void *src, ms_dtype t, int64_t n, float *dst)
+/* n scales or biases of dtype t -> f32 (exact). Inlined, with a partial
+ * vector for the tail: rows of a few groups (a 640-wide expert row has 10)
+ * convert per row, and a call plus a scalar tail cost as much as the row. */
+AINL void sb_to_f32(const void *src, ms_dtype t, int64_t n, float *dst)
 {
     int64_t i = 0;
     if (t == MS_DT_BF16) {
         const uint16_t *s = src;
         for (; i + MSV_L <= n; i += MSV_L) msv_store(dst + i, msv_load_bf16(s + i));
-        for (; i < n; i++) dst[i] = ms_bf16_to_f32(ms_ld_u16(s, (size_t)i));
+        if (i < n) msv_store_part(dst + i, msv_load_bf16_part(s + i, n - i), n - i);
     } else if (t == MS_DT_F16) {
         const uint16_t *s = src;
         for (; i + MSV_L <= n; i += MSV_L) msv_store(dst + i, msv_load_f16(s + i));
-        for (; i < n; i++) dst[i] = ms_f16_to_f32(ms_ld_u16(s, (size_t)i));
+        if (i < n) msv_store_part(dst + i, msv_load_f16_part(s + i, n - i), n - i);
     } else {
         memcpy(dst, src, (size_t)n * sizeof(float));
     }
@@ -518,7 +520,7 @@ AINL void dequant_dot(const ms_mat *m, int64_t r, int64_t c0, int64_t c1, float 
     arow_init(&a, m, r, bits, gs, false);
     const int64_t g0 = c0 / gs, g1 = c1 / gs;
     if (g1 > a.t0) tail_copy(a.tail, a.w, a.t0, a.ng, a.gbytes);
-    float sc[GEMM_KC / 32], bi[GEMM_KC / 32];
+    float sc[GEMM_KC / 32 + MSV_L], bi[GEMM_KC / 32 + MSV_L]; /* + MSV_L: room the compiler can see for sb_to_f32 */
     sb_to_f32(a.sp + g0 * a.sbsz, m->sb_dtype, g1 - g0, sc);
     sb_to_f32(a.bp + g0 * a.sbsz, m->sb_dtype, g1 - g0, bi);
     for (int64_t g = g0; g < g1; g++) {
