@@ -679,6 +679,22 @@ static double read_sum_simd(const float *p, size_t n)
     return s;
 }
 
+/* y += a x: one FMA per element, a partial vector (or scalar FMAs) for the tail. */
+static void axpy_simd(float *y, float a, const float *x, int64_t n)
+{
+    const msv av = msv_set1(a);
+    int64_t i = 0;
+    for (; i + 4 * MSV_L <= n; i += 4 * MSV_L)
+        for (int k = 0; k < 4; k++)
+            msv_store(y + i + k * MSV_L, msv_fma(av, msv_load(x + i + k * MSV_L), msv_load(y + i + k * MSV_L)));
+    for (; i + MSV_L <= n; i += MSV_L) msv_store(y + i, msv_fma(av, msv_load(x + i), msv_load(y + i)));
+#if MSV_MASKED_TAIL
+    if (i < n) msv_store_part(y + i, msv_fma(av, msv_load_part(x + i, n - i), msv_load_part(y + i, n - i)), n - i);
+#else
+    for (; i < n; i++) y[i] = __builtin_fmaf(a, x[i], y[i]);
+#endif
+}
+
 /* The parts of a table every instruction set shares (prep and gemm_min_n differ). */
 #define SIMD_AFFINE(B, PREP, GMIN) {rows_affine##B, dequant_affine, PREP, rows_n_affine##B, GMIN}
 #define SIMD_DENSE(T, GMIN) {rows_##T, dequant_dense, NULL, DENSE_MT > 1 ? rows_n_##T : NULL, GMIN}
@@ -692,7 +708,7 @@ static double read_sum_simd(const float *p, size_t n)
         .affine = {[2] = SIMD_AFFINE(2, P2, G2), [3] = SIMD_AFFINE(3, P3, G3), [4] = SIMD_AFFINE(4, P4, G4),           \
                    [5] = SIMD_AFFINE(5, P5, G5), [6] = SIMD_AFFINE(6, P6, G6), [8] = SIMD_AFFINE(8, P8, G8)},          \
         .gemm = gemm_simd, .gemm_rows = GEMM_ROWS, .gemm_buf_floats = GEMM_BUF_FLOATS, .group_sums = group_sums_simd,  \
-        .read_sum = read_sum_simd,                                                                                     \
+        .read_sum = read_sum_simd, .axpy = axpy_simd,                                                                  \
     }
 
 #endif
