@@ -180,7 +180,7 @@ int ms_bench_serve(int argc, char **argv)
         {"model", required_argument, 0, 'm'}, {"ram", required_argument, 0, 'r'},
         {"concurrency", required_argument, 0, 'C'}, {"prompt-tokens", required_argument, 0, 'P'},
         {"device-gbps", required_argument, 0, 'd'}, {"json", no_argument, 0, 'j'},
-        {"help", no_argument, 0, 'h'},        MS_CLI_ENGINE_LONGOPTS_NO_MTP,
+        {"help", no_argument, 0, 'h'},        MS_CLI_ENGINE_LONGOPTS,
         {0}};
     const char *model = NULL, *ram_s = NULL, *conc_s = "1,2,4,8";
     long long n = 32, prompt_n = 16;

@@ -1,0 +1,438 @@
+/* test_serve_mtp.c - MTP speculative decoding inside the serving scheduler
+ * (`serve --mtp N`), on a generated model with an MTP layer (`synth --preset
+ * tiny --mtp 1`: 4 layers, 3 MoE x 16 experts top-4), driven in-process with
+ * --batch 12 (4 slots x 3 verify rows):
+ *   - greedy: --mtp 1 and 2, 4 requests together and each alone give exactly
+ *     the tokens of `moestream run --temp 0` without MTP, at the minimum budget
+ *     (experts evicted mid-step) and with every expert cached;
+ *   - sampling: seeded requests at temperature 0.8 give exactly the tokens of
+ *     `run --mtp N --temp 0.8 --seed S`, together and alone;
+ *   - the draft head's cache follows each slot: with every draft taken
+ *     (mtp_force_accept, as test_mtp does for run; the generated model's draft
+ *     head never agrees with its main model, so nothing would be accepted
+ *     otherwise), each round settles N+1 positions and the drafts decide the
+ *     tokens, so 4 requests together must give exactly the tokens of ms_gen
+ *     (the loop of `run`) with the same forced acceptance, greedy and sampled;
+ *     a dropped, misplaced or non-exact refill changes later drafts;
+ *   - a stop token and max_tokens ending a request mid-round (positions after
+ *     the token roll back), then a second request on the same slot reusing the
+ *     prefix: with reuse `any` it continues from the stop exactly as a chat turn
+ *     of ms_gen does (the deferred refill rows before it, the hidden state
+ *     before the stop token); with reuse `exact` it restarts at a whole chunk
+ *     and equals a fresh ms_gen / `run --mtp 2`;
+ *   - --parallel x (N+1) rows beyond --batch is refused with one line. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arch.h"
+#include "engine.h"
+#include "generate.h"
+#include "ms_test.h"
+#include "plan.h"
+#include "serve_sched.h"
+#include "tokenizer.h"
+
+enum { CTX = 256, BATCH = 12, NGEN = 20, NP = 4 };
+
+static char *g_model;
+static ms_tokenizer *g_tok;
+static int32_t g_prompts[NP][40];
+static const int g_plen[NP] = {5, 13, 21, 37};
+
+static int setup(void **state)
+{
+    (void)state;
+    g_model = mst_tmpdir("serve_mtp_model");
+    char *cmd = mst_fmt("%s synth --preset tiny --mtp 1 --out %s --force >/dev/null 2>&1", MS_BIN, g_model);
+    int rc = system(cmd);
+    free(cmd);
+    ms_err err = {0};
+    if (rc != 0 || ms_tokenizer_load(g_model, &g_tok, &err) < 0) {
+        fprintf(stderr, "setup: synth exit %d %s\n", rc, err.msg);
+        return -1;
+    }
+    for (int p = 0; p < NP; p++)
+        for (int i = 0; i < g_plen[p]; i++) g_prompts[p][i] = i == 0 ? 0 : (int32_t)(3 + (p * 131 + i * 37) % 500);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    ms_tokenizer_free(g_tok);
+    free(g_model);
+    return 0;
+}
+
+/* The plan's minimum --ram for n_seq sequences, the MTP layer included. */
+static uint64_t min_budget(int n_seq)
+{
+    ms_model m;
+    ms_err err = {0};
+    assert_int_equal(ms_model_open_mtp(g_model, 1, &m, &err), 0);
+    ms_plan p;
+    ms_plan_opts po = {.budget = 1ull << 40, .ctx = CTX, .batch = BATCH, .n_seq = n_seq, .threads = 2};
+    assert_int_equal(ms_plan_make(&m, &po, &p, &err), 0);
+    ms_model_close(&m);
+    return p.min_budget;
+}
+
+typedef struct server {
+    ms_engine *e;
+    ms_sched *s;
+} server;
+
+static server start(int parallel, int mtp, uint64_t ram, ms_reuse_mode reuse, bool force)
+{
+    server sv = {0};
+    ms_engine_opts o = {.ram = ram, .threads = 2, .ctx = CTX, .batch = BATCH, .n_seq = parallel, .mtp = mtp};
+    ms_err err = {0};
+    if (ms_engine_open(g_model, &o, &sv.e, &err) < 0) fail_msg("engine: %s", err.msg);
+    ms_sched_opts so = {.reuse = reuse, .mtp_force_accept = force};
+    if (ms_sched_start(sv.e, g_tok, &so, &sv.s, &err) < 0) fail_msg("sched: %s", err.msg);
+    return sv;
+}
+
+static void stop(server *sv)
+{
+    ms_sched_stop(sv->s);
+    ms_sched_free(sv->s);
+    ms_engine_close(sv->e);
+}
+
+static ms_sched_req *request(const int32_t *prompt, int n, int max_tokens, float temp, uint64_t seed)
+{
+    ms_sched_req *r = ms_sched_req_new();
+    assert_non_null(r);
+    r->prompt = malloc((size_t)n * sizeof *r->prompt);
+    memcpy(r->prompt, prompt, (size_t)n * sizeof *r->prompt);
+    r->n_prompt = n;
+    r->sampling = ms_sampler_defaults();
+    r->sampling.temperature = temp;
+    r->sampling.seed = seed;
+    r->max_tokens = max_tokens;
+    r->ignore_eos = true;
+    r->logprobs = true; /* the generated ids come back in lps */
+    r->detok_flags = MS_TOK_SKIP_SPECIAL;
+    return r;
+}
+
+static void submit(server *sv, ms_sched_req *r)
+{
+    ms_err err = {0};
+    if (ms_sched_submit(sv->s, r, &err) < 0) fail_msg("submit: %s", err.msg);
+}
+
+static void wait_done(server *sv, ms_sched_req *r)
+{
+    ms_sched_lock(sv->s);
+    for (int i = 0; !r->finish && i < 1200; i++) ms_sched_wait(sv->s, r, 100);
+    ms_sched_unlock(sv->s);
+    if (!r->finish) fail_msg("request did not finish in 120 s");
+}
+
+static char *ids_str(const int32_t *ids, int n)
+{
+    char *s = calloc(1, (size_t)n * 12 + 1);
+    for (int i = 0; i < n; i++) sprintf(s + strlen(s), i ? ",%d" : "%d", ids[i]);
+    return s;
+}
+
+/* ids of r's answer as "a,b,c" (malloc'd) */
+static char *ids_of(const ms_sched_req *r)
+{
+    int32_t ids[512];
+    assert_true(r->n_lps <= 512);
+    for (int i = 0; i < r->n_lps; i++) ids[i] = r->lps[i].token;
+    return ids_str(ids, r->n_lps);
+}
+
+/* `moestream run` on a prompt (what a user compares with). */
+static char *run_cli(const int32_t *prompt, int n, int mtp, float temp, uint64_t seed, uint64_t ram, int ngen)
+{
+    char *ids = ids_str(prompt, n), *out = NULL;
+    int rc = mst_run(&out, NULL,
+                     "%s run --model %s --tokens %s -n %d --temp %g --seed %llu --ignore-eos --batch %d --ctx %d "
+                     "--threads 2 --ram %llu --mtp %d --quiet",
+                     MS_BIN, g_model, ids, ngen, temp, (unsigned long long)seed, BATCH, CTX, (unsigned long long)ram,
+                     mtp);
+    free(ids);
+    assert_int_equal(rc, 0);
+    out[strcspn(out, "\n")] = 0;
+    return out;
+}
+
+/* 4 requests together, then each alone: every one equals want[p]. */
+static void check_server(server *sv, float temp, char *const *want, const char *what)
+{
+    ms_sched_req *r[NP];
+    for (int p = 0; p < NP; p++) submit(sv, r[p] = request(g_prompts[p], g_plen[p], NGEN, temp, 100 + p));
+    for (int p = 0; p < NP; p++) wait_done(sv, r[p]);
+    ms_sched_metrics m;
+    ms_sched_get_metrics(sv->s, &m);
+    assert_true(m.decode_rows > 2 * m.decode_steps); /* they really shared steps */
+    assert_true(m.mtp_drafted > 0 && m.mtp_verify_rows > m.decode_steps);
+    for (int p = 0; p < NP; p++) {
+        ms_sched_req *q = request(g_prompts[p], g_plen[p], NGEN, temp, 100 + p);
+        submit(sv, q);
+        wait_done(sv, q);
+        char *a = ids_of(r[p]), *b = ids_of(q);
+        if (strcmp(a, want[p]) || strcmp(b, want[p]))
+            fail_msg("%s, prompt %d:\n together %s\n alone    %s\n expected %s", what, p, a, b, want[p]);
+        assert_int_equal(r[p]->n_gen, NGEN);
+        assert_string_equal(r[p]->finish, "length");
+        assert_true(r[p]->mtp_drafted > 0);
+        free(a);
+        free(b);
+        ms_sched_release(sv->s, q);
+        ms_sched_release(sv->s, r[p]);
+    }
+}
+
+/* (a) greedy with --mtp 1 and 2 == run without MTP */
+static void test_greedy_equals_no_mtp(void **state)
+{
+    (void)state;
+    uint64_t rams[2] = {min_budget(NP), 4ull << 30};
+    for (int ri = 0; ri < 2; ri++) {
+        char *want[NP];
+        for (int p = 0; p < NP; p++) want[p] = run_cli(g_prompts[p], g_plen[p], 0, 0.0f, 0, rams[ri], NGEN);
+        for (int mtp = 1; mtp <= 2; mtp++) {
+            server sv = start(NP, mtp, rams[ri], MS_REUSE_EXACT, false);
+            char what[96];
+            snprintf(what, sizeof what, "greedy --mtp %d, ram %llu vs run without MTP", mtp,
+                     (unsigned long long)rams[ri]);
+            check_server(&sv, 0.0f, want, what);
+            if (ri == 0) {
+                ms_cache_stats cs;
+                ms_cache_get_stats(sv.e->cache, &cs);
+                mst_check_streamed(&cs);
+            }
+            stop(&sv);
+        }
+        for (int p = 0; p < NP; p++) free(want[p]);
+    }
+}
+
+/* (b) seeded sampling == run --mtp N with the same seed */
+static void test_sampling_equals_run_mtp(void **state)
+{
+    (void)state;
+    uint64_t ram = min_budget(NP);
+    for (int mtp = 1; mtp <= 2; mtp++) {
+        char *want[NP];
+        for (int p = 0; p < NP; p++) want[p] = run_cli(g_prompts[p], g_plen[p], mtp, 0.8f, 100 + p, ram, NGEN);
+        server sv = start(NP, mtp, ram, MS_REUSE_EXACT, false);
+        char what[64];
+        snprintf(what, sizeof what, "temperature 0.8, --mtp %d vs run --mtp %d", mtp, mtp);
+        check_server(&sv, 0.8f, want, what);
+        stop(&sv);
+        for (int p = 0; p < NP; p++) free(want[p]);
+    }
+}
+
+/* ms_gen (the loop of `run`) with every draft taken. */
+typedef struct gen_ref {
+    ms_engine *e;
+    ms_gen g;
+} gen_ref;
+
+static void gen_open(gen_ref *G, int mtp, uint64_t ram, float temp, uint64_t seed, const int32_t *stop_id)
+{
+    ms_engine_opts o = {.ram = ram, .threads = 2, .ctx = CTX, .batch = BATCH, .mtp = mtp};
+    ms_err err = {0};
+    if (ms_engine_open(g_model, &o, &G->e, &err) < 0) fail_msg("engine: %s", err.msg);
+    ms_gen_params p = {.sampling = ms_sampler_defaults(), .max_new = NGEN, .ignore_eos = stop_id == NULL,
+                       .stop = stop_id, .n_stop = stop_id ? 1 : 0};
+    p.sampling.temperature = temp;
+    p.sampling.seed = seed;
+    if (ms_gen_init(&G->g, G->e, &p, &err) < 0) fail_msg("gen: %s", err.msg);
+    G->g.mtp_force_accept = true;
+}
+
+/* Feed a prompt and generate up to max_new tokens into out; returns how many. */
+static int gen_turn(gen_ref *G, const int32_t *prompt, int n, int max_new, int32_t *out)
+{
+    ms_err err = {0};
+    ms_gen_new_turn(&G->g, max_new);
+    if (ms_gen_prompt(&G->g, prompt, n, &err) < 0) fail_msg("prompt: %s", err.msg);
+    int k = 0, t, rc = 0;
+    while (k < max_new && (rc = ms_gen_next(&G->g, &t, &err)) > 0) out[k++] = t;
+    if (rc < 0) fail_msg("gen: %s", err.msg);
+    return k;
+}
+
+static void gen_close(gen_ref *G)
+{
+    ms_gen_free(&G->g);
+    ms_engine_close(G->e);
+}
+
+static char *gen_once(const int32_t *prompt, int n, int mtp, uint64_t ram, float temp, uint64_t seed, int max_new)
+{
+    gen_ref G;
+    int32_t out[256];
+    gen_open(&G, mtp, ram, temp, seed, NULL);
+    int k = gen_turn(&G, prompt, n, max_new, out);
+    gen_close(&G);
+    return ids_str(out, k);
+}
+
+/* With every draft taken the drafts are the tokens: serve's draft head must
+ * follow each slot exactly as ms_gen's follows its sequence. */
+static void test_force_accept_follows_gen(void **state)
+{
+    (void)state;
+    uint64_t ram = min_budget(NP);
+    for (int mtp = 1; mtp <= 2; mtp++)
+        for (int ti = 0; ti < 2; ti++) {
+            float temp = ti ? 0.8f : 0.0f;
+            char *want[NP];
+            for (int p = 0; p < NP; p++) want[p] = gen_once(g_prompts[p], g_plen[p], mtp, ram, temp, 100 + p, NGEN);
+            server sv = start(NP, mtp, ram, MS_REUSE_EXACT, true);
+            char what[96];
+            snprintf(what, sizeof what, "every draft taken, --mtp %d, temperature %g vs ms_gen", mtp, temp);
+            check_server(&sv, temp, want, what);
+            ms_sched_metrics m;
+            ms_sched_get_metrics(sv.s, &m);
+            assert_true(m.mtp_accepted == m.mtp_drafted);
+            assert_true(m.decode_rows >= (uint64_t)mtp * m.decode_steps); /* rounds settled N+1 tokens per slot */
+            stop(&sv);
+            for (int p = 0; p < NP; p++) free(want[p]);
+        }
+}
+
+/* (c) a request that ends mid-round (stop token, max_tokens), then a second one
+ * on the same slot reusing its prefix. */
+static void check_mid_round(bool by_stop)
+{
+    enum { MTP = 2, EXTRA = 6 };
+    uint64_t ram = min_budget(1);
+    const int32_t *P = g_prompts[1];
+    int np = g_plen[1];
+    /* the answer with every draft taken: token 0 from the prompt, then rounds of 3 */
+    int32_t G0[NGEN];
+    gen_ref G;
+    gen_open(&G, MTP, ram, 0.0f, 0, NULL);
+    assert_int_equal(gen_turn(&G, P, np, NGEN, G0), NGEN);
+    gen_close(&G);
+    int j = -1; /* where the first request ends: inside a round (not its last token) */
+    for (int i = 4; i < NGEN - 4 && j < 0; i++) {
+        bool fresh = true;
+        for (int k = 0; k < i; k++) fresh &= G0[k] != G0[i];
+        if (i % (MTP + 1) != 0 && (!by_stop || fresh)) j = i;
+    }
+    assert_true(j > 0);
+    int32_t stop_id = G0[j], extra[EXTRA] = {7, 77, 177, 277, 377, 477};
+    for (int mode = 0; mode < 2; mode++) { /* reuse any, then exact */
+        ms_reuse_mode reuse = mode == 0 ? MS_REUSE_ANY : MS_REUSE_EXACT;
+        server sv = start(1, MTP, ram, reuse, true);
+        ms_sched_req *r1 = request(P, np, by_stop ? NGEN : j + 1, 0.0f, 0);
+        if (by_stop) {
+            r1->ignore_eos = false;
+            r1->stop_ids[r1->n_stop_ids++] = stop_id;
+        }
+        submit(&sv, r1);
+        wait_done(&sv, r1);
+        char *a = ids_of(r1), *want1 = ids_str(G0, j + 1);
+        if (strcmp(a, want1)) fail_msg("first request (%s):\n got  %s\n want %s", by_stop ? "stop" : "length", a, want1);
+        assert_string_equal(r1->finish, by_stop ? "stop" : "length");
+        assert_true(r1->mtp_accepted == r1->mtp_drafted && r1->mtp_drafted > 0);
+        /* the second request: the history (prompt, answer) and more */
+        int32_t p2[64];
+        int n2 = 0;
+        memcpy(p2, P, (size_t)np * sizeof *p2);
+        n2 = np;
+        memcpy(p2 + n2, G0, (size_t)(j + 1) * sizeof *p2);
+        n2 += j + 1;
+        memcpy(p2 + n2, extra, sizeof extra);
+        n2 += EXTRA;
+        ms_sched_req *r2 = request(p2, n2, NGEN, 0.0f, 0);
+        submit(&sv, r2);
+        wait_done(&sv, r2);
+        int32_t want2[NGEN];
+        int k2;
+        if (mode == 0) { /* any: continues at the stop token's position, as a chat turn of ms_gen */
+            assert_int_equal(r2->n_cached, np + j);
+            gen_open(&G, MTP, ram, 0.0f, 0, by_stop ? &stop_id : NULL);
+            int32_t tmp[NGEN];
+            assert_int_equal(gen_turn(&G, P, np, by_stop ? NGEN : j + 1, tmp), j + 1);
+            G.g.p.ignore_eos = true;
+            G.g.p.n_stop = 0;
+            k2 = gen_turn(&G, p2 + np + j, n2 - np - j, NGEN, want2);
+            gen_close(&G);
+        } else { /* exact: whole chunks of the first prompt, then as a fresh run */
+            assert_int_equal(r2->n_cached, np / BATCH * BATCH);
+            gen_open(&G, MTP, ram, 0.0f, 0, NULL);
+            k2 = gen_turn(&G, p2, n2, NGEN, want2);
+            gen_close(&G);
+        }
+        char *b = ids_of(r2), *w2 = ids_str(want2, k2);
+        if (strcmp(b, w2))
+            fail_msg("second request (reuse %s, after %s at token %d):\n got  %s\n want %s", mode ? "exact" : "any",
+                     by_stop ? "a stop" : "max_tokens", j, b, w2);
+        assert_true(r2->mtp_accepted == r2->mtp_drafted);
+        free(a);
+        free(b);
+        free(want1);
+        free(w2);
+        if (mode == 1) { /* without forced acceptance: equal to `run --mtp 2` on the same prompt */
+            ms_sched_req *r3 = request(P, np, j + 1, 0.0f, 0), *r4 = request(p2, n2, NGEN, 0.0f, 0);
+            server sv2 = start(1, MTP, ram, MS_REUSE_EXACT, false);
+            submit(&sv2, r3);
+            wait_done(&sv2, r3);
+            submit(&sv2, r4);
+            wait_done(&sv2, r4);
+            assert_int_equal(r4->n_cached, np / BATCH * BATCH);
+            char *c = ids_of(r4), *w = run_cli(p2, n2, MTP, 0.0f, 0, ram, NGEN);
+            if (strcmp(c, w)) fail_msg("second request vs run --mtp 2:\n got  %s\n want %s", c, w);
+            free(c);
+            free(w);
+            ms_sched_release(sv2.s, r3);
+            ms_sched_release(sv2.s, r4);
+            stop(&sv2);
+        }
+        ms_sched_release(sv.s, r1);
+        ms_sched_release(sv.s, r2);
+        stop(&sv);
+    }
+}
+
+static void test_stop_mid_round_then_reuse(void **state)
+{
+    (void)state;
+    check_mid_round(true);
+}
+
+static void test_length_mid_round_then_reuse(void **state)
+{
+    (void)state;
+    check_mid_round(false);
+}
+
+/* The verify step must fit --batch: one clear line otherwise. */
+static void test_batch_too_small(void **state)
+{
+    (void)state;
+    ms_engine_opts o = {.ram = 4ull << 30, .threads = 2, .ctx = CTX, .batch = 7, .n_seq = 4, .mtp = 1};
+    ms_engine *e;
+    ms_sched *s = NULL;
+    ms_err err = {0};
+    assert_int_equal(ms_engine_open(g_model, &o, &e, &err), 0);
+    ms_sched_opts so = {0};
+    assert_int_equal(ms_sched_start(e, g_tok, &so, &s, &err), -EINVAL);
+    assert_string_equal(err.msg, "--parallel 4 with --mtp 1 needs --batch of at least 8 (a verify step holds 2 rows "
+                                 "per slot)");
+    ms_engine_close(e);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_greedy_equals_no_mtp),      cmocka_unit_test(test_sampling_equals_run_mtp),
+        cmocka_unit_test(test_force_accept_follows_gen),  cmocka_unit_test(test_stop_mid_round_then_reuse),
+        cmocka_unit_test(test_length_mid_round_then_reuse), cmocka_unit_test(test_batch_too_small),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
