@@ -38,6 +38,7 @@ enum { CTX = 256, BATCH = 12, NGEN = 20, NP = 4 };
 static char *g_model;
 static ms_tokenizer *g_tok;
 static int32_t g_prompts[NP][40];
+static float g_rep_penalty = 1.0f; /* requests and ms_gen alike (reset before each test) */
 static const int g_plen[NP] = {5, 13, 21, 37};
 
 static int setup(void **state)
@@ -54,6 +55,13 @@ static int setup(void **state)
     }
     for (int p = 0; p < NP; p++)
         for (int i = 0; i < g_plen[p]; i++) g_prompts[p][i] = i == 0 ? 0 : (int32_t)(3 + (p * 131 + i * 37) % 500);
+    return 0;
+}
+
+static int reset(void **state)
+{
+    (void)state;
+    g_rep_penalty = 1.0f;
     return 0;
 }
 
@@ -111,6 +119,8 @@ static ms_sched_req *request(const int32_t *prompt, int n, int max_tokens, float
     r->sampling = ms_sampler_defaults();
     r->sampling.temperature = temp;
     r->sampling.seed = seed;
+    r->sampling.repetition_penalty = g_rep_penalty;
+    r->sampling.repeat_last_n = 8;
     r->max_tokens = max_tokens;
     r->ignore_eos = true;
     r->logprobs = true; /* the generated ids come back in lps */
@@ -148,6 +158,45 @@ static char *ids_of(const ms_sched_req *r)
     return ids_str(ids, r->n_lps);
 }
 
+/* The caches of sequence seq, bit for bit: the logits of one exact probe row at
+ * position q (the end of the sequence) through the draft head and through the
+ * main model. Every cache entry the row attends to (positions < q) shows in
+ * its bits, so two engines that ran the same calls agree exactly, and a
+ * dropped, misplaced or non-exact call shows even where no argmax flips. The
+ * probe overwrites position q: the last thing done with an engine. */
+typedef struct probe {
+    int pos;
+    float *mtp, *main; /* [V] each */
+} probe;
+
+static probe probe_caches(ms_engine *e, int seq, int q)
+{
+    int V = ms_engine_vocab(e), D = e->model.cfg.hidden_size, tok = 5;
+    probe pr = {.pos = q, .mtp = malloc((size_t)V * sizeof(float)), .main = malloc((size_t)V * sizeof(float))};
+    float *h = malloc((size_t)D * sizeof *h);
+    for (int i = 0; i < D; i++) h[i] = (float)((i * 37 % 17) - 8) / 8.0f;
+    ms_err err = {0};
+    ms_batch b = {.n = 1, .tokens = &tok, .pos = &q, .seq = &seq, .logits = pr.mtp};
+    if (ms_engine_mtp(e, &b, h, true, &err) < 0) fail_msg("probe: %s", err.msg);
+    b.logits = pr.main;
+    if (ms_engine_step(e, &b, true, &err) < 0) fail_msg("probe: %s", err.msg);
+    free(h);
+    return pr;
+}
+
+static void probe_check(probe *got, probe *want, int V, const char *what)
+{
+    if (got->pos != want->pos) fail_msg("%s: the sequence ends at %d, ms_gen's at %d", what, got->pos, want->pos);
+    if (memcmp(got->mtp, want->mtp, (size_t)V * sizeof(float)))
+        fail_msg("%s: the draft head's cache differs from ms_gen's (probe at position %d)", what, got->pos);
+    if (memcmp(got->main, want->main, (size_t)V * sizeof(float)))
+        fail_msg("%s: the main model's cache differs from ms_gen's (probe at position %d)", what, got->pos);
+    free(got->mtp);
+    free(got->main);
+    free(want->mtp);
+    free(want->main);
+}
+
 /* `moestream run` on a prompt (what a user compares with). */
 static char *run_cli(const int32_t *prompt, int n, int mtp, float temp, uint64_t seed, uint64_t ram, int ngen)
 {
@@ -163,8 +212,10 @@ static char *run_cli(const int32_t *prompt, int n, int mtp, float temp, uint64_t
     return out;
 }
 
-/* 4 requests together, then each alone: every one equals want[p]. */
-static void check_server(server *sv, float temp, char *const *want, const char *what)
+/* 4 requests together, then (alone) each alone: every one equals want[p].
+ * slot_of / end_of (optional): where the requests together ended. */
+static void check_server(server *sv, float temp, char *const *want, const char *what, bool alone, int *slot_of,
+                         int *end_of)
 {
     ms_sched_req *r[NP];
     for (int p = 0; p < NP; p++) submit(sv, r[p] = request(g_prompts[p], g_plen[p], NGEN, temp, 100 + p));
@@ -174,18 +225,25 @@ static void check_server(server *sv, float temp, char *const *want, const char *
     assert_true(m.decode_rows > 2 * m.decode_steps); /* they really shared steps */
     assert_true(m.mtp_drafted > 0 && m.mtp_verify_rows > m.decode_steps);
     for (int p = 0; p < NP; p++) {
-        ms_sched_req *q = request(g_prompts[p], g_plen[p], NGEN, temp, 100 + p);
-        submit(sv, q);
-        wait_done(sv, q);
-        char *a = ids_of(r[p]), *b = ids_of(q);
+        ms_sched_req *q = NULL;
+        if (alone) {
+            q = request(g_prompts[p], g_plen[p], NGEN, temp, 100 + p);
+            submit(sv, q);
+            wait_done(sv, q);
+        }
+        char *a = ids_of(r[p]), *b = q ? ids_of(q) : strdup(want[p]);
         if (strcmp(a, want[p]) || strcmp(b, want[p]))
             fail_msg("%s, prompt %d:\n together %s\n alone    %s\n expected %s", what, p, a, b, want[p]);
         assert_int_equal(r[p]->n_gen, NGEN);
         assert_string_equal(r[p]->finish, "length");
         assert_true(r[p]->mtp_drafted > 0);
+        if (slot_of) {
+            slot_of[p] = r[p]->slot;
+            end_of[p] = r[p]->n_prompt + r[p]->n_gen - 1; /* the last token is not fed */
+        }
         free(a);
         free(b);
-        ms_sched_release(sv->s, q);
+        if (q) ms_sched_release(sv->s, q);
         ms_sched_release(sv->s, r[p]);
     }
 }
@@ -203,7 +261,7 @@ static void test_greedy_equals_no_mtp(void **state)
             char what[96];
             snprintf(what, sizeof what, "greedy --mtp %d, ram %llu vs run without MTP", mtp,
                      (unsigned long long)rams[ri]);
-            check_server(&sv, 0.0f, want, what);
+            check_server(&sv, 0.0f, want, what, true, NULL, NULL);
             if (ri == 0) {
                 ms_cache_stats cs;
                 ms_cache_get_stats(sv.e->cache, &cs);
@@ -226,7 +284,7 @@ static void test_sampling_equals_run_mtp(void **state)
         server sv = start(NP, mtp, ram, MS_REUSE_EXACT, false);
         char what[64];
         snprintf(what, sizeof what, "temperature 0.8, --mtp %d vs run --mtp %d", mtp, mtp);
-        check_server(&sv, 0.8f, want, what);
+        check_server(&sv, 0.8f, want, what, true, NULL, NULL);
         stop(&sv);
         for (int p = 0; p < NP; p++) free(want[p]);
     }
@@ -247,6 +305,8 @@ static void gen_open(gen_ref *G, int mtp, uint64_t ram, float temp, uint64_t see
                        .stop = stop_id, .n_stop = stop_id ? 1 : 0};
     p.sampling.temperature = temp;
     p.sampling.seed = seed;
+    p.sampling.repetition_penalty = g_rep_penalty;
+    p.sampling.repeat_last_n = 8;
     if (ms_gen_init(&G->g, G->e, &p, &err) < 0) fail_msg("gen: %s", err.msg);
     G->g.mtp_force_accept = true;
 }
@@ -269,12 +329,14 @@ static void gen_close(gen_ref *G)
     ms_engine_close(G->e);
 }
 
-static char *gen_once(const int32_t *prompt, int n, int mtp, uint64_t ram, float temp, uint64_t seed, int max_new)
+static char *gen_once(const int32_t *prompt, int n, int mtp, uint64_t ram, float temp, uint64_t seed, int max_new,
+                      probe *pr)
 {
     gen_ref G;
     int32_t out[256];
     gen_open(&G, mtp, ram, temp, seed, NULL);
     int k = gen_turn(&G, prompt, n, max_new, out);
+    *pr = probe_caches(G.e, 0, G.e->pos);
     gen_close(&G);
     return ids_str(out, k);
 }
@@ -288,16 +350,30 @@ static void test_force_accept_follows_gen(void **state)
     for (int mtp = 1; mtp <= 2; mtp++)
         for (int ti = 0; ti < 2; ti++) {
             float temp = ti ? 0.8f : 0.0f;
+            /* a short repetition window: each token enters the history once, when published */
+            g_rep_penalty = ti ? 1.5f : 1.0f;
             char *want[NP];
-            for (int p = 0; p < NP; p++) want[p] = gen_once(g_prompts[p], g_plen[p], mtp, ram, temp, 100 + p, NGEN);
+            probe pw[NP];
+            for (int p = 0; p < NP; p++)
+                want[p] = gen_once(g_prompts[p], g_plen[p], mtp, ram, temp, 100 + p, NGEN, &pw[p]);
             server sv = start(NP, mtp, ram, MS_REUSE_EXACT, true);
             char what[96];
             snprintf(what, sizeof what, "every draft taken, --mtp %d, temperature %g vs ms_gen", mtp, temp);
-            check_server(&sv, temp, want, what);
+            check_server(&sv, temp, want, what, true, NULL, NULL);
             ms_sched_metrics m;
             ms_sched_get_metrics(sv.s, &m);
             assert_true(m.mtp_accepted == m.mtp_drafted);
             assert_true(m.decode_rows >= (uint64_t)mtp * m.decode_steps); /* rounds settled N+1 tokens per slot */
+            stop(&sv);
+            /* together only, then each slot's caches against ms_gen's */
+            sv = start(NP, mtp, ram, MS_REUSE_EXACT, true);
+            int slot_of[NP], end_of[NP];
+            check_server(&sv, temp, want, what, false, slot_of, end_of);
+            ms_sched_stop(sv.s); /* the engine is the test's again */
+            for (int p = 0; p < NP; p++) {
+                probe pg = probe_caches(sv.e, slot_of[p], end_of[p]);
+                probe_check(&pg, &pw[p], ms_engine_vocab(sv.e), what);
+            }
             stop(&sv);
             for (int p = 0; p < NP; p++) free(want[p]);
         }
@@ -321,7 +397,7 @@ static void check_mid_round(bool by_stop)
     for (int i = 4; i < NGEN - 4 && j < 0; i++) {
         bool fresh = true;
         for (int k = 0; k < i; k++) fresh &= G0[k] != G0[i];
-        if (i % (MTP + 1) != 0 && (!by_stop || fresh)) j = i;
+        if ((i - 1) % (MTP + 1) == 1 && (!by_stop || fresh)) j = i; /* the 2nd of its round's 3 */
     }
     assert_true(j > 0);
     int32_t stop_id = G0[j], extra[EXTRA] = {7, 77, 177, 277, 377, 477};
@@ -353,6 +429,7 @@ static void check_mid_round(bool by_stop)
         wait_done(&sv, r2);
         int32_t want2[NGEN];
         int k2;
+        probe pw;
         if (mode == 0) { /* any: continues at the stop token's position, as a chat turn of ms_gen */
             assert_int_equal(r2->n_cached, np + j);
             gen_open(&G, MTP, ram, 0.0f, 0, by_stop ? &stop_id : NULL);
@@ -361,11 +438,13 @@ static void check_mid_round(bool by_stop)
             G.g.p.ignore_eos = true;
             G.g.p.n_stop = 0;
             k2 = gen_turn(&G, p2 + np + j, n2 - np - j, NGEN, want2);
+            pw = probe_caches(G.e, 0, G.e->pos);
             gen_close(&G);
         } else { /* exact: whole chunks of the first prompt, then as a fresh run */
             assert_int_equal(r2->n_cached, np / BATCH * BATCH);
             gen_open(&G, MTP, ram, 0.0f, 0, NULL);
             k2 = gen_turn(&G, p2, n2, NGEN, want2);
+            pw = probe_caches(G.e, 0, G.e->pos);
             gen_close(&G);
         }
         char *b = ids_of(r2), *w2 = ids_str(want2, k2);
@@ -373,6 +452,12 @@ static void check_mid_round(bool by_stop)
             fail_msg("second request (reuse %s, after %s at token %d):\n got  %s\n want %s", mode ? "exact" : "any",
                      by_stop ? "a stop" : "max_tokens", j, b, w2);
         assert_true(r2->mtp_accepted == r2->mtp_drafted);
+        ms_sched_stop(sv.s); /* the engine is the test's again */
+        probe pg = probe_caches(sv.e, 0, n2 + r2->n_gen - 1);
+        char what[96];
+        snprintf(what, sizeof what, "second request (reuse %s, after %s)", mode ? "exact" : "any",
+                 by_stop ? "a stop" : "max_tokens");
+        probe_check(&pg, &pw, ms_engine_vocab(sv.e), what);
         free(a);
         free(b);
         free(want1);
@@ -430,9 +515,12 @@ static void test_batch_too_small(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_greedy_equals_no_mtp),      cmocka_unit_test(test_sampling_equals_run_mtp),
-        cmocka_unit_test(test_force_accept_follows_gen),  cmocka_unit_test(test_stop_mid_round_then_reuse),
-        cmocka_unit_test(test_length_mid_round_then_reuse), cmocka_unit_test(test_batch_too_small),
+        cmocka_unit_test_setup(test_greedy_equals_no_mtp, reset),
+        cmocka_unit_test_setup(test_sampling_equals_run_mtp, reset),
+        cmocka_unit_test_setup(test_force_accept_follows_gen, reset),
+        cmocka_unit_test_setup(test_stop_mid_round_then_reuse, reset),
+        cmocka_unit_test_setup(test_length_mid_round_then_reuse, reset),
+        cmocka_unit_test_setup(test_batch_too_small, reset),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
