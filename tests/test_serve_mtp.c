@@ -13,7 +13,10 @@
  *     otherwise), each round settles N+1 positions and the drafts decide the
  *     tokens, so 4 requests together must give exactly the tokens of ms_gen
  *     (the loop of `run`) with the same forced acceptance, greedy and sampled;
- *     a dropped, misplaced or non-exact refill changes later drafts;
+ *     a dropped, misplaced or non-exact refill changes later drafts; and after
+ *     the requests together, each slot's draft-head and main caches equal
+ *     ms_gen's bit for bit (one exact probe row through each), also with
+ *     draft calls and verify steps of 24 rows, past the GEMM threshold;
  *   - a stop token and max_tokens ending a request mid-round (positions after
  *     the token roll back), then a second request on the same slot reusing the
  *     prefix: with reuse `any` it continues from the stop exactly as a chat turn
@@ -30,6 +33,7 @@
 #include "generate.h"
 #include "ms_test.h"
 #include "plan.h"
+#include "serve_resp.h"
 #include "serve_sched.h"
 #include "tokenizer.h"
 
@@ -39,6 +43,7 @@ static char *g_model;
 static ms_tokenizer *g_tok;
 static int32_t g_prompts[NP][40];
 static float g_rep_penalty = 1.0f; /* requests and ms_gen alike (reset before each test) */
+static int g_batch = BATCH;         /* --batch of every engine (reset before each test) */
 static const int g_plen[NP] = {5, 13, 21, 37};
 
 static int setup(void **state)
@@ -62,6 +67,7 @@ static int reset(void **state)
 {
     (void)state;
     g_rep_penalty = 1.0f;
+    g_batch = BATCH;
     return 0;
 }
 
@@ -80,7 +86,7 @@ static uint64_t min_budget(int n_seq)
     ms_err err = {0};
     assert_int_equal(ms_model_open_mtp(g_model, 1, &m, &err), 0);
     ms_plan p;
-    ms_plan_opts po = {.budget = 1ull << 40, .ctx = CTX, .batch = BATCH, .n_seq = n_seq, .threads = 2};
+    ms_plan_opts po = {.budget = 1ull << 40, .ctx = CTX, .batch = g_batch, .n_seq = n_seq, .threads = 2};
     assert_int_equal(ms_plan_make(&m, &po, &p, &err), 0);
     ms_model_close(&m);
     return p.min_budget;
@@ -94,7 +100,7 @@ typedef struct server {
 static server start(int parallel, int mtp, uint64_t ram, ms_reuse_mode reuse, bool force)
 {
     server sv = {0};
-    ms_engine_opts o = {.ram = ram, .threads = 2, .ctx = CTX, .batch = BATCH, .n_seq = parallel, .mtp = mtp};
+    ms_engine_opts o = {.ram = ram, .threads = 2, .ctx = CTX, .batch = g_batch, .n_seq = parallel, .mtp = mtp};
     ms_err err = {0};
     if (ms_engine_open(g_model, &o, &sv.e, &err) < 0) fail_msg("engine: %s", err.msg);
     ms_sched_opts so = {.reuse = reuse, .mtp_force_accept = force};
@@ -204,7 +210,7 @@ static char *run_cli(const int32_t *prompt, int n, int mtp, float temp, uint64_t
     int rc = mst_run(&out, NULL,
                      "%s run --model %s --tokens %s -n %d --temp %g --seed %llu --ignore-eos --batch %d --ctx %d "
                      "--threads 2 --ram %llu --mtp %d --quiet",
-                     MS_BIN, g_model, ids, ngen, temp, (unsigned long long)seed, BATCH, CTX, (unsigned long long)ram,
+                     MS_BIN, g_model, ids, ngen, temp, (unsigned long long)seed, g_batch, CTX, (unsigned long long)ram,
                      mtp);
     free(ids);
     assert_int_equal(rc, 0);
@@ -224,6 +230,16 @@ static void check_server(server *sv, float temp, char *const *want, const char *
     ms_sched_get_metrics(sv->s, &m);
     assert_true(m.decode_rows > 2 * m.decode_steps); /* they really shared steps */
     assert_true(m.mtp_drafted > 0 && m.mtp_verify_rows > m.decode_steps);
+    /* /metrics shows them */
+    ms_strbuf mt = {0};
+    ms_srv_http_counts hc = {0};
+    ms_srv_metrics_text(&mt, &m, &hc);
+    char line[96];
+    snprintf(line, sizeof line, "\nmoestream_mtp_drafted_tokens_total %llu\n", (unsigned long long)m.mtp_drafted);
+    assert_non_null(strstr(ms_sb_str(&mt), line));
+    snprintf(line, sizeof line, "\nmoestream_mtp_accepted_tokens_total %llu\n", (unsigned long long)m.mtp_accepted);
+    assert_non_null(strstr(ms_sb_str(&mt), line));
+    ms_sb_free(&mt);
     for (int p = 0; p < NP; p++) {
         ms_sched_req *q = NULL;
         if (alone) {
@@ -298,7 +314,7 @@ typedef struct gen_ref {
 
 static void gen_open(gen_ref *G, int mtp, uint64_t ram, float temp, uint64_t seed, const int32_t *stop_id)
 {
-    ms_engine_opts o = {.ram = ram, .threads = 2, .ctx = CTX, .batch = BATCH, .mtp = mtp};
+    ms_engine_opts o = {.ram = ram, .threads = 2, .ctx = CTX, .batch = g_batch, .mtp = mtp};
     ms_err err = {0};
     if (ms_engine_open(g_model, &o, &G->e, &err) < 0) fail_msg("engine: %s", err.msg);
     ms_gen_params p = {.sampling = ms_sampler_defaults(), .max_new = NGEN, .ignore_eos = stop_id == NULL,
@@ -342,41 +358,60 @@ static char *gen_once(const int32_t *prompt, int n, int mtp, uint64_t ram, float
 }
 
 /* With every draft taken the drafts are the tokens: serve's draft head must
- * follow each slot exactly as ms_gen's follows its sequence. */
+ * follow each slot exactly as ms_gen's follows its sequence. 4 requests
+ * together and alone give ms_gen's tokens; after the ones together, each
+ * slot's caches equal ms_gen's bit for bit. */
+static void check_force(int mtp, float temp, bool alone)
+{
+    uint64_t ram = min_budget(NP);
+    char *want[NP];
+    probe pw[NP];
+    for (int p = 0; p < NP; p++) want[p] = gen_once(g_prompts[p], g_plen[p], mtp, ram, temp, 100 + p, NGEN, &pw[p]);
+    char what[128];
+    snprintf(what, sizeof what, "every draft taken, --mtp %d, --batch %d, temperature %g, repetition %g vs ms_gen", mtp,
+             g_batch, temp, g_rep_penalty);
+    server sv;
+    if (alone) {
+        sv = start(NP, mtp, ram, MS_REUSE_EXACT, true);
+        check_server(&sv, temp, want, what, true, NULL, NULL);
+        ms_sched_metrics m;
+        ms_sched_get_metrics(sv.s, &m);
+        assert_true(m.mtp_accepted == m.mtp_drafted);
+        assert_true(m.decode_rows >= (uint64_t)mtp * m.decode_steps); /* rounds settled N+1 tokens per slot */
+        stop(&sv);
+    }
+    sv = start(NP, mtp, ram, MS_REUSE_EXACT, true);
+    int slot_of[NP], end_of[NP];
+    check_server(&sv, temp, want, what, false, slot_of, end_of);
+    ms_sched_stop(sv.s); /* the engine is the test's again */
+    for (int p = 0; p < NP; p++) {
+        probe pg = probe_caches(sv.e, slot_of[p], end_of[p]);
+        probe_check(&pg, &pw[p], ms_engine_vocab(sv.e), what);
+    }
+    stop(&sv);
+    for (int p = 0; p < NP; p++) free(want[p]);
+}
+
 static void test_force_accept_follows_gen(void **state)
 {
     (void)state;
-    uint64_t ram = min_budget(NP);
-    for (int mtp = 1; mtp <= 2; mtp++)
-        for (int ti = 0; ti < 2; ti++) {
-            float temp = ti ? 0.8f : 0.0f;
-            /* a short repetition window: each token enters the history once, when published */
-            g_rep_penalty = ti ? 1.5f : 1.0f;
-            char *want[NP];
-            probe pw[NP];
-            for (int p = 0; p < NP; p++)
-                want[p] = gen_once(g_prompts[p], g_plen[p], mtp, ram, temp, 100 + p, NGEN, &pw[p]);
-            server sv = start(NP, mtp, ram, MS_REUSE_EXACT, true);
-            char what[96];
-            snprintf(what, sizeof what, "every draft taken, --mtp %d, temperature %g vs ms_gen", mtp, temp);
-            check_server(&sv, temp, want, what, true, NULL, NULL);
-            ms_sched_metrics m;
-            ms_sched_get_metrics(sv.s, &m);
-            assert_true(m.mtp_accepted == m.mtp_drafted);
-            assert_true(m.decode_rows >= (uint64_t)mtp * m.decode_steps); /* rounds settled N+1 tokens per slot */
-            stop(&sv);
-            /* together only, then each slot's caches against ms_gen's */
-            sv = start(NP, mtp, ram, MS_REUSE_EXACT, true);
-            int slot_of[NP], end_of[NP];
-            check_server(&sv, temp, want, what, false, slot_of, end_of);
-            ms_sched_stop(sv.s); /* the engine is the test's again */
-            for (int p = 0; p < NP; p++) {
-                probe pg = probe_caches(sv.e, slot_of[p], end_of[p]);
-                probe_check(&pg, &pw[p], ms_engine_vocab(sv.e), what);
-            }
-            stop(&sv);
-            for (int p = 0; p < NP; p++) free(want[p]);
-        }
+    for (int mtp = 1; mtp <= 2; mtp++) {
+        check_force(mtp, 0.0f, true);
+        /* a short repetition window: each token enters the history once, when published */
+        g_rep_penalty = 1.5f;
+        check_force(mtp, 0.8f, true);
+        g_rep_penalty = 1.0f;
+    }
+}
+
+/* Draft calls and verify steps of 4 x 6 = 24 rows, past the 4-bit kernels' GEMM
+ * threshold (20 on AVX-512 and AVX2): rows that were not computed exactly would
+ * change the caches' bits. */
+static void test_force_accept_gemm_width(void **state)
+{
+    (void)state;
+    g_batch = 24;
+    check_force(5, 0.0f, false);
 }
 
 /* (c) a request that ends mid-round (stop token, max_tokens), then a second one
@@ -518,6 +553,7 @@ int main(void)
         cmocka_unit_test_setup(test_greedy_equals_no_mtp, reset),
         cmocka_unit_test_setup(test_sampling_equals_run_mtp, reset),
         cmocka_unit_test_setup(test_force_accept_follows_gen, reset),
+        cmocka_unit_test_setup(test_force_accept_gemm_width, reset),
         cmocka_unit_test_setup(test_stop_mid_round_then_reuse, reset),
         cmocka_unit_test_setup(test_length_mid_round_then_reuse, reset),
         cmocka_unit_test_setup(test_batch_too_small, reset),
