@@ -415,10 +415,12 @@ static void test_force_accept_gemm_width(void **state)
 }
 
 /* (c) a request that ends mid-round (stop token, max_tokens), then a second one
- * on the same slot reusing its prefix. */
-static void check_mid_round(bool by_stop)
+ * on the same slot reusing its prefix and adding n_extra tokens (a whole
+ * --batch of them: the refill rows before the stop no longer fit the first
+ * chunk's draft-head call). */
+static void check_mid_round(bool by_stop, int n_extra)
 {
-    enum { MTP = 2, EXTRA = 6 };
+    enum { MTP = 2 };
     uint64_t ram = min_budget(1);
     const int32_t *P = g_prompts[1];
     int np = g_plen[1];
@@ -435,7 +437,9 @@ static void check_mid_round(bool by_stop)
         if ((i - 1) % (MTP + 1) == 1 && (!by_stop || fresh)) j = i; /* the 2nd of its round's 3 */
     }
     assert_true(j > 0);
-    int32_t stop_id = G0[j], extra[EXTRA] = {7, 77, 177, 277, 377, 477};
+    int32_t stop_id = G0[j], extra[32];
+    assert_true(n_extra <= 32);
+    for (int i = 0; i < n_extra; i++) extra[i] = (int32_t)(7 + 70 * i % 500);
     for (int mode = 0; mode < 2; mode++) { /* reuse any, then exact */
         ms_reuse_mode reuse = mode == 0 ? MS_REUSE_ANY : MS_REUSE_EXACT;
         server sv = start(1, MTP, ram, reuse, true);
@@ -451,14 +455,14 @@ static void check_mid_round(bool by_stop)
         assert_string_equal(r1->finish, by_stop ? "stop" : "length");
         assert_true(r1->mtp_accepted == r1->mtp_drafted && r1->mtp_drafted > 0);
         /* the second request: the history (prompt, answer) and more */
-        int32_t p2[64];
+        int32_t p2[96];
         int n2 = 0;
         memcpy(p2, P, (size_t)np * sizeof *p2);
         n2 = np;
         memcpy(p2 + n2, G0, (size_t)(j + 1) * sizeof *p2);
         n2 += j + 1;
-        memcpy(p2 + n2, extra, sizeof extra);
-        n2 += EXTRA;
+        memcpy(p2 + n2, extra, (size_t)n_extra * sizeof *p2);
+        n2 += n_extra;
         ms_sched_req *r2 = request(p2, n2, NGEN, 0.0f, 0);
         submit(&sv, r2);
         wait_done(&sv, r2);
@@ -522,13 +526,15 @@ static void check_mid_round(bool by_stop)
 static void test_stop_mid_round_then_reuse(void **state)
 {
     (void)state;
-    check_mid_round(true);
+    check_mid_round(true, 6);
+    check_mid_round(true, BATCH + 2);
 }
 
 static void test_length_mid_round_then_reuse(void **state)
 {
     (void)state;
-    check_mid_round(false);
+    check_mid_round(false, 6);
+    check_mid_round(false, BATCH + 2);
 }
 
 /* The verify step must fit --batch: one clear line otherwise. */
