@@ -32,6 +32,7 @@
 #include "engine.h"
 #include "generate.h"
 #include "ms_test.h"
+#include "mst_serve.h"
 #include "plan.h"
 #include "serve_resp.h"
 #include "serve_sched.h"
@@ -73,95 +74,27 @@ static int reset(void **state)
 
 static int teardown(void **state)
 {
-    (void)state;
     ms_tokenizer_free(g_tok);
     free(g_model);
-    return 0;
+    return reset(state);
 }
 
 /* The plan's minimum --ram for n_seq sequences, the MTP layer included. */
-static uint64_t min_budget(int n_seq)
-{
-    ms_model m;
-    ms_err err = {0};
-    assert_int_equal(ms_model_open_mtp(g_model, 1, &m, &err), 0);
-    ms_plan p;
-    ms_plan_opts po = {.budget = 1ull << 40, .ctx = CTX, .batch = g_batch, .n_seq = n_seq, .threads = 2};
-    assert_int_equal(ms_plan_make(&m, &po, &p, &err), 0);
-    ms_model_close(&m);
-    return p.min_budget;
-}
+static uint64_t min_budget(int n_seq) { return mst_sched_min_budget(g_model, 1, CTX, g_batch, n_seq); }
 
-typedef struct server {
-    ms_engine *e;
-    ms_sched *s;
-} server;
-
-static server start(int parallel, int mtp, uint64_t ram, ms_reuse_mode reuse, bool force)
+static mst_server start(int parallel, int mtp, uint64_t ram, ms_reuse_mode reuse, bool force)
 {
-    server sv = {0};
     ms_engine_opts o = {.ram = ram, .threads = 2, .ctx = CTX, .batch = g_batch, .n_seq = parallel, .mtp = mtp};
-    ms_err err = {0};
-    if (ms_engine_open(g_model, &o, &sv.e, &err) < 0) fail_msg("engine: %s", err.msg);
     ms_sched_opts so = {.reuse = reuse, .mtp_force_accept = force};
-    if (ms_sched_start(sv.e, g_tok, &so, &sv.s, &err) < 0) fail_msg("sched: %s", err.msg);
-    return sv;
-}
-
-static void stop(server *sv)
-{
-    ms_sched_stop(sv->s);
-    ms_sched_free(sv->s);
-    ms_engine_close(sv->e);
+    return mst_server_start(g_model, g_tok, &o, &so);
 }
 
 static ms_sched_req *request(const int32_t *prompt, int n, int max_tokens, float temp, uint64_t seed)
 {
-    ms_sched_req *r = ms_sched_req_new();
-    assert_non_null(r);
-    r->prompt = malloc((size_t)n * sizeof *r->prompt);
-    memcpy(r->prompt, prompt, (size_t)n * sizeof *r->prompt);
-    r->n_prompt = n;
-    r->sampling = ms_sampler_defaults();
-    r->sampling.temperature = temp;
-    r->sampling.seed = seed;
+    ms_sched_req *r = mst_sched_request(prompt, n, max_tokens, temp, seed);
     r->sampling.repetition_penalty = g_rep_penalty;
     r->sampling.repeat_last_n = 8;
-    r->max_tokens = max_tokens;
-    r->ignore_eos = true;
-    r->logprobs = true; /* the generated ids come back in lps */
-    r->detok_flags = MS_TOK_SKIP_SPECIAL;
     return r;
-}
-
-static void submit(server *sv, ms_sched_req *r)
-{
-    ms_err err = {0};
-    if (ms_sched_submit(sv->s, r, &err) < 0) fail_msg("submit: %s", err.msg);
-}
-
-static void wait_done(server *sv, ms_sched_req *r)
-{
-    ms_sched_lock(sv->s);
-    for (int i = 0; !r->finish && i < 1200; i++) ms_sched_wait(sv->s, r, 100);
-    ms_sched_unlock(sv->s);
-    if (!r->finish) fail_msg("request did not finish in 120 s");
-}
-
-static char *ids_str(const int32_t *ids, int n)
-{
-    char *s = calloc(1, (size_t)n * 12 + 1);
-    for (int i = 0; i < n; i++) sprintf(s + strlen(s), i ? ",%d" : "%d", ids[i]);
-    return s;
-}
-
-/* ids of r's answer as "a,b,c" (malloc'd) */
-static char *ids_of(const ms_sched_req *r)
-{
-    int32_t ids[512];
-    assert_true(r->n_lps <= 512);
-    for (int i = 0; i < r->n_lps; i++) ids[i] = r->lps[i].token;
-    return ids_str(ids, r->n_lps);
 }
 
 /* The caches of sequence seq, bit for bit: the logits of one exact probe row at
@@ -206,7 +139,7 @@ static void probe_check(probe *got, probe *want, int V, const char *what)
 /* `moestream run` on a prompt (what a user compares with). */
 static char *run_cli(const int32_t *prompt, int n, int mtp, float temp, uint64_t seed, uint64_t ram, int ngen)
 {
-    char *ids = ids_str(prompt, n), *out = NULL;
+    char *ids = mst_ids_str(prompt, n), *out = NULL;
     int rc = mst_run(&out, NULL,
                      "%s run --model %s --tokens %s -n %d --temp %g --seed %llu --ignore-eos --batch %d --ctx %d "
                      "--threads 2 --ram %llu --mtp %d --quiet",
@@ -220,12 +153,12 @@ static char *run_cli(const int32_t *prompt, int n, int mtp, float temp, uint64_t
 
 /* 4 requests together, then (alone) each alone: every one equals want[p].
  * slot_of / end_of (optional): where the requests together ended. */
-static void check_server(server *sv, float temp, char *const *want, const char *what, bool alone, int *slot_of,
+static void check_server(mst_server *sv, float temp, char *const *want, const char *what, bool alone, int *slot_of,
                          int *end_of)
 {
     ms_sched_req *r[NP];
-    for (int p = 0; p < NP; p++) submit(sv, r[p] = request(g_prompts[p], g_plen[p], NGEN, temp, 100 + p));
-    for (int p = 0; p < NP; p++) wait_done(sv, r[p]);
+    for (int p = 0; p < NP; p++) mst_sched_submit(sv, r[p] = request(g_prompts[p], g_plen[p], NGEN, temp, 100 + p));
+    for (int p = 0; p < NP; p++) mst_sched_wait_done(sv, r[p], 120);
     ms_sched_metrics m;
     ms_sched_get_metrics(sv->s, &m);
     assert_true(m.decode_rows > 2 * m.decode_steps); /* they really shared steps */
@@ -244,10 +177,10 @@ static void check_server(server *sv, float temp, char *const *want, const char *
         ms_sched_req *q = NULL;
         if (alone) {
             q = request(g_prompts[p], g_plen[p], NGEN, temp, 100 + p);
-            submit(sv, q);
-            wait_done(sv, q);
+            mst_sched_submit(sv, q);
+            mst_sched_wait_done(sv, q, 120);
         }
-        char *a = ids_of(r[p]), *b = q ? ids_of(q) : strdup(want[p]);
+        char *a = mst_sched_ids(r[p]), *b = q ? mst_sched_ids(q) : strdup(want[p]);
         if (strcmp(a, want[p]) || strcmp(b, want[p]))
             fail_msg("%s, prompt %d:\n together %s\n alone    %s\n expected %s", what, p, a, b, want[p]);
         assert_int_equal(r[p]->n_gen, NGEN);
@@ -273,7 +206,7 @@ static void test_greedy_equals_no_mtp(void **state)
         char *want[NP];
         for (int p = 0; p < NP; p++) want[p] = run_cli(g_prompts[p], g_plen[p], 0, 0.0f, 0, rams[ri], NGEN);
         for (int mtp = 1; mtp <= 2; mtp++) {
-            server sv = start(NP, mtp, rams[ri], MS_REUSE_EXACT, false);
+            mst_server sv = start(NP, mtp, rams[ri], MS_REUSE_EXACT, false);
             char what[96];
             snprintf(what, sizeof what, "greedy --mtp %d, ram %llu vs run without MTP", mtp,
                      (unsigned long long)rams[ri]);
@@ -283,7 +216,7 @@ static void test_greedy_equals_no_mtp(void **state)
                 ms_cache_get_stats(sv.e->cache, &cs);
                 mst_check_streamed(&cs);
             }
-            stop(&sv);
+            mst_server_stop(&sv);
         }
         for (int p = 0; p < NP; p++) free(want[p]);
     }
@@ -297,11 +230,11 @@ static void test_sampling_equals_run_mtp(void **state)
     for (int mtp = 1; mtp <= 2; mtp++) {
         char *want[NP];
         for (int p = 0; p < NP; p++) want[p] = run_cli(g_prompts[p], g_plen[p], mtp, 0.8f, 100 + p, ram, NGEN);
-        server sv = start(NP, mtp, ram, MS_REUSE_EXACT, false);
+        mst_server sv = start(NP, mtp, ram, MS_REUSE_EXACT, false);
         char what[64];
         snprintf(what, sizeof what, "temperature 0.8, --mtp %d vs run --mtp %d", mtp, mtp);
         check_server(&sv, 0.8f, want, what, true, NULL, NULL);
-        stop(&sv);
+        mst_server_stop(&sv);
         for (int p = 0; p < NP; p++) free(want[p]);
     }
 }
@@ -354,7 +287,7 @@ static char *gen_once(const int32_t *prompt, int n, int mtp, uint64_t ram, float
     int k = gen_turn(&G, prompt, n, max_new, out);
     *pr = probe_caches(G.e, 0, G.e->pos);
     gen_close(&G);
-    return ids_str(out, k);
+    return mst_ids_str(out, k);
 }
 
 /* With every draft taken the drafts are the tokens: serve's draft head must
@@ -370,7 +303,7 @@ static void check_force(int mtp, float temp, bool alone)
     char what[128];
     snprintf(what, sizeof what, "every draft taken, --mtp %d, --batch %d, temperature %g, repetition %g vs ms_gen", mtp,
              g_batch, temp, g_rep_penalty);
-    server sv;
+    mst_server sv;
     if (alone) {
         sv = start(NP, mtp, ram, MS_REUSE_EXACT, true);
         check_server(&sv, temp, want, what, true, NULL, NULL);
@@ -378,7 +311,7 @@ static void check_force(int mtp, float temp, bool alone)
         ms_sched_get_metrics(sv.s, &m);
         assert_true(m.mtp_accepted == m.mtp_drafted);
         assert_true(m.decode_rows >= (uint64_t)mtp * m.decode_steps); /* rounds settled N+1 tokens per slot */
-        stop(&sv);
+        mst_server_stop(&sv);
     }
     sv = start(NP, mtp, ram, MS_REUSE_EXACT, true);
     int slot_of[NP], end_of[NP];
@@ -388,7 +321,7 @@ static void check_force(int mtp, float temp, bool alone)
         probe pg = probe_caches(sv.e, slot_of[p], end_of[p]);
         probe_check(&pg, &pw[p], ms_engine_vocab(sv.e), what);
     }
-    stop(&sv);
+    mst_server_stop(&sv);
     for (int p = 0; p < NP; p++) free(want[p]);
 }
 
@@ -442,15 +375,15 @@ static void check_mid_round(bool by_stop, int n_extra)
     for (int i = 0; i < n_extra; i++) extra[i] = (int32_t)(7 + 70 * i % 500);
     for (int mode = 0; mode < 2; mode++) { /* reuse any, then exact */
         ms_reuse_mode reuse = mode == 0 ? MS_REUSE_ANY : MS_REUSE_EXACT;
-        server sv = start(1, MTP, ram, reuse, true);
+        mst_server sv = start(1, MTP, ram, reuse, true);
         ms_sched_req *r1 = request(P, np, by_stop ? NGEN : j + 1, 0.0f, 0);
         if (by_stop) {
             r1->ignore_eos = false;
             r1->stop_ids[r1->n_stop_ids++] = stop_id;
         }
-        submit(&sv, r1);
-        wait_done(&sv, r1);
-        char *a = ids_of(r1), *want1 = ids_str(G0, j + 1);
+        mst_sched_submit(&sv, r1);
+        mst_sched_wait_done(&sv, r1, 120);
+        char *a = mst_sched_ids(r1), *want1 = mst_ids_str(G0, j + 1);
         if (strcmp(a, want1)) fail_msg("first request (%s):\n got  %s\n want %s", by_stop ? "stop" : "length", a, want1);
         assert_string_equal(r1->finish, by_stop ? "stop" : "length");
         assert_true(r1->mtp_accepted == r1->mtp_drafted && r1->mtp_drafted > 0);
@@ -464,8 +397,8 @@ static void check_mid_round(bool by_stop, int n_extra)
         memcpy(p2 + n2, extra, (size_t)n_extra * sizeof *p2);
         n2 += n_extra;
         ms_sched_req *r2 = request(p2, n2, NGEN, 0.0f, 0);
-        submit(&sv, r2);
-        wait_done(&sv, r2);
+        mst_sched_submit(&sv, r2);
+        mst_sched_wait_done(&sv, r2, 120);
         int32_t want2[NGEN];
         int k2;
         probe pw;
@@ -486,7 +419,7 @@ static void check_mid_round(bool by_stop, int n_extra)
             pw = probe_caches(G.e, 0, G.e->pos);
             gen_close(&G);
         }
-        char *b = ids_of(r2), *w2 = ids_str(want2, k2);
+        char *b = mst_sched_ids(r2), *w2 = mst_ids_str(want2, k2);
         if (strcmp(b, w2))
             fail_msg("second request (reuse %s, after %s at token %d):\n got  %s\n want %s", mode ? "exact" : "any",
                      by_stop ? "a stop" : "max_tokens", j, b, w2);
@@ -503,23 +436,23 @@ static void check_mid_round(bool by_stop, int n_extra)
         free(w2);
         if (mode == 1) { /* without forced acceptance: equal to `run --mtp 2` on the same prompt */
             ms_sched_req *r3 = request(P, np, j + 1, 0.0f, 0), *r4 = request(p2, n2, NGEN, 0.0f, 0);
-            server sv2 = start(1, MTP, ram, MS_REUSE_EXACT, false);
-            submit(&sv2, r3);
-            wait_done(&sv2, r3);
-            submit(&sv2, r4);
-            wait_done(&sv2, r4);
+            mst_server sv2 = start(1, MTP, ram, MS_REUSE_EXACT, false);
+            mst_sched_submit(&sv2, r3);
+            mst_sched_wait_done(&sv2, r3, 120);
+            mst_sched_submit(&sv2, r4);
+            mst_sched_wait_done(&sv2, r4, 120);
             assert_int_equal(r4->n_cached, np / BATCH * BATCH);
-            char *c = ids_of(r4), *w = run_cli(p2, n2, MTP, 0.0f, 0, ram, NGEN);
+            char *c = mst_sched_ids(r4), *w = run_cli(p2, n2, MTP, 0.0f, 0, ram, NGEN);
             if (strcmp(c, w)) fail_msg("second request vs run --mtp 2:\n got  %s\n want %s", c, w);
             free(c);
             free(w);
             ms_sched_release(sv2.s, r3);
             ms_sched_release(sv2.s, r4);
-            stop(&sv2);
+            mst_server_stop(&sv2);
         }
         ms_sched_release(sv.s, r1);
         ms_sched_release(sv.s, r2);
-        stop(&sv);
+        mst_server_stop(&sv);
     }
 }
 
