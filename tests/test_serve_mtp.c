@@ -23,6 +23,10 @@
  *     of ms_gen does (the deferred refill rows before it, the hidden state
  *     before the stop token); with reuse `exact` it restarts at a whole chunk
  *     and equals a fresh ms_gen / `run --mtp 2`;
+ *   - the end of the context (drafts shrink to fit; the last token is at
+ *     position ctx, as `run`); a cancelled request frees its slot and the next
+ *     one reusing its chunks still equals `run --mtp 2`; log-probs for every
+ *     published token, equal together and alone;
  *   - --parallel x (N+1) rows beyond --batch is refused with one line. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +49,7 @@ static ms_tokenizer *g_tok;
 static int32_t g_prompts[NP][40];
 static float g_rep_penalty = 1.0f; /* requests and ms_gen alike (reset before each test) */
 static int g_batch = BATCH;         /* --batch of every engine (reset before each test) */
+static int g_ctx = CTX;             /* --ctx likewise */
 static const int g_plen[NP] = {5, 13, 21, 37};
 
 static int setup(void **state)
@@ -69,6 +74,7 @@ static int reset(void **state)
     (void)state;
     g_rep_penalty = 1.0f;
     g_batch = BATCH;
+    g_ctx = CTX;
     return 0;
 }
 
@@ -80,11 +86,11 @@ static int teardown(void **state)
 }
 
 /* The plan's minimum --ram for n_seq sequences, the MTP layer included. */
-static uint64_t min_budget(int n_seq) { return mst_sched_min_budget(g_model, 1, CTX, g_batch, n_seq); }
+static uint64_t min_budget(int n_seq) { return mst_sched_min_budget(g_model, 1, g_ctx, g_batch, n_seq); }
 
 static mst_server start(int parallel, int mtp, uint64_t ram, ms_reuse_mode reuse, bool force)
 {
-    ms_engine_opts o = {.ram = ram, .threads = 2, .ctx = CTX, .batch = g_batch, .n_seq = parallel, .mtp = mtp};
+    ms_engine_opts o = {.ram = ram, .threads = 2, .ctx = g_ctx, .batch = g_batch, .n_seq = parallel, .mtp = mtp};
     ms_sched_opts so = {.reuse = reuse, .mtp_force_accept = force};
     return mst_server_start(g_model, g_tok, &o, &so);
 }
@@ -143,7 +149,7 @@ static char *run_cli(const int32_t *prompt, int n, int mtp, float temp, uint64_t
     int rc = mst_run(&out, NULL,
                      "%s run --model %s --tokens %s -n %d --temp %g --seed %llu --ignore-eos --batch %d --ctx %d "
                      "--threads 2 --ram %llu --mtp %d --quiet",
-                     MS_BIN, g_model, ids, ngen, temp, (unsigned long long)seed, g_batch, CTX, (unsigned long long)ram,
+                     MS_BIN, g_model, ids, ngen, temp, (unsigned long long)seed, g_batch, g_ctx, (unsigned long long)ram,
                      mtp);
     free(ids);
     assert_int_equal(rc, 0);
@@ -184,6 +190,8 @@ static void check_server(mst_server *sv, float temp, char *const *want, const ch
         if (strcmp(a, want[p]) || strcmp(b, want[p]))
             fail_msg("%s, prompt %d:\n together %s\n alone    %s\n expected %s", what, p, a, b, want[p]);
         assert_int_equal(r[p]->n_gen, NGEN);
+        assert_int_equal(r[p]->n_lps, NGEN); /* log-probs of every published token */
+        for (int i = 0; q && i < NGEN; i++) assert_true(r[p]->lps[i].lp == q->lps[i].lp && r[p]->lps[i].lp <= 0);
         assert_string_equal(r[p]->finish, "length");
         assert_true(r[p]->mtp_drafted > 0);
         if (slot_of) {
@@ -247,7 +255,7 @@ typedef struct gen_ref {
 
 static void gen_open(gen_ref *G, int mtp, uint64_t ram, float temp, uint64_t seed, const int32_t *stop_id)
 {
-    ms_engine_opts o = {.ram = ram, .threads = 2, .ctx = CTX, .batch = g_batch, .mtp = mtp};
+    ms_engine_opts o = {.ram = ram, .threads = 2, .ctx = g_ctx, .batch = g_batch, .mtp = mtp};
     ms_err err = {0};
     if (ms_engine_open(g_model, &o, &G->e, &err) < 0) fail_msg("engine: %s", err.msg);
     ms_gen_params p = {.sampling = ms_sampler_defaults(), .max_new = NGEN, .ignore_eos = stop_id == NULL,
@@ -285,7 +293,7 @@ static char *gen_once(const int32_t *prompt, int n, int mtp, uint64_t ram, float
     int32_t out[256];
     gen_open(&G, mtp, ram, temp, seed, NULL);
     int k = gen_turn(&G, prompt, n, max_new, out);
-    *pr = probe_caches(G.e, 0, G.e->pos);
+    if (pr) *pr = probe_caches(G.e, 0, G.e->pos);
     gen_close(&G);
     return mst_ids_str(out, k);
 }
@@ -470,6 +478,67 @@ static void test_length_mid_round_then_reuse(void **state)
     check_mid_round(false, BATCH + 2);
 }
 
+/* Requests that run into the end of the context (no max_tokens, --ctx 40):
+ * drafts shrink to what the verify step can hold, the last token is the one at
+ * position ctx, as `run`; 4 together, ending at different rounds. */
+static void test_context_end(void **state)
+{
+    (void)state;
+    g_ctx = 40;
+    uint64_t ram = min_budget(NP);
+    for (int force = 0; force < 2; force++) {
+        char *want[NP];
+        for (int p = 0; p < 3; p++)
+            want[p] = force ? gen_once(g_prompts[p], g_plen[p], 2, ram, 0.0f, 0, 100, NULL)
+                            : run_cli(g_prompts[p], g_plen[p], 0, 0.0f, 0, ram, 100);
+        mst_server sv = start(NP, 2, ram, MS_REUSE_EXACT, force);
+        ms_sched_req *r[3];
+        for (int p = 0; p < 3; p++) mst_sched_submit(&sv, r[p] = request(g_prompts[p], g_plen[p], -1, 0.0f, 0));
+        for (int p = 0; p < 3; p++) {
+            mst_sched_wait_done(&sv, r[p], 120);
+            char *a = mst_sched_ids(r[p]);
+            if (strcmp(a, want[p]))
+                fail_msg("context end (%s), prompt %d:\n got  %s\n want %s", force ? "every draft taken" : "greedy",
+                         p, a, want[p]);
+            assert_int_equal(r[p]->n_gen, g_ctx - g_plen[p] + 1);
+            assert_string_equal(r[p]->finish, "length");
+            free(a);
+            free(want[p]);
+            ms_sched_release(sv.s, r[p]);
+        }
+        mst_server_stop(&sv);
+    }
+}
+
+/* A request cancelled while it decodes frees its slot; the next request on
+ * the slot reuses its prompt's chunks and still equals `run --mtp 2`. */
+static void test_cancel_then_reuse(void **state)
+{
+    (void)state;
+    uint64_t ram = min_budget(1);
+    mst_server sv = start(1, 2, ram, MS_REUSE_EXACT, false);
+    ms_sched_req *r1 = request(g_prompts[3], g_plen[3], -1, 0.8f, 5);
+    mst_sched_submit(&sv, r1);
+    ms_sched_lock(sv.s);
+    for (int i = 0; r1->n_gen < 5 && !r1->finish && i < 600; i++) ms_sched_wait(sv.s, r1, 100);
+    ms_sched_unlock(sv.s);
+    ms_sched_cancel(sv.s, r1);
+    mst_sched_wait_done(&sv, r1, 120);
+    assert_string_equal(r1->finish, "cancelled");
+    assert_true(r1->n_gen >= 5 && r1->n_gen < CTX - g_plen[3]);
+    ms_sched_req *r2 = request(g_prompts[3], g_plen[3], NGEN, 0.8f, 7);
+    mst_sched_submit(&sv, r2);
+    mst_sched_wait_done(&sv, r2, 120);
+    assert_int_equal(r2->n_cached, g_plen[3] / BATCH * BATCH);
+    char *a = mst_sched_ids(r2), *w = run_cli(g_prompts[3], g_plen[3], 2, 0.8f, 7, ram, NGEN);
+    if (strcmp(a, w)) fail_msg("after a cancel:\n got  %s\n want %s", a, w);
+    free(a);
+    free(w);
+    ms_sched_release(sv.s, r1);
+    ms_sched_release(sv.s, r2);
+    mst_server_stop(&sv);
+}
+
 /* The verify step must fit --batch: one clear line otherwise. */
 static void test_batch_too_small(void **state)
 {
@@ -495,6 +564,8 @@ int main(void)
         cmocka_unit_test_setup(test_force_accept_gemm_width, reset),
         cmocka_unit_test_setup(test_stop_mid_round_then_reuse, reset),
         cmocka_unit_test_setup(test_length_mid_round_then_reuse, reset),
+        cmocka_unit_test_setup(test_context_end, reset),
+        cmocka_unit_test_setup(test_cancel_then_reuse, reset),
         cmocka_unit_test_setup(test_batch_too_small, reset),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
