@@ -237,6 +237,7 @@ static void check_drafts_follow(const char *dir, int mtp, const char *io, uint64
     while (n < NP + N && ms_gen_next(&g, &t, &err) > 0) seq[n++] = t;
     assert_int_equal(n, NP + N);
     ms_gen_free(&g);
+    ms_engine_close(e);
     assert_true(lg.n >= N / (mtp + 1) - 1);
     /* teacher forcing over the emitted sequence, on a fresh engine */
     if (ms_engine_open(dir, &o, &e, &err) < 0) fail_msg("%s", err.msg);
