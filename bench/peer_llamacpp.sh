@@ -15,16 +15,22 @@
 #                reads through mmap, moestream through its cache with
 #                --ram LIMIT minus 512 MiB for the kernel
 # and prints one table with the ratios (moestream / llama.cpp). Figures only.
+# RESIDENT=0 skips the resident rows and runs only the out-of-core ones (LIMIT
+# required): for a model larger than the host's RAM, which cannot run resident.
+# OOC_TOKENS (default 2048) is the out-of-core prefill length (small for a smoke test).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
-[ $# -ge 3 ] || { sed -n 3,16p "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ $# -ge 3 ] || { sed -n 3,19p "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 LB="$1"; MODEL="$2"; GGUF="$3"; LIMIT="${4:-}"
 THREADS="${THREADS:-2}"
+RESIDENT="${RESIDENT:-1}"
+OOC_TOKENS="${OOC_TOKENS:-2048}"
 MS="${MOESTREAM:-$root/build/moestream}"
 bench="$LB/bin/llama-bench"
 [ -x "$bench" ] || { echo "peer_llamacpp.sh: $bench not found (build llama.cpp first)" >&2; exit 2; }
 [ -x "$MS" ] || { echo "peer_llamacpp.sh: $MS not found (bash scripts/build.sh)" >&2; exit 2; }
+[ "$RESIDENT" = 1 ] || [ -n "$LIMIT" ] || { echo "peer_llamacpp.sh: RESIDENT=0 needs LIMIT" >&2; exit 2; }
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
@@ -37,32 +43,41 @@ ms_prefill() { # $1 = json lines, $2 = tokens: median tok/s
 ms_decode() { # $1 = bench decode json: the warm row's decode tok/s
   python3 -c "import json; r=[x for x in json.load(open('$1')) if x.get('phase')=='warm']; print('%.2f'%r[0]['decode_tok_s'] if r else 'nan')"
 }
+timed() { # $1 = label, rest = command: runs it, prints its wall time to stderr
+  local label="$1" t0 rc=0; shift; t0=$(date +%s.%N)
+  "$@" || rc=$?
+  python3 -c "print('%s: wall %.1f s' % ('$label', $(date +%s.%N) - $t0))" >&2
+  return $rc
+}
 ratio() { python3 -c "a,b=float('$1'),float('$2'); print('%.2fx'%(a/b) if b>0 and a==a else '-')"; }
 
-echo "resident, $THREADS threads:" >&2
-"$bench" -m "$GGUF" -p 512,2048 -n 32 -t "$THREADS" -o json > "$tmp/llama.json"
-"$MS" bench prefill --model "$MODEL" --tokens 512,2048 --io resident --threads "$THREADS" --repeat 3 --json \
-  > "$tmp/ms_prefill.json"
-"$MS" bench decode --model "$MODEL" --ram 64G --io resident -n 32 --prompt-tokens 16 --threads "$THREADS" --json \
-  > "$tmp/ms_decode.json"
 printf '%-34s %12s %12s %8s\n' "setup" "llama.cpp" "moestream" "ratio"
-for n in 512 2048; do
-  a=$(ms_prefill "$tmp/ms_prefill.json" $n); b=$(llama_ts "$tmp/llama.json" $n 0)
-  printf '%-34s %12s %12s %8s\n' "resident prefill $n tok/s" "$b" "$a" "$(ratio "$a" "$b")"
-done
-a=$(ms_decode "$tmp/ms_decode.json"); b=$(llama_ts "$tmp/llama.json" 0 32)
-printf '%-34s %12s %12s %8s\n' "resident decode tok/s" "$b" "$a" "$(ratio "$a" "$b")"
+if [ "$RESIDENT" = 1 ]; then
+  echo "resident, $THREADS threads:" >&2
+  "$bench" -m "$GGUF" -p 512,2048 -n 32 -t "$THREADS" -o json > "$tmp/llama.json"
+  "$MS" bench prefill --model "$MODEL" --tokens 512,2048 --io resident --threads "$THREADS" --repeat 3 --json \
+    > "$tmp/ms_prefill.json"
+  "$MS" bench decode --model "$MODEL" --ram 64G --io resident -n 32 --prompt-tokens 16 --threads "$THREADS" --json \
+    > "$tmp/ms_decode.json"
+  for n in 512 2048; do
+    a=$(ms_prefill "$tmp/ms_prefill.json" $n); b=$(llama_ts "$tmp/llama.json" $n 0)
+    printf '%-34s %12s %12s %8s\n' "resident prefill $n tok/s" "$b" "$a" "$(ratio "$a" "$b")"
+  done
+  a=$(ms_decode "$tmp/ms_decode.json"); b=$(llama_ts "$tmp/llama.json" 0 32)
+  printf '%-34s %12s %12s %8s\n' "resident decode tok/s" "$b" "$a" "$(ratio "$a" "$b")"
+fi
 
 if [ -n "$LIMIT" ]; then
   ram=$(( $(numfmt --from=iec "$LIMIT") - (512 << 20) ))
   echo "out of core: cgroup $LIMIT, moestream --ram $(numfmt --to=iec $ram)" >&2
-  bash "$here/limited.sh" "$LIMIT" "$bench" -m "$GGUF" -p 2048 -n 32 -t "$THREADS" -r 1 -o json > "$tmp/llama_ooc.json"
-  bash "$here/limited.sh" "$LIMIT" "$MS" bench prefill --model "$MODEL" --tokens 2048 --ram "$ram" --io uring \
+  timed "llama.cpp out of core" bash "$here/limited.sh" "$LIMIT" "$bench" -m "$GGUF" -p "$OOC_TOKENS" -n 32 -t "$THREADS" -r 1 -o json > "$tmp/llama_ooc.json"
+  timed "moestream prefill out of core" bash "$here/limited.sh" "$LIMIT" "$MS" bench prefill --model "$MODEL" --tokens "$OOC_TOKENS" --ram "$ram" --io uring \
     --threads "$THREADS" --repeat 1 --json > "$tmp/ms_prefill_ooc.json"
-  bash "$here/limited.sh" "$LIMIT" "$MS" bench decode --model "$MODEL" --ram "$ram" --io uring -n 32 \
+  timed "moestream decode out of core" bash "$here/limited.sh" "$LIMIT" "$MS" bench decode --model "$MODEL" --ram "$ram" --io uring -n 32 \
     --prompt-tokens 16 --threads "$THREADS" --json > "$tmp/ms_decode_ooc.json"
-  a=$(ms_prefill "$tmp/ms_prefill_ooc.json" 2048); b=$(llama_ts "$tmp/llama_ooc.json" 2048 0)
-  printf '%-34s %12s %12s %8s\n' "cgroup $LIMIT prefill 2048 tok/s" "$b" "$a" "$(ratio "$a" "$b")"
+  echo "moestream prefill out of core: $(cat "$tmp/ms_prefill_ooc.json")" >&2
+  a=$(ms_prefill "$tmp/ms_prefill_ooc.json" "$OOC_TOKENS"); b=$(llama_ts "$tmp/llama_ooc.json" "$OOC_TOKENS" 0)
+  printf '%-34s %12s %12s %8s\n' "cgroup $LIMIT prefill $OOC_TOKENS tok/s" "$b" "$a" "$(ratio "$a" "$b")"
   a=$(ms_decode "$tmp/ms_decode_ooc.json"); b=$(llama_ts "$tmp/llama_ooc.json" 0 32)
   printf '%-34s %12s %12s %8s\n' "cgroup $LIMIT decode tok/s" "$b" "$a" "$(ratio "$a" "$b")"
 fi

@@ -489,3 +489,17 @@ void ms_ffn_act(const ms_compute *c, const ms_mat *gate, const ms_mat *up, const
     ms_act_mul(G, U, (int)((size_t)n * (size_t)inter), act);
     ms_matmul(c, down, G, n, Y);
 }
+
+/* ---- single-query attention helpers ------------------------------------------ */
+
+void ms_rows_dot_f32(const ms_kern *k, const float *K, int64_t n, int64_t d, const float *q, float *s)
+{
+    if (n <= 0) return;
+    ms_mat m = {.type = MS_WT_F32, .rows = n, .cols = d, .w = K};
+    ms_kern_for(k, &m)->rows(&m, 0, n, q, NULL, s);
+}
+
+void ms_axpy_f32(const ms_kern *k, float *y, float a, const float *x, int64_t n)
+{
+    k->axpy(y, a, x, n);
+}

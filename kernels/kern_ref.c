@@ -122,6 +122,11 @@ static double ref_read_sum(const float *p, size_t n)
     return s;
 }
 
+static void ref_axpy(float *y, float a, const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
 #define REF_AFFINE                                                                                                     \
     {                                                                                                                  \
         ref_rows_affine, ref_dequant_affine                                                                            \
@@ -138,4 +143,5 @@ const ms_kern ms_kern_ref = {
         {[2] = REF_AFFINE, [3] = REF_AFFINE, [4] = REF_AFFINE, [5] = REF_AFFINE, [6] = REF_AFFINE, [8] = REF_AFFINE},
     .group_sums = ms_ref_group_sums,
     .read_sum = ref_read_sum,
+    .axpy = ref_axpy,
 };

@@ -41,18 +41,20 @@
 
 /* ---- scales / biases, group sums ------------------------------------------- */
 
-/* n scales or biases of dtype t -> f32 (exact). */
-static void sb_to_f32(const void *src, ms_dtype t, int64_t n, float *dst)
+/* n scales or biases of dtype t -> f32 (exact). Inlined, with a partial
+ * vector for the tail: rows of a few groups (a 640-wide expert row has 10)
+ * convert per row, and a call plus a scalar tail cost as much as the row. */
+AINL void sb_to_f32(const void *src, ms_dtype t, int64_t n, float *dst)
 {
     int64_t i = 0;
     if (t == MS_DT_BF16) {
         const uint16_t *s = src;
         for (; i + MSV_L <= n; i += MSV_L) msv_store(dst + i, msv_load_bf16(s + i));
-        for (; i < n; i++) dst[i] = ms_bf16_to_f32(ms_ld_u16(s, (size_t)i));
+        if (i < n) msv_store_part(dst + i, msv_load_bf16_part(s + i, n - i), n - i);
     } else if (t == MS_DT_F16) {
         const uint16_t *s = src;
         for (; i + MSV_L <= n; i += MSV_L) msv_store(dst + i, msv_load_f16(s + i));
-        for (; i < n; i++) dst[i] = ms_f16_to_f32(ms_ld_u16(s, (size_t)i));
+        if (i < n) msv_store_part(dst + i, msv_load_f16_part(s + i, n - i), n - i);
     } else {
         memcpy(dst, src, (size_t)n * sizeof(float));
     }
@@ -518,7 +520,7 @@ AINL void dequant_dot(const ms_mat *m, int64_t r, int64_t c0, int64_t c1, float 
     arow_init(&a, m, r, bits, gs, false);
     const int64_t g0 = c0 / gs, g1 = c1 / gs;
     if (g1 > a.t0) tail_copy(a.tail, a.w, a.t0, a.ng, a.gbytes);
-    float sc[GEMM_KC / 32], bi[GEMM_KC / 32];
+    float sc[GEMM_KC / 32 + MSV_L], bi[GEMM_KC / 32 + MSV_L]; /* + MSV_L: room the compiler can see for sb_to_f32 */
     sb_to_f32(a.sp + g0 * a.sbsz, m->sb_dtype, g1 - g0, sc);
     sb_to_f32(a.bp + g0 * a.sbsz, m->sb_dtype, g1 - g0, bi);
     for (int64_t g = g0; g < g1; g++) {
@@ -677,6 +679,22 @@ static double read_sum_simd(const float *p, size_t n)
     return s;
 }
 
+/* y += a x: one FMA per element, a partial vector (or scalar FMAs) for the tail. */
+static void axpy_simd(float *y, float a, const float *x, int64_t n)
+{
+    const msv av = msv_set1(a);
+    int64_t i = 0;
+    for (; i + 4 * MSV_L <= n; i += 4 * MSV_L)
+        for (int k = 0; k < 4; k++)
+            msv_store(y + i + k * MSV_L, msv_fma(av, msv_load(x + i + k * MSV_L), msv_load(y + i + k * MSV_L)));
+    for (; i + MSV_L <= n; i += MSV_L) msv_store(y + i, msv_fma(av, msv_load(x + i), msv_load(y + i)));
+#if MSV_MASKED_TAIL
+    if (i < n) msv_store_part(y + i, msv_fma(av, msv_load_part(x + i, n - i), msv_load_part(y + i, n - i)), n - i);
+#else
+    for (; i < n; i++) y[i] = __builtin_fmaf(a, x[i], y[i]);
+#endif
+}
+
 /* The parts of a table every instruction set shares (prep and gemm_min_n differ). */
 #define SIMD_AFFINE(B, PREP, GMIN) {rows_affine##B, dequant_affine, PREP, rows_n_affine##B, GMIN}
 #define SIMD_DENSE(T, GMIN) {rows_##T, dequant_dense, NULL, DENSE_MT > 1 ? rows_n_##T : NULL, GMIN}
@@ -690,7 +708,7 @@ static double read_sum_simd(const float *p, size_t n)
         .affine = {[2] = SIMD_AFFINE(2, P2, G2), [3] = SIMD_AFFINE(3, P3, G3), [4] = SIMD_AFFINE(4, P4, G4),           \
                    [5] = SIMD_AFFINE(5, P5, G5), [6] = SIMD_AFFINE(6, P6, G6), [8] = SIMD_AFFINE(8, P8, G8)},          \
         .gemm = gemm_simd, .gemm_rows = GEMM_ROWS, .gemm_buf_floats = GEMM_BUF_FLOATS, .group_sums = group_sums_simd,  \
-        .read_sum = read_sum_simd,                                                                                     \
+        .read_sum = read_sum_simd, .axpy = axpy_simd,                                                                  \
     }
 
 #endif

@@ -180,4 +180,12 @@ void ms_rope_halfsplit(float *x, int d, const float *cos_, const float *sin_);
 void ms_topk(const float *x, int n, int k, int *idx);
 float ms_dot_f32(const float *a, const float *b, int n);
 
+/* Single-query attention helpers, in table k's SIMD (ms_kern_ref: scalar):
+ *   ms_rows_dot_f32  s[j] = K[j, :] . q for j < n (K: n rows of d floats, contiguous),
+ *                    the table's dense f32 row kernel (the scores of cached keys);
+ *   ms_axpy_f32      y[i] += a * x[i] for i < n (a weighted sum of cached values).
+ * Deterministic for a table (no dependence on threads or on other rows). */
+void ms_rows_dot_f32(const ms_kern *k, const float *K, int64_t n, int64_t d, const float *q, float *s);
+void ms_axpy_f32(const ms_kern *k, float *y, float a, const float *x, int64_t n);
+
 #endif

@@ -74,6 +74,8 @@ struct ms_kern {
     size_t gemm_buf_floats;
     /* Sum of n floats read sequentially (the bench's memory-bandwidth probe). */
     double (*read_sum)(const float *p, size_t n);
+    /* y[i] += a * x[i] for i < n (attention's weighted sum of cached rows). */
+    void (*axpy)(float *y, float a, const float *x, int64_t n);
 };
 
 /* The scalar reference table (always available). */

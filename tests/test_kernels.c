@@ -844,6 +844,47 @@ static void test_small_ops(void **state)
     free(q2);
 }
 
+/* The attention helpers of every table (scalar reference included) against
+ * double: row dots of n cached rows of d floats (every tail length of the
+ * vector widths), and y += a x; a table's result is the same on every call. */
+static void test_attention_helpers(void **state)
+{
+    (void)state;
+    rng r = {4242};
+    const ms_kern *tb[4];
+    int nt = tables(tb, true);
+    static const int ds[] = {1, 7, 16, 17, 64, 100, 512, 576};
+    for (int ti = 0; ti < nt; ti++)
+        for (size_t di = 0; di < MS_ARRAY_LEN(ds); di++) {
+            int d = ds[di], n = 37;
+            float *K = rand_vec(&r, n * d), *q = rand_vec(&r, d), s[37], s2[37];
+            ms_rows_dot_f32(tb[ti], K, n, d, q, s);
+            ms_rows_dot_f32(tb[ti], K, n, d, q, s2);
+            for (int j = 0; j < n; j++) {
+                double ref = 0, mag = 0;
+                for (int c = 0; c < d; c++) {
+                    ref += (double)K[(size_t)j * d + c] * q[c];
+                    mag += fabs((double)K[(size_t)j * d + c] * q[c]);
+                }
+                if (fabs(s[j] - ref) > 1e-6 * (1 + mag))
+                    fail_msg("%s rows_dot d=%d row %d: %.9g, double %.9g", ms_kern_name(tb[ti]), d, j, s[j], ref);
+                assert_true(s[j] == s2[j]);
+            }
+            float *y = rand_vec(&r, d), *y0 = malloc((size_t)d * 4);
+            memcpy(y0, y, (size_t)d * 4);
+            ms_axpy_f32(tb[ti], y, -0.375f, q, d);
+            for (int c = 0; c < d; c++) {
+                double ref = (double)y0[c] - 0.375 * q[c];
+                if (fabs(y[c] - ref) > 1e-6 * (1 + fabs(y0[c]) + fabs(q[c])))
+                    fail_msg("%s axpy d=%d element %d: %.9g, double %.9g", ms_kern_name(tb[ti]), d, c, y[c], ref);
+            }
+            free(K);
+            free(q);
+            free(y);
+            free(y0);
+        }
+}
+
 static void test_topk(void **state)
 {
     (void)state;
@@ -917,6 +958,7 @@ int main(void)
         cmocka_unit_test(test_select),
         cmocka_unit_test(test_validate),
         cmocka_unit_test(test_small_ops),
+        cmocka_unit_test(test_attention_helpers),
         cmocka_unit_test(test_topk),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -406,7 +406,7 @@ fail:
     X(attn, float, B * D)                  /* [B][D] */                                          \
     X(cosb, float, B * rope / 2)           /* [B][rope/2] */                                     \
     X(sinb, float, B * rope / 2)           /* [B][rope/2] */                                     \
-    X(tls, float, nth * tls_stride)        /* [nth][2 kv_lora + ctx + rope] per-thread */        \
+    X(tls, float, nth * tls_stride)        /* [nth][2 kv_lora + 2 ctx + rope] per-thread */        \
     X(nv, float, nth * nv_stride)          /* [nth] naive-form prefill scratch (B > 1): W_UK and */ \
                                            /* W_UV of a head [kv_lora][nope+v], a key tile's */    \
                                            /* K [NV_KEYS][nope] and V [NV_KEYS][v], scores */      \
@@ -441,7 +441,7 @@ typedef struct ds3_state {
     size_t qdim = (size_t)((d)->qk_nope_head_dim + (d)->qk_rope_head_dim);                                  \
     size_t qlr = (size_t)MS_MAX(1, (d)->q_lora_rank);                                                       \
     size_t E = (size_t)MS_MAX(1, (c)->n_routed_experts), K = (size_t)MS_MAX(1, (c)->n_experts_per_tok);    \
-    size_t tls_stride = MS_ALIGN_UP(kvl * 2 + ctx + rope + 16, 16);                                          \
+    size_t tls_stride = MS_ALIGN_UP(kvl * 2 + 2 * ctx + rope + 16, 16);                                          \
     size_t nope_ = (size_t)(d)->qk_nope_head_dim;                                                           \
     size_t nv_stride = B > 1 ? MS_ALIGN_UP(kvl * (nope_ + vd) + NV_KEYS * (nope_ + vd + NV_ROWS) + B * (vd + 2), 16) \
                              : 0;                                                                            \
@@ -560,7 +560,8 @@ static void attn_one(attn_task *t, int idx, float *tls)
     const float *qh = s->q + ((size_t)ti * H + h) * w->qdim; /* q_nope | q_pe (already rotated) */
     float *qlat = tls;             /* [kvl] */
     float *olat = tls + kvl;       /* [kvl] */
-    float *sc = tls + 2 * kvl;     /* [pos+1] */
+    float *sc = tls + 2 * kvl;     /* [pos+1] scores */
+    float *sr = sc + s->ctx;       /* [pos+1] their rope parts */
     (void)rope;
     ms_compute single = {t->kern, NULL};
     /* q_lat = W_UK^T q_nope */
@@ -572,24 +573,21 @@ static void attn_one(attn_task *t, int idx, float *tls)
         float *tmp = olat; /* borrow */
         for (int i = 0; i < nope; i++) {
             ms_mat_get_row(t->kern, &ly->wk[h], i, tmp);
-            float a = qh[i];
-            for (int c = 0; c < kvl; c++) qlat[c] += a * tmp[c];
+            ms_axpy_f32(t->kern, qlat, qh[i], tmp, kvl);
         }
     }
     size_t lo = cache_base(s, ms_arch_row_seq(t->b, ti), t->layer, s->kv_bf16);
     const float *ckv = s->ckv + lo * kvl;
     const float *kpe = s->kpe + lo * w->rope;
     const float *qpe = qh + nope;
-    for (int j = 0; j <= pos; j++)
-        sc[j] = w->scale * (ms_dot_f32(qlat, ckv + (size_t)j * kvl, kvl) +
-                            ms_dot_f32(qpe, kpe + (size_t)j * w->rope, w->rope));
+    /* scores: the cached latents and rope keys against q (SIMD row dots) */
+    ms_rows_dot_f32(t->kern, ckv, pos + 1, kvl, qlat, sc);
+    ms_rows_dot_f32(t->kern, kpe, pos + 1, w->rope, qpe, sr);
+    for (int j = 0; j <= pos; j++) sc[j] = w->scale * (sc[j] + sr[j]);
     ms_softmax(sc, pos + 1);
+    /* o_lat = sum_j p_j c_j, in position order */
     memset(olat, 0, (size_t)kvl * sizeof *olat);
-    for (int j = 0; j <= pos; j++) {
-        float p = sc[j];
-        const float *cj = ckv + (size_t)j * kvl;
-        for (int c = 0; c < kvl; c++) olat[c] += p * cj[c];
-    }
+    for (int j = 0; j <= pos; j++) ms_axpy_f32(t->kern, olat, sc[j], ckv + (size_t)j * kvl, kvl);
     ms_matvec(&single, &ly->wv[h], olat, s->o + ((size_t)ti * H + h) * w->vd);
 }
 
