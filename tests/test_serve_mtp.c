@@ -157,6 +157,23 @@ static char *run_cli(const int32_t *prompt, int n, int mtp, float temp, uint64_t
     return out;
 }
 
+/* r's tokens equal `run --mtp mtp` on the same prompt (ram, temperature, seed). */
+static void expect_run(const ms_sched_req *r, int mtp, float temp, uint64_t seed, uint64_t ram, const char *what)
+{
+    char *a = mst_sched_ids(r), *w = run_cli(r->prompt, r->n_prompt, mtp, temp, seed, ram, r->n_gen);
+    if (strcmp(a, w)) fail_msg("%s:\n got  %s\n want %s", what, a, w);
+    free(a);
+    free(w);
+}
+
+/* Release two requests and stop their server. */
+static void release_stop(mst_server *sv, ms_sched_req *a, ms_sched_req *b)
+{
+    ms_sched_release(sv->s, a);
+    ms_sched_release(sv->s, b);
+    mst_server_stop(sv);
+}
+
 /* 4 requests together, then (alone) each alone: every one equals want[p].
  * slot_of / end_of (optional): where the requests together ended. */
 static void check_server(mst_server *sv, float temp, char *const *want, const char *what, bool alone, int *slot_of,
@@ -450,17 +467,11 @@ static void check_mid_round(bool by_stop, int n_extra)
             mst_sched_submit(&sv2, r4);
             mst_sched_wait_done(&sv2, r4, 120);
             assert_int_equal(r4->n_cached, np / BATCH * BATCH);
-            char *c = mst_sched_ids(r4), *w = run_cli(p2, n2, MTP, 0.0f, 0, ram, NGEN);
-            if (strcmp(c, w)) fail_msg("second request vs run --mtp 2:\n got  %s\n want %s", c, w);
-            free(c);
-            free(w);
-            ms_sched_release(sv2.s, r3);
-            ms_sched_release(sv2.s, r4);
-            mst_server_stop(&sv2);
+            assert_int_equal(r4->n_gen, NGEN);
+            expect_run(r4, MTP, 0.0f, 0, ram, "second request vs run --mtp 2");
+            release_stop(&sv2, r3, r4);
         }
-        ms_sched_release(sv.s, r1);
-        ms_sched_release(sv.s, r2);
-        mst_server_stop(&sv);
+        release_stop(&sv, r1, r2);
     }
 }
 
@@ -530,13 +541,9 @@ static void test_cancel_then_reuse(void **state)
     mst_sched_submit(&sv, r2);
     mst_sched_wait_done(&sv, r2, 120);
     assert_int_equal(r2->n_cached, g_plen[3] / BATCH * BATCH);
-    char *a = mst_sched_ids(r2), *w = run_cli(g_prompts[3], g_plen[3], 2, 0.8f, 7, ram, NGEN);
-    if (strcmp(a, w)) fail_msg("after a cancel:\n got  %s\n want %s", a, w);
-    free(a);
-    free(w);
-    ms_sched_release(sv.s, r1);
-    ms_sched_release(sv.s, r2);
-    mst_server_stop(&sv);
+    assert_int_equal(r2->n_gen, NGEN);
+    expect_run(r2, 2, 0.8f, 7, ram, "after a cancel vs run --mtp 2");
+    release_stop(&sv, r1, r2);
 }
 
 /* The verify step must fit --batch: one clear line otherwise. */
