@@ -8,7 +8,10 @@
  * read GB/s, I/O wait, and the physical limit (device GB/s) / (bytes read per
  * token): the aggregate tok/s the disk allows at this sharing. The engine
  * always has max(C) sequences, so every row has the same expert cache. Each
- * configuration runs in a child process. Figures only. */
+ * configuration runs in a child process. With --mtp N every request drafts N
+ * tokens per step (aggregate tok/s counts the tokens the rounds published; the
+ * acceptance is in the last column; --mtp-force-accept takes every draft, the
+ * ceiling a trained draft head approaches). Figures only. */
 #include <getopt.h>
 #include <json-c/json.h>
 #include <stdio.h>
@@ -29,7 +32,7 @@ typedef struct srow {
     int conc;
     char phase[8];
     double decode_tok_s, wall_tok_s, rows_per_step, hit_rate, mib_per_token, mib_per_step, experts_per_step, read_gbps,
-        io_wait, prefill_tok_s;
+        io_wait, prefill_tok_s, mtp_acceptance;
     uint64_t peak_rss, generated;
     int64_t slots;
     int ok;
@@ -53,6 +56,10 @@ static void usage(FILE *f)
             "  -n N                  tokens generated per request (default 32)\n"
             "  --prompt-tokens N     prompt length of each request (default 16)\n"
             "  --io, --policy, --threads, --ctx, --batch   as in run (ctx default 512)\n"
+            "  --mtp N               speculative decoding with the checkpoint's MTP head (as serve --mtp N;\n"
+            "                        --batch must hold max(C) x (N+1) rows)\n"
+            "  --mtp-force-accept    debug: take every draft as accepted (the output is not valid): the\n"
+            "                        ceiling of a draft head that always agrees\n"
             "  --device-gbps X       device read bandwidth (default: measured on 1 GiB of expert bytes)\n"
             "  --json                JSON array of rows\n");
 }
@@ -98,6 +105,8 @@ static int phase(ms_sched *s, int conc, int prompt_n, int n, int vocab, srow *r,
     r->mib_per_token = rows ? (double)bytes / (double)rows / 1048576.0 : 0;
     r->mib_per_step = steps ? (double)bytes / (double)steps / 1048576.0 : 0;
     r->experts_per_step = steps ? (double)(m1.decode_experts_read - m0.decode_experts_read) / (double)steps : 0;
+    uint64_t drafted = m1.mtp_drafted - m0.mtp_drafted;
+    r->mtp_acceptance = drafted ? (double)(m1.mtp_accepted - m0.mtp_accepted) / (double)drafted : 0;
     double busy = m1.read_busy_s - m0.read_busy_s;
     r->read_gbps = busy > 0 ? (double)(m1.bytes_read - m0.bytes_read) / busy / 1e9 : 0;
     r->io_wait = ds + ps > 0 ? (m1.io_wait_s - m0.io_wait_s) / (ds + ps) : 0;
@@ -106,8 +115,8 @@ static int phase(ms_sched *s, int conc, int prompt_n, int n, int vocab, srow *r,
     return rc;
 }
 
-static void child(const char *model, const ms_model *m, const ms_engine_opts *base, int conc, int max_conc,
-                  int prompt_n, int n, int fd)
+static void child(const char *model, const ms_model *m, const ms_engine_opts *base, bool force, int conc,
+                  int max_conc, int prompt_n, int n, int fd)
 {
     srow rows[2] = {0};
     for (int p = 0; p < 2; p++) {
@@ -121,7 +130,7 @@ static void child(const char *model, const ms_model *m, const ms_engine_opts *ba
     ms_engine *e = NULL;
     ms_sched *s = NULL;
     ms_err err = {0};
-    ms_sched_opts so = {.queue = 64, .reuse = MS_REUSE_OFF};
+    ms_sched_opts so = {.queue = 64, .reuse = MS_REUSE_OFF, .mtp_force_accept = force};
     if (ms_engine_open(model, &eo, &e, &err) < 0 || ms_sched_start(e, NULL, &so, &s, &err) < 0) {
         snprintf(rows[0].err, sizeof rows[0].err, "%.500s", err.msg);
         rows[1] = rows[0];
@@ -143,11 +152,11 @@ static void print_row(const srow *r, double dev, bool json, json_object *arr, do
     double limit = r->mib_per_token > 0 ? dev * 1e9 / (r->mib_per_token * 1048576.0) : 0;
     char rb[32], pk[32];
     if (!json) {
-        printf("%-10s %4d %-5s %9.2f %9.2f %7.2fx %7.2f %6.1f%% %9.2f %9.2f %8.1f %8.2f %6.0f%% %10.1f %10s\n",
+        printf("%-10s %4d %-5s %9.2f %9.2f %7.2fx %7.2f %6.1f%% %9.2f %9.2f %8.1f %8.2f %6.0f%% %10.1f %10s %6.0f%%\n",
                ms_fmt_bytes(r->ram, rb, 32), r->conc, r->phase, r->decode_tok_s, r->decode_tok_s / r->conc,
                base_tok_s > 0 ? r->decode_tok_s / base_tok_s : 0, r->rows_per_step, 100 * r->hit_rate, r->mib_per_token,
                r->mib_per_step, r->experts_per_step, r->read_gbps, 100 * r->io_wait, limit,
-               ms_fmt_bytes(r->peak_rss, pk, 32));
+               ms_fmt_bytes(r->peak_rss, pk, 32), 100 * r->mtp_acceptance);
         return;
     }
     json_object *j = json_object_new_object();
@@ -169,6 +178,7 @@ static void print_row(const srow *r, double dev, bool json, json_object *arr, do
     D("io_wait_fraction", r->io_wait);
     D("device_gbps", dev);
     D("physical_limit_tok_s", limit);
+    D("mtp_acceptance", r->mtp_acceptance);
 #undef D
     json_object_object_add(j, "peak_rss_bytes", json_object_new_int64((int64_t)r->peak_rss));
     json_object_array_add(arr, j);
@@ -180,12 +190,13 @@ int ms_bench_serve(int argc, char **argv)
         {"model", required_argument, 0, 'm'}, {"ram", required_argument, 0, 'r'},
         {"concurrency", required_argument, 0, 'C'}, {"prompt-tokens", required_argument, 0, 'P'},
         {"device-gbps", required_argument, 0, 'd'}, {"json", no_argument, 0, 'j'},
-        {"help", no_argument, 0, 'h'},        MS_CLI_ENGINE_LONGOPTS_NO_MTP,
+        {"help", no_argument, 0, 'h'},        {"mtp-force-accept", no_argument, 0, 'F'},
+        MS_CLI_ENGINE_LONGOPTS,
         {0}};
     const char *model = NULL, *ram_s = NULL, *conc_s = "1,2,4,8";
     long long n = 32, prompt_n = 16;
     double dev = 0;
-    bool json = false;
+    bool json = false, force = false;
     ms_engine_opts eo = {.ctx = 512};
     ms_err err = {0};
     int o;
@@ -204,6 +215,7 @@ int ms_bench_serve(int argc, char **argv)
         case 'P': bad = ms_parse_int(optarg, 1, 1 << 16, &prompt_n, "--prompt-tokens", &err); break;
         case 'd': bad = ms_parse_double(optarg, &dev, "--device-gbps", &err); break;
         case 'j': json = true; break;
+        case 'F': force = true; break;
         case 'h': usage(stdout); return 0;
         default: return ms_cli_bad_option("bench serve", o, argv);
         }
@@ -234,9 +246,9 @@ int ms_bench_serve(int argc, char **argv)
     json_object *arr = json_object_new_array();
     if (!json)
         printf("device %.2f GB/s (raw O_DIRECT reads of expert bytes); %lld tokens per request, prompts of %lld\n"
-               "%-10s %4s %-5s %9s %9s %8s %7s %7s %9s %9s %8s %8s %7s %10s %10s\n",
+               "%-10s %4s %-5s %9s %9s %8s %7s %7s %9s %9s %8s %8s %7s %10s %10s %7s\n",
                dev, n, prompt_n, "ram", "conc", "phase", "agg tok/s", "per req", "vs C=1", "seq/st", "hit",
-               "MiB/tok", "MiB/step", "exp/st", "read GB/s", "wait", "limit t/s", "peak RSS");
+               "MiB/tok", "MiB/step", "exp/st", "read GB/s", "wait", "limit t/s", "peak RSS", "mtp acc");
     for (int a = 0; a < n_ram; a++) {
         double base[2] = {0, 0};
         for (int c = 0; c < n_conc; c++) {
@@ -247,7 +259,7 @@ int ms_bench_serve(int argc, char **argv)
             pid_t pid = fork();
             if (pid == 0) {
                 close(pfd[0]);
-                child(model, &m, &eo, (int)concs[c], max_conc, (int)prompt_n, (int)n, pfd[1]);
+                child(model, &m, &eo, force, (int)concs[c], max_conc, (int)prompt_n, (int)n, pfd[1]);
                 _exit(0);
             }
             close(pfd[1]);

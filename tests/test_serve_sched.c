@@ -58,78 +58,15 @@ static int teardown(void **state)
     return 0;
 }
 
-static uint64_t min_budget(int n_seq)
-{
-    ms_model m;
-    ms_err err = {0};
-    assert_int_equal(ms_model_open(g_model, &m, &err), 0);
-    ms_plan p;
-    ms_plan_opts po = {.budget = 1ull << 40, .ctx = CTX, .batch = BATCH, .n_seq = n_seq, .threads = 2};
-    assert_int_equal(ms_plan_make(&m, &po, &p, &err), 0);
-    ms_model_close(&m);
-    return p.min_budget;
-}
+static uint64_t min_budget(int n_seq) { return mst_sched_min_budget(g_model, 0, CTX, BATCH, n_seq); }
 
-typedef struct server {
-    ms_engine *e;
-    ms_sched *s;
-} server;
+typedef mst_server server;
 
 static server start(int parallel, uint64_t ram, ms_reuse_mode reuse, int queue)
 {
-    server sv = {0};
     ms_engine_opts o = {.ram = ram, .threads = 2, .ctx = CTX, .batch = BATCH, .n_seq = parallel};
-    ms_err err = {0};
-    if (ms_engine_open(g_model, &o, &sv.e, &err) < 0) fail_msg("engine: %s", err.msg);
     ms_sched_opts so = {.queue = queue, .reuse = reuse};
-    if (ms_sched_start(sv.e, g_tok, &so, &sv.s, &err) < 0) fail_msg("sched: %s", err.msg);
-    return sv;
-}
-
-static void stop(server *sv)
-{
-    ms_sched_stop(sv->s);
-    ms_sched_free(sv->s);
-    ms_engine_close(sv->e);
-}
-
-static ms_sched_req *request(const int32_t *prompt, int n, int max_tokens, float temp, uint64_t seed)
-{
-    ms_sched_req *r = ms_sched_req_new();
-    assert_non_null(r);
-    r->prompt = malloc((size_t)n * sizeof *r->prompt);
-    memcpy(r->prompt, prompt, (size_t)n * sizeof *r->prompt);
-    r->n_prompt = n;
-    r->sampling = ms_sampler_defaults();
-    r->sampling.temperature = temp;
-    r->sampling.seed = seed;
-    r->max_tokens = max_tokens;
-    r->ignore_eos = true;
-    r->logprobs = true; /* the generated ids come back in lps */
-    r->detok_flags = MS_TOK_SKIP_SPECIAL;
-    return r;
-}
-
-static void submit(server *sv, ms_sched_req *r)
-{
-    ms_err err = {0};
-    if (ms_sched_submit(sv->s, r, &err) < 0) fail_msg("submit: %s", err.msg);
-}
-
-static void wait_done(server *sv, ms_sched_req *r)
-{
-    ms_sched_lock(sv->s);
-    for (int i = 0; !r->finish && i < 600; i++) ms_sched_wait(sv->s, r, 100);
-    ms_sched_unlock(sv->s);
-    if (!r->finish) fail_msg("request did not finish in 60 s");
-}
-
-/* ids of r's answer as "a,b,c" (malloc'd) */
-static char *ids_of(const ms_sched_req *r)
-{
-    char *s = calloc(1, (size_t)r->n_lps * 12 + 1);
-    for (int i = 0; i < r->n_lps; i++) sprintf(s + strlen(s), i ? ",%d" : "%d", r->lps[i].token);
-    return s;
+    return mst_server_start(g_model, g_tok, &o, &so);
 }
 
 /* The same prompts through `moestream run --temp T` (what a user compares with). */
@@ -152,16 +89,16 @@ static void check_invariance(uint64_t ram, float temp)
 {
     server sv = start(NP, ram, MS_REUSE_EXACT, 0);
     ms_sched_req *r[NP];
-    for (int p = 0; p < NP; p++) submit(&sv, r[p] = request(g_prompts[p], g_plen[p], NGEN, temp, 100 + p));
-    for (int p = 0; p < NP; p++) wait_done(&sv, r[p]);
+    for (int p = 0; p < NP; p++) mst_sched_submit(&sv, r[p] = mst_sched_request(g_prompts[p], g_plen[p], NGEN, temp, 100 + p));
+    for (int p = 0; p < NP; p++) mst_sched_wait_done(&sv, r[p], 60);
     ms_sched_metrics m;
     ms_sched_get_metrics(sv.s, &m);
     assert_true(m.decode_rows > 2 * m.decode_steps); /* they really shared steps */
     for (int p = 0; p < NP; p++) {
-        ms_sched_req *q = request(g_prompts[p], g_plen[p], NGEN, temp, 100 + p);
-        submit(&sv, q);
-        wait_done(&sv, q);
-        char *a = ids_of(r[p]), *b = ids_of(q), *c = run_cli(p, temp, 100 + p, ram);
+        ms_sched_req *q = mst_sched_request(g_prompts[p], g_plen[p], NGEN, temp, 100 + p);
+        mst_sched_submit(&sv, q);
+        mst_sched_wait_done(&sv, q, 60);
+        char *a = mst_sched_ids(r[p]), *b = mst_sched_ids(q), *c = run_cli(p, temp, 100 + p, ram);
         if (strcmp(a, b) || strcmp(a, c))
             fail_msg("prompt %d (ram %llu, temp %g):\n together   %s\n sequential %s\n run        %s", p,
                      (unsigned long long)ram, temp, a, b, c);
@@ -182,7 +119,7 @@ static void check_invariance(uint64_t ram, float temp)
         ms_sched_release(sv.s, q);
         ms_sched_release(sv.s, r[p]);
     }
-    stop(&sv);
+    mst_server_stop(&sv);
 }
 
 static void test_invariance_min_budget(void **state)
@@ -231,15 +168,15 @@ static double bytes_per_token(bool together, double *rows_per_step)
     sv.e->env.on_route_arg = &rc;
     ms_sched_req *r[NP];
     for (int p = 0; p < NP; p++) { /* short prompts: one prefill chunk each, then 4 rows per step */
-        r[p] = request(g_prompts[p], 5, 32, 0.0f, 0);
-        submit(&sv, r[p]);
-        if (!together) wait_done(&sv, r[p]);
+        r[p] = mst_sched_request(g_prompts[p], 5, 32, 0.0f, 0);
+        mst_sched_submit(&sv, r[p]);
+        if (!together) mst_sched_wait_done(&sv, r[p], 60);
     }
-    for (int p = 0; p < NP; p++) wait_done(&sv, r[p]);
+    for (int p = 0; p < NP; p++) mst_sched_wait_done(&sv, r[p], 60);
     ms_sched_metrics m;
     ms_sched_get_metrics(sv.s, &m);
     for (int p = 0; p < NP; p++) ms_sched_release(sv.s, r[p]);
-    stop(&sv);
+    mst_server_stop(&sv);
     /* no expert is read twice in a step: reads <= the steps' unions of experts */
     print_message("%s: %llu experts read, %llu distinct per (step, layer), %llu token-expert pairs\n",
                   together ? "together" : "sequential", (unsigned long long)m.expert_reads,
@@ -273,27 +210,27 @@ static void test_prefix_reuse(void **state)
     uint64_t ram = min_budget(1);
     for (int mode = 0; mode < 2; mode++) {
         server sv = start(1, ram, mode == 0 ? MS_REUSE_EXACT : MS_REUSE_ANY, 0);
-        ms_sched_req *r1 = request(a, 37, NGEN, 0.0f, 0), *r2 = request(b, 37, NGEN, 0.0f, 0);
-        submit(&sv, r1);
-        wait_done(&sv, r1);
-        submit(&sv, r2);
-        wait_done(&sv, r2);
+        ms_sched_req *r1 = mst_sched_request(a, 37, NGEN, 0.0f, 0), *r2 = mst_sched_request(b, 37, NGEN, 0.0f, 0);
+        mst_sched_submit(&sv, r1);
+        mst_sched_wait_done(&sv, r1, 60);
+        mst_sched_submit(&sv, r2);
+        mst_sched_wait_done(&sv, r2, 60);
         assert_int_equal(r1->n_cached, 0);
         assert_int_equal(r2->n_cached, mode == 0 ? 16 : 19); /* exact: whole chunks of 8 */
         server fresh = start(1, ram, MS_REUSE_OFF, 0);
-        ms_sched_req *r3 = request(b, 37, NGEN, 0.0f, 0);
-        submit(&fresh, r3);
-        wait_done(&fresh, r3);
-        char *x = ids_of(r2), *y = ids_of(r3);
+        ms_sched_req *r3 = mst_sched_request(b, 37, NGEN, 0.0f, 0);
+        mst_sched_submit(&fresh, r3);
+        mst_sched_wait_done(&fresh, r3, 60);
+        char *x = mst_sched_ids(r2), *y = mst_sched_ids(r3);
         if (mode == 0) assert_string_equal(x, y); /* bit-identical to a fresh prefill */
         else assert_int_equal(r2->n_gen, NGEN);
         free(x);
         free(y);
         ms_sched_release(fresh.s, r3);
-        stop(&fresh);
+        mst_server_stop(&fresh);
         ms_sched_release(sv.s, r1);
         ms_sched_release(sv.s, r2);
-        stop(&sv);
+        mst_server_stop(&sv);
     }
 }
 
@@ -301,9 +238,9 @@ static void test_stop_strings_and_cancel(void **state)
 {
     (void)state;
     server sv = start(2, 4ull << 30, MS_REUSE_EXACT, 1);
-    ms_sched_req *r = request(g_prompts[2], g_plen[2], 24, 0.0f, 0);
-    submit(&sv, r);
-    wait_done(&sv, r);
+    ms_sched_req *r = mst_sched_request(g_prompts[2], g_plen[2], 24, 0.0f, 0);
+    mst_sched_submit(&sv, r);
+    mst_sched_wait_done(&sv, r, 60);
     const char *full = ms_sb_str(&r->content);
     size_t fl = strlen(full);
     assert_true(fl >= 8);
@@ -312,31 +249,31 @@ static void test_stop_strings_and_cancel(void **state)
     memcpy(stopstr, full + fl / 2, 4);
     stopstr[4] = 0;
     const char *at = strstr(full, stopstr);
-    ms_sched_req *q = request(g_prompts[2], g_plen[2], 24, 0.0f, 0);
+    ms_sched_req *q = mst_sched_request(g_prompts[2], g_plen[2], 24, 0.0f, 0);
     q->stop[q->n_stop++] = strdup("this never appears");
     q->stop[q->n_stop++] = strdup(stopstr);
-    submit(&sv, q);
-    wait_done(&sv, q);
+    mst_sched_submit(&sv, q);
+    mst_sched_wait_done(&sv, q, 60);
     assert_string_equal(q->finish, "stop");
     assert_int_equal(q->content.len, (size_t)(at - full));
     assert_memory_equal(ms_sb_str(&q->content), full, q->content.len);
     assert_true(q->n_gen < 24);
     /* cancel a long request; a full queue refuses */
-    ms_sched_req *l1 = request(g_prompts[0], g_plen[0], 10000, 0.0f, 0),
-                 *l2 = request(g_prompts[1], g_plen[1], 10000, 0.0f, 0),
-                 *w = request(g_prompts[1], g_plen[1], 4, 0.0f, 0), *x = request(g_prompts[1], g_plen[1], 4, 0.0f, 0);
-    submit(&sv, l1);
-    submit(&sv, l2);
-    submit(&sv, w); /* waits: both slots are busy, queue 1 */
+    ms_sched_req *l1 = mst_sched_request(g_prompts[0], g_plen[0], 10000, 0.0f, 0),
+                 *l2 = mst_sched_request(g_prompts[1], g_plen[1], 10000, 0.0f, 0),
+                 *w = mst_sched_request(g_prompts[1], g_plen[1], 4, 0.0f, 0), *x = mst_sched_request(g_prompts[1], g_plen[1], 4, 0.0f, 0);
+    mst_sched_submit(&sv, l1);
+    mst_sched_submit(&sv, l2);
+    mst_sched_submit(&sv, w); /* waits: both slots are busy, queue 1 */
     ms_err err = {0};
     assert_int_equal(ms_sched_submit(sv.s, x, &err), -EBUSY);
     ms_sched_cancel(sv.s, l1);
-    wait_done(&sv, l1);
+    mst_sched_wait_done(&sv, l1, 60);
     assert_string_equal(l1->finish, "cancelled");
-    wait_done(&sv, w); /* got l1's slot */
+    mst_sched_wait_done(&sv, w, 60); /* got l1's slot */
     assert_string_equal(w->finish, "length");
     ms_sched_cancel(sv.s, l2);
-    wait_done(&sv, l2);
+    mst_sched_wait_done(&sv, l2, 60);
     ms_sched_metrics m;
     ms_sched_get_metrics(sv.s, &m);
     assert_int_equal(m.active, 0);
@@ -344,7 +281,7 @@ static void test_stop_strings_and_cancel(void **state)
     assert_true(l1->n_gen < 10000);
     ms_sched_req *all[] = {r, q, l1, l2, w, x};
     for (size_t i = 0; i < 6; i++) ms_sched_release(sv.s, all[i]);
-    stop(&sv);
+    mst_server_stop(&sv);
 }
 
 static void test_scripted_tool_call(void **state)
@@ -362,15 +299,15 @@ static void test_scripted_tool_call(void **state)
         "{\"city\": \"Paris\", \"days\": 2}\n```<｜tool▁call▁end｜>\n<｜tool▁call▁begin｜>function<｜tool▁sep｜>get_time\n"
         "```json\n{}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>";
     json_object *tools = json_tokener_parse("[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}}]");
-    ms_sched_req *r = request(g_prompts[1], g_plen[1], 1000, 0.0f, 0);
+    ms_sched_req *r = mst_sched_request(g_prompts[1], g_plen[1], 1000, 0.0f, 0);
     size_t n;
     assert_int_equal(ms_tokenizer_encode(g_tok, script, strlen(script), 0, &r->script, &n, &err), 0);
     r->n_script = (int)n;
     r->detok_flags = 0;
     r->ignore_eos = false;
     assert_int_equal(ms_srv_parser_new(chat, tools, "<｜User｜>hi<｜Assistant｜>", 10, NULL, &r->parser, &err), 0);
-    submit(&sv, r);
-    wait_done(&sv, r);
+    mst_sched_submit(&sv, r);
+    mst_sched_wait_done(&sv, r, 60);
     assert_string_equal(r->finish, "tool_calls");
     assert_string_equal(ms_sb_str(&r->content), "Let me check.");
     assert_int_equal(r->n_calls, 2);
@@ -380,7 +317,7 @@ static void test_scripted_tool_call(void **state)
     assert_int_equal(r->n_gen, (int)n); /* the script's tokens; the end of the script is the stop */
     ms_sched_release(sv.s, r);
     json_object_put(tools);
-    stop(&sv);
+    mst_server_stop(&sv);
     ms_srv_chat_free(chat);
 }
 

@@ -29,7 +29,10 @@ static void usage(FILE *f)
             "GET /v1/models, GET /health, GET /metrics (Prometheus). Up to --parallel requests decode together:\n"
             "each step is one forward pass over all of them, so a routed expert is read from disk once per\n"
             "step for every sequence that uses it. A request's tokens do not depend on what runs with it\n"
-            "(greedy output equals `run --temp 0` with the same --batch). See docs/SERVE.md.\n"
+            "(greedy output equals `run --temp 0` with the same --batch). With --mtp N every decoding request\n"
+            "drafts N tokens per step with the checkpoint's MTP head and one exact step verifies them all:\n"
+            "its tokens equal `run --mtp N` (greedy: equal to no MTP); --batch must hold --parallel x (N+1)\n"
+            "rows. See docs/SERVE.md.\n"
             "\n"
             "server:\n"
             "  --model DIR          model directory (config.json, *.safetensors, tokenizer.json)\n"
@@ -133,7 +136,6 @@ int cmd_serve(int argc, char **argv)
     }
     if (optind != argc) return ms_cli_usage_error("serve", "unexpected argument '%s'", argv[optind]);
     if (!model) return ms_cli_usage_error("serve", "--model is required");
-    if (eo.mtp) return ms_cli_usage_error("serve", "--mtp is not supported by serve yet (run and chat have it)");
     if (so.api_key && !*so.api_key) so.api_key = NULL;
     if (ms_cli_sampling_check(&so.defaults.sampling, &err) < 0) return ms_cli_usage_error("serve", "%s", err.msg);
     char base[256];

@@ -159,6 +159,12 @@ static int mtp_follow(ms_gen *g, const int32_t *ids, int n, int p0, ms_err *err)
         g->rows_pos[m++] = g->fold_pos[k];
     }
     g->fold_n = 0;
+    if (m > 0 && m + n > g->e->batch) { /* one call would not fit the batch: the refill rows first */
+        ms_batch b = {.n = m, .tokens = g->rows_tok, .pos = g->rows_pos};
+        int rc = ms_engine_mtp(g->e, &b, g->mhid, false, err);
+        if (rc < 0) return rc;
+        m = 0;
+    }
     for (int t = p0 - 1; t <= p0 + n - 2; t++) {
         if (t < 0) continue;
         const float *h = t == p0 - 1 ? g->h_last : g->hid + (size_t)(t - p0) * D;

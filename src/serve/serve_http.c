@@ -236,8 +236,11 @@ static void log_line(ms_srv *s, const char *path, int status, const ms_sched_req
         return;
     }
     double t = r->t_done - r->t_submit, ttft = r->t_first > 0 ? r->t_first - r->t_submit : 0;
-    fprintf(stderr, "serve: POST %s %d prompt %d (cached %d) generated %d, %s, first token %.2f s, %.2f s\n", path,
-            status, r->n_prompt, r->n_cached, r->n_gen, r->finish ? r->finish : "-", ttft, t > 0 ? t : 0);
+    char mtp[64] = "";
+    if (r->mtp_drafted)
+        snprintf(mtp, sizeof mtp, ", mtp %d of %d drafts accepted", r->mtp_accepted, r->mtp_drafted);
+    fprintf(stderr, "serve: POST %s %d prompt %d (cached %d) generated %d, %s, first token %.2f s, %.2f s%s\n", path,
+            status, r->n_prompt, r->n_cached, r->n_gen, r->finish ? r->finish : "-", ttft, t > 0 ? t : 0, mtp);
 }
 
 /* ---- streaming ---- */

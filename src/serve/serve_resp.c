@@ -316,11 +316,18 @@ void ms_srv_metrics_text(ms_strbuf *out, const ms_sched_metrics *m, const ms_srv
     C("prefill_steps_total", "prefill forward steps (one chunk of one request each)", m->prefill_steps);
     C("prefill_seconds_total", "time in prefill steps", m->prefill_s);
     C("decode_steps_total", "decode forward steps (all decoding sequences together)", m->decode_steps);
-    C("decode_rows_total", "sequence rows of the decode steps", m->decode_rows);
+    C("decode_rows_total", "tokens of the decode steps (one per sequence per step; --mtp: those a verify step settled)",
+      m->decode_rows);
     C("decode_seconds_total", "time in decode steps", m->decode_s);
     G("prefill_tokens_per_second", "prefill tokens / prefill time", m->prefill_s > 0 ? m->prefill_rows / m->prefill_s : 0);
     G("decode_tokens_per_second", "aggregate decode tokens / decode time", m->decode_s > 0 ? m->decode_rows / m->decode_s : 0);
     G("decode_sequences_per_step", "mean sequences per decode step", m->decode_steps ? (double)m->decode_rows / m->decode_steps : 0);
+    G("mtp_draft_tokens_per_step", "--mtp N: draft tokens per sequence per decode step (0 = off)", m->mtp);
+    C("mtp_drafted_tokens_total", "draft tokens the MTP head proposed", m->mtp_drafted);
+    C("mtp_accepted_tokens_total", "draft tokens the verify steps accepted", m->mtp_accepted);
+    G("mtp_acceptance_rate", "accepted / drafted", m->mtp_drafted ? (double)m->mtp_accepted / m->mtp_drafted : 0);
+    C("mtp_draft_rows_total", "rows of the draft head's decode calls (drafts and deferred refills)", m->mtp_draft_rows);
+    C("mtp_verify_rows_total", "rows of the verify steps (pending tokens and drafts)", m->mtp_verify_rows);
     C("expert_accesses_total", "routed-expert acquisitions", m->accesses);
     C("expert_hits_total", "acquisitions served from the expert cache", m->hits);
     G("expert_hit_rate", "hits / accesses", m->accesses ? (double)m->hits / m->accesses : 0);

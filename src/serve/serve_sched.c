@@ -15,6 +15,7 @@
 #include "util.h"
 
 enum { S_IDLE, S_PREFILL, S_DECODE };
+enum { MAX_MTP = 8 }; /* --mtp N: at most 8 draft tokens (the CLI's limit) */
 
 typedef struct slot {
     int id;
@@ -33,6 +34,21 @@ typedef struct slot {
     uint64_t used;        /* when the slot was last released (LRU among equals) */
     ms_sched_lp lp;       /* log-probs of `next` */
     float *raw;           /* [V] raw logits for log-probs (allocated when needed) */
+    /* MTP (--mtp N): the draft head's state of this sequence, as src/gen/generate.c
+     * keeps it for one. Its KV cache slot t = (hidden at t, token at t+1). */
+    float *h_last;        /* [D] final hidden state at position h_last_pos (-1: none) */
+    int h_last_pos;
+    float *h_chunk;       /* [D] the hidden state at the end of the last prefill chunk that ended at a
+                             multiple of --batch (prefix reuse restarts there), at h_chunk_pos (-1: none) */
+    int h_chunk_pos;
+    float *mhid;          /* [N][D] the draft head's chained output states this round */
+    float *fin;           /* [N][D] deferred refill rows (slots a verify step settled): verified hidden */
+    int fold_n, fold_tok[MAX_MTP], fold_pos[MAX_MTP];
+    int32_t drafts[MAX_MTP];
+    int nd, row0, drow;   /* this round: drafts, first verify row, row in the draft call */
+    int32_t out_q[MAX_MTP + 1]; /* tokens the round emits, with their log-probs */
+    ms_sched_lp out_lp[MAX_MTP + 1];
+    int out_n;
 } slot;
 
 struct ms_sched {
@@ -49,8 +65,12 @@ struct ms_sched {
     int n_queued, rr;
     uint64_t tick;
     int *rows_tok, *rows_pos, *rows_seq; /* [max(batch, n)] */
-    float *lg;                           /* [n][V] decode logits */
+    float *lg;                           /* [rows_step][V] decode, draft and verify logits */
     float *lg_pf;                        /* [V] last prefill row */
+    /* MTP: rows of a verify step (slots x (N+1)) or a prefill chunk, whichever is more */
+    int mtp, D, rows_step, rows_max;
+    float *hid;                          /* [rows_max][D] final hidden states of a main step */
+    float *m_in, *m_out;                 /* [rows_max][D] draft-head inputs / output states */
     ms_sched_metrics m;
 };
 
@@ -319,9 +339,41 @@ static int reusable(const ms_sched *s, const slot *sl, const ms_sched_req *r)
     if (s->o.reuse == MS_REUSE_OFF) return 0;
     int n = MS_MIN(sl->n_valid, r->n_prompt - 1), l = 0;
     while (l < n && sl->toks[l] == r->prompt[l]) l++;
-    if (s->o.reuse == MS_REUSE_ANY) return l;
-    l = MS_MIN(l, sl->canon);
-    return l / s->batch * s->batch;
+    if (s->o.reuse == MS_REUSE_EXACT) l = MS_MIN(l, sl->canon) / s->batch * s->batch;
+    if (!s->mtp || l == 0) return l;
+    /* MTP: the draft head's slot l-1 is (hidden at l-1, token l), recomputed with
+     * the new prompt's first chunk, so the reuse point needs the hidden state at
+     * l-1: the slot keeps it at the end of its sequence and at its last prefill
+     * chunk boundary (exact reuse: a whole chunk, as a fresh prefill) */
+    int best = 0;
+    const int cand[2] = {sl->h_last_pos + 1, sl->h_chunk_pos + 1};
+    for (int i = 0; i < 2; i++)
+        if (cand[i] > best && cand[i] <= l && (s->o.reuse != MS_REUSE_EXACT || cand[i] % s->batch == 0))
+            best = cand[i];
+    return best;
+}
+
+/* MTP: slot sl continues from position reuse (see reusable): the hidden state at
+ * reuse-1 into h_last; a chunk boundary past it is gone; deferred refill rows at
+ * or past reuse-1 are dropped by the next mtp_follow. */
+static void mtp_restart(ms_sched *s, slot *sl, int reuse)
+{
+    if (reuse == 0) {
+        sl->h_last_pos = -1;
+        sl->fold_n = 0;
+    } else if (sl->h_last_pos != reuse - 1) { /* reusable() chose the chunk boundary */
+        memcpy(sl->h_last, sl->h_chunk, (size_t)s->D * sizeof(float));
+        sl->h_last_pos = reuse - 1;
+    }
+    if (sl->h_chunk_pos >= reuse) sl->h_chunk_pos = -1;
+}
+
+/* MTP: forget slot sl's draft-head state (after an error: nothing is reused). */
+static void mtp_forget(slot *sl)
+{
+    sl->n_valid = sl->canon = 0;
+    sl->h_last_pos = sl->h_chunk_pos = -1;
+    sl->fold_n = 0;
 }
 
 static void start(ms_sched *s, slot *sl, ms_sched_req *r, int reuse)
@@ -346,6 +398,7 @@ static void start(ms_sched *s, slot *sl, ms_sched_req *r, int reuse)
     sl->pf = reuse;
     sl->n_valid = MS_MIN(sl->n_valid, reuse);
     sl->canon = MS_MIN(sl->canon, reuse);
+    if (s->mtp) mtp_restart(s, sl, reuse);
     changed(r);
 }
 
@@ -435,6 +488,253 @@ static int step(ms_sched *s, const ms_batch *b, bool exact, ms_cache_stats *befo
     return rc;
 }
 
+/* ---- MTP speculative decoding ----
+ * Per round, for every decoding slot at once, what src/gen/generate.c does for
+ * one sequence (mtp_round there): N exact draft calls of the draft head, each
+ * holding one row per slot that drafts (the first call also carries each
+ * slot's deferred refill rows before its draft row); ONE exact verify step
+ * holding every slot's pending token and drafts; acceptance per slot with its
+ * own sampler (greedy: the longest agreeing prefix plus one token; sampling:
+ * ms_sampler_sample_draft); the refill of the slots the step settled deferred
+ * into the slot's next draft call, or into its next prompt's mtp_follow. Every
+ * decode-time call is exact (each row gets the bits of a one-row call) and
+ * prefill calls hold one request's rows as `run` makes them, so a request's
+ * tokens equal `run --mtp N`, alone or with others. */
+
+/* The draft head over rows (unlocked around the call). */
+static int mtp_call(ms_sched *s, const ms_batch *b, const float *hidden, bool exact, ms_err *err)
+{
+    pthread_mutex_unlock(&s->mu);
+    int rc = ms_engine_mtp(s->e, b, hidden, exact, err);
+    pthread_mutex_lock(&s->mu);
+    return rc;
+}
+
+/* One row of the draft head for slot sl into row m of the scratch. */
+static void mtp_row(ms_sched *s, int m, const slot *sl, const float *h, int32_t tok, int pos)
+{
+    memcpy(s->m_in + (size_t)m * s->D, h, (size_t)s->D * sizeof(float));
+    s->rows_tok[m] = tok;
+    s->rows_pos[m] = pos;
+    s->rows_seq[m] = sl->id;
+}
+
+/* After slot sl's main rows p0 .. p0+n-1 (final hidden states in s->hid): the
+ * draft head's slots p0-1 .. p0+n-2 (teacher forcing over the prompt), after
+ * the deferred refill rows before them (a stop may have rolled the sequence
+ * back over some). sl->h_last holds the hidden state at p0-1. Locked. */
+static int mtp_follow(ms_sched *s, slot *sl, const int32_t *ids, int n, int p0, ms_err *err)
+{
+    int D = s->D, m = 0, rc;
+    for (int k = 0; k < sl->fold_n && sl->fold_pos[k] < p0 - 1; k++, m++)
+        mtp_row(s, m, sl, sl->fin + (size_t)k * D, sl->fold_tok[k], sl->fold_pos[k]);
+    sl->fold_n = 0;
+    if (m > 0 && m + n > s->batch) { /* one call would not fit the batch: the refill rows first */
+        ms_batch b = {.n = m, .tokens = s->rows_tok, .pos = s->rows_pos, .seq = s->rows_seq};
+        if ((rc = mtp_call(s, &b, s->m_in, false, err)) < 0) return rc;
+        m = 0;
+    }
+    for (int t = MS_MAX(p0 - 1, 0); t <= p0 + n - 2; t++, m++)
+        mtp_row(s, m, sl, t == p0 - 1 ? sl->h_last : s->hid + (size_t)(t - p0) * D, ids[t + 1 - p0], t);
+    memcpy(sl->h_last, s->hid + (size_t)(n - 1) * D, (size_t)D * sizeof(float));
+    sl->h_last_pos = p0 + n - 1;
+    if ((p0 + n) % s->batch == 0) { /* a chunk boundary: prefix reuse may restart here */
+        memcpy(sl->h_chunk, sl->h_last, (size_t)D * sizeof(float));
+        sl->h_chunk_pos = sl->h_last_pos;
+    }
+    if (m == 0) return 0;
+    ms_batch b = {.n = m, .tokens = s->rows_tok, .pos = s->rows_pos, .seq = s->rows_seq};
+    return mtp_call(s, &b, s->m_in, false, err);
+}
+
+static int32_t argmax(const float *x, int n)
+{
+    int b = 0;
+    for (int v = 1; v < n; v++)
+        if (x[v] > x[b]) b = v;
+    return b;
+}
+
+/* Slot sl's emitted token k of this round from verify row lg: the sampler's
+ * accept/reject of draft d (*ok), or a plain draw when d < 0; its log-probs
+ * from the raw logits (unlocked: slot state only). */
+static int32_t mtp_choose(ms_sched *s, slot *sl, float *lg, int k, int32_t d, bool *ok)
+{
+    ms_sched_req *r = sl->req;
+    if (r->logprobs && (sl->raw || (sl->raw = malloc((size_t)s->V * sizeof *sl->raw))))
+        memcpy(sl->raw, lg, (size_t)s->V * sizeof *sl->raw);
+    int32_t t;
+    *ok = false;
+    if (r->script) { /* the script's next token stands in for the sampled one */
+        int i = r->n_gen + k;
+        t = i < r->n_script ? r->script[i] : -1;
+        *ok = d >= 0 && t == d;
+    } else if (d >= 0) {
+        t = ms_sampler_sample_draft(&sl->sampler, lg, d, ok);
+        if (s->o.mtp_force_accept) {
+            *ok = true;
+            t = d;
+        }
+    } else {
+        t = ms_sampler_sample(&sl->sampler, lg);
+    }
+    ms_sched_lp *lp = &sl->out_lp[k];
+    *lp = (ms_sched_lp){.token = t};
+    if (r->logprobs && sl->raw && t >= 0) {
+        int top = MS_MIN(r->top_logprobs, (int)MS_ARRAY_LEN(lp->top_ids));
+        lp->n_top = ms_logprobs(sl->raw, s->V, t, top, &lp->lp, lp->top_ids, lp->top_lp);
+    }
+    return t;
+}
+
+/* The draft calls of a round: call k holds row (state, token, p-1+k) of every
+ * slot drafting k, the first also each slot's deferred refill rows before its
+ * draft row (positions increase within a slot). Locked. */
+static int mtp_draft(ms_sched *s, slot **sl_, int n, ms_err *err)
+{
+    int N = s->mtp, D = s->D, rc;
+    for (int k = 0; k < N; k++) {
+        int m = 0;
+        for (int i = 0; i < n; i++) {
+            slot *sl = sl_[i];
+            if (k >= sl->nd) continue;
+            int p = sl->n_valid;
+            if (k == 0) {
+                for (int f = 0; f < sl->fold_n; f++, m++)
+                    mtp_row(s, m, sl, sl->fin + (size_t)f * D, sl->fold_tok[f], sl->fold_pos[f]);
+                sl->fold_n = 0;
+                mtp_row(s, m, sl, sl->h_last, sl->pending, p - 1);
+            } else {
+                mtp_row(s, m, sl, sl->mhid + (size_t)(k - 1) * D, sl->drafts[k - 1], p - 1 + k);
+            }
+            sl->drow = m++;
+        }
+        if (m == 0) break;
+        ms_batch b = {.n = m, .tokens = s->rows_tok, .pos = s->rows_pos, .seq = s->rows_seq, .logits = s->lg,
+                      .all_logits = true, .hidden = s->m_out};
+        if ((rc = mtp_call(s, &b, s->m_in, true, err)) < 0) return rc;
+        s->m.mtp_draft_rows += (uint64_t)m;
+        for (int i = 0; i < n; i++) {
+            slot *sl = sl_[i];
+            if (k >= sl->nd) continue;
+            sl->drafts[k] = argmax(s->lg + (size_t)sl->drow * s->V, s->V);
+            memcpy(sl->mhid + (size_t)k * D, s->m_out + (size_t)sl->drow * D, (size_t)D * sizeof(float));
+        }
+    }
+    return 0;
+}
+
+/* Slot sl after the verify step: accept, settle the verified rows, defer the
+ * draft head's refill (unlocked: slot state only). Returns the accepted drafts. */
+static int mtp_accept(ms_sched *s, slot *sl)
+{
+    int V = s->V, D = s->D, p = sl->n_valid, acc = 0, h0 = sl->sampler.n_hist;
+    bool ok = true;
+    sl->out_n = 0;
+    for (; acc < sl->nd; acc++) {
+        int32_t t = mtp_choose(s, sl, s->lg + (size_t)(sl->row0 + acc) * V, sl->out_n, sl->drafts[acc], &ok);
+        sl->out_q[sl->out_n++] = t;
+        if (!ok) break;
+        ms_sampler_accept(&sl->sampler, t); /* the next row's penalties see it */
+    }
+    if (acc == sl->nd) {
+        sl->out_q[sl->out_n] = mtp_choose(s, sl, s->lg + (size_t)(sl->row0 + acc) * V, sl->out_n, -1, &ok);
+        sl->out_n++;
+    }
+    sl->sampler.n_hist = h0; /* provisional: each token enters the history when it is published */
+    /* the caches now hold the pending token and the accepted drafts */
+    sl->toks[p] = sl->pending;
+    for (int k = 0; k < acc; k++) sl->toks[p + 1 + k] = sl->drafts[k];
+    memcpy(sl->h_last, s->hid + (size_t)(sl->row0 + acc) * D, (size_t)D * sizeof(float));
+    sl->h_last_pos = p + acc;
+    for (int k = 0; k < acc; k++) { /* appended: a round without drafts (context end) left its rows */
+        memcpy(sl->fin + (size_t)(sl->fold_n + k) * D, s->hid + (size_t)(sl->row0 + k) * D, (size_t)D * sizeof(float));
+        sl->fold_tok[sl->fold_n + k] = sl->drafts[k];
+        sl->fold_pos[sl->fold_n + k] = p + k;
+    }
+    sl->fold_n += acc;
+    return acc;
+}
+
+/* One MTP round over every decoding slot (locked on entry and exit). */
+static void mtp_round(ms_sched *s)
+{
+    slot *sl_[s->n];
+    int n = 0, N = s->mtp, D = s->D, rc = 0;
+    for (int i = 0; i < s->n; i++)
+        if (s->slots[i].req && s->slots[i].state == S_DECODE) sl_[n++] = &s->slots[i];
+    if (n == 0) return;
+    ms_err err = {0};
+    ms_cache_stats c0, c1;
+    cache_stats(s, &c0);
+    double t0 = ms_now_s();
+    int R = 0;
+    for (int i = 0; i < n; i++) { /* drafts that fit the context (the verify step must) */
+        slot *sl = sl_[i];
+        sl->nd = MS_MIN(N, s->ctx - 1 - sl->n_valid);
+        sl->row0 = R;
+        R += sl->nd + 1;
+    }
+    rc = mtp_draft(s, sl_, n, &err);
+    if (rc == 0) { /* verify: [pending @ p, d1 @ p+1, ..., d_nd @ p+nd] of every slot, one exact step */
+        for (int i = 0; i < n; i++)
+            for (int k = 0; k <= sl_[i]->nd; k++) {
+                int j = sl_[i]->row0 + k;
+                s->rows_tok[j] = k ? sl_[i]->drafts[k - 1] : sl_[i]->pending;
+                s->rows_pos[j] = sl_[i]->n_valid + k;
+                s->rows_seq[j] = sl_[i]->id;
+            }
+        ms_batch b = {.n = R, .tokens = s->rows_tok, .pos = s->rows_pos, .seq = s->rows_seq, .logits = s->lg,
+                      .all_logits = true, .hidden = s->hid};
+        pthread_mutex_unlock(&s->mu);
+        rc = ms_engine_step(s->e, &b, true, &err);
+        pthread_mutex_lock(&s->mu);
+    }
+    cache_stats(s, &c1);
+    cache_metrics(s, &c1);
+    s->m.decode_steps++;
+    s->m.decode_s += ms_now_s() - t0;
+    s->m.decode_bytes_read += c1.bytes_read - c0.bytes_read;
+    s->m.decode_experts_read += c1.expert_reads - c0.expert_reads;
+    if (rc < 0) {
+        for (int i = 0; i < n; i++) {
+            mtp_forget(sl_[i]);
+            finish(s, sl_[i], "error", err.msg);
+        }
+        return;
+    }
+    s->m.mtp_verify_rows += (uint64_t)R;
+    int acc[s->n];
+    pthread_mutex_unlock(&s->mu);
+    for (int i = 0; i < n; i++) acc[i] = mtp_accept(s, sl_[i]);
+    pthread_mutex_lock(&s->mu);
+    /* publish one token at a time as without MTP: a token may end the request,
+     * which then stands at that token's position (the rows after it roll back) */
+    for (int i = 0; i < n; i++) {
+        slot *sl = sl_[i];
+        ms_sched_req *r = sl->req;
+        int p = sl->n_valid, k = 0;
+        s->m.mtp_drafted += (uint64_t)sl->nd;
+        s->m.mtp_accepted += (uint64_t)acc[i];
+        r->mtp_drafted += sl->nd;
+        r->mtp_accepted += acc[i];
+        for (; k < sl->out_n && sl->req == r; k++) {
+            sl->n_valid = p + 1 + k; /* where this token would be fed */
+            sl->next = sl->out_q[k];
+            sl->lp = sl->out_lp[k];
+            if (sl->next >= 0) {
+                ms_sampler_accept(&sl->sampler, sl->next);
+                s->m.decode_rows++;
+            }
+            take_token(s, sl);
+        }
+        if (sl->req != r && k - 1 < acc[i]) { /* ended before the last: the hidden state before its token */
+            memcpy(sl->h_last, s->hid + (size_t)(sl->row0 + k - 1) * D, (size_t)D * sizeof(float));
+            sl->h_last_pos = p + k - 1;
+        }
+    }
+}
+
 /* One prefill chunk of slot sl (locked on entry and exit). */
 static void prefill_chunk(ms_sched *s, slot *sl)
 {
@@ -446,7 +746,7 @@ static void prefill_chunk(ms_sched *s, slot *sl)
         s->rows_seq[i] = sl->id;
     }
     ms_batch b = {.n = c, .tokens = r->prompt + p0, .pos = s->rows_pos, .seq = s->rows_seq,
-                  .logits = last ? s->lg_pf : NULL};
+                  .logits = last ? s->lg_pf : NULL, .hidden = s->mtp ? s->hid : NULL};
     ms_cache_stats c0, c1;
     ms_err err = {0};
     double dt;
@@ -463,6 +763,10 @@ static void prefill_chunk(ms_sched *s, slot *sl)
     sl->n_valid = p0 + c;
     sl->pf = p0 + c;
     sl->canon = s->o.reuse == MS_REUSE_EXACT ? sl->n_valid / s->batch * s->batch : 0;
+    if (s->mtp && (rc = mtp_follow(s, sl, r->prompt + p0, c, p0, &err)) < 0) {
+        mtp_forget(sl);
+        return finish(s, sl, "error", err.msg);
+    }
     if (!last) return;
     pthread_mutex_unlock(&s->mu);
     sample(s, sl, s->lg_pf);
@@ -538,7 +842,8 @@ static void *loop(void *arg)
             continue;
         }
         if (pf) prefill_chunk(s, pf);
-        decode_step(s);
+        if (s->mtp) mtp_round(s);
+        else decode_step(s);
     }
     pthread_mutex_unlock(&s->mu);
     return NULL;
@@ -553,6 +858,10 @@ static void sched_free(ms_sched *s)
         slot *sl = &s->slots[i];
         free(sl->toks);
         free(sl->raw);
+        free(sl->h_last);
+        free(sl->h_chunk);
+        free(sl->mhid);
+        free(sl->fin);
         if (sl->have_sampler) ms_sampler_free(&sl->sampler);
         ms_detok_free(sl->detok);
         ms_sb_free(&sl->hold);
@@ -563,6 +872,9 @@ static void sched_free(ms_sched *s)
     free(s->rows_seq);
     free(s->lg);
     free(s->lg_pf);
+    free(s->hid);
+    free(s->m_in);
+    free(s->m_out);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->work);
     free(s);
@@ -570,9 +882,16 @@ static void sched_free(ms_sched *s)
 
 int ms_sched_start(ms_engine *e, const ms_tokenizer *tok, const ms_sched_opts *o, ms_sched **out, ms_err *err)
 {
-    if (e->n_seq > e->batch)
+    int rows_step = e->n_seq * (e->mtp + 1); /* a decode step: one row per slot; with --mtp N, N+1 */
+    if (e->mtp > MAX_MTP) return ms_errf(err, EINVAL, "--mtp %d: serve drafts at most %d tokens", e->mtp, MAX_MTP);
+    if (rows_step > e->batch) {
+        if (e->mtp)
+            return ms_errf(err, EINVAL,
+                           "--parallel %d with --mtp %d needs --batch of at least %d (a verify step holds %d rows per slot)",
+                           e->n_seq, e->mtp, rows_step, e->mtp + 1);
         return ms_errf(err, EINVAL, "--parallel %d needs --batch of at least %d (a decode step holds one row per slot)",
                        e->n_seq, e->n_seq);
+    }
     ms_sched *s = calloc(1, sizeof *s);
     if (!s) return ms_errf(err, ENOMEM, "out of memory");
     pthread_mutex_init(&s->mu, NULL);
@@ -585,17 +904,31 @@ int ms_sched_start(ms_engine *e, const ms_tokenizer *tok, const ms_sched_opts *o
     s->ctx = e->ctx;
     s->batch = e->batch;
     s->n = e->n_seq;
-    int rows = MS_MAX(s->batch, s->n);
+    s->mtp = e->mtp;
+    s->D = e->model.cfg.hidden_size;
+    s->rows_step = rows_step;
+    s->rows_max = MS_MAX(s->batch, rows_step);
+    int rows = s->rows_max;
     s->slots = calloc((size_t)s->n, sizeof *s->slots);
     s->rows_tok = malloc((size_t)rows * sizeof *s->rows_tok);
     s->rows_pos = malloc((size_t)rows * sizeof *s->rows_pos);
     s->rows_seq = malloc((size_t)rows * sizeof *s->rows_seq);
-    s->lg = malloc((size_t)s->n * s->V * sizeof *s->lg);
+    s->lg = malloc((size_t)rows_step * s->V * sizeof *s->lg);
     s->lg_pf = malloc((size_t)s->V * sizeof *s->lg_pf);
     bool ok = s->slots && s->rows_tok && s->rows_pos && s->rows_seq && s->lg && s->lg_pf;
+    if (ok && s->mtp) {
+        size_t hd = (size_t)rows * s->D * sizeof(float);
+        ok = (s->hid = malloc(hd)) && (s->m_in = malloc(hd)) && (s->m_out = malloc(hd));
+    }
     for (int i = 0; ok && i < s->n; i++) {
-        s->slots[i].id = i;
-        ok = (s->slots[i].toks = malloc((size_t)s->ctx * sizeof(int32_t))) != NULL;
+        slot *sl = &s->slots[i];
+        sl->id = i;
+        sl->h_last_pos = sl->h_chunk_pos = -1;
+        ok = (sl->toks = malloc((size_t)s->ctx * sizeof(int32_t))) != NULL;
+        size_t d = (size_t)s->D * sizeof(float), nd = (size_t)s->mtp * d;
+        if (ok && s->mtp)
+            ok = (sl->h_last = malloc(d)) && (sl->h_chunk = malloc(d)) && (sl->mhid = malloc(nd)) &&
+                 (sl->fin = malloc(nd));
     }
     if (!ok) {
         sched_free(s);
@@ -683,6 +1016,7 @@ void ms_sched_get_metrics(ms_sched *s, ms_sched_metrics *m)
     pthread_mutex_lock(&s->mu);
     *m = s->m;
     m->queued = s->n_queued;
+    m->mtp = s->mtp;
     m->active = 0;
     for (int i = 0; i < s->n; i++) m->active += s->slots[i].req != NULL;
     pthread_mutex_unlock(&s->mu);

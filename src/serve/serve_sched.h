@@ -29,6 +29,21 @@
  *          last bits);
  *   off    nothing is reused.
  *
+ * MTP (engine opened with --mtp N): step 3 becomes a round of speculative
+ * decoding over every decoding slot, the protocol of src/gen/generate.c per
+ * slot: N exact draft calls of the checkpoint's draft head (one row per slot;
+ * the first also carries each slot's deferred refill of the rows its previous
+ * verify step settled), ONE exact verify step of every slot's pending token
+ * and drafts (slots x (N+1) rows <= --batch), acceptance per slot (greedy: the
+ * longest agreeing prefix plus one; sampling: rejection sampling), and the
+ * round's tokens published one at a time (a stop, a stop string or max_tokens
+ * ends the request at that token; the positions after it roll back). Prefill
+ * chunks feed the draft head as `run` does. A request's tokens equal `run --mtp
+ * N` with the same prompt, seed and parameters, alone or with others; greedy
+ * ones also equal decoding without MTP. Prefix reuse restarts where the slot
+ * kept the hidden state the draft head needs: the end of its sequence or its
+ * last prefill chunk boundary (exact reuse: always a whole chunk).
+ *
  * Requests are shared between the HTTP threads and the scheduler: inputs are
  * set before ms_sched_submit and not touched after; outputs change under the
  * scheduler lock, and each change bumps `version` and signals the request.
@@ -52,6 +67,8 @@ typedef enum { MS_REUSE_EXACT, MS_REUSE_ANY, MS_REUSE_OFF } ms_reuse_mode;
 typedef struct ms_sched_opts {
     int queue;          /* requests waiting beyond the busy slots before 429 (0 = 64) */
     ms_reuse_mode reuse;
+    bool mtp_force_accept; /* debug (tests, bench serve): take every draft as accepted, as
+                              ms_gen's mtp_force_accept (the output is not the model's) */
 } ms_sched_opts;
 
 /* Log-probabilities of one generated token (the model's distribution). */
@@ -90,6 +107,7 @@ typedef struct ms_sched_req {
     int n_lps, cap_lps;
     int n_gen;                  /* generated (sampled) tokens, a stop token included */
     int n_cached;               /* prompt tokens reused from the slot's KV cache */
+    int mtp_drafted, mtp_accepted; /* --mtp: draft tokens proposed / accepted for this request */
     int slot;                   /* -1 while queued */
     const char *finish;         /* NULL while running; "stop", "length", "tool_calls", "cancelled", "error" */
     char error[256];            /* finish == "error" */
@@ -110,6 +128,11 @@ typedef struct ms_sched_metrics {
     double prefill_s, decode_s;
     uint64_t decode_bytes_read, prefill_bytes_read; /* expert bytes read during those steps */
     uint64_t decode_experts_read;
+    /* --mtp N (0 = off): a decode step is a round of N draft calls and one verify
+     * step; decode_rows counts the tokens the rounds published */
+    int mtp;
+    uint64_t mtp_drafted, mtp_accepted;         /* draft tokens proposed / accepted */
+    uint64_t mtp_draft_rows, mtp_verify_rows;   /* rows of the draft calls / the verify steps */
     /* expert cache totals (zero without the streaming cache) */
     bool cache;
     uint64_t accesses, hits, bytes_read, expert_reads;

@@ -8,7 +8,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "arch.h"
 #include "ms_test.h"
+#include "plan.h"
 #include "synth.h"
 
 char *mst_serve_model(const char *name)
@@ -72,4 +74,83 @@ int mst_serve_stop(pid_t pid, int timeout_s)
     kill(pid, SIGKILL);
     waitpid(pid, &st, 0);
     return -1;
+}
+
+mst_server mst_server_start(const char *model, const ms_tokenizer *tok, const ms_engine_opts *eo,
+                            const ms_sched_opts *so)
+{
+    mst_server sv = {0};
+    ms_err err = {0};
+    if (ms_engine_open(model, eo, &sv.e, &err) < 0) fail_msg("engine: %s", err.msg);
+    if (ms_sched_start(sv.e, tok, so, &sv.s, &err) < 0) fail_msg("sched: %s", err.msg);
+    return sv;
+}
+
+void mst_server_stop(mst_server *sv)
+{
+    ms_sched_stop(sv->s);
+    ms_sched_free(sv->s);
+    ms_engine_close(sv->e);
+}
+
+ms_sched_req *mst_sched_request(const int32_t *prompt, int n, int max_tokens, float temp, uint64_t seed)
+{
+    ms_sched_req *r = ms_sched_req_new();
+    assert_non_null(r);
+    r->prompt = malloc((size_t)n * sizeof *r->prompt);
+    assert_non_null(r->prompt);
+    memcpy(r->prompt, prompt, (size_t)n * sizeof *r->prompt);
+    r->n_prompt = n;
+    r->sampling = ms_sampler_defaults();
+    r->sampling.temperature = temp;
+    r->sampling.seed = seed;
+    r->max_tokens = max_tokens;
+    r->ignore_eos = true;
+    r->logprobs = true; /* the generated ids come back in lps */
+    r->detok_flags = MS_TOK_SKIP_SPECIAL;
+    return r;
+}
+
+void mst_sched_submit(const mst_server *sv, ms_sched_req *r)
+{
+    ms_err err = {0};
+    if (ms_sched_submit(sv->s, r, &err) < 0) fail_msg("submit: %s", err.msg);
+}
+
+void mst_sched_wait_done(const mst_server *sv, ms_sched_req *r, int timeout_s)
+{
+    ms_sched_lock(sv->s);
+    for (int i = 0; !r->finish && i < timeout_s * 10; i++) ms_sched_wait(sv->s, r, 100);
+    ms_sched_unlock(sv->s);
+    if (!r->finish) fail_msg("request did not finish in %d s", timeout_s);
+}
+
+char *mst_ids_str(const int32_t *ids, int n)
+{
+    char *s = calloc(1, (size_t)n * 12 + 1);
+    assert_non_null(s);
+    for (int i = 0; i < n; i++) sprintf(s + strlen(s), i ? ",%d" : "%d", ids[i]);
+    return s;
+}
+
+char *mst_sched_ids(const ms_sched_req *r)
+{
+    int32_t *ids = malloc((size_t)(r->n_lps + 1) * sizeof *ids);
+    assert_non_null(ids);
+    for (int i = 0; i < r->n_lps; i++) ids[i] = r->lps[i].token;
+    char *s = mst_ids_str(ids, r->n_lps);
+    free(ids);
+    return s;
+}
+
+uint64_t mst_sched_min_budget(const char *model, int mtp_layers, int ctx, int batch, int n_seq)
+{
+    ms_model m;
+    ms_err err = {0};
+    if (ms_model_open_mtp(model, mtp_layers, &m, &err) < 0) fail_msg("%s", err.msg);
+    ms_plan p;
+    ms_plan_opts po = {.budget = 1ull << 40, .ctx = ctx, .batch = batch, .n_seq = n_seq, .threads = 2};
+    if (ms_plan_make(&m, &po, &p, &err) < 0) fail_msg("%s", err.msg);
+    ms_model_close(&m);
+    return p.min_budget;
 }
