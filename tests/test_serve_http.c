@@ -307,10 +307,22 @@ static char *reassemble(const char *sse, json_object **usage, const char **finis
     return reassemble_field(sse, "content", usage, finish, n_chunks);
 }
 
+/* Lines of the server's stderr log containing needle. */
+static int log_count(const char *needle)
+{
+    char *path = mst_fmt("%s/serve.err", g_dir), *text = mst_slurp(path, NULL);
+    int n = 0;
+    for (const char *p = text; p && (p = strstr(p, needle)); p += strlen(needle)) n++;
+    free(text);
+    free(path);
+    return n;
+}
+
 static void test_streaming(void **state)
 {
     (void)state;
     json_object *whole = post_json("/v1/chat/completions", CHAT_HI "}", 200);
+    int logged = log_count("POST /v1/chat/completions 200 prompt");
     /* with curl -N (a real client) */
     char *sse = NULL;
     int rc = mst_run(&sse, NULL,
@@ -328,6 +340,9 @@ static void test_streaming(void **state)
     assert_int_equal(gi(usage, "completion_tokens"), 12);
     assert_int_equal(gi(usage, "prompt_tokens"), gi(whole, "usage.prompt_tokens"));
     assert_non_null(strstr(sse, "\"delta\":{\"role\":\"assistant\",\"content\":\"\"}"));
+    /* a streamed answer logs its line when the stream ends, like a whole one */
+    for (int i = 0; i < 100 && log_count("POST /v1/chat/completions 200 prompt") == logged; i++) usleep(20000);
+    assert_int_equal(log_count("POST /v1/chat/completions 200 prompt"), logged + 1);
     json_object_put(usage);
     free(text);
     free((void *)finish);

@@ -54,6 +54,7 @@ typedef struct stream {
     ms_strbuf out;
     size_t out_pos;
     bool done;
+    char path[48]; /* for the request's log line, written when the stream ends */
 } stream;
 
 /* ---- helpers ---- */
@@ -278,12 +279,16 @@ static void stream_free(void *cls)
     ms_sched_lock(st->s->sched);
     bool unfinished = !st->r->finish;
     ms_sched_unlock(st->s->sched);
-    if (unfinished || !st->done) {
+    bool cut = unfinished || !st->done;
+    if (cut) {
         ms_sched_cancel(st->s->sched, st->r);
         pthread_mutex_lock(&st->s->mu);
         st->s->counts.disconnects++;
         pthread_mutex_unlock(&st->s->mu);
     }
+    ms_sched_lock(st->s->sched);
+    log_line(st->s, st->path, cut ? 499 : 200, st->r); /* streamed answers log when they end */
+    ms_sched_unlock(st->s->sched);
     ms_sched_release(st->s->sched, st->r);
     ms_sb_free(&st->out);
     free(st);
@@ -337,6 +342,7 @@ static enum MHD_Result completion(ms_srv *s, struct MHD_Connection *mc, conn *c,
             return MHD_NO;
         }
         *st = (stream){.s = s, .r = r, .a = a, .fd = fd};
+        snprintf(st->path, sizeof st->path, "%s", path);
         MHD_add_response_header(resp, "Content-Type", "text/event-stream");
         MHD_add_response_header(resp, "Cache-Control", "no-cache");
         enum MHD_Result q2 = MHD_queue_response(mc, MHD_HTTP_OK, resp);
