@@ -208,7 +208,8 @@ static int chunk_body(jctx *c, const jnode *at, jval v, int64_t k, jval fill, bo
         if (rc == 0 && row.l->n) {
             for (int64_t i = row.l->n; fill.t != JT_NONE && i < k && rc == 0; i++)
                 if ((rc = jx_step(c, at, 1)) == 0) rc = jv_list_push(c, row, jv_inc(fill));
-            if (rc == 0) rc = jv_list_push(c, out, row);
+            if (rc == 0) rc = jv_list_push(c, out, row); /* consumes row */
+            else jv_dec(c, row);
             row = jv_none();
         }
     } else if (k == 0) {
@@ -224,7 +225,8 @@ static int chunk_body(jctx *c, const jnode *at, jval v, int64_t k, jval fill, bo
             if ((rc = jv_list(c, 0, LK_LIST, &row)) < 0) break;
             for (int64_t q = start < 0 ? 0 : start; q < end && q < len && rc == 0; q++) rc = jv_list_push(c, row, jv_inc(items.l->v[q]));
             if (rc == 0 && fill.t != JT_NONE && sn >= extra) rc = jv_list_push(c, row, jv_inc(fill));
-            if (rc == 0) rc = jv_list_push(c, out, row);
+            if (rc == 0) rc = jv_list_push(c, out, row); /* consumes row */
+            else jv_dec(c, row);
             row = jv_none();
         }
     }
