@@ -90,7 +90,7 @@ for t in $targets; do
   fi
   before=$(ls "$art" | wc -l)
   echo "== fuzz_$t for ${secs}s (max_len $(max_len "$t"), log $log)"
-  start=$(date +%s)
+  start=$(date +%s); touch "$build/logs/.start-$t"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:allocator_may_return_null=0 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     "$exe" "$corpus" -max_total_time="$secs" -max_len="$(max_len "$t")" -timeout=10 -rss_limit_mb="$rss" \
@@ -101,8 +101,9 @@ for t in $targets; do
   eps=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
   prss=$(sed -n 's/^stat::peak_rss_mb: *//p' "$log" | tail -1)
   new=$(( $(ls "$art" | wc -l) - before ))
-  c=$(ls "$art" | grep -c '^crash-'); h=$(ls "$art" | grep -c '^timeout-')
-  l=$(ls "$art" | grep -c '^leak-'); o=$(ls "$art" | grep -c '^oom-')
+  # findings of this run only (artifacts of earlier runs stay in the folder)
+  found() { find "$art" -maxdepth 1 -name "$1-*" -newer "$build/logs/.start-$t" | wc -l; }
+  c=$(found crash); h=$(found timeout); l=$(found leak); o=$(found oom)
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "${execs:-?}" "${eps:-?}" "$el" "$c" "$h" "$l" "$o" "${prss:-?}" \
     >>"$build/summary.tsv"
   [ -s "$results" ] || printf 'date\tcommit\ttarget\texecs\texec_per_s\tseconds\tcrashes\thangs\tleaks\tooms\tpeak_rss_mb\n' >"$results"
