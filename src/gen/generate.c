@@ -311,9 +311,7 @@ static int mtp_round(ms_gen *g, ms_err *err)
             ms_batch b = {.n = 1, .tokens = &tokk, .pos = &posk, .logits = g->vlg, .hidden = g->mhid + (size_t)k * D};
             if ((rc = ms_engine_mtp(e, &b, h, true, err)) < 0) return rc;
         }
-        int best = 0;
-        for (int v = 1; v < V; v++)
-            if (g->vlg[v] > g->vlg[best]) best = v;
+        int best = ms_argmax(g->vlg, V);
         drafts[k] = best;
         if (g->on_draft) g->on_draft(g->on_draft_arg, k, p + 1 + k, best);
     }

@@ -83,7 +83,7 @@ void ms_sampler_accept(ms_sampler *s, int token)
 
 void ms_sampler_begin_output(ms_sampler *s) { s->gen_from = s->n_hist; }
 
-static int argmax(const float *x, int n)
+int ms_argmax(const float *x, int n)
 {
     int b = 0;
     for (int i = 1; i < n; i++)
@@ -235,7 +235,7 @@ int ms_sampler_sample(ms_sampler *s, float *logits)
 {
     double tot = 0;
     int n = candidates(s, logits, &tot);
-    if (n == 0) return argmax(logits, s->n_vocab);
+    if (n == 0) return ms_argmax(logits, s->n_vocab);
     return draw(s, n, tot, -1);
 }
 
@@ -244,7 +244,7 @@ int ms_sampler_sample_draft(ms_sampler *s, float *logits, int draft, bool *accep
     double tot = 0;
     int n = candidates(s, logits, &tot);
     if (n == 0) { /* greedy: the draft stands iff it is the argmax */
-        int t = argmax(logits, s->n_vocab);
+        int t = ms_argmax(logits, s->n_vocab);
         *accepted = t == draft;
         return t;
     }

@@ -49,6 +49,8 @@ void ms_sampler_accept(ms_sampler *s, int token);
 void ms_sampler_begin_output(ms_sampler *s);
 /* Choose the next token; logits are modified in place. */
 int ms_sampler_sample(ms_sampler *s, float *logits);
+/* Index of the largest of x[0..n) (the first of equals): greedy choice, MTP drafts. */
+int ms_argmax(const float *x, int n);
 /* Speculative decoding with a greedy draft (the draft distribution is one-hot
  * at `draft`): return the draft with probability P(draft) under the sampling
  * distribution of logits (*accepted = true), else a draw from that distribution

@@ -547,13 +547,6 @@ static int mtp_follow(ms_sched *s, slot *sl, const int32_t *ids, int n, int p0, 
     return mtp_call(s, &b, s->m_in, false, err);
 }
 
-static int32_t argmax(const float *x, int n)
-{
-    int b = 0;
-    for (int v = 1; v < n; v++)
-        if (x[v] > x[b]) b = v;
-    return b;
-}
 
 /* Slot sl's emitted token k of this round from verify row lg: the sampler's
  * accept/reject of draft d (*ok), or a plain draw when d < 0; its log-probs
@@ -617,7 +610,7 @@ static int mtp_draft(ms_sched *s, slot **sl_, int n, ms_err *err)
         for (int i = 0; i < n; i++) {
             slot *sl = sl_[i];
             if (k >= sl->nd) continue;
-            sl->drafts[k] = argmax(s->lg + (size_t)sl->drow * s->V, s->V);
+            sl->drafts[k] = ms_argmax(s->lg + (size_t)sl->drow * s->V, s->V);
             memcpy(sl->mhid + (size_t)k * D, s->m_out + (size_t)sl->drow * D, (size_t)D * sizeof(float));
         }
     }
