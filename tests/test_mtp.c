@@ -116,18 +116,26 @@ static void test_draft_logits_match_reference(void **state)
     free(r.mtp);
 }
 
-/* n greedy tokens after a prompt, with --mtp mtp. */
-static void greedy(const char *dir, const int *prompt, int np, int mtp, int threads, const char *io, uint64_t ram,
-                   int n, int *out, double *acceptance)
+/* An engine (ctx 96, batch 8) and a greedy generator of n tokens on it. */
+static ms_engine *open_greedy(const char *dir, int mtp, int threads, const char *io, uint64_t ram, int n, ms_gen *g)
 {
     ms_engine_opts o = {.threads = threads, .ctx = 96, .batch = 8, .mtp = mtp, .io = io, .ram = ram};
     ms_engine *e;
     ms_err err = {0};
     if (ms_engine_open(dir, &o, &e, &err) < 0) fail_msg("%s: %s", dir, err.msg);
-    ms_gen g;
     ms_gen_params p = {.sampling = ms_sampler_defaults(), .max_new = n, .ignore_eos = true};
     p.sampling.temperature = 0;
-    if (ms_gen_init(&g, e, &p, &err) < 0) fail_msg("%s", err.msg);
+    if (ms_gen_init(g, e, &p, &err) < 0) fail_msg("%s", err.msg);
+    return e;
+}
+
+/* n greedy tokens after a prompt, with --mtp mtp. */
+static void greedy(const char *dir, const int *prompt, int np, int mtp, int threads, const char *io, uint64_t ram,
+                   int n, int *out, double *acceptance)
+{
+    ms_gen g;
+    ms_err err = {0};
+    ms_engine *e = open_greedy(dir, mtp, threads, io, ram, n, &g);
     if (ms_gen_prompt(&g, prompt, np, &err) < 0) fail_msg("%s", err.msg);
     int k = 0, t;
     while (k < n && ms_gen_next(&g, &t, &err) > 0) out[k++] = t;
@@ -219,14 +227,9 @@ static void check_drafts_follow(const char *dir, int mtp, const char *io, uint64
 {
     enum { NP = 6, N = 40 };
     static const int prompt[NP] = {1, 80, 87, 83, 35, 103};
-    ms_engine_opts o = {.threads = threads, .ctx = 96, .batch = 8, .mtp = mtp, .io = io, .ram = ram};
-    ms_engine *e;
-    ms_err err = {0};
-    if (ms_engine_open(dir, &o, &e, &err) < 0) fail_msg("%s: %s", dir, err.msg);
     ms_gen g;
-    ms_gen_params p = {.sampling = ms_sampler_defaults(), .max_new = N, .ignore_eos = true};
-    p.sampling.temperature = 0;
-    if (ms_gen_init(&g, e, &p, &err) < 0) fail_msg("%s", err.msg);
+    ms_err err = {0};
+    ms_engine *e = open_greedy(dir, mtp, threads, io, ram, N, &g);
     draft_log lg = {0};
     g.mtp_force_accept = true;
     g.on_draft = log_draft;
@@ -239,7 +242,8 @@ static void check_drafts_follow(const char *dir, int mtp, const char *io, uint64
     ms_gen_free(&g);
     ms_engine_close(e);
     assert_true(lg.n >= N / (mtp + 1) - 1);
-    /* teacher forcing over the emitted sequence, on a fresh engine */
+    /* teacher forcing over the emitted sequence, on a fresh engine of the same options */
+    ms_engine_opts o = {.threads = threads, .ctx = 96, .batch = 8, .mtp = mtp, .io = io, .ram = ram};
     if (ms_engine_open(dir, &o, &e, &err) < 0) fail_msg("%s", err.msg);
     int V = ms_engine_vocab(e), D = e->model.cfg.hidden_size, pos[NP + N];
     float *hid = malloc(sizeof(float) * (size_t)n * D), *ml = malloc(sizeof(float) * (size_t)V);
