@@ -18,6 +18,11 @@
  *   isa_dq_chunk(bits), isa_dq_codes(wg, bits, c, q), isa_dq_overread(bits)
  *                             the same in natural code order (dequantization)
  *   isa_sb_to_f32: nothing - the bf16/f16 loads of the mappings do it.
+ *   ISA_Q4_BLOCK (optional)   4-bit rows go in blocks of 128 codes instead
+ *                             (q4_groups): isa_q4raw, isa_q4_load(p),
+ *                             isa_q4_load_part(p, L), isa_q4_code(raw, k) =
+ *                             vector k (lane i = code 8i + k), and
+ *                             isa_q4_spread(v, gs, ng) = per-lane group values
  *
  * Affine matvec, exact f32 activations (the algebra of kernels_impl.h):
  * per group, acc = sum_v q_v * x_v into four accumulators (vector v into
@@ -164,6 +169,69 @@ AINL void arow_init(arow *a, const ms_mat *m, int64_t r, const int bits, const i
     if (copy_tail && a->t0 < a->ng) tail_copy(a->tail, a->w, a->t0, a->ng, a->gbytes);
 }
 
+#ifdef ISA_Q4_BLOCK
+/* 4-bit rows in blocks of 128 codes (64 bytes): vector k of a block holds
+ * codes 8i + k (lane i = the block's 32-bit word i), so one block spans 128/gs
+ * groups, whose scales go in one vector (isa_q4_spread). Per block and token:
+ * 8 products into 4 accumulators (vector k into k & 3, combined as in
+ * group_dot), then y += s * acc, y0 for even blocks and y1 for odd ones (the
+ * block's index in the row, whatever the call's range). A row whose width is
+ * not a multiple of 128 ends with a partial block of L = codes / 8 lanes,
+ * read with masked loads: the codes, x and scales of missing lanes are 0.
+ * x: group ga of token 0 in the q4_permute layout; ga is a multiple of 128/gs
+ * (callers split rows at block boundaries). */
+#define Q4_GPB(gs) ((gs) >= 128 ? 1 : 128 / (gs))
+_Static_assert(ISA_GEMM_KC % 128 == 0, "GEMM panels start at 4-bit block boundaries");
+
+/* One block for T tokens: out[t] = lanes of sum_k q_k * x_t,k (4 accumulators,
+ * combined as in group_dot). L lanes (MSV_L: a whole block, a compile-time
+ * constant there). */
+AINL void q4_dot(const uint8_t *wb, const float *xb, int64_t ldx, const int L, const int T, msv *out)
+{
+    const isa_q4raw d = L == MSV_L ? isa_q4_load(wb) : isa_q4_load_part(wb, L);
+    msv acc[ISA_MT][4];
+    for (int k = 0; k < 8; k++) {
+        const msv q = isa_q4_code(d, k);
+        for (int t = 0; t < T; t++) {
+            const float *xp = xb + t * ldx + (int64_t)L * k;
+            const msv xv = L == MSV_L ? msv_load(xp) : msv_load_part(xp, L);
+            /* an accumulator's first product is a multiply: see group_dot */
+            acc[t][k & 3] = k < 4 ? msv_opaque(msv_mul(q, xv)) : msv_fma(q, xv, acc[t][k & 3]);
+        }
+    }
+    for (int t = 0; t < T; t++) out[t] = msv_add(msv_add(acc[t][0], acc[t][1]), msv_add(acc[t][2], acc[t][3]));
+}
+
+AINL void q4_groups(const arow *a, int64_t ga, int64_t gb, const float *sc, const float *x, int64_t ldx,
+                    const int gs, const int T, msv *y0, msv *y1)
+{
+    const int gpb = Q4_GPB(gs);
+    const int64_t nb = (gb - ga + gpb - 1) / gpb, nfull = (gb - ga) / gpb; /* blocks, whole blocks */
+    const int64_t b0 = ga * gs / 128; /* the first block's index in the row */
+    const uint8_t *w = a->w + ga * gs / 2;
+    msv d[ISA_MT];
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *wb = w + b * 64;
+        const float *xb = x + b * 128;
+        msv s;
+        if (b < nfull) {
+            if (((b0 + b) & 1) == 0) ms_prefetch_lines(wb, 128);
+            q4_dot(wb, xb, ldx, MSV_L, T, d);
+            s = isa_q4_spread(sc + b * gpb, gs, gpb);
+        } else { /* the row's partial last block */
+            const int ng = (int)(gb - ga - nfull * gpb);
+            q4_dot(wb, xb, ldx, ng * gs / 8, T, d);
+            s = isa_q4_spread(sc + b * gpb, gs, ng);
+        }
+        if ((b0 + b) & 1)
+            for (int t = 0; t < T; t++) y1[t] = msv_fma(s, d[t], y1[t]);
+        else
+            for (int t = 0; t < T; t++) y0[t] = msv_fma(s, d[t], y0[t]);
+    }
+}
+
+#endif
+
 /* Groups [ga, gb) of a row for T tokens (ga even; sc[g - ga] = scale of g):
  * y0[t] += s_g * (q_g . x_t,g) for even g, y1[t] for odd g. Pairs of groups
  * before the tail, then one at a time. x: group ga of token 0 (token t at
@@ -171,6 +239,12 @@ AINL void arow_init(arow *a, const ms_mat *m, int64_t r, const int bits, const i
 AINL void arow_groups(const arow *a, int64_t ga, int64_t gb, const float *sc, const float *x, int64_t ldx,
                       const int bits, const int gs, const int T, msv *y0, msv *y1)
 {
+#ifdef ISA_Q4_BLOCK
+    if (bits == 4) {
+        q4_groups(a, ga, gb, sc, x, ldx, gs, T, y0, y1);
+        return;
+    }
+#endif
     const size_t gbytes = a->gbytes;
     const int64_t npair = MS_MAX(0, MS_MIN(gb, a->t0) - ga) & ~(int64_t)1;
     msv d[ISA_MT];
@@ -262,7 +336,9 @@ AINL void affine_rows_mt(const ms_mat *m, int64_t r0, int64_t r1, const float *X
                          int64_t ldy, const int bits, const int gs, const int T)
 {
     const int64_t ng = m->cols / gs, ldx = m->cols, ldxs = ng;
-    const int64_t cg = MS_MAX(2, (MT_CHUNK / (T * gs)) & ~1); /* groups per chunk, even */
+    /* groups per chunk: a multiple of 4 (even for arow_groups' pairs, whole
+     * blocks for q4_groups) */
+    const int64_t cg = MS_MAX(4, (MT_CHUNK / (T * gs)) & ~3);
     msv st[MT_ROWS][2][ISA_MT];
     float sc[MT_CHUNK / 32];
     arow a;
@@ -523,6 +599,27 @@ AINL void dequant_dot(const ms_mat *m, int64_t r, int64_t c0, int64_t c1, float 
     float sc[GEMM_KC / 32 + MSV_L], bi[GEMM_KC / 32 + MSV_L]; /* + MSV_L: room the compiler can see for sb_to_f32 */
     sb_to_f32(a.sp + g0 * a.sbsz, m->sb_dtype, g1 - g0, sc);
     sb_to_f32(a.bp + g0 * a.sbsz, m->sb_dtype, g1 - g0, bi);
+#ifdef ISA_Q4_BLOCK
+    if (bits == 4) { /* c0 starts a block (GEMM_KC is a multiple of 128) */
+        for (int64_t g = g0; g < g1; g += Q4_GPB(gs)) {
+            const int ng = (int)MS_MIN(Q4_GPB(gs), g1 - g), L = ng * gs / 8;
+            const msv s = isa_q4_spread(sc + (g - g0), gs, ng), b = isa_q4_spread(bi + (g - g0), gs, ng);
+            const uint8_t *wb = a.w + g * gs / 2;
+            float *o = out + g * gs - c0;
+            if (L == MSV_L) {
+                const isa_q4raw d = isa_q4_load(wb);
+                for (int k = 0; k < 8; k++) msv_store(o + k * MSV_L, mul_add_2r(isa_q4_code(d, k), s, b));
+            } else { /* the row's partial last block, in natural order (gemm_pack's tail) */
+                const isa_q4raw d = isa_q4_load_part(wb, L);
+                float tmp[8 * MSV_L];
+                for (int k = 0; k < 8; k++) msv_store(tmp + k * MSV_L, mul_add_2r(isa_q4_code(d, k), s, b));
+                for (int k = 0; k < 8; k++)
+                    for (int i = 0; i < L; i++) o[8 * i + k] = tmp[k * MSV_L + i];
+            }
+        }
+        return;
+    }
+#endif
     for (int64_t g = g0; g < g1; g++) {
         const msv s = msv_set1(sc[g - g0]), b = msv_set1(bi[g - g0]);
         const uint8_t *wg = g < a.t0 ? a.w + g * a.gbytes : a.tail + (g - a.t0) * a.gbytes;

@@ -518,8 +518,9 @@ static void test_matvec_multi(void **state)
     for (int ki = 0; ki < nk; ki++)
         for (int ci = 0; ci < n_configs(); ci++) {
             const ms_kern *k = ks[ki];
-            /* 300 rows x 8 groups: above the parallel threshold for most types */
-            tmat t = make_config(&r, ci, ci & 1 ? 300 : 37, 8);
+            /* 300 rows x 8 or 9 groups: above the parallel threshold for most types;
+             * 9 groups of 32 or 64 end 4-bit rows in a partial 128-code block */
+            tmat t = make_config(&r, ci, ci & 1 ? 300 : 37, ci & 2 ? 9 : 8);
             const ms_mat *m = &t.m;
             const int Bmax = 17;
             float *X = rand_vec(&r, (int64_t)Bmax * m->cols), *Y = malloc((size_t)Bmax * m->rows * 4);
@@ -599,9 +600,11 @@ static void test_matmul_many_tokens(void **state)
     rng r = {90210};
     for (int ki = 0; ki < nk; ki++) {
         const ms_kern *k = ks[ki];
-        tmat ts[4] = {make_affine(&r, 77, 1152, 4, 64, MS_DT_BF16), make_affine(&r, 130, 384, 3, 128, MS_DT_F16),
-                      make_affine(&r, 19, 640, 8, 32, MS_DT_F32), make_dense(&r, 61, 1003, MS_WT_BF16)};
-        for (int i = 0; i < 4; i++) {
+        /* 4-bit widths that end in a partial 128-code block: 17 x 64, 33 x 32 */
+        tmat ts[6] = {make_affine(&r, 77, 1152, 4, 64, MS_DT_BF16), make_affine(&r, 130, 384, 3, 128, MS_DT_F16),
+                      make_affine(&r, 19, 640, 8, 32, MS_DT_F32),   make_dense(&r, 61, 1003, MS_WT_BF16),
+                      make_affine(&r, 70, 1088, 4, 64, MS_DT_F16),  make_affine(&r, 45, 1056, 4, 32, MS_DT_BF16)};
+        for (int i = 0; i < 6; i++) {
             const ms_mat *m = &ts[i].m;
             const int n1 = 70, n2 = 41; /* both above every gemm_min_n */
             assert_true(n2 >= ms_kern_for(k, m)->gemm_min_n);
@@ -623,7 +626,7 @@ static void test_matmul_many_tokens(void **state)
             free(yd);
             free(mag);
         }
-        for (int i = 0; i < 4; i++) tmat_free(&ts[i]);
+        for (int i = 0; i < 6; i++) tmat_free(&ts[i]);
     }
     ms_pool_destroy(pool);
 }
