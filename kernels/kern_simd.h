@@ -189,11 +189,15 @@ _Static_assert(ISA_GEMM_KC % 128 == 0, "GEMM panels start at 4-bit block boundar
 AINL void q4_dot(const uint8_t *wb, const float *xb, int64_t ldx, const int L, const int T, msv *out)
 {
     const isa_q4raw d = L == MSV_L ? isa_q4_load(wb) : isa_q4_load_part(wb, L);
+    const float *xt[ISA_MT]; /* one base per token: constant offsets below */
+    for (int t = 0; t < T; t++) xt[t] = xb + t * ldx;
     msv acc[ISA_MT][4];
+#pragma GCC unroll 8
     for (int k = 0; k < 8; k++) {
         const msv q = isa_q4_code(d, k);
+#pragma GCC unroll 4
         for (int t = 0; t < T; t++) {
-            const float *xp = xb + t * ldx + (int64_t)L * k;
+            const float *xp = xt[t] + L * k;
             const msv xv = L == MSV_L ? msv_load(xp) : msv_load_part(xp, L);
             /* an accumulator's first product is a multiply: see group_dot */
             acc[t][k & 3] = k < 4 ? msv_opaque(msv_mul(q, xv)) : msv_fma(q, xv, acc[t][k & 3]);
@@ -202,28 +206,44 @@ AINL void q4_dot(const uint8_t *wb, const float *xb, int64_t ldx, const int L, c
     for (int t = 0; t < T; t++) out[t] = msv_add(msv_add(acc[t][0], acc[t][1]), msv_add(acc[t][2], acc[t][3]));
 }
 
+/* y[t] += s * (block at wb . x_t) for a whole block whose groups' values start
+ * at sc. */
+AINL void q4_full(const uint8_t *wb, const float *xb, int64_t ldx, const float *sc, const int gs, const int T,
+                  msv *y)
+{
+    msv d[ISA_MT];
+    q4_dot(wb, xb, ldx, MSV_L, T, d);
+    const msv s = isa_q4_spread(sc, gs, Q4_GPB(gs));
+    for (int t = 0; t < T; t++) y[t] = msv_fma(s, d[t], y[t]);
+}
+
 AINL void q4_groups(const arow *a, int64_t ga, int64_t gb, const float *sc, const float *x, int64_t ldx,
                     const int gs, const int T, msv *y0, msv *y1)
 {
     const int gpb = Q4_GPB(gs);
-    const int64_t nb = (gb - ga + gpb - 1) / gpb, nfull = (gb - ga) / gpb; /* blocks, whole blocks */
-    const int64_t b0 = ga * gs / 128; /* the first block's index in the row */
+    const int64_t nfull = (gb - ga) / gpb;  /* whole blocks */
+    const bool odd0 = (ga * gs / 128) & 1; /* the first block's parity in the row */
     const uint8_t *w = a->w + ga * gs / 2;
-    msv d[ISA_MT];
-    for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *wb = w + b * 64;
-        const float *xb = x + b * 128;
-        msv s;
-        if (b < nfull) {
-            if (((b0 + b) & 1) == 0) ms_prefetch_lines(wb, 128);
-            q4_dot(wb, xb, ldx, MSV_L, T, d);
-            s = isa_q4_spread(sc + b * gpb, gs, gpb);
-        } else { /* the row's partial last block */
-            const int ng = (int)(gb - ga - nfull * gpb);
-            q4_dot(wb, xb, ldx, ng * gs / 8, T, d);
-            s = isa_q4_spread(sc + b * gpb, gs, ng);
-        }
-        if ((b0 + b) & 1)
+    int64_t b = 0;
+    if (odd0 && nfull > 0) {
+        q4_full(w, x, ldx, sc, gs, T, y1);
+        b = 1;
+    }
+    for (; b + 2 <= nfull; b += 2) { /* even block into y0, odd into y1 */
+        ms_prefetch_lines(w + b * 64, 128);
+        q4_full(w + b * 64, x + b * 128, ldx, sc + b * gpb, gs, T, y0);
+        q4_full(w + b * 64 + 64, x + b * 128 + 128, ldx, sc + (b + 1) * gpb, gs, T, y1);
+    }
+    if (b < nfull) { /* a last whole block, even */
+        q4_full(w + b * 64, x + b * 128, ldx, sc + b * gpb, gs, T, y0);
+        b++;
+    }
+    const int ng = (int)(gb - ga - nfull * gpb);
+    if (ng > 0) { /* the row's partial last block */
+        msv d[ISA_MT];
+        q4_dot(w + b * 64, x + b * 128, ldx, ng * gs / 8, T, d);
+        const msv s = isa_q4_spread(sc + b * gpb, gs, ng);
+        if (odd0 ^ (b & 1))
             for (int t = 0; t < T; t++) y1[t] = msv_fma(s, d[t], y1[t]);
         else
             for (int t = 0; t < T; t++) y0[t] = msv_fma(s, d[t], y0[t]);
