@@ -14,7 +14,8 @@
  * The sensitivity test shows the rule fails on deliberately wrong references (wrong
  * RoPE pairing, no group limit, biased expert weights). The full matrix (30+ cases)
  * is tests/ref/run_cases.py. The Step-3.5/3.7 family has its own reference,
- * tests/ref/step_ref.py (golden step-tiny, its layouts, generated cases). Without
+ * tests/ref/step_ref.py (golden step-tiny, its layouts, generated cases; with
+ * --mtp also the draft head's teacher-forced logits, test_step_mtp). Without
  * /usr/bin/python3 + numpy every test is a visible skip (a failure under CI=true). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,7 +42,8 @@ typedef struct {
                            * plan's minimum --ram for this prompt; a leading
                            * "MOESTREAM_KERNELS=x" goes to the environment); NULL-terminated */
     const char *tol;      /* NULL = TOL */
-} xc_case; /* the reference is ds3_ref.py, or step_ref.py for a case named "step..." */
+} xc_case; /* a case named "step-mtp..." runs step_ref.py --mtp: its modes pass --mtp to `logits`
+            * and the draft rows are checked too */ /* the reference is ds3_ref.py, or step_ref.py for a case named "step..." */
 
 #define NEED_PYTHON(state)                                                                         \
     do {                                                                                           \
@@ -140,7 +142,11 @@ static void run_case(const xc_case *c)
             env = envbuf = strndup(mode, el);
             mode += el + (mode[el] == ' ');
         }
-        char *extra = strcmp(mode, "@minram") == 0 ? mst_fmt("--ram %lld", min_ram(model, c->ntok)) : strdup(mode);
+        /* "@minram [args]"; with --mtp the draft layer adds resident weights and a KV layer (as test_mtp) */
+        char *extra = strncmp(mode, "@minram", 7) == 0
+                          ? mst_fmt("--ram %lld%s", min_ram(model, c->ntok) + (strstr(mode, "--mtp") ? 4ll << 20 : 0),
+                                    mode + 7)
+                          : strdup(mode);
         char *cmd = mst_fmt("%s %s logits --model %s --tokens %s --all-positions %s > %s/rt%d.json", env, MS_BIN, model,
                             toks, extra, dir, m);
         free(run_ok("moestream logits", cmd));
@@ -152,8 +158,9 @@ static void run_case(const xc_case *c)
     }
     char *out = NULL, *err = NULL;
     const char *ref = strncmp(c->name, "step", 4) ? "ds3_ref.py" : "step_ref.py";
-    int rc = mst_run(&out, &err, "%s %s/%s %s --tokens %s --stats --tol %s%s", PY, REF_DIR, ref, model, toks,
-                     c->tol ? c->tol : TOL, compare);
+    bool mtp = strncmp(c->name, "step-mtp", 8) == 0;
+    int rc = mst_run(&out, &err, "%s %s/%s %s --tokens %s --stats --tol %s%s%s", PY, REF_DIR, ref, model, toks,
+                     c->tol ? c->tol : TOL, mtp ? " --mtp" : "", compare);
     print_message("%s (%d tokens, tol %s):\n%s  stats: %s", c->name, c->ntok, c->tol ? c->tol : TOL, out ? out : "",
                   err ? err : "");
     for (int m = 0; m < 6 && c->modes[m]; m++) print_message("  rt%d = logits %s\n", m, c->modes[m][0] ? c->modes[m] : "(decode)");
@@ -164,6 +171,11 @@ static void run_case(const xc_case *c)
     int n_modes = 0;
     while (n_modes < 6 && c->modes[n_modes]) n_modes++;
     assert_int_equal(n_ok, n_modes);
+    if (mtp) { /* one "(mtp): ok" line per output too */
+        int n_mtp = 0;
+        for (const char *p = out; (p = strstr(p, ".json (mtp): ok ")) != NULL; p++) n_mtp++;
+        assert_int_equal(n_mtp, n_modes);
+    }
     free(out);
     free(err);
     free(compare);
@@ -456,6 +468,42 @@ static void test_step_synth(void **state)
     run_case(&d);
 }
 
+/* The Step MTP draft head (`logits --all-positions --mtp`: row t = the draft for token t+2
+ * from the pre-norm hidden state at t and token t+1) against step_ref.py --mtp, written
+ * from vLLM's / SGLang's step3p5_mtp: an HF step-tiny with one MTP layer (17 tensors,
+ * its own head), window 5, a clamp on the MTP layer's dense MLP (list entry N = 6 only,
+ * so a runtime reading another entry differs), decode, prefill chunks and the minimum
+ * budget, same rule and tolerance as the main logits. Then the rule fails on deliberately
+ * wrong references: hidden state after the final norm, concat order swapped, the main
+ * lm_head instead of the layer's own head. */
+static void test_step_mtp(void **state)
+{
+    NEED_PYTHON(state);
+    xc_case c = {"step-mtp", "--preset step-tiny --format hf --mtp 1 --seed 9", NULL,
+                 "sliding_window=5 swiglu_limits_shared=[0,0,0,0,0,1.0,0.6,0,0]", 40, 15,
+                 {"--mtp", "--mtp --prefill --batch 7", "@minram --mtp", NULL}, NULL};
+    run_case(&c);
+    char *model, *dir = build_model(&c, &model), *toks = make_tokens(c.ntok, c.seed, TINY_VOCAB);
+    char *cmd = mst_fmt("%s logits --model %s --tokens %s --all-positions --mtp > %s/rt0.json", MS_BIN, model, toks, dir);
+    free(run_ok("moestream logits", cmd));
+    free(cmd);
+    static const char *const muts[] = {"mtp-post-norm", "mtp-concat-swapped", "mtp-main-head"};
+    for (size_t i = 0; i < sizeof muts / sizeof muts[0]; i++) {
+        char *out = NULL;
+        int rc = mst_run(&out, NULL, "%s %s/step_ref.py %s --tokens %s --mtp --tol %s --mutate %s --compare %s/rt0.json",
+                         PY, REF_DIR, model, toks, TOL, muts[i], dir);
+        print_message("mutation %s: %s", muts[i], out ? out : "");
+        assert_int_equal(rc, 1);
+        assert_non_null(out);
+        assert_non_null(strstr(out, "rt0.json: ok "));      /* the main logits are untouched */
+        assert_non_null(strstr(out, "rt0.json (mtp): FAIL")); /* the draft rows are not */
+        free(out);
+    }
+    free(toks);
+    free(model);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -474,6 +522,7 @@ int main(void)
         cmocka_unit_test(test_step_golden),
         cmocka_unit_test(test_step_layouts),
         cmocka_unit_test(test_step_synth),
+        cmocka_unit_test(test_step_mtp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,12 +5,17 @@
  *      within 1e-3 x max(1, |ref|), the error actually reached (< 2e-5), the
  *      same argmax; decode and prefill paths.
  *   2. Greedy output with --mtp 1, 2 and 7 is bit-identical to greedy output
- *      without it: on the golden checkpoint (HF f32) and on a generated MLX
- *      4-bit model, at the minimum budget (experts evicted), a middle one and
- *      all resident, with 1 and 2 threads.
+ *      without it: on the golden checkpoint (HF f32), on a generated MLX
+ *      4-bit model and on a generated Step-3.5 HF model (step-tiny: sliding
+ *      window 8, its MTP layer sliding too), at the minimum budget (experts
+ *      evicted), a middle one and all resident, with 1 and 2 threads; with
+ *      --mtp 1 and 2 on a generated GLM-4.7-Flash HF model (glm4_moe_lite
+ *      through the DeepSeek-V3 code, its MTP layer MoE: routed through the
+ *      same expert cache), minimum budget and resident, 1 and 2 threads.
  *   3. The draft head's cache follows the emitted sequence: each round's
  *      first draft equals the teacher-forced draft (every draft accepted,
- *      so the deferred refill of settled slots runs every round).
+ *      so the deferred refill of settled slots runs every round); golden
+ *      DeepSeek-V3 and step-tiny (whose MTP cache is a sliding ring).
  *   4. Rejection sampling keeps the distribution: ms_sampler_sample_draft
  *      against drafts with P(draft) = 0, small, large and 1 gives token
  *      frequencies within a stated bound of the target probabilities; and
@@ -160,6 +165,21 @@ static uint64_t min_ram(const char *dir, int mtp)
     return v + (mtp ? (4u << 20) : 0);
 }
 
+/* The engine's own minimum --ram with --mtp mtp (ctx 96, batch 8): what its
+ * refusal of a 1 MiB budget names ("need at least X MiB"), rounded up. */
+static uint64_t engine_min_ram(const char *dir, int mtp)
+{
+    ms_engine_opts o = {.threads = 1, .ctx = 96, .batch = 8, .mtp = mtp, .io = "uring", .ram = 1u << 20};
+    ms_engine *e;
+    ms_err err = {0};
+    assert_true(ms_engine_open(dir, &o, &e, &err) < 0);
+    const char *k = strstr(err.msg, "need at least ");
+    if (!k) fail_msg("%s", err.msg);
+    double mib = strtod(k + strlen("need at least "), NULL);
+    assert_non_null(strstr(k, " MiB"));
+    return (uint64_t)ceil((mib + 0.01) * 1048576.0);
+}
+
 static void check_identical(const char *dir)
 {
     enum { N = 40 };
@@ -191,6 +211,47 @@ static void test_greedy_identical_golden(void **state)
 {
     (void)state;
     check_identical(GOLDEN);
+}
+
+/* A generated model in MS_TMP_DIR/<name> (`moestream synth <args>`); malloc'd path. */
+static char *synth_model(const char *name, const char *args)
+{
+    char *dir = mst_tmpdir(name);
+    char *cmd = mst_fmt("%s synth %s --out %s --force >/dev/null 2>&1", MS_BIN, args, dir);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+    return dir;
+}
+
+static void test_greedy_identical_step(void **state)
+{
+    (void)state;
+    char *dir = synth_model("mtp-step", "--preset step-tiny --format hf --mtp 1 --seed 6");
+    check_identical(dir);
+    free(dir);
+}
+
+/* GLM-4.7-Flash widths (hidden 2048) with the fewest layers and experts synth
+ * allows: 1 MoE layer + the MoE MTP layer, 2 experts top-1 (215 MiB bf16). */
+static void test_greedy_identical_glm(void **state)
+{
+    (void)state;
+    enum { N = 24 };
+    static const int prompt[6] = {1, 80, 87, 83, 35, 103};
+    char *dir = synth_model("mtp-glm", "--preset glm-4.7-flash --format hf --layers 1 --first-dense 0 --experts 2 "
+                                       "--top-k 1 --vocab 512 --seed 3");
+    int base[N], got[N];
+    greedy(dir, prompt, 6, 0, 2, "resident", 0, N, base, NULL);
+    uint64_t lo = engine_min_ram(dir, 1);
+    for (int mtp = 1; mtp <= 2; mtp++)
+        for (int c = 0; c < 2; c++) {
+            greedy(dir, prompt, 6, mtp, c ? 2 : 1, c ? "resident" : "uring", c ? 0 : lo, N, got, NULL);
+            for (int i = 0; i < N; i++)
+                if (got[i] != base[i])
+                    fail_msg("glm --mtp %d (%s): token %d is %d, without MTP %d", mtp, c ? "resident" : "uring", i,
+                             got[i], base[i]);
+        }
+    free(dir);
 }
 
 static void test_greedy_identical_synth(void **state)
@@ -281,6 +342,13 @@ static void test_drafts_follow_sequence(void **state)
         check_drafts_follow(GOLDEN, mtps[i], "uring", lo, 1);
         check_drafts_follow(GOLDEN, mtps[i], "resident", 0, 2);
     }
+    char *step = synth_model("mtp-step-follow", "--preset step-tiny --format hf --mtp 1 --seed 6");
+    lo = min_ram(step, 1);
+    for (int i = 0; i < 2; i++) {
+        check_drafts_follow(step, mtps[i], "uring", lo, 1);
+        check_drafts_follow(step, mtps[i], "resident", 0, 2);
+    }
+    free(step);
 }
 
 /* The rejection rule on its own: target p over 4 tokens (through the sampler's
@@ -410,6 +478,8 @@ int main(void)
         cmocka_unit_test(test_draft_logits_match_reference),
         cmocka_unit_test(test_greedy_identical_golden),
         cmocka_unit_test(test_greedy_identical_synth),
+        cmocka_unit_test(test_greedy_identical_step),
+        cmocka_unit_test(test_greedy_identical_glm),
         cmocka_unit_test(test_drafts_follow_sequence),
         cmocka_unit_test(test_sample_draft_distribution),
         cmocka_unit_test(test_sampling_keeps_distribution),

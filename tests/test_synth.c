@@ -1247,8 +1247,10 @@ static json_object *jget(json_object *o, const char *k)
 }
 
 /* Every per-layer list of a step text config has num_hidden_layers + 3 entries (the
- * release's lists also cover its 3 MTP layers); layer l is full when l % 4 == 0. */
-static void check_step_text_config(json_object *tc, int n_layers)
+ * release's lists also cover its 3 MTP layers); layer l is full when l % 4 == 0, the
+ * MTP entries are sliding; num_nextn_predict_layers is the MTP layers written (--mtp N),
+ * else the release's 3. */
+static void check_step_text_config(json_object *tc, int n_layers, int n_nextn)
 {
     const char *lists[] = {"layer_types", "rope_theta", "partial_rotary_factors", "swiglu_limits",
                            "swiglu_limits_shared"};
@@ -1258,7 +1260,9 @@ static void check_step_text_config(json_object *tc, int n_layers)
     for (int l = 0; l < n_layers; l++)
         assert_string_equal(json_object_get_string(json_object_array_get_idx(lt, (size_t)l)),
                             l % 4 == 0 ? "full_attention" : "sliding_attention");
-    assert_int_equal(json_object_get_int(jget(tc, "num_nextn_predict_layers")), 3);
+    for (int l = n_layers; l < n_layers + 3; l++)
+        assert_string_equal(json_object_get_string(json_object_array_get_idx(lt, (size_t)l)), "sliding_attention");
+    assert_int_equal(json_object_get_int(jget(tc, "num_nextn_predict_layers")), n_nextn);
     assert_string_equal(json_object_get_string(jget(tc, "model_type")), "step3p5");
     assert_int_equal(json_object_get_int(jget(jget(tc, "attention_other_setting"), "num_attention_heads")), 6);
     /* the clamps sit on the last two (routed) / last (shared) layers */
@@ -1315,7 +1319,7 @@ static void test_step_layouts(void **state)
     assert_string_equal(json_object_get_string(jget(m.config, "model_type")), "step3p7");
     assert_false(json_object_object_get_ex(m.config, "torch_dtype", NULL));
     json_object *tc = jget(m.config, "text_config");
-    check_step_text_config(tc, 6);
+    check_step_text_config(tc, 6, 3);
     assert_false(json_object_object_get_ex(jget(m.index, "metadata"), "total_parameters", NULL));
     json_object *q = jget(m.config, "quantization"), *rq = jget(q, "language_model.model.layers.3.mlp.gate.gate");
     assert_int_equal(json_object_get_int(jget(rq, "bits")), 8);
@@ -1355,13 +1359,21 @@ static void test_step_layouts(void **state)
     model_open(&m, dir);
     assert_string_equal(json_object_get_string(jget(m.config, "model_type")), "step3p5");
     assert_false(json_object_object_get_ex(m.config, "quantization", NULL));
-    check_step_text_config(m.config, 6);
+    check_step_text_config(m.config, 6, 1);
     assert_shape(mfind(&m, "model.layers.3.moe.gate_proj.weight"), "BF16", 3, 16, 64, 128);
     assert_shape(mfind(&m, "model.layers.3.moe.down_proj.weight"), "BF16", 3, 16, 128, 64);
     assert_shape(mfind(&m, "model.layers.3.moe.gate.weight"), "BF16", 2, 16, 128, 0);
     assert_shape(mfind(&m, "model.layers.3.moe.router_bias"), "F32", 1, 16, 0, 0);
     assert_shape(mfind(&m, "model.layers.3.share_expert.down_proj.weight"), "BF16", 2, 128, 64, 0);
     assert_shape(mfind(&m, "model.layers.6.eh_proj.weight"), "BF16", 2, 128, 256, 0);
+    /* the MTP layer as the release stores it: dense MLP, its own head under transformer. */
+    assert_shape(mfind(&m, "model.layers.6.mlp.gate_proj.weight"), "BF16", 2, 192, 128, 0);
+    assert_shape(mfind(&m, "model.layers.6.self_attn.q_proj.weight"), "BF16", 2, 6 * 64, 128, 0);
+    assert_shape(mfind(&m, "model.layers.6.transformer.shared_head.output.weight"), "BF16", 2, 512, 128, 0);
+    assert_non_null(mfind(&m, "model.layers.6.transformer.shared_head.norm.weight"));
+    assert_null(mfind(&m, "model.layers.6.moe.gate.weight"));
+    assert_null(mfind(&m, "model.layers.6.shared_head.head.weight"));
+    assert_null(mfind(&m, "model.layers.6.embed_tokens.weight"));
     assert_null(mfind(&m, "model.layers.3.mlp.switch_mlp.gate_proj.weight"));
     mstats(&m, "model.layers.2.post_attention_layernorm", 1, 128, &mean, &std);
     assert_true(fabs(mean) < 0.01 && std > 0.005 && std < 0.05);

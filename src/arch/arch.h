@@ -50,8 +50,9 @@ typedef struct ms_batch {
     const int *seq;         /* [n] sequence (KV cache) of each row; NULL = all 0 */
     float *logits;          /* NULL, or [n][vocab] (all_logits) / [vocab] (last row) */
     bool all_logits;
-    float *hidden;          /* NULL, or [n][D]: each row's final hidden state after the
-                               final norm (what lm_head multiplies; MTP's input) */
+    float *hidden;          /* NULL, or [n][D]: each row's final hidden state, the one the
+                               family's MTP head takes: after the final norm (what lm_head
+                               multiplies) for DeepSeek-V3, before it for Step-3.5 */
 } ms_batch;
 
 typedef struct ms_arch_ops {
@@ -75,7 +76,8 @@ typedef struct ms_arch_ops {
      * opened with MTP layers. Row i: b->tokens[i] is the token that follows
      * position b->pos[i] (sampled or verified), hidden[i][D] the main model's
      * final hidden state at that position (ms_batch.hidden), or the previous
-     * draft step's out_hidden for chained drafts. Writes b->logits ([n][vocab]:
+     * draft step's out_hidden for chained drafts. Every draft depth runs the
+     * first MTP layer (the engine opens one; docs/ARCHITECTURE.md "MTP"). Writes b->logits ([n][vocab]:
      * the draft distribution for position pos + 2) and, if b->hidden is set,
      * the MTP layer's output state for the next draft step. The MTP layer has
      * its own KV cache per sequence, indexed by pos. */

@@ -68,7 +68,9 @@ typedef struct step_config {
     int share_dim;           /* share_expert_dim */
     int max_heads, max_kv;   /* over all layers (scratch sizes) */
     ms_rope_cfg rope;        /* rope_scaling */
-    step_layer_cfg layer[];  /* [n_layers] */
+    int n_cfg;               /* layers with a config: n_layers + the MTP layers the per-layer lists cover */
+    const char *short_list;  /* the list that stopped n_cfg short of num_nextn_predict_layers (or NULL) */
+    step_layer_cfg layer[];  /* [n_layers + num_nextn_predict_layers] (MTP layers: entry N + k) */
 } step_config;
 
 /* A per-layer list: absent, null or [] -> *out = NULL (the key's default);
@@ -89,6 +91,18 @@ static int layer_list(const ms_jctx *jc, json_object *o, const char *key, int N,
     return 0;
 }
 
+/* The layers a per-layer list (NULL = absent) gives a config for: every main
+ * layer and the MTP layers its entries cover (entry N + k = MTP layer k, as
+ * vLLM and SGLang index them); lowers d->n_cfg to that. */
+static int list_cover(step_config *d, json_object *list, const char *key)
+{
+    if (list && (int)json_object_array_length(list) < d->n_cfg) {
+        d->n_cfg = (int)json_object_array_length(list);
+        d->short_list = key;
+    }
+    return d->n_cfg;
+}
+
 /* Entry i of a list of numbers; null -> def when nullable. */
 static int list_num(const ms_jctx *jc, json_object *list, const char *key, int i, bool nullable, double def,
                     double lo, double hi, double *out)
@@ -107,16 +121,18 @@ static int list_num(const ms_jctx *jc, json_object *list, const char *key, int i
     return 0;
 }
 
-/* moe_layers_enum: "3,4,5" (mlx-lm) or [3, 4, 5] (mlx-vlm); entries >= N
- * (MTP layers, or mlx-vlm's default 3..44 on a shorter model) do not apply. */
+/* moe_layers_enum: "3,4,5" (mlx-lm) or [3, 4, 5] (mlx-vlm); entries >= N + M
+ * (mlx-vlm's default 3..44 on a shorter model) do not apply; an entry N + k
+ * makes MTP layer k a MoE layer (vLLM's rule; the release lists none: its MTP
+ * blocks are dense). Without the key no MTP layer is MoE. */
 static int parse_moe_layers(const ms_jctx *jc, json_object *o, bool vlm, ms_config *cfg)
 {
-    int N = cfg->n_layers;
+    int N = cfg->n_layers + cfg->num_nextn_predict_layers;
     json_object *v = ms_json_get(o, "moe_layers_enum");
     memset(cfg->moe_layer, 0, sizeof cfg->moe_layer);
     bool empty_str = !ms_json_null(v) && json_object_is_type(v, json_type_string) && !json_object_get_string_len(v);
     if (ms_json_null(v) || (empty_str && !vlm)) { /* mlx-lm: layers 1..N-1, mlx-vlm: 3..44 */
-        for (int l = vlm ? 3 : 1; l < N && l < (vlm ? 45 : N); l++) cfg->moe_layer[l] = 1;
+        for (int l = vlm ? 3 : 1; l < cfg->n_layers && l < (vlm ? 45 : N); l++) cfg->moe_layer[l] = 1;
         return 0;
     }
     if (json_object_is_type(v, json_type_array)) {
@@ -174,7 +190,8 @@ static int parse_attention(const ms_jctx *jc, json_object *o, ms_config *cfg, st
     }
     json_object *types;
     if ((rc = layer_list(jc, o, "layer_types", N, &types)) < 0) return rc;
-    for (int l = 0; l < N; l++) {
+    int NL = list_cover(d, types, "layer_types");
+    for (int l = 0; l < NL; l++) {
         step_layer_cfg *y = &d->layer[l];
         if (types) {
             json_object *t = json_object_array_get_idx(types, (size_t)l);
@@ -184,7 +201,7 @@ static int parse_attention(const ms_jctx *jc, json_object *o, ms_config *cfg, st
                                "\"sliding_attention\"", jc->what, l);
             y->sliding = !strcmp(s, "sliding_attention");
         } else {
-            y->sliding = l % 2 == 0; /* both upstreams without layer_types */
+            y->sliding = l % 2 == 0; /* every upstream without layer_types */
         }
         y->n_heads = y->sliding ? sw_heads : heads;
         y->n_kv = y->sliding ? sw_kv : kv;
@@ -229,7 +246,9 @@ static int parse_rope(const ms_jctx *jc, json_object *o, ms_config *cfg, step_co
     json_object_put(scal);
     if (rc < 0) return rc;
     if ((rc = layer_list(jc, o, "yarn_only_types", 1, &yot)) < 0) return rc;
-    for (int l = 0; l < N; l++) {
+    list_cover(d, thetas, "rope_theta");
+    int NL = list_cover(d, prf, "partial_rotary_factors");
+    for (int l = 0; l < NL; l++) {
         step_layer_cfg *y = &d->layer[l];
         y->theta = theta;
         if (thetas && (rc = list_num(jc, thetas, "rope_theta", l, false, 0, 1e-3, 1e12, &y->theta)) < 0) return rc;
@@ -265,7 +284,9 @@ static int parse_clamps(const ms_jctx *jc, json_object *o, ms_config *cfg, step_
     json_object *lr, *ls;
     if ((rc = layer_list(jc, o, "swiglu_limits", cfg->n_layers, &lr)) < 0) return rc;
     if ((rc = layer_list(jc, o, "swiglu_limits_shared", cfg->n_layers, &ls)) < 0) return rc;
-    for (int l = 0; l < cfg->n_layers; l++) {
+    list_cover(d, lr, "swiglu_limits");
+    int NL = list_cover(d, ls, "swiglu_limits_shared");
+    for (int l = 0; l < NL; l++) {
         double a = 0, b = 0;
         if (lr && (rc = list_num(jc, lr, "swiglu_limits", l, true, 0, -1e30, 1e30, &a)) < 0) return rc;
         if (ls && (rc = list_num(jc, ls, "swiglu_limits_shared", l, true, 0, -1e30, 1e30, &b)) < 0) return rc;
@@ -282,9 +303,12 @@ static int step_parse_config(const ms_jctx *jc, json_object *o, json_object *roo
     ms_err *err = jc->err;
     const char *what = jc->what;
     int N = cfg->n_layers, rc;
-    step_config *d = calloc(1, sizeof *d + (size_t)N * sizeof d->layer[0]);
+    if (N + cfg->num_nextn_predict_layers > MS_MAX_LAYERS)
+        return ms_errf(err, EINVAL, "%s: num_hidden_layers + num_nextn_predict_layers exceed %d", what, MS_MAX_LAYERS);
+    step_config *d = calloc(1, sizeof *d + (size_t)(N + cfg->num_nextn_predict_layers) * sizeof d->layer[0]);
     if (!d) return ms_errf(err, ENOMEM, "out of memory");
     cfg->arch = d;
+    d->n_cfg = N + cfg->num_nextn_predict_layers; /* lowered by lists that stop before the MTP entries */
     d->vlm = !strcmp(cfg->wrapper_type, "step3p7");
     /* both upstreams: rms_norm_eps 1e-5, max_position_embeddings 262144 */
     if ((rc = ms_json_num(jc, o, "rms_norm_eps", false, 1e-5, 0, 1, &cfg->rms_norm_eps)) < 0) return rc;
@@ -432,9 +456,16 @@ typedef struct step_weights {
     bool zero_centered;       /* original HF names: norms stored as w, used as 1 + w */
     ms_mat embed, lm_head;    /* [vocab, D] */
     const float *final_norm;  /* [D] */
-    step_layer *layers;       /* [n_layers] */
+    step_layer *layers;       /* [n_layers + n_mtp]: the MTP layers' decoder blocks after the main ones */
+    int n_mtp;                /* MTP layers bound (cfg->mtp_layers) */
+    struct step_mtp {
+        const float *enorm, *hnorm; /* [D] norms of the embedding / hidden half */
+        ms_mat eh_proj;             /* [D, 2D]: columns 0..D-1 take enorm(e), D..2D-1 hnorm(h) */
+        const float *head_norm;     /* [D] (transformer.)shared_head.norm */
+        ms_mat head;                /* [vocab, D] the layer's own shared_head.output / .head (else lm_head) */
+    } *mtp;                   /* [n_mtp] */
     float *vecs;              /* f32 copies of norms and router biases */
-    double *inv;              /* [n_layers][hd/2] RoPE inverse frequencies */
+    double *inv;              /* [n_layers + n_mtp][hd/2] RoPE inverse frequencies */
 } step_weights;
 
 /* Original HF checkpoints name the MoE block `moe` and the shared expert
@@ -475,6 +506,7 @@ static void step_unbind(void *wp)
     step_weights *w = wp;
     if (!w) return;
     free(w->layers);
+    free(w->mtp);
     free(w->vecs);
     free(w->inv);
     free(w);
@@ -574,13 +606,21 @@ static int step_bind(const ms_model *m, const ms_resident *r, void **out, uint64
     w->K = c->n_experts_per_tok;
     w->scale = (float)(1.0 / sqrt((double)w->hd));
     w->zero_centered = hf_vanilla(m);
-    int L = c->n_layers, D = w->D, rc = 0;
-    size_t nvec = (size_t)D + (size_t)L * (2 * (size_t)D + 2 * (size_t)w->hd + (size_t)w->E);
+    w->n_mtp = c->mtp_layers;
+    int L = c->n_layers + w->n_mtp, D = w->D, rc = 0; /* layers with a decoder block */
+    if (L > d->n_cfg) {
+        rc = ms_errf(err, EINVAL, "%s/config.json: %s has %d entries, but MTP layer %d needs entry %d", m->dir,
+                     d->short_list, d->n_cfg, d->n_cfg - c->n_layers, d->n_cfg);
+        goto fail;
+    }
+    size_t nvec = (size_t)D + (size_t)L * (2 * (size_t)D + 2 * (size_t)w->hd + (size_t)w->E) +
+                  (size_t)w->n_mtp * 3 * (size_t)D;
     size_t half = (size_t)w->hd / 2;
     w->layers = calloc((size_t)L, sizeof *w->layers);
+    w->mtp = calloc((size_t)MS_MAX(1, w->n_mtp), sizeof *w->mtp);
     w->vecs = malloc(nvec * sizeof(float));
     w->inv = calloc((size_t)L * half, sizeof *w->inv);
-    if (!w->layers || !w->vecs || !w->inv) {
+    if (!w->layers || !w->mtp || !w->vecs || !w->inv) {
         rc = ms_errf(err, ENOMEM, "out of memory");
         goto fail;
     }
@@ -616,6 +656,31 @@ static int step_bind(const ms_model *m, const ms_resident *r, void **out, uint64
                          &ly->rope_mscale);
         ly->inv_freq = inv;
     }
+    /* MTP layers (HF names): enorm, hnorm, eh_proj, the decoder block above and
+     * transformer.shared_head.{norm, output} (also accepted: shared_head.{norm, head}) */
+    for (int i = 0; i < w->n_mtp; i++) {
+        struct step_mtp *mt = &w->mtp[i];
+        char name[160], a[128], b[128];
+        int l = c->n_layers + i;
+        snprintf(name, sizeof name, "model.layers.%d.enorm.weight", l);
+        if ((rc = bind_norm(w, r, name, D, &vc, &mt->enorm, err)) < 0) goto fail;
+        snprintf(name, sizeof name, "model.layers.%d.hnorm.weight", l);
+        if ((rc = bind_norm(w, r, name, D, &vc, &mt->hnorm, err)) < 0) goto fail;
+        snprintf(name, sizeof name, "model.layers.%d.eh_proj", l);
+        if ((rc = ms_arch_bind_mat(m, r, name, D, 2 * (int64_t)D, &mt->eh_proj, err)) < 0) goto fail;
+        snprintf(a, sizeof a, "model.layers.%d.transformer.shared_head.norm", l);
+        snprintf(b, sizeof b, "model.layers.%d.shared_head.norm", l);
+        snprintf(name, sizeof name, "%s.weight", pick(m, a, b, ".weight"));
+        if ((rc = bind_norm(w, r, name, D, &vc, &mt->head_norm, err)) < 0) goto fail;
+        snprintf(a, sizeof a, "model.layers.%d.transformer.shared_head.output", l);
+        snprintf(b, sizeof b, "model.layers.%d.shared_head.head", l);
+        const char *head = pick(m, a, b, ".weight");
+        if (ms_model_find(m, "%s.weight", head)) {
+            if ((rc = ms_arch_bind_mat(m, r, head, c->vocab_size, D, &mt->head, err)) < 0) goto fail;
+        } else {
+            mt->head = w->lm_head; /* a conversion that dropped the per-layer head */
+        }
+    }
     *out = w;
     return 0;
 fail:
@@ -626,21 +691,29 @@ fail:
 /* ---- state: KV cache + scratch ------------------------------------------ */
 
 /* Cache slots of layer l for ctx positions: ctx (full), or a ring of
- * min(window, ctx) (sliding). */
-static int layer_slots(const step_config *d, int l, int ctx)
+ * min(window, ctx) (sliding). With MTP a verify step of up to `batch` rows
+ * writes rows that may be rejected (the sequence goes back up to batch - 1
+ * positions, and the draft head's chain as well), so a ring keeps batch - 1
+ * more slots: the window before any position a later step starts from stays
+ * in the ring. */
+static int layer_slots(const ms_config *c, int l, int ctx, int batch)
 {
-    return d->layer[l].sliding && d->window ? MS_MIN(d->window, ctx) : ctx;
+    const step_config *d = c->arch;
+    if (!d->layer[l].sliding || !d->window) return ctx;
+    int extra = c->mtp_layers > 0 ? batch - 1 : 0;
+    return (int)MS_MIN((int64_t)d->window + extra, (int64_t)ctx);
 }
 
-/* One sequence's KV cache: layer l holds K then V, each [slots_l][Hkv_l][hd].
+/* One sequence's KV cache: layer l (a main layer, or MTP layer l - n_layers:
+ * the draft head's own cache) holds K then V, each [slots_l][Hkv_l][hd].
  * Returns its elements; off[l] (optional) receives layer l's offset, and
  * *ring (optional) the slots of all sliding layers (their position tags). */
-static size_t kv_elems(const ms_config *c, int ctx, size_t *off, size_t *ring)
+static size_t kv_elems(const ms_config *c, int ctx, int batch, size_t *off, size_t *ring)
 {
     const step_config *d = c->arch;
     size_t total = 0, tags = 0;
-    for (int l = 0; l < c->n_layers; l++) {
-        size_t slots = (size_t)layer_slots(d, l, ctx);
+    for (int l = 0; l < ms_config_n_layers_all(c); l++) {
+        size_t slots = (size_t)layer_slots(c, l, ctx, batch);
         if (off) off[l] = total;
         total += 2 * slots * (size_t)d->layer[l].n_kv * (size_t)d->head_dim;
         if (d->layer[l].sliding && d->window) tags += slots;
@@ -674,7 +747,8 @@ static size_t kv_elems(const ms_config *c, int ctx, size_t *off, size_t *ring)
     X(rlog, float, B * E)                 /* [B][E] router logits */                               \
     X(rtmp, float, 2 * E)                 /* [2E] router scratch */                                \
     X(px, float, D)                       /* [D] hidden state normed for the next router */        \
-    X(pwt, float, K)                      /* [K] weights of a prediction (unused) */
+    X(pwt, float, K)                      /* [K] weights of a prediction (unused) */               \
+    X(cat, float, M * B * 2 * D)          /* [B][2D] MTP: enorm(e) | hnorm(h) */
 
 typedef struct step_state {
     const step_weights *w;
@@ -691,14 +765,15 @@ typedef struct step_state {
 /* The sizes the list above needs. */
 #define STEP_DIMS(c, ctx_, batch_, nseq_, nth_, kvbf_)                                                       \
     const step_config *d_ = (c)->arch;                                                                       \
-    size_t L = (size_t)(c)->n_layers, ctx = (size_t)(ctx_), B = (size_t)(batch_), nth = (size_t)(nth_);     \
+    size_t L = (size_t)ms_config_n_layers_all(c), M = (size_t)((c)->mtp_layers > 0);                         \
+    size_t ctx = (size_t)(ctx_), B = (size_t)(batch_), nth = (size_t)(nth_);                                 \
     size_t S = (size_t)(nseq_), D = (size_t)(c)->hidden_size, hd = (size_t)d_->head_dim;                     \
     size_t HQ = (size_t)d_->max_heads, HK = (size_t)d_->max_kv, RING;                                        \
-    size_t KV = kv_elems((c), (int)ctx, NULL, &RING), KVF = (kvbf_) ? 0 : KV, KVH = (kvbf_) ? KV : 0;        \
+    size_t KV = kv_elems((c), (int)ctx, (int)B, NULL, &RING), KVF = (kvbf_) ? 0 : KV, KVH = (kvbf_) ? KV : 0;        \
     size_t E = (size_t)MS_MAX(1, (c)->n_routed_experts), K = (size_t)MS_MAX(1, (c)->n_experts_per_tok);     \
     size_t tls_stride = MS_ALIGN_UP(ctx + 3 * hd + 16, 16);                                                  \
     (void)L; (void)ctx; (void)B; (void)nth; (void)D; (void)hd; (void)HQ; (void)HK; (void)KVF; (void)KVH;     \
-    (void)E; (void)K; (void)tls_stride; (void)S
+    (void)E; (void)K; (void)tls_stride; (void)S; (void)M
 
 /* The MoE scratch's dims; its FFN scratch also serves the dense MLPs. */
 static ms_moe_dims moe_dims(const ms_config *c, int batch)
@@ -764,10 +839,10 @@ static int step_state_create(const void *wp, int ctx_, int batch_, int n_seq, in
     if (!s->name) goto oom;
     STEP_BUFFERS(X)
 #undef X
-    kv_elems(c, ctx_, s->kv_off, NULL);
+    kv_elems(c, ctx_, batch_, s->kv_off, NULL);
     for (size_t l = 0, t = 0; l < L; l++) { /* ring tags of the sliding layers, all empty */
         s->tag_off[l] = t;
-        if (w->d->layer[l].sliding && w->d->window) t += (size_t)layer_slots(w->d, (int)l, ctx_);
+        if (w->d->layer[l].sliding && w->d->window) t += (size_t)layer_slots(c, (int)l, ctx_, batch_);
     }
     for (size_t i = 0; i < S * RING; i++) s->tag[i] = -1;
     ms_moe_dims md = moe_dims(c, batch_);
@@ -880,7 +955,7 @@ static int attention(const step_weights *w, const step_layer *ly, step_state *s,
     const step_layer_cfg *y = ly->cfg;
     int n = b->n, hd = w->hd, H = y->n_heads, HK = y->n_kv, rd = y->rope_dims, half = rd / 2;
     float eps = (float)w->c->rms_norm_eps;
-    int slots = layer_slots(w->d, layer, s->ctx);
+    int slots = layer_slots(w->c, layer, s->ctx, s->batch);
     bool ring = y->sliding && w->d->window;
     if (ring) {
         int rc = check_ring(s, b, layer, slots, err);
@@ -985,7 +1060,43 @@ static int step_predict(void *fam, const ms_fwd_env *env, int layer, int *ids)
 
 /* ---- forward ------------------------------------------------------------------ */
 
-/* The forward pass over one step's rows (see ms_batch). */
+/* One decoder block over the step's residual stream h[n][D] (layer l: a main
+ * layer, or an MTP layer's block). */
+static int block(const step_weights *w, step_state *s, const ms_fwd_env *env, int l, const ms_batch *b, ms_err *err)
+{
+    const step_layer *ly = &w->layers[l];
+    int n = b->n, D = w->D, rc;
+    float eps = (float)w->c->rms_norm_eps;
+    /* attention block: h += attention(rmsnorm(h)) */
+    for (int t = 0; t < n; t++) ms_rmsnorm(s->x + (size_t)t * D, s->h + (size_t)t * D, ly->attn_norm, D, eps);
+    if ((rc = attention(w, ly, s, env, l, b, err)) < 0) return rc;
+    /* feed-forward block: h += MoE or MLP (rmsnorm(h)) */
+    for (int t = 0; t < n; t++) ms_rmsnorm(s->x + (size_t)t * D, s->h + (size_t)t * D, ly->ffn_norm, D, eps);
+    if (ly->moe) {
+        if ((rc = ms_moe_forward(s->moe, env, &s->router, &ly->blk, l, s->x, b->tokens, n, s->ffn_out, err)) < 0)
+            return rc;
+    } else {
+        ms_ffn_act(&env->compute, &ly->gate, &ly->up, &ly->down, s->x, n, s->ffn_out, ms_moe_ffn_scratch(s->moe),
+                   &ly->act, env->exact);
+    }
+    for (size_t i = 0; i < (size_t)n * D; i++) s->h[i] += s->ffn_out[i];
+    return 0;
+}
+
+/* Rows' validity and each row's first row of its sequence in the step. */
+static int step_rows(const step_weights *w, step_state *s, const ms_batch *b, ms_err *err)
+{
+    int rc = ms_arch_check_rows(b, s->batch, s->n_seq, s->ctx, w->c->vocab_size, err);
+    if (rc < 0) return rc;
+    for (int t = 0; t < b->n; t++)
+        s->run0[t] = t > 0 && ms_arch_row_seq(b, t) == ms_arch_row_seq(b, t - 1) ? s->run0[t - 1] : t;
+    return 0;
+}
+
+/* The forward pass over one step's rows (see ms_batch). b->hidden receives the
+ * residual stream after the last layer, before the final norm: the state
+ * Step's MTP layers take (vLLM's and SGLang's step3p5 hand the draft head the
+ * pre-norm hidden state; docs/ARCHITECTURE.md "MTP"). */
 static int step_forward(const void *wp, void *sp, const ms_fwd_env *env, const ms_batch *b, ms_err *err)
 {
     const step_weights *w = wp;
@@ -993,32 +1104,55 @@ static int step_forward(const void *wp, void *sp, const ms_fwd_env *env, const m
     const ms_config *c = w->c;
     int n = b->n, D = w->D, rc;
     float eps = (float)c->rms_norm_eps;
-    if ((rc = ms_arch_check_rows(b, s->batch, s->n_seq, s->ctx, c->vocab_size, err)) < 0) return rc;
-    for (int t = 0; t < n; t++) /* each row's first row of its sequence in this step */
-        s->run0[t] = t > 0 && ms_arch_row_seq(b, t) == ms_arch_row_seq(b, t - 1) ? s->run0[t - 1] : t;
+    if ((rc = step_rows(w, s, b, err)) < 0) return rc;
     /* 1. embeddings */
     for (int t = 0; t < n; t++) ms_mat_get_row(env->compute.kern, &w->embed, b->tokens[t], s->h + (size_t)t * D);
-    for (int l = 0; l < c->n_layers; l++) {
-        const step_layer *ly = &w->layers[l];
-        /* 2. attention block: h += attention(rmsnorm(h)) */
-        for (int t = 0; t < n; t++) ms_rmsnorm(s->x + (size_t)t * D, s->h + (size_t)t * D, ly->attn_norm, D, eps);
-        if ((rc = attention(w, ly, s, env, l, b, err)) < 0) return rc;
-        /* 3. feed-forward block: h += MoE or MLP (rmsnorm(h)) */
-        for (int t = 0; t < n; t++) ms_rmsnorm(s->x + (size_t)t * D, s->h + (size_t)t * D, ly->ffn_norm, D, eps);
-        if (ly->moe) {
-            if ((rc = ms_moe_forward(s->moe, env, &s->router, &ly->blk, l, s->x, b->tokens, n, s->ffn_out, err)) < 0)
-                return rc;
-        } else {
-            ms_ffn_act(&env->compute, &ly->gate, &ly->up, &ly->down, s->x, n, s->ffn_out, ms_moe_ffn_scratch(s->moe),
-                       &ly->act, env->exact);
-        }
-        for (size_t i = 0; i < (size_t)n * D; i++) s->h[i] += s->ffn_out[i];
-    }
-    /* 4. final norm (every row when the hidden states are wanted) + lm_head */
-    if (b->hidden)
-        for (int t = 0; t < n; t++)
-            ms_rmsnorm(b->hidden + (size_t)t * D, s->h + (size_t)t * D, w->final_norm, D, eps);
+    /* 2-3. the decoder blocks */
+    for (int l = 0; l < c->n_layers; l++)
+        if ((rc = block(w, s, env, l, b, err)) < 0) return rc;
+    /* 4. the pre-norm hidden states (MTP's input), final norm + lm_head */
+    if (b->hidden) memcpy(b->hidden, s->h, (size_t)n * D * sizeof(float));
     if (b->logits) ms_arch_head(env, w->final_norm, &w->lm_head, b, s->h, s->x, eps);
+    return 0;
+}
+
+/* The MTP draft head (Step-3.5-Flash multi-token prediction, as vLLM's
+ * step3p5_mtp and SGLang's step3p5_mtp compute it), row i = (token x at pos+1,
+ * hidden h at pos: the main model's pre-norm state, or the previous draft's
+ * output), MTP layer 0 (model layer n_layers) at every draft depth:
+ *   u = eh_proj([enorm(embed(x)) | hnorm(h)])     embedding half first
+ *   y = the layer's decoder block over u          its own KV cache, RoPE position pos
+ *   logits = head(shared_head.norm(y))            the layer's own head: the draft for pos + 2
+ * b->hidden receives y (pre-norm: the next draft's h). All norms zero-centered
+ * in HF files (+1 on load). Routing of a MoE block would go through the same
+ * expert cache, not reported to traces, without prefetch. */
+static int step_mtp_forward(const void *wp, void *sp, const ms_fwd_env *env0, const ms_batch *b, const float *hidden,
+                            ms_err *err)
+{
+    const step_weights *w = wp;
+    step_state *s = sp;
+    int n = b->n, D = w->D, rc;
+    float eps = (float)w->c->rms_norm_eps;
+    if (w->n_mtp < 1) return ms_errf(err, EINVAL, "the model was opened without its MTP layer");
+    if ((rc = step_rows(w, s, b, err)) < 0) return rc;
+    ms_fwd_env env = *env0;
+    env.on_route = env.on_predict = NULL;
+    env.prefetch = false;
+    const struct step_mtp *mt = &w->mtp[0];
+    /* 1. [enorm(embed(x)) | hnorm(h)] per row */
+    for (int t = 0; t < n; t++) {
+        float *cat = s->cat + (size_t)t * 2 * D;
+        ms_mat_get_row(env.compute.kern, &w->embed, b->tokens[t], s->x + (size_t)t * D);
+        ms_rmsnorm(cat, s->x + (size_t)t * D, mt->enorm, D, eps);
+        ms_rmsnorm(cat + D, hidden + (size_t)t * D, mt->hnorm, D, eps);
+    }
+    /* 2. u = eh_proj(cat): the block's residual stream */
+    ms_arch_linear(&env, &mt->eh_proj, s->cat, n, s->h);
+    /* 3. the MTP layer's decoder block */
+    if ((rc = block(w, s, &env, w->c->n_layers, b, err)) < 0) return rc;
+    /* 4. its output state (the next draft step's hidden) and the draft logits */
+    if (b->hidden) memcpy(b->hidden, s->h, (size_t)n * D * sizeof(float));
+    if (b->logits) ms_arch_head(&env, mt->head_norm, &mt->head, b, s->h, s->x, eps);
     return 0;
 }
 
@@ -1030,6 +1164,7 @@ static const ms_arch_ops step_ops = {
     .state_destroy = step_state_destroy,
     .state_bytes = step_state_bytes,
     .forward = step_forward,
+    .mtp_forward = step_mtp_forward,
 };
 
 static const char *const step_types[] = {"step3p5", NULL};

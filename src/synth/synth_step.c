@@ -22,7 +22,18 @@
  * 3.. MoE (288 experts of 1280, top-8, shared expert 1280); SwiGLU limits 7 on
  * the routed experts of the last two layers and 16 on the last shared expert.
  * Per-layer lists have num_hidden_layers + 3 entries, as in the release (its
- * lists also cover the 3 MTP layers). */
+ * lists also cover the 3 MTP layers).
+ *
+ * MTP layers (--mtp N, at index num_hidden_layers + k) as the release's HF
+ * checkpoint stores them (17 tensors per layer; docs/ARCHITECTURE.md "MTP"):
+ * enorm, hnorm, eh_proj [D, 2D], a sliding-attention decoder block with a
+ * dense MLP of intermediate_size (the layer is not in moe_layers_enum) under
+ * the layer's own prefix, and transformer.shared_head.{norm, output} (output:
+ * the layer's own [vocab, D] head); no embed_tokens copy. Their per-layer list
+ * entries: sliding_attention, the sliding theta / rotary share, no clamp
+ * (the release's values there were not seen; UNCONFIRMED). --format mlx
+ * writes the same tensors under language_model. (a converter that kept them;
+ * MLX conversions drop them, errata 3). */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -124,7 +135,7 @@ int synth_step_validate(const ms_synth_opts *o, ms_err *err)
 
 static bool is_full(const ms_synth_arch *a, int l)
 {
-    if (l >= a->n_layers) return (l - a->n_layers) % 3 == 0; /* MTP entries: full, sliding, sliding */
+    if (l >= a->n_layers) return false; /* MTP layers: sliding_attention */
     return l % a->full_every == 0;
 }
 
@@ -142,7 +153,8 @@ static int add_layer(synth_build *b, const char *P, int l)
     snprintf(pre, sizeof pre, "%s.layers.%d", P, l);
     int rc = 0;
 #define N(fmt) (snprintf(p, sizeof p, "%s." fmt, pre), p)
-    if (l >= a->n_layers) { /* MTP module around a decoder layer (HF names) */
+    const bool mtp = l >= a->n_layers;
+    if (mtp) { /* MTP module around a decoder layer (HF names) */
         SYNTH_TRY(synth_add_vector(b, N("enorm"), D, norm_mean, 0.02f));
         SYNTH_TRY(synth_add_vector(b, N("hnorm"), D, norm_mean, 0.02f));
         SYNTH_TRY(synth_add_module(b, N("eh_proj"), "weight", ROLE_MTP_PROJ, l, false, 2, SHAPE2(D, 2 * D), 0,
@@ -159,7 +171,7 @@ static int add_layer(synth_build *b, const char *P, int l)
     SYNTH_TRY(synth_add_vector(b, N("self_attn.q_norm"), hd, norm_mean, 0.02f));
     SYNTH_TRY(synth_add_vector(b, N("self_attn.k_norm"), hd, norm_mean, 0.02f));
     SYNTH_TRY(synth_add_vector(b, N("post_attention_layernorm"), D, norm_mean, 0.02f));
-    if (l < a->first_k_dense_replace) { /* dense MLP */
+    if (l < a->first_k_dense_replace || mtp) { /* dense MLP (MTP layers: always) */
         const int64_t I = a->intermediate_size;
         SYNTH_TRY(synth_add_module(b, N("mlp.gate_proj"), "weight", ROLE_DENSE, l, false, 2, SHAPE2(I, D), 0, in_std));
         SYNTH_TRY(synth_add_module(b, N("mlp.up_proj"), "weight", ROLE_DENSE, l, false, 2, SHAPE2(I, D), 0, in_std));
@@ -181,10 +193,10 @@ static int add_layer(synth_build *b, const char *P, int l)
         snprintf(p, sizeof p, "%s.%s", pre, sh);
         SYNTH_TRY(synth_add_ffn(b, p, ROLE_SHARED, l, 0, S, D, in_std, (float)(out_scale / sqrt((double)S))));
     }
-    if (l >= a->n_layers) {
-        SYNTH_TRY(synth_add_vector(b, N("shared_head.norm"), D, norm_mean, 0.02f));
-        SYNTH_TRY(synth_add_module(b, N("shared_head.head"), "weight", ROLE_LM_HEAD, l, false, 2, SHAPE2(a->vocab_size, D),
-                             0, in_std));
+    if (mtp) { /* the layer's own head, under `transformer.` as in the release */
+        SYNTH_TRY(synth_add_vector(b, N("transformer.shared_head.norm"), D, norm_mean, 0.02f));
+        SYNTH_TRY(synth_add_module(b, N("transformer.shared_head.output"), "weight", ROLE_LM_HEAD, l, false, 2,
+                                   SHAPE2(a->vocab_size, D), 0, in_std));
     }
 #undef N
     return 0;
@@ -293,7 +305,8 @@ json_object *synth_step_config(const ms_synth_opts *o, const synth_build *b)
     ADD("num_attention_groups", I(a->n_kv_heads));
     ADD("num_attention_heads", I(a->n_heads));
     ADD("num_hidden_layers", I(a->n_layers));
-    ADD("num_nextn_predict_layers", I(list_len(a) - a->n_layers));
+    /* the MTP layers written (3 in the release; without --mtp the release's 3 the config keeps) */
+    ADD("num_nextn_predict_layers", I(a->n_mtp ? a->n_mtp : list_len(a) - a->n_layers));
     ADD("partial_rotary_factors", prf);
     ADD("rms_norm_eps", F(a->rms_norm_eps));
     json_object *rs = json_object_new_object();

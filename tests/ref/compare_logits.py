@@ -5,6 +5,8 @@ at every position the same top-1 token and |a - ref| <= tol * max(1, |ref|) ever
 Reads either the `moestream logits --all-positions` format
     {"n_vocab":V,"positions":[{"pos":p,"logits":[...]}, ...]}
 or the golden ref.json format {"tokens":[...],"n_vocab":V,"logits":[[...], ...]}.
+With key="mtp_positions" (`logits --mtp`: the draft head's rows) or "mtp_logits" (ref.json)
+the draft logits are read instead.
 The first file is the reference. Prints one summary line; a top-1 mismatch is reported
 with the reference's top-1/top-2 gap at that position (a near-tie there is a sensitivity
 case, not necessarily a bug). Exit 0 within tolerance, 1 otherwise, 2 usage error.
@@ -22,14 +24,25 @@ class CompareError(Exception):
     pass
 
 
-def load(path):
-    """-> float64 array [positions, vocab] (positions in file order, checked to be 0..n-1)."""
+def load(path, key="positions"):
+    """-> float64 array [positions, vocab] (positions in file order, checked to be 0..n-1);
+    key "mtp_positions" reads the draft head's rows of the same format."""
     try:
         with open(path) as f:
             d = json.load(f)
     except (OSError, ValueError) as e:
         raise CompareError("%s: %s" % (path, e))
-    if isinstance(d.get("positions"), list):
+    if key != "positions":
+        if isinstance(d.get(key), list):
+            pos = [p.get("pos") for p in d[key]]
+            rows = [p.get("logits") for p in d[key]]
+        elif isinstance(d.get("mtp_logits"), list):
+            pos, rows = list(range(len(d["mtp_logits"]))), d["mtp_logits"]
+        else:
+            raise CompareError("%s: no \"%s\" (run logits with --mtp)" % (path, key))
+        if pos != list(range(len(pos))):
+            raise CompareError("%s: %s are not 0..%d in order" % (path, key, len(pos) - 1))
+    elif isinstance(d.get("positions"), list):
         pos = [p.get("pos") for p in d["positions"]]
         rows = [p.get("logits") for p in d["positions"]]
         if pos != list(range(len(pos))):
@@ -78,18 +91,19 @@ def describe(r):
     return s
 
 
-def check_files(ref, files, tol, prog, note=""):
-    """Each file against the reference logits ref: one line "FILE: ok|FAIL ...<note>"; returns
-    the exit code (0 all within tolerance, 1 otherwise or on an unreadable file)."""
+def check_files(ref, files, tol, prog, note="", key="positions"):
+    """Each file against the reference logits ref: one line "FILE: ok|FAIL ...<note>" ("FILE (mtp):
+    ..." for the draft rows, key "mtp_positions"); returns the exit code (0 all within tolerance,
+    1 otherwise or on an unreadable file)."""
     rc = 0
     for f in files:
         try:
-            other = load(f)
+            other = load(f, key)
         except CompareError as e:
             print("%s: %s" % (prog, e), file=sys.stderr)
             return 1
         r = compare(ref, other, tol)
-        print("%s: %s%s" % (f, describe(r), note))
+        print("%s%s: %s%s" % (f, "" if key == "positions" else " (mtp)", describe(r), note))
         if not r["ok"]:
             rc = 1
     return rc

@@ -15,8 +15,21 @@ algorithm with the runtime's cache and chunking.
 Output, --compare, --tol, --stats and the exit codes are those of ds3_ref.py.
 --mutate M applies one deliberate deviation (MUTATIONS), for sensitivity checks only.
 
+--mtp: also the draft logits of the first MTP layer (model layer N = num_hidden_layers),
+teacher forced, with the meaning ds3-mtp-draft's README gives them for DeepSeek-V3:
+mtp_logits[t] (t = 0 .. T-2) = the draft for token t+2 from the main model's hidden state
+at t and the true token t+1. Step's MTP as vLLM's step3p5_mtp.py / SGLang's step3p5_mtp.py
+define it (docs/ARCHITECTURE.md "MTP"): h_t is the residual stream after the last layer
+*before* the final norm; u_t = eh_proj([enorm(embed(tokens[t+1])) | hnorm(h_t)]); y = layer
+N's decoder block (config entry N of every per-layer list: type, heads, RoPE, clamps; dense
+unless moe_layers_enum lists N) over u_0.. with causal (and sliding) masks, RoPE position t;
+logits = head(shared_head.norm(y)) with the layer's own head (transformer.shared_head.output,
+or shared_head.head; the main lm_head only if it has none). Zero-centered norms get +1 in a
+vanilla HF checkpoint like every other norm. --compare then also checks each file's
+"mtp_positions" (`moestream logits --all-positions --mtp`) against them.
+
 Usage: step_ref.py MODEL_DIR --tokens 1,2,3 [--out F] [--stats] [--compare F [--tol 1e-3]]
-                   [--mutate M]
+                   [--mutate M] [--mtp]
 """
 import argparse
 import json
@@ -43,6 +56,10 @@ MUTATIONS = {
     "no-gate": "head-wise attention gate ignored",
     "no-norm-plus-1": "zero-centered HF norms used as stored",
     "bias-in-weights": "expert weights from score + router_bias",
+    "mtp-post-norm": "MTP: main hidden state taken after the final norm",
+    "mtp-concat-swapped": "MTP: [hnorm(h) | enorm(e)] into eh_proj",
+    "mtp-main-head": "MTP: the main lm_head instead of the layer's own head",
+    "mtp-full-attention": "MTP: the block attends to every earlier slot (its sliding window ignored)",
 }
 
 
@@ -70,13 +87,18 @@ class StepConfig:
         self.V = c["vocab_size"]
         self.D = c["hidden_size"]
         self.N = c["num_hidden_layers"]
+        self.n_mtp = int(c.get("num_nextn_predict_layers") or 0)
+        NA = self.N + self.n_mtp                              # main layers + MTP layers (list entries N + k)
         self.hd = req("head_dim", 128)
         self.eps = float(c.get("rms_norm_eps", 1e-5))
         self.tie = bool(c.get("tie_word_embeddings", False))
         heads, kv = req("num_attention_heads", 64), req("num_attention_groups", 8)
-        lt = (c.get("layer_types") or [])[: self.N]
-        self.sliding = [t == "sliding_attention" for t in lt] if lt else [l % 2 == 0 for l in range(self.N)]
-        self.types = lt if lt else ["full_attention"] * self.N
+        lt = (c.get("layer_types") or [])[:NA]
+        if lt and len(lt) < NA:                               # the MTP entries missing: main layers only
+            NA = len(lt)
+        self.NA = NA
+        self.sliding = [t == "sliding_attention" for t in lt] if lt else [l % 2 == 0 for l in range(NA)]
+        self.types = lt if lt else ["full_attention"] * NA
         other = c.get("attention_other_setting") or {}
         self.heads = [other["num_attention_heads"] if s and other else heads for s in self.sliding]
         self.kv = [other["num_attention_groups"] if s and other else kv for s in self.sliding]
@@ -85,27 +107,27 @@ class StepConfig:
         else:
             self.window = c["sliding_window"] if "sliding_window" in c else 512
         th = c.get("rope_theta", 10000.0)
-        self.theta = [float(th[l]) for l in range(self.N)] if isinstance(th, list) else [float(th)] * self.N
+        self.theta = [float(th[l]) for l in range(min(NA, len(th)))] if isinstance(th, list) else [float(th)] * NA
         prf = c.get("partial_rotary_factors") or []
-        self.rope_dims = [int(self.hd * (prf[l] if l < len(prf) else 1.0)) for l in range(self.N)]
+        self.rope_dims = [int(self.hd * (prf[l] if l < len(prf) else 1.0)) for l in range(NA)]
         yot = c.get("yarn_only_types") or []
         rs = c.get("rope_scaling")
-        self.scaling = [None if (yot and self.types[l] not in yot) else rs for l in range(self.N)]
+        self.scaling = [None if (yot and self.types[l] not in yot) else rs for l in range(NA)]
         self.gate = bool(c.get("use_head_wise_attn_gate", not self.vlm))
 
         def limits(key):
             v = c.get(key) or []
-            return [float(v[l] or 0) if l < len(v) else 0.0 for l in range(self.N)]
+            return [float(v[l] or 0) if l < len(v) else 0.0 for l in range(NA)]
 
         self.lim_routed, self.lim_shared = limits("swiglu_limits"), limits("swiglu_limits_shared")
         enum = c.get("moe_layers_enum")
         if enum is None:
-            moe = set(range(3, 45)) if self.vlm else set(range(1, self.N))
+            moe = set(range(3, min(45, self.N))) if self.vlm else set(range(1, self.N))
         elif isinstance(enum, str):
             moe = {int(i) for i in enum.split(",") if i.strip()} if (enum.strip() or self.vlm) else set(range(1, self.N))
         else:
             moe = set(enum)
-        self.moe = [l in moe for l in range(self.N)]
+        self.moe = [l in moe for l in range(NA)]
         self.E = c.get("moe_num_experts", 288)
         self.K = c.get("moe_top_k", 8)
         self.M = c.get("moe_intermediate_size", 1280)
@@ -198,10 +220,12 @@ class Model:
         h = self.act(self.linear(x, p + "gate_proj", D, width), self.linear(x, p + "up_proj", D, width), limit, st)
         return self.linear(h, p + "down_proj", width, D)
 
-    def attention(self, l, x, pos):
+    def attention(self, l, x, pos, lc=None):
+        """Layer l's attention (weights of layer l, list entries of layer lc, default l)."""
         c = self.cfg
         p = "model.layers.%d.self_attn." % l
-        T, H, KV, hd, rd = x.shape[0], c.heads[l], c.kv[l], c.hd, c.rope_dims[l]
+        lc = l if lc is None else lc
+        T, H, KV, hd, rd = x.shape[0], c.heads[lc], c.kv[lc], c.hd, c.rope_dims[lc]
         q = self.linear(x, p + "q_proj", c.D, H * hd).reshape(T, H, hd)
         k = self.linear(x, p + "k_proj", c.D, KV * hd).reshape(T, KV, hd)
         v = self.linear(x, p + "v_proj", c.D, KV * hd).reshape(T, KV, hd)
@@ -209,7 +233,7 @@ class Model:
         k = rmsnorm(k, self.norm(p + "k_norm.weight", hd), c.eps)
         if "full-rotary" in self.mut:
             rd = hd
-        inv = inv_freq(rd, c.theta[l], c.scaling[l], self.mut)
+        inv = inv_freq(rd, c.theta[lc], c.scaling[lc], self.mut)
         q = rope(q, pos, inv, rd, "rope-interleaved" in self.mut)
         k = rope(k, pos, inv, rd, "rope-interleaved" in self.mut)
         kh = np.repeat(k, H // KV, axis=1)                                  # query head h -> KV head h // (H/KV)
@@ -217,7 +241,7 @@ class Model:
         score = np.einsum("thd,shd->hts", q, kh) / math.sqrt(hd)
         i, j = np.arange(T)[:, None], np.arange(T)[None, :]
         visible = j <= i
-        if c.sliding[l] and c.window and "no-window" not in self.mut:
+        if c.sliding[lc] and c.window and "no-window" not in self.mut:
             w = c.window + (1 if "window-plus-1" in self.mut else 0)
             visible &= j > i - w
         score = np.where(visible[None], score, -np.inf)
@@ -259,26 +283,69 @@ class Model:
         sh = self.alt(pre + "mlp.share_expert.gate_proj", pre + "share_expert.gate_proj")[: -len("gate_proj")]
         return y + self.mlp(x, sh, c.S, c.lim_shared[l], st)
 
-    def forward(self, tokens):
+    def block(self, l, h, pos, st, lc=None):
+        """Decoder layer l over the whole sequence h [T, D] (list entries of layer lc, default l)."""
+        c = self.cfg
+        lc = l if lc is None else lc
+        p = "model.layers.%d." % l
+        h = h + self.attention(l, rmsnorm(h, self.norm(p + "input_layernorm.weight", c.D), c.eps), pos, lc)
+        x = rmsnorm(h, self.norm(p + "post_attention_layernorm.weight", c.D), c.eps)
+        return h + (self.moe(l, x, st) if c.moe[lc] else self.mlp(x, p + "mlp.", c.I, c.lim_shared[lc], st))
+
+    def embed(self, tokens):
         c, w = self.cfg, self.w
-        st = Stats()
         tok = np.asarray(tokens, dtype=np.int64)
         if tok.size == 0 or tok.min() < 0 or tok.max() >= c.V:
             raise RefError("token ids must be in [0, %d)" % c.V)
         uniq, inv = np.unique(tok, return_inverse=True)
-        h = w.get(self.name("model.embed_tokens"), c.D, (c.V, c.D), (uniq,))[inv]
+        return w.get(self.name("model.embed_tokens"), c.D, (c.V, c.D), (uniq,))[inv]
+
+    def head(self, h):
+        c, w = self.cfg, self.w
+        if w.has_module(self.name("lm_head")):
+            return self.linear(h, "lm_head", c.D, c.V)
+        if c.tie:
+            return self.linear(h, "model.embed_tokens", c.D, c.V)
+        raise RefError("%s: tensor %slm_head.weight missing" % (w.dir, self.P))
+
+    def forward(self, tokens):
+        """-> logits [T, V], stats; self.h_pre = the residual stream after the last layer (before the final norm)."""
+        c = self.cfg
+        st = Stats()
+        h = self.embed(tokens)
         pos = np.arange(len(tokens))
         for l in range(c.N):
-            p = "model.layers.%d." % l
-            h = h + self.attention(l, rmsnorm(h, self.norm(p + "input_layernorm.weight", c.D), c.eps), pos)
-            x = rmsnorm(h, self.norm(p + "post_attention_layernorm.weight", c.D), c.eps)
-            h = h + (self.moe(l, x, st) if c.moe[l] else self.mlp(x, p + "mlp.", c.I, c.lim_shared[l], st))
-        h = rmsnorm(h, self.norm("model.norm.weight", c.D), c.eps)
-        if w.has_module(self.name("lm_head")):
-            return self.linear(h, "lm_head", c.D, c.V), st
-        if c.tie:
-            return self.linear(h, "model.embed_tokens", c.D, c.V), st
-        raise RefError("%s: tensor %slm_head.weight missing" % (w.dir, self.P))
+            h = self.block(l, h, pos, st)
+        self.h_pre = h
+        self.h_post = rmsnorm(h, self.norm("model.norm.weight", c.D), c.eps)
+        return self.head(self.h_post), st
+
+    def forward_mtp(self, tokens, st):
+        """The first MTP layer's teacher-forced draft logits [T-1, V] (see the top of the file);
+        forward() first."""
+        c, w = self.cfg, self.w
+        N, D = c.N, c.D
+        if c.n_mtp < 1 or c.NA <= N:
+            raise RefError("--mtp: num_nextn_predict_layers is %d and the per-layer lists have %d entries" %
+                           (c.n_mtp, c.NA))
+        T = len(tokens)
+        if T < 2:
+            raise RefError("--mtp needs at least 2 tokens")
+        p = "model.layers.%d." % N
+        hid = (self.h_post if "mtp-post-norm" in self.mut else self.h_pre)[: T - 1]
+        e = rmsnorm(self.embed(tokens[1:]), self.norm(p + "enorm.weight", D), c.eps)
+        hn = rmsnorm(hid, self.norm(p + "hnorm.weight", D), c.eps)
+        cat = np.concatenate([hn, e] if "mtp-concat-swapped" in self.mut else [e, hn], axis=1)
+        u = self.linear(cat, p + "eh_proj", 2 * D, D)
+        if "mtp-full-attention" in self.mut:
+            c.sliding[N] = False
+        y = self.block(N, u, np.arange(T - 1), st)
+        hn_name = self.alt(p + "transformer.shared_head.norm", p + "shared_head.norm")
+        y = rmsnorm(y, self.norm(hn_name + ".weight", D), c.eps)
+        head = self.alt(p + "transformer.shared_head.output", p + "shared_head.head")
+        if "mtp-main-head" in self.mut or not w.has_module(self.name(head)):
+            return self.head(y)
+        return self.linear(y, head, D, c.V)
 
 
 def main(argv):
@@ -290,11 +357,15 @@ def main(argv):
     ap.add_argument("--compare", action="append", default=[])
     ap.add_argument("--tol", type=float, default=1e-3)
     ap.add_argument("--mutate", action="append", default=[], choices=sorted(MUTATIONS))
+    ap.add_argument("--mtp", action="store_true", help="also the first MTP layer's draft logits (see the top)")
     a = ap.parse_args(argv)
     tokens = parse_tokens(ap, a.tokens)
+    mtp = None
     try:
         m = Model(a.model, a.mutate)
         logits, st = m.forward(tokens)
+        if a.mtp:
+            mtp = m.forward_mtp(tokens, st)
     except (RefError, OSError, ValueError, KeyError) as e:
         print("step_ref: %s" % e, file=sys.stderr)
         return 1
@@ -304,7 +375,15 @@ def main(argv):
                           "route_margin_at": st.route_where, "clamped": st.clamped, "min_top2_gap": gap,
                           "vanilla_hf": m.vanilla, "notes": m.w.notes}), file=sys.stderr)
     note = "" if math.isinf(st.route_margin) else " route_margin=%.3g" % st.route_margin
-    return compare_logits.check_files(logits, a.compare, a.tol, "step_ref", note)
+    rc = compare_logits.check_files(logits, a.compare, a.tol, "step_ref", note)
+    if mtp is not None:
+        if a.stats:
+            srt = np.sort(mtp, axis=1)
+            print(json.dumps({"mtp_min_top2_gap": float((srt[:, -1] - srt[:, -2]).min())}), file=sys.stderr)
+        if not a.compare and not a.out:
+            sys.stdout.write('{"mtp_logits":%s}\n' % json.dumps(mtp.tolist()))
+        rc |= compare_logits.check_files(mtp, a.compare, a.tol, "step_ref", note, key="mtp_positions")
+    return rc
 
 
 if __name__ == "__main__":
