@@ -9,7 +9,7 @@
  *      4-bit model and on a generated Step-3.5 HF model (step-tiny: sliding
  *      window 8, its MTP layer sliding too), at the minimum budget (experts
  *      evicted), a middle one and all resident, with 1 and 2 threads; with
- *      --mtp 1 and 2 on a generated GLM-4.7-Flash HF model (glm4_moe_lite
+ *      --mtp 1 and 2 on a generated GLM HF model (glm-tiny: glm4_moe_lite
  *      through the DeepSeek-V3 code, its MTP layer MoE: routed through the
  *      same expert cache), minimum budget and resident, 1 and 2 threads.
  *   3. The draft head's cache follows the emitted sequence: each round's
@@ -238,8 +238,7 @@ static void test_greedy_identical_glm(void **state)
     (void)state;
     enum { N = 24 };
     static const int prompt[6] = {1, 80, 87, 83, 35, 103};
-    char *dir = synth_model("mtp-glm", "--preset glm-4.7-flash --format hf --layers 1 --first-dense 0 --experts 2 "
-                                       "--top-k 1 --vocab 512 --seed 3");
+    char *dir = synth_model("mtp-glm", "--preset glm-tiny --format hf --seed 3");
     int base[N], got[N];
     greedy(dir, prompt, 6, 0, 2, "resident", 0, N, base, NULL);
     uint64_t lo = engine_min_ram(dir, 1);

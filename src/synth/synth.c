@@ -37,8 +37,8 @@
 
 const char *ms_synth_preset_list(void)
 {
-    return "tiny, demo, gigachat-702b, gigachat3-10b, glm-4.7-flash, step-3.7-flash, step-tiny, deepseek-v4-flash, "
-           "deepseek-v4-tiny";
+    return "tiny, demo, gigachat-702b, gigachat3-10b, glm-4.7-flash, glm-tiny, step-3.7-flash, step-tiny, "
+           "deepseek-v4-flash, deepseek-v4-tiny";
 }
 
 void synth_arch_base(ms_synth_arch *a, const char *model_type, const char *architecture)
@@ -181,9 +181,10 @@ int ms_synth_preset(const char *name, ms_synth_opts *o, ms_err *err)
         a->max_position_embeddings = 262144;
         a->n_mtp_hf = 1;
         o->format = MS_SYNTH_HF;
-    } else if (!strcmp(name, "glm-4.7-flash")) {
+    } else if (!strcmp(name, "glm-4.7-flash") || !strcmp(name, "glm-tiny")) {
         /* GLM-4.7-Flash geometry (glm4_moe_lite): no YaRN, no group routing,
-         * latent norms at rms_norm_eps; 4 of its 47 layers by default. */
+         * latent norms at rms_norm_eps; 4 of its 47 layers by default. glm-tiny:
+         * the same family at test size (widths below, after the real ones). */
         arch_deepseek(a);
         snprintf(a->model_type, sizeof a->model_type, "glm4_moe_lite");
         snprintf(a->architecture, sizeof a->architecture, "Glm4MoeLiteForCausalLM");
@@ -209,6 +210,22 @@ int ms_synth_preset(const char *name, ms_synth_opts *o, ms_err *err)
         a->yarn = false;
         a->max_position_embeddings = 202752;
         a->n_mtp_hf = 1; /* GLM-4.7-Flash's HF checkpoint has its MTP layer at index 47 */
+        if (!strcmp(name, "glm-tiny")) { /* a few MB; v_head != qk_nope as in the real one */
+            a->vocab_size = 512;
+            a->hidden_size = 128;
+            a->intermediate_size = 256;
+            a->moe_intermediate_size = 64;
+            a->n_layers = 3;
+            a->n_heads = 4;
+            a->q_lora_rank = 64;
+            a->kv_lora_rank = 64;
+            a->qk_nope_head_dim = 48;
+            a->qk_rope_head_dim = 16;
+            a->v_head_dim = 64;
+            a->n_routed_experts = 8;
+            a->n_experts_per_tok = 2;
+            a->max_position_embeddings = 4096;
+        }
     } else if (!strcmp(name, "step-3.7-flash") || !strcmp(name, "step-tiny")) {
         synth_step_preset(o, !strcmp(name, "step-tiny"));
     } else if (!strcmp(name, "deepseek-v4-flash") || !strcmp(name, "deepseek-v4-tiny")) {
