@@ -126,6 +126,12 @@ int ms_arch_check_rows(const ms_batch *b, int batch, int n_seq, int ctx, int voc
  * (b->all_logits); x is [n][D] scratch. */
 void ms_arch_head(const ms_fwd_env *env, const float *norm, const ms_mat *head, const ms_batch *b, const float *h,
                   float *x, float eps);
+/* The MTP input fusion (DeepSeek-V3, GLM and Step draft heads), per row t of b:
+ * h[t] = eh_proj([rmsnorm(embed(tokens[t]), enorm) | rmsnorm(hidden[t], hnorm)])
+ * (embedding half first). x is [n][D] and cat [n][2D] scratch; h is [n][D]. */
+void ms_arch_mtp_fuse(const ms_fwd_env *env, const ms_mat *embed, const float *enorm, const float *hnorm,
+                      const ms_mat *eh_proj, const ms_batch *b, const float *hidden, float *x, float *cat, float *h,
+                      float eps);
 
 /* The sigmoid router (DeepSeek-V3 noaux_tc, Step): s = sigmoid(logits), the K
  * experts with the largest s + bias (bias may be NULL), within the topk_group

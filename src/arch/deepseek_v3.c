@@ -881,15 +881,8 @@ static int ds3_mtp_forward(const void *wp, void *sp, const ms_fwd_env *env0, con
     env.on_route = env.on_predict = NULL;
     env.prefetch = false;
     const struct ds3_mtp *mt = &w->mtp[0];
-    /* 1. [enorm(embed(x)) | hnorm(h)] per row */
-    for (int t = 0; t < n; t++) {
-        float *cat = s->cat + (size_t)t * 2 * D;
-        ms_mat_get_row(env.compute.kern, &w->embed, b->tokens[t], s->x + (size_t)t * D);
-        ms_rmsnorm(cat, s->x + (size_t)t * D, mt->enorm, D, eps);
-        ms_rmsnorm(cat + D, hidden + (size_t)t * D, mt->hnorm, D, eps);
-    }
-    /* 2. u = eh_proj(cat): the MTP block's residual stream */
-    ms_arch_linear(&env, &mt->eh_proj, s->cat, n, s->h);
+    /* 1-2. u = eh_proj([enorm(embed(x)) | hnorm(h)]): the block's residual stream */
+    ms_arch_mtp_fuse(&env, &w->embed, mt->enorm, mt->hnorm, &mt->eh_proj, b, hidden, s->x, s->cat, s->h, eps);
     /* 3. the MTP decoder block (layer index n_layers) */
     if ((rc = block(w, s, &env, w->c->n_layers, b, err)) < 0) return rc;
     /* 4. its output state (the next draft step's hidden) and the draft logits */

@@ -69,6 +69,22 @@ void ms_arch_head(const ms_fwd_env *env, const float *norm, const ms_mat *head, 
     ms_arch_linear(env, head, x, n - t0, b->logits);
 }
 
+void ms_arch_mtp_fuse(const ms_fwd_env *env, const ms_mat *embed, const float *enorm, const float *hnorm,
+                      const ms_mat *eh_proj, const ms_batch *b, const float *hidden, float *x, float *cat, float *h,
+                      float eps)
+{
+    const int n = b->n, D = (int)embed->cols;
+    /* 1. [enorm(embed(x)) | hnorm(h)] per row */
+    for (int t = 0; t < n; t++) {
+        float *c = cat + (size_t)t * 2 * D;
+        ms_mat_get_row(env->compute.kern, embed, b->tokens[t], x + (size_t)t * D);
+        ms_rmsnorm(c, x + (size_t)t * D, enorm, D, eps);
+        ms_rmsnorm(c + D, hidden + (size_t)t * D, hnorm, D, eps);
+    }
+    /* 2. the MTP block's residual stream */
+    ms_arch_linear(env, eh_proj, cat, n, h);
+}
+
 void ms_route_sigmoid(const ms_sigmoid_router *r, const float *logits, const float *bias, int *ids, float *wts,
                       float *tmp)
 {
