@@ -42,8 +42,9 @@ typedef struct {
                            * plan's minimum --ram for this prompt; a leading
                            * "MOESTREAM_KERNELS=x" goes to the environment); NULL-terminated */
     const char *tol;      /* NULL = TOL */
-} xc_case; /* a case named "step-mtp..." runs step_ref.py --mtp: its modes pass --mtp to `logits`
-            * and the draft rows are checked too */ /* the reference is ds3_ref.py, or step_ref.py for a case named "step..." */
+} xc_case; /* the reference is ds3_ref.py, or step_ref.py for a case named "step..."; a case named
+            * "step-mtp..." runs step_ref.py --mtp (its modes pass --mtp to `logits`) and the draft
+            * rows are checked too */
 
 #define NEED_PYTHON(state)                                                                         \
     do {                                                                                           \
