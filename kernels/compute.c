@@ -174,14 +174,14 @@ static size_t xin_floats(const ms_kern *k, const ms_mat *m, int n)
 }
 
 /* Room for `need` floats of prepared input: the stack buffer if it fits, else
- * the pool's input buffer (kept between calls), else malloc (*heap, to free).
- * NULL if none could be had. */
+ * the pool's input buffer (kept between calls), else a 64-byte aligned heap
+ * block (*heap, to free). NULL if none could be had. */
 static float *xin_room(const ms_compute *c, size_t need, float *stack, size_t cap, float **heap)
 {
     *heap = NULL;
     if (need <= cap) return stack;
     float *b = ms_pool_xbuf(c->pool, need * sizeof(float));
-    return b ? b : (*heap = ms_aligned_alloc(64, MS_ALIGN_UP(need * sizeof(float), 64)));
+    return b ? b : (*heap = ms_aligned_alloc(64, need * sizeof(float)));
 }
 
 /* Prepare X[n, cols] for table k into buf (xin_floats(k, m, n) floats). */
